@@ -1,0 +1,2 @@
+//! Layers, forward and backward: one function per direction.
+pub mod softmax;

@@ -1,0 +1,112 @@
+//! Softmax and log-softmax over the class axis (axis 1) of `[N, C, ...]` tensors.
+//!
+//! For each position (`n`, voxel) independently, with the classes in ascending order:
+//! 1. `m = max_c s_c` (a comparison chain from `c = 0`; exact).
+//! 2. `e_c = exp(s_c - m)` with the crate's [`exp`](crate::mathfn::exp).
+//! 3. `S = ((0 + e_0) + e_1) + ...` sequentially in class order.
+//! 4. `softmax_c = e_c / S`; `log_softmax_c = (s_c - m) - ln(S)` with the crate's
+//!    [`ln`](crate::mathfn::ln).
+//!
+//! Backward (upstream gradient `g`, forward output `p = softmax`):
+//! * softmax: `ds_j = p_j * (g_j - G)` with `G = sum_c p_c * g_c`, a sequential fma chain over
+//!   classes from `+0.0`: `G = fma(p_c, g_c, G)`.
+//! * log-softmax: `ds_j = g_j - p_j * T` with `T = sum_c g_c` sequential over classes from
+//!   `+0.0`, computed as `fma(-p_j, T, g_j)`.
+
+use crate::mathfn::{exp, ln};
+use crate::Tensor;
+use rayon::prelude::*;
+
+/// `(N, C, V)` of a `[N, C, ...]` tensor, `V` the product of the trailing axes.
+fn ncv(shape: &[usize]) -> (usize, usize, usize) {
+    assert!(shape.len() >= 2, "softmax: need at least [N, C], got {shape:?}");
+    (shape[0], shape[1], shape[2..].iter().product())
+}
+
+/// Builds a tensor shaped like `inputs[0]` by calling `f(columns_in, column_out)` at every
+/// position, where `columns_in[j][c]` is `inputs[j][n, c, v]` and `f` fills `column_out[c]`.
+/// Samples run in parallel; positions within a sample in order (each is independent).
+fn map_columns(inputs: &[&Tensor], f: impl Fn(&[Vec<f32>], &mut [f32]) + Sync) -> Tensor {
+    let shape = &inputs[0].shape;
+    for t in inputs {
+        assert_eq!(&t.shape, shape, "softmax: operand shapes differ");
+    }
+    let (_, c, v) = ncv(shape);
+    let mut out = Tensor::zeros(shape);
+    out.data
+        .par_chunks_mut(c * v)
+        .enumerate()
+        .for_each(|(n, o)| {
+            let mut cols = vec![vec![0.0f32; c]; inputs.len()];
+            let mut col_out = vec![0.0f32; c];
+            for p in 0..v {
+                for (col, t) in cols.iter_mut().zip(inputs) {
+                    for (k, ck) in col.iter_mut().enumerate() {
+                        *ck = t.data[(n * c + k) * v + p];
+                    }
+                }
+                f(&cols, &mut col_out);
+                for (k, &ck) in col_out.iter().enumerate() {
+                    o[k * v + p] = ck;
+                }
+            }
+        });
+    out
+}
+
+/// Steps 1-3 for one column: `(m, e, S)` with `e` written into `e_out`.
+#[inline]
+fn shifted_exp(s: &[f32], e_out: &mut [f32]) -> (f32, f32) {
+    let m = s.iter().copied().fold(s[0], f32::max);
+    let mut total = 0.0f32;
+    for (k, &sk) in s.iter().enumerate() {
+        e_out[k] = exp(sk - m);
+        total += e_out[k];
+    }
+    (m, total)
+}
+
+/// `softmax(x)` over axis 1.
+pub fn softmax(x: &Tensor) -> Tensor {
+    map_columns(&[x], |cols, p| {
+        let (_, total) = shifted_exp(&cols[0], p);
+        for pk in p.iter_mut() {
+            *pk /= total;
+        }
+    })
+}
+
+/// `log_softmax(x)` over axis 1.
+pub fn log_softmax(x: &Tensor) -> Tensor {
+    map_columns(&[x], |cols, out| {
+        let s = &cols[0];
+        let (m, total) = shifted_exp(s, out);
+        let ln_total = ln(total);
+        for (k, &sk) in s.iter().enumerate() {
+            out[k] = (sk - m) - ln_total;
+        }
+    })
+}
+
+/// Gradient of [`softmax`]: `ds_j = p_j * (g_j - G)`, `G = fma(p_c, g_c, G)` over classes.
+pub fn softmax_backward(g: &Tensor, p: &Tensor) -> Tensor {
+    map_columns(&[g, p], |cols, ds| {
+        let (g, p) = (&cols[0], &cols[1]);
+        let big_g = p.iter().zip(g).fold(0.0f32, |acc, (&pc, &gc)| pc.mul_add(gc, acc));
+        for (j, dsj) in ds.iter_mut().enumerate() {
+            *dsj = p[j] * (g[j] - big_g);
+        }
+    })
+}
+
+/// Gradient of [`log_softmax`] given `p = softmax(x)`: `ds_j = fma(-p_j, T, g_j)`,
+/// `T = sum_c g_c` in class order.
+pub fn log_softmax_backward(g: &Tensor, p: &Tensor) -> Tensor {
+    map_columns(&[g, p], |cols, ds| {
+        let (g, p) = (&cols[0], &cols[1]);
+        let t = g.iter().fold(0.0f32, |acc, &gc| acc + gc);
+        for (j, dsj) in ds.iter_mut().enumerate() {
+            *dsj = (-p[j]).mul_add(t, g[j]);
+        }
+    })
+}
