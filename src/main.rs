@@ -1,1 +1,193 @@
-fn main(){}
+//! The `protokd` command-line tool.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use protokd::audit;
+use protokd::modality::Modalities;
+use protokd_reference::adam::AdamConfig;
+use protokd_reference::step::{StepConfig, StepMode};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// ProtoKD: prototype knowledge distillation for brain-tumour segmentation with missing MRI
+/// modalities. Every number is reproducible bit for bit (see the protokd-reference crate).
+#[derive(Parser)]
+#[command(name = "protokd", version, about, long_about = None)]
+struct Cli {
+    /// Worker threads (default: all cores). Results are bit-identical for every thread count.
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Re-run one computation from safetensors files and print the SHA-256 of every output.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// One VNet forward pass.
+    ///
+    /// Example: protokd audit forward --weights student.safetensors --input x.safetensors --out y.safetensors
+    Forward {
+        /// Checkpoint (protokd- or PyTorch-written safetensors state_dict).
+        #[arg(long, value_name = "W.safetensors")]
+        weights: PathBuf,
+        /// File holding `image`, f32 [N, C, D, H, W] (D, H, W multiples of 16).
+        #[arg(long, value_name = "X.safetensors")]
+        input: PathBuf,
+        /// Output file; receives `features` and `logits` (f32).
+        #[arg(long, value_name = "Y.safetensors")]
+        out: PathBuf,
+        /// Training mode (BatchNorm with batch statistics) instead of evaluation mode.
+        #[arg(long)]
+        train: bool,
+    },
+    /// One training step (no augmentation): losses, gradients and the updated state.
+    ///
+    /// Example: protokd audit step --student s.safetensors --teacher t.safetensors --batch b.safetensors --modality t1ce --out o.safetensors
+    Step(StepCli),
+}
+
+#[derive(Args)]
+struct StepCli {
+    /// Student checkpoint.
+    #[arg(long, value_name = "S.safetensors")]
+    student: PathBuf,
+    /// Teacher checkpoint (four channels); --mode protokd only.
+    #[arg(long, value_name = "T.safetensors")]
+    teacher: Option<PathBuf>,
+    /// Batch: `image` f32 [N, 4, D, H, W] (T1, T2, T1ce, FLAIR) and `label` [N, 1, D, H, W],
+    /// internal labels 0..3 in any integer or float dtype.
+    #[arg(long, value_name = "B.safetensors")]
+    batch: PathBuf,
+    /// Student modalities: t1, t2, t1ce, flair or a comma-separated subset (default: the
+    /// student checkpoint's recorded modalities).
+    #[arg(long)]
+    modality: Option<String>,
+    /// Output file: `loss.*`, `grad.<name>` and `param.<name>`.
+    #[arg(long, value_name = "O.safetensors")]
+    out: PathBuf,
+    /// Which step.
+    #[arg(long, value_enum, default_value_t = ModeArg::Protokd)]
+    mode: ModeArg,
+    /// Weight of the pixel-wise KD loss.
+    #[arg(long, default_value_t = 10.0)]
+    kd_weight: f32,
+    /// Weight of the prototype loss.
+    #[arg(long, default_value_t = 0.1)]
+    proto_weight: f32,
+    /// KD temperature.
+    #[arg(long, default_value_t = 10.0)]
+    temperature: f32,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Adam L2 weight decay.
+    #[arg(long, default_value_t = 1e-5)]
+    weight_decay: f64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// L_seg + kd_weight * L_kd + proto_weight * L_proto against a frozen teacher.
+    Protokd,
+    /// L_seg on the student alone (unimodal baseline).
+    Baseline,
+    /// L_seg on all four channels (teacher pretraining).
+    Teacher,
+}
+
+fn print_hashes(hashes: &[(String, String)], out: &std::path::Path) {
+    for (name, hash) in hashes {
+        println!("sha256 {hash}  {name}");
+    }
+    println!("wrote {} tensors to {}", hashes.len(), out.display());
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Some(n) = cli.threads {
+        anyhow::ensure!(n >= 1, "--threads must be at least 1");
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("cannot start the thread pool")?;
+    }
+    match cli.command {
+        Command::Audit(AuditCommand::Forward {
+            weights,
+            input,
+            out,
+            train,
+        }) => {
+            let hashes = audit::forward(&weights, &input, &out, train)?;
+            print_hashes(&hashes, &out);
+        }
+        Command::Audit(AuditCommand::Step(s)) => {
+            let mode = match s.mode {
+                ModeArg::Protokd => StepMode::ProtoKd,
+                ModeArg::Baseline => StepMode::Baseline,
+                ModeArg::Teacher => StepMode::Teacher,
+            };
+            for (name, v) in [
+                ("--kd-weight", s.kd_weight),
+                ("--proto-weight", s.proto_weight),
+                ("--temperature", s.temperature),
+            ] {
+                anyhow::ensure!(
+                    v.is_finite() && v >= 0.0,
+                    "{name} must be a finite number >= 0, got {v}"
+                );
+            }
+            anyhow::ensure!(s.temperature > 0.0, "--temperature must be > 0");
+            anyhow::ensure!(
+                s.lr.is_finite() && s.lr >= 0.0,
+                "--lr must be a finite number >= 0, got {}",
+                s.lr
+            );
+            anyhow::ensure!(
+                s.weight_decay.is_finite() && s.weight_decay >= 0.0,
+                "--weight-decay must be a finite number >= 0, got {}",
+                s.weight_decay
+            );
+            let config = StepConfig {
+                mode,
+                kd_weight: s.kd_weight,
+                proto_weight: s.proto_weight,
+                temperature: s.temperature,
+                adam: AdamConfig {
+                    lr: s.lr,
+                    weight_decay: s.weight_decay,
+                    ..AdamConfig::default()
+                },
+            };
+            let modality = s.modality.as_deref().map(Modalities::parse).transpose()?;
+            let args = audit::StepArgs {
+                student: &s.student,
+                teacher: s.teacher.as_deref(),
+                batch: &s.batch,
+                modality,
+                out: &s.out,
+                config,
+            };
+            let hashes = audit::step(&args)?;
+            print_hashes(&hashes, &s.out);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -164,7 +164,9 @@ mod tests {
     #[test]
     fn partials_equal_reduce_with() {
         let n = 3 * BLOCK + 77;
-        let a: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+        let a: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+            .collect();
         let b: Vec<f32> = (0..n).map(|i| ((i * 104729) % 997) as f32 * 1e-2).collect();
         let mut p = Partials::new(n);
         for i in 0..n {
@@ -176,7 +178,9 @@ mod tests {
     #[test]
     fn independent_of_thread_count() {
         let n = 9 * BLOCK + 5;
-        let x: Vec<f32> = (0..n).map(|i| ((i * 31337) % 4099) as f32 * 1e-3 - 2.0).collect();
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 31337) % 4099) as f32 * 1e-3 - 2.0)
+            .collect();
         let bits: Vec<u32> = [1, 2, 7]
             .iter()
             .map(|&t| {

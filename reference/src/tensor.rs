@@ -58,3 +58,48 @@ impl Tensor {
             .find(|(_, v)| !v.is_finite())
     }
 }
+
+/// A batch of internal label maps `[N, D, H, W]` (values `0 .. n_classes`), `W` fastest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelMap {
+    /// `[N, D, H, W]`.
+    pub dims: [usize; 4],
+    /// One class index per voxel.
+    pub data: Vec<u8>,
+}
+
+impl LabelMap {
+    /// A label map from its values. Panics if the length does not match `dims`.
+    pub fn new(dims: [usize; 4], data: Vec<u8>) -> Self {
+        assert_eq!(
+            dims.iter().product::<usize>(),
+            data.len(),
+            "LabelMap::new: length"
+        );
+        LabelMap { dims, data }
+    }
+
+    /// Voxels per sample (`D * H * W`).
+    pub fn voxels(&self) -> usize {
+        self.dims[1] * self.dims[2] * self.dims[3]
+    }
+}
+
+impl Tensor {
+    /// Channels `channels` (in the given order) of a `[N, C, ...]` tensor, e.g. the student's
+    /// modalities out of the four. Panics on an out-of-range channel.
+    pub fn select_channels(&self, channels: &[usize]) -> Tensor {
+        let (n, c) = (self.shape[0], self.shape[1]);
+        let v: usize = self.shape[2..].iter().product();
+        let mut shape = self.shape.clone();
+        shape[1] = channels.len();
+        let mut data = Vec::with_capacity(n * channels.len() * v);
+        for i in 0..n {
+            for &ch in channels {
+                assert!(ch < c, "select_channels: channel {ch} of {c}");
+                data.extend_from_slice(&self.data[(i * c + ch) * v..(i * c + ch + 1) * v]);
+            }
+        }
+        Tensor::from_vec(&shape, data)
+    }
+}

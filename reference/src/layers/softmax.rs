@@ -19,7 +19,10 @@ use rayon::prelude::*;
 
 /// `(N, C, V)` of a `[N, C, ...]` tensor, `V` the product of the trailing axes.
 fn ncv(shape: &[usize]) -> (usize, usize, usize) {
-    assert!(shape.len() >= 2, "softmax: need at least [N, C], got {shape:?}");
+    assert!(
+        shape.len() >= 2,
+        "softmax: need at least [N, C], got {shape:?}"
+    );
     (shape[0], shape[1], shape[2..].iter().product())
 }
 
@@ -92,7 +95,10 @@ pub fn log_softmax(x: &Tensor) -> Tensor {
 pub fn softmax_backward(g: &Tensor, p: &Tensor) -> Tensor {
     map_columns(&[g, p], |cols, ds| {
         let (g, p) = (&cols[0], &cols[1]);
-        let big_g = p.iter().zip(g).fold(0.0f32, |acc, (&pc, &gc)| pc.mul_add(gc, acc));
+        let big_g = p
+            .iter()
+            .zip(g)
+            .fold(0.0f32, |acc, (&pc, &gc)| pc.mul_add(gc, acc));
         for (j, dsj) in ds.iter_mut().enumerate() {
             *dsj = p[j] * (g[j] - big_g);
         }

@@ -1,0 +1,935 @@
+//! Conv3d: forward, input gradient, weight gradient, bias gradient.
+//!
+//! Shapes: input `x` `[N, Cin, Di, Hi, Wi]`, weight `w` `[Cout, Cin, kd, kh, kw]` (PyTorch
+//! layout), optional bias `[Cout]`, output `y` `[N, Cout, Do, Ho, Wo]` with
+//! `Do = (Di + 2 pd - kd) / sd + 1` (integer division) and likewise for `H` and `W`
+//! ([`ConvGeom::output_dims`]). Every tensor is row-major with `W` fastest.
+//!
+//! Notation: `s`, `p`, `k` are the stride, padding and kernel extent of one axis; an output
+//! index `o` reads input index `o * s + k - p` for tap `k`. `X(n, c, d, h, w)` is
+//! `x[n, c, d, h, w]` when the index is inside the input and `+0.0` when it falls in the zero
+//! padding.
+//!
+//! # Forward ([`conv3d_forward`])
+//! `y[n, co, od, oh, ow] = sum_{ci, a, b, c} X(n, ci, od sd + a - pd, oh sh + b - ph,
+//! ow sw + c - pw) * w[co, ci, a, b, c] (+ bias[co])`.
+//!
+//! Order: each output is ONE sequential chain, starting at `acc = +0.0`, over the taps
+//! `(ci, a, b, c)` in ascending lexicographic order (`ci` slowest, `c` fastest):
+//! `acc = fma(X(..), w[co, ci, a, b, c], acc)`. EVERY tap is a step, including taps in the
+//! padding, where the step is `fma(+0.0, w, acc)`. With a bias, `y = acc + bias[co]` (one
+//! IEEE addition after the chain); without, `y = acc`.
+//!
+//! # Input gradient ([`conv3d_backward_input`])
+//! `dx[n, ci, q] = sum_{co, k} dy[n, co, (q + p - k) / s] * w[co, ci, k]` (per axis, `q` and
+//! `k` 3-D), over the taps with `(q + p - k)` divisible by `s` on every axis.
+//!
+//! Order: each `dx[n, ci, qd, qh, qw]` is ONE chain from `+0.0` over `(co, a, b, c)` in
+//! ascending lexicographic order, restricted to the taps where `qd + pd - a` is divisible by
+//! `sd`, `qh + ph - b` by `sh` and `qw + pw - c` by `sw` (divisibility in the mathematical
+//! sense, negative values included): `acc = fma(DY, w[co, ci, a, b, c], acc)` where
+//! `DY = dy[n, co, (qd + pd - a) / sd, (qh + ph - b) / sh, (qw + pw - c) / sw]` when that
+//! output index lies in `[0, Do) x [0, Ho) x [0, Wo)` and `+0.0` otherwise (that term is
+//! still an fma, like the padding in the forward). A `dx` with no such tap is `+0.0`.
+//! With stride 1 on every axis, every tap is taken.
+//!
+//! # Weight gradient ([`conv3d_backward_weight`])
+//! `dw[co, ci, a, b, c] = sum_{n, od, oh, ow} dy[n, co, od, oh, ow] * X(n, ci, od sd + a - pd,
+//! oh sh + b - ph, ow sw + c - pw)`.
+//!
+//! Order: each `dw[co, ci, a, b, c]` is ONE canonical reduction ([`crate::reduce`]) of
+//! `P = N Do Ho Wo` terms; term `i` is the output position with flat row-major index
+//! `i = ((n Do + od) Ho + oh) Wo + ow`, and its chain step is
+//! `lane = fma(dy[n, co, od, oh, ow], X(..), lane)`. Every position is a term (`X = +0.0` in
+//! the padding).
+//!
+//! # Bias gradient ([`bias_backward`])
+//! `db[c]` is the canonical sum ([`crate::reduce`]) over `(n, d, h, w)` in row-major order
+//! (term `i = (n D + d) H W + h W + w`) of `dy[n, c, d, h, w]`.
+//!
+//! # How the code follows the orders fast
+//! The input is copied once into a zero-padded buffer, so every tap reads memory and no loop
+//! has a branch. The innermost loops run ACROSS independent outputs along `W`
+//! ([`rowops`](super::rowops)); the terms of each output stay in the documented order.
+//! Work is split between threads by whole outputs (planes, or `(co, ci)` pairs for the
+//! weight gradient), so the result does not depend on the thread count.
+
+use super::rowops::{finish_lanes_taps, fma_lanes_taps, fma_taps, lane_blocks, Tap};
+use crate::reduce;
+use crate::reduce::LANES;
+use crate::Tensor;
+use rayon::prelude::*;
+
+/// Kernel extent, stride and zero padding of a 3-D convolution, per axis `[D, H, W]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Kernel extent per axis (each at least 1).
+    pub kernel: [usize; 3],
+    /// Stride per axis (each at least 1).
+    pub stride: [usize; 3],
+    /// Zero padding on both sides, per axis.
+    pub padding: [usize; 3],
+}
+
+impl ConvGeom {
+    /// The same kernel `k`, stride `s` and padding `p` on all three axes.
+    pub fn cubic(k: usize, s: usize, p: usize) -> Self {
+        let g = ConvGeom {
+            kernel: [k; 3],
+            stride: [s; 3],
+            padding: [p; 3],
+        };
+        g.check();
+        g
+    }
+
+    fn check(&self) {
+        assert!(
+            self.kernel.iter().all(|&k| k >= 1) && self.stride.iter().all(|&s| s >= 1),
+            "ConvGeom: kernel and stride must be at least 1, got {self:?}"
+        );
+    }
+
+    /// Output spatial size of the convolution: `(i + 2p - k) / s + 1` per axis (integer
+    /// division). Panics if the padded input is smaller than the kernel.
+    pub fn output_dims(&self, input: [usize; 3]) -> [usize; 3] {
+        self.check();
+        let mut out = [0; 3];
+        for a in 0..3 {
+            let padded = input[a] + 2 * self.padding[a];
+            assert!(
+                padded >= self.kernel[a],
+                "conv3d: padded input extent {padded} is smaller than the kernel {} (axis {a})",
+                self.kernel[a]
+            );
+            out[a] = (padded - self.kernel[a]) / self.stride[a] + 1;
+        }
+        out
+    }
+
+    /// Output spatial size of the transposed convolution (no output padding):
+    /// `(i - 1) s - 2p + k` per axis. Panics if that is not positive.
+    pub fn transposed_output_dims(&self, input: [usize; 3]) -> [usize; 3] {
+        self.check();
+        let mut out = [0; 3];
+        for a in 0..3 {
+            assert!(input[a] >= 1, "conv_transpose3d: empty input axis {a}");
+            let full = (input[a] - 1) * self.stride[a] + self.kernel[a];
+            assert!(
+                full > 2 * self.padding[a],
+                "conv_transpose3d: padding {} leaves no output on axis {a}",
+                self.padding[a]
+            );
+            out[a] = full - 2 * self.padding[a];
+        }
+        out
+    }
+}
+
+/// `x` copied into a larger zero buffer: `lo[a]` zeros before and `hi[a]` zeros after each
+/// spatial axis `a`. Pure data movement (no arithmetic).
+pub(crate) fn pad_spatial(x: &Tensor, lo: [usize; 3], hi: [usize; 3]) -> Tensor {
+    let [n, c, d, h, w] = x.dims5();
+    let (dp, hp, wp) = (d + lo[0] + hi[0], h + lo[1] + hi[1], w + lo[2] + hi[2]);
+    let mut out = Tensor::zeros(&[n, c, dp, hp, wp]);
+    if d * h * w == 0 {
+        return out;
+    }
+    out.data
+        .par_chunks_mut(dp * hp * wp)
+        .zip(x.data.par_chunks(d * h * w))
+        .for_each(|(o, src)| {
+            for z in 0..d {
+                for y in 0..h {
+                    let from = (z * h + y) * w;
+                    let to = ((z + lo[0]) * hp + y + lo[1]) * wp + lo[2];
+                    o[to..to + w].copy_from_slice(&src[from..from + w]);
+                }
+            }
+        });
+    out
+}
+
+/// Checks `w` against `g` and returns `[w0, w1]` (its two channel extents).
+fn weight_channels(w: &Tensor, g: &ConvGeom, what: &str) -> [usize; 2] {
+    let [c0, c1, kd, kh, kw] = match w.shape[..] {
+        [a, b, c, d, e] => [a, b, c, d, e],
+        _ => panic!("{what}: weight must be 5-D, got shape {:?}", w.shape),
+    };
+    assert_eq!(
+        [kd, kh, kw],
+        g.kernel,
+        "{what}: weight kernel {:?} does not match the geometry {:?}",
+        [kd, kh, kw],
+        g.kernel
+    );
+    [c0, c1]
+}
+
+/// Conv3d forward (see the module docs for the exact order). `x` `[N, Cin, D, H, W]`,
+/// `w` `[Cout, Cin, kd, kh, kw]`, `bias` `[Cout]`; returns `[N, Cout, Do, Ho, Wo]`.
+pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Tensor {
+    let [n, cin, di, hi, wi] = x.dims5();
+    let [cout, wcin] = weight_channels(w, g, "conv3d_forward");
+    assert_eq!(
+        wcin, cin,
+        "conv3d_forward: weight has {wcin} input channels, the input has {cin}"
+    );
+    if let Some(b) = bias {
+        assert_eq!(b.shape, [cout], "conv3d_forward: bias must be [{cout}]");
+    }
+    let [od_n, oh_n, ow_n] = g.output_dims([di, hi, wi]);
+    let [kd, kh, kw] = g.kernel;
+    let s = g.stride;
+    let xp = pad_spatial(x, g.padding, g.padding);
+    let [_, _, dp, hp, wp] = xp.dims5();
+    let sample = cin * dp * hp * wp;
+
+    // For output channel co, the taps in chain order (ci, a, b, c), with the offset of the
+    // value read by output (od, oh, 0) measured from that row's base in the padded sample.
+    let taps: Vec<Vec<Tap>> = (0..cout)
+        .map(|co| {
+            let mut t = Vec::with_capacity(cin * kd * kh * kw);
+            for ci in 0..cin {
+                for a in 0..kd {
+                    for b in 0..kh {
+                        for c in 0..kw {
+                            t.push(Tap {
+                                offset: ((ci * dp + a) * hp + b) * wp + c,
+                                weight: w.data[(((co * cin + ci) * kd + a) * kh + b) * kw + c],
+                            });
+                        }
+                    }
+                }
+            }
+            t
+        })
+        .collect();
+
+    let mut y = Tensor::zeros(&[n, cout, od_n, oh_n, ow_n]);
+    y.data
+        .par_chunks_mut(oh_n * ow_n)
+        .enumerate()
+        .for_each(|(plane, out)| {
+            let od = plane % od_n;
+            let co = (plane / od_n) % cout;
+            let nn = plane / (od_n * cout);
+            let xs = &xp.data[nn * sample..(nn + 1) * sample];
+            for oh in 0..oh_n {
+                let base = (od * s[0] * hp + oh * s[1]) * wp;
+                fma_taps(
+                    &mut out[oh * ow_n..(oh + 1) * ow_n],
+                    &xs[base..],
+                    s[2],
+                    &taps[co],
+                );
+            }
+            if let Some(b) = bias {
+                let bc = b.data[co];
+                for v in out.iter_mut() {
+                    *v += bc;
+                }
+            }
+        });
+    y
+}
+
+/// Per axis: the zeros needed before (`lo`) and after (`hi`) `dy` so that every output index
+/// `(q + p - k) / s` that the input gradient can name lies inside the padded buffer.
+fn backward_input_padding(g: &ConvGeom, input: [usize; 3], output: [usize; 3]) -> [[usize; 3]; 2] {
+    let mut lo = [0; 3];
+    let mut hi = [0; 3];
+    for a in 0..3 {
+        let (k, s, p) = (g.kernel[a], g.stride[a], g.padding[a]);
+        // Smallest index: (0 + p - (k - 1)) / s, rounded up; its negative is this floor.
+        lo[a] = (k - 1).saturating_sub(p) / s;
+        // Largest index: (input - 1 + p) / s, rounded down.
+        let t_max = (input[a] + p).saturating_sub(1) / s;
+        hi[a] = t_max.saturating_sub(output[a].saturating_sub(1));
+    }
+    [lo, hi]
+}
+
+/// `Some(t)` when `q + p - k` is divisible by `s` (`t` the exact quotient, possibly
+/// negative), else `None`.
+#[inline]
+fn exact_quotient(q: usize, p: usize, k: usize, s: usize) -> Option<isize> {
+    let v = q as isize + p as isize - k as isize;
+    let s = s as isize;
+    if v.rem_euclid(s) == 0 {
+        Some(v.div_euclid(s))
+    } else {
+        None
+    }
+}
+
+/// Conv3d input gradient (see the module docs for the exact order). `dy`
+/// `[N, Cout, Do, Ho, Wo]`, `w` `[Cout, Cin, kd, kh, kw]`; returns `dx`
+/// `[N, Cin, input_dims]`. `input_dims` is needed because with a stride several input sizes
+/// give the same output size; it must satisfy `g.output_dims(input_dims) == [Do, Ho, Wo]`.
+pub fn conv3d_backward_input(
+    dy: &Tensor,
+    w: &Tensor,
+    g: &ConvGeom,
+    input_dims: [usize; 3],
+) -> Tensor {
+    let [n, cout, od_n, oh_n, ow_n] = dy.dims5();
+    let [wcout, cin] = weight_channels(w, g, "conv3d_backward_input");
+    assert_eq!(
+        wcout, cout,
+        "conv3d_backward_input: weight has {wcout} output channels, dy has {cout}"
+    );
+    assert_eq!(
+        g.output_dims(input_dims),
+        [od_n, oh_n, ow_n],
+        "conv3d_backward_input: input dims {input_dims:?} do not give dy's spatial dims"
+    );
+    let [di, hi, wi] = input_dims;
+    let [kd, kh, kw] = g.kernel;
+    let (s, p) = (g.stride, g.padding);
+    let [lo, hi_pad] = backward_input_padding(g, input_dims, [od_n, oh_n, ow_n]);
+    let dyp = pad_spatial(dy, lo, hi_pad);
+    let [_, _, dp, hp, wp] = dyp.dims5();
+    let sample = cout * dp * hp * wp;
+
+    // Write each index as q = m s + r (r = q mod s). Output q takes the taps k with
+    // (r + p - k) divisible by s, and reads dy at m + (r + p - k) / s. So the tap list, in
+    // chain order, depends only on (ci, rd, rh, rw), and each tap's offset from the padded dy
+    // position (md, mh, 0) is fixed: the lists are built once.
+    let residues = s[0] * s[1] * s[2];
+    let tap_lists: Vec<Vec<Tap>> = (0..cin * residues)
+        .map(|list| {
+            let ci = list / residues;
+            let (rd, rh, rw) = (
+                list % residues / (s[1] * s[2]),
+                list % (s[1] * s[2]) / s[2],
+                list % s[2],
+            );
+            let mut taps = Vec::new();
+            if rd >= di || rh >= hi || rw >= wi {
+                return taps; // no such position
+            }
+            for co in 0..cout {
+                for a in 0..kd {
+                    let Some(ed) = exact_quotient(rd, p[0], a, s[0]) else {
+                        continue;
+                    };
+                    for b in 0..kh {
+                        let Some(eh) = exact_quotient(rh, p[1], b, s[1]) else {
+                            continue;
+                        };
+                        for c in 0..kw {
+                            let Some(ew) = exact_quotient(rw, p[2], c, s[2]) else {
+                                continue;
+                            };
+                            // Padded dy indices of position (r); non-negative by the choice
+                            // of `lo`.
+                            let [zd, zh, zw] = [
+                                ed + lo[0] as isize,
+                                eh + lo[1] as isize,
+                                ew + lo[2] as isize,
+                            ];
+                            assert!(
+                                zd >= 0 && zh >= 0 && zw >= 0,
+                                "conv3d_backward_input: padding"
+                            );
+                            let [zd, zh, zw] = [zd as usize, zh as usize, zw as usize];
+                            taps.push(Tap {
+                                offset: ((co * dp + zd) * hp + zh) * wp + zw,
+                                weight: w.data[(((co * cin + ci) * kd + a) * kh + b) * kw + c],
+                            });
+                        }
+                    }
+                }
+            }
+            taps
+        })
+        .collect();
+
+    let mut dx = Tensor::zeros(&[n, cin, di, hi, wi]);
+    if hi * wi == 0 {
+        return dx;
+    }
+    dx.data
+        .par_chunks_mut(hi * wi)
+        .enumerate()
+        .for_each(|(plane, out)| {
+            let qd = plane % di;
+            let ci = (plane / di) % cin;
+            let nn = plane / (di * cin);
+            let dys = &dyp.data[nn * sample..(nn + 1) * sample];
+            let mut acc: Vec<f32> = Vec::new();
+            for qh in 0..hi {
+                let row = &mut out[qh * wi..(qh + 1) * wi];
+                let base = ((qd / s[0]) * hp + qh / s[1]) * wp;
+                let list0 = ((ci * s[0] + qd % s[0]) * s[1] + qh % s[1]) * s[2];
+                if s[2] == 1 {
+                    fma_taps(row, &dys[base..], 1, &tap_lists[list0]);
+                    continue;
+                }
+                // Outputs qw = r + s_w j, one residue class r at a time.
+                for r in 0..s[2].min(wi) {
+                    let count = (wi - r).div_ceil(s[2]);
+                    acc.clear();
+                    acc.resize(count, 0.0);
+                    fma_taps(&mut acc, &dys[base..], 1, &tap_lists[list0 + r]);
+                    for (j, &v) in acc.iter().enumerate() {
+                        row[r + j * s[2]] = v;
+                    }
+                }
+            }
+        });
+    dx
+}
+
+/// Conv3d weight gradient (see the module docs for the exact order). `x`
+/// `[N, Cin, Di, Hi, Wi]`, `dy` `[N, Cout, Do, Ho, Wo]`; returns `dw`
+/// `[Cout, Cin, kd, kh, kw]` (kernel from `g`).
+pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
+    let [n, cin, di, hi, wi] = x.dims5();
+    let [ny, cout, od_n, oh_n, ow_n] = dy.dims5();
+    assert_eq!(
+        n, ny,
+        "conv3d_backward_weight: batch of x ({n}) and dy ({ny}) differ"
+    );
+    assert_eq!(
+        g.output_dims([di, hi, wi]),
+        [od_n, oh_n, ow_n],
+        "conv3d_backward_weight: dy's spatial dims do not match the input and geometry"
+    );
+    let [kd, kh, kw] = g.kernel;
+    let s = g.stride;
+    let xp = pad_spatial(x, g.padding, g.padding);
+    let [_, _, dp, hp, wp] = xp.dims5();
+    let chan = dp * hp * wp;
+    let out_chan = od_n * oh_n * ow_n;
+    let k3 = kd * kh * kw;
+    // Offset of tap (a, b, c) from the base of an output row, in a padded channel.
+    let mut offsets = Vec::with_capacity(k3);
+    for a in 0..kd {
+        for b in 0..kh {
+            for c in 0..kw {
+                offsets.push((a * hp + b) * wp + c);
+            }
+        }
+    }
+    let lane_len = lane_blocks(n * out_chan) * k3 * LANES;
+
+    let per_pair: Vec<Vec<f32>> = (0..cout * cin)
+        .into_par_iter()
+        .map(|pair| {
+            let (co, ci) = (pair / cin, pair % cin);
+            // The partial sums of the k3 reductions of this (co, ci).
+            let mut lanes = vec![0.0f32; lane_len];
+            for nn in 0..n {
+                let xs = &xp.data[(nn * cin + ci) * chan..(nn * cin + ci + 1) * chan];
+                let dys = &dy.data[(nn * cout + co) * out_chan..(nn * cout + co + 1) * out_chan];
+                for od in 0..od_n {
+                    for oh in 0..oh_n {
+                        let first = ((nn * od_n + od) * oh_n + oh) * ow_n;
+                        let row = (od * oh_n + oh) * ow_n;
+                        let base = (od * s[0] * hp + oh * s[1]) * wp;
+                        fma_lanes_taps(
+                            &mut lanes,
+                            first,
+                            &dys[row..row + ow_n],
+                            &xs[base..],
+                            s[2],
+                            &offsets,
+                        );
+                    }
+                }
+            }
+            finish_lanes_taps(&lanes, k3)
+        })
+        .collect();
+    Tensor::from_vec(&[cout, cin, kd, kh, kw], per_pair.concat())
+}
+
+/// Bias gradient of a convolution (or any `[N, C, D, H, W]` per-channel offset): `db[c]` is
+/// the canonical sum over `(n, d, h, w)` in row-major order. Returns `[C]`.
+pub fn bias_backward(dy: &Tensor) -> Tensor {
+    let [n, c, d, h, w] = dy.dims5();
+    let v = d * h * w;
+    let db: Vec<f32> = (0..c)
+        .into_par_iter()
+        .map(|ch| reduce::sum_by(n * v, |i| dy.data[((i / v) * c + ch) * v + i % v]))
+        .collect();
+    Tensor::from_vec(&[c], db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reduce::Partials;
+    use crate::testutil::{directional_fd_check, dot_f64, random_tensor, rel_err_norm};
+
+    /// `X(n, c, d, h, w)`: the input value, or `+0.0` outside the input.
+    fn x_at(x: &Tensor, n: usize, c: usize, idx: [isize; 3]) -> f32 {
+        let [_, cs, d, h, w] = x.dims5();
+        let dims = [d as isize, h as isize, w as isize];
+        if (0..3).any(|a| idx[a] < 0 || idx[a] >= dims[a]) {
+            return 0.0;
+        }
+        let [z, y, xx] = idx.map(|v| v as usize);
+        x.data[(((n * cs + c) * d + z) * h + y) * w + xx]
+    }
+
+    fn w_at(w: &Tensor, o: usize, i: usize, k: [usize; 3]) -> f32 {
+        let [_, ci, kd, kh, kw] = w.dims5();
+        w.data[(((o * ci + i) * kd + k[0]) * kh + k[1]) * kw + k[2]]
+    }
+
+    fn in_idx(g: &ConvGeom, o: [usize; 3], k: [usize; 3]) -> [isize; 3] {
+        [0, 1, 2].map(|a| (o[a] * g.stride[a] + k[a]) as isize - g.padding[a] as isize)
+    }
+
+    /// Independent f64 forward: straight loops, f64 accumulation.
+    fn naive_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &ConvGeom) -> Vec<f64> {
+        let [n, cin, d, h, ww] = x.dims5();
+        let cout = w.shape[0];
+        let [od, oh, ow] = g.output_dims([d, h, ww]);
+        let mut y = Vec::new();
+        for nn in 0..n {
+            for co in 0..cout {
+                for z in 0..od {
+                    for yy in 0..oh {
+                        for xx in 0..ow {
+                            let mut acc = b.map_or(0.0, |b| b.data[co] as f64);
+                            for ci in 0..cin {
+                                for k in kernel_taps(g) {
+                                    let v = x_at(x, nn, ci, in_idx(g, [z, yy, xx], k)) as f64;
+                                    acc += v * w_at(w, co, ci, k) as f64;
+                                }
+                            }
+                            y.push(acc);
+                        }
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn kernel_taps(g: &ConvGeom) -> Vec<[usize; 3]> {
+        let mut v = Vec::new();
+        for a in 0..g.kernel[0] {
+            for b in 0..g.kernel[1] {
+                for c in 0..g.kernel[2] {
+                    v.push([a, b, c]);
+                }
+            }
+        }
+        v
+    }
+
+    fn out_positions(dims: [usize; 3]) -> Vec<[usize; 3]> {
+        let mut v = Vec::new();
+        for a in 0..dims[0] {
+            for b in 0..dims[1] {
+                for c in 0..dims[2] {
+                    v.push([a, b, c]);
+                }
+            }
+        }
+        v
+    }
+
+    /// Independent f64 input gradient: scatter of every forward product.
+    fn naive_backward_input(dy: &Tensor, w: &Tensor, g: &ConvGeom, dims: [usize; 3]) -> Vec<f64> {
+        let [n, cout, od, oh, ow] = dy.dims5();
+        let cin = w.shape[1];
+        let mut dx = vec![0.0f64; n * cin * dims.iter().product::<usize>()];
+        for nn in 0..n {
+            for co in 0..cout {
+                for (pi, o) in out_positions([od, oh, ow]).into_iter().enumerate() {
+                    let g_out = dy.data[(nn * cout + co) * od * oh * ow + pi] as f64;
+                    for ci in 0..cin {
+                        for k in kernel_taps(g) {
+                            let q = in_idx(g, o, k);
+                            if (0..3).all(|a| q[a] >= 0 && (q[a] as usize) < dims[a]) {
+                                let [z, y, x] = q.map(|v| v as usize);
+                                let idx =
+                                    (((nn * cin + ci) * dims[0] + z) * dims[1] + y) * dims[2] + x;
+                                dx[idx] += g_out * w_at(w, co, ci, k) as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        dx
+    }
+
+    /// Independent f64 weight gradient.
+    fn naive_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Vec<f64> {
+        let [n, cin, ..] = x.dims5();
+        let [_, cout, od, oh, ow] = dy.dims5();
+        let mut dw = Vec::new();
+        for co in 0..cout {
+            for ci in 0..cin {
+                for k in kernel_taps(g) {
+                    let mut acc = 0.0f64;
+                    for nn in 0..n {
+                        for (pi, o) in out_positions([od, oh, ow]).into_iter().enumerate() {
+                            let d = dy.data[(nn * cout + co) * od * oh * ow + pi] as f64;
+                            acc += d * x_at(x, nn, ci, in_idx(g, o, k)) as f64;
+                        }
+                    }
+                    dw.push(acc);
+                }
+            }
+        }
+        dw
+    }
+
+    fn geometries() -> Vec<ConvGeom> {
+        vec![
+            ConvGeom::cubic(3, 1, 1),
+            ConvGeom::cubic(2, 2, 0),
+            ConvGeom::cubic(3, 2, 1),
+            ConvGeom::cubic(1, 1, 0),
+            ConvGeom {
+                kernel: [2, 3, 1],
+                stride: [1, 2, 3],
+                padding: [1, 0, 0],
+            },
+        ]
+    }
+
+    const DIMS: [usize; 3] = [5, 6, 7];
+
+    #[test]
+    fn geometry_dims() {
+        let g = ConvGeom::cubic(3, 1, 1);
+        assert_eq!(g.output_dims([96, 128, 128]), [96, 128, 128]);
+        let d = ConvGeom::cubic(2, 2, 0);
+        assert_eq!(d.output_dims([96, 128, 127]), [48, 64, 63]);
+        assert_eq!(d.transposed_output_dims([48, 64, 63]), [96, 128, 126]);
+        let e = ConvGeom::cubic(3, 2, 1);
+        assert_eq!(e.output_dims([5, 6, 7]), [3, 3, 4]);
+        assert_eq!(e.transposed_output_dims([3, 3, 4]), [5, 5, 7]);
+    }
+
+    #[test]
+    #[should_panic(expected = "smaller than the kernel")]
+    fn kernel_larger_than_padded_input_panics() {
+        ConvGeom::cubic(3, 1, 0).output_dims([2, 5, 5]);
+    }
+
+    #[test]
+    fn forward_matches_naive_f64() {
+        for (gi, g) in geometries().iter().enumerate() {
+            let seed = 100 + gi as u64;
+            let x = random_tensor(&[2, 3, DIMS[0], DIMS[1], DIMS[2]], seed);
+            let w = random_tensor(&[2, 3, g.kernel[0], g.kernel[1], g.kernel[2]], seed + 10);
+            let b = random_tensor(&[2], seed + 20);
+            for bias in [None, Some(&b)] {
+                let y = conv3d_forward(&x, &w, bias, g);
+                let want = naive_forward(&x, &w, bias, g);
+                let err = rel_err_norm(&y.data, &want);
+                assert!(err < 1e-6, "geometry {g:?}: relative error {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn backward_input_matches_naive_f64() {
+        for (gi, g) in geometries().iter().enumerate() {
+            let seed = 200 + gi as u64;
+            let od = g.output_dims(DIMS);
+            let dy = random_tensor(&[2, 2, od[0], od[1], od[2]], seed);
+            let w = random_tensor(&[2, 3, g.kernel[0], g.kernel[1], g.kernel[2]], seed + 10);
+            let dx = conv3d_backward_input(&dy, &w, g, DIMS);
+            assert_eq!(dx.shape, [2, 3, DIMS[0], DIMS[1], DIMS[2]]);
+            let want = naive_backward_input(&dy, &w, g, DIMS);
+            let err = rel_err_norm(&dx.data, &want);
+            assert!(err < 1e-6, "geometry {g:?}: relative error {err}");
+        }
+    }
+
+    #[test]
+    fn backward_weight_and_bias_match_naive_f64() {
+        for (gi, g) in geometries().iter().enumerate() {
+            let seed = 300 + gi as u64;
+            let od = g.output_dims(DIMS);
+            let x = random_tensor(&[2, 3, DIMS[0], DIMS[1], DIMS[2]], seed);
+            let dy = random_tensor(&[2, 2, od[0], od[1], od[2]], seed + 10);
+            let dw = conv3d_backward_weight(&x, &dy, g);
+            assert_eq!(dw.shape, [2, 3, g.kernel[0], g.kernel[1], g.kernel[2]]);
+            let err = rel_err_norm(&dw.data, &naive_backward_weight(&x, &dy, g));
+            assert!(err < 1e-6, "geometry {g:?}: relative error {err}");
+            let db = bias_backward(&dy);
+            let v: usize = od.iter().product();
+            let want: Vec<f64> = (0..2)
+                .map(|c| {
+                    (0..2)
+                        .flat_map(|nn| (0..v).map(move |i| (nn, i)))
+                        .map(|(nn, i)| dy.data[(nn * 2 + c) * v + i] as f64)
+                        .sum()
+                })
+                .collect();
+            assert!(rel_err_norm(&db.data, &want) < 1e-6);
+        }
+    }
+
+    /// The forward chain written out by hand for every output: same bits.
+    fn check_forward_bits(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &ConvGeom) {
+        let y = conv3d_forward(x, w, b, g);
+        let [n, cin, ..] = x.dims5();
+        let [_, cout, od, oh, ow] = y.dims5();
+        let mut idx = 0;
+        for nn in 0..n {
+            for co in 0..cout {
+                for o in out_positions([od, oh, ow]) {
+                    let mut acc = 0.0f32;
+                    for ci in 0..cin {
+                        for k in kernel_taps(g) {
+                            acc = x_at(x, nn, ci, in_idx(g, o, k)).mul_add(w_at(w, co, ci, k), acc);
+                        }
+                    }
+                    if let Some(b) = b {
+                        acc += b.data[co];
+                    }
+                    assert_eq!(y.data[idx].to_bits(), acc.to_bits(), "y[{nn},{co},{o:?}]");
+                    idx += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn forward_follows_the_documented_chain_bit_for_bit() {
+        for (gi, g) in geometries().iter().enumerate() {
+            let seed = 400 + gi as u64;
+            let x = random_tensor(&[2, 3, DIMS[0], DIMS[1], DIMS[2]], seed);
+            let w = random_tensor(&[2, 3, g.kernel[0], g.kernel[1], g.kernel[2]], seed + 1);
+            let b = random_tensor(&[2], seed + 2);
+            check_forward_bits(&x, &w, Some(&b), g);
+        }
+        // Rows longer than one register block (64) plus a remainder, stride 1 and 2.
+        for g in [ConvGeom::cubic(3, 1, 1), ConvGeom::cubic(2, 2, 0)] {
+            let x = random_tensor(&[1, 2, 2, 3, 150], 450);
+            let w = random_tensor(&[2, 2, g.kernel[0], g.kernel[1], g.kernel[2]], 451);
+            check_forward_bits(&x, &w, None, &g);
+        }
+    }
+
+    /// The input-gradient chain written out by hand for every dx: same bits.
+    fn check_backward_input_bits(dy: &Tensor, w: &Tensor, g: &ConvGeom, dims: [usize; 3]) {
+        let dx = conv3d_backward_input(dy, w, g, dims);
+        let [n, cout, od, oh, ow] = dy.dims5();
+        let cin = w.shape[1];
+        let out = [od as isize, oh as isize, ow as isize];
+        let mut idx = 0;
+        for nn in 0..n {
+            for ci in 0..cin {
+                for q in out_positions(dims) {
+                    let mut acc = 0.0f32;
+                    for co in 0..cout {
+                        for k in kernel_taps(g) {
+                            let num: [isize; 3] =
+                                [0, 1, 2].map(|a| (q[a] + g.padding[a]) as isize - k[a] as isize);
+                            if (0..3).any(|a| num[a].rem_euclid(g.stride[a] as isize) != 0) {
+                                continue;
+                            }
+                            let t: [isize; 3] =
+                                [0, 1, 2].map(|a| num[a].div_euclid(g.stride[a] as isize));
+                            let dyv = if (0..3).all(|a| t[a] >= 0 && t[a] < out[a]) {
+                                let [z, y, x] = t.map(|v| v as usize);
+                                dy.data[(((nn * cout + co) * od + z) * oh + y) * ow + x]
+                            } else {
+                                0.0
+                            };
+                            acc = dyv.mul_add(w_at(w, co, ci, k), acc);
+                        }
+                    }
+                    assert_eq!(dx.data[idx].to_bits(), acc.to_bits(), "dx[{nn},{ci},{q:?}]");
+                    idx += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backward_input_follows_the_documented_chain_bit_for_bit() {
+        for (gi, g) in geometries().iter().enumerate() {
+            let od = g.output_dims(DIMS);
+            let dy = random_tensor(&[2, 2, od[0], od[1], od[2]], 500 + gi as u64);
+            let w = random_tensor(
+                &[2, 3, g.kernel[0], g.kernel[1], g.kernel[2]],
+                510 + gi as u64,
+            );
+            check_backward_input_bits(&dy, &w, g, DIMS);
+        }
+        // A long row (register blocks + remainder) and a stride larger than the kernel.
+        for (g, dims) in [
+            (ConvGeom::cubic(3, 1, 1), [2, 3, 140]),
+            (ConvGeom::cubic(1, 2, 0), [3, 4, 9]),
+            (ConvGeom::cubic(2, 2, 0), [2, 2, 150]),
+        ] {
+            let od = g.output_dims(dims);
+            let dy = random_tensor(&[1, 2, od[0], od[1], od[2]], 520);
+            let w = random_tensor(&[2, 2, g.kernel[0], g.kernel[1], g.kernel[2]], 521);
+            check_backward_input_bits(&dy, &w, &g, dims);
+        }
+    }
+
+    /// The weight-gradient reductions done term by term with `Partials`: same bits. The
+    /// second case has more than one reduction block and rows that straddle lane groups.
+    #[test]
+    fn backward_weight_follows_the_canonical_reduction_bit_for_bit() {
+        let cases = [
+            (ConvGeom::cubic(3, 1, 1), [2, 3, 5, 6, 7]),
+            (ConvGeom::cubic(3, 1, 1), [2, 1, 8, 16, 20]),
+            (ConvGeom::cubic(2, 2, 0), [2, 2, 10, 16, 38]),
+            (ConvGeom::cubic(3, 2, 1), [1, 2, 5, 6, 7]),
+        ];
+        for (ci_case, (g, xs)) in cases.iter().enumerate() {
+            let x = random_tensor(xs, 600 + ci_case as u64);
+            let od = g.output_dims([xs[2], xs[3], xs[4]]);
+            let cout = 2;
+            let dy = random_tensor(&[xs[0], cout, od[0], od[1], od[2]], 610 + ci_case as u64);
+            let dw = conv3d_backward_weight(&x, &dy, g);
+            let db = bias_backward(&dy);
+            let positions = out_positions(od);
+            let total = xs[0] * positions.len();
+            let mut idx = 0;
+            for co in 0..cout {
+                for ci in 0..xs[1] {
+                    for k in kernel_taps(g) {
+                        let mut p = Partials::new(total);
+                        let mut i = 0;
+                        for nn in 0..xs[0] {
+                            for (pi, &o) in positions.iter().enumerate() {
+                                let d = dy.data[(nn * cout + co) * positions.len() + pi];
+                                p.fma(i, d, x_at(&x, nn, ci, in_idx(g, o, k)));
+                                i += 1;
+                            }
+                        }
+                        assert_eq!(dw.data[idx].to_bits(), p.finish().to_bits());
+                        idx += 1;
+                    }
+                }
+                let mut p = Partials::new(total);
+                let mut i = 0;
+                for nn in 0..xs[0] {
+                    for pi in 0..positions.len() {
+                        p.add(i, dy.data[(nn * cout + co) * positions.len() + pi]);
+                        i += 1;
+                    }
+                }
+                assert_eq!(db.data[co].to_bits(), p.finish().to_bits());
+            }
+        }
+    }
+
+    /// Directional finite differences of `L = sum(y * r)` for the input, weight and bias
+    /// gradients. The layer is linear in each argument, so the central difference is exact up
+    /// to f32 rounding of the forward; bound: relative error < 1e-3 with h = 1e-2.
+    #[test]
+    fn gradients_match_finite_differences() {
+        for (gi, g) in geometries().iter().enumerate() {
+            let seed = 700 + 10 * gi as u64;
+            let xshape = [2, 3, DIMS[0], DIMS[1], DIMS[2]];
+            let wshape = [2, 3, g.kernel[0], g.kernel[1], g.kernel[2]];
+            let x = random_tensor(&xshape, seed);
+            let w = random_tensor(&wshape, seed + 1);
+            let b = random_tensor(&[2], seed + 2);
+            let od = g.output_dims(DIMS);
+            let r = random_tensor(&[2, 2, od[0], od[1], od[2]], seed + 3);
+            let loss = |x: &Tensor, w: &Tensor, b: &Tensor| {
+                dot_f64(&conv3d_forward(x, w, Some(b), g).data, &r.data)
+            };
+            let dx = conv3d_backward_input(&r, &w, g, DIMS);
+            directional_fd_check(&x.data, &dx.data, 1e-2, seed + 4, |v| {
+                loss(&Tensor::from_vec(&xshape, v.to_vec()), &w, &b)
+            })
+            .assert_within(1e-3, &format!("conv input {g:?}"));
+            let dw = conv3d_backward_weight(&x, &r, g);
+            directional_fd_check(&w.data, &dw.data, 1e-2, seed + 5, |v| {
+                loss(&x, &Tensor::from_vec(&wshape, v.to_vec()), &b)
+            })
+            .assert_within(1e-3, &format!("conv weight {g:?}"));
+            let db = bias_backward(&r);
+            directional_fd_check(&b.data, &db.data, 1e-2, seed + 6, |v| {
+                loss(&x, &w, &Tensor::from_vec(&[2], v.to_vec()))
+            })
+            .assert_within(1e-3, &format!("conv bias {g:?}"));
+        }
+    }
+
+    #[test]
+    fn independent_of_thread_count() {
+        let g = ConvGeom::cubic(3, 1, 1);
+        let x = random_tensor(&[2, 3, 6, 9, 70], 800);
+        let w = random_tensor(&[4, 3, 3, 3, 3], 801);
+        let b = random_tensor(&[4], 802);
+        let dy = random_tensor(&[2, 4, 6, 9, 70], 803);
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    (
+                        conv3d_forward(&x, &w, Some(&b), &g),
+                        conv3d_backward_weight(&x, &dy, &g),
+                        conv3d_backward_input(&dy, &w, &g, [6, 9, 70]),
+                    )
+                })
+        };
+        let bits = |t: &Tensor| t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let one = run(1);
+        for threads in [2, 7] {
+            let other = run(threads);
+            assert_eq!(bits(&one.0), bits(&other.0), "forward, {threads} threads");
+            assert_eq!(
+                bits(&one.1),
+                bits(&other.1),
+                "weight grad, {threads} threads"
+            );
+            assert_eq!(
+                bits(&one.2),
+                bits(&other.2),
+                "input grad, {threads} threads"
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "input channels")]
+    fn channel_mismatch_panics() {
+        let x = random_tensor(&[1, 2, 3, 3, 3], 1);
+        let w = random_tensor(&[1, 3, 3, 3, 3], 2);
+        conv3d_forward(&x, &w, None, &ConvGeom::cubic(3, 1, 1));
+    }
+
+    /// Timing of one 16 -> 16, 3x3x3 convolution on 1 x 16 x 96 x 128 x 128 (run with
+    /// `cargo test --release -p protokd-reference -- --ignored --nocapture conv3d_forward_speed`).
+    #[test]
+    #[ignore]
+    fn conv3d_forward_speed() {
+        let g = ConvGeom::cubic(3, 1, 1);
+        let x = random_tensor(&[1, 16, 96, 128, 128], 900);
+        let w = random_tensor(&[16, 16, 3, 3, 3], 901);
+        let t = std::time::Instant::now();
+        let y = conv3d_forward(&x, &w, None, &g);
+        let fwd = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let dx = conv3d_backward_input(&y, &w, &g, [96, 128, 128]);
+        let bin = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let dw = conv3d_backward_weight(&x, &y, &g);
+        let bw = t.elapsed().as_secs_f64();
+        let gmac = 16.0 * 16.0 * 27.0 * 96.0 * 128.0 * 128.0 / 1e9;
+        println!(
+            "conv3d 16->16 k3 on 1x16x96x128x128 ({gmac:.1} GMAC), {} threads: forward {fwd:.3} s, \
+             input grad {bin:.3} s, weight grad {bw:.3} s (checksums {} {} {})",
+            rayon::current_num_threads(),
+            y.data[12345],
+            dx.data[54321],
+            dw.data[7]
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! Training steps: ProtoKD, the unimodal baseline and teacher pretraining (method page,
+//! sections 5 and 6). One call = one forward, one backward, one Adam step; no augmentation.
+//!
+//! Order of a step:
+//! 1. The student's input is the selected channels of the four-channel batch (all four for
+//!    teacher pretraining); the student runs in training mode (BatchNorm running statistics
+//!    are updated here, before the optimiser step, as in PyTorch).
+//! 2. ProtoKD only: the teacher runs in evaluation mode on all four channels; nothing of it is
+//!    differentiated or changed.
+//! 3. Losses on the student's logits: `ce`, `dice`; ProtoKD also `kd` (student vs teacher
+//!    logits) and `proto` (student vs teacher features). `seg = ce + dice`;
+//!    `total = fma(proto_weight, proto, fma(kd_weight, kd, seg))` (ProtoKD) or `seg`.
+//! 4. Gradient w.r.t. the student's logits: `(d_ce + d_dice) + d_kd` element by element, where
+//!    each loss's backward has its weight multiplied in (1, 1, `kd_weight`); gradient w.r.t. the
+//!    features: the prototype loss's backward with scale `proto_weight`.
+//! 5. [`vnet::backward`](crate::vnet::backward), then [`adam_step`] over every parameter.
+//!
+//! In the baseline and teacher modes `kd` and `proto` are reported as 0 and not computed.
+
+use crate::adam::{adam_step, AdamConfig, AdamState};
+use crate::error::EngineError;
+use crate::layers::relu::add_forward;
+use crate::losses::{ce, dice, kd, proto};
+use crate::state::VNetState;
+use crate::vnet::{backward, check_input, check_state, forward_eval, forward_train};
+use crate::{LabelMap, Tensor};
+
+/// Which training step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepMode {
+    /// Student: `L_seg + kd_weight * L_kd + proto_weight * L_proto` against a frozen teacher.
+    ProtoKd,
+    /// Unimodal baseline: `L_seg` on the student alone.
+    Baseline,
+    /// Teacher pretraining: `L_seg` on all four channels.
+    Teacher,
+}
+
+/// Loss weights, temperature and optimiser of a step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepConfig {
+    /// Which step.
+    pub mode: StepMode,
+    /// Weight of `L_kd` (10).
+    pub kd_weight: f32,
+    /// Weight of `L_proto` (0.1).
+    pub proto_weight: f32,
+    /// KD temperature (10).
+    pub temperature: f32,
+    /// Adam's hyperparameters.
+    pub adam: AdamConfig,
+}
+
+impl Default for StepConfig {
+    /// The paper's ProtoKD step.
+    fn default() -> Self {
+        StepConfig {
+            mode: StepMode::ProtoKd,
+            kd_weight: 10.0,
+            proto_weight: 0.1,
+            temperature: 10.0,
+            adam: AdamConfig::default(),
+        }
+    }
+}
+
+/// The loss values of a step (before the update).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Losses {
+    /// The weighted total that was differentiated.
+    pub total: f32,
+    /// `ce + dice`.
+    pub seg: f32,
+    /// Dice loss.
+    pub dice: f32,
+    /// Class-weighted cross-entropy.
+    pub ce: f32,
+    /// Pixel-wise KD (0 outside ProtoKD).
+    pub kd: f32,
+    /// Prototype loss (0 outside ProtoKD).
+    pub proto: f32,
+}
+
+/// What a step reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepReport {
+    /// Loss values.
+    pub losses: Losses,
+    /// Gradient of `total` w.r.t. every student parameter, in `parameters()` order (before the
+    /// update).
+    pub grads: Vec<Tensor>,
+}
+
+/// Checks that labels fit a batch `[N, _, D, H, W]` and lie in `0 .. n_classes`.
+pub fn check_labels(
+    labels: &LabelMap,
+    image: &Tensor,
+    n_classes: usize,
+) -> Result<(), EngineError> {
+    let s = &image.shape;
+    if s.len() != 5 || labels.dims != [s[0], s[2], s[3], s[4]] {
+        return Err(EngineError::Shape {
+            name: "label".into(),
+            got: labels.dims.to_vec(),
+            expected: format!(
+                "[N, D, H, W] of the image, {:?}",
+                s.iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != 1)
+                    .map(|(_, d)| *d)
+                    .collect::<Vec<_>>()
+            ),
+        });
+    }
+    match labels.data.iter().position(|&l| l as usize >= n_classes) {
+        Some(index) => Err(EngineError::Label {
+            name: "label".into(),
+            index,
+            value: labels.data[index] as f64,
+            max: n_classes - 1,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Steps 1-4 and the backward of step 5: the losses and the gradient of `total` w.r.t. every
+/// student parameter, without the optimiser update (the BatchNorm running statistics of the
+/// student are updated, as by any training-mode forward). Arguments as [`train_step`].
+pub fn losses_and_gradients(
+    student: &mut VNetState,
+    teacher: Option<&VNetState>,
+    image: &Tensor,
+    labels: &LabelMap,
+    channels: &[usize],
+    cfg: &StepConfig,
+) -> Result<StepReport, EngineError> {
+    check_input(
+        &crate::state::VNetConfig {
+            in_channels: 4,
+            ..student.config
+        },
+        "image",
+        image,
+    )?;
+    check_labels(labels, image, student.config.n_classes)?;
+    check_state(student)?;
+    let x = match cfg.mode {
+        StepMode::Teacher => image.clone(),
+        _ => image.select_channels(channels),
+    };
+    let teacher_out = match cfg.mode {
+        StepMode::ProtoKd => {
+            let t = teacher.expect("ProtoKD step needs a teacher");
+            check_state(t)?;
+            Some(forward_eval(t, image)?)
+        }
+        _ => None,
+    };
+    let (out, cache) = forward_train(student, &x)?;
+
+    let ce_f = ce::ce_loss(&out.logits, labels);
+    let dice_f = dice::dice_loss(&out.logits, labels);
+    let mut losses = Losses {
+        ce: ce_f.loss,
+        dice: dice_f.loss,
+        ..Default::default()
+    };
+    losses.seg = losses.ce + losses.dice;
+    let mut d_logits = add_forward(
+        &ce::ce_backward(&ce_f, labels, 1.0),
+        &dice::dice_backward(&dice_f, labels, 1.0),
+    );
+    let mut d_features = None;
+    if let Some(t) = &teacher_out {
+        let kd_f = kd::kd_loss(&out.logits, &t.logits, cfg.temperature);
+        let proto_f = proto::proto_loss(&out.features, &t.features, labels);
+        losses.kd = kd_f.loss;
+        losses.proto = proto_f.loss;
+        losses.total = cfg
+            .proto_weight
+            .mul_add(losses.proto, cfg.kd_weight.mul_add(losses.kd, losses.seg));
+        d_logits = add_forward(&d_logits, &kd::kd_backward(&kd_f, cfg.kd_weight));
+        d_features = Some(proto::proto_backward(&proto_f, cfg.proto_weight));
+    } else {
+        losses.total = losses.seg;
+    }
+    let grads = backward(student, &cache, &d_logits, d_features.as_ref());
+    Ok(StepReport { losses, grads })
+}
+
+/// One training step on `student` (and `adam`), see the module docs. `image` is the
+/// four-channel batch `[N, 4, D, H, W]` (T1, T2, T1ce, FLAIR); `channels` the student's
+/// channels (ignored in teacher mode, where the student takes all four). `teacher` is required
+/// in ProtoKD mode and ignored otherwise. Returns the losses and gradients before the update.
+pub fn train_step(
+    student: &mut VNetState,
+    adam: &mut AdamState,
+    teacher: Option<&VNetState>,
+    image: &Tensor,
+    labels: &LabelMap,
+    channels: &[usize],
+    cfg: &StepConfig,
+) -> Result<StepReport, EngineError> {
+    let report = losses_and_gradients(student, teacher, image, labels, channels, cfg)?;
+    adam_step(student.parameters_mut(), &report.grads, adam, &cfg.adam);
+    Ok(report)
+}

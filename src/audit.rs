@@ -1,0 +1,199 @@
+//! The audit commands: one forward or one training step on tensors from safetensors files,
+//! with every output tensor written and its SHA-256 printed, so a third party can re-run the
+//! computation and compare bits.
+
+use crate::checkpoint::{self, state_tensors};
+use crate::modality::Modalities;
+use crate::tensorfile::{write_tensors, OutTensor, TensorFile};
+use anyhow::{bail, Context, Result};
+use protokd_reference::adam::AdamState;
+use protokd_reference::step::{train_step, StepConfig, StepMode};
+use protokd_reference::vnet::{check_input, forward_eval, forward_train};
+use protokd_reference::{LabelMap, Tensor};
+use std::path::Path;
+
+/// `protokd audit forward`: the network of `weights` on `image` from `input`; writes
+/// `features` and `logits` to `out`. Evaluation mode unless `train` (then BatchNorm uses the
+/// batch statistics; the updated running statistics are not saved).
+pub fn forward(
+    weights: &Path,
+    input: &Path,
+    out: &Path,
+    train: bool,
+) -> Result<Vec<(String, String)>> {
+    let mut ckpt = checkpoint::load(weights)?;
+    let x = read_image(input, ckpt.state.config.in_channels, weights)?;
+    let y = if train {
+        forward_train(&mut ckpt.state, &x).map(|(y, _)| y)
+    } else {
+        forward_eval(&ckpt.state, &x)
+    }
+    .with_context(|| format!("{}", input.display()))?;
+    write_tensors(
+        out,
+        &[
+            ("features".into(), OutTensor::F32(y.features)),
+            ("logits".into(), OutTensor::F32(y.logits)),
+        ],
+        None,
+    )
+}
+
+/// Reads tensor `image` of `path` and checks it against a network taking `channels` channels
+/// (from checkpoint `weights`).
+fn read_image(path: &Path, channels: usize, weights: &Path) -> Result<Tensor> {
+    let file = TensorFile::open(path)?;
+    let x = file.f32("image")?;
+    if x.shape.len() == 5 && x.shape[1] != channels {
+        bail!(
+            "{}: tensor `image` has {} channels (shape {:?}) but the network in {} takes {channels}",
+            path.display(),
+            x.shape[1],
+            x.shape,
+            weights.display()
+        );
+    }
+    let cfg = protokd_reference::state::VNetConfig {
+        in_channels: channels,
+        n_classes: 1,
+        n_filters: 1,
+    };
+    check_input(&cfg, "image", &x).with_context(|| format!("{}", path.display()))?;
+    Ok(x)
+}
+
+/// Tensor `label` `[N, 1, D, H, W]` of any integer or float dtype, holding integers in
+/// `0 .. n_classes`, as a [`LabelMap`].
+pub fn read_labels(file: &TensorFile, n_classes: usize) -> Result<LabelMap> {
+    let (shape, values) = file.numeric("label")?;
+    let p = file.path().display();
+    if shape.len() != 5 || shape[1] != 1 {
+        bail!("{p}: tensor `label` has shape {shape:?}, expected [N, 1, D, H, W]");
+    }
+    let mut data = Vec::with_capacity(values.len());
+    for (i, &v) in values.iter().enumerate() {
+        if !(v.fract() == 0.0 && v >= 0.0 && v < n_classes as f64) {
+            bail!("{p}: tensor `label` holds {v} at flat index {i}; labels must be integers in 0..={}", n_classes - 1);
+        }
+        data.push(v as u8);
+    }
+    Ok(LabelMap::new(
+        [shape[0], shape[2], shape[3], shape[4]],
+        data,
+    ))
+}
+
+/// Options of `protokd audit step`.
+#[derive(Clone, Debug)]
+pub struct StepArgs<'a> {
+    /// Student checkpoint.
+    pub student: &'a Path,
+    /// Teacher checkpoint (ProtoKD only).
+    pub teacher: Option<&'a Path>,
+    /// Batch file with `image` and `label`.
+    pub batch: &'a Path,
+    /// Student modalities (`None`: from the student's metadata).
+    pub modality: Option<Modalities>,
+    /// Output file.
+    pub out: &'a Path,
+    /// Loss weights, temperature, optimiser.
+    pub config: StepConfig,
+}
+
+/// `protokd audit step`: one training step, no augmentation; writes the losses, the gradients
+/// and the updated state.
+pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
+    let mut student = checkpoint::load(a.student)?;
+    let cfg = student.state.config;
+    let modalities = match (a.config.mode, &a.modality, &student.modalities) {
+        (StepMode::Teacher, Some(m), _) if *m != Modalities::all() => {
+            bail!("--mode teacher trains on all four modalities; --modality {m} does not apply")
+        }
+        (StepMode::Teacher, ..) => Modalities::all(),
+        (_, Some(m), Some(recorded)) if m != recorded => bail!(
+            "--modality {m} disagrees with the student checkpoint {}, which was made for `{recorded}`",
+            a.student.display()
+        ),
+        (_, Some(m), _) => m.clone(),
+        (_, None, Some(recorded)) => recorded.clone(),
+        (_, None, None) => bail!(
+            "the student checkpoint {} does not record its modalities: give --modality (t1, t2, t1ce, flair or a comma-separated subset)",
+            a.student.display()
+        ),
+    };
+    if modalities.channels().len() != cfg.in_channels {
+        bail!(
+            "the student {} takes {} input channels but the step feeds it {} ({modalities})",
+            a.student.display(),
+            cfg.in_channels,
+            modalities.channels().len()
+        );
+    }
+    let teacher = match (a.config.mode, a.teacher) {
+        (StepMode::ProtoKd, None) => bail!("--mode protokd needs --teacher"),
+        (StepMode::ProtoKd, Some(t)) => {
+            let teacher = checkpoint::load(t)?.state;
+            if teacher.config.in_channels != 4 || teacher.config.n_classes != cfg.n_classes {
+                bail!(
+                    "the teacher {} takes {} channels and has {} classes; expected 4 channels and {} classes (the student's)",
+                    t.display(),
+                    teacher.config.in_channels,
+                    teacher.config.n_classes,
+                    cfg.n_classes
+                );
+            }
+            Some(teacher)
+        }
+        (mode, Some(_)) => bail!("--teacher is only used with --mode protokd, not {mode:?}"),
+        (_, None) => None,
+    };
+    let file = TensorFile::open(a.batch)?;
+    let image = read_image(
+        a.batch,
+        4,
+        Path::new("the teacher's input (T1, T2, T1ce, FLAIR)"),
+    )?;
+    let labels = read_labels(&file, cfg.n_classes)?;
+    let mut adam = AdamState::for_state(&student.state);
+    let report = train_step(
+        &mut student.state,
+        &mut adam,
+        teacher.as_ref(),
+        &image,
+        &labels,
+        modalities.channels(),
+        &a.config,
+    )
+    .with_context(|| format!("{}", a.batch.display()))?;
+
+    let l = report.losses;
+    let mut out: Vec<(String, OutTensor)> = [
+        ("loss.total", l.total),
+        ("loss.seg", l.seg),
+        ("loss.dice", l.dice),
+        ("loss.ce", l.ce),
+        ("loss.kd", l.kd),
+        ("loss.proto", l.proto),
+    ]
+    .into_iter()
+    .map(|(n, v)| {
+        (
+            n.to_string(),
+            OutTensor::F32(Tensor::from_vec(&[], vec![v])),
+        )
+    })
+    .collect();
+    let names: Vec<String> = student
+        .state
+        .parameters()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    out.extend(
+        names
+            .into_iter()
+            .zip(report.grads)
+            .map(|(n, g)| (format!("grad.{n}"), OutTensor::F32(g))),
+    );
+    out.extend(state_tensors(&student.state, "param."));
+    write_tensors(a.out, &out, None)
+}

@@ -1,0 +1,206 @@
+//! Checkpoints: safetensors files whose tensors are exactly the PyTorch VNet `state_dict`
+//! (names, shapes, f32 values, `num_batches_tracked` as int64 scalars), with protokd's config in
+//! the metadata:
+//!
+//! | key | value |
+//! |---|---|
+//! | `protokd.version` | the crate version that wrote it |
+//! | `protokd.in_channels`, `protokd.n_classes`, `protokd.n_filters` | the [`VNetConfig`] |
+//! | `protokd.modalities` | the input modalities in channel order, e.g. `t1ce` or `t1,t2,t1ce,flair` |
+//!
+//! A state_dict saved by PyTorch (`safetensors.torch.save_file(model.state_dict(), ...)`, no
+//! metadata) loads too: the config is inferred from the shapes of `block_one.conv.0.weight`
+//! (`[F, in_channels, 3, 3, 3]`) and `out_conv.weight` (`[classes, F, 1, 1, 1]`).
+//! Loading is strict, like PyTorch's `load_state_dict(strict=True)`: every entry present with its
+//! exact dtype and shape, no extra tensors, and (our rule) no NaN or infinity.
+
+use crate::modality::Modalities;
+use crate::tensorfile::{write_tensors, OutTensor, TensorFile};
+use anyhow::{bail, Context, Result};
+use protokd_reference::state::{state_dict_spec, Entry, Role, VNetConfig, VNetState, Value};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A loaded checkpoint: the network state and, when recorded, its input modalities.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// Weights and buffers.
+    pub state: VNetState,
+    /// Input modalities recorded in the metadata (`None` for a plain PyTorch state_dict).
+    pub modalities: Option<Modalities>,
+}
+
+fn meta_usize(
+    file: &TensorFile,
+    meta: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<usize>> {
+    meta.get(key)
+        .map(|v| {
+            v.parse::<usize>().with_context(|| {
+                format!(
+                    "{}: metadata `{key}` = `{v}` is not a count",
+                    file.path().display()
+                )
+            })
+        })
+        .transpose()
+}
+
+/// The config from the shapes of the first and last convolutions, checked against the metadata
+/// where it has one.
+fn infer_config(file: &TensorFile) -> Result<VNetConfig> {
+    let first = file.shape("block_one.conv.0.weight")?;
+    let last = file.shape("out_conv.weight")?;
+    let bad = |name: &str, shape: &[usize], want: &str| {
+        anyhow::anyhow!(
+            "{}: tensor `{name}` has shape {shape:?}, expected {want}",
+            file.path().display()
+        )
+    };
+    if first.len() != 5 || first[2..] != [3, 3, 3] || first[0] == 0 || first[1] == 0 {
+        return Err(bad(
+            "block_one.conv.0.weight",
+            &first,
+            "[n_filters, in_channels, 3, 3, 3]",
+        ));
+    }
+    if last.len() != 5 || last[2..] != [1, 1, 1] || last[0] == 0 {
+        return Err(bad(
+            "out_conv.weight",
+            &last,
+            "[n_classes, n_filters, 1, 1, 1]",
+        ));
+    }
+    let cfg = VNetConfig {
+        in_channels: first[1],
+        n_filters: first[0],
+        n_classes: last[0],
+    };
+    if let Some(meta) = file.metadata() {
+        for (key, inferred) in [
+            ("protokd.in_channels", cfg.in_channels),
+            ("protokd.n_classes", cfg.n_classes),
+            ("protokd.n_filters", cfg.n_filters),
+        ] {
+            if let Some(v) = meta_usize(file, &meta, key)? {
+                if v != inferred {
+                    bail!(
+                        "{}: metadata `{key}` = {v} disagrees with the tensor shapes ({inferred})",
+                        file.path().display()
+                    );
+                }
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+/// Reads the VNet state stored under `prefix` + state_dict name (prefix `""` for a checkpoint).
+pub fn read_state(file: &TensorFile, prefix: &str, cfg: VNetConfig) -> Result<VNetState> {
+    let spec = state_dict_spec(&cfg);
+    let mut entries = Vec::with_capacity(spec.len());
+    for s in &spec {
+        let name = format!("{prefix}{}", s.name);
+        let value = if s.role == Role::NumBatchesTracked {
+            Value::I64(file.i64_scalar(&name)?)
+        } else {
+            let t = file.f32(&name)?;
+            if t.shape != s.shape {
+                bail!(
+                    "{}: tensor `{name}` has shape {:?}, expected {:?}",
+                    file.path().display(),
+                    t.shape,
+                    s.shape
+                );
+            }
+            if let Some((i, v)) = t.first_non_finite() {
+                bail!(
+                    "{}: tensor `{name}` holds a non-finite value ({v}) at flat index {i}",
+                    file.path().display()
+                );
+            }
+            Value::F32(t)
+        };
+        entries.push(Entry {
+            name: s.name.clone(),
+            role: s.role,
+            value,
+        });
+    }
+    Ok(VNetState::from_entries(cfg, entries))
+}
+
+/// Loads a checkpoint (protokd- or PyTorch-written), strictly.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let file = TensorFile::open(path)?;
+    let cfg = infer_config(&file)?;
+    let state = read_state(&file, "", cfg)?;
+    let known: std::collections::HashSet<String> =
+        state.entries().iter().map(|e| e.name.clone()).collect();
+    if let Some(extra) = file.names().into_iter().find(|n| !known.contains(n)) {
+        bail!(
+            "{}: unexpected tensor `{extra}`; a VNet checkpoint holds exactly the PyTorch state_dict of a VNet with {} input channels, {} filters and {} classes",
+            path.display(),
+            cfg.in_channels,
+            cfg.n_filters,
+            cfg.n_classes
+        );
+    }
+    let modalities = match file
+        .metadata()
+        .and_then(|m| m.get("protokd.modalities").cloned())
+    {
+        Some(m) => Some(
+            Modalities::parse(&m)
+                .with_context(|| format!("{}: metadata `protokd.modalities`", path.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(m) = &modalities {
+        if m.channels().len() != cfg.in_channels {
+            bail!(
+                "{}: metadata `protokd.modalities` = `{m}` names {} modalities but the network takes {} input channels",
+                path.display(),
+                m.channels().len(),
+                cfg.in_channels
+            );
+        }
+    }
+    Ok(Checkpoint { state, modalities })
+}
+
+/// The state's entries as tensors to write, each name prefixed with `prefix`.
+pub fn state_tensors(state: &VNetState, prefix: &str) -> Vec<(String, OutTensor)> {
+    state
+        .entries()
+        .iter()
+        .map(|e| {
+            let t = match &e.value {
+                Value::F32(t) => OutTensor::F32(t.clone()),
+                Value::I64(v) => OutTensor::I64(*v),
+            };
+            (format!("{prefix}{}", e.name), t)
+        })
+        .collect()
+}
+
+/// Writes a checkpoint atomically; returns each tensor's SHA-256.
+pub fn save(
+    path: &Path,
+    state: &VNetState,
+    modalities: &Modalities,
+) -> Result<Vec<(String, String)>> {
+    let cfg = state.config;
+    let meta: HashMap<String, String> = [
+        ("protokd.version", env!("CARGO_PKG_VERSION").to_string()),
+        ("protokd.in_channels", cfg.in_channels.to_string()),
+        ("protokd.n_classes", cfg.n_classes.to_string()),
+        ("protokd.n_filters", cfg.n_filters.to_string()),
+        ("protokd.modalities", modalities.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    write_tensors(path, &state_tensors(state, ""), Some(meta))
+}

@@ -1,0 +1,10 @@
+//! protokd: ProtoKD for brain-tumour segmentation with missing MRI modalities.
+//!
+//! This package holds everything around the engine: safetensors files, checkpoints, modalities
+//! and the command-line tool. The arithmetic is in the `protokd-reference` crate (the
+//! specification).
+
+pub mod audit;
+pub mod checkpoint;
+pub mod modality;
+pub mod tensorfile;

@@ -1,0 +1,245 @@
+//! safetensors files in and out: reading tensors by name with errors that name the file, the
+//! tensor and what was expected; writing atomically (temporary file, then rename) and hashing
+//! what was written.
+
+use anyhow::{bail, Context, Result};
+use protokd_reference::Tensor;
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A safetensors file read into memory and checked to be well-formed.
+pub struct TensorFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+/// One tensor to write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutTensor {
+    /// f32, any shape (a 0-d tensor for a scalar).
+    F32(Tensor),
+    /// An int64 scalar (`num_batches_tracked`).
+    I64(i64),
+}
+
+impl OutTensor {
+    /// The little-endian bytes that are stored (and hashed).
+    pub fn le_bytes(&self) -> Vec<u8> {
+        match self {
+            OutTensor::F32(t) => t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            OutTensor::I64(v) => v.to_le_bytes().to_vec(),
+        }
+    }
+}
+
+/// Lower-case hex SHA-256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl TensorFile {
+    /// Reads and validates `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        SafeTensors::deserialize(&bytes).map_err(|e| {
+            anyhow::anyhow!("{}: not a valid safetensors file ({e})", path.display())
+        })?;
+        Ok(TensorFile {
+            path: path.to_path_buf(),
+            bytes,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn st(&self) -> SafeTensors<'_> {
+        SafeTensors::deserialize(&self.bytes).expect("validated in open")
+    }
+
+    /// The `__metadata__` map, if any.
+    pub fn metadata(&self) -> Option<HashMap<String, String>> {
+        SafeTensors::read_metadata(&self.bytes)
+            .ok()
+            .and_then(|(_, m)| m.metadata().clone())
+    }
+
+    /// Names of all tensors, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut n: Vec<String> = self.st().names().into_iter().map(String::from).collect();
+        n.sort();
+        n
+    }
+
+    /// Whether a tensor `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.st().tensor(name).is_ok()
+    }
+
+    fn view(&self, name: &str) -> Result<TensorView<'_>> {
+        match self.st().tensor(name) {
+            Ok(v) => Ok(v),
+            Err(_) => bail!(
+                "{}: no tensor named `{name}` (the file holds: {})",
+                self.path.display(),
+                summarise(&self.names())
+            ),
+        }
+    }
+
+    /// The shape of tensor `name`.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        Ok(self.view(name)?.shape().to_vec())
+    }
+
+    /// Tensor `name`, which must be f32.
+    pub fn f32(&self, name: &str) -> Result<Tensor> {
+        let v = self.view(name)?;
+        if v.dtype() != Dtype::F32 {
+            bail!(
+                "{}: tensor `{name}` has dtype {:?}, expected F32",
+                self.path.display(),
+                v.dtype()
+            );
+        }
+        let data = v
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Ok(Tensor::from_vec(v.shape(), data))
+    }
+
+    /// Tensor `name`, which must be an int64 scalar (shape `[]`).
+    pub fn i64_scalar(&self, name: &str) -> Result<i64> {
+        let v = self.view(name)?;
+        if v.dtype() != Dtype::I64 || !v.shape().is_empty() {
+            bail!(
+                "{}: tensor `{name}` has dtype {:?} and shape {:?}, expected an I64 scalar (shape [])",
+                self.path.display(),
+                v.dtype(),
+                v.shape()
+            );
+        }
+        let b = v.data();
+        Ok(i64::from_le_bytes(b[..8].try_into().expect("8 bytes")))
+    }
+
+    /// Tensor `name` of any integer or float dtype, as f64 values with its shape.
+    pub fn numeric(&self, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
+        let v = self.view(name)?;
+        let d = v.data();
+        macro_rules! read {
+            ($t:ty, $n:expr) => {
+                d.chunks_exact($n)
+                    .map(|b| <$t>::from_le_bytes(b.try_into().expect("size")) as f64)
+                    .collect()
+            };
+        }
+        let values: Vec<f64> = match v.dtype() {
+            Dtype::U8 => d.iter().map(|&b| b as f64).collect(),
+            Dtype::I8 => d.iter().map(|&b| b as i8 as f64).collect(),
+            Dtype::BOOL => d.iter().map(|&b| (b != 0) as u8 as f64).collect(),
+            Dtype::I16 => read!(i16, 2),
+            Dtype::U16 => read!(u16, 2),
+            Dtype::I32 => read!(i32, 4),
+            Dtype::U32 => read!(u32, 4),
+            Dtype::I64 => read!(i64, 8),
+            Dtype::U64 => read!(u64, 8),
+            Dtype::F32 => read!(f32, 4),
+            Dtype::F64 => read!(f64, 8),
+            other => bail!(
+                "{}: tensor `{name}` has dtype {other:?}, expected an integer or float dtype",
+                self.path.display()
+            ),
+        };
+        Ok((v.shape().to_vec(), values))
+    }
+}
+
+/// At most eight names, then a count.
+fn summarise(names: &[String]) -> String {
+    if names.is_empty() {
+        return "no tensors".into();
+    }
+    let head: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
+    if names.len() > 8 {
+        format!("{}, ... ({} in all)", head.join(", "), names.len())
+    } else {
+        head.join(", ")
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed, then
+/// renamed over `path`. Nothing is left behind on failure.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot flush {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Serialises tensors (with optional metadata) to safetensors bytes.
+pub fn serialize(
+    tensors: &[(String, OutTensor)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
+    let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, t)| match t {
+            OutTensor::F32(x) => (n.clone(), Dtype::F32, x.shape.clone(), t.le_bytes()),
+            OutTensor::I64(_) => (n.clone(), Dtype::I64, vec![], t.le_bytes()),
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b)?)))
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
+    Ok(safetensors::serialize(views, metadata)?)
+}
+
+/// Writes tensors atomically to `path` and returns `(name, sha256 of its little-endian bytes)`
+/// for each, in the given order.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &[(String, OutTensor)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<(String, String)>> {
+    write_atomic(path, &serialize(tensors, metadata)?)?;
+    Ok(tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), sha256_hex(&t.le_bytes())))
+        .collect())
+}
