@@ -7,6 +7,7 @@ use crate::modality::Modalities;
 use crate::tensorfile::{write_tensors, OutTensor, TensorFile};
 use anyhow::{bail, Context, Result};
 use protokd_reference::adam::AdamState;
+use protokd_reference::error::EngineError;
 use protokd_reference::step::{train_step, StepConfig, StepMode};
 use protokd_reference::vnet::{check_input, forward_eval, forward_train};
 use protokd_reference::{LabelMap, Tensor};
@@ -22,13 +23,21 @@ pub fn forward(
     train: bool,
 ) -> Result<Vec<(String, String)>> {
     let mut ckpt = checkpoint::load(weights)?;
-    let x = read_image(input, ckpt.state.config.in_channels, weights)?;
+    let channels = ckpt.state.config.in_channels;
+    let x = read_image(
+        input,
+        channels,
+        &format!(
+            "the network in {} takes {channels} input channels",
+            weights.display()
+        ),
+    )?;
     let y = if train {
         forward_train(&mut ckpt.state, &x).map(|(y, _)| y)
     } else {
         forward_eval(&ckpt.state, &x)
     }
-    .with_context(|| format!("{}", input.display()))?;
+    .map_err(|e| engine_error(e, input, &x))?;
     write_tensors(
         out,
         &[
@@ -39,18 +48,30 @@ pub fn forward(
     )
 }
 
-/// Reads tensor `image` of `path` and checks it against a network taking `channels` channels
-/// (from checkpoint `weights`).
-fn read_image(path: &Path, channels: usize, weights: &Path) -> Result<Tensor> {
+/// An engine error about the input `x` read from `input`, with the file named; a batch too small
+/// for training-mode BatchNorm also says what to change.
+fn engine_error(e: EngineError, input: &Path, x: &Tensor) -> anyhow::Error {
+    match e {
+        EngineError::BatchTooSmall(m) => anyhow::anyhow!(
+            "{}: tensor `image` of shape {:?} is too small for training mode: {m} (at the deepest level, D/16 x H/16 x W/16, each channel gets N * D/16 * H/16 * W/16 values: use a batch of N >= 2 or a larger volume)",
+            input.display(),
+            x.shape
+        ),
+        e => anyhow::Error::new(e).context(format!("{}", input.display())),
+    }
+}
+
+/// Reads tensor `image` of `path` and checks it against `channels` channels (`why` says who
+/// wants that many).
+fn read_image(path: &Path, channels: usize, why: &str) -> Result<Tensor> {
     let file = TensorFile::open(path)?;
     let x = file.f32("image")?;
     if x.shape.len() == 5 && x.shape[1] != channels {
         bail!(
-            "{}: tensor `image` has {} channels (shape {:?}) but the network in {} takes {channels}",
+            "{}: tensor `image` has {} channels (shape {:?}), expected {channels}: {why}",
             path.display(),
             x.shape[1],
             x.shape,
-            weights.display()
         );
     }
     let cfg = protokd_reference::state::VNetConfig {
@@ -130,7 +151,9 @@ pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
         );
     }
     let teacher = match (a.config.mode, a.teacher) {
-        (StepMode::ProtoKd, None) => bail!("--mode protokd needs --teacher"),
+        (StepMode::ProtoKd, None) => bail!(
+            "--mode protokd needs --teacher T.safetensors (a four-channel checkpoint); --mode baseline trains the student alone"
+        ),
         (StepMode::ProtoKd, Some(t)) => {
             let teacher = checkpoint::load(t)?.state;
             if teacher.config.in_channels != 4 || teacher.config.n_classes != cfg.n_classes {
@@ -151,9 +174,17 @@ pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
     let image = read_image(
         a.batch,
         4,
-        Path::new("the teacher's input (T1, T2, T1ce, FLAIR)"),
+        "a batch holds all four modalities (T1, T2, T1ce, FLAIR) in channel order",
     )?;
     let labels = read_labels(&file, cfg.n_classes)?;
+    let (is, ls) = (&image.shape, file.shape("label")?);
+    if [ls[0], ls[2], ls[3], ls[4]] != [is[0], is[2], is[3], is[4]] {
+        bail!(
+            "{}: tensor `label` has shape {ls:?} but tensor `image` has shape {is:?}; expected label shape {:?}",
+            a.batch.display(),
+            [is[0], 1, is[2], is[3], is[4]]
+        );
+    }
     let mut adam = AdamState::for_state(&student.state);
     let report = train_step(
         &mut student.state,
@@ -164,7 +195,7 @@ pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
         modalities.channels(),
         &a.config,
     )
-    .with_context(|| format!("{}", a.batch.display()))?;
+    .map_err(|e| engine_error(e, a.batch, &image))?;
 
     let l = report.losses;
     let mut out: Vec<(String, OutTensor)> = [

@@ -6,6 +6,7 @@ use protokd::audit;
 use protokd::modality::Modalities;
 use protokd_reference::adam::AdamConfig;
 use protokd_reference::step::{StepConfig, StepMode};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -102,11 +103,19 @@ enum ModeArg {
     Teacher,
 }
 
-fn print_hashes(hashes: &[(String, String)], out: &std::path::Path) {
-    for (name, hash) in hashes {
-        println!("sha256 {hash}  {name}");
+/// Prints one `sha256 <hex>  <name>` line per output tensor, then a summary. A closed pipe
+/// (`protokd ... | head`) ends the listing quietly.
+fn print_hashes(hashes: &[(String, String)], out: &std::path::Path) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let mut lines = hashes.iter().map(|(name, hash)| format!("sha256 {hash}  {name}")).collect::<Vec<_>>();
+    lines.push(format!("wrote {} tensors to {}", hashes.len(), out.display()));
+    for line in lines {
+        match writeln!(stdout, "{line}") {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            r => r.context("cannot write to standard output")?,
+        }
     }
-    println!("wrote {} tensors to {}", hashes.len(), out.display());
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -125,7 +134,7 @@ fn run(cli: Cli) -> Result<()> {
             train,
         }) => {
             let hashes = audit::forward(&weights, &input, &out, train)?;
-            print_hashes(&hashes, &out);
+            print_hashes(&hashes, &out)?;
         }
         Command::Audit(AuditCommand::Step(s)) => {
             let mode = match s.mode {
@@ -175,13 +184,17 @@ fn run(cli: Cli) -> Result<()> {
                 config,
             };
             let hashes = audit::step(&args)?;
-            print_hashes(&hashes, &s.out);
+            print_hashes(&hashes, &s.out)?;
         }
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
+    // A panic is a bug in protokd, never the user's fault: report it in one line, no backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error in protokd (please report it): {info}");
+    }));
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -227,7 +227,26 @@ pub fn serialize(
         .iter()
         .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b)?)))
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
-    Ok(safetensors::serialize(views, metadata)?)
+    let mut out = safetensors::serialize(views, metadata.clone())?;
+    if let Some(meta) = &metadata {
+        sort_metadata(&mut out, meta)?;
+    }
+    Ok(out)
+}
+
+/// safetensors writes the `__metadata__` map first in the header, in `HashMap` order, which
+/// changes from run to run. Rewrites it in sorted key order (same entries, hence the same
+/// length) so that the same tensors and metadata always give the same bytes.
+fn sort_metadata(bytes: &mut [u8], meta: &HashMap<String, String>) -> Result<()> {
+    const KEY: &[u8] = br#"{"__metadata__":"#;
+    let sorted: std::collections::BTreeMap<&String, &String> = meta.iter().collect();
+    let sorted = serde_json::to_vec(&sorted)?;
+    let (start, end) = (8 + KEY.len(), 8 + KEY.len() + sorted.len());
+    if bytes.get(8..start) != Some(KEY) || !matches!(bytes.get(end), Some(b',' | b'}')) {
+        bail!("unexpected safetensors header layout: cannot put the metadata in sorted order");
+    }
+    bytes[start..end].copy_from_slice(&sorted);
+    Ok(())
 }
 
 /// Writes tensors atomically to `path` and returns `(name, sha256 of its little-endian bytes)`

@@ -96,10 +96,21 @@ pub fn directional_fd_check(
     seed: u64,
     loss: impl Fn(&[f32]) -> f64,
 ) -> FdCheck {
-    assert_eq!(x.len(), grad.len(), "directional_fd_check: gradient length");
-    let u = random_values(x.len(), seed);
-    let plus: Vec<f32> = x.iter().zip(&u).map(|(&v, &d)| v + h * d).collect();
-    let minus: Vec<f32> = x.iter().zip(&u).map(|(&v, &d)| v - h * d).collect();
+    fd_check_along(x, grad, &random_values(x.len(), seed), h, loss)
+}
+
+/// [`directional_fd_check`] along a given direction `u` (same length as `x`).
+pub fn fd_check_along(
+    x: &[f32],
+    grad: &[f32],
+    u: &[f32],
+    h: f32,
+    loss: impl Fn(&[f32]) -> f64,
+) -> FdCheck {
+    assert_eq!(x.len(), grad.len(), "fd_check_along: gradient length");
+    assert_eq!(x.len(), u.len(), "fd_check_along: direction length");
+    let plus: Vec<f32> = x.iter().zip(u).map(|(&v, &d)| v + h * d).collect();
+    let minus: Vec<f32> = x.iter().zip(u).map(|(&v, &d)| v - h * d).collect();
     let analytic: f64 = grad
         .iter()
         .zip(plus.iter().zip(&minus))

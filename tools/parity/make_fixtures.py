@@ -13,6 +13,8 @@ Outputs (see tools/parity/README.md for the tensor-name conventions):
 
     tests/fixtures/parity/A.safetensors    batch 2 x 4 x 16 x 16 x 16, all 4 classes in both samples
     tests/fixtures/parity/B.safetensors    batch 2 x 4 x 32 x 16 x 48, class 2 absent from sample 1
+    tests/fixtures/parity/torch_state_dict.safetensors
+        (with A) fixture A's initial student, plain state_dict() saved with save_file (no metadata)
     tests/fixtures/parity/protokd_written_torch_out.safetensors
         only if tests/fixtures/parity/protokd_written.safetensors (written by Rust) exists.
 
@@ -334,6 +336,10 @@ def make_fixture(name, cfg, n_filters, out_dir):
     t: dict[str, torch.Tensor] = {}
     t.update(prefixed("teacher", teacher.state_dict()))
     t.update(prefixed("student", student.state_dict()))
+    if name == "A":
+        # PyTorch -> protokd checkpoint interchange: the initial student's plain state_dict as
+        # a PyTorch user saves it (no metadata); tests/checkpoint_interchange.rs loads it.
+        save_file(student.state_dict(), os.path.join(out_dir, "torch_state_dict.safetensors"))
     t["image"] = image
     t["label"] = label
 
@@ -580,6 +586,8 @@ def main():
     written = []
     for name in (args.only or sorted(FIXTURES)):
         written.append(make_fixture(name, FIXTURES[name], args.n_filters, args.out_dir))
+        if name == "A":
+            written.append(os.path.join(args.out_dir, "torch_state_dict.safetensors"))
     w = torch_side_of_written(args.out_dir)
     if w:
         written.append(w)
