@@ -4,7 +4,10 @@
 //! * Conv3d 3x3x3, padding 1, 16 -> 16 on 1 x 16 x 64^3: forward, input gradient, weight
 //!   gradient;
 //! * ConvTranspose3d 2x2x2 stride 2, 32 -> 16, on 1 x 32 x 32^3 (output 1 x 16 x 64^3), forward;
-//! * BatchNorm3d, training mode, forward + backward on 1 x 16 x 64^3.
+//! * BatchNorm3d, training mode, forward + backward on 1 x 16 x 64^3;
+//! * group `conv3d_stage`: the 3x3x3 Conv3d forward of each VNet stage for a 64^3 patch
+//!   (4 -> 16 at 64^3, then C -> C at 64^3 / (C / 16) for C = 32 .. 256), to show where a
+//!   whole forward spends its time (rows of `W` < 64 take the slower path of `rowops`).
 //!
 //! Run with `cargo bench --bench layers`.
 
@@ -79,5 +82,35 @@ fn bench_layers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_layers);
+/// The 3x3x3 Conv3d forward of every VNet stage (n_filters 16, a 64^3 patch).
+fn bench_conv_stages(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv3d_stage");
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(5));
+    let g3 = ConvGeom::cubic(3, 1, 1);
+    let stages = [
+        (4, C, SIDE),
+        (2 * C, 2 * C, SIDE / 2),
+        (4 * C, 4 * C, SIDE / 4),
+        (8 * C, 8 * C, SIDE / 8),
+        (16 * C, 16 * C, SIDE / 16),
+    ];
+    for (i, &(cin, cout, side)) in stages.iter().enumerate() {
+        let x = common::uniform(&[1, cin, side, side, side], 40 + i as u64, 1.0);
+        let w = common::uniform(
+            &[cout, cin, 3, 3, 3],
+            50 + i as u64,
+            1.0 / ((cin * 27) as f32).sqrt(),
+        );
+        let name = format!("fwd_k3_{cin}to{cout}_1x{cin}x{side}^3");
+        group.bench_function(name, |b| {
+            b.iter(|| conv3d_forward(black_box(&x), black_box(&w), None, &g3))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_layers, bench_conv_stages);
 criterion_main!(benches);

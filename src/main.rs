@@ -107,8 +107,15 @@ enum ModeArg {
 /// (`protokd ... | head`) ends the listing quietly.
 fn print_hashes(hashes: &[(String, String)], out: &std::path::Path) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    let mut lines = hashes.iter().map(|(name, hash)| format!("sha256 {hash}  {name}")).collect::<Vec<_>>();
-    lines.push(format!("wrote {} tensors to {}", hashes.len(), out.display()));
+    let mut lines = hashes
+        .iter()
+        .map(|(name, hash)| format!("sha256 {hash}  {name}"))
+        .collect::<Vec<_>>();
+    lines.push(format!(
+        "wrote {} tensors to {}",
+        hashes.len(),
+        out.display()
+    ));
     for line in lines {
         match writeln!(stdout, "{line}") {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),

@@ -10,7 +10,7 @@ use protokd::checkpoint;
 use protokd::modality::Modalities;
 use protokd::tensorfile::{sha256_hex, TensorFile};
 use protokd_reference::adam::AdamState;
-use protokd_reference::state::{Value, VNetConfig, VNetState};
+use protokd_reference::state::{VNetConfig, VNetState, Value};
 use protokd_reference::step::{train_step, StepConfig};
 use protokd_reference::vnet::forward_eval;
 use sha2::{Digest, Sha256};
@@ -26,14 +26,27 @@ fn examples() -> PathBuf {
 }
 
 fn step_hash(dir: &Path) -> String {
-    let student0 = checkpoint::load(&dir.join("student.safetensors")).unwrap().state;
-    let teacher = checkpoint::load(&dir.join("teacher.safetensors")).unwrap().state;
+    let student0 = checkpoint::load(&dir.join("student.safetensors"))
+        .unwrap()
+        .state;
+    let teacher = checkpoint::load(&dir.join("teacher.safetensors"))
+        .unwrap()
+        .state;
     let batch = TensorFile::open(&dir.join("batch.safetensors")).unwrap();
     let image = batch.f32("image").unwrap();
     let labels = read_labels(&batch, 4).unwrap();
     let mut student = student0.clone();
     let mut adam = AdamState::for_state(&student);
-    let r = train_step(&mut student, &mut adam, Some(&teacher), &image, &labels, &[2], &StepConfig::default()).unwrap();
+    let r = train_step(
+        &mut student,
+        &mut adam,
+        Some(&teacher),
+        &image,
+        &labels,
+        &[2],
+        &StepConfig::default(),
+    )
+    .unwrap();
     let mut h = Sha256::new();
     let l = r.losses;
     for v in [l.total, l.seg, l.dice, l.ce, l.kd, l.proto] {
@@ -52,28 +65,52 @@ fn step_hash(dir: &Path) -> String {
 }
 
 fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
 }
 
 #[test]
 fn protokd_step_is_identical_for_1_2_and_7_threads_and_matches_the_record() {
     let dir = examples();
-    let hashes: Vec<String> = [1, 2, 7, 2].iter().map(|&t| in_pool(t, || step_hash(&dir))).collect();
-    assert!(hashes.iter().all(|h| *h == hashes[0]), "hashes differ between thread counts or runs: {hashes:?}");
-    assert_eq!(hashes[0], STEP_HASH, "the step's bits changed: if intended, record the new hash and say why in the commit");
+    let hashes: Vec<String> = [1, 2, 7, 2]
+        .iter()
+        .map(|&t| in_pool(t, || step_hash(&dir)))
+        .collect();
+    assert!(
+        hashes.iter().all(|h| *h == hashes[0]),
+        "hashes differ between thread counts or runs: {hashes:?}"
+    );
+    assert_eq!(
+        hashes[0], STEP_HASH,
+        "the step's bits changed: if intended, record the new hash and say why in the commit"
+    );
 }
 
 #[test]
 fn forward_is_identical_for_1_2_and_7_threads() {
     let dir = examples();
-    let teacher = checkpoint::load(&dir.join("teacher.safetensors")).unwrap().state;
-    let image = TensorFile::open(&dir.join("batch.safetensors")).unwrap().f32("image").unwrap();
+    let teacher = checkpoint::load(&dir.join("teacher.safetensors"))
+        .unwrap()
+        .state;
+    let image = TensorFile::open(&dir.join("batch.safetensors"))
+        .unwrap()
+        .f32("image")
+        .unwrap();
     let hashes: Vec<String> = [1, 2, 7]
         .iter()
         .map(|&t| {
             in_pool(t, || {
                 let y = forward_eval(&teacher, &image).unwrap();
-                let bytes: Vec<u8> = y.features.data.iter().chain(&y.logits.data).flat_map(|v| v.to_le_bytes()).collect();
+                let bytes: Vec<u8> = y
+                    .features
+                    .data
+                    .iter()
+                    .chain(&y.logits.data)
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
                 sha256_hex(&bytes)
             })
         })
@@ -88,17 +125,48 @@ fn forward_is_identical_for_1_2_and_7_threads() {
 fn regenerate_examples() {
     let dir = examples();
     std::fs::create_dir_all(&dir).unwrap();
-    let student = VNetState::init(VNetConfig { in_channels: 1, n_classes: 4, n_filters: 4 }, 1);
-    let teacher = VNetState::init(VNetConfig { in_channels: 4, n_classes: 4, n_filters: 4 }, 2);
-    checkpoint::save(&dir.join("student.safetensors"), &student, &Modalities::parse("t1ce").unwrap()).unwrap();
-    checkpoint::save(&dir.join("teacher.safetensors"), &teacher, &Modalities::all()).unwrap();
-    let a = TensorFile::open(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/A.safetensors")).unwrap();
+    let student = VNetState::init(
+        VNetConfig {
+            in_channels: 1,
+            n_classes: 4,
+            n_filters: 4,
+        },
+        1,
+    );
+    let teacher = VNetState::init(
+        VNetConfig {
+            in_channels: 4,
+            n_classes: 4,
+            n_filters: 4,
+        },
+        2,
+    );
+    checkpoint::save(
+        &dir.join("student.safetensors"),
+        &student,
+        &Modalities::parse("t1ce").unwrap(),
+    )
+    .unwrap();
+    checkpoint::save(
+        &dir.join("teacher.safetensors"),
+        &teacher,
+        &Modalities::all(),
+    )
+    .unwrap();
+    let a = TensorFile::open(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/A.safetensors"),
+    )
+    .unwrap();
     let (shape, values) = a.numeric("label").unwrap();
-    let label = protokd_reference::Tensor::from_vec(&shape, values.iter().map(|&v| v as f32).collect());
+    let label =
+        protokd_reference::Tensor::from_vec(&shape, values.iter().map(|&v| v as f32).collect());
     protokd::tensorfile::write_tensors(
         &dir.join("batch.safetensors"),
         &[
-            ("image".into(), protokd::tensorfile::OutTensor::F32(a.f32("image").unwrap())),
+            (
+                "image".into(),
+                protokd::tensorfile::OutTensor::F32(a.f32("image").unwrap()),
+            ),
             ("label".into(), protokd::tensorfile::OutTensor::F32(label)),
         ],
         None,

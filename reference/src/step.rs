@@ -221,7 +221,11 @@ mod tests {
             for z in 0..S {
                 for y in 0..S {
                     for x in 0..S {
-                        let r = [z, y, x].iter().map(|&c| (c as i64 - 15 - n as i64).unsigned_abs()).max().unwrap();
+                        let r = [z, y, x]
+                            .iter()
+                            .map(|&c| (c as i64 - 15 - n as i64).unsigned_abs())
+                            .max()
+                            .unwrap();
                         data.push(match r {
                             0..=2 => 1,
                             3..=5 => 2,
@@ -264,10 +268,27 @@ mod tests {
     /// changes the loss by only 2e-6, about 16 ulps).
     fn check_mode(mode: StepMode, names: &[&str]) {
         let cin = if mode == StepMode::Teacher { 4 } else { 1 };
-        let student = smooth(VNetState::init(VNetConfig { in_channels: cin, n_classes: 4, n_filters: 4 }, 3));
-        let teacher = smooth(VNetState::init(VNetConfig { in_channels: 4, n_classes: 4, n_filters: 4 }, 4));
+        let student = smooth(VNetState::init(
+            VNetConfig {
+                in_channels: cin,
+                n_classes: 4,
+                n_filters: 4,
+            },
+            3,
+        ));
+        let teacher = smooth(VNetState::init(
+            VNetConfig {
+                in_channels: 4,
+                n_classes: 4,
+                n_filters: 4,
+            },
+            4,
+        ));
         let (image, labels) = batch();
-        let cfg = StepConfig { mode, ..StepConfig::default() };
+        let cfg = StepConfig {
+            mode,
+            ..StepConfig::default()
+        };
         let run = |s: &VNetState| {
             let mut s = s.clone();
             losses_and_gradients(&mut s, Some(&teacher), &image, &labels, &[2], &cfg).unwrap()
@@ -319,24 +340,59 @@ mod tests {
 
     #[test]
     fn baseline_and_teacher_step_gradients_match_finite_differences() {
-        check_mode(StepMode::Baseline, &["block_one.conv.0.weight", "block_six.conv.0.weight", "block_nine.conv.0.weight", "out_conv.weight"]);
-        check_mode(StepMode::Teacher, &["block_one.conv.0.weight", "block_eight_up.conv.0.weight", "out_conv.bias"]);
+        check_mode(
+            StepMode::Baseline,
+            &[
+                "block_one.conv.0.weight",
+                "block_six.conv.0.weight",
+                "block_nine.conv.0.weight",
+                "out_conv.weight",
+            ],
+        );
+        check_mode(
+            StepMode::Teacher,
+            &[
+                "block_one.conv.0.weight",
+                "block_eight_up.conv.0.weight",
+                "out_conv.bias",
+            ],
+        );
     }
 
     /// The prototype term really reaches the parameters: with `proto_weight` 0 the gradient of
     /// an early layer changes.
     #[test]
     fn proto_and_kd_terms_contribute() {
-        let student = VNetState::init(VNetConfig { in_channels: 1, n_classes: 4, n_filters: 2 }, 3);
-        let teacher = VNetState::init(VNetConfig { in_channels: 4, n_classes: 4, n_filters: 2 }, 4);
+        let student = VNetState::init(
+            VNetConfig {
+                in_channels: 1,
+                n_classes: 4,
+                n_filters: 2,
+            },
+            3,
+        );
+        let teacher = VNetState::init(
+            VNetConfig {
+                in_channels: 4,
+                n_classes: 4,
+                n_filters: 2,
+            },
+            4,
+        );
         let (image, labels) = batch();
         let grads = |cfg: StepConfig| {
             let mut s = student.clone();
             losses_and_gradients(&mut s, Some(&teacher), &image, &labels, &[2], &cfg).unwrap()
         };
         let full = grads(StepConfig::default());
-        let no_proto = grads(StepConfig { proto_weight: 0.0, ..StepConfig::default() });
-        let no_kd = grads(StepConfig { kd_weight: 0.0, ..StepConfig::default() });
+        let no_proto = grads(StepConfig {
+            proto_weight: 0.0,
+            ..StepConfig::default()
+        });
+        let no_kd = grads(StepConfig {
+            kd_weight: 0.0,
+            ..StepConfig::default()
+        });
         assert!(full.losses.proto > 0.0 && full.losses.kd > 0.0);
         assert_ne!(full.grads[0], no_proto.grads[0]);
         assert_ne!(full.grads[0], no_kd.grads[0]);

@@ -51,6 +51,10 @@ FIXTURES = {
     "A": dict(shape=(2, 4, 16, 16, 16), base_seed=1000, missing=None),
     # class 2 (NCR/NET) absent from sample 1 -> the prototype loss keeps classes {0, 1, 3}
     "B": dict(shape=(2, 4, 32, 16, 48), base_seed=2000, missing=(1, 2)),
+    # Well-conditioned: every BN shift moved to 1.5 (+ noise), so most ReLUs are active and
+    # no BatchNorm sees a near-constant channel; float32 reaches the parity bounds everywhere.
+    # n_filters 2 keeps the file small.
+    "C": dict(shape=(2, 4, 16, 32, 32), base_seed=3000, missing=None, n_filters=2, bn_bias_shift=1.5),
 }
 
 
@@ -152,8 +156,9 @@ class VNet(nn.Module):
         return x9, self.out_conv(x9)
 
 
-def perturb_bn(model, gen):
-    """Move every BN's parameters and running statistics off their defaults (seeded)."""
+def perturb_bn(model, gen, bias_shift=0.0):
+    """Move every BN's parameters and running statistics off their defaults (seeded); the
+    shifts (BN biases) are centred on `bias_shift`."""
     with torch.no_grad():
         for _, m in model.named_modules():
             if isinstance(m, nn.BatchNorm3d):
@@ -161,7 +166,7 @@ def perturb_bn(model, gen):
                 m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
                 m.running_var.copy_(1.0 + torch.rand(c, generator=gen) * 0.5)
                 m.weight.copy_(1.0 + torch.randn(c, generator=gen) * 0.1)
-                m.bias.copy_(torch.randn(c, generator=gen) * 0.1)
+                m.bias.copy_(torch.randn(c, generator=gen) * 0.1 + bias_shift)
                 m.num_batches_tracked.fill_(NUM_BATCHES_TRACKED)
 
 
@@ -310,39 +315,11 @@ def running_stats(prefix, model):
     }
 
 
-def make_fixture(name, cfg, n_filters, out_dir):
-    shape = cfg["shape"]
-    seeds = seeds_for(cfg["base_seed"])
-    n, cin, d, h, w = shape
-    assert cin == 4 and d % 16 == 0 and h % 16 == 0 and w % 16 == 0
-
-    torch.manual_seed(seeds["teacher_init"])
-    teacher = VNet(4, NUM_CLASSES, n_filters)
-    perturb_bn(teacher, torch.Generator().manual_seed(seeds["teacher_bn"]))
-    torch.manual_seed(seeds["student_init"])
-    student = VNet(1, NUM_CLASSES, n_filters)
-    perturb_bn(student, torch.Generator().manual_seed(seeds["student_bn"]))
-
-    image = torch.randn(shape, generator=torch.Generator().manual_seed(seeds["image"]), dtype=torch.float32)
-    label = make_label(shape, torch.Generator().manual_seed(seeds["label"]), cfg["missing"])
-    for i in range(n):
-        present = sorted(torch.unique(label[i]).tolist())
-        if cfg["missing"] is not None and cfg["missing"][0] == i:
-            expect = [k for k in range(NUM_CLASSES) if k != cfg["missing"][1]]
-        else:
-            expect = list(range(NUM_CLASSES))
-        assert present == expect, (name, i, present, expect)
-
+def compute_outputs(teacher, student, image, label):
+    """Every computed value of a fixture (forwards, losses, gradients, Adam updates) for these
+    models and inputs, in the models' dtype. Called once in float32 (the fixture) and once on
+    float64 copies (the conditioning figures)."""
     t: dict[str, torch.Tensor] = {}
-    t.update(prefixed("teacher", teacher.state_dict()))
-    t.update(prefixed("student", student.state_dict()))
-    if name == "A":
-        # PyTorch -> protokd checkpoint interchange: the initial student's plain state_dict as
-        # a PyTorch user saves it (no metadata); tests/checkpoint_interchange.rs loads it.
-        save_file(student.state_dict(), os.path.join(out_dir, "torch_state_dict.safetensors"))
-    t["image"] = image
-    t["label"] = label
-
     # Teacher, evaluation mode, 4 channels.
     teacher.eval()
     with torch.no_grad():
@@ -417,6 +394,46 @@ def make_fixture(name, cfg, n_filters, out_dir):
     t.update(prefixed("teacherstep.param", tt.state_dict()))
     del tt, topt
 
+    return t
+
+
+def make_fixture(name, cfg, n_filters, out_dir):
+    shape = cfg["shape"]
+    n_filters = cfg.get("n_filters", n_filters)
+    bias_shift = cfg.get("bn_bias_shift", 0.0)
+    seeds = seeds_for(cfg["base_seed"])
+    n, cin, d, h, w = shape
+    assert cin == 4 and d % 16 == 0 and h % 16 == 0 and w % 16 == 0
+
+    torch.manual_seed(seeds["teacher_init"])
+    teacher = VNet(4, NUM_CLASSES, n_filters)
+    perturb_bn(teacher, torch.Generator().manual_seed(seeds["teacher_bn"]), bias_shift)
+    torch.manual_seed(seeds["student_init"])
+    student = VNet(1, NUM_CLASSES, n_filters)
+    perturb_bn(student, torch.Generator().manual_seed(seeds["student_bn"]), bias_shift)
+
+    image = torch.randn(shape, generator=torch.Generator().manual_seed(seeds["image"]), dtype=torch.float32)
+    label = make_label(shape, torch.Generator().manual_seed(seeds["label"]), cfg["missing"])
+    for i in range(n):
+        present = sorted(torch.unique(label[i]).tolist())
+        if cfg["missing"] is not None and cfg["missing"][0] == i:
+            expect = [k for k in range(NUM_CLASSES) if k != cfg["missing"][1]]
+        else:
+            expect = list(range(NUM_CLASSES))
+        assert present == expect, (name, i, present, expect)
+
+    t: dict[str, torch.Tensor] = {}
+    t.update(prefixed("teacher", teacher.state_dict()))
+    t.update(prefixed("student", student.state_dict()))
+    if name == "A":
+        # PyTorch -> protokd checkpoint interchange: the initial student's plain state_dict as
+        # a PyTorch user saves it (no metadata); tests/checkpoint_interchange.rs loads it.
+        save_file(student.state_dict(), os.path.join(out_dir, "torch_state_dict.safetensors"))
+    t["image"] = image
+    t["label"] = label
+
+    t.update(compute_outputs(teacher, student, image, label))
+
     for k, v in t.items():
         assert v.dtype in (torch.float32, torch.int64), (k, v.dtype)
         assert torch.isfinite(v.float()).all(), k
@@ -441,6 +458,28 @@ def make_fixture(name, cfg, n_filters, out_dir):
     # one metadata key holding sorted JSON: safetensors writes a multi-key metadata map in hash
     # order, which would make reruns differ byte-wise
     save_file(t, path, metadata={"protokd_fixture": json.dumps(meta, sort_keys=True)})
+    # Conditioning: the same computation on float64 copies, and again in float32 with PyTorch's
+    # native convolutions instead of oneDNN's (another valid float32 summation order). For every
+    # computed float tensor, the larger of the two float32 errors ||t32 - t64|| / ||t64||:
+    # how far a correct float32 implementation can be from the exact result there.
+    # tests/pytorch_parity.rs widens a tensor's bound to a multiple of it where float32 itself
+    # cannot reach the bound.
+    t64 = compute_outputs(copy.deepcopy(teacher).double(), copy.deepcopy(student).double(),
+                          image.double(), label)
+    torch.backends.mkldnn.enabled = False
+    t32_native = compute_outputs(copy.deepcopy(teacher), copy.deepcopy(student), image, label)
+    torch.backends.mkldnn.enabled = True
+
+    def rel(a, b):
+        den = b.norm().item()
+        num = (a.double() - b).norm().item()
+        return num / den if den > 0 else num
+
+    conditioning = {k: max(rel(t[k], v64), rel(t32_native[k], v64))
+                    for k, v64 in sorted(t64.items()) if v64.is_floating_point()}
+    with open(os.path.join(out_dir, f"{name}.conditioning.json"), "w") as f:
+        json.dump(conditioning, f, sort_keys=True, indent=0)
+        f.write("\n")
     print(f"[{name}] shape {shape}, kept proto classes {kept_classes(label)}, "
           f"losses: " + ", ".join(f"{k}={t['step.loss.' + k].item():.6f}" for k in
                                   ("total", "seg", "ce", "dice", "kd", "proto"))

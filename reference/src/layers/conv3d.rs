@@ -617,6 +617,42 @@ mod tests {
         ConvGeom::cubic(3, 1, 0).output_dims([2, 5, 5]);
     }
 
+    /// The deepest levels of a VNet on small patches: 1 to 3 voxels per axis.
+    #[test]
+    fn tiny_volumes_match_naive_f64() {
+        for (di, dims) in [[1, 1, 1], [2, 2, 2], [1, 2, 3], [2, 1, 2]]
+            .into_iter()
+            .enumerate()
+        {
+            for (gi, g) in geometries().iter().enumerate() {
+                if (0..3).any(|a| dims[a] + 2 * g.padding[a] < g.kernel[a]) {
+                    continue;
+                }
+                let seed = 1000 + 10 * di as u64 + gi as u64;
+                let od = g.output_dims(dims);
+                let x = random_tensor(&[2, 3, dims[0], dims[1], dims[2]], seed);
+                let w = random_tensor(&[2, 3, g.kernel[0], g.kernel[1], g.kernel[2]], seed + 1);
+                let dy = random_tensor(&[2, 2, od[0], od[1], od[2]], seed + 2);
+                let what = format!("dims {dims:?}, geometry {g:?}");
+                let e = rel_err_norm(
+                    &conv3d_forward(&x, &w, None, g).data,
+                    &naive_forward(&x, &w, None, g),
+                );
+                assert!(e < 1e-6, "forward, {what}: {e}");
+                let e = rel_err_norm(
+                    &conv3d_backward_input(&dy, &w, g, dims).data,
+                    &naive_backward_input(&dy, &w, g, dims),
+                );
+                assert!(e < 1e-6, "backward input, {what}: {e}");
+                let e = rel_err_norm(
+                    &conv3d_backward_weight(&x, &dy, g).data,
+                    &naive_backward_weight(&x, &dy, g),
+                );
+                assert!(e < 1e-6, "backward weight, {what}: {e}");
+            }
+        }
+    }
+
     #[test]
     fn forward_matches_naive_f64() {
         for (gi, g) in geometries().iter().enumerate() {
