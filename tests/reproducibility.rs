@@ -1,6 +1,7 @@
 //! Bit-reproducibility: a whole ProtoKD training step (student forward and backward, teacher
 //! forward, every loss, Adam) gives the same bits with 1, 2 and 7 threads and on a repeat run,
-//! and those bits are the recorded ones, so an unintended change of arithmetic fails here.
+//! and with or without hardware FMA, and those bits are the recorded ones, so an unintended
+//! change of arithmetic fails here.
 //!
 //! The inputs are the committed example files in `examples/audit/` (made by the ignored test
 //! `regenerate_examples` below from seeded initialisation and fixture A's batch).
@@ -87,6 +88,17 @@ fn protokd_step_is_identical_for_1_2_and_7_threads_and_matches_the_record() {
         hashes[0], STEP_HASH,
         "the step's bits changed: if intended, record the new hash and say why in the commit"
     );
+}
+
+/// The portable row primitives (`mul_add` through the C library's `fmaf`, as on a CPU without
+/// FMA hardware) give the same bits as the AVX2+FMA ones.
+#[test]
+fn protokd_step_is_identical_without_hardware_fma() {
+    let dir = examples();
+    protokd_reference::layers::rowops::set_hardware_fma(false);
+    let portable = step_hash(&dir);
+    protokd_reference::layers::rowops::set_hardware_fma(true);
+    assert_eq!(portable, STEP_HASH);
 }
 
 #[test]

@@ -154,13 +154,8 @@ mod tests {
                 p64[i] -= cfg.lr * mhat / (vhat.sqrt() + cfg.eps);
             }
         }
-        for i in 0..2 {
-            assert!(
-                (p.data[i] as f64 - p64[i]).abs() < 1e-6,
-                "{} vs {}",
-                p.data[i],
-                p64[i]
-            );
+        for (&got, &want) in p.data.iter().zip(&p64) {
+            assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
         }
         assert_eq!(st.step, 3);
     }

@@ -18,6 +18,25 @@
 //! only the call into the feature-enabled copy, made after the features were detected.
 
 use crate::reduce::{lane_tree, pairwise_tree, BLOCK, LANES};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the hardware-FMA copies may be used (when the CPU has AVX2 and FMA).
+static HARDWARE_FMA: AtomicBool = AtomicBool::new(true);
+
+/// Allows (`true`, the default) or forbids the AVX2+FMA copies of the row primitives for the
+/// whole process. With `false` every row runs the portable copy, as on a CPU without FMA: the
+/// results are the same bits (the tests assert it), only slower.
+pub fn set_hardware_fma(enabled: bool) {
+    HARDWARE_FMA.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether the AVX2+FMA copies run: allowed by [`set_hardware_fma`] and present on this CPU.
+#[cfg(target_arch = "x86_64")]
+fn use_avx2_fma() -> bool {
+    HARDWARE_FMA.load(Ordering::Relaxed)
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+}
 
 /// One tap of a multiply-accumulate row: read the input at `offset + j * stride` for output
 /// `j` and multiply it by `weight`.
@@ -58,8 +77,7 @@ pub fn fma_taps(acc: &mut [f32], x: &[f32], stride: usize, taps: &[Tap]) {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if use_avx2_fma() {
             // SAFETY: the CPU supports the features the function is compiled for.
             unsafe { fma_taps_avx2_fma(acc, x, stride, taps) };
             return;
@@ -205,8 +223,7 @@ pub fn fma_lanes_taps(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if use_avx2_fma() {
             // SAFETY: the CPU supports the features the function is compiled for.
             unsafe { fma_lanes_taps_avx2_fma(lanes, first, a, x, stride, offsets) };
             return;
