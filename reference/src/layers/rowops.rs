@@ -31,11 +31,17 @@ pub fn set_hardware_fma(enabled: bool) {
 }
 
 /// Whether the AVX2+FMA copies run: allowed by [`set_hardware_fma`] and present on this CPU.
-#[cfg(target_arch = "x86_64")]
-fn use_avx2_fma() -> bool {
-    HARDWARE_FMA.load(Ordering::Relaxed)
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
+fn hardware_fma_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        HARDWARE_FMA.load(Ordering::Relaxed)
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// One tap of a multiply-accumulate row: read the input at `offset + j * stride` for output
@@ -61,6 +67,17 @@ const CHUNK: usize = 64;
 ///
 /// Panics if a tap would read past the end of `x`, or if `stride == 0`.
 pub fn fma_taps(acc: &mut [f32], x: &[f32], stride: usize, taps: &[Tap]) {
+    fma_taps_on(hardware_fma_available(), acc, x, stride, taps);
+}
+
+/// [`fma_taps`] on the portable copy, whatever the CPU (for tests and comparisons).
+pub fn fma_taps_portable(acc: &mut [f32], x: &[f32], stride: usize, taps: &[Tap]) {
+    fma_taps_on(false, acc, x, stride, taps);
+}
+
+/// [`fma_taps`] on the AVX2+FMA copy when `hardware` (which the caller has checked), else on
+/// the portable copy.
+fn fma_taps_on(hardware: bool, acc: &mut [f32], x: &[f32], stride: usize, taps: &[Tap]) {
     assert!(stride >= 1, "fma_taps: stride must be at least 1");
     if acc.is_empty() || taps.is_empty() {
         return;
@@ -76,19 +93,12 @@ pub fn fma_taps(acc: &mut [f32], x: &[f32], stride: usize, taps: &[Tap]) {
         );
     }
     #[cfg(target_arch = "x86_64")]
-    {
-        if use_avx2_fma() {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            unsafe { fma_taps_avx2_fma(acc, x, stride, taps) };
-            return;
-        }
+    if hardware {
+        // SAFETY: `hardware` is only true where the CPU has AVX2 and FMA.
+        unsafe { fma_taps_avx2_fma(acc, x, stride, taps) };
+        return;
     }
-    fma_taps_body(acc, x, stride, taps);
-}
-
-/// [`fma_taps`] without run-time dispatch: the portable copy (for tests and comparisons).
-pub fn fma_taps_portable(acc: &mut [f32], x: &[f32], stride: usize, taps: &[Tap]) {
-    assert!(stride >= 1, "fma_taps_portable: stride must be at least 1");
+    let _ = hardware;
     fma_taps_body(acc, x, stride, taps);
 }
 
@@ -205,6 +215,40 @@ pub fn fma_lanes_taps(
     stride: usize,
     offsets: &[usize],
 ) {
+    fma_lanes_taps_on(
+        hardware_fma_available(),
+        lanes,
+        first,
+        a,
+        x,
+        stride,
+        offsets,
+    );
+}
+
+/// [`fma_lanes_taps`] on the portable copy, whatever the CPU (for tests).
+pub fn fma_lanes_taps_portable(
+    lanes: &mut [f32],
+    first: usize,
+    a: &[f32],
+    x: &[f32],
+    stride: usize,
+    offsets: &[usize],
+) {
+    fma_lanes_taps_on(false, lanes, first, a, x, stride, offsets);
+}
+
+/// [`fma_lanes_taps`] on the AVX2+FMA copy when `hardware` (which the caller has checked),
+/// else on the portable copy.
+fn fma_lanes_taps_on(
+    hardware: bool,
+    lanes: &mut [f32],
+    first: usize,
+    a: &[f32],
+    x: &[f32],
+    stride: usize,
+    offsets: &[usize],
+) {
     assert!(stride >= 1, "fma_lanes_taps: stride must be at least 1");
     if a.is_empty() || offsets.is_empty() {
         return;
@@ -222,29 +266,12 @@ pub fn fma_lanes_taps(
         );
     }
     #[cfg(target_arch = "x86_64")]
-    {
-        if use_avx2_fma() {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            unsafe { fma_lanes_taps_avx2_fma(lanes, first, a, x, stride, offsets) };
-            return;
-        }
+    if hardware {
+        // SAFETY: `hardware` is only true where the CPU has AVX2 and FMA.
+        unsafe { fma_lanes_taps_avx2_fma(lanes, first, a, x, stride, offsets) };
+        return;
     }
-    fma_lanes_taps_body(lanes, first, a, x, stride, offsets);
-}
-
-/// [`fma_lanes_taps`] without run-time dispatch: the portable copy (for tests).
-pub fn fma_lanes_taps_portable(
-    lanes: &mut [f32],
-    first: usize,
-    a: &[f32],
-    x: &[f32],
-    stride: usize,
-    offsets: &[usize],
-) {
-    assert!(
-        stride >= 1,
-        "fma_lanes_taps_portable: stride must be at least 1"
-    );
+    let _ = hardware;
     fma_lanes_taps_body(lanes, first, a, x, stride, offsets);
 }
 
