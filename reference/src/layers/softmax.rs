@@ -116,3 +116,93 @@ pub fn log_softmax_backward(g: &Tensor, p: &Tensor) -> Tensor {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{directional_fd_check, dot_f64, random_tensor, rel_err_norm};
+
+    const SHAPE: [usize; 5] = [2, 4, 3, 4, 5];
+
+    /// Each column in f64 with std's exp and ln.
+    fn reference(x: &Tensor) -> (Vec<f64>, Vec<f64>) {
+        let (n, c, v) = ncv(&x.shape);
+        let (mut p, mut lp) = (vec![0.0; x.numel()], vec![0.0; x.numel()]);
+        for i in 0..n {
+            for pos in 0..v {
+                let at = |k: usize| (i * c + k) * v + pos;
+                let m = (0..c)
+                    .map(|k| x.data[at(k)] as f64)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let total: f64 = (0..c).map(|k| (x.data[at(k)] as f64 - m).exp()).sum();
+                for k in 0..c {
+                    p[at(k)] = (x.data[at(k)] as f64 - m).exp() / total;
+                    lp[at(k)] = (x.data[at(k)] as f64 - m) - total.ln();
+                }
+            }
+        }
+        (p, lp)
+    }
+
+    fn scaled(t: Tensor, s: f32) -> Tensor {
+        Tensor::from_vec(&t.shape, t.data.iter().map(|v| v * s).collect())
+    }
+
+    #[test]
+    fn forward_matches_f64() {
+        let x = scaled(random_tensor(&SHAPE, 1), 8.0);
+        let (p, lp) = reference(&x);
+        assert!(rel_err_norm(&softmax(&x).data, &p) < 1e-6);
+        assert!(rel_err_norm(&log_softmax(&x).data, &lp) < 1e-6);
+    }
+
+    /// Large logits do not overflow: the shift by the column maximum.
+    #[test]
+    fn large_logits_stay_finite() {
+        let x = scaled(random_tensor(&SHAPE, 2), 500.0);
+        assert!(softmax(&x).first_non_finite().is_none());
+        assert!(log_softmax(&x).first_non_finite().is_none());
+    }
+
+    /// The documented order, bit for bit, on one column.
+    #[test]
+    fn follows_the_documented_order() {
+        let x = random_tensor(&[1, 4, 1, 1, 1], 3);
+        let s = &x.data;
+        let m = s.iter().copied().fold(s[0], f32::max);
+        let e: Vec<f32> = s.iter().map(|&v| crate::mathfn::exp(v - m)).collect();
+        let total = ((e[0] + e[1]) + e[2]) + e[3];
+        let p = softmax(&x);
+        let lp = log_softmax(&x);
+        for k in 0..4 {
+            assert_eq!(p.data[k].to_bits(), (e[k] / total).to_bits());
+            assert_eq!(
+                lp.data[k].to_bits(),
+                ((s[k] - m) - crate::mathfn::ln(total)).to_bits()
+            );
+        }
+    }
+
+    #[test]
+    fn backwards_match_finite_differences() {
+        let x = scaled(random_tensor(&SHAPE, 4), 3.0);
+        let r = random_tensor(&SHAPE, 5);
+        let p = softmax(&x);
+        let g = softmax_backward(&r, &p);
+        let check = directional_fd_check(&x.data, &g.data, 1e-2, 6, |v| {
+            dot_f64(
+                &softmax(&Tensor::from_vec(&SHAPE, v.to_vec())).data,
+                &r.data,
+            )
+        });
+        check.assert_within(1e-3, "softmax backward");
+        let g = log_softmax_backward(&r, &p);
+        let check = directional_fd_check(&x.data, &g.data, 1e-2, 7, |v| {
+            dot_f64(
+                &log_softmax(&Tensor::from_vec(&SHAPE, v.to_vec())).data,
+                &r.data,
+            )
+        });
+        check.assert_within(1e-3, "log-softmax backward");
+    }
+}

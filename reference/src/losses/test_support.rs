@@ -47,48 +47,20 @@ pub fn rel(got: f64, want: f64) -> f64 {
     (got - want).abs() / want.abs()
 }
 
-/// `x + h * u`, element by element in `f32`.
-pub fn shifted(x: &Tensor, u: &Tensor, h: f32) -> Tensor {
-    let data = x
-        .data
-        .iter()
-        .zip(&u.data)
-        .map(|(&a, &b)| h.mul_add(b, a))
-        .collect();
-    Tensor::from_vec(&x.shape, data)
-}
-
-/// A central-difference check along `u`: `(numeric, analytic)` with
-/// `numeric = f(x+) - f(x-)` for the loss `f` (the `f32` forward, or an `f64` reference) at `x+- = x +- h u` (each rounded to
-/// `f32`), and `analytic = sum_i g_i (x+_i - x-_i)` in `f64`, using the displacement actually
-/// applied (so the rounding of the perturbation does not enter the comparison).
-pub fn fd_pair(
-    x: &Tensor,
-    g: &Tensor,
-    u: &Tensor,
-    h: f32,
-    f: impl Fn(&Tensor) -> f64,
-) -> (f64, f64) {
-    let plus = shifted(x, u, h);
-    let minus = shifted(x, u, -h);
-    let numeric = f(&plus) - f(&minus);
-    let analytic = g
-        .data
-        .iter()
-        .zip(plus.data.iter().zip(&minus.data))
-        .map(|(&gi, (&p, &m))| gi as f64 * (p as f64 - m as f64))
-        .sum();
-    (numeric, analytic)
-}
-
-/// Panics unless [`fd_pair`] agrees to `tol` relative to the analytic change.
+/// Panics unless the central difference of `f` along `u` (step `h`, the displacement actually
+/// applied: [`crate::testutil::fd_check_along`]) agrees with the analytic change `g . dx` to
+/// `tol` relative to the analytic change. `f` is the `f32` forward or an `f64` reference.
 pub fn assert_fd(x: &Tensor, g: &Tensor, u: &Tensor, h: f32, tol: f64, f: impl Fn(&Tensor) -> f64) {
     assert!(g.first_non_finite().is_none(), "non-finite gradient");
-    let (numeric, analytic) = fd_pair(x, g, u, h, f);
-    let err = rel(numeric, analytic);
+    let check = crate::testutil::fd_check_along(&x.data, &g.data, &u.data, h, |p| {
+        f(&Tensor::from_vec(&x.shape, p.to_vec()))
+    });
+    let err = rel(check.numeric, check.analytic);
     assert!(
         err < tol,
-        "finite difference {numeric:e} vs analytic {analytic:e}: relative error {err:e}"
+        "finite difference {:e} vs analytic {:e}: relative error {err:e}",
+        check.numeric,
+        check.analytic
     );
 }
 
