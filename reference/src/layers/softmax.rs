@@ -2,10 +2,10 @@
 //!
 //! For each position (`n`, voxel) independently, with the classes in ascending order:
 //! 1. `m = max_c s_c` (a comparison chain from `c = 0`; exact).
-//! 2. `e_c = exp(s_c - m)` with the crate's [`exp`](crate::mathfn::exp).
+//! 2. `e_c = exp(s_c - m)` with the crate's `mathfn::exp`.
 //! 3. `S = ((0 + e_0) + e_1) + ...` sequentially in class order.
 //! 4. `softmax_c = e_c / S`; `log_softmax_c = (s_c - m) - ln(S)` with the crate's
-//!    [`ln`](crate::mathfn::ln).
+//!    `mathfn::ln`.
 //!
 //! Backward (upstream gradient `g`, forward output `p = softmax`):
 //! * softmax: `ds_j = p_j * (g_j - G)` with `G = sum_c p_c * g_c`, a sequential fma chain over
