@@ -14,9 +14,12 @@ Timed (median of --repeat runs after --warmup untimed runs, float32, n_filters 1
                            (CE + Dice + 10 KD + 0.1 proto), Adam(lr 1e-3, wd 1e-5)
   forward  1x4x96x128x128  as the first row, at the paper's training patch
 
+With --layers it also times the single layers of benches/layers.rs (same shapes, seeded
+uniform values; the gradients through torch.nn.grad and autograd).
+
 Usage (from the repository root):
 
-    python3 tools/bench/pytorch_vnet.py [--threads N] [--repeat R] [--warmup W]
+    python3 tools/bench/pytorch_vnet.py [--threads N] [--repeat R] [--warmup W] [--layers]
 """
 
 import argparse
@@ -26,6 +29,7 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "parity"))
 from make_fixtures import (  # noqa: E402
@@ -107,11 +111,54 @@ def bench_step(shape, repeat, warmup):
     return timed(run, repeat, warmup)
 
 
+def layer_rows():
+    """(name, fn) pairs matching benches/layers.rs."""
+    c, side = 16, 64
+    g = torch.Generator().manual_seed(21)
+
+    def u(shape, scale=1.0):
+        return (torch.rand(shape, generator=g) * 2.0 - 1.0) * scale
+
+    x = u((1, c, side, side, side))
+    dy = u((1, c, side, side, side))
+    w = u((c, c, 3, 3, 3), 1.0 / (c * 27) ** 0.5)
+    xt = u((1, 2 * c, side // 2, side // 2, side // 2))
+    wt = u((2 * c, c, 2, 2, 2), 1.0 / (c * 8) ** 0.5)
+    bt = u((c,), 1.0 / (c * 8) ** 0.5)
+    gamma, beta = torch.ones(c), torch.zeros(c)
+    rm, rv = torch.zeros(c), torch.ones(c)
+
+    def bn():
+        xg = x.clone().requires_grad_(True)
+        gg, bb = gamma.clone().requires_grad_(True), beta.clone().requires_grad_(True)
+        y = F.batch_norm(xg, rm, rv, gg, bb, training=True, momentum=0.1, eps=1e-5)
+        y.backward(dy)
+
+    rows = [
+        ("layers/conv3d_fwd_k3_16to16_1x16x64^3", lambda: F.conv3d(x, w, padding=1)),
+        ("layers/conv3d_bwd_input_k3_16to16_1x16x64^3",
+         lambda: torch.nn.grad.conv3d_input(x.shape, w, dy, padding=1)),
+        ("layers/conv3d_bwd_weight_k3_16to16_1x16x64^3",
+         lambda: torch.nn.grad.conv3d_weight(x, w.shape, dy, padding=1)),
+        ("layers/conv_transpose3d_fwd_k2s2_32to16_1x32x32^3",
+         lambda: F.conv_transpose3d(xt, wt, bt, stride=2)),
+        ("layers/batchnorm3d_train_fwd_bwd_1x16x64^3", bn),
+    ]
+    stages = [(4, c, side)] + [(c * m, c * m, side // m) for m in (2, 4, 8, 16)]
+    for cin, cout, s in stages:
+        xs = u((1, cin, s, s, s))
+        ws = u((cout, cin, 3, 3, 3), 1.0 / (cin * 27) ** 0.5)
+        rows.append((f"conv3d_stage/fwd_k3_{cin}to{cout}_1x{cin}x{s}^3",
+                     lambda xs=xs, ws=ws: F.conv3d(xs, ws, padding=1)))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's default)")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per row (default 5)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs before timing (default 1)")
+    ap.add_argument("--layers", action="store_true", help="also time the layers of benches/layers.rs")
     args = ap.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -133,6 +180,15 @@ def main():
             f"{what:<26} {shp:<18} {statistics.median(times):>9.3f} {min(times):>9.3f} {max(times):>9.3f}",
             flush=True,
         )
+    if args.layers:
+        print(f"\n{'layer (torch)':<52} {'median ms':>9} {'min ms':>9} {'max ms':>9}")
+        for name, fn in layer_rows():
+            times = timed(fn, max(args.repeat, 10), max(args.warmup, 2))
+            print(
+                f"{name:<52} {1e3 * statistics.median(times):>9.1f} {1e3 * min(times):>9.1f} "
+                f"{1e3 * max(times):>9.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
