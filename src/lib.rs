@@ -8,3 +8,4 @@ pub mod audit;
 pub mod checkpoint;
 pub mod modality;
 pub mod tensorfile;
+pub mod volume;
