@@ -5,7 +5,11 @@
 //! specification).
 
 pub mod audit;
+pub mod augment;
+pub mod brats;
 pub mod checkpoint;
 pub mod modality;
+pub mod nifti_io;
+pub mod preprocess;
 pub mod tensorfile;
 pub mod volume;
