@@ -10,6 +10,7 @@ pub mod brats;
 pub mod checkpoint;
 pub mod modality;
 pub mod nifti_io;
+pub mod phantom;
 pub mod preprocess;
 pub mod tensorfile;
 pub mod volume;
