@@ -16,7 +16,11 @@ pub struct Volume {
 impl Volume {
     /// A volume from its values. Panics if the length does not match (a programming error).
     pub fn new(dims: [usize; 3], data: Vec<f32>) -> Self {
-        assert_eq!(dims.iter().product::<usize>(), data.len(), "Volume::new: length");
+        assert_eq!(
+            dims.iter().product::<usize>(),
+            data.len(),
+            "Volume::new: length"
+        );
         Volume { dims, data }
     }
 
