@@ -8,6 +8,7 @@ pub mod audit;
 pub mod augment;
 pub mod brats;
 pub mod checkpoint;
+pub mod golden;
 pub mod modality;
 pub mod nifti_io;
 pub mod phantom;
