@@ -3,6 +3,8 @@
 //! augmentation. Small volumes written with `nifti_io::write_image` into the target's
 //! temporary folder.
 
+mod common;
+use common::TempDir;
 use nalgebra::Matrix4;
 use protokd::augment::{self, AugmentParams, Sample};
 use protokd::brats::{self, Case, Dataset, Release};
@@ -11,14 +13,6 @@ use protokd::preprocess::{self, CropBox, PreparedCase, ZscoreStats, BRATS_CROP};
 use protokd::volume::{Geometry, Volume};
 use std::fs;
 use std::path::{Path, PathBuf};
-
-/// A fresh, empty folder for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("brats_data_{name}"));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// The BraTS 2018 affine (x and y flipped, 1 mm) for a volume with `ny` rows, optionally
 /// shifted along y.
@@ -116,8 +110,10 @@ fn write_case(root: &Path, spec: &CaseSpec) -> PathBuf {
     dir
 }
 
-fn simple_dataset(name: &str, release: Release) -> (PathBuf, Dataset) {
-    let root = temp_dir(name);
+/// A one-case dataset; the folder lives as long as the returned [`TempDir`].
+fn simple_dataset(name: &str, release: Release) -> (TempDir, Dataset) {
+    let tmp = TempDir::new(name);
+    let root = tmp.path().to_path_buf();
     write_case(
         &root,
         &CaseSpec {
@@ -128,7 +124,7 @@ fn simple_dataset(name: &str, release: Release) -> (PathBuf, Dataset) {
         },
     );
     let ds = brats::discover(&root).unwrap();
-    (root, ds)
+    (tmp, ds)
 }
 
 fn err_text<T: std::fmt::Debug>(r: anyhow::Result<T>) -> String {
@@ -140,7 +136,8 @@ fn err_text<T: std::fmt::Debug>(r: anyhow::Result<T>) -> String {
 
 #[test]
 fn discovers_brats2018_naming_with_groups_hidden_entries_and_optional_seg() {
-    let root = temp_dir("discover2018");
+    let tmp = TempDir::new("discover2018");
+    let root = tmp.path().to_path_buf();
     let hgg = root.join("HGG");
     let lgg = root.join("LGG");
     let r = Release::Brats2018;
@@ -220,7 +217,8 @@ fn discovers_brats2018_naming_with_groups_hidden_entries_and_optional_seg() {
 
 #[test]
 fn discovers_brats2023_naming() {
-    let root = temp_dir("discover2023");
+    let tmp = TempDir::new("discover2023");
+    let root = tmp.path().to_path_buf();
     for id in ["BraTS-GLI-00002-000", "BraTS-GLI-00000-000"] {
         write_case(
             &root,
@@ -256,7 +254,8 @@ fn discovers_brats2023_naming() {
 
 #[test]
 fn mixed_dataset_is_refused_naming_two_cases() {
-    let root = temp_dir("mixed");
+    let tmp = TempDir::new("mixed");
+    let root = tmp.path().to_path_buf();
     write_case(
         &root,
         &CaseSpec {
@@ -282,7 +281,8 @@ fn mixed_dataset_is_refused_naming_two_cases() {
     );
 
     // Both namings inside one case folder.
-    let root = temp_dir("mixed_in_case");
+    let tmp = TempDir::new("mixed_in_case");
+    let root = tmp.path().to_path_buf();
     let dir = write_case(
         &root,
         &CaseSpec {
@@ -300,7 +300,8 @@ fn mixed_dataset_is_refused_naming_two_cases() {
     );
 
     // Both `.nii` and `.nii.gz` of one file.
-    let root = temp_dir("both_ext");
+    let tmp = TempDir::new("both_ext");
+    let root = tmp.path().to_path_buf();
     let dir = write_case(
         &root,
         &CaseSpec {
@@ -324,7 +325,8 @@ fn missing_modality_is_refused_naming_the_case_and_file() {
         (Release::Brats2018, "_t1ce", "caseM_t1ce.nii.gz"),
         (Release::Brats2023, "-t2f", "caseM-t2f.nii.gz"),
     ] {
-        let root = temp_dir(&format!("missing_{}", release.short_name()));
+        let tmp = TempDir::new(&format!("missing_{}", release.short_name()));
+        let root = tmp.path().to_path_buf();
         let dir = write_case(
             &root,
             &CaseSpec {
@@ -345,7 +347,8 @@ fn missing_modality_is_refused_naming_the_case_and_file() {
 
 #[test]
 fn folders_without_brats_files_and_empty_datasets_are_errors() {
-    let root = temp_dir("not_a_case");
+    let tmp = TempDir::new("not_a_case");
+    let root = tmp.path().to_path_buf();
     write_case(
         &root,
         &CaseSpec {
@@ -365,7 +368,9 @@ fn folders_without_brats_files_and_empty_datasets_are_errors() {
         "{e}"
     );
 
-    let root = temp_dir("empty");
+    let tmp = TempDir::new("empty");
+
+    let root = tmp.path().to_path_buf();
     fs::write(root.join("README"), "x").unwrap();
     let e = err_text(brats::discover(&root));
     assert!(e.contains("holds no case folder"), "{e}");
@@ -402,7 +407,8 @@ fn the_paper_split_lists_parse() {
 
 #[test]
 fn selecting_cases_by_list() {
-    let root = temp_dir("select");
+    let tmp = TempDir::new("select");
+    let root = tmp.path().to_path_buf();
     for id in ["c1", "c2", "c3"] {
         write_case(
             &root,
@@ -415,7 +421,8 @@ fn selecting_cases_by_list() {
         );
     }
     let ds = brats::discover(&root).unwrap();
-    let lists = temp_dir("select_lists");
+    let lists_tmp = TempDir::new("select_lists");
+    let lists = lists_tmp.path().to_path_buf();
     let good = lists.join("good.txt");
     fs::write(&good, "# validation\nc3\n\nc1  # first case\n").unwrap();
     let sel = ds.select_list(&good).unwrap();
@@ -443,7 +450,7 @@ fn selecting_cases_by_list() {
 #[test]
 fn load_and_preprocess_a_case_from_files() {
     for release in Release::ALL {
-        let (_, ds) = simple_dataset(&format!("load_{}", release.short_name()), release);
+        let (_tmp, ds) = simple_dataset(&format!("load_{}", release.short_name()), release);
         let loaded = brats::load_case(&ds.cases[0]).unwrap();
         assert_eq!(loaded.dims(), DIMS);
         for c in 0..4 {
@@ -595,15 +602,16 @@ fn label_conversion_round_trips_for_both_releases() {
 // Bad input: each a clear error naming the file and the problem, no panic.
 
 /// A 2018 case folder whose file `suffix` is replaced by `volume` (with geometry `g`, dtype
-/// `dtype`); returns the case and the replaced file's name.
+/// `dtype`); returns the case, the replaced file's name, and the folder (alive while held).
 fn case_with(
     name: &str,
     suffix: &str,
     volume: &Volume,
     g: &Geometry,
     dtype: OutDtype,
-) -> (Case, String) {
-    let root = temp_dir(name);
+) -> (Case, String, TempDir) {
+    let tmp = TempDir::new(name);
+    let root = tmp.path().to_path_buf();
     let dir = write_case(
         &root,
         &CaseSpec {
@@ -616,7 +624,7 @@ fn case_with(
     let file = format!("bad{suffix}.nii.gz");
     write_image(&dir.join(&file), volume, g, dtype).unwrap();
     let ds = brats::discover(&root).unwrap();
-    (ds.cases[0].clone(), file)
+    (ds.cases[0].clone(), file, tmp)
 }
 
 fn load_err(case: &Case) -> String {
@@ -629,7 +637,7 @@ fn load_err(case: &Case) -> String {
 fn modalities_of_different_shape_are_refused() {
     let g = geometry(8, 0.0);
     let small = vol([8, 8, 7], |_, _, _| 1.0);
-    let (case, file) = case_with("bad_shape", "_t2", &small, &g, OutDtype::F32);
+    let (case, file, _tmp) = case_with("bad_shape", "_t2", &small, &g, OutDtype::F32);
     let e = load_err(&case);
     assert!(
         e.contains(&file)
@@ -640,7 +648,7 @@ fn modalities_of_different_shape_are_refused() {
     );
     // The seg too.
     let seg = vol([7, 8, 8], |_, _, _| 0.0);
-    let (case, file) = case_with("bad_seg_shape", "_seg", &seg, &g, OutDtype::U8);
+    let (case, file, _tmp) = case_with("bad_seg_shape", "_seg", &seg, &g, OutDtype::U8);
     let e = load_err(&case);
     assert!(e.contains(&file) && e.contains("[7, 8, 8]"), "{e}");
 }
@@ -648,7 +656,7 @@ fn modalities_of_different_shape_are_refused() {
 #[test]
 fn modalities_with_different_affines_are_refused() {
     let shifted = geometry(8, 0.5);
-    let (case, file) = case_with(
+    let (case, file, _tmp) = case_with(
         "bad_affine",
         "_flair",
         &modality(3),
@@ -665,7 +673,7 @@ fn modalities_with_different_affines_are_refused() {
     );
     // A difference below the tolerance is accepted.
     let close = geometry(8, 2e-5);
-    let (case, _) = case_with(
+    let (case, _, _tmp) = case_with(
         "close_affine",
         "_flair",
         &modality(3),
@@ -683,7 +691,7 @@ fn label_values_outside_the_release_set_are_refused() {
         DIMS,
         |z, y, x| if (z, y, x) == (2, 3, 4) { 3.0 } else { 1.0 },
     );
-    let (case, file) = case_with("bad_label", "_seg", &seg, &g, OutDtype::U8);
+    let (case, file, _tmp) = case_with("bad_label", "_seg", &seg, &g, OutDtype::U8);
     let e = load_err(&case);
     assert!(
         e.contains(&file)
@@ -694,7 +702,7 @@ fn label_values_outside_the_release_set_are_refused() {
     );
     // A non-integer label.
     let seg = vol(DIMS, |z, _, _| if z == 5 { 2.5 } else { 0.0 });
-    let (case, file) = case_with("bad_label_frac", "_seg", &seg, &g, OutDtype::F32);
+    let (case, file, _tmp) = case_with("bad_label_frac", "_seg", &seg, &g, OutDtype::F32);
     let e = load_err(&case);
     assert!(
         e.contains(&file)
@@ -704,7 +712,8 @@ fn label_values_outside_the_release_set_are_refused() {
         "{e}"
     );
     // 4 in a 2023 case.
-    let root = temp_dir("bad_label_2023");
+    let tmp = TempDir::new("bad_label_2023");
+    let root = tmp.path().to_path_buf();
     let dir = write_case(
         &root,
         &CaseSpec {
@@ -733,7 +742,7 @@ fn nan_in_an_image_is_refused() {
     let mut v = modality(2);
     let i = v.index(3, 4, 5);
     v.data[i] = f32::NAN;
-    let (case, file) = case_with("bad_nan", "_t1ce", &v, &g, OutDtype::F32);
+    let (case, file, _tmp) = case_with("bad_nan", "_t1ce", &v, &g, OutDtype::F32);
     let e = load_err(&case);
     assert!(
         e.contains(&file) && e.contains("NaN") && e.contains("(3, 4, 5)"),
@@ -745,14 +754,15 @@ fn nan_in_an_image_is_refused() {
 fn an_image_with_no_voxel_above_zero_is_refused() {
     let g = geometry(8, 0.0);
     let v = vol(DIMS, |z, _, _| -(z as f32));
-    let (case, file) = case_with("bad_nonpositive", "_t2", &v, &g, OutDtype::F32);
+    let (case, file, _tmp) = case_with("bad_nonpositive", "_t2", &v, &g, OutDtype::F32);
     let e = load_err(&case);
     assert!(e.contains(&file) && e.contains("no voxel above 0"), "{e}");
 }
 
 #[test]
 fn an_unreadable_modality_is_an_error_naming_it() {
-    let root = temp_dir("bad_file");
+    let tmp = TempDir::new("bad_file");
+    let root = tmp.path().to_path_buf();
     let dir = write_case(
         &root,
         &CaseSpec {

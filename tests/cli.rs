@@ -6,6 +6,8 @@
 //! file and the tensor or value and what was expected; never a panic; and the output file is
 //! neither created nor overwritten. Run with `--nocapture` to see every error message.
 
+mod common;
+use common::{protokd, s, TempDir};
 use protokd::checkpoint::{self, state_tensors};
 use protokd::modality::Modalities;
 use protokd::tensorfile::{sha256_hex, write_tensors, OutTensor};
@@ -14,8 +16,7 @@ use protokd_reference::Tensor;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 const NF: usize = 2;
 const CLASSES: usize = 4;
@@ -28,40 +29,6 @@ const TRACKED: i64 = 3;
 // ------------------------------------------------------------------------------------------
 // Helpers
 // ------------------------------------------------------------------------------------------
-
-/// A fresh folder for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("protokd-cli-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn join(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
-
-fn protokd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_protokd"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("cannot run the protokd binary")
-}
 
 /// Asserts success and returns stdout.
 fn ok(args: &[&str]) -> String {

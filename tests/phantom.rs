@@ -3,13 +3,15 @@
 //! background, the contrasts' relative intensities and the command's bad input. Small grids
 //! (48 x 48 x 32) keep them fast; the anatomy is the MNI152 templates in `data/mni152`.
 
+mod common;
+use common::{protokd, s, TempDir};
 use protokd::nifti_io::read_image;
 use protokd::phantom::{
     self, anatomy, generate_case, Case, PhantomConfig, Release, Templates, TumourKind,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 const SIZE: [usize; 3] = [48, 48, 32];
@@ -22,44 +24,6 @@ fn templates_dir() -> PathBuf {
 fn templates() -> &'static Templates {
     static T: OnceLock<Templates> = OnceLock::new();
     T.get_or_init(|| Templates::load(&templates_dir()).expect("MNI152 templates in data/mni152"))
-}
-
-/// A fresh folder for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("protokd-phantom-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
-
-fn protokd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_protokd"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("cannot run the protokd binary")
 }
 
 /// Runs `protokd phantom` on the small grid with the templates given explicitly; asserts
