@@ -6,6 +6,8 @@
 //!   voxel above 0, labels of the release converted to internal) and [`preprocess`] (z-score
 //!   over the voxels > 0 per modality, crop to 140 x 192 x 192);
 //! * `data/load_case`: [`load_case`] alone;
+//! * `data/read_image_x5`: the five [`read_image`] calls of [`load_case`] (in parallel, as it
+//!   makes them) without its checks and label conversion, to show what those cost;
 //! * `data/preprocess`: [`preprocess`] alone, of a case loaded once.
 //!
 //! The case is phantom case 0 of seed 0 (`protokd phantom --cases 1 --seed 0`, BraTS 2018
@@ -29,6 +31,7 @@ use protokd::brats::{discover, load_case, Case};
 use protokd::nifti_io::{read_image, write_image, OutDtype, GZIP_LEVEL};
 use protokd::phantom::{self, PhantomConfig, Release, Templates};
 use protokd::preprocess::{preprocess, PreparedCase};
+use rayon::prelude::*;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -176,6 +179,20 @@ fn bench_data(c: &mut Criterion) {
     });
     group.bench_function("load_case", |b| {
         b.iter(|| load_case(black_box(&case)).unwrap())
+    });
+    let files: Vec<&Path> = case
+        .modalities
+        .iter()
+        .chain(case.seg.iter())
+        .map(PathBuf::as_path)
+        .collect();
+    group.bench_function("read_image_x5", |b| {
+        b.iter(|| {
+            files
+                .par_iter()
+                .map(|p| read_image(black_box(p)).unwrap())
+                .collect::<Vec<_>>()
+        })
     });
     group.bench_function("preprocess", |b| {
         b.iter(|| preprocess(black_box(&loaded)).unwrap())
