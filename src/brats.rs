@@ -583,16 +583,18 @@ fn convert_seg(case: &Case, path: &Path, v: &Volume) -> Result<Vec<u8>> {
     for raw in release.label_set() {
         table[raw as usize] = release.raw_to_internal(raw).unwrap_or(BAD);
     }
+    // `x as u8` saturates (NaN -> 0), so the round trip holds exactly for the integers 0..=255.
     let to_internal = |x: f32| -> u8 {
-        if (0.0..=255.0).contains(&x) && x.fract() == 0.0 {
-            table[x as usize]
+        let r = x as u8;
+        if r as f32 == x {
+            table[r as usize]
         } else {
             BAD
         }
     };
-    let out: Vec<u8> = v.data.par_iter().map(|&x| to_internal(x)).collect();
-    if let Some(i) = out.par_iter().position_first(|&l| l == BAD) {
-        let bad = out.par_iter().filter(|&&l| l == BAD).count();
+    let out: Vec<u8> = v.data.iter().map(|&x| to_internal(x)).collect();
+    if let Some(i) = out.iter().position(|&l| l == BAD) {
+        let bad = out.iter().filter(|&&l| l == BAD).count();
         bail!(
             "case {}: {} has label value {} at voxel (z, y, x) = {:?} ({} voxel(s) in all), \
              outside the {} label set {:?}",
