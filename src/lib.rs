@@ -9,6 +9,7 @@ pub mod augment;
 pub mod brats;
 pub mod checkpoint;
 pub mod golden;
+pub mod metrics;
 pub mod modality;
 pub mod nifti_io;
 pub mod phantom;

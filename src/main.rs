@@ -32,6 +32,35 @@ enum Command {
     ///
     /// Example: protokd phantom --out phantoms --cases 4 --seed 1 --size 48,48,32
     Phantom(PhantomCli),
+    /// Dice, HD95, sensitivity and specificity of a segmentation against a label map, per
+    /// region (WT, TC, ET), as the method page section 7 (medpy's hd95).
+    ///
+    /// Both files hold raw BraTS labels (0/1/2/4 for 2018-2021, 0/1/2/3 for 2023+) on the same
+    /// grid (dims and affine). HD95 is in mm from the NIfTI voxel size unless --voxel-units.
+    ///
+    /// Example: protokd score --pred seg.nii.gz --label case_seg.nii.gz --json scores.json
+    Score(ScoreCli),
+}
+
+#[derive(Args)]
+struct ScoreCli {
+    /// The segmentation to score (NIfTI, raw BraTS labels).
+    #[arg(long, value_name = "SEG.nii.gz")]
+    pred: PathBuf,
+    /// The reference label map (NIfTI, raw BraTS labels, same grid as --pred).
+    #[arg(long, value_name = "GT.nii.gz")]
+    label: PathBuf,
+    /// Also write the metrics as JSON (atomically; replaced if it exists).
+    #[arg(long, value_name = "OUT.json")]
+    json: Option<PathBuf>,
+    /// HD95 in voxels (spacing 1 on every axis), as the authors' evaluation, instead of mm.
+    #[arg(long)]
+    voxel_units: bool,
+    /// Label set of both files: 2018 (ET = 4) or 2023 (ET = 3). Default: inferred from the
+    /// labels present (4 means 2018, 3 means 2023; with neither, labels 0-2 mean the same in
+    /// both and 2018 is used).
+    #[arg(long, value_name = "2018|2023")]
+    release: Option<String>,
 }
 
 #[derive(Args)]
@@ -223,6 +252,7 @@ fn run(cli: Cli) -> Result<()> {
             print_hashes(&hashes, &s.out)?;
         }
         Command::Phantom(p) => run_phantom(p)?,
+        Command::Score(s) => run_score(s)?,
     }
     Ok(())
 }
@@ -265,6 +295,31 @@ fn run_phantom(p: PhantomCli) -> Result<()> {
         p.out.display(),
         phantom::GENERATOR
     ))
+}
+
+/// `protokd score`: scores, writes the JSON (if asked) and prints the table.
+fn run_score(s: ScoreCli) -> Result<()> {
+    let release = s
+        .release
+        .as_deref()
+        .map(phantom::parse_release)
+        .transpose()
+        .context("--release")?;
+    let opts = protokd::metrics::ScoreOptions {
+        voxel_units: s.voxel_units,
+        release,
+    };
+    let report = protokd::metrics::score_files(&s.pred, &s.label, opts)?;
+    if let Some(path) = &s.json {
+        let mut text = serde_json::to_string_pretty(&report.to_json())?;
+        text.push('\n');
+        protokd::tensorfile::write_atomic(path, text.as_bytes())?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{}", report.table()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to standard output"),
+    }
 }
 
 fn main() -> ExitCode {

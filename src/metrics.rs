@@ -1,0 +1,665 @@
+//! Segmentation metrics of the method page, section 7, and `protokd score`.
+//!
+//! # Regions
+//! On internal labels (`0` background, `1` ET, `2` NCR/NET, `3` ED): WT = label != 0,
+//! TC = label 1 or 2, ET = label 1.
+//!
+//! # Metrics (per region, prediction A against label map B)
+//! * Dice = 2|A ∩ B| / (|A| + |B|), 1 when both are empty.
+//! * HD95 as medpy's `hd95`: a mask's surface is the voxels that one binary erosion with the
+//!   face-connected (6-neighbour) structuring element removes, voxels outside the image counting
+//!   as background (SciPy's `binary_erosion` default `border_value=0`); every surface voxel of A
+//!   gets its Euclidean distance to the nearest surface voxel of B and vice versa; HD95 is the
+//!   95th percentile of the union of both sets with NumPy's default linear interpolation.
+//!   `None` when either mask is empty.
+//! * Sensitivity TP / (TP + FN), specificity TN / (TN + FP), 0 when the denominator is 0.
+//!
+//! # Distance transform (exact)
+//! The distances come from an exact squared Euclidean distance transform: the separable
+//! lower-envelope algorithm of Felzenszwalb and Huttenlocher (2012), one 1-D pass per axis in
+//! f64 with the parabolas placed at `index * spacing`. Every value is `(Δ·s)²` summed over axes
+//! for the true nearest surface voxel, so the result equals SciPy's `distance_transform_edt`
+//! up to the rounding of that sum (a few ulps). The transform runs only over the bounding box of
+//! the two masks: every feature point lies in the box, and the separable transform on a box is
+//! exact for feature points inside it, so this changes no value and makes a typical tumour in a
+//! 240 x 240 x 155 volume cost milliseconds.
+
+use crate::brats::{Release, AFFINE_TOLERANCE};
+use crate::nifti_io::decode_image;
+use crate::tensorfile::sha256_hex;
+use crate::volume::Image;
+use anyhow::{anyhow, bail, Result};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// A BraTS evaluation region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Region {
+    /// Whole tumour: internal labels 1, 2, 3.
+    Wt,
+    /// Tumour core: internal labels 1 (ET) and 2 (NCR/NET).
+    Tc,
+    /// Enhancing tumour: internal label 1.
+    Et,
+}
+
+impl Region {
+    /// The three regions in report order.
+    pub const ALL: [Region; 3] = [Region::Wt, Region::Tc, Region::Et];
+
+    /// `WT`, `TC` or `ET`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Region::Wt => "WT",
+            Region::Tc => "TC",
+            Region::Et => "ET",
+        }
+    }
+
+    /// Whether an internal label belongs to the region.
+    pub fn contains(self, internal: u8) -> bool {
+        match self {
+            Region::Wt => internal != 0,
+            Region::Tc => internal == 1 || internal == 2,
+            Region::Et => internal == 1,
+        }
+    }
+}
+
+/// The metrics of one region.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RegionMetrics {
+    /// Dice (1 when both masks are empty).
+    pub dice: f64,
+    /// HD95 in the units of the spacing; `None` when either mask is empty.
+    pub hd95: Option<f64>,
+    /// TP / (TP + FN), 0 when there is no positive voxel in the label map.
+    pub sensitivity: f64,
+    /// TN / (TN + FP), 0 when there is no negative voxel in the label map.
+    pub specificity: f64,
+}
+
+/// Dice, HD95, sensitivity and specificity of binary masks `pred` and `label` (same length,
+/// `dims = [nz, ny, nx]`, x fastest) with voxel spacing `spacing = [sz, sy, sx]`.
+pub fn binary_metrics(
+    pred: &[bool],
+    label: &[bool],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+) -> RegionMetrics {
+    assert_eq!(pred.len(), label.len(), "binary_metrics: lengths differ");
+    assert_eq!(
+        pred.len(),
+        dims.iter().product::<usize>(),
+        "binary_metrics: dims"
+    );
+    let (mut tp, mut fp, mut fn_, mut tn) = (0u64, 0u64, 0u64, 0u64);
+    for (&p, &l) in pred.iter().zip(label) {
+        match (p, l) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, true) => fn_ += 1,
+            (false, false) => tn += 1,
+        }
+    }
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let sum = (tp + fp) + (tp + fn_);
+    let dice = if sum == 0 {
+        1.0
+    } else {
+        2.0 * tp as f64 / sum as f64
+    };
+    RegionMetrics {
+        dice,
+        hd95: hd95(pred, label, dims, spacing),
+        sensitivity: ratio(tp, tp + fn_),
+        specificity: ratio(tn, tn + fp),
+    }
+}
+
+/// The metrics of every region, prediction and label map in internal labels.
+pub fn region_metrics(
+    pred: &[u8],
+    label: &[u8],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+) -> [(Region, RegionMetrics); 3] {
+    Region::ALL.map(|r| {
+        let p: Vec<bool> = pred.iter().map(|&v| r.contains(v)).collect();
+        let l: Vec<bool> = label.iter().map(|&v| r.contains(v)).collect();
+        (r, binary_metrics(&p, &l, dims, spacing))
+    })
+}
+
+/// The surface of a mask: mask voxels with a face neighbour outside the mask or outside the
+/// image (what one erosion with the 6-neighbour element and `border_value = 0` removes).
+pub fn surface(mask: &[bool], dims: [usize; 3]) -> Vec<bool> {
+    let [nz, ny, nx] = dims;
+    let at = |z: usize, y: usize, x: usize| mask[(z * ny + y) * nx + x];
+    let mut out = vec![false; mask.len()];
+    for z in 0..nz {
+        for y in 0..ny {
+            for x in 0..nx {
+                let i = (z * ny + y) * nx + x;
+                if !mask[i] {
+                    continue;
+                }
+                out[i] = z == 0
+                    || y == 0
+                    || x == 0
+                    || z + 1 == nz
+                    || y + 1 == ny
+                    || x + 1 == nx
+                    || !at(z - 1, y, x)
+                    || !at(z + 1, y, x)
+                    || !at(z, y - 1, x)
+                    || !at(z, y + 1, x)
+                    || !at(z, y, x - 1)
+                    || !at(z, y, x + 1);
+            }
+        }
+    }
+    out
+}
+
+/// The 1-D squared distance transform of Felzenszwalb and Huttenlocher: `out[p] = min_q
+/// ((p - q)·s)² + f[q]`, `f` holding `+inf` where there is no feature. `v` and `z` are scratch.
+fn dt1d(f: &[f64], s: f64, out: &mut [f64], v: &mut Vec<usize>, z: &mut Vec<f64>) {
+    v.clear();
+    z.clear();
+    for (q, &fq) in f.iter().enumerate() {
+        if fq == f64::INFINITY {
+            continue;
+        }
+        let xq = q as f64 * s;
+        while let (Some(&r), Some(&zl)) = (v.last(), z.last()) {
+            let xr = r as f64 * s;
+            let inter = ((fq + xq * xq) - (f[r] + xr * xr)) / (2.0 * (xq - xr));
+            if inter <= zl {
+                v.pop();
+                z.pop();
+            } else {
+                z.push(inter);
+                break;
+            }
+        }
+        if v.is_empty() {
+            z.push(f64::NEG_INFINITY);
+        }
+        v.push(q);
+    }
+    if v.is_empty() {
+        out.fill(f64::INFINITY);
+        return;
+    }
+    let mut k = 0;
+    for (p, o) in out.iter_mut().enumerate() {
+        let xp = p as f64 * s;
+        while k + 1 < v.len() && z[k + 1] < xp {
+            k += 1;
+        }
+        let d = (p as f64 - v[k] as f64) * s;
+        *o = d * d + f[v[k]];
+    }
+}
+
+/// Exact squared Euclidean distance transform of a box `dims = [nz, ny, nx]` (x fastest):
+/// `g` holds 0 at feature voxels and `+inf` elsewhere and receives the squared distance to the
+/// nearest feature voxel, with voxel spacing `[sz, sy, sx]`.
+fn squared_edt(g: &mut [f64], dims: [usize; 3], spacing: [f64; 3]) {
+    let [nz, ny, nx] = dims;
+    let n_max = nz.max(ny).max(nx);
+    let (mut f, mut out) = (vec![0.0; n_max], vec![0.0; n_max]);
+    let (mut v, mut zs) = (Vec::with_capacity(n_max), Vec::with_capacity(n_max));
+    // Axis x (contiguous lanes).
+    for lane in g.chunks_mut(nx) {
+        f[..nx].copy_from_slice(lane);
+        dt1d(&f[..nx], spacing[2], &mut out[..nx], &mut v, &mut zs);
+        lane.copy_from_slice(&out[..nx]);
+    }
+    // Axis y.
+    for z in 0..nz {
+        for x in 0..nx {
+            let base = z * ny * nx + x;
+            for y in 0..ny {
+                f[y] = g[base + y * nx];
+            }
+            dt1d(&f[..ny], spacing[1], &mut out[..ny], &mut v, &mut zs);
+            for y in 0..ny {
+                g[base + y * nx] = out[y];
+            }
+        }
+    }
+    // Axis z.
+    for y in 0..ny {
+        for x in 0..nx {
+            let base = y * nx + x;
+            for z in 0..nz {
+                f[z] = g[base + z * ny * nx];
+            }
+            dt1d(&f[..nz], spacing[0], &mut out[..nz], &mut v, &mut zs);
+            for z in 0..nz {
+                g[base + z * ny * nx] = out[z];
+            }
+        }
+    }
+}
+
+/// NumPy's `percentile(values, q)` with the default linear method (`values` unsorted, not
+/// empty), including NumPy's two-sided interpolation formula.
+pub fn percentile_linear(values: &mut [f64], q: f64) -> f64 {
+    assert!(!values.is_empty(), "percentile of nothing");
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let h = (n - 1) as f64 * (q / 100.0);
+    let lo = (h.floor() as usize).min(n - 1);
+    let hi = (lo + 1).min(n - 1);
+    let t = h - lo as f64;
+    let (a, b) = (values[lo], values[hi]);
+    let diff = b - a;
+    if t >= 0.5 {
+        b - diff * (1.0 - t)
+    } else {
+        a + diff * t
+    }
+}
+
+/// medpy's `hd95(pred, label, voxelspacing=spacing)`; `None` when either mask is empty.
+pub fn hd95(pred: &[bool], label: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Option<f64> {
+    if !pred.contains(&true) || !label.contains(&true) {
+        return None;
+    }
+    let sp = surface(pred, dims);
+    let sl = surface(label, dims);
+    // Bounding box of both surfaces (which is that of both masks).
+    let [_, ny, nx] = dims;
+    let mut lo = [usize::MAX; 3];
+    let mut hi = [0usize; 3];
+    for (i, _) in sp
+        .iter()
+        .zip(&sl)
+        .enumerate()
+        .filter(|(_, (a, b))| **a || **b)
+    {
+        let c = [i / (ny * nx), (i / nx) % ny, i % nx];
+        for a in 0..3 {
+            lo[a] = lo[a].min(c[a]);
+            hi[a] = hi[a].max(c[a]);
+        }
+    }
+    let bd = [hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1];
+    let crop = |m: &[bool]| -> Vec<bool> {
+        let mut out = Vec::with_capacity(bd.iter().product());
+        for z in lo[0]..=hi[0] {
+            for y in lo[1]..=hi[1] {
+                let row = (z * ny + y) * nx;
+                out.extend_from_slice(&m[row + lo[2]..=row + hi[2]]);
+            }
+        }
+        out
+    };
+    let (sp, sl) = (crop(&sp), crop(&sl));
+    let directed = |from: &[bool], to: &[bool]| -> Vec<f64> {
+        let mut g: Vec<f64> = to
+            .iter()
+            .map(|&t| if t { 0.0 } else { f64::INFINITY })
+            .collect();
+        squared_edt(&mut g, bd, spacing);
+        from.iter()
+            .zip(&g)
+            .filter(|(f, _)| **f)
+            .map(|(_, d)| d.sqrt())
+            .collect()
+    };
+    let mut all = directed(&sp, &sl);
+    all.extend(directed(&sl, &sp));
+    Some(percentile_linear(&mut all, 95.0))
+}
+
+/// How the release of a pair of label maps was decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseSource {
+    /// `--release`.
+    Given,
+    /// A raw 4 (2018) or 3 (2023) occurs in either map.
+    Inferred,
+    /// Only labels 0, 1, 2 occur: they mean the same in both releases, 2018 is used.
+    Default,
+}
+
+impl ReleaseSource {
+    fn name(self) -> &'static str {
+        match self {
+            ReleaseSource::Given => "given",
+            ReleaseSource::Inferred => "inferred",
+            ReleaseSource::Default => "default (no ET label; labels 0-2 mean the same in both)",
+        }
+    }
+}
+
+/// Options of [`score_files`].
+#[derive(Clone, Copy, Debug)]
+pub struct ScoreOptions {
+    /// HD95 in voxels (spacing 1) instead of millimetres.
+    pub voxel_units: bool,
+    /// The release of both maps; `None` infers it.
+    pub release: Option<Release>,
+}
+
+/// The result of `protokd score`.
+#[derive(Clone, Debug)]
+pub struct ScoreReport {
+    /// Metrics per region, WT, TC, ET.
+    pub regions: [(Region, RegionMetrics); 3],
+    /// The release the raw labels were read in.
+    pub release: Release,
+    /// How it was decided.
+    pub release_source: ReleaseSource,
+    /// Spacing used for HD95, (x, y, z).
+    pub spacing_xyz: [f64; 3],
+    /// HD95 in voxels.
+    pub voxel_units: bool,
+    /// (path, SHA-256 of the file) of prediction and label map.
+    pub inputs: [(String, String); 2],
+}
+
+/// Raw label values of an image as u8; an error names the file for a value that is not an
+/// integer in 0..=255.
+fn raw_labels(img: &Image, name: &str) -> Result<Vec<u8>> {
+    img.volume
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if (0.0..=255.0).contains(&v) && v.fract() == 0.0 {
+                Ok(v as u8)
+            } else {
+                let [_, ny, nx] = img.volume.dims;
+                let (z, y, x) = (i / (ny * nx), (i / nx) % ny, i % nx);
+                Err(anyhow!(
+                    "{name}: value {v} at voxel (x, y, z) = ({x}, {y}, {z}) is not a label \
+                     (an integer 0..255)"
+                ))
+            }
+        })
+        .collect()
+}
+
+/// Reads a prediction and a label map (raw BraTS labels), checks that they lie on the same
+/// grid and scores them.
+pub fn score_files(pred: &Path, label: &Path, opts: ScoreOptions) -> Result<ScoreReport> {
+    let read = |p: &Path| -> Result<(Image, String)> {
+        let bytes =
+            std::fs::read(p).map_err(|e| anyhow!("{}: cannot read the file ({e})", p.display()))?;
+        let img = decode_image(&bytes, p)?;
+        Ok((img, sha256_hex(&bytes)))
+    };
+    let (pn, ln) = (pred.display().to_string(), label.display().to_string());
+    let (pi, ph) = read(pred)?;
+    let (li, lh) = read(label)?;
+    if pi.volume.dims != li.volume.dims {
+        let xyz = |d: [usize; 3]| format!("{} x {} x {}", d[2], d[1], d[0]);
+        bail!(
+            "the prediction {pn} is {} voxels (x, y, z) but the label map {ln} is {}; both \
+             must lie on the same grid",
+            xyz(pi.volume.dims),
+            xyz(li.volume.dims)
+        );
+    }
+    for r in 0..4 {
+        for c in 0..4 {
+            let (a, b) = (pi.geometry.affine[(r, c)], li.geometry.affine[(r, c)]);
+            let d = (a - b).abs();
+            if d.is_nan() || d > AFFINE_TOLERANCE {
+                bail!(
+                    "the affines of the prediction {pn} and the label map {ln} differ at \
+                     element ({r}, {c}): {a} vs {b} (tolerance {AFFINE_TOLERANCE} mm); both \
+                     must lie on the same grid"
+                );
+            }
+        }
+    }
+    let spacing_xyz = li.geometry.spacing;
+    if !opts.voxel_units {
+        for (axis, s) in ["x", "y", "z"].iter().zip(spacing_xyz) {
+            if !(s.is_finite() && s > 0.0) {
+                bail!("{ln}: voxel size along {axis} is {s}, not a positive number of mm");
+            }
+        }
+    }
+    let pr = raw_labels(&pi, &pn)?;
+    let lr = raw_labels(&li, &ln)?;
+    let (release, release_source) = match opts.release {
+        Some(r) => (r, ReleaseSource::Given),
+        None => {
+            let mut seen = [false; 256];
+            for &v in pr.iter().chain(&lr) {
+                seen[v as usize] = true;
+            }
+            match (seen[4], seen[3]) {
+                (true, true) => bail!(
+                    "{pn} and {ln} together hold both raw labels 3 and 4: no BraTS release has \
+                     both (2018-2021 use 0, 1, 2, 4; 2023+ use 0, 1, 2, 3)"
+                ),
+                (true, false) => (Release::Brats2018, ReleaseSource::Inferred),
+                (false, true) => (Release::Brats2023, ReleaseSource::Inferred),
+                (false, false) => (Release::Brats2018, ReleaseSource::Default),
+            }
+        }
+    };
+    let pint = release
+        .labels_to_internal(&pr)
+        .map_err(|e| anyhow!("{pn}: {e}"))?;
+    let lint = release
+        .labels_to_internal(&lr)
+        .map_err(|e| anyhow!("{ln}: {e}"))?;
+    let spacing = if opts.voxel_units {
+        [1.0; 3]
+    } else {
+        [spacing_xyz[2], spacing_xyz[1], spacing_xyz[0]]
+    };
+    let regions = region_metrics(&pint, &lint, li.volume.dims, spacing);
+    Ok(ScoreReport {
+        regions,
+        release,
+        release_source,
+        spacing_xyz,
+        voxel_units: opts.voxel_units,
+        inputs: [(pn, ph), (ln, lh)],
+    })
+}
+
+impl ScoreReport {
+    /// `{"WT": {"dice", "hd95", "sensitivity", "specificity"}, "TC": .., "ET": .., "meta": ..}`.
+    pub fn to_json(&self) -> Value {
+        let mut obj = serde_json::Map::new();
+        for (r, m) in &self.regions {
+            obj.insert(
+                r.name().to_string(),
+                json!({
+                    "dice": m.dice,
+                    "hd95": m.hd95,
+                    "sensitivity": m.sensitivity,
+                    "specificity": m.specificity,
+                }),
+            );
+        }
+        let input = |(p, h): &(String, String)| json!({"path": p, "sha256": h});
+        obj.insert(
+            "meta".to_string(),
+            json!({
+                "tool": format!("protokd {}", env!("CARGO_PKG_VERSION")),
+                "pred": input(&self.inputs[0]),
+                "label": input(&self.inputs[1]),
+                "release": self.release.short_name(),
+                "release_source": self.release_source.name(),
+                "hd95_units": if self.voxel_units { "voxels" } else { "mm" },
+                "spacing_mm_xyz": self.spacing_xyz,
+            }),
+        );
+        Value::Object(obj)
+    }
+
+    /// A small table, one line per region.
+    pub fn table(&self) -> String {
+        let unit = if self.voxel_units { "vox" } else { "mm" };
+        let mut s = format!("region  dice      hd95({unit})  sensitivity  specificity\n");
+        for (r, m) in &self.regions {
+            let hd = m
+                .hd95
+                .map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}"));
+            s.push_str(&format!(
+                "{:<6}  {:<8.6}  {:<9}  {:<11.6}  {:.6}\n",
+                r.name(),
+                m.dice,
+                hd,
+                m.sensitivity,
+                m.specificity
+            ));
+        }
+        s.push_str(&format!(
+            "labels: {} ({})",
+            self.release,
+            self.release_source.name()
+        ));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brute_hd95(a: &[bool], b: &[bool], dims: [usize; 3], s: [f64; 3]) -> f64 {
+        let sa = surface(a, dims);
+        let sb = surface(b, dims);
+        let pts = |m: &[bool]| -> Vec<[f64; 3]> {
+            m.iter()
+                .enumerate()
+                .filter(|(_, &v)| v)
+                .map(|(i, _)| {
+                    let c = [
+                        i / (dims[1] * dims[2]),
+                        (i / dims[2]) % dims[1],
+                        i % dims[2],
+                    ];
+                    [c[0] as f64 * s[0], c[1] as f64 * s[1], c[2] as f64 * s[2]]
+                })
+                .collect()
+        };
+        let (pa, pb) = (pts(&sa), pts(&sb));
+        let dir = |x: &[[f64; 3]], y: &[[f64; 3]]| -> Vec<f64> {
+            x.iter()
+                .map(|p| {
+                    y.iter()
+                        .map(|q| {
+                            ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2) + (p[2] - q[2]).powi(2))
+                                .sqrt()
+                        })
+                        .fold(f64::INFINITY, f64::min)
+                })
+                .collect()
+        };
+        let mut all = dir(&pa, &pb);
+        all.extend(dir(&pb, &pa));
+        percentile_linear(&mut all, 95.0)
+    }
+
+    #[test]
+    fn percentile_matches_numpy() {
+        // np.percentile([1, 2, 3, 4, 10], 95) = 8.8; np.percentile([5], 95) = 5.
+        assert!((percentile_linear(&mut [10.0, 2.0, 3.0, 1.0, 4.0], 95.0) - 8.8).abs() < 1e-12);
+        assert_eq!(percentile_linear(&mut [5.0], 95.0), 5.0);
+    }
+
+    #[test]
+    fn surface_counts_the_image_border_as_background() {
+        // A full 3x3x3 mask: everything but the centre is surface.
+        let m = vec![true; 27];
+        let s = surface(&m, [3, 3, 3]);
+        assert_eq!(s.iter().filter(|&&v| v).count(), 26);
+        assert!(!s[13]);
+    }
+
+    #[test]
+    fn hand_computed_tiny_cases() {
+        // 1 x 1 x 5 line: pred voxel 0, label voxel 3, spacing 2 along x.
+        let p = [true, false, false, false, false];
+        let l = [false, false, false, true, false];
+        let m = binary_metrics(&p, &l, [1, 1, 5], [1.0, 1.0, 2.0]);
+        assert_eq!(m.dice, 0.0);
+        assert_eq!(m.hd95, Some(6.0));
+        assert_eq!(m.sensitivity, 0.0);
+        assert_eq!(m.specificity, 3.0 / 4.0);
+        // Overlap: pred {0, 1}, label {1, 2}: dice 0.5, distances {1, 0, 0, 1} -> p95 = 1.
+        let p = [true, true, false, false, false];
+        let l = [false, true, true, false, false];
+        let m = binary_metrics(&p, &l, [1, 1, 5], [1.0; 3]);
+        assert_eq!(m.dice, 0.5);
+        assert_eq!(m.hd95, Some(1.0));
+        assert_eq!(m.sensitivity, 0.5);
+        assert_eq!(m.specificity, 2.0 / 3.0);
+        // Diagonal with anisotropic spacing: (0,0,0) vs (1,1,1), spacing (3, 1.5, 1).
+        let mut p = vec![false; 8];
+        let mut l = vec![false; 8];
+        p[0] = true;
+        l[7] = true;
+        let m = binary_metrics(&p, &l, [2, 2, 2], [3.0, 1.5, 1.0]);
+        assert_eq!(m.hd95, Some((9.0f64 + 2.25 + 1.0).sqrt()));
+    }
+
+    #[test]
+    fn empty_masks() {
+        let e = [false; 4];
+        let f = [true, false, false, false];
+        let both = binary_metrics(&e, &e, [1, 2, 2], [1.0; 3]);
+        assert_eq!(both.dice, 1.0);
+        assert_eq!(both.hd95, None);
+        assert_eq!(both.sensitivity, 0.0);
+        assert_eq!(both.specificity, 1.0);
+        let one = binary_metrics(&e, &f, [1, 2, 2], [1.0; 3]);
+        assert_eq!(one.dice, 0.0);
+        assert_eq!(one.hd95, None);
+        let all = [true; 4];
+        let m = binary_metrics(&all, &all, [1, 2, 2], [1.0; 3]);
+        assert_eq!(m.specificity, 0.0);
+        assert_eq!(m.hd95, Some(0.0));
+    }
+
+    #[test]
+    fn edt_matches_brute_force_on_random_blobs() {
+        use rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let dims = [7, 9, 11];
+        for spacing in [[1.0, 1.0, 1.0], [3.0, 1.5, 1.0], [0.7, 2.3, 1.1]] {
+            for density in [2u32, 10, 40] {
+                let mut mk = || -> Vec<bool> {
+                    (0..dims.iter().product::<usize>())
+                        .map(|_| rng.next_u32() % 100 < density)
+                        .collect()
+                };
+                let (a, b) = (mk(), mk());
+                if !a.contains(&true) || !b.contains(&true) {
+                    continue;
+                }
+                let fast = hd95(&a, &b, dims, spacing).unwrap();
+                let slow = brute_hd95(&a, &b, dims, spacing);
+                assert!(
+                    (fast - slow).abs() <= 1e-12 * slow.max(1.0),
+                    "{fast} vs {slow}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn regions_from_internal_labels() {
+        // Internal labels: 0 bg, 1 ET, 2 NCR, 3 ED.
+        let pred = [0u8, 1, 2, 3];
+        let label = [0u8, 1, 1, 1];
+        let r = region_metrics(&pred, &label, [1, 1, 4], [1.0; 3]);
+        assert_eq!(r[0].1.dice, 1.0); // WT
+        assert_eq!(r[1].1.dice, 2.0 * 2.0 / 5.0); // TC: pred {1,2}, label {1,2,3}
+        assert_eq!(r[2].1.dice, 2.0 * 1.0 / 4.0); // ET: pred {1}, label {1,2,3}
+    }
+}
