@@ -28,9 +28,13 @@ fn close(got: &Value, want: &Value, tol: f64, what: &str) {
     }
 }
 
-/// Runs `protokd score` and returns its JSON.
-fn score(pred: &Path, label: &Path, extra: &[&str], tmp: &TempDir) -> Value {
-    let out = tmp.join("out.json");
+/// The arguments of `protokd score --pred P --label L --json OUT EXTRA...`.
+fn score_args<'a>(
+    pred: &'a Path,
+    label: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
     let mut args = vec![
         "score",
         "--pred",
@@ -38,9 +42,16 @@ fn score(pred: &Path, label: &Path, extra: &[&str], tmp: &TempDir) -> Value {
         "--label",
         s(label),
         "--json",
-        s(&out),
+        s(out),
     ];
     args.extend_from_slice(extra);
+    args
+}
+
+/// Runs `protokd score` and returns its JSON.
+fn score(pred: &Path, label: &Path, extra: &[&str], tmp: &TempDir) -> Value {
+    let out = tmp.join("out.json");
+    let args = score_args(pred, label, &out, extra);
     let o = protokd(&args);
     assert!(
         o.status.success(),
@@ -137,16 +148,7 @@ fn release_given_and_default() {
 fn fails(pred: &Path, label: &Path, extra: &[&str], needle: &str) {
     let tmp = TempDir::new("score-bad");
     let out = tmp.join("out.json");
-    let mut args = vec![
-        "score",
-        "--pred",
-        s(pred),
-        "--label",
-        s(label),
-        "--json",
-        s(&out),
-    ];
-    args.extend_from_slice(extra);
+    let args = score_args(pred, label, &out, extra);
     let o = protokd(&args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{args:?} succeeded");
