@@ -180,8 +180,13 @@ fn summarise(names: &[String]) -> String {
     }
 }
 
+/// Environment variable for fault-injection tests: when set to a string that the target's file
+/// name contains, [`write_atomic`] writes half of the bytes to the temporary file and then fails
+/// as a full disk would, so tests can check that nothing the user had is lost.
+pub const SIMULATE_WRITE_FAILURE: &str = "PROTOKD_SIMULATE_WRITE_FAILURE";
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed, then
-/// renamed over `path`. Nothing is left behind on failure.
+/// renamed over `path`. Nothing is left behind on failure (see [`SIMULATE_WRITE_FAILURE`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -198,6 +203,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let result = (|| -> Result<()> {
         let mut f = std::fs::File::create(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
+        if let Some(pattern) = std::env::var_os(SIMULATE_WRITE_FAILURE) {
+            if name.to_string_lossy().contains(&*pattern.to_string_lossy()) {
+                f.write_all(&bytes[..bytes.len() / 2])?;
+                bail!(
+                    "cannot write {}: simulated failure after {} of {} bytes ({SIMULATE_WRITE_FAILURE})",
+                    tmp.display(),
+                    bytes.len() / 2,
+                    bytes.len()
+                );
+            }
+        }
         f.write_all(bytes)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         f.sync_all()
