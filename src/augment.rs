@@ -312,14 +312,18 @@ pub fn batch(samples: &[Sample]) -> Result<(Tensor, LabelMap)> {
 }
 
 /// The order of the `n` training cases in an epoch: Fisher-Yates from the generator
-/// `rng_with_tag(seed, epoch, 0, SHUFFLE_TAG)`: start from `0, 1, .., n-1`; for `i` from
-/// `n - 1` down to 1: `j = uniform_below(i + 1)`, swap positions `i` and `j`.
+/// `rng_with_tag(seed, epoch, 0, SHUFFLE_TAG)`, shuffled by [`shuffled`].
 pub fn epoch_permutation(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
-    let mut rng = rng_with_tag(seed, epoch, 0, SHUFFLE_TAG);
+    shuffled(n, &mut rng_with_tag(seed, epoch, 0, SHUFFLE_TAG))
+}
+
+/// `0, 1, .., n-1` shuffled by Fisher-Yates with `rng`: for `i` from `n - 1` down to 1:
+/// `j = uniform_below(i + 1)`, swap positions `i` and `j`.
+pub fn shuffled(n: usize, rng: &mut impl RngCore) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
         let bound = u32::try_from(i + 1).expect("fewer than 2^32 cases");
-        let j = uniform_below(&mut rng, bound) as usize;
+        let j = uniform_below(rng, bound) as usize;
         order.swap(i, j);
     }
     order

@@ -103,18 +103,37 @@ pub fn binary_metrics(
         }
     }
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let sum = (tp + fp) + (tp + fn_);
-    let dice = if sum == 0 {
-        1.0
-    } else {
-        2.0 * tp as f64 / sum as f64
-    };
     RegionMetrics {
-        dice,
+        dice: dice_of_counts(tp, tp + fp, tp + fn_),
         hd95: hd95(pred, label, dims, spacing),
         sensitivity: ratio(tp, tp + fn_),
         specificity: ratio(tn, tn + fp),
     }
+}
+
+/// Dice `2 tp / (n_pred + n_label)` from the overlap `tp` and the two mask sizes (f64), 1 when
+/// both masks are empty.
+pub fn dice_of_counts(tp: u64, n_pred: u64, n_label: u64) -> f64 {
+    let sum = n_pred + n_label;
+    if sum == 0 {
+        1.0
+    } else {
+        2.0 * tp as f64 / sum as f64
+    }
+}
+
+/// Dice of one region between a prediction and a label map in internal labels (no HD95: the
+/// cheap score of validation during training).
+pub fn region_dice(pred: &[u8], label: &[u8], region: Region) -> f64 {
+    assert_eq!(pred.len(), label.len(), "region_dice: lengths differ");
+    let (mut tp, mut np, mut nl) = (0u64, 0u64, 0u64);
+    for (&p, &l) in pred.iter().zip(label) {
+        let (p, l) = (region.contains(p), region.contains(l));
+        tp += u64::from(p && l);
+        np += u64::from(p);
+        nl += u64::from(l);
+    }
+    dice_of_counts(tp, np, nl)
 }
 
 /// The metrics of every region, prediction and label map in internal labels.

@@ -1,0 +1,371 @@
+//! The run folder of a training run and what it holds:
+//!
+//! | file | content |
+//! |---|---|
+//! | `config.json` | [`RunRecord`]: the effective [`TrainConfig`], the split, the data folder, the teacher's hash, the protokd version |
+//! | `metrics.jsonl` | one JSON object per line: every step (`kind: "step"`) and every validation (`kind: "val"`) |
+//! | `last.safetensors` | the model after the last completed step (a plain checkpoint) |
+//! | `last.optim.safetensors` | everything a resume needs: the model (`model.*`), Adam's moments (`adam.exp_avg.*`, `adam.exp_avg_sq.*`) and the [`Progress`] in the metadata |
+//! | `best.safetensors`, `best.optim.safetensors` | the same at the best validation mean Dice |
+//! | `curves.svg` | losses and validation Dice, redrawn at every epoch's end |
+//!
+//! Every file is written atomically. A resume reads only `last.optim.safetensors`, a single
+//! file, so an interruption between two writes can only lose the newest state, never mix two.
+
+use super::config::TrainConfig;
+use super::split::Split;
+use crate::checkpoint::{read_state, state_tensors};
+use crate::modality::Modalities;
+use crate::tensorfile::{write_atomic, write_tensors, OutTensor, TensorFile};
+use anyhow::{anyhow, bail, Context, Result};
+use protokd_reference::adam::AdamState;
+use protokd_reference::state::{VNetConfig, VNetState};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// File names inside a run folder.
+pub const CONFIG: &str = "config.json";
+/// Step and validation records.
+pub const METRICS: &str = "metrics.jsonl";
+/// Training curves.
+pub const CURVES: &str = "curves.svg";
+
+/// What `config.json` holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecord {
+    /// The protokd version that started the run.
+    pub protokd_version: String,
+    /// The effective configuration.
+    pub config: TrainConfig,
+    /// The dataset folder as given.
+    pub data: String,
+    /// The split used.
+    pub split: Split,
+    /// The teacher checkpoint (path as given, SHA-256 of the file), for distillation.
+    pub teacher: Option<(String, String)>,
+}
+
+impl RunRecord {
+    /// The differences that forbid resuming a run recorded as `self` with `other`: one
+    /// `key: recorded vs given` line per differing config key, split part or teacher hash
+    /// (the version and the paths are not compared).
+    pub fn differences(&self, other: &RunRecord) -> Vec<String> {
+        let mut out = Vec::new();
+        let a = serde_json::to_value(&self.config).expect("config serialises");
+        let b = serde_json::to_value(&other.config).expect("config serialises");
+        if let (Value::Object(a), Value::Object(b)) = (a, b) {
+            for (k, va) in &a {
+                if b.get(k) != Some(va) {
+                    out.push(format!(
+                        "config `{k}`: {va} in the run folder, {} now",
+                        b.get(k).unwrap_or(&Value::Null)
+                    ));
+                }
+            }
+        }
+        for (name, x, y) in [
+            ("training cases", &self.split.train, &other.split.train),
+            ("validation cases", &self.split.val, &other.split.val),
+            ("test cases", &self.split.test, &other.split.test),
+        ] {
+            if x != y {
+                out.push(format!(
+                    "{name}: {} in the run folder, {} now (or different ids)",
+                    x.len(),
+                    y.len()
+                ));
+            }
+        }
+        let hash = |t: &Option<(String, String)>| t.as_ref().map(|(_, h)| h.clone());
+        if hash(&self.teacher) != hash(&other.teacher) {
+            out.push(format!(
+                "teacher: sha256 {} in the run folder, {} now",
+                hash(&self.teacher).unwrap_or_else(|| "none".into()),
+                hash(&other.teacher).unwrap_or_else(|| "none".into())
+            ));
+        }
+        out
+    }
+}
+
+/// Where a run stands, stored in the metadata of the `.optim.safetensors` files.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    /// Epochs finished, validation included.
+    pub epochs_done: u64,
+    /// Steps done in epoch `epochs_done` (0-based); equal to the steps per epoch when its steps
+    /// are done but its validation is not.
+    pub step_in_epoch: u64,
+    /// Steps done in all.
+    pub global_step: u64,
+    /// Best validation mean Dice so far and its epoch (0-based).
+    pub best: Option<(f64, u64)>,
+}
+
+impl Progress {
+    /// The start of a run.
+    pub const START: Progress = Progress {
+        epochs_done: 0,
+        step_in_epoch: 0,
+        global_step: 0,
+        best: None,
+    };
+
+    fn to_metadata(self) -> Vec<(String, String)> {
+        let mut m = vec![
+            (
+                "protokd.run.epochs_done".into(),
+                self.epochs_done.to_string(),
+            ),
+            (
+                "protokd.run.step_in_epoch".into(),
+                self.step_in_epoch.to_string(),
+            ),
+            (
+                "protokd.run.global_step".into(),
+                self.global_step.to_string(),
+            ),
+        ];
+        if let Some((mean, epoch)) = self.best {
+            // The bits, so that a resumed run compares exactly as an uninterrupted one.
+            m.push((
+                "protokd.run.best_mean_bits".into(),
+                format!("{:016x}", mean.to_bits()),
+            ));
+            m.push(("protokd.run.best_epoch".into(), epoch.to_string()));
+        }
+        m
+    }
+
+    fn from_metadata(meta: &HashMap<String, String>, file: &Path) -> Result<Progress> {
+        let get = |k: &str| -> Result<u64> {
+            let v = meta
+                .get(k)
+                .ok_or_else(|| anyhow!("{}: metadata `{k}` is missing", file.display()))?;
+            v.parse()
+                .map_err(|_| anyhow!("{}: metadata `{k}` = `{v}` is not a count", file.display()))
+        };
+        let best = match meta.get("protokd.run.best_mean_bits") {
+            None => None,
+            Some(bits) => {
+                let b = u64::from_str_radix(bits, 16).map_err(|_| {
+                    anyhow!(
+                        "{}: metadata `protokd.run.best_mean_bits` = `{bits}` is not hexadecimal",
+                        file.display()
+                    )
+                })?;
+                Some((f64::from_bits(b), get("protokd.run.best_epoch")?))
+            }
+        };
+        Ok(Progress {
+            epochs_done: get("protokd.run.epochs_done")?,
+            step_in_epoch: get("protokd.run.step_in_epoch")?,
+            global_step: get("protokd.run.global_step")?,
+            best,
+        })
+    }
+}
+
+/// A run folder.
+pub struct RunDir {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+/// The state a run resumes from.
+pub struct Resumed {
+    /// The model.
+    pub state: VNetState,
+    /// The optimiser.
+    pub adam: AdamState,
+    /// Where the run stands.
+    pub progress: Progress,
+}
+
+impl RunDir {
+    /// The path of a file in the folder.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Writes `config.json` (atomically).
+    pub fn write_record(&self, record: &RunRecord) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(record)?;
+        text.push('\n');
+        write_atomic(&self.file(CONFIG), text.as_bytes())
+    }
+
+    /// Reads `config.json`.
+    pub fn read_record(&self) -> Result<RunRecord> {
+        let path = self.file(CONFIG);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            anyhow!(
+                "{}: cannot read the run's configuration ({e}); is {} a run folder?",
+                path.display(),
+                self.path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not a run record", path.display()))
+    }
+
+    /// Writes `<tag>.safetensors` (the model) and then `<tag>.optim.safetensors` (model,
+    /// optimiser and progress), each atomically.
+    pub fn save(
+        &self,
+        tag: &str,
+        state: &VNetState,
+        modalities: &Modalities,
+        adam: &AdamState,
+        progress: Progress,
+    ) -> Result<()> {
+        crate::checkpoint::save(&self.file(&format!("{tag}.safetensors")), state, modalities)?;
+        let mut tensors = state_tensors(state, "model.");
+        for (i, (name, _)) in state.parameters().enumerate() {
+            tensors.push((
+                format!("adam.exp_avg.{name}"),
+                OutTensor::F32(adam.exp_avg[i].clone()),
+            ));
+            tensors.push((
+                format!("adam.exp_avg_sq.{name}"),
+                OutTensor::F32(adam.exp_avg_sq[i].clone()),
+            ));
+        }
+        let mut meta: HashMap<String, String> = progress.to_metadata().into_iter().collect();
+        meta.insert("protokd.adam.step".into(), adam.step.to_string());
+        meta.insert("protokd.modalities".into(), modalities.to_string());
+        meta.insert(
+            "protokd.version".into(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        );
+        write_tensors(
+            &self.file(&format!("{tag}.optim.safetensors")),
+            &tensors,
+            Some(meta),
+        )?;
+        Ok(())
+    }
+
+    /// Reads `last.optim.safetensors` for a network of `cfg`.
+    pub fn load_last(&self, cfg: VNetConfig) -> Result<Resumed> {
+        let path = self.file("last.optim.safetensors");
+        if !path.exists() {
+            bail!(
+                "{}: no saved state to resume from (the run stopped before its first step?)",
+                path.display()
+            );
+        }
+        let file = TensorFile::open(&path)?;
+        let state = read_state(&file, "model.", cfg)?;
+        let meta = file.metadata().unwrap_or_default();
+        let progress = Progress::from_metadata(&meta, &path)?;
+        let mut adam = AdamState::for_state(&state);
+        adam.step = meta
+            .get("protokd.adam.step")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: metadata `protokd.adam.step` is missing",
+                    path.display()
+                )
+            })?;
+        for (i, (name, t)) in state.parameters().enumerate() {
+            for (prefix, slot) in [
+                ("adam.exp_avg.", &mut adam.exp_avg[i]),
+                ("adam.exp_avg_sq.", &mut adam.exp_avg_sq[i]),
+            ] {
+                let m = file.f32(&format!("{prefix}{name}"))?;
+                if m.shape != t.shape {
+                    bail!(
+                        "{}: tensor `{prefix}{name}` has shape {:?}, expected {:?}",
+                        path.display(),
+                        m.shape,
+                        t.shape
+                    );
+                }
+                *slot = m;
+            }
+        }
+        Ok(Resumed {
+            state,
+            adam,
+            progress,
+        })
+    }
+}
+
+/// The step and validation records of a run, kept in memory and appended to `metrics.jsonl`
+/// one line at a time.
+pub struct MetricsLog {
+    file: std::fs::File,
+    path: PathBuf,
+    /// Every record so far.
+    pub records: Vec<Value>,
+}
+
+impl MetricsLog {
+    /// Starts `metrics.jsonl` afresh.
+    pub fn create(run: &RunDir) -> Result<MetricsLog> {
+        let path = run.file(METRICS);
+        write_atomic(&path, b"")?;
+        Self::open_append(path, Vec::new())
+    }
+
+    /// Reopens the log of a run resumed at `p`: keeps the step records up to
+    /// `p.global_step` and the validation records of the epochs before `p.epochs_done` (what
+    /// an uninterrupted run would hold at that point; later lines were written after the
+    /// saved state and will be written again), rewriting the file atomically.
+    pub fn resume(run: &RunDir, p: &Progress) -> Result<MetricsLog> {
+        let path = run.file(METRICS);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow!("{}: cannot read ({e})", path.display()))?;
+        let mut records = Vec::new();
+        for line in text.lines() {
+            // A line cut by a crash is not JSON: it lies after the saved state, drop it.
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let keep = match v["kind"].as_str() {
+                Some("step") => v["step"].as_u64().is_some_and(|s| s <= p.global_step),
+                Some("val") => v["epoch"].as_u64().is_some_and(|e| e < p.epochs_done),
+                _ => false,
+            };
+            if keep {
+                records.push(v);
+            }
+        }
+        let mut text = String::new();
+        for r in &records {
+            text.push_str(&r.to_string());
+            text.push('\n');
+        }
+        write_atomic(&path, text.as_bytes())?;
+        Self::open_append(path, records)
+    }
+
+    fn open_append(path: PathBuf, records: Vec<Value>) -> Result<MetricsLog> {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| anyhow!("{}: cannot open for appending ({e})", path.display()))?;
+        Ok(MetricsLog {
+            file,
+            path,
+            records,
+        })
+    }
+
+    /// Appends one record (one line, written in one call).
+    pub fn push(&mut self, record: Value) -> Result<()> {
+        let mut line = record.to_string();
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| anyhow!("{}: cannot write ({e})", self.path.display()))?;
+        self.records.push(record);
+        Ok(())
+    }
+}

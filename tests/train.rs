@@ -1,0 +1,409 @@
+//! Tests of `protokd train teacher|student`: run folders, the resume-equality promise (a run
+//! stopped after any step and resumed ends with the same bytes as an uninterrupted run), Ctrl-C,
+//! every student method, and bad input. Tiny configs: phantoms of 32 x 32 x 16 voxels,
+//! n_filters 4, 16^3 patches.
+
+mod common;
+use common::{protokd, s, TempDir};
+use protokd_reference::state::{VNetConfig, VNetState};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+/// The tiny config of these tests: 2 epochs of 2 steps (5 training cases, batch 2), validation
+/// from epoch 0 on 1 case.
+const TINY: &str = r#"{"n_filters": 4, "batch_size": 2, "patch": [16, 16, 16], "max_epoch": 2,
+  "val_start_epoch": 0, "val_patch": [16, 32, 32], "val_stride": [8, 16, 16], "crop": null,
+  "val_fraction": 0.125, "test_fraction": 0.25, "seed": 7, "init_seed": 3}"#;
+
+/// A cohort of 8 phantoms (5 train, 1 validation, 2 test) and the tiny config file, made once.
+fn cohort() -> &'static (TempDir, PathBuf, PathBuf) {
+    static C: OnceLock<(TempDir, PathBuf, PathBuf)> = OnceLock::new();
+    C.get_or_init(|| {
+        let dir = TempDir::new("train-cohort");
+        let data = dir.join("data");
+        let out = protokd(&[
+            "phantom",
+            "--out",
+            s(&data),
+            "--cases",
+            "8",
+            "--seed",
+            "5",
+            "--size",
+            "32,32,16",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cfg = dir.join("tiny.json");
+        std::fs::write(&cfg, TINY).unwrap();
+        (dir, data, cfg)
+    })
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn err(out: Output, needle: &str) -> String {
+    let e = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "should have failed");
+    assert!(e.contains(needle), "expected `{needle}` in: {e}");
+    assert!(
+        !e.contains("panicked") && !e.contains("RUST_BACKTRACE"),
+        "{e}"
+    );
+    e
+}
+
+/// `protokd train teacher` with the tiny config and `extra` arguments.
+fn teacher(run: &Path, extra: &[&str]) -> Output {
+    let (_, data, cfg) = cohort();
+    let mut a = vec!["train", "teacher", "--data", s(data), "--config", s(cfg)];
+    if !extra.contains(&"--resume") {
+        a.extend(["--out", s(run)]);
+    }
+    a.extend_from_slice(extra);
+    protokd(&a)
+}
+
+/// A finished tiny teacher (shared by the student tests).
+fn trained_teacher() -> &'static PathBuf {
+    static T: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
+    &T.get_or_init(|| {
+        let dir = TempDir::new("train-teacher");
+        let run = dir.join("run");
+        ok(teacher(&run, &[]));
+        (dir, run)
+    })
+    .1
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn records(run: &Path) -> Vec<Value> {
+    String::from_utf8(read(&run.join("metrics.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn teacher_run_folder_holds_every_file() {
+    let run = trained_teacher();
+    for f in [
+        "config.json",
+        "metrics.jsonl",
+        "curves.svg",
+        "last.safetensors",
+        "last.optim.safetensors",
+        "best.safetensors",
+        "best.optim.safetensors",
+        "split/train_list.txt",
+        "split/val_list.txt",
+        "split/test_list.txt",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let record: Value = serde_json::from_slice(&read(&run.join("config.json"))).unwrap();
+    assert_eq!(record["config"]["method"], "teacher");
+    assert_eq!(record["config"]["n_filters"], 4);
+    assert_eq!(record["config"]["lr_schedule"], "poly");
+    assert_eq!(record["split"]["train"].as_array().unwrap().len(), 5);
+    let recs = records(run);
+    let steps: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "step").collect();
+    let vals: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "val").collect();
+    assert_eq!(steps.len(), 4);
+    assert_eq!(vals.len(), 2);
+    // The poly schedule: epoch 1 of 2 runs at 1e-3 * 0.5^0.9.
+    let lr1 = steps[2]["lr"].as_f64().unwrap();
+    assert!((lr1 - 1e-3 * 0.5f64.powf(0.9)).abs() < 1e-9, "{lr1}");
+    assert_eq!(steps[0]["lr"].as_f64(), Some(1e-3));
+    for r in &steps {
+        assert_eq!(r["kd"].as_f64(), Some(0.0));
+        let seg = r["seg"].as_f64().unwrap();
+        let sum = r["dice"].as_f64().unwrap() + r["ce"].as_f64().unwrap();
+        assert!((seg - sum).abs() < 1e-5, "{seg} vs {sum}");
+    }
+    // best.* is the epoch with the highest validation mean.
+    let best = vals
+        .iter()
+        .max_by(|a, b| a["mean"].as_f64().partial_cmp(&b["mean"].as_f64()).unwrap())
+        .unwrap();
+    assert_eq!(best["best"], true);
+    let ck = protokd::checkpoint::load(&run.join("best.safetensors")).unwrap();
+    assert_eq!(ck.state.config.in_channels, 4);
+    assert_eq!(ck.modalities.unwrap().to_string(), "t1,t2,t1ce,flair");
+}
+
+#[test]
+fn stopped_and_resumed_runs_end_bit_identical() {
+    let reference = trained_teacher();
+    // Stop mid-epoch (after 1 and 3 steps) and at an epoch's end before its validation (2).
+    for stop in ["1", "2", "3"] {
+        let dir = TempDir::new("train-resume");
+        let run = dir.join("run");
+        let out = ok(teacher(&run, &["--stop-after", stop]));
+        assert!(out.contains("--resume"), "{out}");
+        let resumed = ok(teacher(&run, &["--resume", s(&run)]));
+        assert!(resumed.contains("resuming teacher"), "{resumed}");
+        for f in [
+            "last.safetensors",
+            "best.safetensors",
+            "last.optim.safetensors",
+        ] {
+            assert!(
+                read(&run.join(f)) == read(&reference.join(f)),
+                "stop after {stop}: {f} differs from the uninterrupted run's"
+            );
+        }
+        assert_eq!(records(&run), records(reference), "stop after {stop}");
+    }
+}
+
+#[test]
+fn ctrl_c_saves_and_exits_130() {
+    let dir = TempDir::new("train-ctrlc");
+    let run = dir.join("run");
+    let (_, data, _) = cohort();
+    let cfg = dir.join("slow.json");
+    // Many epochs so that the signal arrives mid-run.
+    std::fs::write(&cfg, TINY.replace("\"max_epoch\": 2", "\"max_epoch\": 200")).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_protokd"))
+        .args([
+            "train",
+            "teacher",
+            "--data",
+            s(data),
+            "--config",
+            s(&cfg),
+            "--out",
+            s(&run),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = run.join("metrics.jsonl");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(true, |t| t.lines().count() < 3) {
+        assert!(t0.elapsed().as_secs() < 60, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted: saved"));
+    let recs = records(&run);
+    let last_step = recs.iter().filter(|r| r["kind"] == "step").count();
+    let f = protokd::tensorfile::TensorFile::open(&run.join("last.optim.safetensors")).unwrap();
+    let meta = f.metadata().unwrap();
+    assert_eq!(meta["protokd.run.global_step"], last_step.to_string());
+    assert!(last_step < 400, "the run should have stopped early");
+}
+
+#[test]
+fn every_student_method_trains() {
+    let teacher = trained_teacher().join("best.safetensors");
+    let (_, data, cfg) = cohort();
+    for method in ["protokd", "kd", "baseline"] {
+        let dir = TempDir::new("train-student");
+        let run = dir.join("run");
+        let mut a = vec![
+            "train",
+            "student",
+            "--data",
+            s(data),
+            "--config",
+            s(cfg),
+            "--out",
+            s(&run),
+            "--modality",
+            "t1ce",
+            "--method",
+            method,
+        ];
+        if method != "baseline" {
+            a.extend(["--teacher", s(&teacher)]);
+        }
+        ok(protokd(&a));
+        let recs = records(&run);
+        let steps: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "step").collect();
+        assert_eq!(steps.len(), 4, "{method}");
+        let kd = steps[0]["kd"].as_f64().unwrap();
+        let proto = steps[0]["proto"].as_f64().unwrap();
+        let seg = steps[0]["seg"].as_f64().unwrap();
+        let total = steps[0]["total"].as_f64().unwrap();
+        match method {
+            "baseline" => assert_eq!((kd, proto, total), (0.0, 0.0, seg)),
+            "kd" => assert!(kd > 0.0 && (total - (seg + 10.0 * kd)).abs() < 1e-4),
+            _ => assert!(
+                kd > 0.0 && proto > 0.0 && (total - (seg + 10.0 * kd + 0.1 * proto)).abs() < 1e-4
+            ),
+        }
+        // Students keep lr 1e-3 (the authors' trainer never applies the schedule).
+        assert!(steps.iter().all(|r| r["lr"].as_f64() == Some(1e-3)));
+        let ck = protokd::checkpoint::load(&run.join("last.safetensors")).unwrap();
+        assert_eq!(ck.state.config.in_channels, 1);
+        assert_eq!(ck.modalities.unwrap().to_string(), "t1ce");
+    }
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_files_intact() {
+    let (_, data, cfg) = cohort();
+    let dir = TempDir::new("train-bad");
+    // A student given no teacher.
+    let run = dir.join("s");
+    err(
+        protokd(&[
+            "train",
+            "student",
+            "--data",
+            s(data),
+            "--config",
+            s(cfg),
+            "--out",
+            s(&run),
+            "--modality",
+            "t1ce",
+        ]),
+        "--teacher",
+    );
+    // A one-channel model given as teacher.
+    let one = dir.join("one.safetensors");
+    let state = VNetState::init(
+        VNetConfig {
+            in_channels: 1,
+            n_classes: 4,
+            n_filters: 4,
+        },
+        1,
+    );
+    protokd::checkpoint::save(
+        &one,
+        &state,
+        &protokd::modality::Modalities::parse("t1").unwrap(),
+    )
+    .unwrap();
+    err(
+        protokd(&[
+            "train",
+            "student",
+            "--data",
+            s(data),
+            "--config",
+            s(cfg),
+            "--out",
+            s(&run),
+            "--modality",
+            "t1ce",
+            "--teacher",
+            s(&one),
+        ]),
+        "a teacher takes all four modalities",
+    );
+    // A data folder with no cases.
+    let empty = dir.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let e = protokd(&[
+        "train",
+        "teacher",
+        "--data",
+        s(&empty),
+        "--config",
+        s(cfg),
+        "--out",
+        s(&run),
+    ]);
+    assert!(!e.status.success());
+    assert!(String::from_utf8_lossy(&e.stderr).contains(s(&empty)));
+    // An unknown config key.
+    let bad_cfg = dir.join("bad.json");
+    std::fs::write(&bad_cfg, r#"{"epochs": 3}"#).unwrap();
+    err(
+        protokd(&[
+            "train",
+            "teacher",
+            "--data",
+            s(data),
+            "--config",
+            s(&bad_cfg),
+            "--out",
+            s(&run),
+        ]),
+        "unknown key `epochs`",
+    );
+    // An existing run folder, without --force or --resume.
+    let existing = dir.join("existing");
+    ok(teacher(&existing, &["--stop-after", "1"]));
+    let before = read(&existing.join("last.safetensors"));
+    err(teacher(&existing, &[]), "--force");
+    // Resuming with another config.
+    let other = dir.join("other.json");
+    std::fs::write(&other, TINY.replace("\"seed\": 7", "\"seed\": 8")).unwrap();
+    err(
+        protokd(&[
+            "train",
+            "teacher",
+            "--data",
+            s(data),
+            "--config",
+            s(&other),
+            "--resume",
+            s(&existing),
+        ]),
+        "config `seed`: 7 in the run folder, 8 now",
+    );
+    assert_eq!(read(&existing.join("last.safetensors")), before);
+    // A write that fails midway: the error is clear, no temporary file is left, the saved
+    // state still loads, and the run still resumes to the uninterrupted result.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_protokd"))
+        .args([
+            "train",
+            "teacher",
+            "--data",
+            s(data),
+            "--config",
+            s(cfg),
+            "--resume",
+            s(&existing),
+        ])
+        .env(protokd::tensorfile::SIMULATE_WRITE_FAILURE, "last.optim")
+        .output()
+        .unwrap();
+    err(out, "simulated failure");
+    let leftovers: Vec<_> = std::fs::read_dir(&existing)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    ok(teacher(&existing, &["--resume", s(&existing)]));
+    assert_eq!(
+        read(&existing.join("last.safetensors")),
+        read(&trained_teacher().join("last.safetensors"))
+    );
+}
