@@ -170,6 +170,39 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     Ok(Checkpoint { state, modalities })
 }
 
+/// The input modalities of the model in `ck` (read from `path`): the recorded ones, which
+/// `given` (a command's `--modality`) must then equal; for a file without a record (a plain
+/// PyTorch state_dict), `given`, or all four for a four-channel model. `given` must name as
+/// many modalities as the model has input channels.
+pub fn model_modalities(
+    ck: &Checkpoint,
+    given: Option<&Modalities>,
+    path: &Path,
+) -> Result<Modalities> {
+    let channels = ck.state.config.in_channels;
+    let m = match (&ck.modalities, given) {
+        (Some(rec), Some(g)) if rec != g => bail!(
+            "model {} takes {channels} channel(s) ({rec}) but --modality gives {g}",
+            path.display()
+        ),
+        (Some(rec), _) => rec.clone(),
+        (None, Some(g)) => g.clone(),
+        (None, None) if channels == 4 => Modalities::all(),
+        (None, None) => bail!(
+            "model {} records no modalities and takes {channels} channel(s): pass --modality",
+            path.display()
+        ),
+    };
+    if m.channels().len() != channels {
+        bail!(
+            "model {} takes {channels} channel(s) but --modality gives {} ({m})",
+            path.display(),
+            m.channels().len()
+        );
+    }
+    Ok(m)
+}
+
 /// The state's entries as tensors to write, each name prefixed with `prefix`.
 pub fn state_tensors(state: &VNetState, prefix: &str) -> Vec<(String, OutTensor)> {
     state

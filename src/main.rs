@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use protokd::audit;
 use protokd::modality::Modalities;
 use protokd::phantom;
+use protokd::train::cli as train_cli;
 use protokd_reference::adam::AdamConfig;
 use protokd_reference::step::{StepConfig, StepMode};
 use std::io::Write;
@@ -40,6 +41,108 @@ enum Command {
     ///
     /// Example: protokd score --pred seg.nii.gz --label case_seg.nii.gz --json scores.json
     Score(ScoreCli),
+    /// Segment every case of a dataset with a model, score each against its labels and
+    /// summarise (per-case CSV, JSON summary, a table like the paper's Table 1).
+    ///
+    /// Example: protokd evaluate --model runs/t1ce-protokd/best.safetensors --data BraTS2018 --cases data/brats2018-split/test_list.txt --out reports/t1ce-protokd
+    Evaluate(EvaluateCli),
+    /// The whole pipeline on BraTS-like phantoms: phantoms, a teacher, a unimodal baseline and a
+    /// ProtoKD student, evaluated on held-out phantoms (a table like the paper's Table 1).
+    ///
+    /// The default plan (n_filters 4, 24 phantoms of 64 x 64 x 40 voxels, 30 epochs) takes a
+    /// few minutes on 2 CPU cores; --full runs the paper's configuration (for a GPU).
+    ///
+    /// Example: protokd demo --out protokd-demo --modality t1ce
+    Demo(DemoCli),
+    /// Train a four-modality teacher or distil a student (run folders, resumable bit for bit).
+    #[command(subcommand)]
+    Train(TrainCommand),
+}
+
+#[derive(Args)]
+struct EvaluateCli {
+    /// Model checkpoint.
+    #[arg(long, value_name = "M.safetensors")]
+    model: PathBuf,
+    /// Dataset folder (every case needs its segmentation).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Case list (one id a line) selecting and ordering the cases; default: all of them.
+    #[arg(long, value_name = "list.txt")]
+    cases: Option<PathBuf>,
+    /// The model's modalities (default: recorded in the checkpoint).
+    #[arg(long)]
+    modality: Option<String>,
+    /// Report folder: cases.csv and summary.json (refused if they exist, unless --force).
+    #[arg(long, value_name = "REPORT_DIR")]
+    out: PathBuf,
+    /// HD95 in voxels (as the authors' evaluation) instead of mm.
+    #[arg(long)]
+    voxel_units: bool,
+    /// Sliding-window patch D,H,W (default 96,128,128).
+    #[arg(long, value_name = "D,H,W")]
+    patch: Option<String>,
+    /// Sliding-window stride D,H,W (default 48,64,64).
+    #[arg(long, value_name = "D,H,W")]
+    stride: Option<String>,
+    /// Replace an existing report.
+    #[arg(long)]
+    force: bool,
+    /// Where the arithmetic runs.
+    #[arg(long, value_enum, default_value_t = protokd::device::Device::Cpu)]
+    device: protokd::device::Device,
+}
+
+#[derive(Args)]
+struct DemoCli {
+    /// Output folder (refused if it exists, unless --force).
+    #[arg(long, default_value = "protokd-demo", value_name = "DIR")]
+    out: PathBuf,
+    /// The students' modality (t1, t2, t1ce, flair, or a comma-separated subset).
+    #[arg(long, default_value = "t1ce")]
+    modality: String,
+    /// Students (unimodal and ProtoKD) for each of the four modalities.
+    #[arg(long)]
+    all_modalities: bool,
+    /// The paper's configuration on 285 full-size phantoms (days on a CPU; meant for a GPU).
+    #[arg(long)]
+    full: bool,
+    /// Replace the files of an existing output folder.
+    #[arg(long)]
+    force: bool,
+    /// Folder holding the MNI152 templates (default: data/mni152).
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
+    /// Where the arithmetic runs.
+    #[arg(long, value_enum, default_value_t = protokd::device::Device::Cpu)]
+    device: protokd::device::Device,
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// Train the four-modality teacher (L_seg, poly learning rate; the paper's defaults).
+    ///
+    /// Example: protokd train teacher --data BraTS2018 --split-dir data/brats2018-split --out runs/teacher
+    Teacher {
+        #[command(flatten)]
+        run: train_cli::RunOptions,
+    },
+    /// Train a student on one modality (or a subset): ProtoKD, pixel KD, or the unimodal baseline.
+    ///
+    /// Example: protokd train student --data BraTS2018 --split-dir data/brats2018-split --modality t1ce --teacher runs/teacher/best.safetensors --out runs/t1ce-protokd
+    Student {
+        /// Input modality, or a comma-separated subset (t1, t2, t1ce, flair).
+        #[arg(long, value_name = "t1ce")]
+        modality: String,
+        /// Teacher checkpoint (protokd and kd).
+        #[arg(long, value_name = "T.safetensors")]
+        teacher: Option<PathBuf>,
+        /// The student's loss.
+        #[arg(long, value_enum, default_value = "protokd")]
+        method: train_cli::StudentMethod,
+        #[command(flatten)]
+        run: train_cli::RunOptions,
+    },
 }
 
 #[derive(Args)]
@@ -183,7 +286,7 @@ fn print_hashes(hashes: &[(String, String)], out: &std::path::Path) -> Result<()
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(n) = cli.threads {
         anyhow::ensure!(n >= 1, "--threads must be at least 1");
         rayon::ThreadPoolBuilder::new()
@@ -253,8 +356,47 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Phantom(p) => run_phantom(p)?,
         Command::Score(s) => run_score(s)?,
+        Command::Evaluate(e) => run_evaluate(e)?,
+        Command::Demo(d) => {
+            d.device.require_available()?;
+            let opts = protokd::demo::DemoOptions {
+                out: d.out,
+                modality: Modalities::parse(&d.modality).context("--modality")?,
+                all_modalities: d.all_modalities,
+                plan: if d.full {
+                    protokd::demo::Plan::full()
+                } else {
+                    protokd::demo::Plan::small()
+                },
+                force: d.force,
+                templates: d.templates,
+            };
+            protokd::demo::run(&opts, &mut |line| println!("{line}"))?;
+        }
+        Command::Train(t) => {
+            protokd::train::install_interrupt_handler()?;
+            let outcome = match &t {
+                TrainCommand::Teacher { run } => train_cli::run(train_cli::Role::Teacher, run)?,
+                TrainCommand::Student {
+                    modality,
+                    teacher,
+                    method,
+                    run,
+                } => train_cli::run(
+                    train_cli::Role::Student {
+                        method: *method,
+                        modality,
+                        teacher: teacher.as_deref(),
+                    },
+                    run,
+                )?,
+            };
+            if outcome.stopped == Some(protokd::train::Stop::Interrupted) {
+                return Ok(ExitCode::from(130));
+            }
+        }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `protokd phantom`: checks the arguments, then writes the cohort, one line per case.
@@ -297,6 +439,74 @@ fn run_phantom(p: PhantomCli) -> Result<()> {
     ))
 }
 
+/// `protokd evaluate`: segments and scores every case, writes the report, prints the table.
+fn run_evaluate(e: EvaluateCli) -> Result<()> {
+    use protokd::evaluate;
+    e.device.require_available()?;
+    let window = protokd::inference::Window::from_args(e.patch.as_deref(), e.stride.as_deref())?;
+    let given = e
+        .modality
+        .as_deref()
+        .map(Modalities::parse)
+        .transpose()
+        .context("--modality")?;
+    let ck = protokd::checkpoint::load(&e.model)?;
+    let modalities = protokd::checkpoint::model_modalities(&ck, given.as_ref(), &e.model)?;
+    for name in ["cases.csv", "summary.json"] {
+        protokd::output::check_new(&e.out.join(name), "report file", e.force)?;
+    }
+    let mut dataset = protokd::brats::discover(&e.data)?;
+    if let Some(list) = &e.cases {
+        dataset = dataset.select_list(list)?;
+    }
+    let opts = evaluate::EvaluateOptions {
+        voxel_units: e.voxel_units,
+    };
+    println!(
+        "evaluating {} ({modalities}) on {} case(s) of {}",
+        e.model.display(),
+        dataset.cases.len(),
+        e.data.display()
+    );
+    let scores = evaluate::evaluate_dataset(
+        &ck.state,
+        &dataset.cases,
+        modalities.channels(),
+        &window,
+        &opts,
+        |k, n, s| {
+            let d = s.regions.map(|(_, m)| m.dice);
+            println!(
+                "[{k}/{n}] {}: Dice WT {:.4} TC {:.4} ET {:.4} ({:.1} s)",
+                s.id, d[0], d[1], d[2], s.seconds
+            );
+        },
+    )?;
+    let summary = evaluate::summarize(&scores);
+    let model_bytes =
+        std::fs::read(&e.model).with_context(|| format!("cannot read {}", e.model.display()))?;
+    let meta = serde_json::json!({
+        "tool": format!("protokd {}", env!("CARGO_PKG_VERSION")),
+        "model": {"path": e.model.display().to_string(), "sha256": protokd::tensorfile::sha256_hex(&model_bytes)},
+        "modalities": modalities.to_string(),
+        "data": e.data.display().to_string(),
+        "case_list": e.cases.as_ref().map(|p| p.display().to_string()),
+        "window": {"patch": window.patch, "stride": window.stride},
+        "hd95_units": if e.voxel_units { "voxels" } else { "mm" },
+    });
+    evaluate::write_report(&e.out, &summary, &scores, meta, e.force)?;
+    print!(
+        "{}",
+        summary.table(if e.voxel_units { "vox" } else { "mm" })
+    );
+    println!(
+        "wrote {} and {}",
+        e.out.join("cases.csv").display(),
+        e.out.join("summary.json").display()
+    );
+    Ok(())
+}
+
 /// `protokd score`: scores, writes the JSON (if asked) and prints the table.
 fn run_score(s: ScoreCli) -> Result<()> {
     let release = s
@@ -329,7 +539,7 @@ fn main() -> ExitCode {
     }));
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -204,7 +204,7 @@ pub fn effective(
     let source = overrides.map_or("the default configuration", |(_, s)| s);
     let cfg: TrainConfig =
         serde_json::from_value(merged).with_context(|| format!("{source}: invalid value"))?;
-    cfg.check().with_context(|| format!("{source}"))?;
+    cfg.check().with_context(|| source.to_string())?;
     Ok(cfg)
 }
 
