@@ -345,11 +345,13 @@ fn sub_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
-fn classify(dir: &Path, id: &str, allow_group: bool) -> Result<Folder> {
+/// The naming and files `[T1, T2, T1ce, FLAIR, seg]` of a folder holding files named after
+/// `id`; `None` when it holds no recognised file. Files of both namings: an error.
+fn naming(dir: &Path, id: &str) -> Result<Option<(Release, [Option<PathBuf>; 5])>> {
     let old = release_files(dir, id, Release::Brats2018)?;
     let new = release_files(dir, id, Release::Brats2023)?;
     let first = |f: &[Option<PathBuf>; 5]| f.iter().flatten().next().cloned();
-    let (release, files) = match (first(&old), first(&new)) {
+    Ok(match (first(&old), first(&new)) {
         (Some(a), Some(b)) => bail!(
             "case folder {} holds files of both namings: {} ({}) and {} ({})",
             dir.display(),
@@ -358,9 +360,16 @@ fn classify(dir: &Path, id: &str, allow_group: bool) -> Result<Folder> {
             file_name(&b),
             Release::Brats2023
         ),
-        (Some(_), None) => (Release::Brats2018, old),
-        (None, Some(_)) => (Release::Brats2023, new),
-        (None, None) => {
+        (Some(_), None) => Some((Release::Brats2018, old)),
+        (None, Some(_)) => Some((Release::Brats2023, new)),
+        (None, None) => None,
+    })
+}
+
+fn classify(dir: &Path, id: &str, allow_group: bool) -> Result<Folder> {
+    let (release, files) = match naming(dir, id)? {
+        Some(found) => found,
+        None => {
             if allow_group {
                 let subs = sub_folders(dir)?;
                 if !subs.is_empty() {
@@ -401,6 +410,28 @@ fn classify(dir: &Path, id: &str, allow_group: bool) -> Result<Folder> {
         seg,
         release,
     }))
+}
+
+/// The case in `dir` when `dir` is itself a case folder (it holds a recognised file named after
+/// the folder, e.g. `<dir>/<dir name>_t1.nii.gz`; checked as [`discover`] checks each case);
+/// `None` when it holds no such file (it may be a dataset folder, see [`discover`]).
+pub fn discover_case(dir: &Path) -> Result<Option<Case>> {
+    if !dir.is_dir() {
+        bail!("folder {} does not exist or is not a folder", dir.display());
+    }
+    let Some(id) = dir.file_name().and_then(|n| n.to_str()) else {
+        bail!(
+            "folder {}: its name is not UTF-8, so it cannot be a BraTS case id",
+            dir.display()
+        );
+    };
+    if naming(dir, id)?.is_none() {
+        return Ok(None);
+    }
+    match classify(dir, id, false)? {
+        Folder::Case(case) => Ok(Some(case)),
+        Folder::Group(_) => unreachable!("groups are not allowed here"),
+    }
 }
 
 /// Finds the cases of a dataset folder (rules in the module documentation).
@@ -525,7 +556,7 @@ pub fn voxel_of(dims: [usize; 3], i: usize) -> (usize, usize, usize) {
 
 /// The element with the largest difference between two affines, `(row, col, a, b)`, if it
 /// exceeds [`AFFINE_TOLERANCE`] (or either is not finite).
-fn affine_mismatch(a: &Geometry, b: &Geometry) -> Option<(usize, usize, f64, f64)> {
+pub fn affine_mismatch(a: &Geometry, b: &Geometry) -> Option<(usize, usize, f64, f64)> {
     let mut worst: Option<(usize, usize, f64, f64)> = None;
     let mut worst_diff = AFFINE_TOLERANCE;
     for r in 0..4 {

@@ -237,3 +237,47 @@ pub fn save(
     .collect();
     write_tensors(path, &state_tensors(state, ""), Some(meta))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ckpt(in_channels: usize, recorded: Option<&str>) -> Checkpoint {
+        let cfg = VNetConfig {
+            in_channels,
+            n_classes: 4,
+            n_filters: 2,
+        };
+        Checkpoint {
+            state: VNetState::init(cfg, 1),
+            modalities: recorded.map(|m| Modalities::parse(m).unwrap()),
+        }
+    }
+
+    #[test]
+    fn input_modalities_from_the_checkpoint_and_the_user() {
+        let p = Path::new("m.safetensors");
+        let m = |s: &str| Modalities::parse(s).unwrap();
+        let got = |c: &Checkpoint, g: Option<&str>| {
+            model_modalities(c, g.map(m).as_ref(), p)
+                .map(|x| x.to_string())
+                .map_err(|e| e.to_string())
+        };
+        let student = ckpt(1, Some("t1ce"));
+        assert_eq!(got(&student, None).unwrap(), "t1ce");
+        assert_eq!(got(&student, Some("T1CE")).unwrap(), "t1ce");
+        let e = got(&student, Some("t2,t1")).unwrap_err();
+        assert_eq!(
+            e,
+            "model m.safetensors takes 1 channel(s) (t1ce) but --modality gives t1,t2"
+        );
+        let plain4 = ckpt(4, None);
+        assert_eq!(got(&plain4, None).unwrap(), "t1,t2,t1ce,flair");
+        assert!(got(&plain4, Some("t1"))
+            .unwrap_err()
+            .contains("4 channel(s)"));
+        let plain1 = ckpt(1, None);
+        assert!(got(&plain1, None).unwrap_err().contains("--modality"));
+        assert_eq!(got(&plain1, Some("flair")).unwrap(), "flair");
+    }
+}

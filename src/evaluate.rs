@@ -1,83 +1,144 @@
-//! `protokd evaluate`: segment every case of a dataset with a model, score each against its
-//! labels (method page section 7, [`crate::metrics`]) and summarise per region.
+//! `protokd evaluate`: segment every case of a labelled dataset and score it (method page,
+//! section 7), as the paper's Table 1.
 //!
-//! Outputs of a report folder:
-//! * `cases.csv`: one row per case, `case, WT_dice, WT_hd95, WT_sensitivity, WT_specificity,
-//!   TC_..., ET_...`; an undefined HD95 (an empty mask) is an empty cell;
-//! * `summary.json`: per region the mean and population standard deviation of each metric
-//!   over the cases (HD95 over the cases where it is defined, with their count), the mean
-//!   Dice of the three regions, and the provenance (model and its SHA-256, data, case list,
-//!   window, units, protokd version);
-//! * the printed table: Dice in percent per region and their mean, as the paper's Table 1,
-//!   then HD95.
+//! Per case: [`crate::inference::segment_case`] with the model's modalities, then
+//! [`crate::metrics::region_metrics`] against the case's labels, with the voxel spacing of the
+//! case's geometry in mm as `(z, y, x)` (or 1 with `--voxel-units`, the authors' evaluation).
 //!
-//! Means and standard deviations are f64 sums in case order: `mean = sum / n`,
-//! `std = sqrt(sum((x - mean)^2) / n)`.
+//! # Summary ([`summarize`])
+//! Per region and metric, over the cases in their order: `mean = (sum_i x_i) / n` (f64 sums in
+//! case order) and the population standard deviation `sqrt((sum_i (x_i - mean)^2) / n)`. HD95 is
+//! undefined for a case where either mask is empty; its mean and std run over the cases where
+//! it is defined, and their count is reported. The mean Dice is the mean of the three regions'
+//! mean Dice.
+//!
+//! # Files (`REPORT_DIR`, refused if it exists unless `--force`; each written atomically)
+//! * `cases.csv`: one row per case, `case`, then per region WT, TC, ET the columns
+//!   `<R>_dice, <R>_hd95, <R>_sensitivity, <R>_specificity` (an empty cell for an undefined
+//!   HD95), values with Rust's shortest round-trip formatting.
+//! * `summary.json`: the summary and `meta` (protokd version, model path and SHA-256,
+//!   modalities, window, data folder, case list and the case ids, HD95 units).
+//! * with `--save-segmentations`: `segmentations/<id>_seg.nii.gz` (raw labels of the dataset's
+//!   release, the case's geometry), to inspect or re-score with `protokd score`.
 
-use crate::brats::{load_case, Case};
-use crate::inference::{segment_case, Prediction, Window};
+use crate::brats::{self, Case};
+use crate::device::Device;
+use crate::inference::{segment_case, Window};
 use crate::metrics::{region_metrics, Region, RegionMetrics};
-use anyhow::{anyhow, bail, Context, Result};
+use crate::output::check_new;
+use crate::segment::{say, write_segmentation, Model};
+use crate::tensorfile::write_atomic;
+use anyhow::{bail, ensure, Context, Result};
+use clap::Args;
 use protokd_reference::state::VNetState;
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Options of an evaluation.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct EvaluateOptions {
-    /// HD95 in voxels (spacing 1, the authors' evaluation) instead of millimetres.
+/// Arguments of `protokd evaluate`.
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// Model checkpoint (protokd- or PyTorch-written safetensors).
+    #[arg(long, value_name = "M.safetensors")]
+    pub model: PathBuf,
+    /// Dataset folder (a folder of BraTS case folders, each with its segmentation).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Case list (one id a line, `#` comments); default: every case of the dataset.
+    #[arg(long, value_name = "LIST.txt")]
+    pub cases: Option<PathBuf>,
+    /// The model's input modalities (t1, t2, t1ce, flair, comma-separated); must agree with
+    /// the checkpoint. Needed for a PyTorch checkpoint with fewer than 4 channels.
+    #[arg(long)]
+    pub modality: Option<String>,
+    /// Report folder: receives cases.csv and summary.json.
+    #[arg(long, value_name = "REPORT_DIR")]
+    pub out: PathBuf,
+    /// HD95 in voxels (spacing 1 on every axis), as the authors' evaluation, instead of mm.
+    #[arg(long)]
     pub voxel_units: bool,
+    /// Sliding-window patch D,H,W (z, y, x), multiples of 16 [default: 96,128,128].
+    #[arg(long, value_name = "D,H,W")]
+    pub patch: Option<String>,
+    /// Sliding-window stride D,H,W, each between 1 and the patch size [default: half the
+    /// patch, 48,64,64 for the default patch].
+    #[arg(long, value_name = "D,H,W")]
+    pub stride: Option<String>,
+    /// Where the arithmetic runs.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+    /// Write into REPORT_DIR even if it exists (replacing the report files).
+    #[arg(long)]
+    pub force: bool,
+    /// Also write each segmentation to REPORT_DIR/segmentations/<id>_seg.nii.gz.
+    #[arg(long)]
+    pub save_segmentations: bool,
 }
 
 /// The scores of one case.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CaseScore {
     /// The case id.
     pub id: String,
-    /// WT, TC, ET.
+    /// Metrics per region, WT, TC, ET.
     pub regions: [(Region, RegionMetrics); 3],
-    /// Seconds to segment it.
+    /// Whether HD95 is in voxels (else mm).
+    pub voxel_units: bool,
+    /// Seconds to read, segment and score the case.
     pub seconds: f64,
 }
 
-/// Segments one loaded case and scores it against its labels (an error when it has none).
-/// The spacing of HD95 is the image's (z, y, x) voxel size in mm, or 1 with `voxel_units`.
-pub fn score_case(
-    state: &VNetState,
-    case: &crate::brats::LoadedCase,
-    channels: &[usize],
-    window: &Window,
-    opts: &EvaluateOptions,
-) -> Result<(CaseScore, Prediction)> {
-    let Some(labels) = &case.labels else {
-        bail!(
-            "case {} ({}) has no segmentation to score against",
-            case.case.id,
-            case.case.dir.display()
-        );
-    };
-    let t0 = Instant::now();
-    let pred = segment_case(state, case, channels, window)?;
-    let seconds = t0.elapsed().as_secs_f64();
-    let [sx, sy, sz] = case.geometry.spacing;
-    let spacing = if opts.voxel_units {
-        [1.0; 3]
-    } else {
-        [sz, sy, sx]
-    };
-    let regions = region_metrics(&pred.labels, labels, case.dims(), spacing);
-    let score = CaseScore {
-        id: case.case.id.clone(),
-        regions,
-        seconds,
-    };
-    Ok((score, pred))
+/// Options of [`evaluate_dataset`].
+#[derive(Clone, Debug, Default)]
+pub struct EvaluateOptions {
+    /// HD95 in voxels (spacing 1) instead of mm.
+    pub voxel_units: bool,
+    /// Folder to write each segmentation to (`<id><seg suffix>.nii.gz`, raw labels); it must
+    /// exist.
+    pub save_segmentations: Option<PathBuf>,
 }
 
-/// [`score_case`] on every case in order (read one at a time); `progress(k, n, score)` after
-/// case `k` (from 1) of `n`. Cases without a segmentation are refused before any work, all
-/// named.
+/// HD95 spacing `(z, y, x)` of a case: its voxel size in mm, or 1 with `voxel_units`.
+fn spacing_zyx(case: &brats::LoadedCase, voxel_units: bool) -> Result<[f64; 3]> {
+    if voxel_units {
+        return Ok([1.0; 3]);
+    }
+    let s = case.geometry.spacing;
+    for (axis, v) in ["x", "y", "z"].iter().zip(s) {
+        ensure!(
+            v.is_finite() && v > 0.0,
+            "case {}: voxel size along {axis} is {v}, not a positive number of mm (use \
+             --voxel-units for HD95 in voxels)",
+            case.case.id
+        );
+    }
+    Ok([s[2], s[1], s[0]])
+}
+
+/// Checks that there is at least one case and that every case has a segmentation file; the
+/// error names every case without one and the file looked for.
+pub fn check_labelled(cases: &[Case]) -> Result<()> {
+    ensure!(!cases.is_empty(), "no case to evaluate");
+    let unlabelled: Vec<&Case> = cases.iter().filter(|c| c.seg.is_none()).collect();
+    if let Some(c) = unlabelled.first() {
+        let ids: Vec<&str> = unlabelled.iter().map(|c| c.id.as_str()).collect();
+        bail!(
+            "{} case(s) have no segmentation file, which evaluation needs (looked for {}{}.nii.gz \
+             in {}): {}",
+            ids.len(),
+            c.id,
+            c.release.seg_suffix(),
+            c.dir.display(),
+            ids.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Segments and scores every case in order (each read with [`brats::load_case`], segmented with
+/// [`segment_case`] and scored with [`region_metrics`]); calls `progress(done, total, score)`
+/// after each case. A case without a segmentation is an error naming it (checked for all cases
+/// before the first is segmented).
 pub fn evaluate_dataset(
     state: &VNetState,
     cases: &[Case],
@@ -86,179 +147,236 @@ pub fn evaluate_dataset(
     opts: &EvaluateOptions,
     mut progress: impl FnMut(usize, usize, &CaseScore),
 ) -> Result<Vec<CaseScore>> {
-    if cases.is_empty() {
-        bail!("no case to evaluate");
+    check_labelled(cases)?;
+    let mut scores = Vec::with_capacity(cases.len());
+    for (i, case) in cases.iter().enumerate() {
+        let t0 = Instant::now();
+        let loaded = brats::load_case(case)?;
+        let labels = loaded
+            .labels
+            .as_ref()
+            .with_context(|| format!("case {}: no labels", case.id))?;
+        let spacing = spacing_zyx(&loaded, opts.voxel_units)?;
+        let pred = segment_case(state, &loaded, channels, window)?;
+        if let Some(dir) = &opts.save_segmentations {
+            let path = dir.join(format!("{}{}.nii.gz", case.id, case.release.seg_suffix()));
+            write_segmentation(
+                &path,
+                &pred.labels,
+                pred.dims,
+                &loaded.geometry,
+                case.release,
+            )?;
+        }
+        let score = CaseScore {
+            id: case.id.clone(),
+            regions: region_metrics(&pred.labels, labels, pred.dims, spacing),
+            voxel_units: opts.voxel_units,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        progress(i + 1, cases.len(), &score);
+        scores.push(score);
     }
-    let unlabelled: Vec<&str> = cases
-        .iter()
-        .filter(|c| c.seg.is_none())
-        .map(|c| c.id.as_str())
-        .collect();
-    if !unlabelled.is_empty() {
-        bail!(
-            "{} case(s) have no segmentation file to score against: {}",
-            unlabelled.len(),
-            unlabelled.join(", ")
-        );
-    }
-    let mut out = Vec::with_capacity(cases.len());
-    for (k, case) in cases.iter().enumerate() {
-        let loaded = load_case(case)?;
-        let (score, _) = score_case(state, &loaded, channels, window, opts)?;
-        progress(k + 1, cases.len(), &score);
-        out.push(score);
-    }
-    Ok(out)
+    Ok(scores)
 }
 
-/// Mean and population standard deviation of `xs` (f64, in order); `None` when empty.
-fn mean_std(xs: &[f64]) -> Option<(f64, f64)> {
-    if xs.is_empty() {
-        return None;
-    }
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
-    Some((mean, var.sqrt()))
+/// Mean and population standard deviation of `n` values (`NaN` for `n = 0`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stat {
+    /// `sum / n`, the sum in the given order.
+    pub mean: f64,
+    /// `sqrt(sum (x - mean)^2 / n)`.
+    pub std: f64,
+    /// Number of values.
+    pub n: usize,
 }
 
-/// Summary statistics of one region.
-#[derive(Clone, Debug, PartialEq)]
+impl Stat {
+    /// The statistics of `values`, summed in their order.
+    pub fn of(values: &[f64]) -> Stat {
+        let n = values.len();
+        let mean = values.iter().fold(0.0, |s, &v| s + v) / n as f64;
+        let var = values.iter().fold(0.0, |s, &v| s + (v - mean) * (v - mean)) / n as f64;
+        Stat {
+            mean,
+            std: var.sqrt(),
+            n,
+        }
+    }
+
+    fn to_json(self) -> Value {
+        json!({"mean": self.mean, "std": self.std, "n": self.n})
+    }
+}
+
+/// The summary of one region.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RegionSummary {
-    /// Dice mean and std.
-    pub dice: (f64, f64),
-    /// HD95 mean and std over the cases where it is defined, and their count.
-    pub hd95: Option<(f64, f64)>,
-    /// Cases with a defined HD95.
-    pub hd95_cases: usize,
-    /// Sensitivity mean and std.
-    pub sensitivity: (f64, f64),
-    /// Specificity mean and std.
-    pub specificity: (f64, f64),
+    /// The region.
+    pub region: Region,
+    /// Dice over every case.
+    pub dice: Stat,
+    /// HD95 over the cases where it is defined (`n` says how many).
+    pub hd95: Stat,
+    /// Sensitivity over every case.
+    pub sensitivity: Stat,
+    /// Specificity over every case.
+    pub specificity: Stat,
 }
 
 /// The summary of an evaluation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
-    /// Cases scored.
+    /// Number of cases.
     pub cases: usize,
     /// WT, TC, ET.
-    pub regions: [(Region, RegionSummary); 3],
+    pub regions: [RegionSummary; 3],
+    /// HD95 in voxels (else mm).
+    pub voxel_units: bool,
 }
 
-/// Summarises case scores (at least one).
+/// Per region mean and population std of each metric (module docs).
 pub fn summarize(scores: &[CaseScore]) -> Summary {
-    assert!(!scores.is_empty(), "summarize: no scores");
-    let regions = std::array::from_fn(|i| {
-        let col = |f: &dyn Fn(&RegionMetrics) -> f64| -> Vec<f64> {
-            scores.iter().map(|s| f(&s.regions[i].1)).collect()
+    let regions = [0, 1, 2].map(|r| {
+        let pick = |f: fn(&RegionMetrics) -> f64| -> Vec<f64> {
+            scores.iter().map(|s| f(&s.regions[r].1)).collect()
         };
-        let hd: Vec<f64> = scores.iter().filter_map(|s| s.regions[i].1.hd95).collect();
-        let ms = |v: Vec<f64>| mean_std(&v).expect("at least one case");
-        (
-            Region::ALL[i],
-            RegionSummary {
-                dice: ms(col(&|m| m.dice)),
-                hd95: mean_std(&hd),
-                hd95_cases: hd.len(),
-                sensitivity: ms(col(&|m| m.sensitivity)),
-                specificity: ms(col(&|m| m.specificity)),
-            },
-        )
+        let hd: Vec<f64> = scores.iter().filter_map(|s| s.regions[r].1.hd95).collect();
+        RegionSummary {
+            region: Region::ALL[r],
+            dice: Stat::of(&pick(|m| m.dice)),
+            hd95: Stat::of(&hd),
+            sensitivity: Stat::of(&pick(|m| m.sensitivity)),
+            specificity: Stat::of(&pick(|m| m.specificity)),
+        }
     });
     Summary {
         cases: scores.len(),
         regions,
+        voxel_units: scores.first().is_some_and(|s| s.voxel_units),
     }
 }
 
 impl Summary {
-    /// Mean Dice of WT, TC, ET.
+    /// Mean Dice of each region, WT, TC, ET.
     pub fn mean_dice(&self) -> [f64; 3] {
-        self.regions.each_ref().map(|(_, r)| r.dice.0)
+        self.regions.map(|r| r.dice.mean)
     }
 
-    /// `{"cases": n, "WT": {"dice": {"mean", "std"}, "hd95": {"mean", "std", "cases"}, ...},
-    /// ..., "mean_dice": .., "meta": meta}`.
+    /// The mean of the three regions' mean Dice (`((WT + TC) + ET) / 3`), the paper's "mean"
+    /// column.
+    pub fn overall_dice(&self) -> f64 {
+        let [wt, tc, et] = self.mean_dice();
+        ((wt + tc) + et) / 3.0
+    }
+
+    fn units(&self) -> &'static str {
+        if self.voxel_units {
+            "voxels"
+        } else {
+            "mm"
+        }
+    }
+
+    /// `{"cases", "mean_dice", "hd95_units", "WT": {"dice": {mean, std, n}, "hd95": ..,
+    /// "sensitivity": .., "specificity": ..}, "TC": .., "ET": .., "meta": meta}` (NaN, for no
+    /// value, as `null`; `mean_dice` is [`Summary::overall_dice`]).
     pub fn to_json(&self, meta: Value) -> Value {
-        let pair = |(m, s): (f64, f64)| json!({"mean": m, "std": s});
         let mut obj = serde_json::Map::new();
         obj.insert("cases".into(), json!(self.cases));
-        for (r, s) in &self.regions {
+        obj.insert("mean_dice".into(), json!(self.overall_dice()));
+        obj.insert("hd95_units".into(), json!(self.units()));
+        for r in &self.regions {
             obj.insert(
-                r.name().into(),
+                r.region.name().into(),
                 json!({
-                    "dice": pair(s.dice),
-                    "hd95": {
-                        "mean": s.hd95.map(|p| p.0),
-                        "std": s.hd95.map(|p| p.1),
-                        "cases": s.hd95_cases,
-                    },
-                    "sensitivity": pair(s.sensitivity),
-                    "specificity": pair(s.specificity),
+                    "dice": r.dice.to_json(),
+                    "hd95": r.hd95.to_json(),
+                    "sensitivity": r.sensitivity.to_json(),
+                    "specificity": r.specificity.to_json(),
                 }),
             );
         }
-        let d = self.mean_dice();
-        obj.insert("mean_dice".into(), json!((d[0] + d[1] + d[2]) / 3.0));
         obj.insert("meta".into(), meta);
         Value::Object(obj)
     }
 
-    /// The table: Dice (%) mean ± std per region and their mean, then HD95.
-    pub fn table(&self, hd95_unit: &str) -> String {
-        let d = self.mean_dice();
-        let mut s = format!(
-            "{} case(s)        WT              TC              ET              mean\n",
-            self.cases
+    /// The paper's Table 1 layout: Dice (%) WT, TC, ET and their mean, then HD95 (mean over the
+    /// cases where defined, with the count), sensitivity and specificity (%).
+    pub fn table(&self) -> String {
+        let pct = |v: f64| format!("{:.2}", 100.0 * v);
+        let row = |name: &str, f: &dyn Fn(&RegionSummary) -> String, last: String| {
+            let cells: Vec<String> = self.regions.iter().map(f).collect();
+            format!(
+                "{name:<20} {:>14} {:>14} {:>14} {last:>8}\n",
+                cells[0], cells[1], cells[2]
+            )
+        };
+        let mut s = format!("{} case(s)\n", self.cases);
+        s += &format!(
+            "{:<20} {:>14} {:>14} {:>14} {:>8}\n",
+            "", "WT", "TC", "ET", "mean"
         );
-        s.push_str("Dice (%)  ");
-        for (_, r) in &self.regions {
-            s.push_str(&format!(
-                "{:>6.2} ± {:<6.2} ",
-                100.0 * r.dice.0,
-                100.0 * r.dice.1
-            ));
-        }
-        s.push_str(&format!("{:>6.2}\n", 100.0 * (d[0] + d[1] + d[2]) / 3.0));
-        s.push_str(&format!("HD95 ({hd95_unit})"));
-        s.push_str(&" ".repeat(10usize.saturating_sub(7 + hd95_unit.len())));
-        for (_, r) in &self.regions {
-            match r.hd95 {
-                Some((m, sd)) => s.push_str(&format!("{m:>6.2} ± {sd:<6.2} ")),
-                None => s.push_str(&format!("{:>6} {:<8} ", "n/a", "")),
-            }
-        }
-        s.push('\n');
+        s += &row("Dice (%)", &|r| pct(r.dice.mean), pct(self.overall_dice()));
+        s += &row("Dice std (%)", &|r| pct(r.dice.std), String::new());
+        let hd_name = format!("HD95 ({})", self.units());
+        s += &row(
+            &hd_name,
+            &|r| {
+                if r.hd95.n == 0 {
+                    "n/a (n=0)".to_string()
+                } else {
+                    format!("{:.2} (n={})", r.hd95.mean, r.hd95.n)
+                }
+            },
+            String::new(),
+        );
+        s += &row(
+            "Sensitivity (%)",
+            &|r| pct(r.sensitivity.mean),
+            String::new(),
+        );
+        s += &row(
+            "Specificity (%)",
+            &|r| pct(r.specificity.mean),
+            String::new(),
+        );
+        s.truncate(s.trim_end().len());
         s
     }
 }
 
-/// `cases.csv` (see the module docs).
-pub fn cases_csv(scores: &[CaseScore]) -> String {
-    let mut s = String::from("case");
-    for r in Region::ALL {
-        for m in ["dice", "hd95", "sensitivity", "specificity"] {
-            s.push_str(&format!(",{}_{m}", r.name()));
-        }
+/// A CSV cell: quoted (with doubled quotes) when it holds a comma, quote or line break.
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
     }
-    s.push('\n');
-    for c in scores {
-        s.push_str(&c.id);
-        for (_, m) in &c.regions {
-            let hd = m.hd95.map_or(String::new(), |v| v.to_string());
-            s.push_str(&format!(
-                ",{},{hd},{},{}",
-                m.dice, m.sensitivity, m.specificity
-            ));
-        }
-        s.push('\n');
-    }
-    s
 }
 
-/// Writes `cases.csv` and `summary.json` into `dir` (created; each file refused if it exists
-/// unless `force`, then written atomically).
+/// `cases.csv` (module docs).
+pub fn cases_csv(scores: &[CaseScore]) -> String {
+    let mut out = String::from("case");
+    for r in Region::ALL {
+        for m in ["dice", "hd95", "sensitivity", "specificity"] {
+            out += &format!(",{}_{m}", r.name());
+        }
+    }
+    out.push('\n');
+    for s in scores {
+        out += &csv_cell(&s.id);
+        for (_, m) in &s.regions {
+            let hd = m.hd95.map_or(String::new(), |v| v.to_string());
+            out += &format!(",{},{hd},{},{}", m.dice, m.sensitivity, m.specificity);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes `cases.csv` and `summary.json` (with `meta` as its `meta`) into `dir`, created if
+/// missing; each file is refused if it exists unless `force`, and written atomically.
 pub fn write_report(
     dir: &Path,
     summary: &Summary,
@@ -266,18 +384,107 @@ pub fn write_report(
     meta: Value,
     force: bool,
 ) -> Result<()> {
-    let csv = dir.join("cases.csv");
-    let json_path = dir.join("summary.json");
+    let (csv, json_path) = (dir.join("cases.csv"), dir.join("summary.json"));
     for p in [&csv, &json_path] {
-        crate::output::check_new(p, "report file", force)?;
+        check_new(p, "report file", force)?;
     }
     std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow!("report folder {}: cannot create ({e})", dir.display()))?;
-    crate::tensorfile::write_atomic(&csv, cases_csv(scores).as_bytes())?;
+        .with_context(|| format!("cannot create the report folder {}", dir.display()))?;
+    write_atomic(&csv, cases_csv(scores).as_bytes())?;
     let mut text = serde_json::to_string_pretty(&summary.to_json(meta))?;
     text.push('\n');
-    crate::tensorfile::write_atomic(&json_path, text.as_bytes())
-        .with_context(|| format!("report {}", dir.display()))
+    write_atomic(&json_path, text.as_bytes())
+}
+
+/// `protokd evaluate`.
+pub fn run(args: EvaluateArgs) -> Result<()> {
+    args.device.require_available()?;
+    let window = Window::from_args(args.patch.as_deref(), args.stride.as_deref())?;
+    check_new(&args.out, "report folder", args.force)?;
+    ensure!(
+        !args.out.exists() || args.out.is_dir(),
+        "report folder {} exists and is not a folder",
+        args.out.display()
+    );
+    let dataset = brats::discover(&args.data)?;
+    let dataset = match &args.cases {
+        Some(list) => dataset.select_list(list)?,
+        None => dataset,
+    };
+    let model = Model::load(&args.model, args.modality.as_deref())?;
+    let seg_dir = args.out.join("segmentations");
+    let opts = EvaluateOptions {
+        voxel_units: args.voxel_units,
+        save_segmentations: args.save_segmentations.then(|| seg_dir.clone()),
+    };
+    // Cases without labels are refused before anything is written.
+    check_labelled(&dataset.cases).with_context(|| args.data.display().to_string())?;
+    say(&format!(
+        "protokd {}: {}",
+        env!("CARGO_PKG_VERSION"),
+        model.describe()
+    ))?;
+    say(&format!(
+        "window: patch {:?}, stride {:?} (D, H, W); {} case(s) of {}",
+        window.patch,
+        window.stride,
+        dataset.cases.len(),
+        args.data.display()
+    ))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create the report folder {}", args.out.display()))?;
+    if args.save_segmentations {
+        std::fs::create_dir_all(&seg_dir)
+            .with_context(|| format!("cannot create the folder {}", seg_dir.display()))?;
+    }
+    let mut said = Ok(());
+    let scores = evaluate_dataset(
+        &model.state,
+        &dataset.cases,
+        model.modalities.channels(),
+        &window,
+        &opts,
+        |done, total, s| {
+            let dice: Vec<String> = s
+                .regions
+                .iter()
+                .map(|(r, m)| format!("{} {:.4}", r.name(), m.dice))
+                .collect();
+            if said.is_ok() {
+                said = say(&format!(
+                    "[{done}/{total}] {}: Dice {} ({:.1} s)",
+                    s.id,
+                    dice.join(", "),
+                    s.seconds
+                ));
+            }
+        },
+    )?;
+    said?;
+    let summary = summarize(&scores);
+    let meta = json!({
+        "tool": format!("protokd {}", env!("CARGO_PKG_VERSION")),
+        "model": {
+            "path": model.path.display().to_string(),
+            "sha256": model.sha256,
+            "modalities": model.modalities.to_string(),
+            "n_filters": model.state.config.n_filters,
+        },
+        "data": args.data.display().to_string(),
+        "release": dataset.release.short_name(),
+        "case_list": args.cases.as_ref().map(|p| p.display().to_string()),
+        "case_ids": dataset.cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        "window": {"patch": window.patch, "stride": window.stride},
+        "hd95_spacing": if args.voxel_units { "1 voxel" } else { "voxel size in mm from each case's NIfTI header" },
+        "segmentations": opts.save_segmentations.as_ref().map(|p| p.display().to_string()),
+    });
+    write_report(&args.out, &summary, &scores, meta, args.force)?;
+    say(&summary.table())?;
+    say(&format!(
+        "wrote {} and {}",
+        args.out.join("cases.csv").display(),
+        args.out.join("summary.json").display()
+    ))
 }
 
 #[cfg(test)]
@@ -296,32 +503,51 @@ mod tests {
     fn score(id: &str, d: [f64; 3], hd: [Option<f64>; 3]) -> CaseScore {
         CaseScore {
             id: id.into(),
-            regions: [
-                (Region::Wt, m(d[0], hd[0])),
-                (Region::Tc, m(d[1], hd[1])),
-                (Region::Et, m(d[2], hd[2])),
-            ],
+            regions: [0, 1, 2].map(|r| (Region::ALL[r], m(d[r], hd[r]))),
+            voxel_units: false,
             seconds: 0.0,
         }
     }
 
     #[test]
-    fn summary_means_stds_and_undefined_hd95() {
-        let s = summarize(&[
+    fn summary_statistics_by_hand() {
+        let scores = [
             score("a", [0.5, 1.0, 0.0], [Some(2.0), None, None]),
-            score("b", [1.0, 0.5, 0.0], [Some(4.0), Some(3.0), None]),
-        ]);
-        let [wt, tc, et] = &s.regions;
-        assert_eq!(wt.1.dice, (0.75, 0.25));
-        assert_eq!(wt.1.hd95, Some((3.0, 1.0)));
-        assert_eq!((tc.1.hd95, tc.1.hd95_cases), (Some((3.0, 0.0)), 1));
-        assert_eq!((et.1.hd95, et.1.hd95_cases), (None, 0));
-        let j = s.to_json(json!({}));
-        assert_eq!(j["mean_dice"], json!((0.75 + 0.75 + 0.0) / 3.0));
+            score("b", [1.0, 0.5, 0.25], [Some(4.0), Some(1.0), None]),
+        ];
+        let s = summarize(&scores);
+        assert_eq!(s.cases, 2);
+        let wt = &s.regions[0];
+        assert_eq!((wt.dice.mean, wt.dice.std, wt.dice.n), (0.75, 0.25, 2));
+        assert_eq!((wt.hd95.mean, wt.hd95.std, wt.hd95.n), (3.0, 1.0, 2));
+        let tc = &s.regions[1];
+        assert_eq!((tc.hd95.mean, tc.hd95.std, tc.hd95.n), (1.0, 0.0, 1));
+        let et = &s.regions[2];
+        assert_eq!(et.hd95.n, 0);
+        assert!(et.hd95.mean.is_nan());
+        assert_eq!(et.dice.mean, 0.125);
+        assert_eq!(s.mean_dice(), [0.75, 0.75, 0.125]);
+        assert_eq!(s.overall_dice(), (0.75 + 0.75 + 0.125) / 3.0);
+        let j = s.to_json(json!({"x": 1}));
+        assert_eq!(j["meta"]["x"], 1);
+        assert_eq!(j["mean_dice"], json!((0.75 + 0.75 + 0.125) / 3.0));
         assert_eq!(j["ET"]["hd95"]["mean"], Value::Null);
-        let t = s.table("mm");
-        assert!(t.contains("75.00 ± 25.00") && t.contains("n/a"), "{t}");
-        let csv = cases_csv(&[score("a", [0.5, 1.0, 0.0], [Some(2.0), None, None])]);
-        assert_eq!(csv.lines().nth(1), Some("a,0.5,2,0.5,1,1,,1,1,0,,0,1"));
+        assert_eq!(j["WT"]["hd95"]["n"], 2);
+        let t = s.table();
+        assert!(
+            t.contains("Dice (%)") && t.contains("75.00") && t.contains("54.17"),
+            "{t}"
+        );
+        assert!(t.contains("n/a (n=0)") && t.contains("3.00 (n=2)"), "{t}");
+    }
+
+    #[test]
+    fn csv_rows_and_quoting() {
+        let csv = cases_csv(&[score("x,1", [0.5, 1.0, 0.0], [Some(2.5), None, None])]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("case,WT_dice,WT_hd95,WT_sensitivity,WT_specificity,TC_dice"));
+        assert_eq!(lines[1], "\"x,1\",0.5,2.5,0.5,1,1,,1,1,0,,0,1");
+        assert_eq!(lines[0].split(',').count(), 13);
     }
 }

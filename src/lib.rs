@@ -21,6 +21,7 @@ pub mod overlay;
 pub mod phantom;
 pub mod plot;
 pub mod preprocess;
+pub mod segment;
 pub mod tensorfile;
 pub mod train;
 pub mod volume;

@@ -41,11 +41,18 @@ enum Command {
     ///
     /// Example: protokd score --pred seg.nii.gz --label case_seg.nii.gz --json scores.json
     Score(ScoreCli),
+    /// Segment new cases with a trained model (sliding window, method page section 7).
+    ///
+    /// --input is a BraTS case folder, a dataset folder (then --out is a folder) or NIfTI files
+    /// in the model's modality order. Labels are written in the input release's raw set.
+    ///
+    /// Example: protokd segment --model runs/t1ce-protokd/best.safetensors --input Brats18_X --out seg.nii.gz
+    Segment(protokd::segment::SegmentArgs),
     /// Segment every case of a dataset with a model, score each against its labels and
     /// summarise (per-case CSV, JSON summary, a table like the paper's Table 1).
     ///
     /// Example: protokd evaluate --model runs/t1ce-protokd/best.safetensors --data BraTS2018 --cases data/brats2018-split/test_list.txt --out reports/t1ce-protokd
-    Evaluate(EvaluateCli),
+    Evaluate(protokd::evaluate::EvaluateArgs),
     /// The whole pipeline on BraTS-like phantoms: phantoms, a teacher, a unimodal baseline and a
     /// ProtoKD student, evaluated on held-out phantoms (a table like the paper's Table 1).
     ///
@@ -57,40 +64,6 @@ enum Command {
     /// Train a four-modality teacher or distil a student (run folders, resumable bit for bit).
     #[command(subcommand)]
     Train(TrainCommand),
-}
-
-#[derive(Args)]
-struct EvaluateCli {
-    /// Model checkpoint.
-    #[arg(long, value_name = "M.safetensors")]
-    model: PathBuf,
-    /// Dataset folder (every case needs its segmentation).
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
-    /// Case list (one id a line) selecting and ordering the cases; default: all of them.
-    #[arg(long, value_name = "list.txt")]
-    cases: Option<PathBuf>,
-    /// The model's modalities (default: recorded in the checkpoint).
-    #[arg(long)]
-    modality: Option<String>,
-    /// Report folder: cases.csv and summary.json (refused if they exist, unless --force).
-    #[arg(long, value_name = "REPORT_DIR")]
-    out: PathBuf,
-    /// HD95 in voxels (as the authors' evaluation) instead of mm.
-    #[arg(long)]
-    voxel_units: bool,
-    /// Sliding-window patch D,H,W (default 96,128,128).
-    #[arg(long, value_name = "D,H,W")]
-    patch: Option<String>,
-    /// Sliding-window stride D,H,W (default 48,64,64).
-    #[arg(long, value_name = "D,H,W")]
-    stride: Option<String>,
-    /// Replace an existing report.
-    #[arg(long)]
-    force: bool,
-    /// Where the arithmetic runs.
-    #[arg(long, value_enum, default_value_t = protokd::device::Device::Cpu)]
-    device: protokd::device::Device,
 }
 
 #[derive(Args)]
@@ -356,7 +329,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Phantom(p) => run_phantom(p)?,
         Command::Score(s) => run_score(s)?,
-        Command::Evaluate(e) => run_evaluate(e)?,
+        Command::Segment(a) => protokd::segment::run(a)?,
+        Command::Evaluate(a) => protokd::evaluate::run(a)?,
         Command::Demo(d) => {
             d.device.require_available()?;
             let opts = protokd::demo::DemoOptions {
@@ -437,74 +411,6 @@ fn run_phantom(p: PhantomCli) -> Result<()> {
         p.out.display(),
         phantom::GENERATOR
     ))
-}
-
-/// `protokd evaluate`: segments and scores every case, writes the report, prints the table.
-fn run_evaluate(e: EvaluateCli) -> Result<()> {
-    use protokd::evaluate;
-    e.device.require_available()?;
-    let window = protokd::inference::Window::from_args(e.patch.as_deref(), e.stride.as_deref())?;
-    let given = e
-        .modality
-        .as_deref()
-        .map(Modalities::parse)
-        .transpose()
-        .context("--modality")?;
-    let ck = protokd::checkpoint::load(&e.model)?;
-    let modalities = protokd::checkpoint::model_modalities(&ck, given.as_ref(), &e.model)?;
-    for name in ["cases.csv", "summary.json"] {
-        protokd::output::check_new(&e.out.join(name), "report file", e.force)?;
-    }
-    let mut dataset = protokd::brats::discover(&e.data)?;
-    if let Some(list) = &e.cases {
-        dataset = dataset.select_list(list)?;
-    }
-    let opts = evaluate::EvaluateOptions {
-        voxel_units: e.voxel_units,
-    };
-    println!(
-        "evaluating {} ({modalities}) on {} case(s) of {}",
-        e.model.display(),
-        dataset.cases.len(),
-        e.data.display()
-    );
-    let scores = evaluate::evaluate_dataset(
-        &ck.state,
-        &dataset.cases,
-        modalities.channels(),
-        &window,
-        &opts,
-        |k, n, s| {
-            let d = s.regions.map(|(_, m)| m.dice);
-            println!(
-                "[{k}/{n}] {}: Dice WT {:.4} TC {:.4} ET {:.4} ({:.1} s)",
-                s.id, d[0], d[1], d[2], s.seconds
-            );
-        },
-    )?;
-    let summary = evaluate::summarize(&scores);
-    let model_bytes =
-        std::fs::read(&e.model).with_context(|| format!("cannot read {}", e.model.display()))?;
-    let meta = serde_json::json!({
-        "tool": format!("protokd {}", env!("CARGO_PKG_VERSION")),
-        "model": {"path": e.model.display().to_string(), "sha256": protokd::tensorfile::sha256_hex(&model_bytes)},
-        "modalities": modalities.to_string(),
-        "data": e.data.display().to_string(),
-        "case_list": e.cases.as_ref().map(|p| p.display().to_string()),
-        "window": {"patch": window.patch, "stride": window.stride},
-        "hd95_units": if e.voxel_units { "voxels" } else { "mm" },
-    });
-    evaluate::write_report(&e.out, &summary, &scores, meta, e.force)?;
-    print!(
-        "{}",
-        summary.table(if e.voxel_units { "vox" } else { "mm" })
-    );
-    println!(
-        "wrote {} and {}",
-        e.out.join("cases.csv").display(),
-        e.out.join("summary.json").display()
-    );
-    Ok(())
 }
 
 /// `protokd score`: scores, writes the JSON (if asked) and prints the table.

@@ -31,8 +31,9 @@
 //! rule "> 0" gives the same result for every valid file.
 //!
 //! # Dimensions
-//! Only 3-D images: `dim[0]` may be 1 to 7, but every dimension past the third must be 1 (a
-//! 4-D file with one time point is read as 3-D). More time points are refused.
+//! Only 3-D images are read: `dim[0]` may be 1 to 7, but every dimension past the third must be
+//! 1 (a 4-D file with one time point is read as 3-D). More time points are refused. Writing
+//! supports 4-D images too ([`write_frames`]: e.g. one class probability map per frame).
 //!
 //! # Errors
 //! Every error is one line that names the file and the problem; no input makes these
@@ -611,12 +612,30 @@ pub fn write_image(
     geometry: &Geometry,
     dtype: OutDtype,
 ) -> Result<()> {
+    write_frames(path, &volume.data, volume.dims, 1, geometry, dtype)
+}
+
+/// Writes `frames` 3-D volumes of `dims = [nz, ny, nx]` as one NIfTI-1 file, exactly as
+/// [`write_image`] (same header rules, atomic, deterministic gzip) but with
+/// `dim = [4, nx, ny, nz, frames, 1, 1, 1]` when `frames > 1` (a 4-D image, e.g. one class
+/// probability map per frame: nibabel shape `(x, y, z, frames)`). `data` holds the frames one
+/// after the other, each in (z, y, x) order with x fastest (`[frames, nz, ny, nx]`), which is
+/// the NIfTI byte order. `frames = 1` writes the 3-D file of [`write_image`].
+pub fn write_frames(
+    path: &Path,
+    data: &[f32],
+    dims: [usize; 3],
+    frames: usize,
+    geometry: &Geometry,
+    dtype: OutDtype,
+) -> Result<()> {
     let name = file_name(path);
     let gzip = name.ends_with(".gz");
     if !(gzip || name.ends_with(".nii")) {
         bail!("{name}: a NIfTI file name must end in .nii or .nii.gz");
     }
-    let bytes = encode_image(volume, geometry, dtype, gzip).map_err(|e| anyhow!("{name}: {e}"))?;
+    let bytes = encode_frames(data, dims, frames, geometry, dtype, gzip)
+        .map_err(|e| anyhow!("{name}: {e}"))?;
     write_atomic(path, &bytes).map_err(|e| anyhow!("{name}: cannot write the file ({e:#})"))
 }
 
@@ -627,26 +646,47 @@ pub fn encode_image(
     dtype: OutDtype,
     gzip: bool,
 ) -> Result<Vec<u8>> {
-    let [nz, ny, nx] = volume.dims;
-    if volume.data.len() != nz * ny * nx {
+    encode_frames(&volume.data, volume.dims, 1, geometry, dtype, gzip)
+}
+
+/// The bytes [`write_frames`] writes (gzip-compressed when `gzip`); errors do not name a file.
+pub fn encode_frames(
+    data: &[f32],
+    dims: [usize; 3],
+    frames: usize,
+    geometry: &Geometry,
+    dtype: OutDtype,
+    gzip: bool,
+) -> Result<Vec<u8>> {
+    let [nz, ny, nx] = dims;
+    let per_frame = nz * ny * nx;
+    if frames == 0 || frames > i16::MAX as usize {
+        bail!("{frames} frames cannot be stored in a NIfTI-1 header (1 to 32767)");
+    }
+    if data.len() != per_frame * frames {
         bail!(
-            "volume of dims {:?} holds {} values",
-            volume.dims,
-            volume.data.len()
+            "{frames} frame(s) of dims {dims:?} need {} values, got {}",
+            per_frame * frames,
+            data.len()
         );
     }
-    for (axis, &n) in ["z", "y", "x"].iter().zip(&volume.dims) {
+    for (axis, &n) in ["z", "y", "x"].iter().zip(&dims) {
         if n == 0 || n > i16::MAX as usize {
             bail!("size {n} along {axis} cannot be stored in a NIfTI-1 header (1 to 32767)");
         }
     }
-    let mut out = Vec::with_capacity(DATA_OFFSET + volume.data.len() * dtype.bytes());
-    write_header(&mut out, volume.dims, &geometry.header, dtype);
-    let data = &volume.data;
+    let mut out = Vec::with_capacity(DATA_OFFSET + data.len() * dtype.bytes());
+    write_header(&mut out, dims, frames, &geometry.header, dtype);
     let bad = |i: usize| {
-        let (z, y, x) = (i / (ny * nx), (i / nx) % ny, i % nx);
+        let (f, v) = (i / per_frame, i % per_frame);
+        let (z, y, x) = (v / (ny * nx), (v / nx) % ny, v % nx);
+        let frame = if frames > 1 {
+            format!(" of frame {f}")
+        } else {
+            String::new()
+        };
         anyhow!(
-            "value {} at voxel (z, y, x) = ({z}, {y}, {x}) cannot be stored exactly as {}",
+            "value {} at voxel (z, y, x) = ({z}, {y}, {x}){frame} cannot be stored exactly as {}",
             data[i],
             match dtype {
                 OutDtype::U8 => "uint8",
@@ -693,8 +733,15 @@ pub fn encode_image(
         .map_err(|e| anyhow!("gzip compression failed ({e})"))
 }
 
-/// Appends the 352 bytes of a little-endian NIfTI-1 header (with an empty extension flag).
-fn write_header(out: &mut Vec<u8>, dims: [usize; 3], src: &NiftiHeader, dtype: OutDtype) {
+/// Appends the 352 bytes of a little-endian NIfTI-1 header (with an empty extension flag):
+/// 3-D, or 4-D with `frames` along `dim[4]` when `frames > 1`.
+fn write_header(
+    out: &mut Vec<u8>,
+    dims: [usize; 3],
+    frames: usize,
+    src: &NiftiHeader,
+    dtype: OutDtype,
+) {
     fn i16s(out: &mut Vec<u8>, v: i16) {
         out.extend_from_slice(&v.to_le_bytes());
     }
@@ -709,7 +756,8 @@ fn write_header(out: &mut Vec<u8>, dims: [usize; 3], src: &NiftiHeader, dtype: O
     i16s(out, 0); // session_error
     out.push(0); // regular
     out.push(0); // dim_info
-    let dim = [3, dims[2], dims[1], dims[0], 1, 1, 1, 1];
+    let rank = if frames > 1 { 4 } else { 3 };
+    let dim = [rank, dims[2], dims[1], dims[0], frames, 1, 1, 1];
     for d in dim {
         i16s(out, d as i16);
     }
@@ -760,4 +808,43 @@ fn write_header(out: &mut Vec<u8>, dims: [usize; 3], src: &NiftiHeader, dtype: O
     out.extend_from_slice(b"n+1\0");
     debug_assert_eq!(out.len() - start, HEADER_SIZE);
     out.extend_from_slice(&[0u8; 4]); // no extensions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 4-D float32 file: header dims and datatype, and the data bytes in `[frames, z, y, x]`
+    /// order (checked with the `nifti` crate's header parser, independent of our reader);
+    /// one frame gives exactly [`encode_image`]'s bytes.
+    #[test]
+    fn four_d_files_have_the_right_header_and_bytes() {
+        let dims = [3, 4, 5];
+        let geometry = crate::phantom::geometry([5, 4, 3]);
+        let data: Vec<f32> = (0..2 * 60).map(|i| i as f32 * 0.5 - 7.25).collect();
+        let bytes = encode_frames(&data, dims, 2, &geometry, OutDtype::F32, false).unwrap();
+        let h = NiftiHeader::from_reader(&bytes[..HEADER_SIZE]).unwrap();
+        assert_eq!(h.dim, [4, 5, 4, 3, 2, 1, 1, 1]);
+        assert_eq!((h.datatype, h.bitpix), (16, 32));
+        assert_eq!(h.vox_offset, DATA_OFFSET as f32);
+        assert_eq!(sform_affine(&h), sform_affine(&geometry.header));
+        let le: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(&bytes[DATA_OFFSET..], &le[..]);
+        // Our reader takes 3-D images only and says so.
+        let e = decode_image(&bytes, Path::new("p.nii")).unwrap_err();
+        assert!(e.to_string().contains("2 time points"), "{e}");
+        // One frame: the 3-D file.
+        let vol = Volume::new(dims, data[..60].to_vec());
+        assert_eq!(
+            encode_frames(&vol.data, dims, 1, &geometry, OutDtype::U8, true).ok(),
+            None,
+            "non-integers refused as uint8"
+        );
+        assert_eq!(
+            encode_frames(&vol.data, dims, 1, &geometry, OutDtype::F32, true).unwrap(),
+            encode_image(&vol, &geometry, OutDtype::F32, true).unwrap()
+        );
+        let e = encode_frames(&data, dims, 3, &geometry, OutDtype::F32, false).unwrap_err();
+        assert!(e.to_string().contains("need 180 values, got 120"), "{e}");
+    }
 }

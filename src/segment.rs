@@ -1,0 +1,590 @@
+//! `protokd segment`: a trained model applied to new cases (method page, section 7).
+//!
+//! # Inputs (`--input`, repeated or comma-separated)
+//! * **A case folder** (`<id>/<id>_t1.nii.gz ...` or the 2023 naming, found with
+//!   [`crate::brats::discover_case`]): the model's modalities are read from it (all four
+//!   must exist, as for any case); `--out` is the segmentation file.
+//! * **A dataset folder** (a folder of case folders, [`crate::brats::discover`]): every case is
+//!   segmented; `--out` is a folder that receives `<id>_seg.nii.gz` (2018-2021 naming) or
+//!   `<id>-seg.nii.gz` (2023+), and `--probabilities` / `--png`, when given, are folders too
+//!   (`<id>_probabilities.nii.gz`, `<id>_overlay.png`).
+//! * **NIfTI files**, one per model input channel, in the model's modality order (e.g.
+//!   `--input a_t1ce.nii.gz` for a T1ce student, or four files T1, T2, T1ce, FLAIR for a
+//!   teacher). They must share dims and affine. A file named with a BraTS suffix (`_t1ce`,
+//!   `-t1c`, ...) must be the modality the model expects at that position. A comma always
+//!   separates paths, so a path containing a comma cannot be given.
+//!
+//! # Outputs
+//! * The segmentation: uint8 NIfTI with the input's geometry (the first input's header), raw
+//!   labels of the input's release: 0/1/2/4 (2018-2021) or 0/1/2/3 (2023+). For bare files the
+//!   release is `--release`, else the one their names use, else 2018.
+//! * `--probabilities`: the averaged softmax probabilities as a 4-D float32 NIfTI, nibabel shape
+//!   `(x, y, z, class)`, classes in internal order (0 background, 1 ET, 2 NCR/NET, 3 ED).
+//! * `--png`: the axial slice with the most tumour, grey (the model's first input modality, raw
+//!   intensities) with the labels over it ([`crate::overlay::write_overlay_png`]).
+//!
+//! Every output that exists is refused unless `--force`, and all outputs of the run are
+//! checked before any computation; files are written atomically. Provenance (protokd version,
+//! the model's path and SHA-256, its modalities and the window) is printed on standard output
+//! rather than written beside the files: a NIfTI header has no room for it, and a sidecar per
+//! file would double the files of a dataset run.
+
+use crate::brats::{self, affine_mismatch, Case, LoadedCase, Release};
+use crate::checkpoint;
+use crate::device::Device;
+use crate::inference::{predict, prepare_input, segment_case, Prediction, Window};
+use crate::modality::{Modalities, NAMES};
+use crate::nifti_io::{read_image, write_frames, write_image, OutDtype};
+use crate::output::check_new;
+use crate::phantom::parse_release;
+use crate::tensorfile::sha256_hex;
+use crate::volume::{Geometry, Image, Volume};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use clap::Args;
+use protokd_reference::state::VNetState;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Arguments of `protokd segment`.
+#[derive(Args, Debug)]
+pub struct SegmentArgs {
+    /// Model checkpoint (protokd- or PyTorch-written safetensors).
+    #[arg(long, value_name = "M.safetensors")]
+    pub model: PathBuf,
+    /// A BraTS case folder, a dataset folder of case folders, or NIfTI files in the model's
+    /// modality order (repeat --input or separate with commas).
+    #[arg(long, required = true, value_delimiter = ',', value_name = "PATH")]
+    pub input: Vec<PathBuf>,
+    /// The segmentation file (.nii.gz or .nii); a folder when --input is a dataset.
+    #[arg(long, value_name = "SEG.nii.gz")]
+    pub out: PathBuf,
+    /// The model's input modalities (t1, t2, t1ce, flair, comma-separated); must agree with
+    /// the checkpoint. Needed for a PyTorch checkpoint with fewer than 4 channels.
+    #[arg(long)]
+    pub modality: Option<String>,
+    /// Also write the class probabilities (4-D float32 NIfTI, x, y, z, class); a folder when
+    /// --input is a dataset.
+    #[arg(long, value_name = "P.nii.gz")]
+    pub probabilities: Option<PathBuf>,
+    /// Also draw the axial slice with the most tumour as a PNG; a folder when --input is a
+    /// dataset.
+    #[arg(long, value_name = "OVERLAY.png")]
+    pub png: Option<PathBuf>,
+    /// Where the arithmetic runs.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+    /// Sliding-window patch D,H,W (z, y, x), multiples of 16 [default: 96,128,128].
+    #[arg(long, value_name = "D,H,W")]
+    pub patch: Option<String>,
+    /// Sliding-window stride D,H,W, each between 1 and the patch size [default: half the
+    /// patch, 48,64,64 for the default patch].
+    #[arg(long, value_name = "D,H,W")]
+    pub stride: Option<String>,
+    /// Label set of the output when --input is NIfTI files: 2018 (ET = 4) or 2023 (ET = 3).
+    /// Default: the release the file names use, else 2018. For case and dataset folders it
+    /// must agree with their naming.
+    #[arg(long, value_name = "2018|2023")]
+    pub release: Option<String>,
+    /// Replace outputs that exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// A loaded model and where it came from.
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// The checkpoint file.
+    pub path: PathBuf,
+    /// SHA-256 of the checkpoint file.
+    pub sha256: String,
+    /// The network.
+    pub state: VNetState,
+    /// Its input modalities, in channel order.
+    pub modalities: Modalities,
+}
+
+impl Model {
+    /// Loads a checkpoint and settles its modalities with `--modality`
+    /// ([`checkpoint::model_modalities`]).
+    pub fn load(path: &Path, modality: Option<&str>) -> Result<Model> {
+        let given = modality
+            .map(Modalities::parse)
+            .transpose()
+            .context("--modality")?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow!("model {}: cannot read the file ({e})", path.display()))?;
+        let ckpt = checkpoint::load(path)?;
+        let modalities = checkpoint::model_modalities(&ckpt, given.as_ref(), path)?;
+        Ok(Model {
+            path: path.to_path_buf(),
+            sha256: sha256_hex(&bytes),
+            state: ckpt.state,
+            modalities,
+        })
+    }
+
+    /// One line for the log: path, SHA-256, modalities, filters.
+    pub fn describe(&self) -> String {
+        format!(
+            "model {} (sha256 {}): {} channel(s) {}, n_filters {}, {} classes",
+            self.path.display(),
+            self.sha256,
+            self.state.config.in_channels,
+            self.modalities,
+            self.state.config.n_filters,
+            self.state.config.n_classes
+        )
+    }
+}
+
+/// Writes internal labels as a uint8 NIfTI of `release`'s raw labels with `geometry`; returns
+/// the number of voxels of each raw label, in the release's label-set order.
+pub fn write_segmentation(
+    path: &Path,
+    labels_internal: &[u8],
+    dims: [usize; 3],
+    geometry: &Geometry,
+    release: Release,
+) -> Result<[(u8, usize); 4]> {
+    let raw = release
+        .labels_to_raw(labels_internal)
+        .with_context(|| format!("segmentation {}", path.display()))?;
+    let volume = Volume::new(dims, raw.iter().map(|&v| f32::from(v)).collect());
+    write_image(path, &volume, geometry, OutDtype::U8)?;
+    Ok(release
+        .label_set()
+        .map(|l| (l, raw.iter().filter(|&&v| v == l).count())))
+}
+
+/// What one job reads.
+enum Source {
+    Case(Case),
+    /// Files in the model's channel order, and their release.
+    Files(Vec<PathBuf>, Release),
+}
+
+/// The files one job writes.
+struct Outputs {
+    seg: PathBuf,
+    probabilities: Option<PathBuf>,
+    png: Option<PathBuf>,
+}
+
+struct Job {
+    id: String,
+    source: Source,
+    outputs: Outputs,
+}
+
+/// A file's stem without `.nii.gz` / `.nii`.
+fn nifti_stem(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_suffix(".nii.gz")
+        .or_else(|| name.strip_suffix(".nii"))
+        .map(str::to_string)
+}
+
+/// The release and channel a file name says, by its BraTS suffix (`x_t1ce.nii.gz` ->
+/// 2018, T1ce).
+fn named_modality(path: &Path) -> Option<(Release, usize)> {
+    let stem = nifti_stem(path)?;
+    Release::ALL.into_iter().find_map(|r| {
+        r.modality_suffixes()
+            .iter()
+            .position(|s| stem.ends_with(s))
+            .map(|c| (r, c))
+    })
+}
+
+/// Checks bare input files against the model's modalities and decides their release.
+fn files_release(files: &[PathBuf], model: &Model, given: Option<Release>) -> Result<Release> {
+    let chans = model.modalities.channels();
+    ensure!(
+        files.len() == chans.len(),
+        "model {} takes {} channel(s) ({}) but {} input file(s) were given; give one NIfTI \
+         file per channel, in that order",
+        model.path.display(),
+        chans.len(),
+        model.modalities,
+        files.len()
+    );
+    let mut named: Option<(Release, &Path)> = None;
+    for (i, (f, &want)) in files.iter().zip(chans).enumerate() {
+        ensure!(
+            f.is_file(),
+            "input {} does not exist or is not a file",
+            f.display()
+        );
+        ensure!(
+            nifti_stem(f).is_some(),
+            "input {}: a NIfTI file name must end in .nii or .nii.gz",
+            f.display()
+        );
+        if let Some((r, c)) = named_modality(f) {
+            ensure!(
+                c == want,
+                "input {} ({}) is named as {} but the model's input {} is {}; give the files \
+                 in the model's modality order ({})",
+                i + 1,
+                f.display(),
+                NAMES[c],
+                i + 1,
+                NAMES[want],
+                model.modalities
+            );
+            if let Some((r0, f0)) = named {
+                ensure!(
+                    r0 == r,
+                    "inputs {} and {} use different BraTS namings ({r0} and {r})",
+                    f0.display(),
+                    f.display()
+                );
+            }
+            named = Some((r, f));
+        }
+    }
+    match (given, named) {
+        (Some(g), Some((r, f))) if g != r => bail!(
+            "--release {} disagrees with the input {}, named as {r}",
+            g.short_name(),
+            f.display()
+        ),
+        (Some(g), _) => Ok(g),
+        (None, Some((r, _))) => Ok(r),
+        (None, None) => Ok(Release::Brats2018),
+    }
+}
+
+/// Checks that an output path is new (unless `force`), that its folder exists and that its
+/// name ends in one of `endings`.
+fn check_output(path: &Path, what: &str, endings: &[&str], force: bool) -> Result<()> {
+    let name = path.to_string_lossy();
+    ensure!(
+        endings.iter().any(|e| name.ends_with(e)),
+        "{what} {}: the name must end in {}",
+        path.display(),
+        endings.join(" or ")
+    );
+    ensure!(
+        !path.is_dir(),
+        "{what} {} is a folder; give a file name",
+        path.display()
+    );
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(p) = parent {
+        ensure!(
+            p.is_dir(),
+            "{what} {}: the folder {} does not exist",
+            path.display(),
+            p.display()
+        );
+    }
+    check_new(path, what, force)
+}
+
+const SEG_ENDINGS: [&str; 2] = [".nii.gz", ".nii"];
+
+/// The jobs of a run, every output checked (none written yet).
+struct Plan {
+    jobs: Vec<Job>,
+    /// `--input` is a dataset: `--out`, `--probabilities` and `--png` are folders.
+    dataset: bool,
+}
+
+impl Plan {
+    fn new(args: &SegmentArgs, model: &Model, release: Option<Release>) -> Result<Plan> {
+        let single = |id: String, source: Source| Job {
+            id,
+            source,
+            outputs: Outputs {
+                seg: args.out.clone(),
+                probabilities: args.probabilities.clone(),
+                png: args.png.clone(),
+            },
+        };
+        let plan = match &args.input[..] {
+            [dir] if dir.is_dir() => match brats::discover_case(dir)? {
+                Some(case) => {
+                    check_release(release, case.release, dir)?;
+                    Plan {
+                        jobs: vec![single(case.id.clone(), Source::Case(case))],
+                        dataset: false,
+                    }
+                }
+                None => {
+                    let dataset = brats::discover(dir)?;
+                    check_release(release, dataset.release, dir)?;
+                    Plan {
+                        jobs: dataset
+                            .cases
+                            .into_iter()
+                            .map(|c| dataset_job(args, c))
+                            .collect(),
+                        dataset: true,
+                    }
+                }
+            },
+            inputs => {
+                if let Some(d) = inputs.iter().find(|p| p.is_dir()) {
+                    bail!(
+                        "--input {} is a folder; give one case or dataset folder alone, or \
+                         NIfTI files only",
+                        d.display()
+                    );
+                }
+                let r = files_release(inputs, model, release)?;
+                let id = nifti_stem(&inputs[0]).unwrap_or_default();
+                Plan {
+                    jobs: vec![single(id, Source::Files(inputs.to_vec(), r))],
+                    dataset: false,
+                }
+            }
+        };
+        plan.check(args.force)?;
+        Ok(plan)
+    }
+
+    /// Every output new (unless `force`), named as its kind needs, distinct from the others
+    /// and from every input; output folders of a dataset run are folders or absent.
+    fn check(&self, force: bool) -> Result<()> {
+        let inputs: Vec<PathBuf> = self.jobs.iter().flat_map(|j| j.source.paths()).collect();
+        let mut seen = std::collections::HashSet::new();
+        for job in &self.jobs {
+            let o = &job.outputs;
+            let outputs = [
+                (Some(&o.seg), "segmentation", &SEG_ENDINGS[..]),
+                (o.probabilities.as_ref(), "probabilities", &SEG_ENDINGS[..]),
+                (o.png.as_ref(), "overlay", &[".png"][..]),
+            ];
+            for (path, what, endings) in outputs {
+                let Some(path) = path else { continue };
+                if self.dataset {
+                    // Names are ours; the folder is created before writing.
+                    let dir = path.parent().unwrap_or(Path::new("."));
+                    ensure!(
+                        !dir.exists() || dir.is_dir(),
+                        "{what} folder {} exists and is not a folder; with a dataset --input, \
+                         --out, --probabilities and --png are folders",
+                        dir.display()
+                    );
+                    check_new(path, what, force)?;
+                } else {
+                    check_output(path, what, endings, force)?;
+                }
+                ensure!(
+                    seen.insert(path.clone()),
+                    "{} is named as two outputs; give each output its own path",
+                    path.display()
+                );
+                ensure!(
+                    !inputs.contains(path),
+                    "output {} is one of the inputs; it would be overwritten",
+                    path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The job of one case of a dataset: outputs named after the case in the output folders.
+fn dataset_job(args: &SegmentArgs, case: Case) -> Job {
+    let id = case.id.clone();
+    let outputs = Outputs {
+        seg: args
+            .out
+            .join(format!("{id}{}.nii.gz", case.release.seg_suffix())),
+        probabilities: args
+            .probabilities
+            .as_ref()
+            .map(|d| d.join(format!("{id}_probabilities.nii.gz"))),
+        png: args
+            .png
+            .as_ref()
+            .map(|d| d.join(format!("{id}_overlay.png"))),
+    };
+    Job {
+        id,
+        source: Source::Case(case),
+        outputs,
+    }
+}
+
+fn check_release(given: Option<Release>, found: Release, dir: &Path) -> Result<()> {
+    if let Some(g) = given {
+        ensure!(
+            g == found,
+            "--release {} disagrees with {}, which uses {found} naming",
+            g.short_name(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+impl Source {
+    /// The input files.
+    fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Source::Case(c) => c.modalities.iter().cloned().chain(c.seg.clone()).collect(),
+            Source::Files(f, _) => f.clone(),
+        }
+    }
+}
+
+/// A job's input read and segmented.
+struct Segmented {
+    prediction: Prediction,
+    /// The model's first input modality, raw (for the overlay).
+    grey: Volume,
+    geometry: Geometry,
+    release: Release,
+}
+
+/// Reads bare files (one per channel) and checks that they lie on one grid.
+fn read_files(files: &[PathBuf]) -> Result<Vec<Image>> {
+    let images: Vec<Image> = files.iter().map(|f| read_image(f)).collect::<Result<_>>()?;
+    for (f, img) in files.iter().zip(&images).skip(1) {
+        ensure!(
+            img.volume.dims == images[0].volume.dims,
+            "input {} has dims (z, y, x) {:?} but {} has {:?}; the inputs must lie on one grid",
+            f.display(),
+            img.volume.dims,
+            files[0].display(),
+            images[0].volume.dims
+        );
+        if let Some((r, c, a, b)) = affine_mismatch(&images[0].geometry, &img.geometry) {
+            bail!(
+                "the affine of input {} differs from that of {} at element ({r}, {c}): {b} vs \
+                 {a} (tolerance {} mm); the inputs must lie on one grid",
+                f.display(),
+                files[0].display(),
+                brats::AFFINE_TOLERANCE
+            );
+        }
+    }
+    Ok(images)
+}
+
+fn run_job(job: &Job, model: &Model, window: &Window) -> Result<Segmented> {
+    let chans = model.modalities.channels();
+    match &job.source {
+        Source::Case(case) => {
+            let loaded: LoadedCase = brats::load_case(case)?;
+            let prediction = segment_case(&model.state, &loaded, chans, window)?;
+            let LoadedCase {
+                images, geometry, ..
+            } = loaded;
+            let grey = images.into_iter().nth(chans[0]).expect("channel in 0..4");
+            Ok(Segmented {
+                prediction,
+                grey,
+                geometry,
+                release: case.release,
+            })
+        }
+        Source::Files(files, release) => {
+            let mut images = read_files(files)?;
+            let vols: Vec<&Volume> = images.iter().map(|i| &i.volume).collect();
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            let input = prepare_input(&vols)
+                .with_context(|| format!("inputs in order: {}", names.join(", ")))?;
+            let dims = images[0].volume.dims;
+            let prediction = predict(&model.state, &input, dims, window)?;
+            let first = images.swap_remove(0);
+            Ok(Segmented {
+                prediction,
+                grey: first.volume,
+                geometry: first.geometry,
+                release: *release,
+            })
+        }
+    }
+}
+
+/// Prints a line on standard output; a closed pipe is not an error.
+pub fn say(line: &str) -> Result<()> {
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to standard output"),
+    }
+}
+
+/// `protokd segment`.
+pub fn run(args: SegmentArgs) -> Result<()> {
+    args.device.require_available()?;
+    let window = Window::from_args(args.patch.as_deref(), args.stride.as_deref())?;
+    let release = args
+        .release
+        .as_deref()
+        .map(parse_release)
+        .transpose()
+        .context("--release")?;
+    let model = Model::load(&args.model, args.modality.as_deref())?;
+    let Plan { jobs, dataset } = Plan::new(&args, &model, release)?;
+    say(&format!(
+        "protokd {}: {}",
+        env!("CARGO_PKG_VERSION"),
+        model.describe()
+    ))?;
+    say(&format!(
+        "window: patch {:?}, stride {:?} (D, H, W); {} case(s)",
+        window.patch,
+        window.stride,
+        jobs.len()
+    ))?;
+    if dataset {
+        for dir in [
+            Some(&args.out),
+            args.probabilities.as_ref(),
+            args.png.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+        }
+    }
+    for (n, job) in jobs.iter().enumerate() {
+        let t0 = Instant::now();
+        let s = run_job(job, &model, &window)?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let p = &s.prediction;
+        let o = &job.outputs;
+        let counts = write_segmentation(&o.seg, &p.labels, p.dims, &s.geometry, s.release)?;
+        if let Some(path) = &o.probabilities {
+            write_frames(
+                path,
+                &p.probabilities,
+                p.dims,
+                p.classes(),
+                &s.geometry,
+                OutDtype::F32,
+            )?;
+        }
+        if let Some(path) = &o.png {
+            let title = format!("{} ({})", job.id, NAMES[model.modalities.channels()[0]]);
+            crate::overlay::write_overlay_png(&s.grey, &p.labels, path, &title)?;
+        }
+        let [nz, ny, nx] = p.dims;
+        let counts: Vec<String> = counts.iter().map(|(l, c)| format!("{l}: {c}")).collect();
+        say(&format!(
+            "[{}/{}] {}: {nx} x {ny} x {nz} voxels (x, y, z), {} windows, {seconds:.1} s; \
+             voxels per label {}",
+            n + 1,
+            jobs.len(),
+            job.id,
+            window.count(p.dims),
+            counts.join(", ")
+        ))?;
+        for path in [Some(&o.seg), o.probabilities.as_ref(), o.png.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            say(&format!("wrote {}", path.display()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! `protokd evaluate` on tiny phantoms with a tiny seeded model: cases.csv and summary.json
+//! agree with `protokd score` on the saved segmentations and with `protokd segment`, and bad
+//! input is refused without touching existing files.
+
+mod common;
+mod workflow;
+
+use common::{s, TempDir};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use workflow::{fails, model, ok, phantoms, SIZE, WINDOW};
+
+fn evaluate(extra: &[&str]) -> String {
+    let mut args = vec!["evaluate"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&WINDOW);
+    ok(&args)
+}
+
+/// cases.csv as `id -> column -> value` (`None` for an empty cell).
+fn read_csv(path: &Path) -> BTreeMap<String, BTreeMap<String, Option<f64>>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header.len(), 13);
+    assert_eq!(header[0], "case");
+    lines
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            assert_eq!(cells.len(), 13, "{l}");
+            let row = header[1..]
+                .iter()
+                .zip(&cells[1..])
+                .map(|(h, c)| (h.to_string(), (!c.is_empty()).then(|| c.parse().unwrap())))
+                .collect();
+            (cells[0].to_string(), row)
+        })
+        .collect()
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    (
+        mean,
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt(),
+    )
+}
+
+#[test]
+fn report_agrees_with_score_and_segment() {
+    let tmp = TempDir::new("evaluate");
+    let data = tmp.join("data");
+    let ids = phantoms(&data, 2, "2018", SIZE);
+    let m = tmp.join("t1ce.safetensors");
+    model(&m, "t1ce", 7);
+    let report = tmp.join("report");
+    let out = evaluate(&[
+        "--model",
+        s(&m),
+        "--data",
+        s(&data),
+        "--out",
+        s(&report),
+        "--save-segmentations",
+    ]);
+    assert!(
+        out.contains("Dice (%)") && out.contains("HD95 (mm)") && out.contains("[2/2]"),
+        "{out}"
+    );
+    let csv = read_csv(&report.join("cases.csv"));
+    assert_eq!(csv.keys().cloned().collect::<Vec<_>>(), ids);
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["cases"], 2);
+    assert_eq!(summary["hd95_units"], "mm");
+    let meta = &summary["meta"];
+    assert_eq!(meta["model"]["modalities"], "t1ce");
+    assert_eq!(meta["model"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(meta["case_ids"], serde_json::json!(ids));
+    assert_eq!(meta["window"]["patch"], serde_json::json!([16, 16, 16]));
+
+    // Each case: `protokd score` on the saved segmentation gives the CSV's values.
+    for id in &ids {
+        let seg = report.join(format!("segmentations/{id}_seg.nii.gz"));
+        let label = data.join(format!("{id}/{id}_seg.nii.gz"));
+        let json = tmp.join(&format!("{id}.json"));
+        ok(&[
+            "score",
+            "--pred",
+            s(&seg),
+            "--label",
+            s(&label),
+            "--json",
+            s(&json),
+        ]);
+        let scored: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        for r in ["WT", "TC", "ET"] {
+            for metric in ["dice", "hd95", "sensitivity", "specificity"] {
+                // Same computation; compared to 1e-15 relative only because serde_json's
+                // default float parser is not always correctly rounded (last-digit slips).
+                let want = scored[r][metric].as_f64();
+                let got = csv[id][&format!("{r}_{metric}")];
+                match (got, want) {
+                    (Some(g), Some(w)) => {
+                        assert!(
+                            (g - w).abs() <= 1e-15 * w.abs().max(1.0),
+                            "{id} {r} {metric}"
+                        )
+                    }
+                    _ => assert_eq!(got, want, "{id} {r} {metric}"),
+                }
+            }
+        }
+    }
+    // The summary: mean and population std of the CSV columns, HD95 over the defined cases.
+    let mut region_dice = vec![];
+    for r in ["WT", "TC", "ET"] {
+        for metric in ["dice", "hd95", "sensitivity", "specificity"] {
+            let col: Vec<f64> = csv
+                .values()
+                .filter_map(|row| row[&format!("{r}_{metric}")])
+                .collect();
+            let stat = &summary[r][metric];
+            assert_eq!(
+                stat["n"].as_u64().unwrap() as usize,
+                col.len(),
+                "{r} {metric}"
+            );
+            if col.is_empty() {
+                assert!(stat["mean"].is_null());
+                continue;
+            }
+            let (mean, std) = mean_std(&col);
+            assert!(
+                (stat["mean"].as_f64().unwrap() - mean).abs() < 1e-12,
+                "{r} {metric}"
+            );
+            assert!(
+                (stat["std"].as_f64().unwrap() - std).abs() < 1e-12,
+                "{r} {metric}"
+            );
+            if metric == "dice" {
+                region_dice.push(mean);
+            }
+        }
+    }
+    let mean_dice = region_dice.iter().sum::<f64>() / 3.0;
+    assert!((summary["mean_dice"].as_f64().unwrap() - mean_dice).abs() < 1e-12);
+
+    // The saved segmentations are those of `protokd segment`.
+    let segs = tmp.join("segs");
+    let mut args = vec![
+        "segment",
+        "--model",
+        s(&m),
+        "--input",
+        s(&data),
+        "--out",
+        s(&segs),
+    ];
+    args.extend_from_slice(&WINDOW);
+    ok(&args);
+    for id in &ids {
+        let name = format!("{id}_seg.nii.gz");
+        assert_eq!(
+            std::fs::read(segs.join(&name)).unwrap(),
+            std::fs::read(report.join("segmentations").join(&name)).unwrap()
+        );
+    }
+
+    // A case list of one case, HD95 in voxels, into the existing folder with --force.
+    let list = tmp.join("list.txt");
+    std::fs::write(&list, format!("# one case\n{}\n", ids[1])).unwrap();
+    evaluate(&[
+        "--model",
+        s(&m),
+        "--data",
+        s(&data),
+        "--cases",
+        s(&list),
+        "--out",
+        s(&report),
+        "--voxel-units",
+        "--force",
+    ]);
+    let csv1 = read_csv(&report.join("cases.csv"));
+    assert_eq!(csv1.keys().collect::<Vec<_>>(), [&ids[1]]);
+    assert_eq!(csv1[&ids[1]]["WT_dice"], csv[&ids[1]]["WT_dice"]);
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["hd95_units"], "voxels");
+    assert_eq!(summary["meta"]["case_list"], s(&list));
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_files_alone() {
+    let tmp = TempDir::new("evaluate-bad");
+    let data = tmp.join("data");
+    let ids = phantoms(&data, 2, "2018", SIZE);
+    let m = tmp.join("t1ce.safetensors");
+    model(&m, "t1ce", 7);
+    let report = tmp.join("report");
+    let args = |data: &Path, report: &Path, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "evaluate",
+            "--model",
+            s(&m),
+            "--data",
+            s(data),
+            "--out",
+            s(report),
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        v.extend(WINDOW.iter().chain(extra).map(|x| x.to_string()));
+        v
+    };
+    let run_fails = |a: Vec<String>, needles: &[&str]| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        fails(&a, needles);
+    };
+    // A case without its segmentation: named, nothing written.
+    let seg = data.join(format!("{0}/{0}_seg.nii.gz", ids[1]));
+    let moved = tmp.join("seg.nii.gz");
+    std::fs::rename(&seg, &moved).unwrap();
+    run_fails(
+        args(&data, &report, &[]),
+        &["1 case(s) have no segmentation", &ids[1]],
+    );
+    assert!(!report.exists());
+    std::fs::rename(&moved, &seg).unwrap();
+    // An existing report folder without --force: refused, its files intact.
+    std::fs::create_dir(&report).unwrap();
+    std::fs::write(report.join("cases.csv"), "keep").unwrap();
+    run_fails(
+        args(&data, &report, &[]),
+        &["report folder", "already exists", "--force"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(report.join("cases.csv")).unwrap(),
+        "keep"
+    );
+    // An empty data folder, an unknown case in the list, --modality against the model.
+    let empty = tmp.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    run_fails(
+        args(&empty, &tmp.join("r2"), &[]),
+        &["holds no case folder"],
+    );
+    let list = tmp.join("list.txt");
+    std::fs::write(&list, "nope\n").unwrap();
+    run_fails(
+        args(&data, &tmp.join("r2"), &["--cases", s(&list)]),
+        &["case `nope` is not in the dataset"],
+    );
+    run_fails(
+        args(&data, &tmp.join("r2"), &["--modality", "flair"]),
+        &["takes 1 channel(s) (t1ce) but --modality gives flair"],
+    );
+    assert!(!tmp.join("r2").exists());
+}

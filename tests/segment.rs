@@ -1,0 +1,392 @@
+//! `protokd segment` on tiny phantoms with a tiny seeded model (n_filters 4, 16^3 window):
+//! geometry and label set of the output, probabilities, the three kinds of input, determinism,
+//! and bad input. Run `cargo test --release --test segment -- --ignored --nocapture` for the
+//! timing of one full-size case at the paper's window.
+
+mod common;
+mod workflow;
+
+use common::{protokd, s, TempDir};
+use nifti::{IntoNdArray, NiftiObject, ReaderOptions};
+use protokd::nifti_io::read_image;
+use protokd::volume::Image;
+use std::path::Path;
+use workflow::{fails, model, ok, phantoms, pytorch_model, SIZE, WINDOW};
+
+fn segment(extra: &[&str]) -> String {
+    let mut args = vec!["segment"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&WINDOW);
+    ok(&args)
+}
+
+fn same_grid(a: &Image, b: &Image) {
+    assert_eq!(a.volume.dims, b.volume.dims);
+    assert_eq!(a.geometry.affine, b.geometry.affine);
+    assert_eq!(a.geometry.spacing, b.geometry.spacing);
+}
+
+/// The seg's values as u8.
+fn labels(img: &Image) -> Vec<u8> {
+    img.volume.data.iter().map(|&v| v as u8).collect()
+}
+
+/// Checks a 4-D probability file (read with the `nifti` crate, not our reader) against the
+/// segmentation: shape (x, y, z, 4), each voxel's probabilities sum to 1 within 1e-5, and the
+/// raw label of their argmax (first maximum) is the segmentation's label.
+fn check_probabilities(path: &Path, seg: &Image, internal_to_raw: [u8; 4]) {
+    let obj = ReaderOptions::new().read_file(path).unwrap();
+    let h = obj.header();
+    let [nz, ny, nx] = seg.volume.dims;
+    assert_eq!(h.dim[..5], [4, nx as u16, ny as u16, nz as u16, 4]);
+    assert_eq!(h.datatype, 16);
+    assert_eq!(h.srow_x, seg.geometry.header.srow_x);
+    let p = obj.into_volume().into_ndarray::<f32>().unwrap();
+    assert_eq!(p.shape(), &[nx, ny, nz, 4]);
+    for z in 0..nz {
+        for y in 0..ny {
+            for x in 0..nx {
+                let col: Vec<f32> = (0..4).map(|k| p[[x, y, z, k]]).collect();
+                let sum: f32 = col.iter().sum();
+                assert!((sum - 1.0).abs() < 1e-5, "sum {sum} at {x},{y},{z}");
+                let best = (1..4).fold(0, |b, k| if col[k] > col[b] { k } else { b });
+                let got = seg.volume.data[(z * ny + y) * nx + x] as u8;
+                assert_eq!(got, internal_to_raw[best], "at {x},{y},{z}");
+            }
+        }
+    }
+}
+
+#[test]
+fn case_folder_files_and_dataset_give_the_same_segmentation() {
+    let tmp = TempDir::new("segment");
+    let data = tmp.join("data");
+    let ids = phantoms(&data, 2, "2018", SIZE);
+    let m = tmp.join("t1ce.safetensors");
+    model(&m, "t1ce", 7);
+    let case = data.join(&ids[0]);
+    let (seg, prob, png) = (
+        tmp.join("seg.nii.gz"),
+        tmp.join("p.nii.gz"),
+        tmp.join("o.png"),
+    );
+    let out = segment(&[
+        "--model",
+        s(&m),
+        "--input",
+        s(&case),
+        "--out",
+        s(&seg),
+        "--probabilities",
+        s(&prob),
+        "--png",
+        s(&png),
+    ]);
+    assert!(
+        out.contains("32 windows") && out.contains("voxels per label 0: "),
+        "{out}"
+    );
+    assert!(out.contains("sha256") && out.contains("wrote"), "{out}");
+    let input = read_image(&case.join(format!("{}_t1ce.nii.gz", ids[0]))).unwrap();
+    let written = read_image(&seg).unwrap();
+    same_grid(&written, &input);
+    assert!(labels(&written).iter().all(|l| [0, 1, 2, 4].contains(l)));
+    check_probabilities(&prob, &written, [0, 4, 1, 2]);
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+
+    // The same case as a bare file (comma list syntax for one file), on one thread: same bytes.
+    let seg2 = tmp.join("seg2.nii");
+    let t1ce = case.join(format!("{}_t1ce.nii.gz", ids[0]));
+    ok(&[
+        "--threads",
+        "1",
+        "segment",
+        "--model",
+        s(&m),
+        "--input",
+        s(&t1ce),
+        "--out",
+        s(&seg2),
+        "--patch",
+        "16,16,16",
+        "--stride",
+        "8,8,8",
+    ]);
+    assert_eq!(read_image(&seg2).unwrap().volume, written.volume);
+
+    // The dataset: one <id>_seg.nii.gz per case, the first identical to the single run.
+    let out_dir = tmp.join("segs");
+    let out = segment(&["--model", s(&m), "--input", s(&data), "--out", s(&out_dir)]);
+    assert!(out.contains("[2/2]"), "{out}");
+    for id in &ids {
+        assert!(out_dir.join(format!("{id}_seg.nii.gz")).is_file());
+    }
+    assert_eq!(
+        std::fs::read(out_dir.join(format!("{}_seg.nii.gz", ids[0]))).unwrap(),
+        std::fs::read(&seg).unwrap()
+    );
+}
+
+#[test]
+fn release_2023_names_and_labels_and_a_four_channel_pytorch_model() {
+    let tmp = TempDir::new("segment23");
+    let data = tmp.join("data");
+    let ids = phantoms(&data, 1, "2023", SIZE);
+    // A plain PyTorch state_dict with 4 channels takes all four modalities.
+    let m = tmp.join("teacher.safetensors");
+    pytorch_model(&m, 4, 3);
+    let (out_dir, prob_dir) = (tmp.join("segs"), tmp.join("probs"));
+    let out = segment(&[
+        "--model",
+        s(&m),
+        "--input",
+        s(&data),
+        "--out",
+        s(&out_dir),
+        "--probabilities",
+        s(&prob_dir),
+    ]);
+    assert!(out.contains("t1,t2,t1ce,flair"), "{out}");
+    let seg = read_image(&out_dir.join(format!("{}-seg.nii.gz", ids[0]))).unwrap();
+    assert!(labels(&seg).iter().all(|l| [0, 1, 2, 3].contains(l)));
+    check_probabilities(
+        &prob_dir.join(format!("{}_probabilities.nii.gz", ids[0])),
+        &seg,
+        [0, 3, 1, 2],
+    );
+    // Four bare files in channel order (2023 names), labels 0..3 inferred from the names.
+    let f = |suffix: &str| {
+        data.join(&ids[0])
+            .join(format!("{}{suffix}.nii.gz", ids[0]))
+    };
+    let files = ["-t1n", "-t2w", "-t1c", "-t2f"].map(f);
+    let list = files.iter().map(|p| s(p)).collect::<Vec<_>>().join(",");
+    let seg2 = tmp.join("seg2.nii.gz");
+    segment(&["--model", s(&m), "--input", &list, "--out", s(&seg2)]);
+    assert_eq!(read_image(&seg2).unwrap().volume, seg.volume);
+    // Out of order: refused by the names.
+    let swapped = format!(
+        "{},{},{},{}",
+        s(&files[1]),
+        s(&files[0]),
+        s(&files[2]),
+        s(&files[3])
+    );
+    fails(
+        &[
+            "segment",
+            "--model",
+            s(&m),
+            "--input",
+            &swapped,
+            "--out",
+            s(&tmp.join("x.nii.gz")),
+        ],
+        &["named as t2", "input 1 is t1"],
+    );
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_files_alone() {
+    let tmp = TempDir::new("segment-bad");
+    let data = tmp.join("data");
+    let ids = phantoms(&data, 1, "2018", SIZE);
+    let case = data.join(&ids[0]);
+    let m = tmp.join("t1ce.safetensors");
+    model(&m, "t1ce", 7);
+    let out = tmp.join("seg.nii.gz");
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "segment",
+            "--model",
+            s(&m),
+            "--input",
+            s(&case),
+            "--out",
+            s(&out),
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        v.extend(WINDOW.iter().map(|x| x.to_string()));
+        v.extend(extra.iter().map(|x| x.to_string()));
+        v
+    };
+    let run_fails = |args: Vec<String>, needles: &[&str]| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails(&a, needles);
+    };
+    // Channels vs --modality.
+    run_fails(
+        base(&["--modality", "t2,t1"]),
+        &["takes 1 channel(s) (t1ce) but --modality gives t1,t2"],
+    );
+    // A one-channel PyTorch checkpoint needs --modality.
+    let plain = tmp.join("plain.safetensors");
+    pytorch_model(&plain, 1, 2);
+    fails(
+        &[
+            "segment",
+            "--model",
+            s(&plain),
+            "--input",
+            s(&case),
+            "--out",
+            s(&out),
+        ],
+        &["takes 1 channel(s)", "--modality"],
+    );
+    // Bad window, CUDA, release disagreeing with the naming.
+    fails(
+        &[
+            "segment",
+            "--model",
+            s(&m),
+            "--input",
+            s(&case),
+            "--out",
+            s(&out),
+            "--patch",
+            "20,16,16",
+        ],
+        &["multiple of 16"],
+    );
+    fails(
+        &[
+            "segment",
+            "--model",
+            s(&m),
+            "--input",
+            s(&case),
+            "--out",
+            s(&out),
+            "--stride",
+            "8,129,8",
+        ],
+        &["stride 129"],
+    );
+    run_fails(base(&["--device", "cuda"]), &["--device cuda"]);
+    run_fails(base(&["--release", "2023"]), &["--release 2023 disagrees"]);
+    // Wrong number of files, a file named as another modality, missing output folder.
+    let t1 = case.join(format!("{}_t1.nii.gz", ids[0]));
+    let t1ce = case.join(format!("{}_t1ce.nii.gz", ids[0]));
+    let two = format!("{},{}", s(&t1ce), s(&t1));
+    fails(
+        &[
+            "segment",
+            "--model",
+            s(&m),
+            "--input",
+            &two,
+            "--out",
+            s(&out),
+        ],
+        &["takes 1 channel(s) (t1ce) but 2 input file(s)"],
+    );
+    fails(
+        &[
+            "segment",
+            "--model",
+            s(&m),
+            "--input",
+            s(&t1),
+            "--out",
+            s(&out),
+        ],
+        &["named as t1", "is t1ce"],
+    );
+    fails(
+        &[
+            "segment",
+            "--model",
+            s(&m),
+            "--input",
+            s(&t1ce),
+            "--out",
+            s(&tmp.join("no/seg.nii.gz")),
+        ],
+        &["does not exist"],
+    );
+    fails(
+        &[
+            "segment",
+            "--model",
+            s(&m),
+            "--input",
+            s(&t1ce),
+            "--out",
+            s(&tmp.join("seg.txt")),
+        ],
+        &[".nii.gz or .nii"],
+    );
+    // An empty dataset folder.
+    let empty = tmp.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    fails(
+        &[
+            "segment",
+            "--model",
+            s(&m),
+            "--input",
+            s(&empty),
+            "--out",
+            s(&tmp.join("d")),
+        ],
+        &["holds no case folder"],
+    );
+    // Outputs that exist are refused (all of them checked before any work), and kept.
+    std::fs::write(&out, b"keep").unwrap();
+    let png = tmp.join("o.png");
+    run_fails(base(&[]), &["seg.nii.gz already exists", "--force"]);
+    std::fs::remove_file(&out).unwrap();
+    std::fs::write(&png, b"keep png").unwrap();
+    run_fails(base(&["--png", s(&png)]), &["o.png already exists"]);
+    assert!(!out.exists(), "nothing written when an output is refused");
+    assert_eq!(std::fs::read(&png).unwrap(), b"keep png");
+    // An output that is an input.
+    run_fails(
+        base(&["--probabilities", s(&t1ce), "--force"]),
+        &["is one of the inputs"],
+    );
+    // --force replaces.
+    std::fs::write(&out, b"keep").unwrap();
+    let args = base(&["--force"]);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&a);
+    assert!(read_image(&out).is_ok());
+}
+
+/// One full-size case (240 x 240 x 155) with an n_filters 16 one-channel model at the paper's
+/// window (27 windows of 96 x 128 x 128); prints the time. Minutes on 2 cores.
+#[test]
+#[ignore]
+fn full_size_case_timing() {
+    let tmp = TempDir::new("segment-full");
+    let data = tmp.join("data");
+    let ids = phantoms(&data, 1, "2018", "240,240,155");
+    let m = tmp.join("t1ce16.safetensors");
+    let st = workflow::state(1, 16, 5);
+    protokd::checkpoint::save(
+        &m,
+        &st,
+        &protokd::modality::Modalities::parse("t1ce").unwrap(),
+    )
+    .unwrap();
+    let seg = tmp.join("seg.nii.gz");
+    let t0 = std::time::Instant::now();
+    let o = protokd(&[
+        "segment",
+        "--model",
+        s(&m),
+        "--input",
+        s(&data.join(&ids[0])),
+        "--out",
+        s(&seg),
+    ]);
+    let secs = t0.elapsed().as_secs_f64();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    println!("{}", String::from_utf8_lossy(&o.stdout));
+    println!(
+        "full-size case, n_filters 16, 1 channel, paper window: {secs:.1} s wall (whole command)"
+    );
+}
