@@ -467,9 +467,9 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         "model": {
             "path": model.path.display().to_string(),
             "sha256": model.sha256,
-            "modalities": model.modalities.to_string(),
             "n_filters": model.state.config.n_filters,
         },
+        "modalities": model.modalities.to_string(),
         "data": args.data.display().to_string(),
         "release": dataset.release.short_name(),
         "case_list": args.cases.as_ref().map(|p| p.display().to_string()),

@@ -77,7 +77,7 @@ fn report_agrees_with_score_and_segment() {
     assert_eq!(summary["cases"], 2);
     assert_eq!(summary["hd95_units"], "mm");
     let meta = &summary["meta"];
-    assert_eq!(meta["model"]["modalities"], "t1ce");
+    assert_eq!(meta["modalities"], "t1ce");
     assert_eq!(meta["model"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(meta["case_ids"], serde_json::json!(ids));
     assert_eq!(meta["window"]["patch"], serde_json::json!([16, 16, 16]));
