@@ -47,7 +47,10 @@ fn demo_runs_every_stage_and_agrees_with_evaluate() {
     assert_eq!(jr[0]["modality"], "t1,t2,t1ce,flair");
     assert_eq!(jr[2]["modality"], "t2");
     for (r, row) in jr.iter().zip(&rows) {
-        let d: Vec<f64> = ["wt", "tc", "et"].iter().map(|k| r[k].as_f64().unwrap()).collect();
+        let d: Vec<f64> = ["wt", "tc", "et"]
+            .iter()
+            .map(|k| r[k].as_f64().unwrap())
+            .collect();
         assert!(d.iter().all(|v| (0.0..=1.0).contains(v)), "{r}");
         assert_eq!(r["mean"].as_f64().unwrap(), (d[0] + d[1] + d[2]) / 3.0);
         assert_eq!(row.dice[..3], d[..]);
@@ -96,6 +99,9 @@ fn demo_runs_every_stage_and_agrees_with_evaluate() {
     let again = protokd(&["demo", "--out", s(&out)]);
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(out.join("results.json")).unwrap(), before);
 }

@@ -314,7 +314,8 @@ impl TrainConfig {
 
     /// The learning rate of 0-based `epoch`: `lr` for a constant schedule; for poly,
     /// `lr * (1 - epoch / max_epoch)^poly_power`, evaluated as
-    /// `f = 1 - (epoch as f32) / (max_epoch as f32)` (f32 division and subtraction), then
+    /// `f = 1 - epoch / max_epoch` (f64 division and subtraction, then rounded to f32, so that
+    /// the last epochs keep their relative precision), then
     /// `f^p = exp(p * ln f)` with the reference's own `exp` and `ln` (no platform libm; `0^p = 0`),
     /// then `lr * (f^p as f64)` in f64.
     pub fn lr_at(&self, epoch: u64) -> f64 {
@@ -322,7 +323,7 @@ impl TrainConfig {
             LrSchedule::Constant => self.lr,
             LrSchedule::Poly => {
                 use protokd_reference::mathfn::{exp, ln};
-                let f = 1.0 - epoch as f32 / self.max_epoch as f32;
+                let f = (1.0 - epoch as f64 / self.max_epoch as f64) as f32;
                 let factor = if f <= 0.0 {
                     0.0
                 } else {
