@@ -126,9 +126,12 @@ struct ScoreCli {
     /// The reference label map (NIfTI, raw BraTS labels, same grid as --pred).
     #[arg(long, value_name = "GT.nii.gz")]
     label: PathBuf,
-    /// Also write the metrics as JSON (atomically; replaced if it exists).
+    /// Also write the metrics as JSON (atomically; refused if it exists, unless --force).
     #[arg(long, value_name = "OUT.json")]
     json: Option<PathBuf>,
+    /// Replace an existing --json file.
+    #[arg(long)]
+    force: bool,
     /// HD95 in voxels (spacing 1 on every axis), as the authors' evaluation, instead of mm.
     #[arg(long)]
     voxel_units: bool,
@@ -425,6 +428,9 @@ fn run_score(s: ScoreCli) -> Result<()> {
         voxel_units: s.voxel_units,
         release,
     };
+    if let Some(path) = &s.json {
+        protokd::output::check_new(path, "JSON output", s.force)?;
+    }
     let report = protokd::metrics::score_files(&s.pred, &s.label, opts)?;
     if let Some(path) = &s.json {
         let mut text = serde_json::to_string_pretty(&report.to_json())?;

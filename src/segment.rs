@@ -23,11 +23,14 @@
 //! * `--png`: the axial slice with the most tumour, grey (the model's first input modality, raw
 //!   intensities) with the labels over it ([`crate::overlay::write_overlay_png`]).
 //!
+//! * Provenance, one JSON file per run: `<out stem>.provenance.json` beside a single
+//!   segmentation (`seg.nii.gz` -> `seg.provenance.json`), `provenance.json` in the output
+//!   folder of a dataset run. It records the protokd version, the model (path, SHA-256,
+//!   modalities), the window, the device, and per case the input files read with their
+//!   SHA-256 and the files written.
+//!
 //! Every output that exists is refused unless `--force`, and all outputs of the run are
-//! checked before any computation; files are written atomically. Provenance (protokd version,
-//! the model's path and SHA-256, its modalities and the window) is printed on standard output
-//! rather than written beside the files: a NIfTI header has no room for it, and a sidecar per
-//! file would double the files of a dataset run.
+//! checked before any computation; files are written atomically.
 
 use crate::brats::{self, affine_mismatch, Case, LoadedCase, Release};
 use crate::checkpoint;
@@ -42,6 +45,7 @@ use crate::volume::{Geometry, Image, Volume};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::Args;
 use protokd_reference::state::VNetState;
+use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -345,6 +349,18 @@ impl Plan {
         Ok(plan)
     }
 
+    /// Where the run's provenance record goes (see the module docs).
+    fn provenance_path(&self, out: &Path) -> PathBuf {
+        if self.dataset {
+            return out.join("provenance.json");
+        }
+        let name = out
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().to_string());
+        let stem = nifti_stem(out).unwrap_or(name);
+        out.with_file_name(format!("{stem}.provenance.json"))
+    }
+
     /// Every output new (unless `force`), named as its kind needs, distinct from the others
     /// and from every input; output folders of a dataset run are folders or absent.
     fn check(&self, force: bool) -> Result<()> {
@@ -428,6 +444,17 @@ impl Source {
     fn paths(&self) -> Vec<PathBuf> {
         match self {
             Source::Case(c) => c.modalities.iter().cloned().chain(c.seg.clone()).collect(),
+            Source::Files(f, _) => f.clone(),
+        }
+    }
+
+    /// The files a model with input `channels` reads.
+    fn read_paths(&self, channels: &[usize]) -> Vec<PathBuf> {
+        match self {
+            Source::Case(c) => channels
+                .iter()
+                .map(|&ch| c.modalities[ch].clone())
+                .collect(),
             Source::Files(f, _) => f.clone(),
         }
     }
@@ -522,7 +549,11 @@ pub fn run(args: SegmentArgs) -> Result<()> {
         .transpose()
         .context("--release")?;
     let model = Model::load(&args.model, args.modality.as_deref())?;
-    let Plan { jobs, dataset } = Plan::new(&args, &model, release)?;
+    let plan = Plan::new(&args, &model, release)?;
+    let provenance_path = plan.provenance_path(&args.out);
+    check_new(&provenance_path, "provenance record", args.force)?;
+    let Plan { jobs, dataset } = plan;
+    let mut cases = Vec::with_capacity(jobs.len());
     say(&format!(
         "protokd {}: {}",
         env!("CARGO_PKG_VERSION"),
@@ -579,12 +610,44 @@ pub fn run(args: SegmentArgs) -> Result<()> {
             window.count(p.dims),
             counts.join(", ")
         ))?;
-        for path in [Some(&o.seg), o.probabilities.as_ref(), o.png.as_ref()]
+        let written: Vec<&PathBuf> = [Some(&o.seg), o.probabilities.as_ref(), o.png.as_ref()]
             .into_iter()
             .flatten()
-        {
+            .collect();
+        for path in &written {
             say(&format!("wrote {}", path.display()))?;
         }
+        let inputs = job
+            .source
+            .read_paths(model.modalities.channels())
+            .iter()
+            .map(|p| {
+                let bytes = std::fs::read(p)
+                    .with_context(|| format!("cannot read {} again to hash it", p.display()))?;
+                Ok(json!({"path": p.display().to_string(), "sha256": sha256_hex(&bytes)}))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        cases.push(json!({
+            "id": job.id,
+            "inputs": inputs,
+            "outputs": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "seconds": seconds,
+        }));
     }
-    Ok(())
+    let record = json!({
+        "tool": format!("protokd {}", env!("CARGO_PKG_VERSION")),
+        "command": "segment",
+        "model": {
+            "path": model.path.display().to_string(),
+            "sha256": model.sha256,
+            "modalities": model.modalities.to_string(),
+        },
+        "window": {"patch": window.patch, "stride": window.stride},
+        "device": format!("{:?}", args.device).to_lowercase(),
+        "cases": cases,
+    });
+    let mut text = serde_json::to_string_pretty(&record)?;
+    text.push('\n');
+    crate::tensorfile::write_atomic(&provenance_path, text.as_bytes())?;
+    say(&format!("wrote {}", provenance_path.display()))
 }

@@ -51,7 +51,8 @@ fn score_args<'a>(
 /// Runs `protokd score` and returns its JSON.
 fn score(pred: &Path, label: &Path, extra: &[&str], tmp: &TempDir) -> Value {
     let out = tmp.join("out.json");
-    let args = score_args(pred, label, &out, extra);
+    let mut args = score_args(pred, label, &out, extra);
+    args.push("--force"); // the same JSON path is rewritten for every pair
     let o = protokd(&args);
     assert!(
         o.status.success(),
@@ -203,4 +204,11 @@ fn bad_input_is_a_clear_error() {
     write_image(&half, &vol, &img.geometry, OutDtype::F32).unwrap();
     fails(&half, &bl, &[], "not a label");
     fails(&bp, &bl, &["--release", "2022"], "--release");
+    // An existing JSON output is refused without --force, and kept.
+    let existing = tmp.join("existing.json");
+    std::fs::write(&existing, b"keep").unwrap();
+    let o = protokd(&score_args(&bp, &bl, &existing, &[]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(&existing).unwrap(), b"keep");
 }

@@ -93,6 +93,16 @@ fn case_folder_files_and_dataset_give_the_same_segmentation() {
     assert!(labels(&written).iter().all(|l| [0, 1, 2, 4].contains(l)));
     check_probabilities(&prob, &written, [0, 4, 1, 2]);
     assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+    // The provenance record: the model's and the input's SHA-256, the files written.
+    let prov: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.join("seg.provenance.json")).unwrap()).unwrap();
+    let sha = |p: &Path| protokd::tensorfile::sha256_hex(&std::fs::read(p).unwrap());
+    assert_eq!(prov["model"]["sha256"], sha(&m));
+    assert_eq!(prov["model"]["modalities"], "t1ce");
+    let t1ce_file = case.join(format!("{}_t1ce.nii.gz", ids[0]));
+    assert_eq!(prov["cases"][0]["inputs"][0]["path"], s(&t1ce_file));
+    assert_eq!(prov["cases"][0]["inputs"][0]["sha256"], sha(&t1ce_file));
+    assert_eq!(prov["cases"][0]["outputs"].as_array().unwrap().len(), 3);
 
     // The same case as a bare file (comma list syntax for one file), on one thread: same bytes.
     let seg2 = tmp.join("seg2.nii");
@@ -121,6 +131,7 @@ fn case_folder_files_and_dataset_give_the_same_segmentation() {
     for id in &ids {
         assert!(out_dir.join(format!("{id}_seg.nii.gz")).is_file());
     }
+    assert!(out_dir.join("provenance.json").is_file());
     assert_eq!(
         std::fs::read(out_dir.join(format!("{}_seg.nii.gz", ids[0]))).unwrap(),
         std::fs::read(&seg).unwrap()
