@@ -57,13 +57,9 @@ pub struct EvaluateArgs {
     /// HD95 in voxels (spacing 1 on every axis), as the authors' evaluation, instead of mm.
     #[arg(long)]
     pub voxel_units: bool,
-    /// Sliding-window patch D,H,W (z, y, x), multiples of 16 [default: 96,128,128].
-    #[arg(long, value_name = "D,H,W")]
-    pub patch: Option<String>,
-    /// Sliding-window stride D,H,W, each between 1 and the patch size [default: half the
-    /// patch, 48,64,64 for the default patch].
-    #[arg(long, value_name = "D,H,W")]
-    pub stride: Option<String>,
+    /// The sliding window.
+    #[command(flatten)]
+    pub window: crate::inference::WindowArgs,
     /// Where the arithmetic runs.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
@@ -399,7 +395,7 @@ pub fn write_report(
 /// `protokd evaluate`.
 pub fn run(args: EvaluateArgs) -> Result<()> {
     args.device.require_available()?;
-    let window = Window::from_args(args.patch.as_deref(), args.stride.as_deref())?;
+    let window = args.window.window()?;
     check_new(&args.out, "report folder", args.force)?;
     ensure!(
         !args.out.exists() || args.out.is_dir(),

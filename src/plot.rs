@@ -244,16 +244,25 @@ fn tick(v: &f64) -> String {
     }
 }
 
-/// Draws the line series (and the legend) of a chart; shared by the linear and log loss
-/// charts and the Dice chart.
-fn draw_lines<'a, Y>(
+/// Draws a chart's mesh with its axis names, then its line series and the legend; shared by
+/// the linear and log loss charts and the Dice chart.
+fn draw_chart<'a, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    (x_desc, y_desc): (&str, &str),
     lines: &[(&str, RGBColor, u32, &Points)],
     legend_at: SeriesLabelPosition,
 ) -> Result<()>
 where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .x_label_formatter(&tick)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
     for &(name, colour, width, points) in lines {
         let style = colour.stroke_width(width);
         chart
@@ -312,32 +321,17 @@ fn draw_loss_panel(area: &Area, panel: &LossPanel) -> Result<()> {
         .y_label_area_size(70);
     let x_desc = "step";
     let y_desc = if log { "loss (log scale)" } else { "loss" };
+    let descs = (x_desc, y_desc);
     if log {
         let mut chart = builder
             .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
             .map_err(|e| anyhow!("{e}"))?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .x_label_formatter(&tick)
-            .y_desc(y_desc)
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
-        draw_lines(&mut chart, &lines, SeriesLabelPosition::UpperRight)
+        draw_chart(&mut chart, descs, &lines, SeriesLabelPosition::UpperRight)
     } else {
         let mut chart = builder
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| anyhow!("{e}"))?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .x_label_formatter(&tick)
-            .y_desc(y_desc)
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
-        draw_lines(&mut chart, &lines, SeriesLabelPosition::UpperRight)
+        draw_chart(&mut chart, descs, &lines, SeriesLabelPosition::UpperRight)
     }
 }
 
@@ -359,20 +353,17 @@ fn draw_dice_panel(area: &Area, series: &[(&'static str, RGBColor, Points)]) -> 
         .y_label_area_size(70)
         .build_cartesian_2d(x0..x1, 0.0..1.0)
         .map_err(|e| anyhow!("{e}"))?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .x_label_formatter(&tick)
-        .y_desc("Dice")
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(|e| anyhow!("{e}"))?;
     let lines: Vec<(&str, RGBColor, u32, &Points)> = series
         .iter()
         .filter(|s| !s.2.is_empty())
         .map(|(n, c, p)| (*n, *c, if *n == "mean" { 3 } else { 2 }, p))
         .collect();
-    draw_lines(&mut chart, &lines, SeriesLabelPosition::LowerRight)
+    draw_chart(
+        &mut chart,
+        ("epoch", "Dice"),
+        &lines,
+        SeriesLabelPosition::LowerRight,
+    )
 }
 
 /// The SVG text of the training plot.

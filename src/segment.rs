@@ -78,13 +78,9 @@ pub struct SegmentArgs {
     /// Where the arithmetic runs.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
-    /// Sliding-window patch D,H,W (z, y, x), multiples of 16 [default: 96,128,128].
-    #[arg(long, value_name = "D,H,W")]
-    pub patch: Option<String>,
-    /// Sliding-window stride D,H,W, each between 1 and the patch size [default: half the
-    /// patch, 48,64,64 for the default patch].
-    #[arg(long, value_name = "D,H,W")]
-    pub stride: Option<String>,
+    /// The sliding window.
+    #[command(flatten)]
+    pub window: crate::inference::WindowArgs,
     /// Label set of the output when --input is NIfTI files: 2018 (ET = 4) or 2023 (ET = 3).
     /// Default: the release the file names use, else 2018. For case and dataset folders it
     /// must agree with their naming.
@@ -541,7 +537,7 @@ pub fn say(line: &str) -> Result<()> {
 /// `protokd segment`.
 pub fn run(args: SegmentArgs) -> Result<()> {
     args.device.require_available()?;
-    let window = Window::from_args(args.patch.as_deref(), args.stride.as_deref())?;
+    let window = args.window.window()?;
     let release = args
         .release
         .as_deref()

@@ -206,20 +206,16 @@ fn bad_input_is_refused_and_leaves_files_alone() {
     let m = tmp.join("t1ce.safetensors");
     model(&m, "t1ce", 7);
     let out = tmp.join("seg.nii.gz");
+    // `segment --model M --input I --out O EXTRA...`.
+    let seg_args = |model: &str, input: &str, out: &str, extra: &[&str]| -> Vec<String> {
+        ["segment", "--model", model, "--input", input, "--out", out]
+            .iter()
+            .chain(extra)
+            .map(|x| x.to_string())
+            .collect()
+    };
     let base = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = [
-            "segment",
-            "--model",
-            s(&m),
-            "--input",
-            s(&case),
-            "--out",
-            s(&out),
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
-        v.extend(WINDOW.iter().map(|x| x.to_string()));
+        let mut v = seg_args(s(&m), s(&case), s(&out), &WINDOW);
         v.extend(extra.iter().map(|x| x.to_string()));
         v
     };
@@ -235,45 +231,17 @@ fn bad_input_is_refused_and_leaves_files_alone() {
     // A one-channel PyTorch checkpoint needs --modality.
     let plain = tmp.join("plain.safetensors");
     pytorch_model(&plain, 1, 2);
-    fails(
-        &[
-            "segment",
-            "--model",
-            s(&plain),
-            "--input",
-            s(&case),
-            "--out",
-            s(&out),
-        ],
+    run_fails(
+        seg_args(s(&plain), s(&case), s(&out), &[]),
         &["takes 1 channel(s)", "--modality"],
     );
     // Bad window, CUDA, release disagreeing with the naming.
-    fails(
-        &[
-            "segment",
-            "--model",
-            s(&m),
-            "--input",
-            s(&case),
-            "--out",
-            s(&out),
-            "--patch",
-            "20,16,16",
-        ],
+    run_fails(
+        seg_args(s(&m), s(&case), s(&out), &["--patch", "20,16,16"]),
         &["multiple of 16"],
     );
-    fails(
-        &[
-            "segment",
-            "--model",
-            s(&m),
-            "--input",
-            s(&case),
-            "--out",
-            s(&out),
-            "--stride",
-            "8,129,8",
-        ],
+    run_fails(
+        seg_args(s(&m), s(&case), s(&out), &["--stride", "8,129,8"]),
         &["stride 129"],
     );
     run_fails(base(&["--device", "cuda"]), &["--device cuda"]);
@@ -282,67 +250,27 @@ fn bad_input_is_refused_and_leaves_files_alone() {
     let t1 = case.join(format!("{}_t1.nii.gz", ids[0]));
     let t1ce = case.join(format!("{}_t1ce.nii.gz", ids[0]));
     let two = format!("{},{}", s(&t1ce), s(&t1));
-    fails(
-        &[
-            "segment",
-            "--model",
-            s(&m),
-            "--input",
-            &two,
-            "--out",
-            s(&out),
-        ],
+    run_fails(
+        seg_args(s(&m), &two, s(&out), &[]),
         &["takes 1 channel(s) (t1ce) but 2 input file(s)"],
     );
-    fails(
-        &[
-            "segment",
-            "--model",
-            s(&m),
-            "--input",
-            s(&t1),
-            "--out",
-            s(&out),
-        ],
+    run_fails(
+        seg_args(s(&m), s(&t1), s(&out), &[]),
         &["named as t1", "is t1ce"],
     );
-    fails(
-        &[
-            "segment",
-            "--model",
-            s(&m),
-            "--input",
-            s(&t1ce),
-            "--out",
-            s(&tmp.join("no/seg.nii.gz")),
-        ],
+    run_fails(
+        seg_args(s(&m), s(&t1ce), s(&tmp.join("no/seg.nii.gz")), &[]),
         &["does not exist"],
     );
-    fails(
-        &[
-            "segment",
-            "--model",
-            s(&m),
-            "--input",
-            s(&t1ce),
-            "--out",
-            s(&tmp.join("seg.txt")),
-        ],
+    run_fails(
+        seg_args(s(&m), s(&t1ce), s(&tmp.join("seg.txt")), &[]),
         &[".nii.gz or .nii"],
     );
     // An empty dataset folder.
     let empty = tmp.join("empty");
     std::fs::create_dir(&empty).unwrap();
-    fails(
-        &[
-            "segment",
-            "--model",
-            s(&m),
-            "--input",
-            s(&empty),
-            "--out",
-            s(&tmp.join("d")),
-        ],
+    run_fails(
+        seg_args(s(&m), s(&empty), s(&tmp.join("d")), &[]),
         &["holds no case folder"],
     );
     // Outputs that exist are refused (all of them checked before any work), and kept.

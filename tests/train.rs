@@ -68,11 +68,35 @@ fn err(out: Output, needle: &str) -> String {
 
 /// `protokd train teacher` with the tiny config and `extra` arguments.
 fn teacher(run: &Path, extra: &[&str]) -> Output {
-    let (_, data, cfg) = cohort();
+    teacher_with(&cohort().2, run, extra)
+}
+
+/// `protokd train teacher --config cfg` into `run` (given as --out unless `extra` resumes).
+fn teacher_with(cfg: &Path, run: &Path, extra: &[&str]) -> Output {
+    let data = &cohort().1;
     let mut a = vec!["train", "teacher", "--data", s(data), "--config", s(cfg)];
     if !extra.contains(&"--resume") {
         a.extend(["--out", s(run)]);
     }
+    a.extend_from_slice(extra);
+    protokd(&a)
+}
+
+/// `protokd train student --modality t1ce` with the tiny config into `run`, and `extra`.
+fn student(run: &Path, extra: &[&str]) -> Output {
+    let (_, data, cfg) = cohort();
+    let mut a = vec![
+        "train",
+        "student",
+        "--data",
+        s(data),
+        "--config",
+        s(cfg),
+        "--out",
+        s(run),
+        "--modality",
+        "t1ce",
+    ];
     a.extend_from_slice(extra);
     protokd(&a)
 }
@@ -227,28 +251,14 @@ fn ctrl_c_saves_and_exits_130() {
 #[test]
 fn every_student_method_trains() {
     let teacher = trained_teacher().join("best.safetensors");
-    let (_, data, cfg) = cohort();
     for method in ["protokd", "kd", "baseline"] {
         let dir = TempDir::new("train-student");
         let run = dir.join("run");
-        let mut a = vec![
-            "train",
-            "student",
-            "--data",
-            s(data),
-            "--config",
-            s(cfg),
-            "--out",
-            s(&run),
-            "--modality",
-            "t1ce",
-            "--method",
-            method,
-        ];
+        let mut extra = vec!["--method", method];
         if method != "baseline" {
-            a.extend(["--teacher", s(&teacher)]);
+            extra.extend(["--teacher", s(&teacher)]);
         }
-        ok(protokd(&a));
+        ok(student(&run, &extra));
         let recs = records(&run);
         let steps: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "step").collect();
         assert_eq!(steps.len(), 4, "{method}");
@@ -277,21 +287,7 @@ fn bad_input_is_refused_and_leaves_files_intact() {
     let dir = TempDir::new("train-bad");
     // A student given no teacher.
     let run = dir.join("s");
-    err(
-        protokd(&[
-            "train",
-            "student",
-            "--data",
-            s(data),
-            "--config",
-            s(cfg),
-            "--out",
-            s(&run),
-            "--modality",
-            "t1ce",
-        ]),
-        "--teacher",
-    );
+    err(student(&run, &[]), "--teacher");
     // A one-channel model given as teacher.
     let one = dir.join("one.safetensors");
     let state = VNetState::init(
@@ -309,20 +305,7 @@ fn bad_input_is_refused_and_leaves_files_intact() {
     )
     .unwrap();
     err(
-        protokd(&[
-            "train",
-            "student",
-            "--data",
-            s(data),
-            "--config",
-            s(cfg),
-            "--out",
-            s(&run),
-            "--modality",
-            "t1ce",
-            "--teacher",
-            s(&one),
-        ]),
+        student(&run, &["--teacher", s(&one)]),
         "a teacher takes all four modalities",
     );
     // A data folder with no cases.
@@ -343,19 +326,7 @@ fn bad_input_is_refused_and_leaves_files_intact() {
     // An unknown config key.
     let bad_cfg = dir.join("bad.json");
     std::fs::write(&bad_cfg, r#"{"epochs": 3}"#).unwrap();
-    err(
-        protokd(&[
-            "train",
-            "teacher",
-            "--data",
-            s(data),
-            "--config",
-            s(&bad_cfg),
-            "--out",
-            s(&run),
-        ]),
-        "unknown key `epochs`",
-    );
+    err(teacher_with(&bad_cfg, &run, &[]), "unknown key `epochs`");
     // An existing run folder, without --force or --resume.
     let existing = dir.join("existing");
     ok(teacher(&existing, &["--stop-after", "1"]));
@@ -365,16 +336,7 @@ fn bad_input_is_refused_and_leaves_files_intact() {
     let other = dir.join("other.json");
     std::fs::write(&other, TINY.replace("\"seed\": 7", "\"seed\": 8")).unwrap();
     err(
-        protokd(&[
-            "train",
-            "teacher",
-            "--data",
-            s(data),
-            "--config",
-            s(&other),
-            "--resume",
-            s(&existing),
-        ]),
+        teacher_with(&other, &existing, &["--resume", s(&existing)]),
         "config `seed`: 7 in the run folder, 8 now",
     );
     assert_eq!(read(&existing.join("last.safetensors")), before);
