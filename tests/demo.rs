@@ -105,3 +105,61 @@ fn demo_runs_every_stage_and_agrees_with_evaluate() {
     );
     assert_eq!(std::fs::read(out.join("results.json")).unwrap(), before);
 }
+
+#[test]
+fn both_plans_give_valid_configs() {
+    use protokd::train::config::Method;
+    for plan in [Plan::small(), Plan::full()] {
+        for method in [Method::Protokd, Method::Baseline] {
+            for m in ["t1", "t2", "t1ce", "flair"] {
+                plan.config(method, &Modalities::parse(m).unwrap()).unwrap();
+            }
+        }
+        let t = plan.config(Method::Teacher, &Modalities::all()).unwrap();
+        assert_eq!(t.method, Method::Teacher);
+    }
+    // --full is the paper's configuration, unchanged.
+    let full = Plan::full()
+        .config(Method::Protokd, &Modalities::parse("t1ce").unwrap())
+        .unwrap();
+    let paper = protokd::train::config::effective(
+        Method::Protokd,
+        &Modalities::parse("t1ce").unwrap(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(full, paper);
+}
+
+#[test]
+fn all_modalities_trains_two_students_per_modality() {
+    let dir = TempDir::new("demo-all");
+    let out = dir.join("demo");
+    let opts = DemoOptions {
+        out: out.clone(),
+        modality: Modalities::parse("t1ce").unwrap(),
+        all_modalities: true,
+        plan: tiny_plan(),
+        force: false,
+        templates: None,
+    };
+    let rows = run(&opts, &mut |_| {}).unwrap();
+    let got: Vec<(String, &str)> = rows.iter().map(|r| (r.modality.clone(), r.model)).collect();
+    let mut want = vec![("t1,t2,t1ce,flair".to_string(), "teacher")];
+    for m in ["t1", "t2", "t1ce", "flair"] {
+        want.push((m.to_string(), "unimodal"));
+        want.push((m.to_string(), "protokd"));
+    }
+    assert_eq!(got, want);
+    // --force reruns into the same folder; the bits do not change.
+    let first = std::fs::read(out.join("runs/flair-protokd/last.safetensors")).unwrap();
+    let again = DemoOptions {
+        force: true,
+        ..opts
+    };
+    run(&again, &mut |_| {}).unwrap();
+    assert_eq!(
+        std::fs::read(out.join("runs/flair-protokd/last.safetensors")).unwrap(),
+        first
+    );
+}

@@ -293,6 +293,31 @@ fn bad_input_is_refused_and_leaves_files_alone() {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     ok(&a);
     assert!(read_image(&out).is_ok());
+    // A write that fails midway (simulated) leaves the earlier segmentation whole and no
+    // temporary file behind.
+    let before = std::fs::read(&out).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_protokd"))
+        .args(&a)
+        .env(protokd::tensorfile::SIMULATE_WRITE_FAILURE, "seg.nii.gz")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("simulated failure"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    let temps = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".tmp")
+        })
+        .count();
+    assert_eq!(temps, 0);
 }
 
 /// One full-size case (240 x 240 x 155) with an n_filters 16 one-channel model at the paper's
