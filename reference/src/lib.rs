@@ -60,6 +60,8 @@
 
 pub mod adam;
 pub mod error;
+pub mod fast;
+pub mod kernels;
 pub mod layers;
 pub mod losses;
 pub mod mathfn;

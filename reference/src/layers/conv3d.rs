@@ -166,9 +166,19 @@ fn weight_channels(w: &Tensor, g: &ConvGeom, what: &str) -> [usize; 2] {
     [c0, c1]
 }
 
-/// Conv3d forward (see the module docs for the exact order). `x` `[N, Cin, D, H, W]`,
-/// `w` `[Cout, Cin, kd, kh, kw]`, `bias` `[Cout]`; returns `[N, Cout, Do, Ho, Wo]`.
+/// Conv3d forward (see the module docs for the exact order): the kernels chosen by
+/// [`crate::kernels`] (fast by default; both give the same bits).
 pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Tensor {
+    match crate::kernels::kernels() {
+        crate::kernels::Kernels::Spec => conv3d_forward_spec(x, w, bias, g),
+        crate::kernels::Kernels::Fast => crate::fast::conv3d::conv3d_forward(x, w, bias, g),
+    }
+}
+
+/// Conv3d forward, the spec kernel (see the module docs for the exact order). `x`
+/// `[N, Cin, D, H, W]`, `w` `[Cout, Cin, kd, kh, kw]`, `bias` `[Cout]`; returns
+/// `[N, Cout, Do, Ho, Wo]`.
+pub fn conv3d_forward_spec(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Tensor {
     let [n, cin, di, hi, wi] = x.dims5();
     let [cout, wcin] = weight_channels(w, g, "conv3d_forward");
     assert_eq!(
@@ -263,11 +273,27 @@ fn exact_quotient(q: usize, p: usize, k: usize, s: usize) -> Option<isize> {
     }
 }
 
-/// Conv3d input gradient (see the module docs for the exact order). `dy`
+/// Conv3d input gradient (see the module docs for the exact order): the kernels chosen by
+/// [`crate::kernels`] (fast by default; both give the same bits).
+pub fn conv3d_backward_input(
+    dy: &Tensor,
+    w: &Tensor,
+    g: &ConvGeom,
+    input_dims: [usize; 3],
+) -> Tensor {
+    match crate::kernels::kernels() {
+        crate::kernels::Kernels::Spec => conv3d_backward_input_spec(dy, w, g, input_dims),
+        crate::kernels::Kernels::Fast => {
+            crate::fast::conv3d::conv3d_backward_input(dy, w, g, input_dims)
+        }
+    }
+}
+
+/// Conv3d input gradient, the spec kernel (see the module docs for the exact order). `dy`
 /// `[N, Cout, Do, Ho, Wo]`, `w` `[Cout, Cin, kd, kh, kw]`; returns `dx`
 /// `[N, Cin, input_dims]`. `input_dims` is needed because with a stride several input sizes
 /// give the same output size; it must satisfy `g.output_dims(input_dims) == [Do, Ho, Wo]`.
-pub fn conv3d_backward_input(
+pub fn conv3d_backward_input_spec(
     dy: &Tensor,
     w: &Tensor,
     g: &ConvGeom,

@@ -31,7 +31,7 @@ pub fn set_hardware_fma(enabled: bool) {
 }
 
 /// Whether the AVX2+FMA copies run: allowed by [`set_hardware_fma`] and present on this CPU.
-fn hardware_fma_available() -> bool {
+pub(crate) fn hardware_fma_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         HARDWARE_FMA.load(Ordering::Relaxed)

@@ -1,0 +1,417 @@
+//! Fast Conv3d forward and input gradient: the same chains as the spec kernels
+//! ([`crate::layers::conv3d`]), computed for a block of output channels at once.
+//!
+//! # What is the same
+//! Every output is still ONE chain of `fma(x, w, acc)` from `+0.0` over its taps in the spec's
+//! order (forward: `(ci, a, b, c)` ascending; input gradient with stride 1: `(co, a, b, c)`
+//! ascending), every tap a step (zero padding included), then `+ bias` once. So each output
+//! has the spec's bits, whatever the blocking or the thread count.
+//!
+//! # What is faster
+//! The spec applies the taps of one output channel to one output row at a time, with the
+//! row's accumulators in memory once a row is shorter than 64. Here a register block holds
+//! [`CB`] output channels x `W` consecutive outputs along the width (`W` = 16, or 8 for rows
+//! shorter than 16): for each tap, `W` input values are loaded once and multiplied into all
+//! `CB` channels (one broadcast weight each), so the accumulators never leave the registers
+//! and each input load feeds `CB` fused multiply-adds. Weights are packed per block as
+//! `[tap][CB]` (channels past `Cout` are zero and their outputs dropped). Outputs past the
+//! row's end are computed from whatever follows in the padded buffer and dropped; the buffer
+//! has [`SLACK`] zeros at its end so that no read leaves it.
+//!
+//! The block body is plain Rust (`f32::mul_add` on arrays) compiled twice, as the spec's row
+//! primitives: inside `#[target_feature(enable = "avx2,fma")]` when the CPU has them (and
+//! [`crate::layers::rowops::set_hardware_fma`] allows), else portable. Threads take whole
+//! `(sample, channel block, output depth)` planes.
+//!
+//! Only unit stride along the width is blocked this way (the VNet's 3x3x3 convolutions, the
+//! 1x1x1 output convolution, and the input gradients of the 3x3x3 ones); other geometries
+//! (the 2x2x2 stride-2 down convolutions) run the spec kernel.
+
+use crate::layers::conv3d::{conv3d_backward_input_spec, conv3d_forward_spec, ConvGeom};
+use crate::layers::rowops::hardware_fma_available;
+use crate::Tensor;
+use rayon::prelude::*;
+
+/// Output channels per register block.
+pub const CB: usize = 4;
+
+/// Zeros after the padded input, so that a block's reads past the last row stay inside.
+const SLACK: usize = 64;
+
+/// Conv3d forward with the spec's bits (see the module docs); falls back to
+/// [`conv3d_forward_spec`] for a width stride other than 1.
+pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Tensor {
+    if g.stride[2] != 1 {
+        return conv3d_forward_spec(x, w, bias, g);
+    }
+    let [n, cin, di, hi, wi] = x.dims5();
+    let [cout, wcin, kd, kh, kw] = w.dims5();
+    assert_eq!([kd, kh, kw], g.kernel, "conv3d_forward: kernel");
+    assert_eq!(wcin, cin, "conv3d_forward: input channels");
+    if let Some(b) = bias {
+        assert_eq!(b.shape, [cout], "conv3d_forward: bias must be [{cout}]");
+    }
+    let out_dims = g.output_dims([di, hi, wi]);
+    let (xp, pdims) = pad_with_slack(x, g.padding, g.padding);
+    let [dp, hp, wp] = pdims;
+    // Taps in chain order (ci, a, b, c) and the offset each reads from an output's base.
+    let mut taps = Vec::with_capacity(cin * kd * kh * kw);
+    for ci in 0..cin {
+        for a in 0..kd {
+            for b in 0..kh {
+                for c in 0..kw {
+                    taps.push(((ci * dp + a) * hp + b) * wp + c);
+                }
+            }
+        }
+    }
+    let weight = |co: usize, t: usize| w.data[co * taps.len() + t];
+    let plan = Plan {
+        in_channels_stride: cin * dp * hp * wp,
+        plane: [hp, wp],
+        strides: [g.stride[0], g.stride[1]],
+        out_dims,
+        out_channels: cout,
+    };
+    run(
+        &plan,
+        n,
+        &xp,
+        &taps,
+        weight,
+        bias.map(|b| b.data.as_slice()),
+    )
+}
+
+/// Conv3d input gradient with the spec's bits, for unit stride on every axis (the chain over
+/// `(co, a, b, c)` ascending reads `dy` at `q + p - k` on each axis); other strides run
+/// [`conv3d_backward_input_spec`].
+pub fn conv3d_backward_input(
+    dy: &Tensor,
+    w: &Tensor,
+    g: &ConvGeom,
+    input_dims: [usize; 3],
+) -> Tensor {
+    if g.stride != [1, 1, 1] {
+        return conv3d_backward_input_spec(dy, w, g, input_dims);
+    }
+    let [n, cout, od, oh, ow] = dy.dims5();
+    let [wcout, cin, kd, kh, kw] = w.dims5();
+    assert_eq!([kd, kh, kw], g.kernel, "conv3d_backward_input: kernel");
+    assert_eq!(wcout, cout, "conv3d_backward_input: output channels");
+    assert_eq!(
+        g.output_dims(input_dims),
+        [od, oh, ow],
+        "conv3d_backward_input: input dims"
+    );
+    // dx[q] reads dy[q + p - k]: pad dy by (k - 1 - p) before and enough after, then the read
+    // for tap k sits at offset (k - 1 - k') ... from dx's base: q + (k - 1 - p) + p - k.
+    let lo = [0, 1, 2].map(|a| g.kernel[a] - 1 - g.padding[a].min(g.kernel[a] - 1));
+    let hi = [0, 1, 2].map(|a| (input_dims[a] + g.padding[a]).saturating_sub([od, oh, ow][a]));
+    let (dyp, pdims) = pad_with_slack(dy, lo, hi);
+    let [dp, hp, wp] = pdims;
+    // With the padding `lo`, dx index q of tap k reads padded index q + lo + p - k.
+    let shift = |a: usize, k: usize| lo[a] + g.padding[a] - k;
+    let mut taps = Vec::with_capacity(cout * kd * kh * kw);
+    for co in 0..cout {
+        for a in 0..kd {
+            for b in 0..kh {
+                for c in 0..kw {
+                    taps.push(((co * dp + shift(0, a)) * hp + shift(1, b)) * wp + shift(2, c));
+                }
+            }
+        }
+    }
+    let k3 = kd * kh * kw;
+    // Tap (co, k) of input channel ci multiplies w[co, ci, k].
+    let weight = |ci: usize, t: usize| w.data[((t / k3) * cin + ci) * k3 + t % k3];
+    let plan = Plan {
+        in_channels_stride: cout * dp * hp * wp,
+        plane: [hp, wp],
+        strides: [1, 1],
+        out_dims: input_dims,
+        out_channels: cin,
+    };
+    run(&plan, n, &dyp, &taps, weight, None)
+}
+
+/// `x` zero-padded by `lo` before and `hi` after each spatial axis, as one flat buffer with
+/// [`SLACK`] zeros at the end, and the padded dims.
+fn pad_with_slack(x: &Tensor, lo: [usize; 3], hi: [usize; 3]) -> (Vec<f32>, [usize; 3]) {
+    let [n, c, d, h, w] = x.dims5();
+    let dims = [d + lo[0] + hi[0], h + lo[1] + hi[1], w + lo[2] + hi[2]];
+    let vol = dims[0] * dims[1] * dims[2];
+    let mut out = vec![0f32; n * c * vol + SLACK];
+    if d * h * w > 0 {
+        out[..n * c * vol]
+            .par_chunks_mut(vol)
+            .zip(x.data.par_chunks(d * h * w))
+            .for_each(|(o, src)| {
+                for z in 0..d {
+                    for y in 0..h {
+                        let from = (z * h + y) * w;
+                        let to = ((z + lo[0]) * dims[1] + y + lo[1]) * dims[2] + lo[2];
+                        o[to..to + w].copy_from_slice(&src[from..from + w]);
+                    }
+                }
+            });
+    }
+    (out, dims)
+}
+
+/// The geometry of one blocked convolution: outputs `[N, out_channels, out_dims]`, each output
+/// `(od, oh, ow)` reading, for tap offset `t`, the input at
+/// `sample base + (od sd * H' + oh sh) * W' + ow + t` (`plane = [H', W']`).
+struct Plan {
+    in_channels_stride: usize,
+    plane: [usize; 2],
+    strides: [usize; 2],
+    out_dims: [usize; 3],
+    out_channels: usize,
+}
+
+/// Raw output pointer shared by the threads; each task writes a disjoint set of elements.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: tasks write disjoint elements (distinct (sample, channel, depth) planes) and nothing
+// reads the buffer until every task has finished.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// Writes `v` at element `i`.
+    ///
+    /// # Safety
+    /// `i` must lie inside the buffer, and no other thread may access element `i` meanwhile.
+    unsafe fn write(&self, i: usize, v: f32) {
+        *self.0.add(i) = v;
+    }
+}
+
+/// Runs every output block of `plan`: chains over `taps` (offsets) with
+/// `weight(out_channel, tap index)`, then `+ bias[out_channel]` when given.
+fn run(
+    plan: &Plan,
+    n: usize,
+    x: &[f32],
+    taps: &[usize],
+    weight: impl Fn(usize, usize) -> f32 + Sync,
+    bias: Option<&[f32]>,
+) -> Tensor {
+    let [od_n, oh_n, ow_n] = plan.out_dims;
+    let cout = plan.out_channels;
+    let blocks = cout.div_ceil(CB);
+    let nt = taps.len();
+    // Packed weights: block `kb`, tap `t`, channel `j` at ((kb * nt) + t) * CB + j.
+    let mut packed = vec![0f32; blocks * nt * CB];
+    for (i, p) in packed.iter_mut().enumerate() {
+        let (j, t, kb) = (i % CB, (i / CB) % nt, i / (CB * nt));
+        let co = kb * CB + j;
+        if co < cout {
+            *p = weight(co, t);
+        }
+    }
+    let mut y = Tensor::zeros(&[n, cout, od_n, oh_n, ow_n]);
+    let out = Out(y.data.as_mut_ptr());
+    let hardware = hardware_fma_available();
+    let wide = ow_n >= 16;
+    (0..n * blocks * od_n).into_par_iter().for_each(|task| {
+        let od = task % od_n;
+        let kb = (task / od_n) % blocks;
+        let nn = task / (od_n * blocks);
+        let wpk = &packed[kb * nt * CB..(kb + 1) * nt * CB];
+        let xs = &x[nn * plan.in_channels_stride..];
+        for oh in 0..oh_n {
+            let row = (od * plan.strides[0] * plan.plane[0] + oh * plan.strides[1]) * plan.plane[1];
+            let mut ow0 = 0;
+            while ow0 < ow_n {
+                let base = row + ow0;
+                let width = if wide { 16 } else { 8 };
+                let store = |acc: &[[f32; 16]; CB]| {
+                    for (j, lane) in acc.iter().enumerate() {
+                        let co = kb * CB + j;
+                        if co >= cout {
+                            break;
+                        }
+                        let b = bias.map(|b| b[co]);
+                        let first = (((nn * cout + co) * od_n + od) * oh_n + oh) * ow_n + ow0;
+                        for (i, &v) in lane.iter().take(width.min(ow_n - ow0)).enumerate() {
+                            let v = match b {
+                                Some(b) => v + b,
+                                None => v,
+                            };
+                            // SAFETY: `first + i` lies inside `y` (co < cout, ow0 + i < ow_n),
+                            // and only this task writes plane (nn, co, od).
+                            unsafe { out.write(first + i, v) };
+                        }
+                    }
+                };
+                let mut acc = [[0f32; 16]; CB];
+                if wide {
+                    block::<16>(hardware, xs, base, taps, wpk, &mut acc);
+                } else {
+                    let mut acc8 = [[0f32; 8]; CB];
+                    block::<8>(hardware, xs, base, taps, wpk, &mut acc8);
+                    for (a, b) in acc.iter_mut().zip(&acc8) {
+                        a[..8].copy_from_slice(b);
+                    }
+                }
+                store(&acc);
+                ow0 += width;
+            }
+        }
+    });
+    y
+}
+
+/// One register block: `acc[j][i] = fma(x[base + t + i], wpk[t * CB + j], acc[j][i])` for
+/// every tap `t` in order (the AVX2+FMA copy when `hardware`).
+fn block<const W: usize>(
+    hardware: bool,
+    x: &[f32],
+    base: usize,
+    taps: &[usize],
+    wpk: &[f32],
+    acc: &mut [[f32; W]; CB],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if hardware {
+        // SAFETY: `hardware` is only true where the CPU has AVX2 and FMA.
+        unsafe { block_avx2_fma::<W>(x, base, taps, wpk, acc) };
+        return;
+    }
+    let _ = hardware;
+    block_body::<W>(x, base, taps, wpk, acc);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2_fma<const W: usize>(
+    x: &[f32],
+    base: usize,
+    taps: &[usize],
+    wpk: &[f32],
+    acc: &mut [[f32; W]; CB],
+) {
+    block_body::<W>(x, base, taps, wpk, acc);
+}
+
+#[inline(always)]
+fn block_body<const W: usize>(
+    x: &[f32],
+    base: usize,
+    taps: &[usize],
+    wpk: &[f32],
+    acc: &mut [[f32; W]; CB],
+) {
+    let mut a = *acc;
+    for (t, &off) in taps.iter().enumerate() {
+        let xs: &[f32; W] = x[base + off..base + off + W].try_into().expect("W values");
+        let ws: &[f32; CB] = wpk[t * CB..t * CB + CB].try_into().expect("CB weights");
+        for j in 0..CB {
+            for i in 0..W {
+                a[j][i] = xs[i].mul_add(ws[j], a[j][i]);
+            }
+        }
+    }
+    *acc = a;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::rowops::set_hardware_fma;
+    use crate::testutil::random_tensor;
+    use rand_chacha::ChaCha8Rng;
+    use rand_core::{RngCore, SeedableRng};
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.data.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// A random case: geometry, input, weight, bias.
+    fn case(rng: &mut ChaCha8Rng, seed: u64) -> (ConvGeom, Tensor, Tensor, Option<Tensor>) {
+        let mut pick = |lo: u32, hi: u32| lo + rng.next_u32() % (hi - lo + 1);
+        let k = [pick(1, 3), pick(1, 3), pick(1, 3)].map(|v| v as usize);
+        let s = [pick(1, 2), pick(1, 2), pick(1, 2)].map(|v| v as usize);
+        let p = [0, 1, 2].map(|a| (pick(0, 2) as usize).min(k[a] - 1));
+        let g = ConvGeom {
+            kernel: k,
+            stride: s,
+            padding: p,
+        };
+        // Sizes 1..40 on one random axis (odd sizes included), small on the others.
+        let big = pick(0, 2) as usize;
+        let dims: [usize; 3] =
+            std::array::from_fn(|a| if a == big { pick(1, 40) } else { pick(1, 9) } as usize);
+        let dims = [0, 1, 2].map(|a| dims[a].max(k[a].saturating_sub(2 * p[a])));
+        let (n, cin, cout) = (
+            pick(1, 2) as usize,
+            pick(1, 7) as usize,
+            pick(1, 11) as usize,
+        );
+        let x = random_tensor(&[n, cin, dims[0], dims[1], dims[2]], seed);
+        let w = random_tensor(&[cout, cin, k[0], k[1], k[2]], seed + 1);
+        let b = (pick(0, 1) == 1).then(|| random_tensor(&[cout], seed + 2));
+        (g, x, w, b)
+    }
+
+    /// Fast forward and input gradient against the spec, bit for bit, on random shapes with
+    /// 1, 2 and 7 threads, with and without the AVX2+FMA copies.
+    #[test]
+    fn fast_kernels_give_the_spec_bits() {
+        let mut rng = ChaCha8Rng::seed_from_u64(42);
+        let pools: Vec<rayon::ThreadPool> = [1, 2, 7]
+            .iter()
+            .map(|&t| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        for hardware in [true, false] {
+            set_hardware_fma(hardware);
+            for i in 0..60 {
+                let (g, x, w, b) = case(&mut rng, 1000 + i);
+                let spec = conv3d_forward_spec(&x, &w, b.as_ref(), &g);
+                let [_, _, d, h, ww] = x.dims5();
+                let dy = random_tensor(&spec.shape, 5000 + i);
+                let spec_dx = conv3d_backward_input_spec(&dy, &w, &g, [d, h, ww]);
+                for pool in &pools {
+                    let (fy, fdx) = pool.install(|| {
+                        (
+                            conv3d_forward(&x, &w, b.as_ref(), &g),
+                            conv3d_backward_input(&dy, &w, &g, [d, h, ww]),
+                        )
+                    });
+                    assert_eq!(bits(&fy), bits(&spec), "forward {g:?} x {:?}", x.shape);
+                    assert_eq!(
+                        bits(&fdx),
+                        bits(&spec_dx),
+                        "input grad {g:?} x {:?}",
+                        x.shape
+                    );
+                }
+            }
+        }
+        set_hardware_fma(true);
+    }
+
+    /// The VNet's own shapes at n_filters 16 on a 32^3 patch (64 channels deep down).
+    #[test]
+    fn vnet_shapes_give_the_spec_bits() {
+        let g = ConvGeom::cubic(3, 1, 1);
+        for (c, s) in [(16, 32), (32, 16), (64, 8), (64, 4), (128, 2)] {
+            let x = random_tensor(&[1, c, s, s, s], c as u64);
+            let w = random_tensor(&[c, c, 3, 3, 3], 7);
+            let y = conv3d_forward(&x, &w, None, &g);
+            assert_eq!(bits(&y), bits(&conv3d_forward_spec(&x, &w, None, &g)));
+            let dx = conv3d_backward_input(&y, &w, &g, [s, s, s]);
+            assert_eq!(
+                bits(&dx),
+                bits(&conv3d_backward_input_spec(&y, &w, &g, [s, s, s]))
+            );
+        }
+    }
+}
