@@ -7,6 +7,7 @@ use protokd::modality::Modalities;
 use protokd::phantom;
 use protokd::train::cli as train_cli;
 use protokd_reference::adam::AdamConfig;
+use protokd_reference::kernels::{set_kernels, Kernels, KERNELS_ENV};
 use protokd_reference::step::{StepConfig, StepMode};
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,6 +21,10 @@ struct Cli {
     /// Worker threads (default: all cores). Results are bit-identical for every thread count.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
+    /// Which CPU kernels compute: `fast` (default) or `spec` (the readable specification's);
+    /// both give the same bits. Default: the environment variable PROTOKD_KERNELS, else fast.
+    #[arg(long, global = true, value_enum, value_name = "spec|fast")]
+    kernels: Option<KernelsArg>,
     #[command(subcommand)]
     command: Command,
 }
@@ -231,6 +236,29 @@ struct StepCli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum KernelsArg {
+    /// The specification's kernels (protokd-reference's `layers`).
+    Spec,
+    /// The fast kernels (protokd-reference's `fast`), same bits.
+    Fast,
+}
+
+/// The kernels asked for: `--kernels`, else `PROTOKD_KERNELS`, else fast.
+fn choose_kernels(arg: Option<KernelsArg>) -> Result<Kernels> {
+    Ok(match arg {
+        Some(KernelsArg::Spec) => Kernels::Spec,
+        Some(KernelsArg::Fast) => Kernels::Fast,
+        None => match std::env::var(KERNELS_ENV) {
+            Ok(v) => Kernels::parse(&v).with_context(|| {
+                format!("environment variable {KERNELS_ENV} = `{v}`: expected spec or fast")
+            })?,
+            Err(std::env::VarError::NotPresent) => Kernels::Fast,
+            Err(e) => anyhow::bail!("environment variable {KERNELS_ENV}: {e}"),
+        },
+    })
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum ModeArg {
     /// L_seg + kd_weight * L_kd + proto_weight * L_proto against a frozen teacher.
     Protokd,
@@ -263,6 +291,7 @@ fn print_hashes(hashes: &[(String, String)], out: &std::path::Path) -> Result<()
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    set_kernels(choose_kernels(cli.kernels)?);
     if let Some(n) = cli.threads {
         anyhow::ensure!(n >= 1, "--threads must be at least 1");
         rayon::ThreadPoolBuilder::new()

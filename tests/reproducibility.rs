@@ -101,6 +101,63 @@ fn protokd_step_is_identical_without_hardware_fma() {
     assert_eq!(portable, STEP_HASH);
 }
 
+/// The spec kernels (`layers`) give the recorded bits too, so the fast kernels (the default,
+/// used by every other test here) and the spec agree on a whole step.
+#[test]
+fn protokd_step_is_identical_with_the_spec_kernels() {
+    use protokd_reference::kernels::{set_kernels, Kernels};
+    let dir = examples();
+    set_kernels(Kernels::Spec);
+    let spec = step_hash(&dir);
+    set_kernels(Kernels::Fast);
+    assert_eq!(spec, STEP_HASH);
+}
+
+/// `--kernels spec`, `PROTOKD_KERNELS=spec` and the default write byte-identical step files;
+/// a bad PROTOKD_KERNELS is a clear error.
+#[test]
+fn kernels_switch_of_the_cli() {
+    let dir = examples();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, flag: Option<&str>, env: Option<&str>| -> std::process::Output {
+        let out = tmp.path().join(name);
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_protokd"));
+        if let Some(k) = flag {
+            c.args(["--kernels", k]);
+        }
+        c.args(["audit", "step", "--student"])
+            .arg(dir.join("student.safetensors"))
+            .arg("--teacher")
+            .arg(dir.join("teacher.safetensors"))
+            .arg("--batch")
+            .arg(dir.join("batch.safetensors"))
+            .arg("--out")
+            .arg(&out)
+            .env_remove("PROTOKD_KERNELS");
+        if let Some(v) = env {
+            c.env("PROTOKD_KERNELS", v);
+        }
+        c.output().unwrap()
+    };
+    let read = |name: &str| std::fs::read(tmp.path().join(name)).unwrap();
+    for (name, flag, env) in [
+        ("default.safetensors", None, None),
+        ("flag.safetensors", Some("spec"), None),
+        ("env.safetensors", None, Some("spec")),
+    ] {
+        let o = run(name, flag, env);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(read("flag.safetensors"), read("default.safetensors"));
+    assert_eq!(read("env.safetensors"), read("default.safetensors"));
+    let bad = run("bad.safetensors", None, Some("turbo"));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("PROTOKD_KERNELS = `turbo`"),
+        "{err}"
+    );
+}
+
 #[test]
 fn forward_is_identical_for_1_2_and_7_threads() {
     let dir = examples();

@@ -20,6 +20,12 @@
 //! | [`vnet`] | the VNet forward (training and evaluation mode) and backward |
 //! | [`step`] | the ProtoKD, baseline and teacher-pretraining training steps |
 //! | [`error`] | errors for user data reaching the engine |
+//! | [`kernels`] | the switch between the spec kernels and the fast ones (same bits) |
+//! | [`fast`] | fast kernels: the spec's orders with wider register blocks |
+//!
+//! The layer functions (`conv3d_forward`, ...) dispatch on [`kernels::kernels`]; the spec
+//! kernels keep their readable form under `*_spec` names, and the fast ones must give their
+//! bits, which property tests over random shapes, thread counts and SIMD on/off assert.
 //!
 //! ## The numerics contract
 //!

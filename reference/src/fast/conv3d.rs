@@ -23,11 +23,13 @@
 //! [`crate::layers::rowops::set_hardware_fma`] allows), else portable. Threads take whole
 //! `(sample, channel block, output depth)` planes.
 //!
-//! Only unit stride along the width is blocked this way (the VNet's 3x3x3 convolutions, the
-//! 1x1x1 output convolution, and the input gradients of the 3x3x3 ones); other geometries
-//! (the 2x2x2 stride-2 down convolutions) run the spec kernel.
+//! Strides are folded into unit-stride reads by splitting the padded input into the `s^3`
+//! phases of the stride (`phase r` holds the values at `s m + r`): tap `k` of output `m` reads
+//! phase `k mod s` at `m + k div s`. The input gradient of a strided convolution is taken phase
+//! by phase of its OUTPUT (`q = s m + r`): each phase is a unit-stride chain over the taps whose
+//! `r + p - k` is divisible by `s`, in the spec's order, and is then scattered into place.
 
-use crate::layers::conv3d::{conv3d_backward_input_spec, conv3d_forward_spec, ConvGeom};
+use crate::layers::conv3d::ConvGeom;
 use crate::layers::rowops::hardware_fma_available;
 use crate::Tensor;
 use rayon::prelude::*;
@@ -38,12 +40,8 @@ pub const CB: usize = 4;
 /// Zeros after the padded input, so that a block's reads past the last row stay inside.
 const SLACK: usize = 64;
 
-/// Conv3d forward with the spec's bits (see the module docs); falls back to
-/// [`conv3d_forward_spec`] for a width stride other than 1.
+/// Conv3d forward with the spec's bits (see the module docs), any geometry.
 pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Tensor {
-    if g.stride[2] != 1 {
-        return conv3d_forward_spec(x, w, bias, g);
-    }
     let [n, cin, di, hi, wi] = x.dims5();
     let [cout, wcin, kd, kh, kw] = w.dims5();
     assert_eq!([kd, kh, kw], g.kernel, "conv3d_forward: kernel");
@@ -51,26 +49,29 @@ pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeo
     if let Some(b) = bias {
         assert_eq!(b.shape, [cout], "conv3d_forward: bias must be [{cout}]");
     }
-    let out_dims = g.output_dims([di, hi, wi]);
-    let (xp, pdims) = pad_with_slack(x, g.padding, g.padding);
-    let [dp, hp, wp] = pdims;
-    // Taps in chain order (ci, a, b, c) and the offset each reads from an output's base.
+    let s = g.stride;
+    let (xp, q) = pad_split(x, g.padding, g.padding, s);
+    let phases = s[0] * s[1] * s[2];
+    // Taps in chain order (ci, a, b, c); tap (a, b, c) of output m reads phase
+    // (a % s, b % s, c % s) at m + (a / s, b / s, c / s).
     let mut taps = Vec::with_capacity(cin * kd * kh * kw);
     for ci in 0..cin {
         for a in 0..kd {
             for b in 0..kh {
                 for c in 0..kw {
-                    taps.push(((ci * dp + a) * hp + b) * wp + c);
+                    let r = ((a % s[0]) * s[1] + b % s[1]) * s[2] + c % s[2];
+                    taps.push(
+                        (((r * cin + ci) * q[0] + a / s[0]) * q[1] + b / s[1]) * q[2] + c / s[2],
+                    );
                 }
             }
         }
     }
     let weight = |co: usize, t: usize| w.data[co * taps.len() + t];
     let plan = Plan {
-        in_channels_stride: cin * dp * hp * wp,
-        plane: [hp, wp],
-        strides: [g.stride[0], g.stride[1]],
-        out_dims,
+        sample_stride: phases * cin * q[0] * q[1] * q[2],
+        plane: [q[1], q[2]],
+        out_dims: g.output_dims([di, hi, wi]),
         out_channels: cout,
     };
     run(
@@ -83,18 +84,16 @@ pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeo
     )
 }
 
-/// Conv3d input gradient with the spec's bits, for unit stride on every axis (the chain over
-/// `(co, a, b, c)` ascending reads `dy` at `q + p - k` on each axis); other strides run
-/// [`conv3d_backward_input_spec`].
+/// Conv3d input gradient with the spec's bits, any geometry. The outputs are taken by phase
+/// `r = q mod s` (per axis): for `q = s m + r` the taps are the `(co, a, b, c)` (ascending,
+/// the spec's order) with `r + p - k` divisible by `s` on each axis, each reading
+/// `dy[m + (r + p - k) / s]` (zero outside `dy`); a phase with no tap gives `+0.0`.
 pub fn conv3d_backward_input(
     dy: &Tensor,
     w: &Tensor,
     g: &ConvGeom,
     input_dims: [usize; 3],
 ) -> Tensor {
-    if g.stride != [1, 1, 1] {
-        return conv3d_backward_input_spec(dy, w, g, input_dims);
-    }
     let [n, cout, od, oh, ow] = dy.dims5();
     let [wcout, cin, kd, kh, kw] = w.dims5();
     assert_eq!([kd, kh, kw], g.kernel, "conv3d_backward_input: kernel");
@@ -104,68 +103,128 @@ pub fn conv3d_backward_input(
         [od, oh, ow],
         "conv3d_backward_input: input dims"
     );
-    // dx[q] reads dy[q + p - k]: pad dy by (k - 1 - p) before and enough after, then the read
-    // for tap k sits at offset (k - 1 - k') ... from dx's base: q + (k - 1 - p) + p - k.
-    let lo = [0, 1, 2].map(|a| g.kernel[a] - 1 - g.padding[a].min(g.kernel[a] - 1));
-    let hi = [0, 1, 2].map(|a| (input_dims[a] + g.padding[a]).saturating_sub([od, oh, ow][a]));
-    let (dyp, pdims) = pad_with_slack(dy, lo, hi);
-    let [dp, hp, wp] = pdims;
-    // With the padding `lo`, dx index q of tap k reads padded index q + lo + p - k.
-    let shift = |a: usize, k: usize| lo[a] + g.padding[a] - k;
-    let mut taps = Vec::with_capacity(cout * kd * kh * kw);
-    for co in 0..cout {
-        for a in 0..kd {
-            for b in 0..kh {
-                for c in 0..kw {
-                    taps.push(((co * dp + shift(0, a)) * hp + shift(1, b)) * wp + shift(2, c));
+    let (k, s, p) = (g.kernel, g.stride, g.padding);
+    // Zeros around dy so that every read m + (r + p - k) / s lands inside: ceil((k - 1) / s)
+    // before, and (generously) enough after for the last m of every phase.
+    let lo = [0, 1, 2].map(|a| (k[a] - 1).div_ceil(s[a]));
+    let hi = [0, 1, 2].map(|a| input_dims[a].div_ceil(s[a]) + (s[a] + p[a]) / s[a] + 1);
+    let (dyp, q) = pad_split(dy, lo, hi, [1, 1, 1]);
+    let k3 = kd * kh * kw;
+    let mut dx = Tensor::zeros(&[n, cin, input_dims[0], input_dims[1], input_dims[2]]);
+    for phase in 0..s[0] * s[1] * s[2] {
+        let r = [phase / (s[1] * s[2]), (phase / s[2]) % s[1], phase % s[2]];
+        let m_dims = [0, 1, 2].map(|a| input_dims[a].saturating_sub(r[a]).div_ceil(s[a]));
+        if m_dims.contains(&0) {
+            continue;
+        }
+        // The read of tap kk along axis `ax`, or None when r + p - kk is not divisible by s.
+        let read = |ax: usize, kk: usize| -> Option<usize> {
+            let v = r[ax] as isize + p[ax] as isize - kk as isize;
+            let st = s[ax] as isize;
+            (v.rem_euclid(st) == 0).then(|| (v.div_euclid(st) + lo[ax] as isize) as usize)
+        };
+        let mut taps = Vec::new();
+        let mut tap_weights = Vec::new();
+        for co in 0..cout {
+            for a in 0..kd {
+                for b in 0..kh {
+                    for c in 0..kw {
+                        if let (Some(td), Some(th), Some(tw)) = (read(0, a), read(1, b), read(2, c))
+                        {
+                            taps.push(((co * q[0] + td) * q[1] + th) * q[2] + tw);
+                            tap_weights.push(co * cin * k3 + (a * kh + b) * kw + c);
+                        }
+                    }
                 }
             }
         }
+        // Tap (co, k) of input channel ci multiplies w[co, ci, k].
+        let weight = |ci: usize, t: usize| w.data[tap_weights[t] + ci * k3];
+        let plan = Plan {
+            sample_stride: cout * q[0] * q[1] * q[2],
+            plane: [q[1], q[2]],
+            out_dims: m_dims,
+            out_channels: cin,
+        };
+        let part = run(&plan, n, &dyp, &taps, weight, None);
+        if s == [1, 1, 1] {
+            return part;
+        }
+        scatter_phase(&mut dx, &part, r, s);
     }
-    let k3 = kd * kh * kw;
-    // Tap (co, k) of input channel ci multiplies w[co, ci, k].
-    let weight = |ci: usize, t: usize| w.data[((t / k3) * cin + ci) * k3 + t % k3];
-    let plan = Plan {
-        in_channels_stride: cout * dp * hp * wp,
-        plane: [hp, wp],
-        strides: [1, 1],
-        out_dims: input_dims,
-        out_channels: cin,
-    };
-    run(&plan, n, &dyp, &taps, weight, None)
+    dx
 }
 
-/// `x` zero-padded by `lo` before and `hi` after each spatial axis, as one flat buffer with
-/// [`SLACK`] zeros at the end, and the padded dims.
-fn pad_with_slack(x: &Tensor, lo: [usize; 3], hi: [usize; 3]) -> (Vec<f32>, [usize; 3]) {
-    let [n, c, d, h, w] = x.dims5();
-    let dims = [d + lo[0] + hi[0], h + lo[1] + hi[1], w + lo[2] + hi[2]];
-    let vol = dims[0] * dims[1] * dims[2];
-    let mut out = vec![0f32; n * c * vol + SLACK];
-    if d * h * w > 0 {
-        out[..n * c * vol]
-            .par_chunks_mut(vol)
-            .zip(x.data.par_chunks(d * h * w))
-            .for_each(|(o, src)| {
-                for z in 0..d {
-                    for y in 0..h {
-                        let from = (z * h + y) * w;
-                        let to = ((z + lo[0]) * dims[1] + y + lo[1]) * dims[2] + lo[2];
-                        o[to..to + w].copy_from_slice(&src[from..from + w]);
+/// Writes `part` `[N, C, M]` into the phase `r` of `dx` `[N, C, I]`: `dx[.., s m + r] =
+/// part[.., m]` on each axis.
+fn scatter_phase(dx: &mut Tensor, part: &Tensor, r: [usize; 3], s: [usize; 3]) {
+    let [_, _, d, h, w] = dx.dims5();
+    let [_, _, md, mh, mw] = part.dims5();
+    dx.data
+        .par_chunks_mut(d * h * w)
+        .zip(part.data.par_chunks(md * mh * mw))
+        .for_each(|(out, src)| {
+            for z in 0..md {
+                for y in 0..mh {
+                    let row = ((s[0] * z + r[0]) * h + s[1] * y + r[1]) * w;
+                    for x in 0..mw {
+                        out[row + s[2] * x + r[2]] = src[(z * mh + y) * mw + x];
                     }
                 }
-            });
-    }
-    (out, dims)
+            }
+        });
+}
+
+/// `x` zero-padded by `lo` before and `hi` after each spatial axis and split into the
+/// `s0 s1 s2` phases of the stride `s`: phase `r` (index `(r0 s1 + r1) s2 + r2`) holds the
+/// padded values at `s m + r`, as `[N, phase, C, Q0, Q1, Q2]` with `Q = ceil(padded / s)`
+/// (zeros where `s m + r` is past the padded size), then [`SLACK`] zeros. Returns the buffer
+/// and `Q`. With unit stride this is the plain zero-padded input.
+fn pad_split(x: &Tensor, lo: [usize; 3], hi: [usize; 3], s: [usize; 3]) -> (Vec<f32>, [usize; 3]) {
+    let [n, c, d, h, w] = x.dims5();
+    let dims = [d, h, w];
+    let q = [0, 1, 2].map(|a| (dims[a] + lo[a] + hi[a]).div_ceil(s[a]));
+    let vol = q[0] * q[1] * q[2];
+    let phases = s[0] * s[1] * s[2];
+    let mut out = vec![0f32; n * phases * c * vol + SLACK];
+    // Source index along an axis of the output index m in phase r, if inside the input.
+    let src = |ax: usize, m: usize, r: usize| -> Option<usize> {
+        (s[ax] * m + r)
+            .checked_sub(lo[ax])
+            .filter(|&i| i < dims[ax])
+    };
+    out[..n * phases * c * vol]
+        .par_chunks_mut(vol)
+        .enumerate()
+        .for_each(|(plane, o)| {
+            let ci = plane % c;
+            let phase = (plane / c) % phases;
+            let nn = plane / (c * phases);
+            let r = [phase / (s[1] * s[2]), (phase / s[2]) % s[1], phase % s[2]];
+            let xs = &x.data[(nn * c + ci) * d * h * w..(nn * c + ci + 1) * d * h * w];
+            for mz in 0..q[0] {
+                let Some(z) = src(0, mz, r[0]) else { continue };
+                for my in 0..q[1] {
+                    let Some(y) = src(1, my, r[1]) else { continue };
+                    let row = &mut o[(mz * q[1] + my) * q[2]..(mz * q[1] + my + 1) * q[2]];
+                    for (mx, v) in row.iter_mut().enumerate() {
+                        if let Some(xi) = src(2, mx, r[2]) {
+                            *v = xs[(z * h + y) * w + xi];
+                        }
+                    }
+                }
+            }
+        });
+    (out, q)
 }
 
 /// The geometry of one blocked convolution: outputs `[N, out_channels, out_dims]`, each output
 /// `(od, oh, ow)` reading, for tap offset `t`, the input at
-/// `sample base + (od sd * H' + oh sh) * W' + ow + t` (`plane = [H', W']`).
+/// `n * sample_stride + (od * H' + oh) * W' + ow + t` (`plane = [H', W']`; strides are folded
+/// into the tap offsets by the phase split).
 struct Plan {
-    in_channels_stride: usize,
+    sample_stride: usize,
     plane: [usize; 2],
-    strides: [usize; 2],
     out_dims: [usize; 3],
     out_channels: usize,
 }
@@ -220,9 +279,9 @@ fn run(
         let kb = (task / od_n) % blocks;
         let nn = task / (od_n * blocks);
         let wpk = &packed[kb * nt * CB..(kb + 1) * nt * CB];
-        let xs = &x[nn * plan.in_channels_stride..];
+        let xs = &x[nn * plan.sample_stride..];
         for oh in 0..oh_n {
-            let row = (od * plan.strides[0] * plan.plane[0] + oh * plan.strides[1]) * plan.plane[1];
+            let row = (od * plan.plane[0] + oh) * plan.plane[1];
             let mut ow0 = 0;
             while ow0 < ow_n {
                 let base = row + ow0;
@@ -320,6 +379,7 @@ fn block_body<const W: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::conv3d::{conv3d_backward_input_spec, conv3d_forward_spec};
     use crate::layers::rowops::set_hardware_fma;
     use crate::testutil::random_tensor;
     use rand_chacha::ChaCha8Rng;
@@ -333,7 +393,7 @@ mod tests {
     fn case(rng: &mut ChaCha8Rng, seed: u64) -> (ConvGeom, Tensor, Tensor, Option<Tensor>) {
         let mut pick = |lo: u32, hi: u32| lo + rng.next_u32() % (hi - lo + 1);
         let k = [pick(1, 3), pick(1, 3), pick(1, 3)].map(|v| v as usize);
-        let s = [pick(1, 2), pick(1, 2), pick(1, 2)].map(|v| v as usize);
+        let s = [pick(1, 3), pick(1, 2), pick(1, 3)].map(|v| v as usize);
         let p = [0, 1, 2].map(|a| (pick(0, 2) as usize).min(k[a] - 1));
         let g = ConvGeom {
             kernel: k,
