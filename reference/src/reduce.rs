@@ -24,6 +24,7 @@
 //! loop (for example a weight gradient, where each position's term must be computed from a
 //! gather). [`sum`] and [`dot`] are the whole reduction over slices.
 
+use crate::layers::rowops::with_hardware_fma;
 use rayon::prelude::*;
 
 /// Number of interleaved partial sums inside one block.
@@ -98,7 +99,7 @@ pub fn pairwise_tree(mut x: Vec<f32>) -> f32 {
 }
 
 /// One block's lanes for the terms `term(start + j)`, `j < len`, with a chain step `step`.
-#[inline]
+#[inline(always)]
 fn block_lanes(start: usize, len: usize, mut step: impl FnMut(f32, usize) -> f32) -> [f32; LANES] {
     let mut lanes = [0.0f32; LANES];
     for j in 0..len {
@@ -118,7 +119,10 @@ pub fn reduce_with(n: usize, step: impl Fn(f32, usize) -> f32 + Sync) -> f32 {
         .map(|b| {
             let start = b * BLOCK;
             let len = BLOCK.min(n - start);
-            lane_tree(block_lanes(start, len, &step))
+            lane_tree(with_hardware_fma(
+                #[inline(always)]
+                || block_lanes(start, len, &step),
+            ))
         })
         .collect();
     pairwise_tree(block_sums)

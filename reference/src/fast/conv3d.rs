@@ -335,6 +335,11 @@ fn block<const W: usize>(
 ) {
     #[cfg(target_arch = "x86_64")]
     if hardware {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked on the line above).
+            unsafe { block_avx512::<W>(x, base, taps, wpk, acc) };
+            return;
+        }
         // SAFETY: `hardware` is only true where the CPU has AVX2 and FMA.
         unsafe { block_avx2_fma::<W>(x, base, taps, wpk, acc) };
         return;
@@ -346,6 +351,18 @@ fn block<const W: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn block_avx2_fma<const W: usize>(
+    x: &[f32],
+    base: usize,
+    taps: &[usize],
+    wpk: &[f32],
+    acc: &mut [[f32; W]; CB],
+) {
+    block_body::<W>(x, base, taps, wpk, acc);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn block_avx512<const W: usize>(
     x: &[f32],
     base: usize,
     taps: &[usize],

@@ -41,6 +41,7 @@
 //! Channels run in parallel; each reduction has the canonical shape, so the result does not
 //! depend on the thread count.
 
+use crate::layers::rowops::with_hardware_fma;
 use crate::reduce;
 use crate::Tensor;
 use rayon::prelude::*;
@@ -147,10 +148,15 @@ pub fn batchnorm3d_forward_train(
             let ch = nc % c;
             let (mean, _) = stats[ch];
             let (is, wc, bc) = (invstd[ch], weight.data[ch], bias.data[ch]);
-            for ((h, o), &xv) in xh.iter_mut().zip(yo.iter_mut()).zip(xi) {
-                *h = (xv - mean) * is;
-                *o = h.mul_add(wc, bc);
-            }
+            with_hardware_fma(
+                #[inline(always)]
+                || {
+                    for ((h, o), &xv) in xh.iter_mut().zip(yo.iter_mut()).zip(xi) {
+                        *h = (xv - mean) * is;
+                        *o = h.mul_add(wc, bc);
+                    }
+                },
+            );
         });
 
     let unbias = mf / (m - 1) as f32;
@@ -203,9 +209,14 @@ pub fn batchnorm3d_forward_eval(
                 weight.data[ch],
                 bias.data[ch],
             );
-            for (o, &xv) in yo.iter_mut().zip(xi) {
-                *o = ((xv - rm) * is).mul_add(wc, bc);
-            }
+            with_hardware_fma(
+                #[inline(always)]
+                || {
+                    for (o, &xv) in yo.iter_mut().zip(xi) {
+                        *o = ((xv - rm) * is).mul_add(wc, bc);
+                    }
+                },
+            );
         });
     y
 }
@@ -251,9 +262,14 @@ pub fn batchnorm3d_backward(
                 let ch = nc % c;
                 let (dw, db) = sums[ch];
                 let k = (weight.data[ch] * cache.invstd[ch]) / mf;
-                for ((ov, &gv), &hv) in o.iter_mut().zip(g).zip(h) {
-                    *ov = k * (-hv).mul_add(dw, mf.mul_add(gv, -db));
-                }
+                with_hardware_fma(
+                    #[inline(always)]
+                    || {
+                        for ((ov, &gv), &hv) in o.iter_mut().zip(g).zip(h) {
+                            *ov = k * (-hv).mul_add(dw, mf.mul_add(gv, -db));
+                        }
+                    },
+                );
             });
     }
     let dweight = Tensor::from_vec(&[c], sums.iter().map(|s| s.0).collect());

@@ -44,6 +44,26 @@ pub(crate) fn hardware_fma_available() -> bool {
     }
 }
 
+/// Runs `f` inside a function compiled for AVX2 and FMA when [`hardware_fma_available`], so
+/// that the `f32::mul_add` of a loop inlined into it become the hardware `vfmadd` instruction
+/// instead of calls to the C library's `fmaf`; elsewhere runs `f` as it is. Both give the same
+/// bits (IEEE `fma`); only the speed differs.
+#[inline(always)]
+pub fn with_hardware_fma<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if hardware_fma_available() {
+        // SAFETY: the CPU has AVX2 and FMA (checked by `hardware_fma_available`).
+        return unsafe { call_avx2_fma(f) };
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn call_avx2_fma<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// One tap of a multiply-accumulate row: read the input at `offset + j * stride` for output
 /// `j` and multiply it by `weight`.
 #[derive(Clone, Copy, Debug, PartialEq)]
