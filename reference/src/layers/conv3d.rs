@@ -408,10 +408,18 @@ pub fn conv3d_backward_input_spec(
     dx
 }
 
-/// Conv3d weight gradient (see the module docs for the exact order). `x`
-/// `[N, Cin, Di, Hi, Wi]`, `dy` `[N, Cout, Do, Ho, Wo]`; returns `dw`
-/// `[Cout, Cin, kd, kh, kw]` (kernel from `g`).
+/// Conv3d weight gradient (see the module docs for the exact order): the kernels chosen by
+/// [`crate::kernels`] (fast by default; both give the same bits). `x` `[N, Cin, Di, Hi, Wi]`,
+/// `dy` `[N, Cout, Do, Ho, Wo]`; returns `dw` `[Cout, Cin, kd, kh, kw]` (kernel from `g`).
 pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
+    match crate::kernels::kernels() {
+        crate::kernels::Kernels::Spec => conv3d_backward_weight_spec(x, dy, g),
+        crate::kernels::Kernels::Fast => crate::fast::conv3d::conv3d_backward_weight(x, dy, g),
+    }
+}
+
+/// Conv3d weight gradient, the spec kernel (see the module docs for the exact order).
+pub fn conv3d_backward_weight_spec(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
     let [n, cin, di, hi, wi] = x.dims5();
     let [ny, cout, od_n, oh_n, ow_n] = dy.dims5();
     assert_eq!(
