@@ -11,8 +11,6 @@
 //!
 //! Run with `cargo bench --bench layers`.
 
-mod common;
-
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use protokd_reference::layers::batchnorm3d::{batchnorm3d_backward, batchnorm3d_forward_train};
 use protokd_reference::layers::conv3d::{
@@ -35,9 +33,9 @@ fn bench_layers(c: &mut Criterion) {
 
     // Conv3d 3x3x3, 16 -> 16, PyTorch default bound 1/sqrt(fan_in).
     let g3 = ConvGeom::cubic(3, 1, 1);
-    let x = common::uniform(&[1, C, SIDE, SIDE, SIDE], 21, 1.0);
-    let w = common::uniform(&[C, C, 3, 3, 3], 22, 1.0 / ((C * 27) as f32).sqrt());
-    let dy = common::uniform(&[1, C, SIDE, SIDE, SIDE], 23, 1.0);
+    let x = protokd::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 21, 1.0);
+    let w = protokd::bench::uniform(&[C, C, 3, 3, 3], 22, 1.0 / ((C * 27) as f32).sqrt());
+    let dy = protokd::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 23, 1.0);
     group.bench_function("conv3d_fwd_k3_16to16_1x16x64^3", |b| {
         b.iter(|| conv3d_forward(black_box(&x), black_box(&w), None, &g3))
     });
@@ -50,10 +48,10 @@ fn bench_layers(c: &mut Criterion) {
 
     // ConvTranspose3d 2x2x2 stride 2, 32 -> 16 (weight [Cin, Cout, 2, 2, 2], fan_in 16 * 8).
     let g2 = ConvGeom::cubic(2, 2, 0);
-    let xt = common::uniform(&[1, 2 * C, SIDE / 2, SIDE / 2, SIDE / 2], 31, 1.0);
+    let xt = protokd::bench::uniform(&[1, 2 * C, SIDE / 2, SIDE / 2, SIDE / 2], 31, 1.0);
     let bound = 1.0 / ((C * 8) as f32).sqrt();
-    let wt = common::uniform(&[2 * C, C, 2, 2, 2], 32, bound);
-    let bt = common::uniform(&[C], 33, bound);
+    let wt = protokd::bench::uniform(&[2 * C, C, 2, 2, 2], 32, bound);
+    let bt = protokd::bench::uniform(&[C], 33, bound);
     group.bench_function("conv_transpose3d_fwd_k2s2_32to16_1x32x32^3", |b| {
         b.iter(|| conv_transpose3d_forward(black_box(&xt), black_box(&wt), Some(&bt), &g2))
     });
@@ -98,8 +96,8 @@ fn bench_conv_stages(c: &mut Criterion) {
         (16 * C, 16 * C, SIDE / 16),
     ];
     for (i, &(cin, cout, side)) in stages.iter().enumerate() {
-        let x = common::uniform(&[1, cin, side, side, side], 40 + i as u64, 1.0);
-        let w = common::uniform(
+        let x = protokd::bench::uniform(&[1, cin, side, side, side], 40 + i as u64, 1.0);
+        let w = protokd::bench::uniform(
             &[cout, cin, 3, 3, 3],
             50 + i as u64,
             1.0 / ((cin * 27) as f32).sqrt(),

@@ -8,8 +8,6 @@
 //! Run with `cargo bench --bench vnet`. Each iteration takes seconds, so the benches use flat
 //! sampling with 10 samples of one iteration each (see docs/performance.md for the figures).
 
-mod common;
-
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use protokd_reference::adam::AdamState;
 use protokd_reference::state::{VNetConfig, VNetState};
@@ -42,13 +40,13 @@ fn bench_vnet(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(20));
 
     let teacher = teacher();
-    let image = common::uniform(&[1, 4, SIDE, SIDE, SIDE], 11, 1.0);
+    let image = protokd::bench::uniform(&[1, 4, SIDE, SIDE, SIDE], 11, 1.0);
 
     group.bench_function("forward_eval_teacher_1x4x64^3_F16", |b| {
         b.iter(|| forward_eval(black_box(&teacher), black_box(&image)).unwrap())
     });
 
-    let labels = common::label_map(1, SIDE, SIDE, SIDE);
+    let labels = protokd::bench::label_map(1, SIDE, SIDE, SIDE);
     let mut student = VNetState::init(
         VNetConfig {
             in_channels: STUDENT_CHANNELS.len(),

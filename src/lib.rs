@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod augment;
+pub mod bench;
 pub mod brats;
 pub mod checkpoint;
 pub mod demo;
@@ -24,4 +25,5 @@ pub mod preprocess;
 pub mod segment;
 pub mod tensorfile;
 pub mod train;
+pub mod verify;
 pub mod volume;

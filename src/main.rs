@@ -23,7 +23,9 @@ struct Cli {
     threads: Option<usize>,
     /// Which CPU kernels compute: `fast` (default) or `spec` (the readable specification's);
     /// both give the same bits. Default: the environment variable PROTOKD_KERNELS, else fast.
-    #[arg(long, global = true, value_enum, value_name = "spec|fast")]
+    /// `protokd verify --kernels` (no value) compares the two.
+    #[arg(long, global = true, value_enum, value_name = "spec|fast", num_args = 0..=1,
+          default_missing_value = "compare")]
     kernels: Option<KernelsArg>,
     #[command(subcommand)]
     command: Command,
@@ -66,6 +68,17 @@ enum Command {
     ///
     /// Example: protokd demo --out protokd-demo --modality t1ce
     Demo(DemoCli),
+    /// Run the golden suite (four golden patches through every heavy operation and a whole
+    /// ProtoKD step) on the spec and the fast kernels and compare the bits; exits 1 on any
+    /// difference.
+    ///
+    /// Example: protokd verify --kernels --json verify.json
+    Verify(VerifyCli),
+    /// Time a VNet forward or a whole ProtoKD step on seeded inputs (one warm-up, then
+    /// --repeat timed runs: median, min, max, peak memory).
+    ///
+    /// Example: protokd bench --what step --shape 1,4,96,128,128 --filters 16 --repeat 3 --json step.json
+    Bench(BenchCli),
     /// Train a four-modality teacher or distil a student (run folders, resumable bit for bit).
     #[command(subcommand)]
     Train(TrainCommand),
@@ -91,6 +104,47 @@ struct DemoCli {
     /// Folder holding the MNI152 templates (default: data/mni152).
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
+    /// Where the arithmetic runs.
+    #[arg(long, value_enum, default_value_t = protokd::device::Device::Cpu)]
+    device: protokd::device::Device,
+}
+
+#[derive(Args)]
+struct VerifyCli {
+    /// Folder of the golden patches (default: golden/ here, else in the source tree).
+    #[arg(long, value_name = "DIR")]
+    golden: Option<PathBuf>,
+    /// Also write the report as JSON (refused if it exists, unless --force).
+    #[arg(long, value_name = "REPORT.json")]
+    json: Option<PathBuf>,
+    /// Replace an existing --json file.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct BenchCli {
+    /// What to time.
+    #[arg(long, value_enum)]
+    what: protokd::bench::What,
+    /// Input shape N,C,D,H,W (C = 4 for a step; D, H, W multiples of 16).
+    #[arg(long, default_value = "1,4,96,128,128", value_name = "N,C,D,H,W")]
+    shape: String,
+    /// VNet width.
+    #[arg(long, default_value_t = 16, value_name = "F")]
+    filters: usize,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 1, value_name = "W")]
+    warmup: usize,
+    /// Timed runs after the warm-up.
+    #[arg(long, default_value_t = 3, value_name = "R")]
+    repeat: usize,
+    /// Also write the record as JSON (refused if it exists, unless --force).
+    #[arg(long, value_name = "OUT.json")]
+    json: Option<PathBuf>,
+    /// Replace an existing --json file.
+    #[arg(long)]
+    force: bool,
     /// Where the arithmetic runs.
     #[arg(long, value_enum, default_value_t = protokd::device::Device::Cpu)]
     device: protokd::device::Device,
@@ -241,6 +295,8 @@ enum KernelsArg {
     Spec,
     /// The fast kernels (protokd-reference's `fast`), same bits.
     Fast,
+    /// Both, compared (`protokd verify --kernels`).
+    Compare,
 }
 
 /// The kernels asked for: `--kernels`, else `PROTOKD_KERNELS`, else fast.
@@ -248,6 +304,10 @@ fn choose_kernels(arg: Option<KernelsArg>) -> Result<Kernels> {
     Ok(match arg {
         Some(KernelsArg::Spec) => Kernels::Spec,
         Some(KernelsArg::Fast) => Kernels::Fast,
+        Some(KernelsArg::Compare) => anyhow::bail!(
+            "--kernels needs a value here: spec or fast (without a value it is `protokd verify \
+             --kernels`, which compares the two)"
+        ),
         None => match std::env::var(KERNELS_ENV) {
             Ok(v) => Kernels::parse(&v).with_context(|| {
                 format!("environment variable {KERNELS_ENV} = `{v}`: expected spec or fast")
@@ -291,7 +351,10 @@ fn print_hashes(hashes: &[(String, String)], out: &std::path::Path) -> Result<()
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    set_kernels(choose_kernels(cli.kernels)?);
+    let kernels_arg = cli.kernels;
+    if !matches!(cli.command, Command::Verify(_)) {
+        set_kernels(choose_kernels(kernels_arg)?);
+    }
     if let Some(n) = cli.threads {
         anyhow::ensure!(n >= 1, "--threads must be at least 1");
         rayon::ThreadPoolBuilder::new()
@@ -379,6 +442,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             protokd::demo::run(&opts, &mut |line| println!("{line}"))?;
         }
+        Command::Bench(b) => run_bench(b)?,
+        Command::Verify(v) => return run_verify(&v, kernels_arg),
         Command::Train(t) => {
             protokd::train::install_interrupt_handler()?;
             let outcome = match &t {
@@ -443,6 +508,75 @@ fn run_phantom(p: PhantomCli) -> Result<()> {
         p.out.display(),
         phantom::GENERATOR
     ))
+}
+
+/// `protokd verify`: the kernels comparison (`--kernels`); one line per operation and patch.
+fn run_verify(v: &VerifyCli, kernels: Option<KernelsArg>) -> Result<ExitCode> {
+    if !matches!(kernels, Some(KernelsArg::Compare)) {
+        anyhow::bail!(
+            "protokd verify compares the spec and the fast CPU kernels: run `protokd verify \
+             --kernels` (comparisons with a GPU come with the CUDA path)"
+        );
+    }
+    if let Some(path) = &v.json {
+        protokd::output::check_new(path, "JSON report", v.force)?;
+    }
+    let golden = protokd::verify::find_golden(v.golden.as_deref())?;
+    let results = protokd::verify::verify_kernels(&golden)?;
+    for c in &results {
+        println!("{}", protokd::verify::line(c));
+    }
+    let differing = results.iter().filter(|c| c.differing > 0).count();
+    println!(
+        "{} of {} comparisons identical (spec vs fast kernels, golden patches in {})",
+        results.len() - differing,
+        results.len(),
+        golden.display()
+    );
+    if let Some(path) = &v.json {
+        let mut text =
+            serde_json::to_string_pretty(&protokd::verify::report_json(&golden, &results))?;
+        text.push('\n');
+        protokd::tensorfile::write_atomic(path, text.as_bytes())?;
+    }
+    Ok(if differing == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `protokd bench`: runs, prints one line, writes the JSON record (if asked).
+fn run_bench(b: BenchCli) -> Result<()> {
+    let shape = protokd::bench::parse_shape(&b.shape)?;
+    if let Some(path) = &b.json {
+        protokd::output::check_new(path, "JSON output", b.force)?;
+    }
+    let record = protokd::bench::run(b.what, shape, b.filters, (b.warmup, b.repeat), b.device)?;
+    let gb = |v: &serde_json::Value| {
+        v.as_f64()
+            .map_or("n/a".into(), |x| format!("{:.2} GB", x / 1e9))
+    };
+    println!(
+        "{} {} n_filters {} on {} ({} kernels, {} threads): median {:.3} s, min {:.3} s, max {:.3} s over {} run(s); peak memory {}",
+        record["what"].as_str().unwrap_or(""),
+        b.shape,
+        b.filters,
+        record["device"].as_str().unwrap_or(""),
+        record["kernels"].as_str().unwrap_or(""),
+        record["threads"],
+        record["median_s"].as_f64().unwrap_or(f64::NAN),
+        record["min_s"].as_f64().unwrap_or(f64::NAN),
+        record["max_s"].as_f64().unwrap_or(f64::NAN),
+        b.repeat,
+        gb(&record["peak_rss_bytes"])
+    );
+    if let Some(path) = &b.json {
+        let mut text = serde_json::to_string_pretty(&record)?;
+        text.push('\n');
+        protokd::tensorfile::write_atomic(path, text.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// `protokd score`: scores, writes the JSON (if asked) and prints the table.

@@ -1,0 +1,229 @@
+//! `protokd bench`: times a VNet forward or a whole ProtoKD step on seeded inputs, and the
+//! deterministic inputs the criterion benches share (no RNG crate: a SplitMix64 stream).
+//!
+//! What is timed:
+//! * `forward`: evaluation-mode forward of a VNet with `C` input channels (the teacher when
+//!   `C = 4`), seeded initialisation (seed 1), on an image uniform in `[-1, 1)` (seed 11);
+//! * `step`: one whole ProtoKD training step (`C` must be 4): the four-channel teacher (seed 1)
+//!   forward in evaluation mode, the T1ce student (seed 2) in training mode, all losses,
+//!   backward and Adam, with the nested-sphere labels of [`label_map`] (every class present).
+//!
+//! `warmup` untimed runs, then `repeat` timed runs (wall clock); the median (of an even
+//! count, the mean of the two middle values), minimum and maximum are reported, with the peak
+//! resident memory of the process (Linux `VmHWM`) when known.
+
+use crate::device::Device;
+use anyhow::{bail, Context, Result};
+use protokd_reference::adam::AdamState;
+use protokd_reference::state::{VNetConfig, VNetState};
+use protokd_reference::step::{train_step, StepConfig};
+use protokd_reference::vnet::forward_eval;
+use protokd_reference::{LabelMap, Tensor};
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// SplitMix64: a tiny, well-mixed, seeded stream.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[-1, 1)`.
+    fn next_f32(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32) * (2.0 / (1u64 << 24) as f32) - 1.0
+    }
+}
+
+/// A tensor of the given shape with seeded values uniform in `[-scale, scale)`.
+pub fn uniform(shape: &[usize], seed: u64, scale: f32) -> Tensor {
+    let mut rng = SplitMix64(seed);
+    let n: usize = shape.iter().product();
+    Tensor::from_vec(shape, (0..n).map(|_| rng.next_f32() * scale).collect())
+}
+
+/// Nested spheres around the centre of each sample: radius (relative to the half-extent of
+/// each axis) below 0.3 -> 2 (NCR/NET), below 0.5 -> 1 (ET), below 0.75 -> 3 (ED), else 0.
+/// Every class is present in every sample for any extent of at least 8.
+pub fn label_map(n: usize, d: usize, h: usize, w: usize) -> LabelMap {
+    let mut data = Vec::with_capacity(n * d * h * w);
+    let rel = |i: usize, e: usize| (i as f32 + 0.5 - e as f32 / 2.0) / (e as f32 / 2.0);
+    for _ in 0..n {
+        for z in 0..d {
+            for y in 0..h {
+                for x in 0..w {
+                    let (a, b, c) = (rel(z, d), rel(y, h), rel(x, w));
+                    let r = (a * a + b * b + c * c).sqrt();
+                    data.push(if r < 0.3 {
+                        2
+                    } else if r < 0.5 {
+                        1
+                    } else if r < 0.75 {
+                        3
+                    } else {
+                        0
+                    });
+                }
+            }
+        }
+    }
+    LabelMap::new([n, d, h, w], data)
+}
+
+/// What `protokd bench` times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum What {
+    /// Evaluation-mode VNet forward.
+    Forward,
+    /// One whole ProtoKD training step (student T1ce, four-channel teacher).
+    Step,
+}
+
+/// The student's channel in a benched step: T1ce.
+pub const STUDENT_CHANNEL: usize = 2;
+
+/// Parses `N,C,D,H,W` (five positive integers; D, H, W multiples of 16).
+pub fn parse_shape(s: &str) -> Result<[usize; 5]> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let v: Vec<usize> = parts
+        .iter()
+        .map(|p| p.parse::<usize>().ok().filter(|&x| x > 0))
+        .collect::<Option<_>>()
+        .with_context(|| format!("--shape `{s}`: expected five positive integers N,C,D,H,W"))?;
+    let Ok(shape) = <[usize; 5]>::try_from(v) else {
+        bail!("--shape `{s}`: expected five values N,C,D,H,W");
+    };
+    if shape[2..].iter().any(|d| d % 16 != 0) {
+        bail!(
+            "--shape `{s}`: D, H and W must be multiples of 16 (the VNet halves them four times)"
+        );
+    }
+    Ok(shape)
+}
+
+/// Median (mean of the two middle values for an even count), minimum and maximum.
+pub fn summary(times: &[f64]) -> (f64, f64, f64) {
+    let mut t = times.to_vec();
+    t.sort_by(f64::total_cmp);
+    let k = t.len();
+    let median = if k % 2 == 1 {
+        t[k / 2]
+    } else {
+        (t[k / 2 - 1] + t[k / 2]) / 2.0
+    };
+    (median, t[0], t[k - 1])
+}
+
+/// Peak resident memory of this process in bytes (`VmHWM` of `/proc/self/status`), on Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Runs the benchmark and returns its JSON record (see the module docs).
+pub fn run(
+    what: What,
+    shape: [usize; 5],
+    filters: usize,
+    (warmup, repeat): (usize, usize),
+    device: Device,
+) -> Result<Value> {
+    device.require_available()?;
+    if repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
+    if filters == 0 {
+        bail!("--filters must be at least 1");
+    }
+    let [n, c, d, h, w] = shape;
+    if what == What::Step && c != 4 {
+        bail!("--what step needs C = 4 (the teacher's four modalities), got {c}");
+    }
+    let net = |in_channels: usize, seed: u64| {
+        VNetState::init(
+            VNetConfig {
+                in_channels,
+                n_classes: 4,
+                n_filters: filters,
+            },
+            seed,
+        )
+    };
+    let image = uniform(&shape, 11, 1.0);
+    let mut times = Vec::with_capacity(repeat);
+    match what {
+        What::Forward => {
+            let model = net(c, 1);
+            for k in 0..warmup + repeat {
+                let t0 = Instant::now();
+                forward_eval(&model, &image)?;
+                if k >= warmup {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+        }
+        What::Step => {
+            let teacher = net(4, 1);
+            let mut student = net(1, 2);
+            let mut adam = AdamState::for_state(&student);
+            let labels = label_map(n, d, h, w);
+            for k in 0..warmup + repeat {
+                let t0 = Instant::now();
+                train_step(
+                    &mut student,
+                    &mut adam,
+                    Some(&teacher),
+                    &image,
+                    &labels,
+                    &[STUDENT_CHANNEL],
+                    &StepConfig::default(),
+                )?;
+                if k >= warmup {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+    let (median, min, max) = summary(&times);
+    Ok(json!({
+        "what": match what { What::Forward => "forward", What::Step => "step" },
+        "shape": shape,
+        "filters": filters,
+        "device": "cpu",
+        "kernels": match protokd_reference::kernels::kernels() {
+            protokd_reference::kernels::Kernels::Spec => "spec",
+            protokd_reference::kernels::Kernels::Fast => "fast",
+        },
+        "threads": rayon::current_num_threads(),
+        "warmup": warmup,
+        "repeat": repeat,
+        "times_s": times,
+        "median_s": median,
+        "min_s": min,
+        "max_s": max,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "protokd_version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_and_shape_parsing() {
+        assert_eq!(summary(&[3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(summary(&[4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+        assert_eq!(parse_shape("1,4,16,32,48").unwrap(), [1, 4, 16, 32, 48]);
+        for bad in ["1,4,16,32", "1,4,16,32,40", "1,0,16,16,16", "a,4,16,16,16"] {
+            assert!(parse_shape(bad).is_err(), "{bad}");
+        }
+    }
+}
