@@ -16,6 +16,7 @@
 //! `1 - beta1`, `1 - beta2` are computed in `f64` and rounded to `f32`; `beta2`, `eps`,
 //! `weight_decay` are rounded to `f32`.
 
+use crate::layers::rowops::with_hardware_fma;
 use crate::Tensor;
 use rayon::prelude::*;
 
@@ -105,14 +106,28 @@ pub fn adam_step<'a>(
     {
         assert_eq!(p.shape, g.shape, "adam_step: gradient shape");
         count += 1;
-        (&mut p.data, &g.data, &mut m.data, &mut v.data)
-            .into_par_iter()
-            .for_each(|(p, &grad, m, v)| {
-                let g = wd.mul_add(*p, grad);
-                *m = one_minus_b1.mul_add(g - *m, *m);
-                *v = (one_minus_b2 * g).mul_add(g, beta2 * *v);
-                let denom = v.sqrt() / bc2_sqrt + eps;
-                *p = (-step_size).mul_add(*m / denom, *p);
+        // Elements are independent: chunks in parallel, each in an FMA-compiled context.
+        const CHUNK: usize = 1 << 14;
+        p.data
+            .par_chunks_mut(CHUNK)
+            .zip(g.data.par_chunks(CHUNK))
+            .zip(m.data.par_chunks_mut(CHUNK))
+            .zip(v.data.par_chunks_mut(CHUNK))
+            .for_each(|(((ps, gs), ms), vs)| {
+                with_hardware_fma(
+                    #[inline(always)]
+                    || {
+                        for (((p, &grad), m), v) in
+                            ps.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut())
+                        {
+                            let g = wd.mul_add(*p, grad);
+                            *m = one_minus_b1.mul_add(g - *m, *m);
+                            *v = (one_minus_b2 * g).mul_add(g, beta2 * *v);
+                            let denom = v.sqrt() / bc2_sqrt + eps;
+                            *p = (-step_size).mul_add(*m / denom, *p);
+                        }
+                    },
+                )
             });
     }
     assert_eq!(count, grads.len(), "adam_step: parameter count");

@@ -36,8 +36,10 @@ use crate::reduce::{BLOCK, LANES};
 use crate::Tensor;
 use rayon::prelude::*;
 
-/// Output channels per register block.
+/// Output channels per register block (AVX2 and portable copies: 8 ymm accumulators).
 pub const CB: usize = 4;
+/// Output channels per register block of the AVX-512 copy (8 zmm accumulators).
+pub const WIDE_CB: usize = 8;
 
 /// Zeros after the padded input, so that a block's reads past the last row stay inside.
 const SLACK: usize = 64;
@@ -160,39 +162,38 @@ pub fn conv3d_backward_input(
 /// Conv3d weight gradient with the spec's bits: each `dw[co, ci, a, b, c]` is the canonical
 /// reduction over the output positions ([`crate::reduce`]: blocks of 4096 positions, lane
 /// `i mod 16`), exactly as [`conv3d_backward_weight_spec`]. Here the lanes of several taps stay
-/// in registers for a whole block (27 taps with AVX-512, 6 with AVX2), each 16-position group
-/// of `dy` loaded once for all of them. Needs a unit width stride and a width that is a
-/// multiple of 16 (so that every 16-position group is one contiguous run of a row); other
-/// shapes run the spec kernel.
+/// in registers for a whole block (9 taps with AVX-512, 6 with AVX2), each 16-position group
+/// of `dy` loaded once for all of them; strides are folded into unit-stride reads by the phase
+/// split of the input (as the forward). Needs an output width that is a multiple of 16 (so
+/// that every 16-position group is one contiguous run of a row); other shapes run the spec
+/// kernel.
 pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
     let [n, cin, di, hi, wi] = x.dims5();
     let [ny, cout, od_n, oh_n, ow_n] = dy.dims5();
-    if g.stride[2] != 1
-        || ow_n % LANES != 0
-        || ny != n
-        || g.output_dims([di, hi, wi]) != [od_n, oh_n, ow_n]
-    {
+    if ow_n % LANES != 0 || ny != n || g.output_dims([di, hi, wi]) != [od_n, oh_n, ow_n] {
         return conv3d_backward_weight_spec(x, dy, g);
     }
     let [kd, kh, kw] = g.kernel;
     let s = g.stride;
-    let (xp, q) = pad_split(x, g.padding, g.padding, [1, 1, 1]);
-    let [_, hp, wp] = q;
-    let chan = q[0] * hp * wp;
+    let (xp, q) = pad_split(x, g.padding, g.padding, s);
+    let phases = s[0] * s[1] * s[2];
+    let vol = q[0] * q[1] * q[2];
     let out_chan = od_n * oh_n * ow_n;
     let k3 = kd * kh * kw;
+    // Offset of tap (a, b, c) from the read of tap 0 (phase split: see the forward).
     let mut offsets = Vec::with_capacity(k3);
     for a in 0..kd {
         for b in 0..kh {
             for c in 0..kw {
-                offsets.push((a * hp + b) * wp + c);
+                let r = ((a % s[0]) * s[1] + b % s[1]) * s[2] + c % s[2];
+                offsets.push(r * cin * vol + ((a / s[0]) * q[1] + b / s[1]) * q[2] + c / s[2]);
             }
         }
     }
     let positions = n * out_chan;
     let nblocks = positions.div_ceil(BLOCK);
     let hardware = hardware_fma_available();
-    let wide = hardware && cfg!(target_arch = "x86_64") && avx512();
+    let wide = hardware && avx512();
     let chunk = if wide { WIDE_TAPS } else { NARROW_TAPS };
     let per_pair: Vec<Vec<f32>> = (0..cout * cin)
         .into_par_iter()
@@ -210,7 +211,7 @@ pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
                     let od = (i / (ow_n * oh_n)) % od_n;
                     let nn = i / out_chan;
                     let d0 = (nn * cout + co) * out_chan + (od * oh_n + oh) * ow_n + ow;
-                    let x0 = (nn * cin + ci) * chan + (od * s[0] * hp + oh * s[1]) * wp + ow;
+                    let x0 = (nn * phases * cin + ci) * vol + (od * q[1] + oh) * q[2] + ow;
                     groups.push((d0, x0));
                 }
                 let block_lanes = &mut lanes[blk * k3 * LANES..(blk + 1) * k3 * LANES];
@@ -230,7 +231,8 @@ pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
     Tensor::from_vec(&[cout, cin, kd, kh, kw], per_pair.concat())
 }
 
-/// Taps whose lanes stay in registers at once: 27 zmm with AVX-512, 12 ymm (6 taps) with AVX2.
+/// Taps whose lanes stay in registers at once: 9 zmm with AVX-512 (27 spill: LLVM keeps the
+/// loop rolled), 12 ymm (6 taps) with AVX2.
 const WIDE_TAPS: usize = 9;
 const NARROW_TAPS: usize = 6;
 
@@ -434,28 +436,58 @@ fn run(
     weight: impl Fn(usize, usize) -> f32 + Sync,
     bias: Option<&[f32]>,
 ) -> Tensor {
+    let hardware = hardware_fma_available();
+    if hardware && avx512() {
+        run_blocked::<WIDE_CB>(plan, n, x, taps, weight, bias, Isa::Avx512)
+    } else if hardware {
+        run_blocked::<CB>(plan, n, x, taps, weight, bias, Isa::Avx2Fma)
+    } else {
+        run_blocked::<CB>(plan, n, x, taps, weight, bias, Isa::Portable)
+    }
+}
+
+/// Which compiled copy of a block body runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    /// Plain code (`mul_add` through the C library's `fmaf` on x86-64 without FMA).
+    Portable,
+    /// Compiled for AVX2 and FMA.
+    Avx2Fma,
+    /// Compiled for AVX-512F.
+    Avx512,
+}
+
+/// [`run`] with blocks of `B` output channels, on the copy `isa`.
+fn run_blocked<const B: usize>(
+    plan: &Plan,
+    n: usize,
+    x: &[f32],
+    taps: &[usize],
+    weight: impl Fn(usize, usize) -> f32 + Sync,
+    bias: Option<&[f32]>,
+    isa: Isa,
+) -> Tensor {
     let [od_n, oh_n, ow_n] = plan.out_dims;
     let cout = plan.out_channels;
-    let blocks = cout.div_ceil(CB);
+    let blocks = cout.div_ceil(B);
     let nt = taps.len();
-    // Packed weights: block `kb`, tap `t`, channel `j` at ((kb * nt) + t) * CB + j.
-    let mut packed = vec![0f32; blocks * nt * CB];
+    // Packed weights: block `kb`, tap `t`, channel `j` at ((kb * nt) + t) * B + j.
+    let mut packed = vec![0f32; blocks * nt * B];
     for (i, p) in packed.iter_mut().enumerate() {
-        let (j, t, kb) = (i % CB, (i / CB) % nt, i / (CB * nt));
-        let co = kb * CB + j;
+        let (j, t, kb) = (i % B, (i / B) % nt, i / (B * nt));
+        let co = kb * B + j;
         if co < cout {
             *p = weight(co, t);
         }
     }
     let mut y = Tensor::zeros(&[n, cout, od_n, oh_n, ow_n]);
     let out = Out(y.data.as_mut_ptr());
-    let hardware = hardware_fma_available();
     let wide = ow_n >= 16;
     (0..n * blocks * od_n).into_par_iter().for_each(|task| {
         let od = task % od_n;
         let kb = (task / od_n) % blocks;
         let nn = task / (od_n * blocks);
-        let wpk = &packed[kb * nt * CB..(kb + 1) * nt * CB];
+        let wpk = &packed[kb * nt * B..(kb + 1) * nt * B];
         let xs = &x[nn * plan.sample_stride..];
         for oh in 0..oh_n {
             let row = (od * plan.plane[0] + oh) * plan.plane[1];
@@ -463,9 +495,9 @@ fn run(
             while ow0 < ow_n {
                 let base = row + ow0;
                 let width = if wide { 16 } else { 8 };
-                let store = |acc: &[[f32; 16]; CB]| {
+                let store = |acc: &[[f32; 16]; B]| {
                     for (j, lane) in acc.iter().enumerate() {
-                        let co = kb * CB + j;
+                        let co = kb * B + j;
                         if co >= cout {
                             break;
                         }
@@ -482,12 +514,12 @@ fn run(
                         }
                     }
                 };
-                let mut acc = [[0f32; 16]; CB];
+                let mut acc = [[0f32; 16]; B];
                 if wide {
-                    block::<16>(hardware, xs, base, taps, wpk, &mut acc);
+                    block::<16, B>(isa, xs, base, taps, wpk, &mut acc);
                 } else {
-                    let mut acc8 = [[0f32; 8]; CB];
-                    block::<8>(hardware, xs, base, taps, wpk, &mut acc8);
+                    let mut acc8 = [[0f32; 8]; B];
+                    block::<8, B>(isa, xs, base, taps, wpk, &mut acc8);
                     for (a, b) in acc.iter_mut().zip(&acc8) {
                         a[..8].copy_from_slice(b);
                     }
@@ -500,68 +532,95 @@ fn run(
     y
 }
 
-/// One register block: `acc[j][i] = fma(x[base + t + i], wpk[t * CB + j], acc[j][i])` for
-/// every tap `t` in order (the AVX2+FMA copy when `hardware`).
-fn block<const W: usize>(
-    hardware: bool,
+/// One register block: `acc[j][i] = fma(x[base + t + i], wpk[t * B + j], acc[j][i])` for
+/// every tap `t` in order, on the compiled copy `isa`.
+fn block<const W: usize, const B: usize>(
+    isa: Isa,
     x: &[f32],
     base: usize,
     taps: &[usize],
     wpk: &[f32],
-    acc: &mut [[f32; W]; CB],
+    acc: &mut [[f32; W]; B],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if hardware {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked on the line above).
-            unsafe { block_avx512::<W>(x, base, taps, wpk, acc) };
-            return;
-        }
-        // SAFETY: `hardware` is only true where the CPU has AVX2 and FMA.
-        unsafe { block_avx2_fma::<W>(x, base, taps, wpk, acc) };
-        return;
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx512` is only chosen where the CPU has AVX-512F.
+        Isa::Avx512 => unsafe { block_avx512::<W, B>(x, base, taps, wpk, acc) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx2Fma` is only chosen where the CPU has AVX2 and FMA.
+        Isa::Avx2Fma => unsafe { block_avx2_fma::<W, B>(x, base, taps, wpk, acc) },
+        _ => block_body::<W, B>(x, base, taps, wpk, acc),
     }
-    let _ = hardware;
-    block_body::<W>(x, base, taps, wpk, acc);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn block_avx2_fma<const W: usize>(
+unsafe fn block_avx2_fma<const W: usize, const B: usize>(
     x: &[f32],
     base: usize,
     taps: &[usize],
     wpk: &[f32],
-    acc: &mut [[f32; W]; CB],
+    acc: &mut [[f32; W]; B],
 ) {
-    block_body::<W>(x, base, taps, wpk, acc);
+    block_body::<W, B>(x, base, taps, wpk, acc);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn block_avx512<const W: usize>(
+unsafe fn block_avx512<const W: usize, const B: usize>(
     x: &[f32],
     base: usize,
     taps: &[usize],
     wpk: &[f32],
-    acc: &mut [[f32; W]; CB],
+    acc: &mut [[f32; W]; B],
 ) {
-    block_body::<W>(x, base, taps, wpk, acc);
+    if W == 16 {
+        // One zmm per output channel: written with intrinsics, because LLVM does not keep
+        // `B` x 16 accumulators of the generic body in registers once `B` reaches 8.
+        use std::arch::x86_64::{
+            __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+            _mm512_storeu_ps,
+        };
+        let last = taps.iter().max().map_or(0, |&o| base + o + W);
+        assert!(
+            last <= x.len() && wpk.len() >= taps.len() * B,
+            "block: reads in range"
+        );
+        let mut a: [__m512; B] = [_mm512_setzero_ps(); B];
+        for (aj, from) in a.iter_mut().zip(acc.iter()) {
+            *aj = _mm512_loadu_ps(from.as_ptr());
+        }
+        for (t, &off) in taps.iter().enumerate() {
+            // SAFETY: base + off + 16 <= x.len() for every tap (asserted above).
+            let xv = _mm512_loadu_ps(x.as_ptr().add(base + off));
+            for (j, aj) in a.iter_mut().enumerate() {
+                // SAFETY: t * B + j < taps.len() * B <= wpk.len() (asserted above).
+                let wv = _mm512_set1_ps(*wpk.get_unchecked(t * B + j));
+                // fma(x, w, acc), one rounding: the spec's chain step.
+                *aj = _mm512_fmadd_ps(xv, wv, *aj);
+            }
+        }
+        for (j, aj) in a.iter().enumerate() {
+            _mm512_storeu_ps(acc[j].as_mut_ptr(), *aj);
+        }
+        return;
+    }
+    block_body::<W, B>(x, base, taps, wpk, acc);
 }
 
 #[inline(always)]
-fn block_body<const W: usize>(
+fn block_body<const W: usize, const B: usize>(
     x: &[f32],
     base: usize,
     taps: &[usize],
     wpk: &[f32],
-    acc: &mut [[f32; W]; CB],
+    acc: &mut [[f32; W]; B],
 ) {
     let mut a = *acc;
     for (t, &off) in taps.iter().enumerate() {
         let xs: &[f32; W] = x[base + off..base + off + W].try_into().expect("W values");
-        let ws: &[f32; CB] = wpk[t * CB..t * CB + CB].try_into().expect("CB weights");
-        for j in 0..CB {
+        let ws: &[f32; B] = wpk[t * B..t * B + B].try_into().expect("B weights");
+        for j in 0..B {
             for i in 0..W {
                 a[j][i] = xs[i].mul_add(ws[j], a[j][i]);
             }

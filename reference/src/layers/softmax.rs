@@ -13,6 +13,7 @@
 //! * log-softmax: `ds_j = g_j - p_j * T` with `T = sum_c g_c` sequential over classes from
 //!   `+0.0`, computed as `fma(-p_j, T, g_j)`.
 
+use crate::layers::rowops::with_hardware_fma;
 use crate::mathfn::{exp, ln};
 use crate::Tensor;
 use rayon::prelude::*;
@@ -28,34 +29,52 @@ fn ncv(shape: &[usize]) -> (usize, usize, usize) {
 
 /// Builds a tensor shaped like `inputs[0]` by calling `f(columns_in, column_out)` at every
 /// position, where `columns_in[j][c]` is `inputs[j][n, c, v]` and `f` fills `column_out[c]`.
-/// Samples run in parallel; positions within a sample in order (each is independent).
+/// Each position is independent: chunks of [`COLUMN_CHUNK`] positions run in parallel (in an
+/// FMA-compiled context, see [`with_hardware_fma`]) into a `[N, V, C]` buffer, which is then
+/// transposed to `[N, C, V]`.
 fn map_columns(inputs: &[&Tensor], f: impl Fn(&[Vec<f32>], &mut [f32]) + Sync) -> Tensor {
     let shape = &inputs[0].shape;
     for t in inputs {
         assert_eq!(&t.shape, shape, "softmax: operand shapes differ");
     }
-    let (_, c, v) = ncv(shape);
+    let (n, c, v) = ncv(shape);
     let mut out = Tensor::zeros(shape);
-    out.data
-        .par_chunks_mut(c * v)
+    if n * c * v == 0 {
+        return out;
+    }
+    let mut by_position = vec![0.0f32; n * v * c];
+    by_position
+        .par_chunks_mut(COLUMN_CHUNK * c)
         .enumerate()
-        .for_each(|(n, o)| {
-            let mut cols = vec![vec![0.0f32; c]; inputs.len()];
-            let mut col_out = vec![0.0f32; c];
-            for p in 0..v {
-                for (col, t) in cols.iter_mut().zip(inputs) {
-                    for (k, ck) in col.iter_mut().enumerate() {
-                        *ck = t.data[(n * c + k) * v + p];
+        .for_each(|(chunk, o)| {
+            with_hardware_fma(
+                #[inline(always)]
+                || {
+                    let mut cols = vec![vec![0.0f32; c]; inputs.len()];
+                    for (j, col_out) in o.chunks_mut(c).enumerate() {
+                        let flat = chunk * COLUMN_CHUNK + j;
+                        let (nn, p) = (flat / v, flat % v);
+                        for (col, t) in cols.iter_mut().zip(inputs) {
+                            for (k, ck) in col.iter_mut().enumerate() {
+                                *ck = t.data[(nn * c + k) * v + p];
+                            }
+                        }
+                        f(&cols, col_out);
                     }
-                }
-                f(&cols, &mut col_out);
-                for (k, &ck) in col_out.iter().enumerate() {
-                    o[k * v + p] = ck;
-                }
-            }
+                },
+            )
         });
+    out.data.par_chunks_mut(v).enumerate().for_each(|(nc, o)| {
+        let (nn, k) = (nc / c, nc % c);
+        for (p, ov) in o.iter_mut().enumerate() {
+            *ov = by_position[(nn * v + p) * c + k];
+        }
+    });
     out
 }
+
+/// Positions per parallel work item of [`map_columns`].
+const COLUMN_CHUNK: usize = 4096;
 
 /// Steps 1-3 for one column: `(m, e, S)` with `e` written into `e_out`.
 #[inline]
