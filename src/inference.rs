@@ -93,7 +93,7 @@ impl Window {
     /// Checks that the VNet can take the patch: every size a multiple of 16 (it halves the
     /// resolution four times).
     pub fn check_vnet(&self) -> Result<()> {
-        if let Some(a) = (0..3).find(|&a| self.patch[a] % 16 != 0) {
+        if let Some(a) = (0..3).find(|&a| !self.patch[a].is_multiple_of(16)) {
             bail!(
                 "window patch {:?} (D, H, W): {} along {} is not a multiple of 16, which the VNet \
                  needs (it halves the resolution four times)",
@@ -175,7 +175,7 @@ pub fn window_starts(dim: usize, patch: usize, stride: usize) -> Vec<usize> {
 /// `argmax`).
 pub fn argmax(probabilities: &[f32], classes: usize) -> Vec<u8> {
     assert!(
-        (1..=256).contains(&classes) && probabilities.len() % classes == 0,
+        (1..=256).contains(&classes) && probabilities.len().is_multiple_of(classes),
         "argmax: {} values for {classes} classes",
         probabilities.len()
     );

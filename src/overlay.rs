@@ -121,7 +121,7 @@ pub(crate) fn choose_slice(dims: [usize; 3], labels: &[u8]) -> Option<usize> {
     let mut best: Option<(usize, usize)> = None;
     for (z, slice) in labels.chunks(plane.max(1)).take(dims[0]).enumerate() {
         let count = slice.iter().filter(|&&l| l != 0).count();
-        if count > 0 && best.map_or(true, |(_, c)| count > c) {
+        if count > 0 && best.is_none_or(|(_, c)| count > c) {
             best = Some((z, count));
         }
     }

@@ -515,14 +515,14 @@ pub fn train(args: &TrainArgs, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
         );
         progress.epochs_done = epoch + 1;
         progress.step_in_epoch = 0;
-        let due =
-            epoch >= cfg.val_start_epoch && (epoch - cfg.val_start_epoch) % cfg.val_every == 0;
+        let due = epoch >= cfg.val_start_epoch
+            && (epoch - cfg.val_start_epoch).is_multiple_of(cfg.val_every);
         if due && !val_cases.is_empty() {
             let t0 = Instant::now();
             let [wt, tc, et] = validate(&state, &val_cases, &channels, &window)?;
             outcome.val_seconds += t0.elapsed().as_secs_f64();
             let mean = (wt + tc + et) / 3.0;
-            let best = progress.best.map_or(true, |(b, _)| mean > b);
+            let best = progress.best.is_none_or(|(b, _)| mean > b);
             log.push(json!({
                 "kind": "val", "epoch": epoch, "step": progress.global_step,
                 "wt": wt, "tc": tc, "et": et, "mean": mean, "best": best,

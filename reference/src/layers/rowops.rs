@@ -194,7 +194,7 @@ pub fn lane_blocks(n: usize) -> usize {
 /// gives for the same chains.
 pub fn finish_lanes_taps(lanes: &[f32], ntaps: usize) -> Vec<f32> {
     assert!(
-        ntaps > 0 && lanes.len() % (ntaps * LANES) == 0,
+        ntaps > 0 && lanes.len().is_multiple_of(ntaps * LANES),
         "finish_lanes_taps: not whole blocks of lanes"
     );
     let nblocks = lanes.len() / (ntaps * LANES);
