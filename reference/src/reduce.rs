@@ -145,6 +145,45 @@ pub fn sum_by(n: usize, t: impl Fn(usize) -> f32 + Sync) -> f32 {
     reduce_with(n, |acc, i| acc + t(i))
 }
 
+/// The chain step of a per-channel reduction ([`channel_reduction`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ChannelStep {
+    /// `lane = lane + a_i`.
+    Sum,
+    /// `lane = fma(d, d, lane)` with `d = a_i - mean` (one rounded subtraction).
+    SquaredDeviation(f32),
+    /// `lane = fma(a_i, b_i, lane)`.
+    Dot,
+}
+
+/// The canonical reduction over channel `ch` of `[N, C, V]` data `a` (and `b` for
+/// [`ChannelStep::Dot`]): `M = N V` terms, term `i` the value at `(i / V, ch, i % V)`. Runs the
+/// fast kernel ([`crate::fast::reduce::channel`], same bits) when the fast kernels are
+/// selected and it applies, else this term-by-term loop.
+pub fn channel_reduction(
+    a: &[f32],
+    b: &[f32],
+    (n, c, v): (usize, usize, usize),
+    ch: usize,
+    step: ChannelStep,
+) -> f32 {
+    if crate::kernels::kernels() == crate::kernels::Kernels::Fast {
+        if let Some(r) = crate::fast::reduce::channel(a, b, (n, c, v), ch, step) {
+            return r;
+        }
+    }
+    let at = |data: &[f32], i: usize| data[((i / v) * c + ch) * v + i % v];
+    let m = n * v;
+    match step {
+        ChannelStep::Sum => sum_by(m, |i| at(a, i)),
+        ChannelStep::SquaredDeviation(mean) => reduce_with(m, |acc, i| {
+            let d = at(a, i) - mean;
+            d.mul_add(d, acc)
+        }),
+        ChannelStep::Dot => reduce_with(m, |acc, i| at(a, i).mul_add(at(b, i), acc)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

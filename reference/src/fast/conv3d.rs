@@ -381,6 +381,16 @@ fn pad_split(x: &Tensor, lo: [usize; 3], hi: [usize; 3], s: [usize; 3]) -> (Vec<
             let nn = plane / (c * phases);
             let r = [phase / (s[1] * s[2]), (phase / s[2]) % s[1], phase % s[2]];
             let xs = &x.data[(nn * c + ci) * d * h * w..(nn * c + ci + 1) * d * h * w];
+            if phases == 1 {
+                // Unit stride: whole rows, copied.
+                for z in 0..d {
+                    for y in 0..h {
+                        let to = ((z + lo[0]) * q[1] + y + lo[1]) * q[2] + lo[2];
+                        o[to..to + w].copy_from_slice(&xs[(z * h + y) * w..(z * h + y + 1) * w]);
+                    }
+                }
+                return;
+            }
             for mz in 0..q[0] {
                 let Some(z) = src(0, mz, r[0]) else { continue };
                 for my in 0..q[1] {

@@ -42,7 +42,7 @@
 //! depend on the thread count.
 
 use crate::layers::rowops::with_hardware_fma;
-use crate::reduce;
+use crate::reduce::{channel_reduction, ChannelStep as Step};
 use crate::Tensor;
 use rayon::prelude::*;
 
@@ -87,12 +87,6 @@ fn bn_dims(x: &Tensor, per_channel: &[(&str, &Tensor)], what: &str) -> (usize, u
     (n, c, d * h * w)
 }
 
-/// Value `i` (flat over `(n, voxel)`) of channel `ch` of a `[N, C, V]` buffer.
-#[inline]
-fn chan_at(data: &[f32], c: usize, v: usize, ch: usize, i: usize) -> f32 {
-    data[((i / v) * c + ch) * v + i % v]
-}
-
 /// Training-mode forward (see the module docs for the exact order). Updates the running
 /// statistics and `num_batches_tracked`; returns `y` and the cache for the backward. Returns
 /// [`BatchTooSmall`] (changing nothing) when `N * D * H * W < 2`.
@@ -124,11 +118,8 @@ pub fn batchnorm3d_forward_train(
     let stats: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let mean = reduce::sum_by(m, |i| chan_at(&x.data, c, v, ch, i)) / mf;
-            let q = reduce::reduce_with(m, |acc, i| {
-                let d = chan_at(&x.data, c, v, ch, i) - mean;
-                d.mul_add(d, acc)
-            });
+            let mean = channel_reduction(&x.data, &[], (n, c, v), ch, Step::Sum) / mf;
+            let q = channel_reduction(&x.data, &[], (n, c, v), ch, Step::SquaredDeviation(mean));
             (mean, q / mf)
         })
         .collect();
@@ -244,10 +235,8 @@ pub fn batchnorm3d_backward(
     let sums: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let db = reduce::sum_by(m, |i| chan_at(&dy.data, c, v, ch, i));
-            let dw = reduce::reduce_with(m, |acc, i| {
-                chan_at(&dy.data, c, v, ch, i).mul_add(chan_at(xh, c, v, ch, i), acc)
-            });
+            let db = channel_reduction(&dy.data, &[], (n, c, v), ch, Step::Sum);
+            let dw = channel_reduction(&dy.data, xh, (n, c, v), ch, Step::Dot);
             (dw, db)
         })
         .collect();
@@ -280,6 +269,11 @@ pub fn batchnorm3d_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Value `i` (flat over `(n, voxel)`) of channel `ch` of a `[N, C, V]` buffer.
+    fn chan_at(data: &[f32], c: usize, v: usize, ch: usize, i: usize) -> f32 {
+        data[((i / v) * c + ch) * v + i % v]
+    }
     use crate::reduce::Partials;
     use crate::testutil::{directional_fd_check, dot_f64, random_tensor, rel_err_norm};
 

@@ -487,7 +487,7 @@ pub fn bias_backward(dy: &Tensor) -> Tensor {
     let v = d * h * w;
     let db: Vec<f32> = (0..c)
         .into_par_iter()
-        .map(|ch| reduce::sum_by(n * v, |i| dy.data[((i / v) * c + ch) * v + i % v]))
+        .map(|ch| reduce::channel_reduction(&dy.data, &[], (n, c, v), ch, reduce::ChannelStep::Sum))
         .collect();
     Tensor::from_vec(&[c], db)
 }
