@@ -16,7 +16,7 @@
 //! and each input load feeds `CB` fused multiply-adds. Weights are packed per block as
 //! `[tap][CB]` (channels past `Cout` are zero and their outputs dropped). Outputs past the
 //! row's end are computed from whatever follows in the padded buffer and dropped; the buffer
-//! has [`SLACK`] zeros at its end so that no read leaves it.
+//! has `SLACK` zeros at its end so that no read leaves it.
 //!
 //! The block body is plain Rust (`f32::mul_add` on arrays) compiled twice, as the spec's row
 //! primitives: inside `#[target_feature(enable = "avx2,fma")]` when the CPU has them (and
@@ -381,7 +381,7 @@ fn scatter_phase(dx: &mut Tensor, part: &Tensor, r: [usize; 3], s: [usize; 3]) {
 /// `x` zero-padded by `lo` before and `hi` after each spatial axis and split into the
 /// `s0 s1 s2` phases of the stride `s`: phase `r` (index `(r0 s1 + r1) s2 + r2`) holds the
 /// padded values at `s m + r`, as `[N, phase, C, Q0, Q1, Q2]` with `Q = ceil(padded / s)`
-/// (zeros where `s m + r` is past the padded size), then [`SLACK`] zeros. Returns the buffer
+/// (zeros where `s m + r` is past the padded size), then `SLACK` zeros. Returns the buffer
 /// and `Q`. With unit stride this is the plain zero-padded input.
 fn pad_split(x: &Tensor, lo: [usize; 3], hi: [usize; 3], s: [usize; 3]) -> (Vec<f32>, [usize; 3]) {
     let [n, c, d, h, w] = x.dims5();

@@ -44,7 +44,7 @@ pub(crate) fn hardware_fma_available() -> bool {
     }
 }
 
-/// Runs `f` inside a function compiled for AVX2 and FMA when [`hardware_fma_available`], so
+/// Runs `f` inside a function compiled for AVX2 and FMA when the CPU has them (and [`set_hardware_fma`] allows), so
 /// that the `f32::mul_add` of a loop inlined into it become the hardware `vfmadd` instruction
 /// instead of calls to the C library's `fmaf`; elsewhere runs `f` as it is. Both give the same
 /// bits (IEEE `fma`); only the speed differs.
