@@ -63,10 +63,7 @@ pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeo
         for a in 0..kd {
             for b in 0..kh {
                 for c in 0..kw {
-                    let r = ((a % s[0]) * s[1] + b % s[1]) * s[2] + c % s[2];
-                    taps.push(
-                        (((r * cin + ci) * q[0] + a / s[0]) * q[1] + b / s[1]) * q[2] + c / s[2],
-                    );
+                    taps.push(phase_offset([a, b, c], ci, cin, s, q));
                 }
             }
         }
@@ -86,6 +83,14 @@ pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeo
         weight,
         bias.map(|b| b.data.as_slice()),
     )
+}
+
+/// Offset, in an input split into the phases of the stride `s` by [`pad_split`] (`cin`
+/// channels, phase volumes `q`), of tap `k = (a, b, c)` of channel `ci` from the read of tap 0
+/// of channel 0: phase `k mod s`, position `k div s`.
+fn phase_offset(k: [usize; 3], ci: usize, cin: usize, s: [usize; 3], q: [usize; 3]) -> usize {
+    let r = ((k[0] % s[0]) * s[1] + k[1] % s[1]) * s[2] + k[2] % s[2];
+    (r * cin + ci) * q[0] * q[1] * q[2] + ((k[0] / s[0]) * q[1] + k[1] / s[1]) * q[2] + k[2] / s[2]
 }
 
 /// Conv3d input gradient with the spec's bits, any geometry. The outputs are taken by phase
@@ -185,8 +190,7 @@ pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
     for a in 0..kd {
         for b in 0..kh {
             for c in 0..kw {
-                let r = ((a % s[0]) * s[1] + b % s[1]) * s[2] + c % s[2];
-                offsets.push(r * cin * vol + ((a / s[0]) * q[1] + b / s[1]) * q[2] + c / s[2]);
+                offsets.push(phase_offset([a, b, c], 0, cin, s, q));
             }
         }
     }
