@@ -703,11 +703,16 @@ mod tests {
             let ow = 16 * pick(1, 2) as usize;
             dims[2] = (ow - 1) * s[2] + k[2] - 2 * p[2];
         }
-        let (n, cin, cout) = (
+        let (n, mut cin, mut cout) = (
             pick(1, 2) as usize,
             pick(1, 7) as usize,
             pick(1, 11) as usize,
         );
+        if pick(0, 5) == 0 {
+            // Channel counts up to 64, on a small grid.
+            (cin, cout) = (pick(1, 64) as usize, pick(1, 64) as usize);
+            dims = [0, 1, 2].map(|a| (pick(1, 4) as usize).max(k[a].saturating_sub(2 * p[a])));
+        }
         let x = random_tensor(&[n, cin, dims[0], dims[1], dims[2]], seed);
         let w = random_tensor(&[cout, cin, k[0], k[1], k[2]], seed + 1);
         let b = (pick(0, 1) == 1).then(|| random_tensor(&[cout], seed + 2));
