@@ -133,6 +133,11 @@ pub fn read_state(file: &TensorFile, prefix: &str, cfg: VNetConfig) -> Result<VN
 
 /// Loads a checkpoint (protokd- or PyTorch-written), strictly.
 pub fn load(path: &Path) -> Result<Checkpoint> {
+    Ok(load_hashed(path)?.0)
+}
+
+/// [`load`], and the SHA-256 of the file (from the same read).
+pub fn load_hashed(path: &Path) -> Result<(Checkpoint, String)> {
     let file = TensorFile::open(path)?;
     let cfg = infer_config(&file)?;
     let state = read_state(&file, "", cfg)?;
@@ -167,7 +172,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             );
         }
     }
-    Ok(Checkpoint { state, modalities })
+    Ok((Checkpoint { state, modalities }, file.sha256()))
 }
 
 /// The input modalities of the model in `ck` (read from `path`): the recorded ones, which

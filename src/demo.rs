@@ -250,7 +250,7 @@ pub fn run(o: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
         ));
         Ok(out)
     };
-    let teacher_run = train_one("2", "teacher", teacher_cfg, None, say)?;
+    let teacher_run = train_one("2", "teacher", teacher_cfg.clone(), None, say)?;
     let teacher_ck = chosen_checkpoint(&teacher_run);
     trained.push(("teacher", Modalities::all(), teacher_ck.clone()));
     for m in &students {
@@ -284,8 +284,8 @@ pub fn run(o: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
     }
     let dataset = discover(&data)?.select(&test, "demo test split")?;
     let window = Window {
-        patch: plan.config(Method::Teacher, &Modalities::all())?.val_patch,
-        stride: plan.config(Method::Teacher, &Modalities::all())?.val_stride,
+        patch: teacher_cfg.val_patch,
+        stride: teacher_cfg.val_stride,
     };
     say(&format!(
         "[5] evaluate {} models on {} test phantoms",

@@ -23,6 +23,11 @@ use crate::tensorfile::sha256_hex;
 use crate::volume::{Geometry, Volume};
 use anyhow::{Context, Result};
 use nalgebra::Vector4;
+use protokd_reference::adam::AdamState;
+use protokd_reference::state::{VNetConfig, VNetState};
+use protokd_reference::step::{train_step, StepConfig, StepReport};
+use protokd_reference::vnet::{forward_eval, VNetOutput};
+use protokd_reference::{LabelMap, Tensor};
 use serde_json::{json, Value};
 
 /// The phantom cohort the patches come from.
@@ -288,4 +293,33 @@ pub fn manifest(patches: &[Patch]) -> Value {
         "preprocessing": "each modality z-scored over the voxels > 0 of the whole case (mean, population std), then cut; images float32, labels raw BraTS 2018 (uint8)",
         "patches": list,
     })
+}
+/// The computation the golden values record (`tests/golden.rs`) and `protokd verify` compares:
+/// on a patch `image` `[1, 4, D, H, W]` with `labels`, the evaluation-mode forward of a
+/// four-channel teacher (n_filters 4, seed 1), then one ProtoKD step (the paper's settings) of a
+/// T1ce student (n_filters 4, seed 2) against it. Returns the teacher's output, the step's report
+/// and the updated student.
+pub fn seeded_run(
+    image: &Tensor,
+    labels: &LabelMap,
+) -> Result<(VNetOutput, StepReport, VNetState)> {
+    let cfg = |in_channels| VNetConfig {
+        in_channels,
+        n_classes: 4,
+        n_filters: 4,
+    };
+    let teacher = VNetState::init(cfg(4), 1);
+    let mut student = VNetState::init(cfg(1), 2);
+    let out = forward_eval(&teacher, image)?;
+    let mut adam = AdamState::for_state(&student);
+    let report = train_step(
+        &mut student,
+        &mut adam,
+        Some(&teacher),
+        image,
+        labels,
+        &[2],
+        &StepConfig::default(),
+    )?;
+    Ok((out, report, student))
 }

@@ -42,7 +42,7 @@ use crate::output::check_new;
 use crate::phantom::parse_release;
 use crate::tensorfile::sha256_hex;
 use crate::volume::{Geometry, Image, Volume};
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use protokd_reference::state::VNetState;
 use serde_json::json;
@@ -112,13 +112,11 @@ impl Model {
             .map(Modalities::parse)
             .transpose()
             .context("--modality")?;
-        let bytes = std::fs::read(path)
-            .map_err(|e| anyhow!("model {}: cannot read the file ({e})", path.display()))?;
-        let ckpt = checkpoint::load(path)?;
+        let (ckpt, sha256) = checkpoint::load_hashed(path)?;
         let modalities = checkpoint::model_modalities(&ckpt, given.as_ref(), path)?;
         Ok(Model {
             path: path.to_path_buf(),
-            sha256: sha256_hex(&bytes),
+            sha256,
             state: ckpt.state,
             modalities,
         })

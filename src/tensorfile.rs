@@ -58,6 +58,11 @@ impl TensorFile {
         })
     }
 
+    /// SHA-256 of the file's bytes (as read by [`TensorFile::open`]).
+    pub fn sha256(&self) -> String {
+        sha256_hex(&self.bytes)
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path

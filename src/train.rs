@@ -34,7 +34,6 @@ use crate::inference::{segment_case, Window};
 use crate::metrics::{region_dice, Region};
 use crate::modality::Modalities;
 use crate::preprocess::{preprocess_with_crop, CropBox, PreparedCase};
-use crate::tensorfile::sha256_hex;
 use anyhow::{anyhow, bail, Context, Result};
 use config::TrainConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -216,9 +215,7 @@ fn make_split(dataset: &Dataset, split_dir: Option<&Path>, cfg: &TrainConfig) ->
 /// Loads the teacher of a distillation run and checks it fits: four channels (all
 /// modalities), four classes, the student's width. Returns it with the file's SHA-256.
 fn load_teacher(path: &Path, cfg: &TrainConfig) -> Result<(VNetState, String)> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| anyhow!("teacher {}: cannot read the file ({e})", path.display()))?;
-    let ck = checkpoint::load(path)?;
+    let (ck, sha256) = checkpoint::load_hashed(path)?;
     let c = ck.state.config;
     if c.in_channels != 4
         || ck
@@ -243,7 +240,7 @@ fn load_teacher(path: &Path, cfg: &TrainConfig) -> Result<(VNetState, String)> {
             cfg.n_filters
         );
     }
-    Ok((ck.state, sha256_hex(&bytes)))
+    Ok((ck.state, sha256))
 }
 
 /// File names a run writes (removed by `force` before a fresh start).

@@ -19,7 +19,6 @@
 
 use crate::brats::{discover, load_case};
 use anyhow::{bail, Result};
-use protokd_reference::adam::AdamState;
 use protokd_reference::kernels::{kernels, set_kernels, Kernels};
 use protokd_reference::layers::batchnorm3d::{batchnorm3d_backward, batchnorm3d_forward_train};
 use protokd_reference::layers::conv3d::{
@@ -28,9 +27,6 @@ use protokd_reference::layers::conv3d::{
 use protokd_reference::layers::conv_transpose3d::{
     conv_transpose3d_backward_input, conv_transpose3d_backward_weight, conv_transpose3d_forward,
 };
-use protokd_reference::state::{VNetConfig, VNetState};
-use protokd_reference::step::{train_step, StepConfig};
-use protokd_reference::vnet::forward_eval;
 use protokd_reference::{LabelMap, Tensor};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -172,28 +168,10 @@ fn outputs(image: &Tensor, labels: &LabelMap) -> Result<Vec<(String, Vec<f32>)>>
     bwd.extend(&db.data);
     out.push(("batchnorm3d backward".to_string(), bwd));
 
-    let cfg = |channels| VNetConfig {
-        in_channels: channels,
-        n_classes: 4,
-        n_filters: 4,
-    };
-    let teacher = VNetState::init(cfg(4), 1);
-    let y = forward_eval(&teacher, image)?;
+    let (y, r, student) = crate::golden::seeded_run(image, labels)?;
     let mut fwd = y.features.data;
     fwd.extend(&y.logits.data);
     out.push(("vnet forward (teacher, eval)".to_string(), fwd));
-
-    let mut student = VNetState::init(cfg(1), 2);
-    let mut adam = AdamState::for_state(&student);
-    let r = train_step(
-        &mut student,
-        &mut adam,
-        Some(&teacher),
-        image,
-        labels,
-        &[2],
-        &StepConfig::default(),
-    )?;
     let l = r.losses;
     let mut step = vec![l.total, l.seg, l.dice, l.ce, l.kd, l.proto];
     for g in &r.grads {

@@ -6,10 +6,6 @@ use protokd::brats;
 use protokd::golden::{self, Kind};
 use protokd::phantom::Templates;
 use protokd::tensorfile::sha256_hex;
-use protokd_reference::adam::AdamState;
-use protokd_reference::state::{VNetConfig, VNetState};
-use protokd_reference::step::{train_step, StepConfig};
-use protokd_reference::vnet::forward_eval;
 use protokd_reference::{LabelMap, Tensor};
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -110,28 +106,10 @@ fn le_hash(values: &[f32]) -> String {
 /// The recorded values of one patch: teacher forward (evaluation mode) and one ProtoKD step
 /// of a T1ce student, both n_filters 4 from fixed seeds.
 fn golden_values(image: &Tensor, labels: &LabelMap) -> String {
-    let cfg = |c| VNetConfig {
-        in_channels: c,
-        n_classes: 4,
-        n_filters: 4,
-    };
-    let teacher = VNetState::init(cfg(4), 1);
-    let mut student = VNetState::init(cfg(1), 2);
+    let (y, r, student) = protokd::golden::seeded_run(image, labels).unwrap();
     let mut out = String::new();
-    let y = forward_eval(&teacher, image).unwrap();
     writeln!(out, "teacher.features sha256 {}", le_hash(&y.features.data)).unwrap();
     writeln!(out, "teacher.logits   sha256 {}", le_hash(&y.logits.data)).unwrap();
-    let mut adam = AdamState::for_state(&student);
-    let r = train_step(
-        &mut student,
-        &mut adam,
-        Some(&teacher),
-        image,
-        labels,
-        &[2],
-        &StepConfig::default(),
-    )
-    .unwrap();
     let l = r.losses;
     for (name, v) in [
         ("total", l.total),

@@ -509,6 +509,7 @@ fn run_blocked<const B: usize>(
     let cout = plan.out_channels;
     let blocks = cout.div_ceil(B);
     let nt = taps.len();
+    let max_tap = taps.iter().copied().max().unwrap_or(0);
     // Packed weights: block `kb`, tap `t`, channel `j` at ((kb * nt) + t) * B + j.
     let mut packed = vec![0f32; blocks * nt * B];
     for (i, p) in packed.iter_mut().enumerate() {
@@ -554,10 +555,10 @@ fn run_blocked<const B: usize>(
                 };
                 let mut acc = [[0f32; 16]; B];
                 if wide {
-                    block::<16, B>(isa, xs, base, taps, wpk, &mut acc);
+                    block::<16, B>(isa, xs, base, (taps, max_tap), wpk, &mut acc);
                 } else {
                     let mut acc8 = [[0f32; 8]; B];
-                    block::<8, B>(isa, xs, base, taps, wpk, &mut acc8);
+                    block::<8, B>(isa, xs, base, (taps, max_tap), wpk, &mut acc8);
                     for (a, b) in acc.iter_mut().zip(&acc8) {
                         a[..8].copy_from_slice(b);
                     }
@@ -571,19 +572,19 @@ fn run_blocked<const B: usize>(
 }
 
 /// One register block: `acc[j][i] = fma(x[base + t + i], wpk[t * B + j], acc[j][i])` for
-/// every tap `t` in order, on the compiled copy `isa`.
+/// every tap offset `t` of `taps` in order (`max_tap` their largest), on the compiled copy `isa`.
 fn block<const W: usize, const B: usize>(
     isa: Isa,
     x: &[f32],
     base: usize,
-    taps: &[usize],
+    (taps, max_tap): (&[usize], usize),
     wpk: &[f32],
     acc: &mut [[f32; W]; B],
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Avx512` is only chosen where the CPU has AVX-512F.
-        Isa::Avx512 => unsafe { block_avx512::<W, B>(x, base, taps, wpk, acc) },
+        Isa::Avx512 => unsafe { block_avx512::<W, B>(x, base, (taps, max_tap), wpk, acc) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Avx2Fma` is only chosen where the CPU has AVX2 and FMA.
         Isa::Avx2Fma => unsafe { block_avx2_fma::<W, B>(x, base, taps, wpk, acc) },
@@ -608,7 +609,7 @@ unsafe fn block_avx2_fma<const W: usize, const B: usize>(
 unsafe fn block_avx512<const W: usize, const B: usize>(
     x: &[f32],
     base: usize,
-    taps: &[usize],
+    (taps, max_tap): (&[usize], usize),
     wpk: &[f32],
     acc: &mut [[f32; W]; B],
 ) {
@@ -619,9 +620,8 @@ unsafe fn block_avx512<const W: usize, const B: usize>(
             __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
             _mm512_storeu_ps,
         };
-        let last = taps.iter().max().map_or(0, |&o| base + o + W);
         assert!(
-            last <= x.len() && wpk.len() >= taps.len() * B,
+            base + max_tap + W <= x.len() && wpk.len() >= taps.len() * B,
             "block: reads in range"
         );
         let mut a: [__m512; B] = [_mm512_setzero_ps(); B];
