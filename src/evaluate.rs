@@ -415,11 +415,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     };
     // Cases without labels are refused before anything is written.
     check_labelled(&dataset.cases).with_context(|| args.data.display().to_string())?;
-    say(&format!(
-        "protokd {}: {}",
-        env!("CARGO_PKG_VERSION"),
-        model.describe()
-    ))?;
+    say(&model.describe())?;
     say(&format!(
         "window: patch {:?}, stride {:?} (D, H, W); {} case(s) of {}",
         window.patch,

@@ -122,10 +122,11 @@ impl Model {
         })
     }
 
-    /// One line for the log: path, SHA-256, modalities, filters.
+    /// One line for the log: protokd's version, the model's path, SHA-256, modalities, filters.
     pub fn describe(&self) -> String {
         format!(
-            "model {} (sha256 {}): {} channel(s) {}, n_filters {}, {} classes",
+            "protokd {}: model {} (sha256 {}): {} channel(s) {}, n_filters {}, {} classes",
+            env!("CARGO_PKG_VERSION"),
             self.path.display(),
             self.sha256,
             self.state.config.in_channels,
@@ -548,11 +549,7 @@ pub fn run(args: SegmentArgs) -> Result<()> {
     check_new(&provenance_path, "provenance record", args.force)?;
     let Plan { jobs, dataset } = plan;
     let mut cases = Vec::with_capacity(jobs.len());
-    say(&format!(
-        "protokd {}: {}",
-        env!("CARGO_PKG_VERSION"),
-        model.describe()
-    ))?;
+    say(&model.describe())?;
     say(&format!(
         "window: patch {:?}, stride {:?} (D, H, W); {} case(s)",
         window.patch,

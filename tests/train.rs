@@ -73,13 +73,28 @@ fn teacher(run: &Path, extra: &[&str]) -> Output {
 
 /// `protokd train teacher --config cfg` into `run` (given as --out unless `extra` resumes).
 fn teacher_with(cfg: &Path, run: &Path, extra: &[&str]) -> Output {
-    let data = &cohort().1;
-    let mut a = vec!["train", "teacher", "--data", s(data), "--config", s(cfg)];
+    let mut a = vec![];
     if !extra.contains(&"--resume") {
         a.extend(["--out", s(run)]);
     }
     a.extend_from_slice(extra);
-    protokd(&a)
+    teacher_command(cfg, &a).output().unwrap()
+}
+
+/// The command `protokd train teacher --data <cohort> --config cfg EXTRA...`.
+fn teacher_command(cfg: &Path, extra: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_protokd"));
+    c.args([
+        "train",
+        "teacher",
+        "--data",
+        s(&cohort().1),
+        "--config",
+        s(cfg),
+    ])
+    .args(extra)
+    .env_remove("RUST_BACKTRACE");
+    c
 }
 
 /// `protokd train student --modality t1ce` with the tiny config into `run`, and `extra`.
@@ -202,21 +217,10 @@ fn stopped_and_resumed_runs_end_bit_identical() {
 fn ctrl_c_saves_and_exits_130() {
     let dir = TempDir::new("train-ctrlc");
     let run = dir.join("run");
-    let (_, data, _) = cohort();
     let cfg = dir.join("slow.json");
     // Many epochs so that the signal arrives mid-run.
     std::fs::write(&cfg, TINY.replace("\"max_epoch\": 2", "\"max_epoch\": 200")).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_protokd"))
-        .args([
-            "train",
-            "teacher",
-            "--data",
-            s(data),
-            "--config",
-            s(&cfg),
-            "--out",
-            s(&run),
-        ])
+    let child = teacher_command(&cfg, &["--out", s(&run)])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -283,7 +287,7 @@ fn every_student_method_trains() {
 
 #[test]
 fn bad_input_is_refused_and_leaves_files_intact() {
-    let (_, data, cfg) = cohort();
+    let cfg = &cohort().2;
     let dir = TempDir::new("train-bad");
     // A student given no teacher.
     let run = dir.join("s");
@@ -342,17 +346,7 @@ fn bad_input_is_refused_and_leaves_files_intact() {
     assert_eq!(read(&existing.join("last.safetensors")), before);
     // A write that fails midway: the error is clear, no temporary file is left, the saved
     // state still loads, and the run still resumes to the uninterrupted result.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_protokd"))
-        .args([
-            "train",
-            "teacher",
-            "--data",
-            s(data),
-            "--config",
-            s(cfg),
-            "--resume",
-            s(&existing),
-        ])
+    let out = teacher_command(cfg, &["--resume", s(&existing)])
         .env(protokd::tensorfile::SIMULATE_WRITE_FAILURE, "last.optim")
         .output()
         .unwrap();
