@@ -49,6 +49,9 @@ pub enum EngineError {
     /// Training-mode BatchNorm needs at least two values per channel at the deepest level.
     #[error("{0}")]
     BatchTooSmall(String),
+    /// A device (GPU) failed: its driver, compiler or memory.
+    #[error("{0}")]
+    Device(String),
 }
 
 /// Checks that a tensor holds only finite values.

@@ -1,0 +1,81 @@
+//! Compiles the CUDA C kernels (`kernels/*.cu`) with the host C++ compiler for the Emulated
+//! device, and generates the kernel table (`$OUT_DIR/kernels.rs`): every kernel's name, its
+//! host-compiled entry point, and the sources NVRTC compiles for the Cuda device.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+fn main() {
+    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("kernels");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("gpu/kernels")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cu"))
+        .collect();
+    sources.sort();
+
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .include(&dir)
+        .opt_level(2)
+        .flag("-std=c++17")
+        .flag("-ffp-contract=off")
+        .flag("-fno-fast-math")
+        .flag("-include")
+        .flag(dir.join("prelude.cuh").to_str().unwrap())
+        .warnings(true)
+        .extra_warnings(false)
+        .flag("-x")
+        .flag("c++");
+    for s in &sources {
+        build.file(s);
+        println!("cargo:rerun-if-changed={}", s.display());
+    }
+    build.file(dir.join("emu_runtime.cpp"));
+    build.compile("protokd_gpu_emulated");
+
+    let mut names = Vec::new();
+    for s in &sources {
+        let text = std::fs::read_to_string(s).unwrap();
+        for line in text.lines() {
+            if let Some(rest) = line.trim_start().strip_prefix("KERNEL(") {
+                let name = rest.split(')').next().unwrap().trim().to_string();
+                names.push(name);
+            }
+        }
+    }
+    let mut out = String::new();
+    writeln!(out, "/// Every kernel, by name.").unwrap();
+    writeln!(out, "pub(crate) const KERNEL_NAMES: &[&str] = &[").unwrap();
+    for n in &names {
+        writeln!(out, "    {n:?},").unwrap();
+    }
+    writeln!(out, "];").unwrap();
+    writeln!(out, "/// The kernel sources, by file name, in the order NVRTC gets them.").unwrap();
+    writeln!(out, "pub(crate) const SOURCES: &[(&str, &str)] = &[").unwrap();
+    for s in &sources {
+        let file = s.file_name().unwrap().to_str().unwrap();
+        writeln!(out, "    ({file:?}, include_str!({:?})),", s.display().to_string()).unwrap();
+    }
+    writeln!(out, "];").unwrap();
+    writeln!(out, "extern \"C\" {{").unwrap();
+    for n in &names {
+        writeln!(out, "    fn {n}(p: crate::args::KernelArgs);").unwrap();
+    }
+    writeln!(out, "}}").unwrap();
+    writeln!(out, "/// The host-compiled entry point of a kernel.").unwrap();
+    writeln!(
+        out,
+        "pub(crate) fn host_entry(name: &str) -> Option<unsafe extern \"C\" fn(crate::args::KernelArgs)> {{"
+    )
+    .unwrap();
+    writeln!(out, "    match name {{").unwrap();
+    for n in &names {
+        writeln!(out, "        {n:?} => Some({n}),").unwrap();
+    }
+    writeln!(out, "        _ => None,\n    }}\n}}").unwrap();
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    std::fs::write(out_dir.join("kernels.rs"), out).unwrap();
+}

@@ -1,0 +1,75 @@
+// protokd GPU kernels: the common prelude, prepended to every kernel source.
+//
+// Every kernel file (kernels/*.cu) is compiled twice from the same text:
+//  * by NVRTC for the Cuda device (`--fmad=false --prec-div=true --prec-sqrt=true --ftz=false`),
+//    the source being this prelude followed by the file;
+//  * by the host C++ compiler for the Emulated device (build.rs, `-include prelude.cuh`,
+//    `-ffp-contract=off`), where emu.h supplies blockIdx/threadIdx and the intrinsics below.
+//
+// Conventions (gpu/README.md):
+//  * A kernel is declared `KERNEL(name)` and takes ONE argument, `pk_args p`: 16 64-bit slots
+//    read with ARG_PTR(type, i), ARG_I64(i) and ARG_F32(i) (the host packs them in the same
+//    order, gpu/src/args.rs). So every launch has one signature on both devices.
+//  * No shared memory, no __syncthreads, no warp intrinsics, no atomics: every thread computes
+//    whole outputs on its own, so a launch is a plain loop over blocks and threads in emulation.
+//  * Arithmetic is spelled with the IEEE intrinsics: fma is __fmaf_rn (never a contracted
+//    a * b + c: fmad is off), division __fdiv_rn, square root __fsqrt_rn; `+`, `-`, `*` are
+//    single IEEE operations. The orders are the reference crate's, written in its docs.
+
+#ifndef __CUDACC__
+#include "emu.h"
+#endif
+
+struct pk_args {
+    unsigned long long a[16];
+};
+
+#define KERNEL(name) extern "C" __global__ void name(pk_args p)
+#define ARG_PTR(type, i) ((type *)(p.a[i]))
+#define ARG_I64(i) ((long long)(p.a[i]))
+#define ARG_F32(i) (__uint_as_float((unsigned int)(p.a[i])))
+
+// The flat index of this thread over a 1-D launch (blockIdx.x * blockDim.x + threadIdx.x),
+// widened before the multiplication.
+__device__ __forceinline__ long long pk_global_index() {
+    return (long long)blockIdx.x * (long long)blockDim.x + (long long)threadIdx.x;
+}
+
+// The canonical reduction's shape (reference/src/reduce.rs): blocks of PK_BLOCK terms, term i of
+// a block in lane i % PK_LANES, each lane a sequential chain from +0.0 in increasing i.
+#define PK_LANES 16
+#define PK_BLOCK 4096
+
+// Lane tree of one block: (l0+l1), (l2+l3), ... then the same on the results, 16 -> 1.
+// `l` is read at l[k * stride], k < 16, and overwritten.
+__device__ __forceinline__ float pk_lane_tree(float *l, long long stride) {
+    for (int width = PK_LANES / 2; width >= 1; width /= 2) {
+        for (int j = 0; j < width; j++) {
+            l[j * stride] = l[(2 * j) * stride] + l[(2 * j + 1) * stride];
+        }
+    }
+    return l[0];
+}
+
+// Pairwise tree over x[k * stride], k < n (n >= 1): at each level element j of the next level
+// is x[2j] + x[2j+1] and an odd last element is carried up unchanged. Overwrites x.
+__device__ __forceinline__ float pk_pairwise_tree(float *x, long long n, long long stride) {
+    while (n > 1) {
+        long long half = n / 2;
+        for (long long j = 0; j < half; j++) {
+            x[j * stride] = x[(2 * j) * stride] + x[(2 * j + 1) * stride];
+        }
+        if (n % 2 == 1) {
+            x[half * stride] = x[(n - 1) * stride];
+        }
+        n = half + n % 2;
+    }
+    return x[0];
+}
+
+// The range of term indices of lane `lane` in block `block` of an n-term reduction:
+// i = block * PK_BLOCK + lane + PK_LANES * j for i < min(n, (block + 1) * PK_BLOCK).
+__device__ __forceinline__ long long pk_block_end(long long n, long long block) {
+    long long end = (block + 1) * PK_BLOCK;
+    return end < n ? end : n;
+}

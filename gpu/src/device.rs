@@ -1,0 +1,191 @@
+//! The two devices behind one interface, and their buffers.
+//!
+//! * [`Device::Cuda`]: an NVIDIA GPU through cudarc (driver API, one stream); the kernels are
+//!   compiled by NVRTC once per process and architecture ([`crate::nvrtc`]).
+//! * [`Device::Emulated`]: the same kernel text compiled by the host C++ compiler (build.rs);
+//!   a launch runs every block's threads one after another, blocks spread over rayon threads.
+//!   Kernels never cooperate between threads, so this computes exactly what the GPU computes.
+//!
+//! Buffers are typed ([`Buffer<T>`]); their contents cross between host and device only through
+//! [`Device::upload`] and [`Device::download`].
+
+use crate::args::Args;
+use crate::cuda::CudaDevice;
+use crate::emulated::{HostVec, EMULATED};
+use crate::error::GpuError;
+use cudarc::driver::{CudaSlice, DevicePtr};
+use std::sync::Arc;
+
+/// Threads per block of every launch.
+pub const BLOCK_THREADS: u32 = 256;
+
+/// Element types a buffer may hold.
+pub trait Elem:
+    cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Copy + Default + Send + Sync + 'static
+{
+}
+impl Elem for f32 {}
+impl Elem for u8 {}
+impl Elem for i32 {}
+impl Elem for u32 {}
+
+/// Where kernels run.
+#[derive(Clone)]
+pub enum Device {
+    /// An NVIDIA GPU.
+    Cuda(Arc<CudaDevice>),
+    /// The host, running the same kernel sources (for testing without a GPU).
+    Emulated,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// A typed device buffer.
+pub struct Buffer<T: Elem> {
+    inner: Inner<T>,
+}
+
+enum Inner<T: Elem> {
+    Cuda(CudaSlice<T>),
+    Host(HostVec<T>),
+}
+
+impl<T: Elem> Buffer<T> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            Inner::Cuda(s) => s.len(),
+            Inner::Host(v) => v.len(),
+        }
+    }
+
+    /// Whether the buffer holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The address a kernel sees.
+    pub(crate) fn address(&self) -> u64 {
+        match &self.inner {
+            Inner::Cuda(s) => {
+                let (ptr, _sync) = s.device_ptr(s.stream());
+                ptr
+            }
+            Inner::Host(v) => v.address(),
+        }
+    }
+}
+
+impl Device {
+    /// The first CUDA device (see [`Device::cuda_ordinal`]).
+    pub fn cuda() -> Result<Device, GpuError> {
+        Self::cuda_ordinal(0)
+    }
+
+    /// CUDA device `ordinal`, with the kernels compiled for it. A clear error where there is no
+    /// driver, no NVRTC or no such device; never a fall-back.
+    pub fn cuda_ordinal(ordinal: usize) -> Result<Device, GpuError> {
+        Ok(Device::Cuda(CudaDevice::open(ordinal)?))
+    }
+
+    /// The emulated device.
+    pub fn emulated() -> Device {
+        Device::Emulated
+    }
+
+    /// `cuda (NVIDIA H100 ..., compute 9.0, driver ...)` or `emulated (host C++)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Device::Cuda(d) => format!("cuda ({})", d.description()),
+            Device::Emulated => "emulated (the CUDA C kernels compiled for the host)".into(),
+        }
+    }
+
+    /// `cuda` or `emulated`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Device::Cuda(_) => "cuda",
+            Device::Emulated => "emulated",
+        }
+    }
+
+    /// A buffer of `n` zero elements.
+    pub fn zeros<T: Elem>(&self, n: usize) -> Result<Buffer<T>, GpuError> {
+        let inner = match self {
+            Device::Cuda(d) => Inner::Cuda(
+                d.stream()
+                    .alloc_zeros::<T>(n)
+                    .map_err(|e| GpuError::driver(format!("allocating {n} elements"), e))?,
+            ),
+            Device::Emulated => Inner::Host(HostVec::zeros(n)),
+        };
+        Ok(Buffer { inner })
+    }
+
+    /// Copies host values to a new buffer.
+    pub fn upload<T: Elem>(&self, data: &[T]) -> Result<Buffer<T>, GpuError> {
+        let inner = match self {
+            Device::Cuda(d) => Inner::Cuda(
+                d.stream()
+                    .clone_htod(data)
+                    .map_err(|e| GpuError::driver("copying to the device", e))?,
+            ),
+            Device::Emulated => Inner::Host(HostVec::from_slice(data)),
+        };
+        Ok(Buffer { inner })
+    }
+
+    /// Copies a buffer's values to the host (waits for every launch before it).
+    pub fn download<T: Elem>(&self, b: &Buffer<T>) -> Result<Vec<T>, GpuError> {
+        match &b.inner {
+            Inner::Cuda(s) => s
+                .stream()
+                .clone_dtoh(s)
+                .map_err(|e| GpuError::driver("copying from the device", e)),
+            Inner::Host(v) => Ok(v.to_vec()),
+        }
+    }
+
+    /// A copy of a buffer, on the device.
+    pub fn copy<T: Elem>(&self, b: &Buffer<T>) -> Result<Buffer<T>, GpuError> {
+        let inner = match &b.inner {
+            Inner::Cuda(s) => Inner::Cuda(
+                s.stream()
+                    .clone_dtod(s)
+                    .map_err(|e| GpuError::driver("copying on the device", e))?,
+            ),
+            Inner::Host(v) => Inner::Host(HostVec::from_slice(&v.to_vec())),
+        };
+        Ok(Buffer { inner })
+    }
+
+    /// Launches kernel `name` over `threads` threads (a 1-D grid of [`BLOCK_THREADS`]-thread
+    /// blocks; threads past `threads` in the last block must return at once, which every
+    /// kernel checks). Does nothing for `threads == 0`.
+    pub fn launch(&self, name: &str, threads: usize, args: &Args) -> Result<(), GpuError> {
+        if threads == 0 {
+            return Ok(());
+        }
+        let blocks = threads.div_ceil(BLOCK_THREADS as usize);
+        let grid = u32::try_from(blocks).map_err(|_| GpuError::Driver {
+            during: format!("launching {name}"),
+            message: format!("{threads} threads need {blocks} blocks, more than a grid holds"),
+        })?;
+        match self {
+            Device::Cuda(d) => d.launch(name, grid, BLOCK_THREADS, args),
+            Device::Emulated => EMULATED.launch(name, grid, BLOCK_THREADS, args),
+        }
+    }
+
+    /// Waits until every launch so far has finished (a no-op when emulated).
+    pub fn synchronize(&self) -> Result<(), GpuError> {
+        match self {
+            Device::Cuda(d) => d.synchronize(),
+            Device::Emulated => Ok(()),
+        }
+    }
+}

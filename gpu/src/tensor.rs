@@ -1,0 +1,59 @@
+//! [`GpuTensor`]: the device counterpart of the reference's `Tensor` (same shape conventions,
+//! row-major, last axis fastest). The buffer is shared (`Arc`): operations make new tensors,
+//! so cloning a tensor (to keep it for a backward) costs nothing.
+
+use crate::device::{Buffer, Device};
+use crate::error::GpuError;
+use protokd_reference::Tensor;
+use std::sync::Arc;
+
+/// A dense row-major f32 tensor on a device.
+#[derive(Clone)]
+pub struct GpuTensor {
+    /// Extent of each axis, outermost first.
+    pub shape: Vec<usize>,
+    /// The values.
+    pub buf: Arc<Buffer<f32>>,
+}
+
+impl std::fmt::Debug for GpuTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuTensor{:?}", self.shape)
+    }
+}
+
+impl GpuTensor {
+    /// A tensor of `+0.0`.
+    pub fn zeros(dev: &Device, shape: &[usize]) -> Result<Self, GpuError> {
+        Ok(GpuTensor {
+            shape: shape.to_vec(),
+            buf: Arc::new(dev.zeros(shape.iter().product())?),
+        })
+    }
+
+    /// Uploads a host tensor.
+    pub fn upload(dev: &Device, t: &Tensor) -> Result<Self, GpuError> {
+        Ok(GpuTensor {
+            shape: t.shape.clone(),
+            buf: Arc::new(dev.upload(&t.data)?),
+        })
+    }
+
+    /// Downloads to a host tensor.
+    pub fn download(&self, dev: &Device) -> Result<Tensor, GpuError> {
+        Ok(Tensor::from_vec(&self.shape, dev.download(&self.buf)?))
+    }
+
+    /// Number of values.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The shape as `[N, C, D, H, W]`. Panics on another rank.
+    pub fn dims5(&self) -> [usize; 5] {
+        match self.shape[..] {
+            [n, c, d, h, w] => [n, c, d, h, w],
+            _ => panic!("expected a 5-D tensor, got shape {:?}", self.shape),
+        }
+    }
+}
