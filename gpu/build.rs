@@ -15,6 +15,15 @@ fn main() {
         .collect();
     sources.sort();
 
+    // Headers every kernel file is compiled after: prelude.cuh first, then the other *.cuh
+    // (emu.h, the host shim, is included by the prelude on the host only).
+    let mut headers: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cuh"))
+        .collect();
+    headers.sort_by_key(|p| (p.file_name().unwrap() != "prelude.cuh", p.clone()));
+
     let mut build = cc::Build::new();
     build
         .cpp(true)
@@ -23,12 +32,14 @@ fn main() {
         .flag("-std=c++17")
         .flag("-ffp-contract=off")
         .flag("-fno-fast-math")
-        .flag("-include")
-        .flag(dir.join("prelude.cuh").to_str().unwrap())
         .warnings(true)
         .extra_warnings(false)
         .flag("-x")
         .flag("c++");
+    for h in &headers {
+        build.flag("-include").flag(h.to_str().unwrap());
+        println!("cargo:rerun-if-changed={}", h.display());
+    }
     for s in &sources {
         build.file(s);
         println!("cargo:rerun-if-changed={}", s.display());
@@ -51,6 +62,13 @@ fn main() {
     writeln!(out, "pub(crate) const KERNEL_NAMES: &[&str] = &[").unwrap();
     for n in &names {
         writeln!(out, "    {n:?},").unwrap();
+    }
+    writeln!(out, "];").unwrap();
+    writeln!(out, "/// The headers, by file name, in the order NVRTC gets them.").unwrap();
+    writeln!(out, "pub(crate) const HEADERS: &[(&str, &str)] = &[").unwrap();
+    for s in &headers {
+        let file = s.file_name().unwrap().to_str().unwrap();
+        writeln!(out, "    ({file:?}, include_str!({:?})),", s.display().to_string()).unwrap();
     }
     writeln!(out, "];").unwrap();
     writeln!(out, "/// The kernel sources, by file name, in the order NVRTC gets them.").unwrap();

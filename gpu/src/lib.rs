@@ -28,6 +28,7 @@ pub mod device;
 pub mod emulated;
 pub mod error;
 pub mod nvrtc;
+pub mod ops;
 pub mod reduce;
 pub mod tensor;
 
@@ -43,4 +44,4 @@ pub fn kernel_names() -> &'static [&'static str] {
 
 pub use device::{Buffer, Device};
 pub use error::GpuError;
-pub use tensor::GpuTensor;
+pub use tensor::{GpuLabels, GpuTensor};

@@ -1,23 +1,21 @@
 //! Run-time compilation of the kernels with NVRTC, once per process and architecture.
 //!
-//! The source NVRTC compiles is `kernels/prelude.cuh` followed by every `kernels/*.cu` file (in
-//! file-name order). Options: `--fmad=false` (no contraction of `a * b + c`: every fma in the
+//! The source NVRTC compiles is `kernels/prelude.cuh`, the other `kernels/*.cuh` headers, then
+//! every `kernels/*.cu` file (in file-name order): the same text, file by file, that build.rs
+//! gives the host compiler for the Emulated device. Options: `--fmad=false` (no contraction of `a * b + c`: every fma in the
 //! kernels is an explicit `__fmaf_rn`), `--prec-div=true`, `--prec-sqrt=true`, `--ftz=false`
 //! (IEEE division, square root and subnormals), and the target `compute_XY`.
 
 use crate::error::GpuError;
-use crate::kernels::SOURCES;
+use crate::kernels::{HEADERS, SOURCES};
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-/// The prelude every kernel file is compiled after.
-const PRELUDE: &str = include_str!("../kernels/prelude.cuh");
-
 /// The whole source NVRTC compiles.
 pub fn source() -> String {
-    let mut s = String::from(PRELUDE);
-    for (name, text) in SOURCES {
+    let mut s = String::new();
+    for (name, text) in HEADERS.iter().chain(SOURCES) {
         s.push_str(&format!("\n// ---- {name} ----\n"));
         s.push_str(text);
     }

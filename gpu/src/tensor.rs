@@ -57,3 +57,38 @@ impl GpuTensor {
         }
     }
 }
+
+/// A batch of label maps `[N, D, H, W]` on a device (one byte per voxel, values `0 .. C`).
+#[derive(Clone)]
+pub struct GpuLabels {
+    /// `[N, D, H, W]`.
+    pub dims: [usize; 4],
+    /// One class index per voxel.
+    pub buf: Arc<Buffer<u8>>,
+}
+
+impl GpuLabels {
+    /// Uploads a host label map.
+    pub fn upload(dev: &Device, l: &protokd_reference::LabelMap) -> Result<Self, GpuError> {
+        Ok(GpuLabels {
+            dims: l.dims,
+            buf: Arc::new(dev.upload(&l.data)?),
+        })
+    }
+
+    /// Voxels per sample (`D * H * W`).
+    pub fn voxels(&self) -> usize {
+        self.dims[1] * self.dims[2] * self.dims[3]
+    }
+}
+
+impl GpuTensor {
+    /// A tensor holding a new buffer.
+    pub fn from_buffer(shape: &[usize], buf: Buffer<f32>) -> Self {
+        assert_eq!(shape.iter().product::<usize>(), buf.len(), "GpuTensor: shape");
+        GpuTensor {
+            shape: shape.to_vec(),
+            buf: Arc::new(buf),
+        }
+    }
+}

@@ -1,11 +1,12 @@
 //! The canonical reduction on the emulated device gives the reference's bits.
 
-use protokd_gpu::{reduce, Device};
+mod common;
+use protokd_gpu::reduce;
 use protokd_reference::reduce::sum;
 
 #[test]
 fn row_sums_match_the_reference() {
-    let dev = Device::emulated();
+    let dev = common::device();
     for &n in &[0usize, 1, 17, 4096, 4097, 3 * 4096 + 77, 9 * 4096 + 5] {
         let r = 3;
         let x: Vec<f32> = (0..r * n)
