@@ -83,6 +83,50 @@ fn pow_by_multiplication(base: f64, t: u64) -> f64 {
     (0..t).fold(1.0, |acc, _| acc * base)
 }
 
+/// The `f32` scalars of step `t` (module docs): computed in `f64`, rounded once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamScalars {
+    /// `lr / (1 - beta1^t)`.
+    pub step_size: f32,
+    /// `sqrt(1 - beta2^t)`.
+    pub bc2_sqrt: f32,
+    /// `1 - beta1`.
+    pub one_minus_b1: f32,
+    /// `1 - beta2`.
+    pub one_minus_b2: f32,
+    /// `beta2`.
+    pub beta2: f32,
+    /// `eps`.
+    pub eps: f32,
+    /// `weight_decay`.
+    pub weight_decay: f32,
+}
+
+impl AdamScalars {
+    /// The scalars of step `t` (starting at 1).
+    pub fn for_step(cfg: &AdamConfig, t: u64) -> Self {
+        AdamScalars {
+            step_size: (cfg.lr / (1.0 - pow_by_multiplication(cfg.beta1, t))) as f32,
+            bc2_sqrt: (1.0 - pow_by_multiplication(cfg.beta2, t)).sqrt() as f32,
+            one_minus_b1: (1.0 - cfg.beta1) as f32,
+            one_minus_b2: (1.0 - cfg.beta2) as f32,
+            beta2: cfg.beta2 as f32,
+            eps: cfg.eps as f32,
+            weight_decay: cfg.weight_decay as f32,
+        }
+    }
+
+    /// Steps 1-5 of the module docs on one element: returns the new `(p, m, v)`.
+    #[inline(always)]
+    pub fn update(&self, p: f32, grad: f32, m: f32, v: f32) -> (f32, f32, f32) {
+        let g = self.weight_decay.mul_add(p, grad);
+        let m = self.one_minus_b1.mul_add(g - m, m);
+        let v = (self.one_minus_b2 * g).mul_add(g, self.beta2 * v);
+        let denom = v.sqrt() / self.bc2_sqrt + self.eps;
+        ((-self.step_size).mul_add(m / denom, p), m, v)
+    }
+}
+
 /// One Adam step over `params` with gradients `grads` (same order and shapes as the state).
 pub fn adam_step<'a>(
     params: impl IntoIterator<Item = &'a mut Tensor>,
@@ -91,12 +135,7 @@ pub fn adam_step<'a>(
     cfg: &AdamConfig,
 ) {
     state.step += 1;
-    let t = state.step;
-    let step_size = (cfg.lr / (1.0 - pow_by_multiplication(cfg.beta1, t))) as f32;
-    let bc2_sqrt = (1.0 - pow_by_multiplication(cfg.beta2, t)).sqrt() as f32;
-    let one_minus_b1 = (1.0 - cfg.beta1) as f32;
-    let one_minus_b2 = (1.0 - cfg.beta2) as f32;
-    let (beta2, eps, wd) = (cfg.beta2 as f32, cfg.eps as f32, cfg.weight_decay as f32);
+    let s = AdamScalars::for_step(cfg, state.step);
     let mut count = 0;
     for (((p, g), m), v) in params
         .into_iter()
@@ -120,11 +159,7 @@ pub fn adam_step<'a>(
                         for (((p, &grad), m), v) in
                             ps.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut())
                         {
-                            let g = wd.mul_add(*p, grad);
-                            *m = one_minus_b1.mul_add(g - *m, *m);
-                            *v = (one_minus_b2 * g).mul_add(g, beta2 * *v);
-                            let denom = v.sqrt() / bc2_sqrt + eps;
-                            *p = (-step_size).mul_add(*m / denom, *p);
+                            (*p, *m, *v) = s.update(*p, grad, *m, *v);
                         }
                     },
                 )
