@@ -16,7 +16,10 @@
 //! `1 - beta1`, `1 - beta2` are computed in `f64` and rounded to `f32`; `beta2`, `eps`,
 //! `weight_decay` are rounded to `f32`.
 
+use crate::engine::{Cpu, Engine};
+use crate::error::EngineError;
 use crate::layers::rowops::with_hardware_fma;
+use crate::tensor::Shaped;
 use crate::Tensor;
 use rayon::prelude::*;
 
@@ -48,15 +51,31 @@ impl Default for AdamConfig {
     }
 }
 
-/// Adam's state: the step count and both moments of every parameter, in parameter order.
+/// Adam's state: the step count and both moments of every parameter, in parameter order (`T`
+/// is the engine's tensor type, [`Tensor`] on the CPU).
 #[derive(Clone, Debug, PartialEq)]
-pub struct AdamState {
+pub struct AdamState<T = Tensor> {
     /// Number of steps taken.
     pub step: u64,
     /// First moments (`exp_avg`).
-    pub exp_avg: Vec<Tensor>,
+    pub exp_avg: Vec<T>,
     /// Second moments (`exp_avg_sq`).
-    pub exp_avg_sq: Vec<Tensor>,
+    pub exp_avg_sq: Vec<T>,
+}
+
+impl<T> AdamState<T> {
+    /// The same state with every moment converted by `f` (for example uploaded to a device).
+    pub fn try_map<U, E>(&self, mut f: impl FnMut(&T) -> Result<U, E>) -> Result<AdamState<U>, E> {
+        Ok(AdamState {
+            step: self.step,
+            exp_avg: self.exp_avg.iter().map(&mut f).collect::<Result<_, E>>()?,
+            exp_avg_sq: self
+                .exp_avg_sq
+                .iter()
+                .map(&mut f)
+                .collect::<Result<_, E>>()?,
+        })
+    }
 }
 
 impl AdamState {
@@ -127,13 +146,19 @@ impl AdamScalars {
     }
 }
 
-/// One Adam step over `params` with gradients `grads` (same order and shapes as the state).
-pub fn adam_step<'a>(
-    params: impl IntoIterator<Item = &'a mut Tensor>,
-    grads: &[Tensor],
-    state: &mut AdamState,
+/// One Adam step over `params` with gradients `grads` (same order and shapes as the state), on
+/// any engine: the step count, then [`AdamScalars::for_step`], then every parameter's update in
+/// parameter order.
+pub fn adam_step_on<'a, E: Engine>(
+    engine: &E,
+    params: impl IntoIterator<Item = &'a mut E::T>,
+    grads: &[E::T],
+    state: &mut AdamState<E::T>,
     cfg: &AdamConfig,
-) {
+) -> Result<(), EngineError>
+where
+    E::T: 'a,
+{
     state.step += 1;
     let s = AdamScalars::for_step(cfg, state.step);
     let mut count = 0;
@@ -143,29 +168,51 @@ pub fn adam_step<'a>(
         .zip(&mut state.exp_avg)
         .zip(&mut state.exp_avg_sq)
     {
-        assert_eq!(p.shape, g.shape, "adam_step: gradient shape");
+        assert_eq!(p.shape(), g.shape(), "adam_step: gradient shape");
         count += 1;
-        // Elements are independent: chunks in parallel, each in an FMA-compiled context.
-        const CHUNK: usize = 1 << 14;
-        p.data
-            .par_chunks_mut(CHUNK)
-            .zip(g.data.par_chunks(CHUNK))
-            .zip(m.data.par_chunks_mut(CHUNK))
-            .zip(v.data.par_chunks_mut(CHUNK))
-            .for_each(|(((ps, gs), ms), vs)| {
-                with_hardware_fma(
-                    #[inline(always)]
-                    || {
-                        for (((p, &grad), m), v) in
-                            ps.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut())
-                        {
-                            (*p, *m, *v) = s.update(*p, grad, *m, *v);
-                        }
-                    },
-                )
-            });
+        engine.adam_update(p, g, m, v, &s)?;
     }
     assert_eq!(count, grads.len(), "adam_step: parameter count");
+    Ok(())
+}
+
+/// [`adam_step_on`] on the CPU.
+pub fn adam_step<'a>(
+    params: impl IntoIterator<Item = &'a mut Tensor>,
+    grads: &[Tensor],
+    state: &mut AdamState,
+    cfg: &AdamConfig,
+) {
+    adam_step_on(&Cpu, params, grads, state, cfg).expect("the CPU engine does not fail here");
+}
+
+/// [`AdamScalars::update`] on every element of one CPU tensor (elements are independent:
+/// chunks in parallel, each in an FMA-compiled context).
+pub fn update_tensor(
+    p: &mut Tensor,
+    grad: &Tensor,
+    m: &mut Tensor,
+    v: &mut Tensor,
+    s: &AdamScalars,
+) {
+    const CHUNK: usize = 1 << 14;
+    p.data
+        .par_chunks_mut(CHUNK)
+        .zip(grad.data.par_chunks(CHUNK))
+        .zip(m.data.par_chunks_mut(CHUNK))
+        .zip(v.data.par_chunks_mut(CHUNK))
+        .for_each(|(((ps, gs), ms), vs)| {
+            with_hardware_fma(
+                #[inline(always)]
+                || {
+                    for (((p, &grad), m), v) in
+                        ps.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut())
+                    {
+                        (*p, *m, *v) = s.update(*p, grad, *m, *v);
+                    }
+                },
+            )
+        });
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! | [`layers`] | Conv3d, ConvTranspose3d, BatchNorm3d, ReLU, the additive skip, softmax, forward and backward |
 //! | [`losses`] | Dice, weighted cross-entropy, pixel-wise KD, the prototype loss, forward and backward |
 //! | [`adam`] | Adam with L2 weight decay as PyTorch's |
+//! | [`engine`] | the operations the VNet and the steps are written in; [`engine::Cpu`] runs them here |
 //! | [`state`] | the VNet's parameters under their PyTorch names, seeded initialisation |
 //! | [`vnet`] | the VNet forward (training and evaluation mode) and backward |
 //! | [`step`] | the ProtoKD, baseline and teacher-pretraining training steps |
@@ -67,6 +68,7 @@
 //! gradients and updated parameters to 1e-3.
 
 pub mod adam;
+pub mod engine;
 pub mod error;
 pub mod fast;
 pub mod kernels;

@@ -23,6 +23,7 @@
 //! `weight.shape[1] * kd * kh * kw` for ConvTranspose3d, as PyTorch computes it).
 //! BatchNorm: weight 1, bias 0, running mean 0, running variance 1, `num_batches_tracked` 0.
 
+use crate::tensor::Shaped;
 use crate::Tensor;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -74,24 +75,25 @@ impl Role {
     }
 }
 
-/// The value of a state entry.
+/// The value of a state entry (`T` is the tensor type of the engine that holds it: [`Tensor`]
+/// on the CPU).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Value {
+pub enum Value<T = Tensor> {
     /// Every entry but `num_batches_tracked`.
-    F32(Tensor),
+    F32(T),
     /// `num_batches_tracked`.
     I64(i64),
 }
 
 /// One named entry of the state_dict.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Entry {
+pub struct Entry<T = Tensor> {
     /// PyTorch state_dict name.
     pub name: String,
     /// What it is.
     pub role: Role,
     /// Its value.
-    pub value: Value,
+    pub value: Value<T>,
 }
 
 /// Name, role and shape of one entry (`[]` for `num_batches_tracked`).
@@ -223,12 +225,13 @@ pub fn state_dict_spec(cfg: &VNetConfig) -> Vec<EntrySpec> {
     spec
 }
 
-/// A VNet's whole state (parameters and buffers), in state_dict order.
+/// A VNet's whole state (parameters and buffers), in state_dict order. `T` is the tensor type
+/// of the engine that holds it ([`Tensor`] on the CPU; a device tensor on a GPU).
 #[derive(Clone, Debug, PartialEq)]
-pub struct VNetState {
+pub struct VNetState<T = Tensor> {
     /// What the network is built for.
     pub config: VNetConfig,
-    entries: Vec<Entry>,
+    entries: Vec<Entry<T>>,
     index: HashMap<String, usize>,
 }
 
@@ -237,10 +240,10 @@ fn fan_in(spec: &EntrySpec) -> usize {
     spec.shape[1] * spec.shape[2..].iter().product::<usize>()
 }
 
-impl VNetState {
+impl<T: Shaped> VNetState<T> {
     /// A state from entries in exactly `state_dict_spec(config)` order with matching shapes.
     /// Panics otherwise (checkpoint loading validates user files before calling this).
-    pub fn from_entries(config: VNetConfig, entries: Vec<Entry>) -> Self {
+    pub fn from_entries(config: VNetConfig, entries: Vec<Entry<T>>) -> Self {
         let spec = state_dict_spec(&config);
         assert_eq!(spec.len(), entries.len(), "VNetState: entry count");
         for (s, e) in spec.iter().zip(&entries) {
@@ -250,7 +253,7 @@ impl VNetState {
                 "VNetState: entry order"
             );
             if let Value::F32(t) = &e.value {
-                assert_eq!(t.shape, s.shape, "VNetState: shape of {}", s.name);
+                assert_eq!(t.shape(), s.shape, "VNetState: shape of {}", s.name);
             }
         }
         let index = entries
@@ -265,6 +268,108 @@ impl VNetState {
         }
     }
 
+    /// The same state with every f32 entry converted by `f` (for example uploaded to a device),
+    /// in state_dict order; the first error stops the conversion.
+    pub fn try_map<U: Shaped, E>(
+        &self,
+        mut f: impl FnMut(&str, &T) -> Result<U, E>,
+    ) -> Result<VNetState<U>, E> {
+        let entries = self
+            .entries
+            .iter()
+            .map(|e| {
+                Ok(Entry {
+                    name: e.name.clone(),
+                    role: e.role,
+                    value: match &e.value {
+                        Value::F32(t) => Value::F32(f(&e.name, t)?),
+                        Value::I64(n) => Value::I64(*n),
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, E>>()?;
+        Ok(VNetState::from_entries(self.config, entries))
+    }
+
+    /// All entries, in state_dict order.
+    pub fn entries(&self) -> &[Entry<T>] {
+        &self.entries
+    }
+
+    /// The f32 entry `name`. Panics if there is none (names come from [`state_dict_spec`]).
+    pub fn tensor(&self, name: &str) -> &T {
+        match &self.entries[self.position(name)].value {
+            Value::F32(t) => t,
+            Value::I64(_) => panic!("{name} is not an f32 entry"),
+        }
+    }
+
+    /// Mutable access to the f32 entry `name`.
+    pub fn tensor_mut(&mut self, name: &str) -> &mut T {
+        let i = self.position(name);
+        match &mut self.entries[i].value {
+            Value::F32(t) => t,
+            Value::I64(_) => panic!("{name} is not an f32 entry"),
+        }
+    }
+
+    /// Mutable access to the BatchNorm at `prefix`: `(weight, bias, running_mean, running_var,
+    /// num_batches_tracked)`.
+    #[allow(clippy::type_complexity)]
+    pub fn batchnorm_mut(&mut self, prefix: &str) -> (&T, &T, &mut T, &mut T, &mut i64) {
+        let i = self.position(&format!("{prefix}.weight"));
+        match &mut self.entries[i..i + 5] {
+            [Entry {
+                value: Value::F32(w),
+                ..
+            }, Entry {
+                value: Value::F32(b),
+                ..
+            }, Entry {
+                value: Value::F32(rm),
+                ..
+            }, Entry {
+                value: Value::F32(rv),
+                ..
+            }, Entry {
+                value: Value::I64(n),
+                ..
+            }] => (&*w, &*b, rm, rv, n),
+            _ => panic!("{prefix} is not a BatchNorm"),
+        }
+    }
+
+    /// The trainable tensors in state_dict order (PyTorch `named_parameters()`).
+    pub fn parameters(&self) -> impl Iterator<Item = (&str, &T)> {
+        self.entries
+            .iter()
+            .filter(|e| e.role.trainable())
+            .map(|e| match &e.value {
+                Value::F32(t) => (e.name.as_str(), t),
+                Value::I64(_) => unreachable!("trainable entries are f32"),
+            })
+    }
+
+    /// Mutable trainable tensors in state_dict order.
+    pub fn parameters_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.entries
+            .iter_mut()
+            .filter(|e| e.role.trainable())
+            .map(|e| match &mut e.value {
+                Value::F32(t) => t,
+                Value::I64(_) => unreachable!("trainable entries are f32"),
+            })
+    }
+
+    fn position(&self, name: &str) -> usize {
+        *self
+            .index
+            .get(name)
+            .unwrap_or_else(|| panic!("no state entry named {name}"))
+    }
+}
+
+impl VNetState {
     /// PyTorch-default initialisation from `seed` (module docs give the exact procedure).
     pub fn init(config: VNetConfig, seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -301,85 +406,6 @@ impl VNetState {
             })
             .collect();
         Self::from_entries(config, entries)
-    }
-
-    /// All entries, in state_dict order.
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
-    }
-
-    /// The f32 entry `name`. Panics if there is none (names come from [`state_dict_spec`]).
-    pub fn tensor(&self, name: &str) -> &Tensor {
-        match &self.entries[self.position(name)].value {
-            Value::F32(t) => t,
-            Value::I64(_) => panic!("{name} is not an f32 entry"),
-        }
-    }
-
-    /// Mutable access to the f32 entry `name`.
-    pub fn tensor_mut(&mut self, name: &str) -> &mut Tensor {
-        let i = self.position(name);
-        match &mut self.entries[i].value {
-            Value::F32(t) => t,
-            Value::I64(_) => panic!("{name} is not an f32 entry"),
-        }
-    }
-
-    /// Mutable access to the BatchNorm at `prefix`: `(weight, bias, running_mean, running_var,
-    /// num_batches_tracked)`.
-    pub fn batchnorm_mut(
-        &mut self,
-        prefix: &str,
-    ) -> (&Tensor, &Tensor, &mut Tensor, &mut Tensor, &mut i64) {
-        let i = self.position(&format!("{prefix}.weight"));
-        match &mut self.entries[i..i + 5] {
-            [Entry {
-                value: Value::F32(w),
-                ..
-            }, Entry {
-                value: Value::F32(b),
-                ..
-            }, Entry {
-                value: Value::F32(rm),
-                ..
-            }, Entry {
-                value: Value::F32(rv),
-                ..
-            }, Entry {
-                value: Value::I64(n),
-                ..
-            }] => (&*w, &*b, rm, rv, n),
-            _ => panic!("{prefix} is not a BatchNorm"),
-        }
-    }
-
-    /// The trainable tensors in state_dict order (PyTorch `named_parameters()`).
-    pub fn parameters(&self) -> impl Iterator<Item = (&str, &Tensor)> {
-        self.entries
-            .iter()
-            .filter(|e| e.role.trainable())
-            .map(|e| match &e.value {
-                Value::F32(t) => (e.name.as_str(), t),
-                Value::I64(_) => unreachable!("trainable entries are f32"),
-            })
-    }
-
-    /// Mutable trainable tensors in state_dict order.
-    pub fn parameters_mut(&mut self) -> impl Iterator<Item = &mut Tensor> {
-        self.entries
-            .iter_mut()
-            .filter(|e| e.role.trainable())
-            .map(|e| match &mut e.value {
-                Value::F32(t) => t,
-                Value::I64(_) => unreachable!("trainable entries are f32"),
-            })
-    }
-
-    fn position(&self, name: &str) -> usize {
-        *self
-            .index
-            .get(name)
-            .unwrap_or_else(|| panic!("no state entry named {name}"))
     }
 }
 

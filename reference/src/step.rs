@@ -13,16 +13,19 @@
 //! 4. Gradient w.r.t. the student's logits: `(d_ce + d_dice) + d_kd` element by element, where
 //!    each loss's backward has its weight multiplied in (1, 1, `kd_weight`); gradient w.r.t. the
 //!    features: the prototype loss's backward with scale `proto_weight`.
-//! 5. [`vnet::backward`](crate::vnet::backward), then [`adam_step`] over every parameter.
+//! 5. [`vnet::backward_on`](crate::vnet::backward_on), then
+//!    [`adam_step_on`](crate::adam::adam_step_on) over every parameter.
+//!
+//! Written once for every [`Engine`]: the `_on` functions take the engine, the others run on
+//! the CPU.
 //!
 //! In the baseline and teacher modes `kd` and `proto` are reported as 0 and not computed.
 
-use crate::adam::{adam_step, AdamConfig, AdamState};
+use crate::adam::{adam_step_on, AdamConfig, AdamState};
+use crate::engine::{Cpu, Engine};
 use crate::error::EngineError;
-use crate::layers::relu::add_forward;
-use crate::losses::{ce, dice, kd, proto};
 use crate::state::VNetState;
-use crate::vnet::{backward, check_input, check_state, forward_eval, forward_train};
+use crate::vnet::{backward_on, check_input, check_state, forward_eval_on, forward_train_on};
 use crate::{LabelMap, Tensor};
 
 /// Which training step.
@@ -83,12 +86,12 @@ pub struct Losses {
 
 /// What a step reports.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StepReport {
+pub struct StepReport<T = Tensor> {
     /// Loss values.
     pub losses: Losses,
     /// Gradient of `total` w.r.t. every student parameter, in `parameters()` order (before the
     /// update).
-    pub grads: Vec<Tensor>,
+    pub grads: Vec<T>,
 }
 
 /// Checks that labels fit a batch `[N, _, D, H, W]` and lie in `0 .. n_classes`.
@@ -123,9 +126,72 @@ pub fn check_labels(
     }
 }
 
-/// Steps 1-4 and the backward of step 5: the losses and the gradient of `total` w.r.t. every
-/// student parameter, without the optimiser update (the BatchNorm running statistics of the
-/// student are updated, as by any training-mode forward). Arguments as [`train_step`].
+/// Steps 1-4 and the backward of step 5 on any engine: the losses and the gradient of `total`
+/// w.r.t. every student parameter, without the optimiser update (the BatchNorm running
+/// statistics of the student are updated, as by any training-mode forward). Arguments as
+/// [`train_step`]; the labels must have been checked ([`check_labels`]) by the caller, which
+/// holds them on the host.
+pub fn losses_and_gradients_on<E: Engine>(
+    e: &E,
+    student: &mut VNetState<E::T>,
+    teacher: Option<&VNetState<E::T>>,
+    image: &E::T,
+    labels: &E::Labels,
+    channels: &[usize],
+    cfg: &StepConfig,
+) -> Result<StepReport<E::T>, EngineError> {
+    check_input(
+        e,
+        &crate::state::VNetConfig {
+            in_channels: 4,
+            ..student.config
+        },
+        "image",
+        image,
+    )?;
+    check_state(e, student)?;
+    let x = match cfg.mode {
+        StepMode::Teacher => image.clone(),
+        _ => e.select_channels(image, channels)?,
+    };
+    let teacher_out = match cfg.mode {
+        StepMode::ProtoKd => {
+            let t = teacher.expect("ProtoKD step needs a teacher");
+            check_state(e, t)?;
+            Some(forward_eval_on(e, t, image)?)
+        }
+        _ => None,
+    };
+    let (out, cache) = forward_train_on(e, student, &x)?;
+
+    let (ce, d_ce) = e.ce(&out.logits, labels, 1.0)?;
+    let (dice, d_dice) = e.dice(&out.logits, labels, 1.0)?;
+    let mut losses = Losses {
+        ce,
+        dice,
+        ..Default::default()
+    };
+    losses.seg = losses.ce + losses.dice;
+    let mut d_logits = e.add(&d_ce, &d_dice)?;
+    let mut d_features = None;
+    if let Some(t) = &teacher_out {
+        let (kd, d_kd) = e.kd(&out.logits, &t.logits, cfg.temperature, cfg.kd_weight)?;
+        let (proto, d_proto) = e.proto(&out.features, &t.features, labels, cfg.proto_weight)?;
+        losses.kd = kd;
+        losses.proto = proto;
+        losses.total = cfg
+            .proto_weight
+            .mul_add(losses.proto, cfg.kd_weight.mul_add(losses.kd, losses.seg));
+        d_logits = e.add(&d_logits, &d_kd)?;
+        d_features = Some(d_proto);
+    } else {
+        losses.total = losses.seg;
+    }
+    let grads = backward_on(e, student, &cache, &d_logits, d_features.as_ref())?;
+    Ok(StepReport { losses, grads })
+}
+
+/// [`losses_and_gradients_on`] on the CPU, with the label check.
 pub fn losses_and_gradients(
     student: &mut VNetState,
     teacher: Option<&VNetState>,
@@ -134,58 +200,26 @@ pub fn losses_and_gradients(
     channels: &[usize],
     cfg: &StepConfig,
 ) -> Result<StepReport, EngineError> {
-    check_input(
-        &crate::state::VNetConfig {
-            in_channels: 4,
-            ..student.config
-        },
-        "image",
-        image,
-    )?;
     check_labels(labels, image, student.config.n_classes)?;
-    check_state(student)?;
-    let x = match cfg.mode {
-        StepMode::Teacher => image.clone(),
-        _ => image.select_channels(channels),
-    };
-    let teacher_out = match cfg.mode {
-        StepMode::ProtoKd => {
-            let t = teacher.expect("ProtoKD step needs a teacher");
-            check_state(t)?;
-            Some(forward_eval(t, image)?)
-        }
-        _ => None,
-    };
-    let (out, cache) = forward_train(student, &x)?;
+    losses_and_gradients_on(&Cpu, student, teacher, image, labels, channels, cfg)
+}
 
-    let ce_f = ce::ce_loss(&out.logits, labels);
-    let dice_f = dice::dice_loss(&out.logits, labels);
-    let mut losses = Losses {
-        ce: ce_f.loss,
-        dice: dice_f.loss,
-        ..Default::default()
-    };
-    losses.seg = losses.ce + losses.dice;
-    let mut d_logits = add_forward(
-        &ce::ce_backward(&ce_f, labels, 1.0),
-        &dice::dice_backward(&dice_f, labels, 1.0),
-    );
-    let mut d_features = None;
-    if let Some(t) = &teacher_out {
-        let kd_f = kd::kd_loss(&out.logits, &t.logits, cfg.temperature);
-        let proto_f = proto::proto_loss(&out.features, &t.features, labels);
-        losses.kd = kd_f.loss;
-        losses.proto = proto_f.loss;
-        losses.total = cfg
-            .proto_weight
-            .mul_add(losses.proto, cfg.kd_weight.mul_add(losses.kd, losses.seg));
-        d_logits = add_forward(&d_logits, &kd::kd_backward(&kd_f, cfg.kd_weight));
-        d_features = Some(proto::proto_backward(&proto_f, cfg.proto_weight));
-    } else {
-        losses.total = losses.seg;
-    }
-    let grads = backward(student, &cache, &d_logits, d_features.as_ref());
-    Ok(StepReport { losses, grads })
+/// One training step on any engine: [`losses_and_gradients_on`], then [`adam_step_on`] over
+/// every parameter. Returns the losses and gradients before the update.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_on<E: Engine>(
+    e: &E,
+    student: &mut VNetState<E::T>,
+    adam: &mut AdamState<E::T>,
+    teacher: Option<&VNetState<E::T>>,
+    image: &E::T,
+    labels: &E::Labels,
+    channels: &[usize],
+    cfg: &StepConfig,
+) -> Result<StepReport<E::T>, EngineError> {
+    let report = losses_and_gradients_on(e, student, teacher, image, labels, channels, cfg)?;
+    adam_step_on(e, student.parameters_mut(), &report.grads, adam, &cfg.adam)?;
+    Ok(report)
 }
 
 /// One training step on `student` (and `adam`), see the module docs. `image` is the
@@ -201,9 +235,8 @@ pub fn train_step(
     channels: &[usize],
     cfg: &StepConfig,
 ) -> Result<StepReport, EngineError> {
-    let report = losses_and_gradients(student, teacher, image, labels, channels, cfg)?;
-    adam_step(student.parameters_mut(), &report.grads, adam, &cfg.adam);
-    Ok(report)
+    check_labels(labels, image, student.config.n_classes)?;
+    train_step_on(&Cpu, student, adam, teacher, image, labels, channels, cfg)
 }
 
 #[cfg(test)]

@@ -3,6 +3,18 @@
 //! Activations are `[N, C, D, H, W]` with `W` (the image `x` axis) fastest, as PyTorch and the
 //! method page lay them out.
 
+/// What every engine's tensor type tells about itself: its shape (outermost axis first).
+pub trait Shaped {
+    /// Extent of each axis.
+    fn shape(&self) -> &[usize];
+}
+
+impl Shaped for Tensor {
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+}
+
 /// A dense row-major `f32` tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {

@@ -1,0 +1,340 @@
+//! The engine interface: the operations the VNet and the training steps are written in.
+//!
+//! [`vnet`](crate::vnet) and [`step`](crate::step) are written ONCE, generic over an
+//! [`Engine`]: the sequence of layer calls, the order in which gradients are added, and the
+//! loss weighting live there and nowhere else. An engine supplies the operations on its own
+//! tensors:
+//!
+//! * [`Cpu`] (this crate): the layer and loss functions of [`layers`](crate::layers),
+//!   [`losses`](crate::losses) and [`adam`](crate::adam) on host [`Tensor`]s (spec or fast
+//!   kernels, [`crate::kernels`]);
+//! * the GPU engine (crate `protokd-gpu`): the same operations as CUDA kernels on device
+//!   tensors, each giving the bits of the function of the same name here.
+//!
+//! Every method is the reference function of the same name (its docs give the formula and the
+//! order of operations); the losses return the loss value together with the gradient of
+//! `scale * loss` (the forward and the backward of the loss module, one after the other).
+//! Errors are [`EngineError`]s: user data (non-finite values, a batch too small for BatchNorm)
+//! or, on a device, its failures.
+
+use crate::adam::AdamScalars;
+use crate::error::EngineError;
+use crate::layers::batchnorm3d::{self, BnCache};
+use crate::layers::conv3d::{self, ConvGeom};
+use crate::layers::{conv_transpose3d, relu, softmax};
+use crate::losses::{ce, dice, kd, proto};
+use crate::tensor::Shaped;
+use crate::{LabelMap, Tensor};
+
+/// Operations on one kind of tensor; see the module docs.
+pub trait Engine {
+    /// An f32 tensor, row-major, last axis fastest.
+    type T: Clone + Shaped;
+    /// A batch of label maps `[N, D, H, W]`.
+    type Labels;
+    /// What the BatchNorm training backward needs from its forward.
+    type BnCache;
+
+    /// [`conv3d::conv3d_forward`].
+    fn conv3d_forward(
+        &self,
+        x: &Self::T,
+        w: &Self::T,
+        bias: Option<&Self::T>,
+        g: &ConvGeom,
+    ) -> Result<Self::T, EngineError>;
+    /// [`conv3d::conv3d_backward_input`].
+    fn conv3d_backward_input(
+        &self,
+        dy: &Self::T,
+        w: &Self::T,
+        g: &ConvGeom,
+        input_dims: [usize; 3],
+    ) -> Result<Self::T, EngineError>;
+    /// [`conv3d::conv3d_backward_weight`].
+    fn conv3d_backward_weight(
+        &self,
+        x: &Self::T,
+        dy: &Self::T,
+        g: &ConvGeom,
+    ) -> Result<Self::T, EngineError>;
+    /// [`conv3d::bias_backward`].
+    fn bias_backward(&self, dy: &Self::T) -> Result<Self::T, EngineError>;
+    /// [`conv_transpose3d::conv_transpose3d_forward`].
+    fn conv_transpose3d_forward(
+        &self,
+        x: &Self::T,
+        w: &Self::T,
+        bias: Option<&Self::T>,
+        g: &ConvGeom,
+    ) -> Result<Self::T, EngineError>;
+    /// [`conv_transpose3d::conv_transpose3d_backward_input`].
+    fn conv_transpose3d_backward_input(
+        &self,
+        dy: &Self::T,
+        w: &Self::T,
+        g: &ConvGeom,
+    ) -> Result<Self::T, EngineError>;
+    /// [`conv_transpose3d::conv_transpose3d_backward_weight`].
+    fn conv_transpose3d_backward_weight(
+        &self,
+        x: &Self::T,
+        dy: &Self::T,
+        g: &ConvGeom,
+    ) -> Result<Self::T, EngineError>;
+    /// [`batchnorm3d::batchnorm3d_forward_train`]; a batch with fewer than two values per
+    /// channel is [`EngineError::BatchTooSmall`] (changing nothing).
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm3d_forward_train(
+        &self,
+        x: &Self::T,
+        weight: &Self::T,
+        bias: &Self::T,
+        running_mean: &mut Self::T,
+        running_var: &mut Self::T,
+        num_batches_tracked: &mut i64,
+    ) -> Result<(Self::T, Self::BnCache), EngineError>;
+    /// [`batchnorm3d::batchnorm3d_forward_eval`].
+    fn batchnorm3d_forward_eval(
+        &self,
+        x: &Self::T,
+        weight: &Self::T,
+        bias: &Self::T,
+        running_mean: &Self::T,
+        running_var: &Self::T,
+    ) -> Result<Self::T, EngineError>;
+    /// [`batchnorm3d::batchnorm3d_backward`]: `(dx, dweight, dbias)`.
+    fn batchnorm3d_backward(
+        &self,
+        dy: &Self::T,
+        weight: &Self::T,
+        cache: &Self::BnCache,
+    ) -> Result<(Self::T, Self::T, Self::T), EngineError>;
+    /// [`relu::relu_forward`].
+    fn relu_forward(&self, x: &Self::T) -> Result<Self::T, EngineError>;
+    /// [`relu::relu_backward`] (from the forward's output `y`).
+    fn relu_backward(&self, dy: &Self::T, y: &Self::T) -> Result<Self::T, EngineError>;
+    /// [`relu::add_forward`]: `a + b` element by element.
+    fn add(&self, a: &Self::T, b: &Self::T) -> Result<Self::T, EngineError>;
+    /// [`Tensor::select_channels`].
+    fn select_channels(&self, x: &Self::T, channels: &[usize]) -> Result<Self::T, EngineError>;
+    /// [`softmax::softmax`] over the channel axis.
+    fn softmax(&self, x: &Self::T) -> Result<Self::T, EngineError>;
+    /// [`ce::ce_loss`] and [`ce::ce_backward`] with `scale`.
+    fn ce(
+        &self,
+        logits: &Self::T,
+        labels: &Self::Labels,
+        scale: f32,
+    ) -> Result<(f32, Self::T), EngineError>;
+    /// [`dice::dice_loss`] and [`dice::dice_backward`] with `scale`.
+    fn dice(
+        &self,
+        logits: &Self::T,
+        labels: &Self::Labels,
+        scale: f32,
+    ) -> Result<(f32, Self::T), EngineError>;
+    /// [`kd::kd_loss`] and [`kd::kd_backward`] with `scale` (gradient w.r.t. the student).
+    fn kd(
+        &self,
+        student_logits: &Self::T,
+        teacher_logits: &Self::T,
+        temperature: f32,
+        scale: f32,
+    ) -> Result<(f32, Self::T), EngineError>;
+    /// [`proto::proto_loss`] and [`proto::proto_backward`] with `scale` (gradient w.r.t. the
+    /// student features).
+    fn proto(
+        &self,
+        student_features: &Self::T,
+        teacher_features: &Self::T,
+        labels: &Self::Labels,
+        scale: f32,
+    ) -> Result<(f32, Self::T), EngineError>;
+    /// [`AdamScalars::update`] on every element: new `(p, m, v)` in place.
+    fn adam_update(
+        &self,
+        p: &mut Self::T,
+        grad: &Self::T,
+        m: &mut Self::T,
+        v: &mut Self::T,
+        s: &AdamScalars,
+    ) -> Result<(), EngineError>;
+    /// [`crate::error::check_finite`]: the first NaN or infinity, as an error naming `name`.
+    fn check_finite(&self, name: &str, x: &Self::T) -> Result<(), EngineError>;
+}
+
+/// The CPU engine: this crate's functions on host [`Tensor`]s. It never fails but for user data.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu;
+
+impl Engine for Cpu {
+    type T = Tensor;
+    type Labels = LabelMap;
+    type BnCache = BnCache;
+
+    fn conv3d_forward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        g: &ConvGeom,
+    ) -> Result<Tensor, EngineError> {
+        Ok(conv3d::conv3d_forward(x, w, bias, g))
+    }
+    fn conv3d_backward_input(
+        &self,
+        dy: &Tensor,
+        w: &Tensor,
+        g: &ConvGeom,
+        input_dims: [usize; 3],
+    ) -> Result<Tensor, EngineError> {
+        Ok(conv3d::conv3d_backward_input(dy, w, g, input_dims))
+    }
+    fn conv3d_backward_weight(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        g: &ConvGeom,
+    ) -> Result<Tensor, EngineError> {
+        Ok(conv3d::conv3d_backward_weight(x, dy, g))
+    }
+    fn bias_backward(&self, dy: &Tensor) -> Result<Tensor, EngineError> {
+        Ok(conv3d::bias_backward(dy))
+    }
+    fn conv_transpose3d_forward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        g: &ConvGeom,
+    ) -> Result<Tensor, EngineError> {
+        Ok(conv_transpose3d::conv_transpose3d_forward(x, w, bias, g))
+    }
+    fn conv_transpose3d_backward_input(
+        &self,
+        dy: &Tensor,
+        w: &Tensor,
+        g: &ConvGeom,
+    ) -> Result<Tensor, EngineError> {
+        Ok(conv_transpose3d::conv_transpose3d_backward_input(dy, w, g))
+    }
+    fn conv_transpose3d_backward_weight(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        g: &ConvGeom,
+    ) -> Result<Tensor, EngineError> {
+        Ok(conv_transpose3d::conv_transpose3d_backward_weight(x, dy, g))
+    }
+    fn batchnorm3d_forward_train(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        running_mean: &mut Tensor,
+        running_var: &mut Tensor,
+        num_batches_tracked: &mut i64,
+    ) -> Result<(Tensor, BnCache), EngineError> {
+        batchnorm3d::batchnorm3d_forward_train(
+            x,
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            num_batches_tracked,
+        )
+        .map_err(|e| EngineError::BatchTooSmall(e.to_string()))
+    }
+    fn batchnorm3d_forward_eval(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+    ) -> Result<Tensor, EngineError> {
+        Ok(batchnorm3d::batchnorm3d_forward_eval(
+            x,
+            weight,
+            bias,
+            running_mean,
+            running_var,
+        ))
+    }
+    fn batchnorm3d_backward(
+        &self,
+        dy: &Tensor,
+        weight: &Tensor,
+        cache: &BnCache,
+    ) -> Result<(Tensor, Tensor, Tensor), EngineError> {
+        Ok(batchnorm3d::batchnorm3d_backward(dy, weight, cache))
+    }
+    fn relu_forward(&self, x: &Tensor) -> Result<Tensor, EngineError> {
+        Ok(relu::relu_forward(x))
+    }
+    fn relu_backward(&self, dy: &Tensor, y: &Tensor) -> Result<Tensor, EngineError> {
+        Ok(relu::relu_backward(dy, y))
+    }
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError> {
+        Ok(relu::add_forward(a, b))
+    }
+    fn select_channels(&self, x: &Tensor, channels: &[usize]) -> Result<Tensor, EngineError> {
+        Ok(x.select_channels(channels))
+    }
+    fn softmax(&self, x: &Tensor) -> Result<Tensor, EngineError> {
+        Ok(softmax::softmax(x))
+    }
+    fn ce(
+        &self,
+        logits: &Tensor,
+        labels: &LabelMap,
+        scale: f32,
+    ) -> Result<(f32, Tensor), EngineError> {
+        let f = ce::ce_loss(logits, labels);
+        Ok((f.loss, ce::ce_backward(&f, labels, scale)))
+    }
+    fn dice(
+        &self,
+        logits: &Tensor,
+        labels: &LabelMap,
+        scale: f32,
+    ) -> Result<(f32, Tensor), EngineError> {
+        let f = dice::dice_loss(logits, labels);
+        Ok((f.loss, dice::dice_backward(&f, labels, scale)))
+    }
+    fn kd(
+        &self,
+        student_logits: &Tensor,
+        teacher_logits: &Tensor,
+        temperature: f32,
+        scale: f32,
+    ) -> Result<(f32, Tensor), EngineError> {
+        let f = kd::kd_loss(student_logits, teacher_logits, temperature);
+        Ok((f.loss, kd::kd_backward(&f, scale)))
+    }
+    fn proto(
+        &self,
+        student_features: &Tensor,
+        teacher_features: &Tensor,
+        labels: &LabelMap,
+        scale: f32,
+    ) -> Result<(f32, Tensor), EngineError> {
+        let f = proto::proto_loss(student_features, teacher_features, labels);
+        Ok((f.loss, proto::proto_backward(&f, scale)))
+    }
+    fn adam_update(
+        &self,
+        p: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        s: &AdamScalars,
+    ) -> Result<(), EngineError> {
+        crate::adam::update_tensor(p, grad, m, v, s);
+        Ok(())
+    }
+    fn check_finite(&self, name: &str, x: &Tensor) -> Result<(), EngineError> {
+        crate::error::check_finite(name, x)
+    }
+}
