@@ -64,18 +64,36 @@ fn main() {
         writeln!(out, "    {n:?},").unwrap();
     }
     writeln!(out, "];").unwrap();
-    writeln!(out, "/// The headers, by file name, in the order NVRTC gets them.").unwrap();
+    writeln!(
+        out,
+        "/// The headers, by file name, in the order NVRTC gets them."
+    )
+    .unwrap();
     writeln!(out, "pub(crate) const HEADERS: &[(&str, &str)] = &[").unwrap();
     for s in &headers {
         let file = s.file_name().unwrap().to_str().unwrap();
-        writeln!(out, "    ({file:?}, include_str!({:?})),", s.display().to_string()).unwrap();
+        writeln!(
+            out,
+            "    ({file:?}, include_str!({:?})),",
+            s.display().to_string()
+        )
+        .unwrap();
     }
     writeln!(out, "];").unwrap();
-    writeln!(out, "/// The kernel sources, by file name, in the order NVRTC gets them.").unwrap();
+    writeln!(
+        out,
+        "/// The kernel sources, by file name, in the order NVRTC gets them."
+    )
+    .unwrap();
     writeln!(out, "pub(crate) const SOURCES: &[(&str, &str)] = &[").unwrap();
     for s in &sources {
         let file = s.file_name().unwrap().to_str().unwrap();
-        writeln!(out, "    ({file:?}, include_str!({:?})),", s.display().to_string()).unwrap();
+        writeln!(
+            out,
+            "    ({file:?}, include_str!({:?})),",
+            s.display().to_string()
+        )
+        .unwrap();
     }
     writeln!(out, "];").unwrap();
     writeln!(out, "extern \"C\" {{").unwrap();

@@ -3,14 +3,16 @@
 //! computation and compare bits.
 
 use crate::checkpoint::{self, state_tensors};
+use crate::compute::Trainer;
+use crate::device::Compute;
 use crate::modality::Modalities;
 use crate::tensorfile::{write_tensors, OutTensor, TensorFile};
 use anyhow::{bail, Context, Result};
 use protokd_reference::adam::AdamState;
 use protokd_reference::engine::Cpu;
 use protokd_reference::error::EngineError;
-use protokd_reference::step::{train_step, StepConfig, StepMode};
-use protokd_reference::vnet::{check_input, forward_eval, forward_train};
+use protokd_reference::step::{StepConfig, StepMode};
+use protokd_reference::vnet::check_input;
 use protokd_reference::{LabelMap, Tensor};
 use std::path::Path;
 
@@ -18,6 +20,7 @@ use std::path::Path;
 /// `features` and `logits` to `out`. Evaluation mode unless `train` (then BatchNorm uses the
 /// batch statistics; the updated running statistics are not saved).
 pub fn forward(
+    compute: &Compute,
     weights: &Path,
     input: &Path,
     out: &Path,
@@ -33,12 +36,8 @@ pub fn forward(
             weights.display()
         ),
     )?;
-    let y = if train {
-        forward_train(&mut ckpt.state, &x).map(|(y, _)| y)
-    } else {
-        forward_eval(&ckpt.state, &x)
-    }
-    .map_err(|e| engine_error(e, input, &x))?;
+    let y = crate::compute::forward(compute, &mut ckpt.state, &x, train)
+        .map_err(|e| engine_error(e, input, &x))?;
     write_tensors(
         out,
         &[
@@ -120,12 +119,14 @@ pub struct StepArgs<'a> {
     pub out: &'a Path,
     /// Loss weights, temperature, optimiser.
     pub config: StepConfig,
+    /// Where the step runs.
+    pub compute: &'a Compute,
 }
 
 /// `protokd audit step`: one training step, no augmentation; writes the losses, the gradients
 /// and the updated state.
 pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
-    let mut student = checkpoint::load(a.student)?;
+    let student = checkpoint::load(a.student)?;
     let cfg = student.state.config;
     let modalities = match (a.config.mode, &a.modality, &student.modalities) {
         (StepMode::Teacher, Some(m), _) if *m != Modalities::all() => {
@@ -186,17 +187,12 @@ pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
             [is[0], 1, is[2], is[3], is[4]]
         );
     }
-    let mut adam = AdamState::for_state(&student.state);
-    let report = train_step(
-        &mut student.state,
-        &mut adam,
-        teacher.as_ref(),
-        &image,
-        &labels,
-        modalities.channels(),
-        &a.config,
-    )
-    .map_err(|e| engine_error(e, a.batch, &image))?;
+    let adam = AdamState::for_state(&student.state);
+    let mut trainer = Trainer::new(a.compute, student.state, adam, teacher.as_ref())?;
+    let report = trainer
+        .step_report(&image, &labels, modalities.channels(), &a.config)
+        .map_err(|e| engine_error(e, a.batch, &image))?;
+    let state = trainer.state()?;
 
     let l = report.losses;
     let mut out: Vec<(String, OutTensor)> = [
@@ -215,17 +211,13 @@ pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
         )
     })
     .collect();
-    let names: Vec<String> = student
-        .state
-        .parameters()
-        .map(|(n, _)| n.to_string())
-        .collect();
+    let names: Vec<String> = state.parameters().map(|(n, _)| n.to_string()).collect();
     out.extend(
         names
             .into_iter()
             .zip(report.grads)
             .map(|(n, g)| (format!("grad.{n}"), OutTensor::F32(g))),
     );
-    out.extend(state_tensors(&student.state, "param."));
+    out.extend(state_tensors(&state, "param."));
     write_tensors(a.out, &out, None)
 }

@@ -10,14 +10,22 @@
 //!
 //! `warmup` untimed runs, then `repeat` timed runs (wall clock); the median (of an even
 //! count, the mean of the two middle values), minimum and maximum are reported, with the peak
-//! resident memory of the process (Linux `VmHWM`) when known.
+//! resident memory of the process (Linux `VmHWM`) when known, and on a GPU the device memory in
+//! use at the end (`total - free` of the driver, all processes).
+//!
+//! On a GPU (`--device cuda|emulated`) the forward's model and image are uploaded once and each
+//! timed forward waits for the device to finish; a step is timed as training runs it
+//! ([`Trainer::step`]: the batch uploaded, the losses downloaded).
 
-use crate::device::Device;
+use crate::compute::Trainer;
+use crate::device::{Compute, Device};
 use anyhow::{bail, Context, Result};
+use protokd_gpu::transfer::upload_state;
+use protokd_gpu::GpuTensor;
 use protokd_reference::adam::AdamState;
 use protokd_reference::state::{VNetConfig, VNetState};
-use protokd_reference::step::{train_step, StepConfig};
-use protokd_reference::vnet::forward_eval;
+use protokd_reference::step::StepConfig;
+use protokd_reference::vnet::{forward_eval, forward_eval_on};
 use protokd_reference::{LabelMap, Tensor};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -135,7 +143,7 @@ pub fn run(
     (warmup, repeat): (usize, usize),
     device: Device,
 ) -> Result<Value> {
-    device.require_available()?;
+    let compute = device.open()?;
     if repeat == 0 {
         bail!("--repeat must be at least 1");
     }
@@ -158,36 +166,49 @@ pub fn run(
     };
     let image = uniform(&shape, 11, 1.0);
     let mut times = Vec::with_capacity(repeat);
+    let mut timed = |k: usize, run: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        let t0 = Instant::now();
+        run()?;
+        if k >= warmup {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        Ok(())
+    };
     match what {
         What::Forward => {
             let model = net(c, 1);
-            for k in 0..warmup + repeat {
-                let t0 = Instant::now();
-                forward_eval(&model, &image)?;
-                if k >= warmup {
-                    times.push(t0.elapsed().as_secs_f64());
+            match &compute {
+                Compute::Cpu => {
+                    for k in 0..warmup + repeat {
+                        timed(k, &mut || Ok(forward_eval(&model, &image).map(|_| ())?))?;
+                    }
+                }
+                // The model and the image are uploaded once; each timed forward ends when the
+                // device has finished it (nothing is downloaded).
+                Compute::Gpu(g) => {
+                    let model = upload_state(&g.dev, &model)?;
+                    let x = GpuTensor::upload(&g.dev, &image)?;
+                    for k in 0..warmup + repeat {
+                        timed(k, &mut || {
+                            forward_eval_on(g, &model, &x)?;
+                            Ok(g.dev.synchronize()?)
+                        })?;
+                    }
                 }
             }
         }
+        // One whole step as training runs it: the batch is uploaded, the losses come back.
         What::Step => {
             let teacher = net(4, 1);
-            let mut student = net(1, 2);
-            let mut adam = AdamState::for_state(&student);
+            let student = net(1, 2);
+            let adam = AdamState::for_state(&student);
+            let mut trainer = Trainer::new(&compute, student, adam, Some(&teacher))?;
             let labels = label_map(n, d, h, w);
             for k in 0..warmup + repeat {
-                let t0 = Instant::now();
-                train_step(
-                    &mut student,
-                    &mut adam,
-                    Some(&teacher),
-                    &image,
-                    &labels,
-                    &[STUDENT_CHANNEL],
-                    &StepConfig::default(),
-                )?;
-                if k >= warmup {
-                    times.push(t0.elapsed().as_secs_f64());
-                }
+                timed(k, &mut || {
+                    trainer.step(&image, &labels, &[STUDENT_CHANNEL], &StepConfig::default())?;
+                    Ok(())
+                })?;
             }
         }
     }
@@ -196,7 +217,12 @@ pub fn run(
         "what": match what { What::Forward => "forward", What::Step => "step" },
         "shape": shape,
         "filters": filters,
-        "device": "cpu",
+        "device": compute.kind(),
+        "device_description": compute.describe(),
+        "device_memory_in_use_bytes": match &compute {
+            Compute::Gpu(g) => g.dev.memory_in_use()?,
+            Compute::Cpu => None,
+        },
         "kernels": match protokd_reference::kernels::kernels() {
             protokd_reference::kernels::Kernels::Spec => "spec",
             protokd_reference::kernels::Kernels::Fast => "fast",

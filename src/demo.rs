@@ -8,6 +8,8 @@
 
 use crate::brats::{discover, load_case};
 use crate::checkpoint;
+use crate::compute::Net;
+use crate::device::Compute;
 use crate::evaluate::{evaluate_dataset, summarize, EvaluateOptions};
 use crate::inference::{segment_case, Window};
 use crate::modality::{Modalities, NAMES};
@@ -88,6 +90,8 @@ pub struct DemoOptions {
     pub force: bool,
     /// MNI152 templates folder (default: found as `protokd phantom` does).
     pub templates: Option<PathBuf>,
+    /// Where training and evaluation run.
+    pub compute: Compute,
 }
 
 /// One row of the result table: a model's mean Dice per region on the test phantoms.
@@ -233,6 +237,7 @@ pub fn run(o: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
             force: o.force,
             stop_after: None,
             progress_bar: true,
+            compute: &o.compute,
         };
         let t = Instant::now();
         let outcome = train(&args, &mut |_| {})?;
@@ -313,8 +318,9 @@ pub fn run(o: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
         };
         let report_dir = o.out.join("eval").join(&label);
         let opts = EvaluateOptions::default();
+        let net = Net::new(&o.compute, &ck.state)?;
         let scores = evaluate_dataset(
-            &ck.state,
+            &net,
             &dataset.cases,
             m.channels(),
             &window,
@@ -337,7 +343,7 @@ pub fn run(o: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
             dice: [d[0], d[1], d[2], (d[0] + d[1] + d[2]) / 3.0],
             checkpoint: ck_path.clone(),
         });
-        let pred = segment_case(&ck.state, &first, m.channels(), &window)?;
+        let pred = segment_case(&net, &first, m.channels(), &window)?;
         crate::overlay::write_overlay_png(
             &first.images[grey_of(m)],
             &pred.labels,

@@ -22,6 +22,7 @@
 //!   release, the case's geometry), to inspect or re-score with `protokd score`.
 
 use crate::brats::{self, Case};
+use crate::compute::Net;
 use crate::device::Device;
 use crate::inference::{segment_case, Window};
 use crate::metrics::{region_metrics, Region, RegionMetrics};
@@ -30,7 +31,6 @@ use crate::segment::{say, write_segmentation, Model};
 use crate::tensorfile::write_atomic;
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
-use protokd_reference::state::VNetState;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -136,7 +136,7 @@ pub fn check_labelled(cases: &[Case]) -> Result<()> {
 /// after each case. A case without a segmentation is an error naming it (checked for all cases
 /// before the first is segmented).
 pub fn evaluate_dataset(
-    state: &VNetState,
+    net: &Net,
     cases: &[Case],
     channels: &[usize],
     window: &Window,
@@ -153,7 +153,7 @@ pub fn evaluate_dataset(
             .as_ref()
             .with_context(|| format!("case {}: no labels", case.id))?;
         let spacing = spacing_zyx(&loaded, opts.voxel_units)?;
-        let pred = segment_case(state, &loaded, channels, window)?;
+        let pred = segment_case(net, &loaded, channels, window)?;
         if let Some(dir) = &opts.save_segmentations {
             let path = dir.join(format!("{}{}.nii.gz", case.id, case.release.seg_suffix()));
             write_segmentation(
@@ -394,7 +394,7 @@ pub fn write_report(
 
 /// `protokd evaluate`.
 pub fn run(args: EvaluateArgs) -> Result<()> {
-    args.device.require_available()?;
+    let compute = args.device.open()?;
     let window = args.window.window()?;
     check_new(&args.out, "report folder", args.force)?;
     ensure!(
@@ -415,7 +415,9 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     };
     // Cases without labels are refused before anything is written.
     check_labelled(&dataset.cases).with_context(|| args.data.display().to_string())?;
+    let net = Net::new(&compute, &model.state)?;
     say(&model.describe())?;
+    say(&format!("device: {}", compute.describe()))?;
     say(&format!(
         "window: patch {:?}, stride {:?} (D, H, W); {} case(s) of {}",
         window.patch,
@@ -431,7 +433,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     }
     let mut said = Ok(());
     let scores = evaluate_dataset(
-        &model.state,
+        &net,
         &dataset.cases,
         model.modalities.channels(),
         &window,
@@ -467,6 +469,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         "case_list": args.cases.as_ref().map(|p| p.display().to_string()),
         "case_ids": dataset.cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
         "window": {"patch": window.patch, "stride": window.stride},
+        "device": compute.describe(),
         "hd95_spacing": if args.voxel_units { "1 voxel" } else { "voxel size in mm from each case's NIfTI header" },
         "segmentations": opts.save_segmentations.as_ref().map(|p| p.display().to_string()),
     });

@@ -32,12 +32,10 @@
 //! bits for the same window probabilities (`tests/sliding_window.rs`).
 
 use crate::brats::LoadedCase;
+use crate::compute::Net;
 use crate::preprocess::zscore;
 use crate::volume::Volume;
 use anyhow::{bail, ensure, Context, Result};
-use protokd_reference::layers::softmax::softmax;
-use protokd_reference::state::VNetState;
-use protokd_reference::vnet::forward_eval;
 use protokd_reference::Tensor;
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -387,18 +385,13 @@ impl Prediction {
 
 /// The VNet's prediction for `image` `[C, D, H, W]` (`C = state.config.in_channels`, z-scored):
 /// [`sliding_window`] with, per window, `softmax(forward_eval(state, patch).logits)` over the
-/// classes (protokd-reference's evaluation-mode VNet and softmax), then [`argmax`].
-pub fn predict(
-    state: &VNetState,
-    image: &[f32],
-    dims: [usize; 3],
-    window: &Window,
-) -> Result<Prediction> {
+/// classes (protokd-reference's evaluation-mode VNet and softmax, on the network's device:
+/// [`Net::probabilities`]), then [`argmax`].
+pub fn predict(net: &Net, image: &[f32], dims: [usize; 3], window: &Window) -> Result<Prediction> {
     window.check_vnet()?;
-    let cfg = state.config;
+    let cfg = net.config();
     let probabilities = sliding_window(image, cfg.in_channels, dims, cfg.n_classes, window, |x| {
-        let out = forward_eval(state, x)?;
-        Ok(softmax(&out.logits))
+        Ok(net.probabilities(x)?)
     })?;
     let labels = argmax(&probabilities, cfg.n_classes);
     Ok(Prediction {
@@ -442,16 +435,16 @@ fn prepare_named(volumes: &[&Volume], name: impl Fn(usize) -> String) -> Result<
 /// 2 T1ce, 3 FLAIR`, in the model's order): [`prepare_input`] on those images, then
 /// [`predict`]. Errors name the case (and the file of an image that cannot be normalised).
 pub fn segment_case(
-    state: &VNetState,
+    net: &Net,
     case: &LoadedCase,
     channels: &[usize],
     window: &Window,
 ) -> Result<Prediction> {
     let id = &case.case.id;
+    let in_channels = net.config().in_channels;
     ensure!(
-        channels.len() == state.config.in_channels,
-        "case {id}: the model takes {} input channel(s) but {} modalities were chosen",
-        state.config.in_channels,
+        channels.len() == in_channels,
+        "case {id}: the model takes {in_channels} input channel(s) but {} modalities were chosen",
         channels.len()
     );
     ensure!(
@@ -462,7 +455,7 @@ pub fn segment_case(
     let input = prepare_named(&images, |i| {
         format!("case {id}: {}", case.case.modalities[channels[i]].display())
     })?;
-    predict(state, &input, case.dims(), window).with_context(|| format!("case {id}"))
+    predict(net, &input, case.dims(), window).with_context(|| format!("case {id}"))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod augment;
 pub mod bench;
 pub mod brats;
 pub mod checkpoint;
+pub mod compute;
 pub mod demo;
 pub mod device;
 pub mod evaluate;

@@ -243,6 +243,9 @@ enum AuditCommand {
         /// Training mode (BatchNorm with batch statistics) instead of evaluation mode.
         #[arg(long)]
         train: bool,
+        /// Where the arithmetic runs (same bits everywhere).
+        #[arg(long, value_enum, default_value_t = protokd::device::Device::Cpu)]
+        device: protokd::device::Device,
     },
     /// One training step (no augmentation): losses, gradients and the updated state.
     ///
@@ -287,6 +290,9 @@ struct StepCli {
     /// Adam L2 weight decay.
     #[arg(long, default_value_t = 1e-5)]
     weight_decay: f64,
+    /// Where the arithmetic runs (same bits everywhere).
+    #[arg(long, value_enum, default_value_t = protokd::device::Device::Cpu)]
+    device: protokd::device::Device,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -368,8 +374,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             input,
             out,
             train,
+            device,
         }) => {
-            let hashes = audit::forward(&weights, &input, &out, train)?;
+            let hashes = audit::forward(&device.open()?, &weights, &input, &out, train)?;
             print_hashes(&hashes, &out)?;
         }
         Command::Audit(AuditCommand::Step(s)) => {
@@ -418,6 +425,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 modality,
                 out: &s.out,
                 config,
+                compute: &s.device.open()?,
             };
             let hashes = audit::step(&args)?;
             print_hashes(&hashes, &s.out)?;
@@ -427,8 +435,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Segment(a) => protokd::segment::run(a)?,
         Command::Evaluate(a) => protokd::evaluate::run(a)?,
         Command::Demo(d) => {
-            d.device.require_available()?;
             let opts = protokd::demo::DemoOptions {
+                compute: d.device.open()?,
                 out: d.out,
                 modality: Modalities::parse(&d.modality).context("--modality")?,
                 all_modalities: d.all_modalities,

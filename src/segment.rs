@@ -34,6 +34,7 @@
 
 use crate::brats::{self, affine_mismatch, Case, LoadedCase, Release};
 use crate::checkpoint;
+use crate::compute::Net;
 use crate::device::Device;
 use crate::inference::{predict, prepare_input, segment_case, Prediction, Window};
 use crate::modality::{Modalities, NAMES};
@@ -489,12 +490,12 @@ fn read_files(files: &[PathBuf]) -> Result<Vec<Image>> {
     Ok(images)
 }
 
-fn run_job(job: &Job, model: &Model, window: &Window) -> Result<Segmented> {
+fn run_job(job: &Job, model: &Model, net: &Net, window: &Window) -> Result<Segmented> {
     let chans = model.modalities.channels();
     match &job.source {
         Source::Case(case) => {
             let loaded: LoadedCase = brats::load_case(case)?;
-            let prediction = segment_case(&model.state, &loaded, chans, window)?;
+            let prediction = segment_case(net, &loaded, chans, window)?;
             let LoadedCase {
                 images, geometry, ..
             } = loaded;
@@ -513,7 +514,7 @@ fn run_job(job: &Job, model: &Model, window: &Window) -> Result<Segmented> {
             let input = prepare_input(&vols)
                 .with_context(|| format!("inputs in order: {}", names.join(", ")))?;
             let dims = images[0].volume.dims;
-            let prediction = predict(&model.state, &input, dims, window)?;
+            let prediction = predict(net, &input, dims, window)?;
             let first = images.swap_remove(0);
             Ok(Segmented {
                 prediction,
@@ -535,7 +536,7 @@ pub fn say(line: &str) -> Result<()> {
 
 /// `protokd segment`.
 pub fn run(args: SegmentArgs) -> Result<()> {
-    args.device.require_available()?;
+    let compute = args.device.open()?;
     let window = args.window.window()?;
     let release = args
         .release
@@ -549,7 +550,9 @@ pub fn run(args: SegmentArgs) -> Result<()> {
     check_new(&provenance_path, "provenance record", args.force)?;
     let Plan { jobs, dataset } = plan;
     let mut cases = Vec::with_capacity(jobs.len());
+    let net = Net::new(&compute, &model.state)?;
     say(&model.describe())?;
+    say(&format!("device: {}", compute.describe()))?;
     say(&format!(
         "window: patch {:?}, stride {:?} (D, H, W); {} case(s)",
         window.patch,
@@ -571,7 +574,7 @@ pub fn run(args: SegmentArgs) -> Result<()> {
     }
     for (n, job) in jobs.iter().enumerate() {
         let t0 = Instant::now();
-        let s = run_job(job, &model, &window)?;
+        let s = run_job(job, &model, &net, &window)?;
         let seconds = t0.elapsed().as_secs_f64();
         let p = &s.prediction;
         let o = &job.outputs;
@@ -634,7 +637,7 @@ pub fn run(args: SegmentArgs) -> Result<()> {
             "modalities": model.modalities.to_string(),
         },
         "window": {"patch": window.patch, "stride": window.stride},
-        "device": format!("{:?}", args.device).to_lowercase(),
+        "device": compute.describe(),
         "cases": cases,
     });
     let mut text = serde_json::to_string_pretty(&record)?;

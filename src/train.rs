@@ -30,6 +30,8 @@ pub mod split;
 use crate::augment::{augment, batch, epoch_permutation};
 use crate::brats::{discover, load_case, Case, Dataset};
 use crate::checkpoint;
+use crate::compute::{Net, Trainer};
+use crate::device::Compute;
 use crate::inference::{segment_case, Window};
 use crate::metrics::{region_dice, Region};
 use crate::modality::Modalities;
@@ -38,7 +40,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use config::TrainConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use protokd_reference::state::{VNetConfig, VNetState};
-use protokd_reference::step::train_step;
 use rayon::prelude::*;
 use run::{MetricsLog, Progress, RunDir, RunRecord};
 use serde_json::json;
@@ -93,6 +94,8 @@ pub struct TrainArgs<'a> {
     pub stop_after: Option<u64>,
     /// Draw a progress bar on standard error (when it is a terminal).
     pub progress_bar: bool,
+    /// Where the steps and validations run (same bits everywhere).
+    pub compute: &'a Compute,
 }
 
 /// Why a run ended before its last epoch.
@@ -171,7 +174,7 @@ impl TrainCases {
 /// Dice of WT, TC and ET, each averaged over the validation cases (in the split's order,
 /// summed in f64), segmented whole by the sliding window.
 pub fn validate(
-    state: &VNetState,
+    net: &Net,
     cases: &[Case],
     channels: &[usize],
     window: &Window,
@@ -186,7 +189,7 @@ pub fn validate(
                 case.dir.display()
             );
         };
-        let pred = segment_case(state, &loaded, channels, window)
+        let pred = segment_case(net, &loaded, channels, window)
             .with_context(|| format!("validation case {}", case.id))?;
         for (s, r) in sums.iter_mut().zip(Region::ALL) {
             *s += region_dice(&pred.labels, labels, r);
@@ -361,7 +364,7 @@ pub fn train(args: &TrainArgs, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
     let run = RunDir {
         path: args.out.to_path_buf(),
     };
-    let (mut state, mut adam, mut progress, mut log) = if args.resume {
+    let (state, adam, mut progress, mut log) = if args.resume {
         let recorded = run.read_record()?;
         let diff = recorded.differences(&record);
         if !diff.is_empty() {
@@ -383,6 +386,16 @@ pub fn train(args: &TrainArgs, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
         (state, adam, Progress::START, MetricsLog::create(&run)?)
     };
     let teacher_state = teacher.as_ref().map(|((s, _), _)| s);
+    let mut trainer = Trainer::new(args.compute, state, adam, teacher_state)?;
+    let save = |name: &str, trainer: &Trainer, progress: Progress| -> Result<()> {
+        run.save(
+            name,
+            &trainer.state()?,
+            &modalities,
+            &trainer.adam()?,
+            progress,
+        )
+    };
     let train_cases = TrainCases::load(
         cases_of(&dataset, &split.train, "training split")?,
         cfg.crop_box(),
@@ -453,21 +466,13 @@ pub fn train(args: &TrainArgs, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let (image, labels) = batch(&samples)?;
-            let report = train_step(
-                &mut state,
-                &mut adam,
-                teacher_state,
-                &image,
-                &labels,
-                &channels,
-                &step_cfg,
-            )
-            .with_context(|| format!("epoch {epoch}, step {s}"))?;
+            let l = trainer
+                .step(&image, &labels, &channels, &step_cfg)
+                .with_context(|| format!("epoch {epoch}, step {s}"))?;
             outcome.step_seconds += t0.elapsed().as_secs_f64();
             outcome.steps_run += 1;
             progress.global_step += 1;
             progress.step_in_epoch = s + 1;
-            let l = report.losses;
             if !l.total.is_finite() {
                 bail!(
                     "epoch {epoch}, step {s}: the loss is {} (diverged); lower `lr` in the config",
@@ -495,7 +500,7 @@ pub fn train(args: &TrainArgs, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
                 None
             };
             if let Some(why) = stop {
-                run.save("last", &state, &modalities, &adam, progress)?;
+                save("last", &trainer, progress)?;
                 write_curves(&run, &log, cfg)?;
                 bar.finish_and_clear();
                 outcome.progress = progress;
@@ -516,7 +521,7 @@ pub fn train(args: &TrainArgs, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
             && (epoch - cfg.val_start_epoch).is_multiple_of(cfg.val_every);
         if due && !val_cases.is_empty() {
             let t0 = Instant::now();
-            let [wt, tc, et] = validate(&state, &val_cases, &channels, &window)?;
+            let [wt, tc, et] = validate(&trainer.net(), &val_cases, &channels, &window)?;
             outcome.val_seconds += t0.elapsed().as_secs_f64();
             let mean = (wt + tc + et) / 3.0;
             let best = progress.best.is_none_or(|(b, _)| mean > b);
@@ -530,10 +535,10 @@ pub fn train(args: &TrainArgs, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
             ));
             if best {
                 progress.best = Some((mean, epoch));
-                run.save("best", &state, &modalities, &adam, progress)?;
+                save("best", &trainer, progress)?;
             }
         }
-        run.save("last", &state, &modalities, &adam, progress)?;
+        save("last", &trainer, progress)?;
         write_curves(&run, &log, cfg)?;
         say_above(&line);
     }

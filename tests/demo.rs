@@ -6,6 +6,7 @@
 mod common;
 use common::{protokd, s, TempDir};
 use protokd::demo::{run, DemoOptions, Plan};
+use protokd::device::Compute;
 use protokd::modality::Modalities;
 use serde_json::{json, Value};
 
@@ -33,6 +34,7 @@ fn demo_runs_every_stage_and_agrees_with_evaluate() {
         plan: tiny_plan(),
         force: false,
         templates: None,
+        compute: Compute::Cpu,
     };
     let mut lines = Vec::new();
     let rows = run(&opts, &mut |l| lines.push(l.to_string())).unwrap();
@@ -142,6 +144,7 @@ fn all_modalities_trains_two_students_per_modality() {
         plan: tiny_plan(),
         force: false,
         templates: None,
+        compute: Compute::Cpu,
     };
     let rows = run(&opts, &mut |_| {}).unwrap();
     let got: Vec<(String, &str)> = rows.iter().map(|r| (r.modality.clone(), r.model)).collect();

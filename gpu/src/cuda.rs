@@ -114,6 +114,16 @@ impl CudaDevice {
             .map_err(|e| GpuError::driver(format!("launching {name}"), e))
     }
 
+    pub(crate) fn memory_in_use(&self) -> Result<u64, GpuError> {
+        let during = "reading the memory in use";
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| GpuError::driver(during, e))?;
+        let (free, total) =
+            cudarc::driver::result::mem_get_info().map_err(|e| GpuError::driver(during, e))?;
+        Ok((total - free) as u64)
+    }
+
     pub(crate) fn synchronize(&self) -> Result<(), GpuError> {
         self.ctx
             .synchronize()

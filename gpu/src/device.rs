@@ -21,7 +21,13 @@ pub const BLOCK_THREADS: u32 = 256;
 
 /// Element types a buffer may hold.
 pub trait Elem:
-    cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Copy + Default + Send + Sync + 'static
+    cudarc::driver::DeviceRepr
+    + cudarc::driver::ValidAsZeroBits
+    + Copy
+    + Default
+    + Send
+    + Sync
+    + 'static
 {
 }
 impl Elem for f32 {}
@@ -44,9 +50,11 @@ impl std::fmt::Debug for Device {
     }
 }
 
-/// A typed device buffer.
+/// A typed device buffer. (A CUDA allocation holds at least one element, since the driver
+/// refuses empty allocations; `len` is the buffer's logical length.)
 pub struct Buffer<T: Elem> {
     inner: Inner<T>,
+    len: usize,
 }
 
 enum Inner<T: Elem> {
@@ -57,10 +65,7 @@ enum Inner<T: Elem> {
 impl<T: Elem> Buffer<T> {
     /// Number of elements.
     pub fn len(&self) -> usize {
-        match &self.inner {
-            Inner::Cuda(s) => s.len(),
-            Inner::Host(v) => v.len(),
-        }
+        self.len
     }
 
     /// Whether the buffer holds no element.
@@ -118,16 +123,19 @@ impl Device {
         let inner = match self {
             Device::Cuda(d) => Inner::Cuda(
                 d.stream()
-                    .alloc_zeros::<T>(n)
+                    .alloc_zeros::<T>(n.max(1))
                     .map_err(|e| GpuError::driver(format!("allocating {n} elements"), e))?,
             ),
             Device::Emulated => Inner::Host(HostVec::zeros(n)),
         };
-        Ok(Buffer { inner })
+        Ok(Buffer { inner, len: n })
     }
 
     /// Copies host values to a new buffer.
     pub fn upload<T: Elem>(&self, data: &[T]) -> Result<Buffer<T>, GpuError> {
+        if data.is_empty() {
+            return self.zeros(0);
+        }
         let inner = match self {
             Device::Cuda(d) => Inner::Cuda(
                 d.stream()
@@ -136,7 +144,10 @@ impl Device {
             ),
             Device::Emulated => Inner::Host(HostVec::from_slice(data)),
         };
-        Ok(Buffer { inner })
+        Ok(Buffer {
+            inner,
+            len: data.len(),
+        })
     }
 
     /// Copies a buffer's values to the host (waits for every launch before it).
@@ -144,23 +155,10 @@ impl Device {
         match &b.inner {
             Inner::Cuda(s) => s
                 .stream()
-                .clone_dtoh(s)
+                .clone_dtoh(&s.slice(..b.len))
                 .map_err(|e| GpuError::driver("copying from the device", e)),
             Inner::Host(v) => Ok(v.to_vec()),
         }
-    }
-
-    /// A copy of a buffer, on the device.
-    pub fn copy<T: Elem>(&self, b: &Buffer<T>) -> Result<Buffer<T>, GpuError> {
-        let inner = match &b.inner {
-            Inner::Cuda(s) => Inner::Cuda(
-                s.stream()
-                    .clone_dtod(s)
-                    .map_err(|e| GpuError::driver("copying on the device", e))?,
-            ),
-            Inner::Host(v) => Inner::Host(HostVec::from_slice(&v.to_vec())),
-        };
-        Ok(Buffer { inner })
     }
 
     /// Launches kernel `name` over `threads` threads (a 1-D grid of [`BLOCK_THREADS`]-thread
@@ -178,6 +176,15 @@ impl Device {
         match self {
             Device::Cuda(d) => d.launch(name, grid, BLOCK_THREADS, args),
             Device::Emulated => EMULATED.launch(name, grid, BLOCK_THREADS, args),
+        }
+    }
+
+    /// Device memory in use (`total - free` as the driver reports it, every process on the
+    /// GPU), or `None` when emulated.
+    pub fn memory_in_use(&self) -> Result<Option<u64>, GpuError> {
+        match self {
+            Device::Cuda(d) => d.memory_in_use().map(Some),
+            Device::Emulated => Ok(None),
         }
     }
 

@@ -44,10 +44,6 @@ impl<T: Copy + Default> HostVec<T> {
             data: UnsafeCell::new(v.to_vec()),
         }
     }
-    pub(crate) fn len(&self) -> usize {
-        // SAFETY: the length is never changed after creation.
-        unsafe { (*self.data.get()).len() }
-    }
     pub(crate) fn address(&self) -> u64 {
         // SAFETY: taking the address does not access the elements.
         unsafe { (*self.data.get()).as_mut_ptr() as u64 }
@@ -80,7 +76,9 @@ impl Emulated {
         })?;
         let packed = args.packed();
         let grid = grid as u64;
-        let chunk = grid.div_ceil(4 * rayon::current_num_threads() as u64).max(1);
+        let chunk = grid
+            .div_ceil(4 * rayon::current_num_threads() as u64)
+            .max(1);
         (0..grid.div_ceil(chunk)).into_par_iter().for_each(|c| {
             let begin = c * chunk;
             let end = (begin + chunk).min(grid);

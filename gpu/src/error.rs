@@ -18,7 +18,9 @@ pub enum GpuError {
         looked_for: String,
     },
     /// The driver loaded but reports no device (or not the one asked for).
-    #[error("--device cuda: the CUDA driver reports {count} device(s); device {ordinal} does not exist")]
+    #[error(
+        "--device cuda: the CUDA driver reports {count} device(s); device {ordinal} does not exist"
+    )]
     NoDevice {
         /// Devices present.
         count: usize,

@@ -41,7 +41,12 @@ pub fn finish(
 }
 
 /// `r` canonical sums over the rows of `x` (`[r, n]`, row-major): `out[j] = sum_i x[j n + i]`.
-pub fn sum_rows(dev: &Device, x: &Buffer<f32>, r: usize, n: usize) -> Result<Buffer<f32>, GpuError> {
+pub fn sum_rows(
+    dev: &Device,
+    x: &Buffer<f32>,
+    r: usize,
+    n: usize,
+) -> Result<Buffer<f32>, GpuError> {
     let p = partials(dev, r, n)?;
     dev.launch(
         "reduce_rows_lanes",

@@ -85,7 +85,11 @@ impl GpuLabels {
 impl GpuTensor {
     /// A tensor holding a new buffer.
     pub fn from_buffer(shape: &[usize], buf: Buffer<f32>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), buf.len(), "GpuTensor: shape");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            buf.len(),
+            "GpuTensor: shape"
+        );
         GpuTensor {
             shape: shape.to_vec(),
             buf: Arc::new(buf),

@@ -12,7 +12,10 @@ fn every_kernel_compiles_with_nvrtc() {
             "PROTOKD_REQUIRE_NVRTC is set but no NVRTC library loads (looked for {})",
             nvrtc::looked_for()
         );
-        eprintln!("skipped: no NVRTC library (looked for {})", nvrtc::looked_for());
+        eprintln!(
+            "skipped: no NVRTC library (looked for {})",
+            nvrtc::looked_for()
+        );
         return;
     }
     for arch in ["compute_80", "compute_90"] {
@@ -26,6 +29,9 @@ fn every_kernel_compiles_with_nvrtc() {
         }
         // No contraction: the only fma instructions are the explicit ones (fma.rn.f32), and
         // NVRTC never emits mad or fma for a separate multiply and add under --fmad=false.
-        assert!(!text.contains("mad.f32") && !text.contains("mad.rn.f32"), "{arch}: mad in PTX");
+        assert!(
+            !text.contains("mad.f32") && !text.contains("mad.rn.f32"),
+            "{arch}: mad in PTX"
+        );
     }
 }

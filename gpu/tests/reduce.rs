@@ -13,7 +13,9 @@ fn row_sums_match_the_reference() {
             .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.37)
             .collect();
         let b = dev.upload(&x).unwrap();
-        let out = dev.download(&reduce::sum_rows(&dev, &b, r, n).unwrap()).unwrap();
+        let out = dev
+            .download(&reduce::sum_rows(&dev, &b, r, n).unwrap())
+            .unwrap();
         for j in 0..r {
             let want = sum(&x[j * n..(j + 1) * n]);
             assert_eq!(out[j].to_bits(), want.to_bits(), "n {n}, row {j}");

@@ -104,6 +104,7 @@ pub trait Engine {
         running_var: &Self::T,
     ) -> Result<Self::T, EngineError>;
     /// [`batchnorm3d::batchnorm3d_backward`]: `(dx, dweight, dbias)`.
+    #[allow(clippy::type_complexity)]
     fn batchnorm3d_backward(
         &self,
         dy: &Self::T,

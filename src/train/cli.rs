@@ -79,7 +79,7 @@ fn read_json(path: &Path) -> Result<Value> {
 /// Runs a training command; prints its progress lines and a closing summary, and says how to
 /// resume when it stopped early.
 pub fn run(role: Role, o: &RunOptions) -> Result<Outcome> {
-    o.device.require_available()?;
+    let compute = o.device.open()?;
     let (method, modalities, teacher) = match role {
         Role::Teacher => (Method::Teacher, Modalities::all(), None),
         Role::Student {
@@ -133,6 +133,7 @@ pub fn run(role: Role, o: &RunOptions) -> Result<Outcome> {
         force: o.force,
         stop_after: o.stop_after,
         progress_bar: true,
+        compute: &compute,
     };
     let outcome = train(&args, &mut |line| println!("{line}"))?;
     let p = outcome.progress;

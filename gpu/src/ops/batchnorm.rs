@@ -1,1 +1,268 @@
-//! (being written)
+//! BatchNorm3d (reference `layers::batchnorm3d`): training forward with the running-statistics
+//! update, evaluation forward, training backward. The orders are the reference module's docs.
+//!
+//! Per-channel sums (the mean, the squared deviations, `dbias`, `dweight`) are canonical
+//! reductions: `bn_channel_lanes` (one thread per channel, block and lane; term `i` of channel
+//! `c` is the value at `(i / V, c, i % V)`) then [`reduce::finish`]. The mean is computed on the
+//! device and read by the squared-deviation lanes, so no operation here waits for the host.
+
+use crate::args::Args;
+use crate::device::{Buffer, Device};
+use crate::error::GpuError;
+use crate::reduce;
+use crate::tensor::GpuTensor;
+
+/// What [`batchnorm3d_backward`] needs from [`batchnorm3d_forward_train`] (the reference's
+/// `BnCache`).
+#[derive(Clone)]
+pub struct GpuBnCache {
+    /// `(x - mean) * invstd`, shaped like `x`.
+    pub xhat: GpuTensor,
+    /// `1 / sqrt(var + eps)` per channel (biased batch variance), `[C]`.
+    pub invstd: GpuTensor,
+}
+
+/// Chain step of `bn_channel_lanes` (the reference's `ChannelStep`; values as in batchnorm.cu).
+#[derive(Clone, Copy)]
+enum Step {
+    /// `acc + a_i`.
+    Sum = 0,
+    /// `fma(d, d, acc)`, `d = a_i - mean[c]`.
+    SquaredDeviation = 1,
+    /// `fma(a_i, b_i, acc)`.
+    Dot = 2,
+}
+
+/// `(N, C, V)` of `x`, after checking that every per-channel tensor is `[C]`.
+fn bn_dims(x: &GpuTensor, per_channel: &[(&str, &GpuTensor)], what: &str) -> (usize, usize, usize) {
+    let [n, c, d, h, w] = x.dims5();
+    for (name, t) in per_channel {
+        assert_eq!(
+            t.shape,
+            [c],
+            "{what}: {name} has shape {:?}, expected [{c}]",
+            t.shape
+        );
+    }
+    (n, c, d * h * w)
+}
+
+/// The `C` canonical per-channel reductions of `[N, C, V]` data `a` with chain step `step`
+/// (`b` is read by [`Step::Dot`], `mean` by [`Step::SquaredDeviation`]; pass `a` otherwise).
+fn channel_reduction(
+    dev: &Device,
+    a: &Buffer<f32>,
+    b: &Buffer<f32>,
+    mean: &Buffer<f32>,
+    (n, c, v): (usize, usize, usize),
+    step: Step,
+) -> Result<Buffer<f32>, GpuError> {
+    let m = n * v;
+    let partials = reduce::partials(dev, c, m)?;
+    dev.launch(
+        "bn_channel_lanes",
+        reduce::lane_threads(c, m),
+        &Args::new()
+            .buf(a)
+            .buf(b)
+            .buf(mean)
+            .buf(&partials)
+            .int(n)
+            .int(c)
+            .int(v)
+            .int(step as usize),
+    )?;
+    let out = dev.zeros(c)?;
+    reduce::finish(dev, &partials, &out, c, m)?;
+    Ok(out)
+}
+
+/// `y = fma((x - shift) * invstd, weight, bias)` per element (`shift`, `invstd`, `weight`,
+/// `bias` per channel); with `keep_xhat`, also returns `xhat = (x - shift) * invstd`.
+fn normalize(
+    dev: &Device,
+    x: &GpuTensor,
+    shift: &Buffer<f32>,
+    invstd: &Buffer<f32>,
+    weight: &GpuTensor,
+    bias: &GpuTensor,
+    keep_xhat: bool,
+) -> Result<(GpuTensor, Option<GpuTensor>), GpuError> {
+    let [_, c, d, h, w] = x.dims5();
+    let total = x.numel();
+    let y = dev.zeros(total)?;
+    let xhat = if keep_xhat {
+        Some(dev.zeros(total)?)
+    } else {
+        None
+    };
+    let args = Args::new()
+        .buf(&x.buf)
+        .buf(shift)
+        .buf(invstd)
+        .buf(&weight.buf)
+        .buf(&bias.buf)
+        .buf(&y);
+    let args = match &xhat {
+        Some(b) => args.buf(b),
+        None => args.int(0),
+    };
+    dev.launch(
+        "bn_normalize",
+        total,
+        &args.int(total).int(c).int(d * h * w),
+    )?;
+    Ok((
+        GpuTensor::from_buffer(&x.shape, y),
+        xhat.map(|b| GpuTensor::from_buffer(&x.shape, b)),
+    ))
+}
+
+/// Training-mode forward, as the reference's `batchnorm3d_forward_train`: per channel
+/// `mean = S / Mf` (`S` the canonical sum of `x`), `var = Q / Mf` (`Q` the canonical reduction of
+/// `fma(d, d, acc)`, `d = x - mean`), `invstd = 1 / sqrt(var + eps)`; per element
+/// `xhat = (x - mean) * invstd`, `y = fma(xhat, weight, bias)`; new running statistics
+/// `fma(0.1, mean, 0.9 * running_mean)` and `fma(0.1, var * (Mf / (M - 1)), 0.9 * running_var)`
+/// replace `*running_mean` and `*running_var`, and `*num_batches_tracked` grows by one.
+///
+/// The caller has checked `M = N D H W >= 2` (the reference's `BatchTooSmall`); panics if not.
+pub fn batchnorm3d_forward_train(
+    dev: &Device,
+    x: &GpuTensor,
+    weight: &GpuTensor,
+    bias: &GpuTensor,
+    running_mean: &mut GpuTensor,
+    running_var: &mut GpuTensor,
+    num_batches_tracked: &mut i64,
+) -> Result<(GpuTensor, GpuBnCache), GpuError> {
+    let dims @ (n, c, v) = bn_dims(
+        x,
+        &[
+            ("weight", weight),
+            ("bias", bias),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ],
+        "batchnorm3d_forward_train",
+    );
+    let m = n * v;
+    assert!(
+        m >= 2,
+        "batchnorm3d_forward_train: {m} values per channel (needs at least 2)"
+    );
+    let mf = m as f32;
+    let unbias = mf / (m - 1) as f32;
+
+    let s = channel_reduction(dev, &x.buf, &x.buf, &x.buf, dims, Step::Sum)?;
+    let mean = dev.zeros(c)?;
+    dev.launch("bn_mean", c, &Args::new().buf(&s).buf(&mean).int(c).f32(mf))?;
+    let q = channel_reduction(dev, &x.buf, &x.buf, &mean, dims, Step::SquaredDeviation)?;
+
+    let invstd = dev.zeros(c)?;
+    let new_rm = dev.zeros(c)?;
+    let new_rv = dev.zeros(c)?;
+    dev.launch(
+        "bn_train_stats",
+        c,
+        &Args::new()
+            .buf(&q)
+            .buf(&mean)
+            .buf(&running_mean.buf)
+            .buf(&running_var.buf)
+            .buf(&invstd)
+            .buf(&new_rm)
+            .buf(&new_rv)
+            .int(c)
+            .f32(mf)
+            .f32(unbias),
+    )?;
+
+    let (y, xhat) = normalize(dev, x, &mean, &invstd, weight, bias, true)?;
+    *running_mean = GpuTensor::from_buffer(&[c], new_rm);
+    *running_var = GpuTensor::from_buffer(&[c], new_rv);
+    *num_batches_tracked += 1;
+    let cache = GpuBnCache {
+        xhat: xhat.expect("normalize keeps xhat when asked"),
+        invstd: GpuTensor::from_buffer(&[c], invstd),
+    };
+    Ok((y, cache))
+}
+
+/// Evaluation-mode forward, as the reference's `batchnorm3d_forward_eval`:
+/// `invstd = 1 / sqrt(running_var + eps)` per channel, then per element
+/// `y = fma((x - running_mean) * invstd, weight, bias)`.
+pub fn batchnorm3d_forward_eval(
+    dev: &Device,
+    x: &GpuTensor,
+    weight: &GpuTensor,
+    bias: &GpuTensor,
+    running_mean: &GpuTensor,
+    running_var: &GpuTensor,
+) -> Result<GpuTensor, GpuError> {
+    let (_, c, _) = bn_dims(
+        x,
+        &[
+            ("weight", weight),
+            ("bias", bias),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        ],
+        "batchnorm3d_forward_eval",
+    );
+    let invstd = dev.zeros(c)?;
+    dev.launch(
+        "bn_eval_invstd",
+        c,
+        &Args::new().buf(&running_var.buf).buf(&invstd).int(c),
+    )?;
+    let (y, _) = normalize(dev, x, &running_mean.buf, &invstd, weight, bias, false)?;
+    Ok(y)
+}
+
+/// Training-mode backward, as the reference's `batchnorm3d_backward`; returns
+/// `(dx, dweight, dbias)`: `dbias` the canonical sum of `dy`, `dweight` the canonical reduction
+/// of `fma(dy, xhat, acc)`, then per element `k = (weight * invstd) / Mf`,
+/// `dx = k * fma(-xhat, dweight, fma(Mf, dy, -dbias))`.
+pub fn batchnorm3d_backward(
+    dev: &Device,
+    dy: &GpuTensor,
+    weight: &GpuTensor,
+    cache: &GpuBnCache,
+) -> Result<(GpuTensor, GpuTensor, GpuTensor), GpuError> {
+    let dims @ (n, c, v) = bn_dims(
+        dy,
+        &[("weight", weight), ("cache invstd", &cache.invstd)],
+        "batchnorm3d_backward",
+    );
+    assert_eq!(
+        cache.xhat.shape, dy.shape,
+        "batchnorm3d_backward: cache and dy shapes differ"
+    );
+    let mf = (n * v) as f32;
+    let xhat = &cache.xhat.buf;
+    let dbias = channel_reduction(dev, &dy.buf, &dy.buf, &dy.buf, dims, Step::Sum)?;
+    let dweight = channel_reduction(dev, &dy.buf, xhat, &dy.buf, dims, Step::Dot)?;
+    let total = dy.numel();
+    let dx = dev.zeros(total)?;
+    dev.launch(
+        "bn_backward_dx",
+        total,
+        &Args::new()
+            .buf(&dy.buf)
+            .buf(xhat)
+            .buf(&weight.buf)
+            .buf(&cache.invstd.buf)
+            .buf(&dweight)
+            .buf(&dbias)
+            .buf(&dx)
+            .int(total)
+            .int(c)
+            .int(v)
+            .f32(mf),
+    )?;
+    Ok((
+        GpuTensor::from_buffer(&dy.shape, dx),
+        GpuTensor::from_buffer(&[c], dweight),
+        GpuTensor::from_buffer(&[c], dbias),
+    ))
+}

@@ -1,1 +1,84 @@
-//! (being written)
+//! The elementwise layers (reference `layers::relu`: ReLU and the additive skip) and
+//! `Tensor::select_channels`: one thread per output element.
+
+use crate::args::Args;
+use crate::device::Device;
+use crate::error::GpuError;
+use crate::tensor::GpuTensor;
+
+/// As the reference's `relu_forward`: `y = x` where `x > 0` or `x` is NaN (its bits passed
+/// on), else `+0.0` (also for `-0.0` and `-inf`).
+pub fn relu_forward(dev: &Device, x: &GpuTensor) -> Result<GpuTensor, GpuError> {
+    let n = x.numel();
+    let y = dev.zeros(n)?;
+    dev.launch(
+        "elementwise_relu_forward",
+        n,
+        &Args::new().buf(&x.buf).buf(&y).int(n),
+    )?;
+    Ok(GpuTensor::from_buffer(&x.shape, y))
+}
+
+/// As the reference's `relu_backward`, from the forward's OUTPUT `y`: `dx = +0.0` where
+/// `y <= 0`, else `dy` (so a NaN `y` passes `dy` through).
+pub fn relu_backward(dev: &Device, dy: &GpuTensor, y: &GpuTensor) -> Result<GpuTensor, GpuError> {
+    assert_eq!(dy.shape, y.shape, "relu_backward: dy and y shapes differ");
+    let n = dy.numel();
+    let dx = dev.zeros(n)?;
+    dev.launch(
+        "elementwise_relu_backward",
+        n,
+        &Args::new().buf(&dy.buf).buf(&y.buf).buf(&dx).int(n),
+    )?;
+    Ok(GpuTensor::from_buffer(&dy.shape, dx))
+}
+
+/// As the reference's `add_forward`: `y = a + b` (one IEEE addition per element).
+pub fn add(dev: &Device, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor, GpuError> {
+    assert_eq!(a.shape, b.shape, "add_forward: operand shapes differ");
+    let n = a.numel();
+    let y = dev.zeros(n)?;
+    dev.launch(
+        "elementwise_add",
+        n,
+        &Args::new().buf(&a.buf).buf(&b.buf).buf(&y).int(n),
+    )?;
+    Ok(GpuTensor::from_buffer(&a.shape, y))
+}
+
+/// As the reference's `Tensor::select_channels`: channels `channels` (in this order, repeats
+/// allowed) of a `[N, C, ...]` tensor. Panics on an out-of-range channel.
+pub fn select_channels(
+    dev: &Device,
+    x: &GpuTensor,
+    channels: &[usize],
+) -> Result<GpuTensor, GpuError> {
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let v: usize = x.shape[2..].iter().product();
+    let k = channels.len();
+    let index: Vec<u32> = channels
+        .iter()
+        .map(|&ch| {
+            assert!(ch < c, "select_channels: channel {ch} of {c}");
+            ch as u32
+        })
+        .collect();
+    let mut shape = x.shape.clone();
+    shape[1] = k;
+    let total = n * k * v;
+    let y = dev.zeros(total)?;
+    let index = dev.upload(&index)?;
+    dev.launch(
+        "elementwise_select_channels",
+        total,
+        &Args::new()
+            .buf(&x.buf)
+            .buf(&index)
+            .buf(&y)
+            .int(n)
+            .int(c)
+            .int(k)
+            .int(v),
+    )?;
+    Ok(GpuTensor::from_buffer(&shape, y))
+}

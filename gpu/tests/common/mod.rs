@@ -35,7 +35,12 @@ pub fn random_tensor(shape: &[usize], seed: u64, amp: f32) -> Tensor {
 pub fn random_labels(dims: [usize; 4], n_classes: u8, seed: u64) -> LabelMap {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n = dims.iter().product();
-    LabelMap::new(dims, (0..n).map(|_| (rng.next_u32() % n_classes as u32) as u8).collect())
+    LabelMap::new(
+        dims,
+        (0..n)
+            .map(|_| (rng.next_u32() % n_classes as u32) as u8)
+            .collect(),
+    )
 }
 
 /// A seeded small integer in `lo ..= hi`.
@@ -46,7 +51,8 @@ pub fn pick(rng: &mut ChaCha8Rng, lo: usize, hi: usize) -> usize {
 /// Asserts that two tensors have the same shape and the same bits everywhere.
 pub fn assert_same_bits(what: &str, got: &Tensor, want: &Tensor) {
     assert_eq!(got.shape, want.shape, "{what}: shape");
-    if let Some(i) = (0..want.data.len()).find(|&i| got.data[i].to_bits() != want.data[i].to_bits()) {
+    if let Some(i) = (0..want.data.len()).find(|&i| got.data[i].to_bits() != want.data[i].to_bits())
+    {
         panic!(
             "{what}: element {i} differs: got {:e} ({:#010x}), want {:e} ({:#010x})",
             got.data[i],

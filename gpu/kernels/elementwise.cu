@@ -1,0 +1,61 @@
+// Elementwise layers (reference layers::relu) and Tensor::select_channels: one thread per
+// output element, no arithmetic besides the one addition of elementwise_add.
+
+// y = x if x > 0 or x is NaN (bits passed on unchanged), else +0.0 (so -0.0 and -inf give +0.0).
+//
+// args: 0 x, 1 y, 2 n
+KERNEL(elementwise_relu_forward) {
+    const float *x = ARG_PTR(const float, 0);
+    float *y = ARG_PTR(float, 1);
+    long long n = ARG_I64(2);
+    long long t = pk_global_index();
+    if (t >= n) return;
+    float xv = x[t];
+    y[t] = (xv > 0.0f || xv != xv) ? xv : 0.0f;
+}
+
+// dx = +0.0 if y <= 0, else dy (y the forward's output; a NaN y passes dy through).
+//
+// args: 0 dy, 1 y, 2 dx, 3 n
+KERNEL(elementwise_relu_backward) {
+    const float *dy = ARG_PTR(const float, 0);
+    const float *y = ARG_PTR(const float, 1);
+    float *dx = ARG_PTR(float, 2);
+    long long n = ARG_I64(3);
+    long long t = pk_global_index();
+    if (t >= n) return;
+    dx[t] = y[t] <= 0.0f ? 0.0f : dy[t];
+}
+
+// y = a + b (one IEEE addition).
+//
+// args: 0 a, 1 b, 2 y, 3 n
+KERNEL(elementwise_add) {
+    const float *a = ARG_PTR(const float, 0);
+    const float *b = ARG_PTR(const float, 1);
+    float *y = ARG_PTR(float, 2);
+    long long n = ARG_I64(3);
+    long long t = pk_global_index();
+    if (t >= n) return;
+    y[t] = a[t] + b[t];
+}
+
+// Channels `channels[k]`, k < K, of [N, C, V] data into [N, K, V]: y[(n K + k) V + p] =
+// x[(n C + channels[k]) V + p].
+//
+// args: 0 x, 1 channels (unsigned int[K]), 2 y, 3 N, 4 C, 5 K, 6 V
+KERNEL(elementwise_select_channels) {
+    const float *x = ARG_PTR(const float, 0);
+    const unsigned int *channels = ARG_PTR(const unsigned int, 1);
+    float *y = ARG_PTR(float, 2);
+    long long n = ARG_I64(3);
+    long long c = ARG_I64(4);
+    long long k = ARG_I64(5);
+    long long v = ARG_I64(6);
+    long long t = pk_global_index();
+    if (t >= n * k * v) return;
+    long long voxel = t % v;
+    long long sel = (t / v) % k;
+    long long sample = t / (v * k);
+    y[t] = x[(sample * c + (long long)channels[sel]) * v + voxel];
+}
