@@ -230,3 +230,29 @@ pub fn forward(
         }
     }
 }
+
+/// An engine whose tensors are made from, and read back into, host tensors.
+pub trait HostTensors: Engine {
+    /// The host tensor on this engine.
+    fn upload(&self, t: &Tensor) -> Result<Self::T, EngineError>;
+    /// This engine's tensor on the host.
+    fn download(&self, t: &Self::T) -> Result<Tensor, EngineError>;
+}
+
+impl HostTensors for Cpu {
+    fn upload(&self, t: &Tensor) -> Result<Tensor, EngineError> {
+        Ok(t.clone())
+    }
+    fn download(&self, t: &Tensor) -> Result<Tensor, EngineError> {
+        Ok(t.clone())
+    }
+}
+
+impl HostTensors for Gpu {
+    fn upload(&self, t: &Tensor) -> Result<GpuTensor, EngineError> {
+        Ok(GpuTensor::upload(&self.dev, t)?)
+    }
+    fn download(&self, t: &GpuTensor) -> Result<Tensor, EngineError> {
+        Ok(t.download(&self.dev)?)
+    }
+}

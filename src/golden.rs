@@ -16,6 +16,8 @@
 //! [`crate::brats::discover`] reads like any BraTS 2018 dataset.
 
 use crate::brats::Release;
+use crate::compute::Trainer;
+use crate::device::Compute;
 use crate::nifti_io::{encode_image, OutDtype};
 use crate::phantom::{self, PhantomConfig, Templates};
 use crate::preprocess::{apply_zscore, crop_volume, zscore_stats, CropBox};
@@ -25,8 +27,8 @@ use anyhow::{Context, Result};
 use nalgebra::Vector4;
 use protokd_reference::adam::AdamState;
 use protokd_reference::state::{VNetConfig, VNetState};
-use protokd_reference::step::{train_step, StepConfig, StepReport};
-use protokd_reference::vnet::{forward_eval, VNetOutput};
+use protokd_reference::step::{StepConfig, StepReport};
+use protokd_reference::vnet::VNetOutput;
 use protokd_reference::{LabelMap, Tensor};
 use serde_json::{json, Value};
 
@@ -298,8 +300,9 @@ pub fn manifest(patches: &[Patch]) -> Value {
 /// on a patch `image` `[1, 4, D, H, W]` with `labels`, the evaluation-mode forward of a
 /// four-channel teacher (n_filters 4, seed 1), then one ProtoKD step (the paper's settings) of a
 /// T1ce student (n_filters 4, seed 2) against it. Returns the teacher's output, the step's report
-/// and the updated student.
+/// and the updated student. Runs on `compute` (the same bits on every device).
 pub fn seeded_run(
+    compute: &Compute,
     image: &Tensor,
     labels: &LabelMap,
 ) -> Result<(VNetOutput, StepReport, VNetState)> {
@@ -308,18 +311,11 @@ pub fn seeded_run(
         n_classes: 4,
         n_filters: 4,
     };
-    let teacher = VNetState::init(cfg(4), 1);
-    let mut student = VNetState::init(cfg(1), 2);
-    let out = forward_eval(&teacher, image)?;
-    let mut adam = AdamState::for_state(&student);
-    let report = train_step(
-        &mut student,
-        &mut adam,
-        Some(&teacher),
-        image,
-        labels,
-        &[2],
-        &StepConfig::default(),
-    )?;
-    Ok((out, report, student))
+    let mut teacher = VNetState::init(cfg(4), 1);
+    let student = VNetState::init(cfg(1), 2);
+    let out = crate::compute::forward(compute, &mut teacher, image, false)?;
+    let adam = AdamState::for_state(&student);
+    let mut trainer = Trainer::new(compute, student, adam, Some(&teacher))?;
+    let report = trainer.step_report(image, labels, &[2], &StepConfig::default())?;
+    Ok((out, report, trainer.state()?))
 }

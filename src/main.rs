@@ -72,7 +72,7 @@ enum Command {
     /// ProtoKD step) on the spec and the fast kernels and compare the bits; exits 1 on any
     /// difference.
     ///
-    /// Example: protokd verify --kernels --json verify.json
+    /// Example: protokd verify --kernels --json verify.json; protokd verify --device cuda
     Verify(VerifyCli),
     /// Time a VNet forward or a whole ProtoKD step on seeded inputs (one warm-up, then
     /// --repeat timed runs: median, min, max, peak memory).
@@ -120,6 +120,10 @@ struct VerifyCli {
     /// Replace an existing --json file.
     #[arg(long)]
     force: bool,
+    /// Compare the CPU reference with this device (cuda or emulated) instead of the spec and
+    /// fast kernels.
+    #[arg(long, value_enum)]
+    device: Option<protokd::device::Device>,
 }
 
 #[derive(Args)]
@@ -520,30 +524,47 @@ fn run_phantom(p: PhantomCli) -> Result<()> {
 
 /// `protokd verify`: the kernels comparison (`--kernels`); one line per operation and patch.
 fn run_verify(v: &VerifyCli, kernels: Option<KernelsArg>) -> Result<ExitCode> {
-    if !matches!(kernels, Some(KernelsArg::Compare)) {
-        anyhow::bail!(
-            "protokd verify compares the spec and the fast CPU kernels: run `protokd verify \
-             --kernels` (comparisons with a GPU come with the CUDA path)"
-        );
-    }
+    let compare_kernels = matches!(kernels, Some(KernelsArg::Compare));
+    let device = match (compare_kernels, v.device) {
+        (true, Some(_)) => anyhow::bail!(
+            "give --kernels (spec vs fast) or --device (the reference vs a device), not both"
+        ),
+        (false, None) => anyhow::bail!(
+            "protokd verify compares two implementations: `--kernels` (the spec and the fast \
+             CPU kernels) or `--device cuda|emulated` (the CPU reference and a device)"
+        ),
+        (_, d) => d,
+    };
     if let Some(path) = &v.json {
         protokd::output::check_new(path, "JSON report", v.force)?;
     }
     let golden = protokd::verify::find_golden(v.golden.as_deref())?;
-    let results = protokd::verify::verify_kernels(&golden)?;
+    let (mode, results) = match device {
+        None => (
+            "kernels: spec vs fast".to_string(),
+            protokd::verify::verify_kernels(&golden)?,
+        ),
+        Some(d) => {
+            let compute = d.open()?;
+            (
+                format!("device: cpu reference vs {}", compute.describe()),
+                protokd::verify::verify_device(&golden, &compute)?,
+            )
+        }
+    };
     for c in &results {
         println!("{}", protokd::verify::line(c));
     }
     let differing = results.iter().filter(|c| c.differing > 0).count();
     println!(
-        "{} of {} comparisons identical (spec vs fast kernels, golden patches in {})",
+        "{} of {} comparisons identical ({mode}; golden patches in {})",
         results.len() - differing,
         results.len(),
         golden.display()
     );
     if let Some(path) = &v.json {
         let mut text =
-            serde_json::to_string_pretty(&protokd::verify::report_json(&golden, &results))?;
+            serde_json::to_string_pretty(&protokd::verify::report_json(&mode, &golden, &results))?;
         text.push('\n');
         protokd::tensorfile::write_atomic(path, text.as_bytes())?;
     }

@@ -1,32 +1,32 @@
-//! `protokd verify --kernels`: the golden suite run on the spec kernels and on the fast kernels,
-//! compared bit for bit.
+//! `protokd verify`: the golden suite run twice and compared bit for bit:
+//! * `--kernels`: on the spec kernels and on the fast kernels ([`protokd_reference::kernels`]);
+//! * `--device cuda|emulated`: on the CPU reference and on a device (protokd-gpu).
 //!
 //! For every golden patch (`golden/`, four 32^3 BraTS-like patches) and seeded n_filters 4
-//! weights, each operation below runs once with the spec kernels and once with the fast ones
-//! ([`protokd_reference::kernels`]); every output element is compared: identical bits, or the
-//! distance in ulps (the number of f32 values between the two) and the absolute difference.
+//! weights, each operation below runs on both sides; every output element is compared:
+//! identical bits, or the distance in ulps (the number of f32 values between the two) and the
+//! absolute difference.
 //!
 //! | operation | on |
 //! |---|---|
 //! | `conv3d_forward k3` / `_backward_input` / `_backward_weight` | the patch, 4 -> 4 channels, padding 1 |
 //! | `conv3d_forward k2s2` / `_backward_input` / `_backward_weight` | the patch, 4 -> 8 channels (the down convolution) |
 //! | `conv_transpose3d_forward k2s2` / `_backward_input` / `_backward_weight` | the patch, 4 -> 4 channels (the up convolution) |
-//! | `batchnorm3d train forward` / `backward` | the patch |
+//! | `batchnorm3d train forward` / `backward` | the patch (forward: output and running statistics; backward: dx, dweight, dbias) |
 //! | `vnet forward (teacher, eval)` | features and logits of the seeded teacher |
 //! | `protokd step` | losses, every gradient and the updated student of one ProtoKD step (T1ce) |
 //!
-//! The fast kernels must give the spec's bits, so any difference is a failure (exit status 1).
+//! The fast kernels and the GPU kernels must give the reference's bits (protokd-gpu's docs: no
+//! operation has a tolerance), so any difference is a failure (exit status 1).
 
 use crate::brats::{discover, load_case};
+use crate::compute::HostTensors;
+use crate::device::Compute;
 use anyhow::{bail, Result};
+use protokd_reference::engine::Cpu;
 use protokd_reference::kernels::{kernels, set_kernels, Kernels};
-use protokd_reference::layers::batchnorm3d::{batchnorm3d_backward, batchnorm3d_forward_train};
-use protokd_reference::layers::conv3d::{
-    conv3d_backward_input, conv3d_backward_weight, conv3d_forward, ConvGeom,
-};
-use protokd_reference::layers::conv_transpose3d::{
-    conv_transpose3d_backward_input, conv_transpose3d_backward_weight, conv_transpose3d_forward,
-};
+use protokd_reference::layers::conv3d::ConvGeom;
+use protokd_reference::tensor::Shaped;
 use protokd_reference::{LabelMap, Tensor};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -109,66 +109,71 @@ fn seeded(shape: &[usize], seed: u64, scale: f32) -> Tensor {
     crate::bench::uniform(shape, seed, scale)
 }
 
-/// Every operation's outputs on one patch, in the kernels currently selected.
-fn outputs(image: &Tensor, labels: &LabelMap) -> Result<Vec<(String, Vec<f32>)>> {
+/// Every operation's outputs on one patch, on engine `e` (the layer operations) and `compute`
+/// (the seeded forward and step; the same device).
+fn outputs<E: HostTensors>(
+    e: &E,
+    compute: &Compute,
+    image: &Tensor,
+    labels: &LabelMap,
+) -> Result<Vec<(String, Vec<f32>)>> {
     let [_, c, d, h, w] = image.dims5();
     let k3 = ConvGeom::cubic(3, 1, 1);
     let k2 = ConvGeom::cubic(2, 2, 0);
+    let x = e.upload(image)?;
+    let seeded = |shape: &[usize], seed: u64, scale: f32| e.upload(&seeded(shape, seed, scale));
     let mut out: Vec<(String, Vec<f32>)> = Vec::new();
-    let mut put = |name: &str, t: &Tensor| out.push((name.to_string(), t.data.clone()));
+    let mut put = |name: &str, parts: &[&E::T]| -> Result<()> {
+        let mut values = Vec::new();
+        for t in parts {
+            values.extend(e.download(t)?.data);
+        }
+        out.push((name.to_string(), values));
+        Ok(())
+    };
 
-    let w3 = seeded(&[c, c, 3, 3, 3], 31, 0.2);
-    let y3 = conv3d_forward(image, &w3, None, &k3);
-    let dy3 = seeded(&y3.shape, 32, 1.0);
-    put("conv3d_forward k3", &y3);
-    put(
-        "conv3d_backward_input k3",
-        &conv3d_backward_input(&dy3, &w3, &k3, [d, h, w]),
-    );
+    let w3 = seeded(&[c, c, 3, 3, 3], 31, 0.2)?;
+    let y3 = e.conv3d_forward(&x, &w3, None, &k3)?;
+    let dy3 = seeded(y3.shape(), 32, 1.0)?;
+    put("conv3d_forward k3", &[&y3])?;
+    let t = e.conv3d_backward_input(&dy3, &w3, &k3, [d, h, w])?;
+    put("conv3d_backward_input k3", &[&t])?;
     put(
         "conv3d_backward_weight k3",
-        &conv3d_backward_weight(image, &dy3, &k3),
-    );
+        &[&e.conv3d_backward_weight(&x, &dy3, &k3)?],
+    )?;
 
-    let w2 = seeded(&[2 * c, c, 2, 2, 2], 33, 0.3);
-    let b2 = seeded(&[2 * c], 34, 0.3);
-    let y2 = conv3d_forward(image, &w2, Some(&b2), &k2);
-    let dy2 = seeded(&y2.shape, 35, 1.0);
-    put("conv3d_forward k2s2", &y2);
-    put(
-        "conv3d_backward_input k2s2",
-        &conv3d_backward_input(&dy2, &w2, &k2, [d, h, w]),
-    );
+    let w2 = seeded(&[2 * c, c, 2, 2, 2], 33, 0.3)?;
+    let b2 = seeded(&[2 * c], 34, 0.3)?;
+    let y2 = e.conv3d_forward(&x, &w2, Some(&b2), &k2)?;
+    let dy2 = seeded(y2.shape(), 35, 1.0)?;
+    put("conv3d_forward k2s2", &[&y2])?;
+    let t = e.conv3d_backward_input(&dy2, &w2, &k2, [d, h, w])?;
+    put("conv3d_backward_input k2s2", &[&t])?;
     put(
         "conv3d_backward_weight k2s2",
-        &conv3d_backward_weight(image, &dy2, &k2),
-    );
+        &[&e.conv3d_backward_weight(&x, &dy2, &k2)?],
+    )?;
 
-    let wt = seeded(&[c, c, 2, 2, 2], 36, 0.3);
-    let bt = seeded(&[c], 37, 0.3);
-    let yt = conv_transpose3d_forward(image, &wt, Some(&bt), &k2);
-    let dyt = seeded(&yt.shape, 38, 1.0);
-    put("conv_transpose3d_forward k2s2", &yt);
-    put(
-        "conv_transpose3d_backward_input k2s2",
-        &conv_transpose3d_backward_input(&dyt, &wt, &k2),
-    );
-    put(
-        "conv_transpose3d_backward_weight k2s2",
-        &conv_transpose3d_backward_weight(image, &dyt, &k2),
-    );
+    let wt = seeded(&[c, c, 2, 2, 2], 36, 0.3)?;
+    let bt = seeded(&[c], 37, 0.3)?;
+    let yt = e.conv_transpose3d_forward(&x, &wt, Some(&bt), &k2)?;
+    let dyt = seeded(yt.shape(), 38, 1.0)?;
+    put("conv_transpose3d_forward k2s2", &[&yt])?;
+    let t = e.conv_transpose3d_backward_input(&dyt, &wt, &k2)?;
+    put("conv_transpose3d_backward_input k2s2", &[&t])?;
+    let t = e.conv_transpose3d_backward_weight(&x, &dyt, &k2)?;
+    put("conv_transpose3d_backward_weight k2s2", &[&t])?;
 
-    let (gamma, beta) = (seeded(&[c], 39, 1.0), seeded(&[c], 40, 1.0));
-    let (mut rm, mut rv, mut nbt) = (Tensor::zeros(&[c]), Tensor::from_vec(&[c], vec![1.0; c]), 0);
-    let (yb, cache) = batchnorm3d_forward_train(image, &gamma, &beta, &mut rm, &mut rv, &mut nbt)?;
-    put("batchnorm3d train forward", &yb);
-    let (dxb, dg, db) = batchnorm3d_backward(&dy3, &gamma, &cache);
-    let mut bwd = dxb.data;
-    bwd.extend(&dg.data);
-    bwd.extend(&db.data);
-    out.push(("batchnorm3d backward".to_string(), bwd));
+    let (gamma, beta) = (seeded(&[c], 39, 1.0)?, seeded(&[c], 40, 1.0)?);
+    let mut rm = e.upload(&Tensor::zeros(&[c]))?;
+    let mut rv = e.upload(&Tensor::from_vec(&[c], vec![1.0; c]))?;
+    let (yb, cache) = e.batchnorm3d_forward_train(&x, &gamma, &beta, &mut rm, &mut rv, &mut 0)?;
+    put("batchnorm3d train forward", &[&yb, &rm, &rv])?;
+    let (dxb, dg, db) = e.batchnorm3d_backward(&dy3, &gamma, &cache)?;
+    put("batchnorm3d backward", &[&dxb, &dg, &db])?;
 
-    let (y, r, student) = crate::golden::seeded_run(image, labels)?;
+    let (y, r, student) = crate::golden::seeded_run(compute, image, labels)?;
     let mut fwd = y.features.data;
     fwd.extend(&y.logits.data);
     out.push(("vnet forward (teacher, eval)".to_string(), fwd));
@@ -184,42 +189,81 @@ fn outputs(image: &Tensor, labels: &LabelMap) -> Result<Vec<(String, Vec<f32>)>>
     Ok(out)
 }
 
-/// Runs the suite on the spec and the fast kernels and compares (the kernels selected before
-/// are restored).
-pub fn verify_kernels(golden: &Path) -> Result<Vec<Comparison>> {
-    let dataset = discover(golden)?;
-    let before = kernels();
+/// The golden patches: `(id, image [1, 4, D, H, W], labels)`.
+fn patches(golden: &Path) -> Result<Vec<(String, Tensor, LabelMap)>> {
+    discover(golden)?
+        .cases
+        .iter()
+        .map(|case| {
+            let loaded = load_case(case)?;
+            let [d, h, w] = loaded.dims();
+            let data: Vec<f32> = loaded
+                .images
+                .iter()
+                .flat_map(|v| v.data.iter().copied())
+                .collect();
+            let Some(l) = loaded.labels else {
+                bail!("golden patch {} has no segmentation", case.id);
+            };
+            Ok((
+                case.id.clone(),
+                Tensor::from_vec(&[1, 4, d, h, w], data),
+                LabelMap::new([1, d, h, w], l),
+            ))
+        })
+        .collect()
+}
+
+/// Compares two runs of [`outputs`], patch by patch.
+fn compare_runs(
+    golden: &Path,
+    mut reference: impl FnMut(&Tensor, &LabelMap) -> Result<Vec<(String, Vec<f32>)>>,
+    mut other: impl FnMut(&Tensor, &LabelMap) -> Result<Vec<(String, Vec<f32>)>>,
+) -> Result<Vec<Comparison>> {
     let mut all = Vec::new();
-    for case in &dataset.cases {
-        let loaded = load_case(case)?;
-        let [d, h, w] = loaded.dims();
-        let data: Vec<f32> = loaded
-            .images
-            .iter()
-            .flat_map(|v| v.data.iter().copied())
-            .collect();
-        let image = Tensor::from_vec(&[1, 4, d, h, w], data);
-        let Some(l) = loaded.labels else {
-            bail!("golden patch {} has no segmentation", case.id);
-        };
-        let labels = LabelMap::new([1, d, h, w], l);
-        set_kernels(Kernels::Spec);
-        let spec = outputs(&image, &labels);
-        set_kernels(Kernels::Fast);
-        let fast = outputs(&image, &labels);
-        set_kernels(before);
-        for ((name, s), (_, f)) in spec?.iter().zip(fast?.iter()) {
-            all.push(compare(&case.id, name, s, f));
+    for (id, image, labels) in patches(golden)? {
+        let a = reference(&image, &labels)?;
+        let b = other(&image, &labels)?;
+        for ((name, s), (_, f)) in a.iter().zip(b.iter()) {
+            all.push(compare(&id, name, s, f));
         }
     }
     Ok(all)
 }
 
-/// The report: `{"mode": "kernels", "golden": .., "operations": [..], "identical": bool}`.
-pub fn report_json(golden: &Path, results: &[Comparison]) -> Value {
+/// Runs the suite on the spec and the fast kernels and compares (the kernels selected before
+/// are restored).
+pub fn verify_kernels(golden: &Path) -> Result<Vec<Comparison>> {
+    let before = kernels();
+    let with = |k: Kernels| {
+        move |image: &Tensor, labels: &LabelMap| {
+            set_kernels(k);
+            let r = outputs(&Cpu, &Compute::Cpu, image, labels);
+            set_kernels(before);
+            r
+        }
+    };
+    compare_runs(golden, with(Kernels::Spec), with(Kernels::Fast))
+}
+
+/// Runs the suite on the CPU reference (the kernels selected) and on a device, and compares.
+pub fn verify_device(golden: &Path, compute: &Compute) -> Result<Vec<Comparison>> {
+    let Compute::Gpu(gpu) = compute else {
+        bail!("--device cpu: nothing to compare (use --kernels for spec vs fast)");
+    };
+    compare_runs(
+        golden,
+        |image, labels| outputs(&Cpu, &Compute::Cpu, image, labels),
+        |image, labels| outputs(gpu, compute, image, labels),
+    )
+}
+
+/// The report: `{"mode": .., "golden": .., "operations": [..], "identical": bool}`; `mode`
+/// says what was compared (`kernels: spec vs fast`, or the reference against a device).
+pub fn report_json(mode: &str, golden: &Path, results: &[Comparison]) -> Value {
     json!({
         "tool": format!("protokd {}", env!("CARGO_PKG_VERSION")),
-        "mode": "kernels: spec vs fast",
+        "mode": mode,
         "golden": golden.display().to_string(),
         "identical": results.iter().all(|c| c.differing == 0),
         "operations": results.iter().map(|c| json!({
