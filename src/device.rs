@@ -9,7 +9,7 @@
 //!
 //! All three give the same bits (`protokd verify --device`).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::ValueEnum;
 use protokd_gpu::Gpu;
 
@@ -47,9 +47,7 @@ impl Device {
     pub fn open(self) -> Result<Compute> {
         Ok(match self {
             Device::Cpu => Compute::Cpu,
-            Device::Cuda => Compute::Gpu(Gpu::new(
-                protokd_gpu::Device::cuda().context("--device cuda")?,
-            )),
+            Device::Cuda => Compute::Gpu(Gpu::new(protokd_gpu::Device::cuda()?)),
             Device::Emulated => Compute::Gpu(Gpu::new(protokd_gpu::Device::emulated())),
         })
     }

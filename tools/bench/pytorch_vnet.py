@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch (CPU) timings of the ProtoKD VNet, to compare with the Rust benches.
+"""PyTorch timings of the ProtoKD VNet (CPU, or CUDA with --device cuda), to compare with the
+Rust benches and `protokd bench`.
 
 The network, the losses and the optimiser settings are imported from
 tools/parity/make_fixtures.py (written from /work/shared/protokd-method.md, sections 4-6),
@@ -17,9 +18,16 @@ Timed (median of --repeat runs after --warmup untimed runs, float32, n_filters 1
 With --layers it also times the single layers of benches/layers.rs (same shapes, seeded
 uniform values; the gradients through torch.nn.grad and autograd).
 
+On CUDA (--device cuda) TF32 is disabled (torch.backends.cuda.matmul.allow_tf32 and
+torch.backends.cudnn.allow_tf32 False, so convolutions run in full float32 as protokd does),
+every timed run ends with torch.cuda.synchronize(), and the peak of
+torch.cuda.max_memory_allocated is printed. --rows replaces the default rows, e.g.
+`--rows forward:1,4,96,128,128 step:4,4,96,128,128`.
+
 Usage (from the repository root):
 
     python3 tools/bench/pytorch_vnet.py [--threads N] [--repeat R] [--warmup W] [--layers]
+                                        [--device cpu|cuda] [--rows what:N,C,D,H,W ...]
 """
 
 import argparse
@@ -41,6 +49,12 @@ from make_fixtures import (  # noqa: E402
 )
 
 N_FILTERS = 16
+DEVICE = "cpu"
+
+
+def sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
 
 
 def label_map(d, h, w):
@@ -61,23 +75,25 @@ def label_map(d, h, w):
 
 def image(shape, seed):
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(shape, generator=g, dtype=torch.float32) * 2.0 - 1.0
+    return (torch.rand(shape, generator=g, dtype=torch.float32) * 2.0 - 1.0).to(DEVICE)
 
 
 def timed(fn, repeat, warmup):
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return times
 
 
 def bench_forward(shape, repeat, warmup):
     torch.manual_seed(1)
-    teacher = VNet(4, NUM_CLASSES, N_FILTERS).eval()
+    teacher = VNet(4, NUM_CLASSES, N_FILTERS).eval().to(DEVICE)
     x = image(shape, 11)
 
     def run():
@@ -89,14 +105,14 @@ def bench_forward(shape, repeat, warmup):
 
 def bench_step(shape, repeat, warmup):
     torch.manual_seed(1)
-    teacher = VNet(4, NUM_CLASSES, N_FILTERS).eval()
+    teacher = VNet(4, NUM_CLASSES, N_FILTERS).eval().to(DEVICE)
     for p in teacher.parameters():
         p.requires_grad_(False)
     torch.manual_seed(2)
-    student = VNet(1, NUM_CLASSES, N_FILTERS).train()
+    student = VNet(1, NUM_CLASSES, N_FILTERS).train().to(DEVICE)
     opt = make_adam(student)
     x = image(shape, 11)
-    y = label_map(*shape[2:])
+    y = label_map(*shape[2:]).to(DEVICE).expand(shape[0], 1, *shape[2:]).contiguous()
     assert sorted(torch.unique(y).tolist()) == list(range(NUM_CLASSES))
 
     def run():
@@ -159,25 +175,45 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per row (default 5)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs before timing (default 1)")
     ap.add_argument("--layers", action="store_true", help="also time the layers of benches/layers.rs")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--rows", nargs="+", help="what:N,C,D,H,W with what forward or step")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    if DEVICE == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
-    rows = [
-        ("forward (eval, no_grad)", (1, 4, 64, 64, 64), bench_forward),
-        ("ProtoKD step", (1, 4, 64, 64, 64), bench_step),
-        ("forward (eval, no_grad)", (1, 4, 96, 128, 128), bench_forward),
-    ]
+    fns = {"forward": ("forward (eval, no_grad)", bench_forward), "step": ("ProtoKD step", bench_step)}
+    if args.rows:
+        rows = []
+        for r in args.rows:
+            what, shape = r.split(":")
+            rows.append((*fns[what][:1], tuple(int(v) for v in shape.split(",")), fns[what][1]))
+    else:
+        rows = [
+            ("forward (eval, no_grad)", (1, 4, 64, 64, 64), bench_forward),
+            ("ProtoKD step", (1, 4, 64, 64, 64), bench_step),
+            ("forward (eval, no_grad)", (1, 4, 96, 128, 128), bench_forward),
+        ]
+    where = (f"CUDA {torch.cuda.get_device_name()} (TF32 off)" if DEVICE == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, n_filters {N_FILTERS}, "
-        f"float32 CPU, median of {args.repeat} runs after {args.warmup} warm-up"
+        f"torch {torch.__version__}, {where}, n_filters {N_FILTERS}, "
+        f"float32, median of {args.repeat} runs after {args.warmup} warm-up"
     )
     print(f"{'what':<26} {'shape':<18} {'median s':>9} {'min s':>9} {'max s':>9}")
     for what, shape, fn in rows:
+        if DEVICE == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         times = fn(shape, args.repeat, args.warmup)
         shp = "x".join(str(s) for s in shape)
+        peak = (f" peak {torch.cuda.max_memory_allocated() / 1e9:.2f} GB"
+                if DEVICE == "cuda" else "")
         print(
-            f"{what:<26} {shp:<18} {statistics.median(times):>9.3f} {min(times):>9.3f} {max(times):>9.3f}",
+            f"{what:<26} {shp:<18} {statistics.median(times):>9.3f} {min(times):>9.3f} {max(times):>9.3f}{peak}",
             flush=True,
         )
     if args.layers:
