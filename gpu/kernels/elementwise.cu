@@ -2,6 +2,9 @@
 // output element, no arithmetic besides the one addition of elementwise_add.
 
 // y = x if x > 0 or x is NaN (bits passed on unchanged), else +0.0 (so -0.0 and -inf give +0.0).
+// Decided and selected on the bits: a float select `(x > 0 || x != x) ? x : 0` is compiled by
+// NVRTC into max.NaN.f32, which returns the canonical NaN 0x7fffffff instead of x's payload
+// (seen on an H200: docs/gpu-validation.md).
 //
 // args: 0 x, 1 y, 2 n
 KERNEL(elementwise_relu_forward) {
@@ -10,11 +13,15 @@ KERNEL(elementwise_relu_forward) {
     long long n = ARG_I64(2);
     long long t = pk_global_index();
     if (t >= n) return;
-    float xv = x[t];
-    y[t] = (xv > 0.0f || xv != xv) ? xv : 0.0f;
+    unsigned int u = __float_as_uint(x[t]);
+    unsigned int magnitude = u & 0x7fffffffu;
+    // Sign clear and not zero (x > 0, +inf included), or a NaN of either sign.
+    bool keep = ((u >> 31) == 0u && magnitude != 0u) || magnitude > 0x7f800000u;
+    y[t] = __uint_as_float(keep ? u : 0u);
 }
 
-// dx = +0.0 if y <= 0, else dy (y the forward's output; a NaN y passes dy through).
+// dx = +0.0 if y <= 0, else dy (y the forward's output; a NaN y passes dy through). dy's bits
+// are selected as an integer, so a NaN dy keeps its payload (see elementwise_relu_forward).
 //
 // args: 0 dy, 1 y, 2 dx, 3 n
 KERNEL(elementwise_relu_backward) {
@@ -24,7 +31,7 @@ KERNEL(elementwise_relu_backward) {
     long long n = ARG_I64(3);
     long long t = pk_global_index();
     if (t >= n) return;
-    dx[t] = y[t] <= 0.0f ? 0.0f : dy[t];
+    dx[t] = __uint_as_float(y[t] <= 0.0f ? 0u : __float_as_uint(dy[t]));
 }
 
 // y = a + b (one IEEE addition).
