@@ -285,6 +285,29 @@ fn every_student_method_trains() {
     }
 }
 
+/// A ProtoKD student trained on the emulated GPU device (protokd-gpu's CUDA C on the host) ends
+/// with the same bytes as on the CPU: checkpoints, optimiser state and the metrics log.
+#[test]
+fn student_runs_are_the_same_bytes_on_cpu_and_emulated() {
+    let teacher = trained_teacher().join("best.safetensors");
+    let dir = TempDir::new("train-devices");
+    let files: Vec<_> = ["cpu", "emulated"]
+        .iter()
+        .map(|device| {
+            let run = dir.join(device);
+            ok(student(&run, &["--teacher", s(&teacher), "--device", device]));
+            [
+                "last.safetensors",
+                "last.optim.safetensors",
+                "best.safetensors",
+                "metrics.jsonl",
+            ]
+            .map(|f| read(&run.join(f)))
+        })
+        .collect();
+    assert_eq!(files[0], files[1]);
+}
+
 #[test]
 fn bad_input_is_refused_and_leaves_files_intact() {
     let cfg = &cohort().2;

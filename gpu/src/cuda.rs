@@ -8,6 +8,12 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKe
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// Whether a CUDA driver library can be loaded.
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to open the library.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
 /// An open GPU.
 pub struct CudaDevice {
     ctx: Arc<CudaContext>,
@@ -31,8 +37,7 @@ impl CudaDevice {
     }
 
     fn open_new(ordinal: usize) -> Result<CudaDevice, GpuError> {
-        // SAFETY: only tries to open the library.
-        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        if !driver_present() {
             return Err(GpuError::NoDriver {
                 looked_for: cudarc::get_lib_name_candidates("cuda").join(", "),
             });
