@@ -1,5 +1,6 @@
-//! Per-layer benches of the reference engine (`protokd-reference`) at the sizes of the VNet's
-//! first and last stage (n_filters 16, a 64^3 patch):
+//! Per-layer benches at the sizes of the VNet's first and last stage (n_filters 16, a 64^3
+//! patch), on the CPU reference engine (`cpu/...`) and, where a CUDA GPU is present, on
+//! protokd-gpu (`cuda/...`; each iteration waits for the device; skipped cleanly without one):
 //!
 //! * Conv3d 3x3x3, padding 1, 16 -> 16 on 1 x 16 x 64^3: forward, input gradient, weight
 //!   gradient;
@@ -7,16 +8,15 @@
 //! * BatchNorm3d, training mode, forward + backward on 1 x 16 x 64^3;
 //! * group `conv3d_stage`: the 3x3x3 Conv3d forward of each VNet stage for a 64^3 patch
 //!   (4 -> 16 at 64^3, then C -> C at 64^3 / (C / 16) for C = 32 .. 256), to show where a
-//!   whole forward spends its time (rows of `W` < 64 take the slower path of `rowops`).
+//!   whole forward spends its time.
 //!
 //! Run with `cargo bench --bench layers`.
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use protokd_reference::layers::batchnorm3d::{batchnorm3d_backward, batchnorm3d_forward_train};
-use protokd_reference::layers::conv3d::{
-    conv3d_backward_input, conv3d_backward_weight, conv3d_forward, ConvGeom,
-};
-use protokd_reference::layers::conv_transpose3d::conv_transpose3d_forward;
+use protokd::compute::HostTensors;
+use protokd_gpu::Gpu;
+use protokd_reference::engine::Cpu;
+use protokd_reference::layers::conv3d::ConvGeom;
 use protokd_reference::Tensor;
 use std::hint::black_box;
 use std::time::Duration;
@@ -24,26 +24,47 @@ use std::time::Duration;
 const C: usize = 16;
 const SIDE: usize = 64;
 
-fn bench_layers(c: &mut Criterion) {
-    let mut group = c.benchmark_group("layers");
+/// An engine to bench, with what ends an iteration (waiting for a GPU).
+struct Target<'a, E> {
+    name: &'static str,
+    engine: &'a E,
+    sync: &'a dyn Fn(),
+}
+
+fn up<E: HostTensors>(e: &E, t: &Tensor) -> E::T {
+    e.upload(t).unwrap()
+}
+
+fn bench_layers<E: HostTensors>(c: &mut Criterion, t: &Target<E>) {
+    let e = t.engine;
+    let mut group = c.benchmark_group(format!("{}/layers", t.name));
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(10));
+    let mut bench = |name: &str, f: &mut dyn FnMut()| {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                f();
+                (t.sync)()
+            })
+        });
+    };
 
     // Conv3d 3x3x3, 16 -> 16, PyTorch default bound 1/sqrt(fan_in).
     let g3 = ConvGeom::cubic(3, 1, 1);
     let x = protokd::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 21, 1.0);
     let w = protokd::bench::uniform(&[C, C, 3, 3, 3], 22, 1.0 / ((C * 27) as f32).sqrt());
     let dy = protokd::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 23, 1.0);
-    group.bench_function("conv3d_fwd_k3_16to16_1x16x64^3", |b| {
-        b.iter(|| conv3d_forward(black_box(&x), black_box(&w), None, &g3))
+    let (x, w, dy) = (up(e, &x), up(e, &w), up(e, &dy));
+    bench("conv3d_fwd_k3_16to16_1x16x64^3", &mut || {
+        black_box(e.conv3d_forward(&x, &w, None, &g3).unwrap());
     });
-    group.bench_function("conv3d_bwd_input_k3_16to16_1x16x64^3", |b| {
-        b.iter(|| conv3d_backward_input(black_box(&dy), black_box(&w), &g3, [SIDE; 3]))
+    bench("conv3d_bwd_input_k3_16to16_1x16x64^3", &mut || {
+        black_box(e.conv3d_backward_input(&dy, &w, &g3, [SIDE; 3]).unwrap());
     });
-    group.bench_function("conv3d_bwd_weight_k3_16to16_1x16x64^3", |b| {
-        b.iter(|| conv3d_backward_weight(black_box(&x), black_box(&dy), &g3))
+    bench("conv3d_bwd_weight_k3_16to16_1x16x64^3", &mut || {
+        black_box(e.conv3d_backward_weight(&x, &dy, &g3).unwrap());
     });
 
     // ConvTranspose3d 2x2x2 stride 2, 32 -> 16 (weight [Cin, Cout, 2, 2, 2], fan_in 16 * 8).
@@ -52,20 +73,24 @@ fn bench_layers(c: &mut Criterion) {
     let bound = 1.0 / ((C * 8) as f32).sqrt();
     let wt = protokd::bench::uniform(&[2 * C, C, 2, 2, 2], 32, bound);
     let bt = protokd::bench::uniform(&[C], 33, bound);
-    group.bench_function("conv_transpose3d_fwd_k2s2_32to16_1x32x32^3", |b| {
-        b.iter(|| conv_transpose3d_forward(black_box(&xt), black_box(&wt), Some(&bt), &g2))
+    let (xt, wt, bt) = (up(e, &xt), up(e, &wt), up(e, &bt));
+    bench("conv_transpose3d_fwd_k2s2_32to16_1x32x32^3", &mut || {
+        black_box(
+            e.conv_transpose3d_forward(&xt, &wt, Some(&bt), &g2)
+                .unwrap(),
+        );
     });
 
     // BatchNorm3d, training mode, forward + backward.
-    let gamma = Tensor::from_vec(&[C], vec![1.0; C]);
-    let beta = Tensor::zeros(&[C]);
-    let mut running_mean = Tensor::zeros(&[C]);
-    let mut running_var = Tensor::from_vec(&[C], vec![1.0; C]);
+    let gamma = up(e, &Tensor::from_vec(&[C], vec![1.0; C]));
+    let beta = up(e, &Tensor::zeros(&[C]));
+    let mut running_mean = up(e, &Tensor::zeros(&[C]));
+    let mut running_var = up(e, &Tensor::from_vec(&[C], vec![1.0; C]));
     let mut tracked = 0i64;
-    group.bench_function("batchnorm3d_train_fwd_bwd_1x16x64^3", |b| {
-        b.iter(|| {
-            let (y, cache) = batchnorm3d_forward_train(
-                black_box(&x),
+    bench("batchnorm3d_train_fwd_bwd_1x16x64^3", &mut || {
+        let (y, cache) = e
+            .batchnorm3d_forward_train(
+                &x,
                 &gamma,
                 &beta,
                 &mut running_mean,
@@ -73,16 +98,16 @@ fn bench_layers(c: &mut Criterion) {
                 &mut tracked,
             )
             .unwrap();
-            let grads = batchnorm3d_backward(black_box(&dy), &gamma, &cache);
-            (y, grads)
-        })
+        black_box((y, e.batchnorm3d_backward(&dy, &gamma, &cache).unwrap()));
     });
+    drop(bench);
     group.finish();
 }
 
 /// The 3x3x3 Conv3d forward of every VNet stage (n_filters 16, a 64^3 patch).
-fn bench_conv_stages(c: &mut Criterion) {
-    let mut group = c.benchmark_group("conv3d_stage");
+fn bench_conv_stages<E: HostTensors>(c: &mut Criterion, t: &Target<E>) {
+    let e = t.engine;
+    let mut group = c.benchmark_group(format!("{}/conv3d_stage", t.name));
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
     group.warm_up_time(Duration::from_secs(1));
@@ -102,13 +127,41 @@ fn bench_conv_stages(c: &mut Criterion) {
             50 + i as u64,
             1.0 / ((cin * 27) as f32).sqrt(),
         );
+        let (x, w) = (up(e, &x), up(e, &w));
         let name = format!("fwd_k3_{cin}to{cout}_1x{cin}x{side}^3");
         group.bench_function(name, |b| {
-            b.iter(|| conv3d_forward(black_box(&x), black_box(&w), None, &g3))
+            b.iter(|| {
+                black_box(e.conv3d_forward(&x, &w, None, &g3).unwrap());
+                (t.sync)()
+            })
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, bench_layers, bench_conv_stages);
-criterion_main!(benches);
+fn benches(c: &mut Criterion) {
+    let cpu = Target {
+        name: "cpu",
+        engine: &Cpu,
+        sync: &|| {},
+    };
+    bench_layers(c, &cpu);
+    bench_conv_stages(c, &cpu);
+    match protokd_gpu::Device::cuda() {
+        Ok(dev) => {
+            let gpu = Gpu::new(dev);
+            let sync = || gpu.dev.synchronize().unwrap();
+            let cuda = Target {
+                name: "cuda",
+                engine: &gpu,
+                sync: &sync,
+            };
+            bench_layers(c, &cuda);
+            bench_conv_stages(c, &cuda);
+        }
+        Err(e) => eprintln!("cuda benches skipped: {e}"),
+    }
+}
+
+criterion_group!(all, benches);
+criterion_main!(all);

@@ -1,18 +1,25 @@
-//! Whole-network benches of the reference engine (`protokd-reference`) at the paper's width
-//! (n_filters 16) on a 1 x 4 x 64^3 batch:
+//! Whole-network benches at the paper's width (n_filters 16) on a 1 x 4 x 64^3 batch, on the
+//! CPU reference engine (`cpu/vnet/...`) and, where a CUDA GPU is present, on protokd-gpu
+//! (`cuda/vnet/...`; skipped cleanly without one):
 //!
-//! * `vnet/forward_eval_teacher_1x4x64^3_F16`: evaluation-mode forward of the 4-channel teacher;
-//! * `vnet/protokd_step_1x4x64^3_F16`: one whole ProtoKD training step (teacher forward in
-//!   evaluation mode, student on T1ce in training mode, all losses, backward, Adam).
+//! * `forward_eval_teacher_1x4x64^3_F16`: evaluation-mode forward of the 4-channel teacher (on
+//!   a GPU: model and image uploaded once, each iteration waits for the device);
+//! * `protokd_step_1x4x64^3_F16`: one whole ProtoKD training step (teacher forward in
+//!   evaluation mode, student on T1ce in training mode, all losses, backward, Adam), as
+//!   training runs it ([`protokd::compute::Trainer::step`]).
 //!
-//! Run with `cargo bench --bench vnet`. Each iteration takes seconds, so the benches use flat
+//! Run with `cargo bench --bench vnet`. A CPU iteration takes seconds, so the benches use flat
 //! sampling with 10 samples of one iteration each (see docs/performance.md for the figures).
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use protokd::compute::{HostTensors, Trainer};
+use protokd::device::Compute;
+use protokd_gpu::Gpu;
 use protokd_reference::adam::AdamState;
+use protokd_reference::engine::Cpu;
 use protokd_reference::state::{VNetConfig, VNetState};
-use protokd_reference::step::{train_step, StepConfig};
-use protokd_reference::vnet::forward_eval;
+use protokd_reference::step::StepConfig;
+use protokd_reference::vnet::forward_eval_on;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -21,60 +28,72 @@ const SIDE: usize = 64;
 /// T1ce, in the channel order T1, T2, T1ce, FLAIR.
 const STUDENT_CHANNELS: [usize; 1] = [2];
 
-fn teacher() -> VNetState {
+fn net(in_channels: usize, seed: u64) -> VNetState {
     VNetState::init(
         VNetConfig {
-            in_channels: 4,
+            in_channels,
             n_classes: 4,
             n_filters: F,
         },
-        1,
+        seed,
     )
 }
 
-fn bench_vnet(c: &mut Criterion) {
-    let mut group = c.benchmark_group("vnet");
+/// The forward and step benches on `compute`, whose engine is `e`; `sync` ends an iteration.
+fn bench_on<E: HostTensors>(
+    c: &mut Criterion,
+    compute: &Compute,
+    e: &E,
+    upload: impl Fn(&VNetState) -> VNetState<E::T>,
+    sync: &dyn Fn(),
+) {
+    let mut group = c.benchmark_group(format!("{}/vnet", compute.kind()));
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(20));
 
-    let teacher = teacher();
+    let teacher = net(4, 1);
     let image = protokd::bench::uniform(&[1, 4, SIDE, SIDE, SIDE], 11, 1.0);
-
+    let (t, x) = (upload(&teacher), e.upload(&image).unwrap());
     group.bench_function("forward_eval_teacher_1x4x64^3_F16", |b| {
-        b.iter(|| forward_eval(black_box(&teacher), black_box(&image)).unwrap())
+        b.iter(|| {
+            black_box(forward_eval_on(e, &t, &x).unwrap());
+            sync()
+        })
     });
 
     let labels = protokd::bench::label_map(1, SIDE, SIDE, SIDE);
-    let mut student = VNetState::init(
-        VNetConfig {
-            in_channels: STUDENT_CHANNELS.len(),
-            n_classes: 4,
-            n_filters: F,
-        },
-        2,
-    );
-    let mut adam = AdamState::for_state(&student);
+    let student = net(STUDENT_CHANNELS.len(), 2);
+    let adam = AdamState::for_state(&student);
+    let mut trainer = Trainer::new(compute, student, adam, Some(&teacher)).unwrap();
     let cfg = StepConfig::default();
     // The step updates the student and Adam in place; timing consecutive steps is what a
     // training loop does, so nothing is reset between iterations.
     group.bench_function("protokd_step_1x4x64^3_F16", |b| {
         b.iter(|| {
-            train_step(
-                &mut student,
-                &mut adam,
-                Some(&teacher),
-                black_box(&image),
-                &labels,
-                &STUDENT_CHANNELS,
-                &cfg,
-            )
-            .unwrap()
+            trainer
+                .step(black_box(&image), &labels, &STUDENT_CHANNELS, &cfg)
+                .unwrap()
         })
     });
     group.finish();
 }
 
-criterion_group!(benches, bench_vnet);
-criterion_main!(benches);
+fn benches(c: &mut Criterion) {
+    bench_on(c, &Compute::Cpu, &Cpu, VNetState::clone, &|| {});
+    match protokd::device::Device::Cuda.open() {
+        Ok(compute) => {
+            let Compute::Gpu(gpu) = &compute else {
+                unreachable!("cuda opens a GPU")
+            };
+            let g: &Gpu = gpu;
+            let upload = |s: &VNetState| protokd_gpu::transfer::upload_state(&g.dev, s).unwrap();
+            bench_on(c, &compute, g, upload, &|| g.dev.synchronize().unwrap());
+        }
+        Err(e) => eprintln!("cuda benches skipped: {e}"),
+    }
+}
+
+criterion_group!(all, benches);
+criterion_main!(all);

@@ -295,7 +295,10 @@ fn student_runs_are_the_same_bytes_on_cpu_and_emulated() {
         .iter()
         .map(|device| {
             let run = dir.join(device);
-            ok(student(&run, &["--teacher", s(&teacher), "--device", device]));
+            ok(student(
+                &run,
+                &["--teacher", s(&teacher), "--device", device],
+            ));
             [
                 "last.safetensors",
                 "last.optim.safetensors",
