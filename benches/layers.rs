@@ -100,7 +100,6 @@ fn bench_layers<E: HostTensors>(c: &mut Criterion, t: &Target<E>) {
             .unwrap();
         black_box((y, e.batchnorm3d_backward(&dy, &gamma, &cache).unwrap()));
     });
-    drop(bench);
     group.finish();
 }
 
