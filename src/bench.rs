@@ -13,6 +13,10 @@
 //! resident memory of the process (Linux `VmHWM`) when known, and on a GPU the device memory in
 //! use at the end (`total - free` of the driver, all processes).
 //!
+//! With `PROTOKD_GPU_PROFILE` set, the record also holds `kernel_profile`: each GPU kernel's
+//! launches and wall time over the whole run, every launch waited for
+//! ([`protokd_gpu::profile`]).
+//!
 //! On a GPU (`--device cuda|emulated`) the forward's model and image are uploaded once and each
 //! timed forward waits for the device to finish; a step is timed as training runs it
 //! ([`Trainer::step`]: the batch uploaded, the losses downloaded).
@@ -235,6 +239,10 @@ pub fn run(
         "min_s": min,
         "max_s": max,
         "peak_rss_bytes": peak_rss_bytes(),
+        "kernel_profile": protokd_gpu::profile::report().map(|rows| rows
+            .into_iter()
+            .map(|(k, n, t)| json!({"kernel": k, "launches": n, "seconds": t}))
+            .collect::<Vec<_>>()),
         "protokd_version": env!("CARGO_PKG_VERSION"),
     }))
 }

@@ -173,10 +173,20 @@ impl Device {
             during: format!("launching {name}"),
             message: format!("{threads} threads need {blocks} blocks, more than a grid holds"),
         })?;
-        match self {
-            Device::Cuda(d) => d.launch(name, grid, BLOCK_THREADS, args),
-            Device::Emulated => EMULATED.launch(name, grid, BLOCK_THREADS, args),
+        let profiling = crate::profile::enabled();
+        if profiling {
+            self.synchronize()?;
         }
+        let t0 = std::time::Instant::now();
+        match self {
+            Device::Cuda(d) => d.launch(name, grid, BLOCK_THREADS, args)?,
+            Device::Emulated => EMULATED.launch(name, grid, BLOCK_THREADS, args)?,
+        }
+        if profiling {
+            self.synchronize()?;
+            crate::profile::record(name, t0.elapsed());
+        }
+        Ok(())
     }
 
     /// Device memory in use (`total - free` as the driver reports it, every process on the

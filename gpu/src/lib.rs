@@ -19,6 +19,7 @@
 //! | [`ops`] | every operation of the reference on device tensors |
 //! | [`engine`] | [`Gpu`]: the reference's `Engine` on a device, so the reference's own VNet and training steps run there |
 //! | [`transfer`] | whole states between host and device |
+//! | [`profile`] | per-kernel timing (`PROTOKD_GPU_PROFILE`) |
 //!
 //! ## Exactness
 //! Every operation gives the reference's bits; there is no tolerance table because no operation
@@ -33,6 +34,7 @@ pub mod engine;
 pub mod error;
 pub mod nvrtc;
 pub mod ops;
+pub mod profile;
 pub mod reduce;
 pub mod tensor;
 pub mod transfer;
