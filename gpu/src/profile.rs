@@ -10,9 +10,12 @@ use std::time::Duration;
 /// Environment variable that turns profiling on.
 pub const PROFILE_ENV: &str = "PROTOKD_GPU_PROFILE";
 
-/// Launch counts and wall time per kernel, when profiling is on.
-fn table() -> Option<&'static Mutex<HashMap<String, (u64, Duration)>>> {
-    static TABLE: OnceLock<Option<Mutex<HashMap<String, (u64, Duration)>>>> = OnceLock::new();
+/// Launch count and total wall time, per kernel name.
+type Table = Mutex<HashMap<String, (u64, Duration)>>;
+
+/// The table, when profiling is on.
+fn table() -> Option<&'static Table> {
+    static TABLE: OnceLock<Option<Table>> = OnceLock::new();
     TABLE
         .get_or_init(|| std::env::var_os(PROFILE_ENV).map(|_| Mutex::default()))
         .as_ref()
