@@ -286,19 +286,27 @@ fn every_student_method_trains() {
 }
 
 /// A ProtoKD student trained on the emulated GPU device (protokd-gpu's CUDA C on the host) ends
-/// with the same bytes as on the CPU: checkpoints, optimiser state and the metrics log.
+/// with the same bytes as on the CPU: checkpoints, optimiser state and the metrics log; and so
+/// does a run stopped after one step on the emulated device and resumed on the CPU.
 #[test]
 fn student_runs_are_the_same_bytes_on_cpu_and_emulated() {
     let teacher = trained_teacher().join("best.safetensors");
     let dir = TempDir::new("train-devices");
-    let files: Vec<_> = ["cpu", "emulated"]
+    let files: Vec<_> = ["cpu", "emulated", "emulated-then-cpu"]
         .iter()
-        .map(|device| {
-            let run = dir.join(device);
-            ok(student(
-                &run,
-                &["--teacher", s(&teacher), "--device", device],
-            ));
+        .map(|&how| {
+            let run = dir.join(how);
+            let t = ["--teacher", s(&teacher)];
+            match how {
+                "emulated-then-cpu" => {
+                    let first = [&t[..], &["--device", "emulated", "--stop-after", "1"]].concat();
+                    ok(student(&run, &first));
+                    ok(student(&run, &[&t[..], &["--resume", s(&run)]].concat()));
+                }
+                device => {
+                    ok(student(&run, &[&t[..], &["--device", device]].concat()));
+                }
+            }
             [
                 "last.safetensors",
                 "last.optim.safetensors",
@@ -309,6 +317,7 @@ fn student_runs_are_the_same_bytes_on_cpu_and_emulated() {
         })
         .collect();
     assert_eq!(files[0], files[1]);
+    assert_eq!(files[0], files[2]);
 }
 
 #[test]

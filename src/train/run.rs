@@ -317,12 +317,14 @@ impl MetricsLog {
     /// Reopens the log of a run resumed at `p`: keeps the step records up to
     /// `p.global_step` and the validation records of the epochs before `p.epochs_done` (what
     /// an uninterrupted run would hold at that point; later lines were written after the
-    /// saved state and will be written again), rewriting the file atomically.
+    /// saved state and will be written again), rewriting the file atomically. Kept lines are
+    /// written back as they were read (re-serialising a parsed f64 can change its last digit).
     pub fn resume(run: &RunDir, p: &Progress) -> Result<MetricsLog> {
         let path = run.file(METRICS);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| anyhow!("{}: cannot read ({e})", path.display()))?;
         let mut records = Vec::new();
+        let mut kept = String::new();
         for line in text.lines() {
             // A line cut by a crash is not JSON: it lies after the saved state, drop it.
             let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -335,14 +337,11 @@ impl MetricsLog {
             };
             if keep {
                 records.push(v);
+                kept.push_str(line);
+                kept.push('\n');
             }
         }
-        let mut text = String::new();
-        for r in &records {
-            text.push_str(&r.to_string());
-            text.push('\n');
-        }
-        write_atomic(&path, text.as_bytes())?;
+        write_atomic(&path, kept.as_bytes())?;
         Self::open_append(path, records)
     }
 
