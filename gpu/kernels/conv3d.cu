@@ -2,9 +2,21 @@
 //
 // Every kernel describes one convolution the same way: its input A `[n, cin, in]`, its output
 // B `[n, cout, out]` (`out = (in + 2p - k) / s + 1` per axis) and the weight `[cout, cin, k]`;
-// input index `o * s + k - p` of an axis is read by output `o` through tap `k`. The shape takes 12
-// argument slots from `first` (conv3d_read_shape): n, cin, cout, in[D, H, W], out[D, H, W], then
-// per axis `k | s << 16 | p << 32`.
+// input index `o * s + k - p` of an axis is read by output `o` through tap `k`. The shape takes 9
+// argument slots from `first` (conv3d_read_shape): n, cin, cout, then per axis [D, H, W]
+// `in | out << 32`, then per axis `k | s << 16 | p << 32`. The host checks that a channel plane
+// of the input and of the output holds fewer than 2^30 values, so per-axis indices and offsets
+// inside a plane fit 32 bits.
+//
+// Speed: a thread computes a register tile of whole outputs (several channels, several positions
+// along W, several weight taps), so each value it loads feeds several independent chains; each
+// chain still takes its terms in the reference's order, so the tiling never changes a bit.
+
+#ifdef __CUDACC__
+#define CONV3D_UNROLL _Pragma("unroll")
+#else
+#define CONV3D_UNROLL
+#endif
 
 struct conv3d_shape {
     long long n, cin, cout;
@@ -17,9 +29,10 @@ static __device__ conv3d_shape conv3d_read_shape(pk_args p, int first) {
     g.cin = ARG_I64(first + 1);
     g.cout = ARG_I64(first + 2);
     for (int a = 0; a < 3; a++) {
-        g.in[a] = ARG_I64(first + 3 + a);
-        g.out[a] = ARG_I64(first + 6 + a);
-        long long axis = ARG_I64(first + 9 + a);
+        long long ext = ARG_I64(first + 3 + a);
+        g.in[a] = ext & 0xffffffffLL;
+        g.out[a] = ext >> 32;
+        long long axis = ARG_I64(first + 6 + a);
         g.k[a] = axis & 0xffff;
         g.s[a] = (axis >> 16) & 0xffff;
         g.pad[a] = (axis >> 32) & 0xffff;
@@ -27,119 +40,211 @@ static __device__ conv3d_shape conv3d_read_shape(pk_args p, int first) {
     return g;
 }
 
-// Carries an index digit into the next one: lo in [0, ext) again, the excess added to hi.
-static __device__ void conv3d_carry(long long *lo, long long ext, long long *hi) {
-    if (*lo >= ext) {
-        *hi += *lo / ext;
-        *lo %= ext;
+// Carries an index digit into the next one after an increment of at most `PK_LANES`: lo in
+// [0, ext) again, the excess added to hi.
+template <typename T>
+static __device__ void conv3d_carry(T *lo, T ext, T *hi) {
+    while (*lo >= ext) {
+        *lo -= ext;
+        *hi += 1;
     }
 }
 
-// Forward (reference conv3d_forward_spec), one thread per output y[n, co, od, oh, ow]:
-// acc = +0.0, then for (ci, a, b, c) ascending acc = fma(X, w[co, ci, a, b, c], acc) with X the
-// input at (od sd + a - pd, oh sh + b - ph, ow sw + c - pw), or +0.0 outside the input (every tap
-// is a step); then y = acc + bias[co] where bias is given (null: y = acc).
+// Four weights read at once: the grouped weight rows (conv3d_group_weights) are 16-byte aligned.
+struct alignas(16) conv3d_vec4 {
+    float v[4];
+};
+
+// The taps of one axis taken by output position o, in ascending order: tap k0 + j * kstep reads
+// source index s0 + j * sstep, for j < *cnt.
+// * forward (tr false): every tap, k0 = 0, kstep 1, s0 = o s - p, sstep +1;
+// * input gradient (tr true): the taps with o + p - k divisible by s, k0 = (o + p) mod s,
+//   kstep s, s0 = (o + p - k0) / s (exact), sstep -1.
+static __device__ void conv3d_axis_taps(const conv3d_shape &g, int a, bool tr, long long o,
+                                        int *k0, int *cnt, int *s0) {
+    long long k = g.k[a], s = g.s[a], p = g.pad[a];
+    if (!tr) {
+        *k0 = 0;
+        *cnt = (int)k;
+        *s0 = (int)(o * s - p);
+    } else {
+        long long first = (o + p) % s;
+        *k0 = (int)first;
+        *cnt = first < k ? (int)((k - first + s - 1) / s) : 0;
+        *s0 = (int)((o + p - first) / s);
+    }
+}
+
+// The chains of the forward (reference conv3d_forward_spec) and of the input gradient
+// (conv3d_backward_input_spec, also the transposed convolution's forward). Both read a source
+// S `[n, C_chain, S-extents]` and write a destination `[n, C_out, T-extents]`:
+// * forward (tr false): S = x, chain channels ci, outputs y[n, co, o];
+// * input gradient (tr true): S = dy, chain channels co, outputs dx[n, ci, q].
+// Each output is ONE chain from acc = +0.0 over (chain channel, a, b, c) ascending, restricted
+// to the axis taps of conv3d_axis_taps, step acc = fma(S, w, acc) with S the source at the
+// tap's index, or +0.0 outside the source (still a step); then out = acc + bias[channel] where
+// bias is given (null: out = acc). An input-gradient position without taps is +0.0.
 //
-// args: 0 x [n, cin, in], 1 w [cout, cin, k], 2 bias [cout] or null, 3 y [n, cout, out],
-// 4.. the shape
-KERNEL(conv3d_fwd) {
-    const float *x = ARG_PTR(const float, 0);
-    const float *w = ARG_PTR(const float, 1);
+// Tiling: one thread per (n, od, oh, group of G output channels, V positions along W). The
+// thread's W positions are o_w + v * L (v < V), L threads side by side (coalesced loads), and
+// in the input gradient L is a multiple of s_w, so the V positions share their W taps. Each
+// loaded source value feeds G chains, each loaded weight V chains.
+// Thread order, fastest first: lane (< L), W chunk (of L * V positions), group, oh, od, n.
+//
+// args: 0 source, 1 grouped weights [groups][C_chain][k3][G] (conv3d_group_weights, 16-byte
+// aligned), 2 bias [C_out] or null, 3 destination, 4..12 the shape, 13 tr, 14 L
+template <int G, int V>
+static __device__ void conv3d_chains(pk_args p) {
+    const float *src = ARG_PTR(const float, 0);
+    const conv3d_vec4 *wg = ARG_PTR(const conv3d_vec4, 1);
     const float *bias = ARG_PTR(const float, 2);
-    float *y = ARG_PTR(float, 3);
+    float *dst = ARG_PTR(float, 3);
     conv3d_shape g = conv3d_read_shape(p, 4);
-    long long vo = g.out[0] * g.out[1] * g.out[2];
+    bool tr = ARG_I64(13) != 0;
+    long long lanes = ARG_I64(14);
+    long long c_chain = tr ? g.cout : g.cin;
+    long long c_out = tr ? g.cin : g.cout;
+    int se[3];
+    long long te[3];
+    for (int a = 0; a < 3; a++) {
+        se[a] = (int)(tr ? g.out[a] : g.in[a]);
+        te[a] = tr ? g.in[a] : g.out[a];
+    }
+    long long groups = (c_out + G - 1) / G;
+    long long chunks = (te[2] + lanes * V - 1) / (lanes * V);
     long long t = pk_global_index();
-    if (t >= g.n * g.cout * vo) return;
-    long long ow = t % g.out[2];
-    long long oh = t / g.out[2] % g.out[1];
-    long long od = t / (g.out[2] * g.out[1]) % g.out[0];
-    long long co = t / vo % g.cout;
-    long long n = t / (vo * g.cout);
-    long long vi = g.in[0] * g.in[1] * g.in[2];
-    const float *wt = w + co * g.cin * g.k[0] * g.k[1] * g.k[2];
-    float acc = 0.0f;
-    for (long long ci = 0; ci < g.cin; ci++) {
-        const float *xc = x + (n * g.cin + ci) * vi;
-        for (long long a = 0; a < g.k[0]; a++) {
-            long long id = od * g.s[0] + a - g.pad[0];
-            bool in_d = id >= 0 && id < g.in[0];
-            for (long long b = 0; b < g.k[1]; b++) {
-                long long ih = oh * g.s[1] + b - g.pad[1];
-                bool in_dh = in_d && ih >= 0 && ih < g.in[1];
-                for (long long c = 0; c < g.k[2]; c++) {
-                    long long iw = ow * g.s[2] + c - g.pad[2];
-                    float v = 0.0f;
-                    if (in_dh && iw >= 0 && iw < g.in[2]) {
-                        v = xc[(id * g.in[1] + ih) * g.in[2] + iw];
+    if (t >= g.n * te[0] * te[1] * groups * chunks * lanes) return;
+    long long r = t / lanes;
+    long long o[3];
+    o[2] = r % chunks * lanes * V + t % lanes;
+    r /= chunks;
+    long long grp = r % groups;
+    r /= groups;
+    o[1] = r % te[1];
+    r /= te[1];
+    o[0] = r % te[0];
+    long long n = r / te[0];
+
+    int k0[3], cnt[3], s0[3], kstep[3];
+    for (int a = 0; a < 3; a++) {
+        conv3d_axis_taps(g, a, tr, o[a], &k0[a], &cnt[a], &s0[a]);
+        kstep[a] = tr ? (int)g.s[a] : 1;
+    }
+    int sstep = tr ? -1 : 1;
+    // The first W source index of each of the thread's positions (same taps for all).
+    int s0w[V];
+    CONV3D_UNROLL
+    for (int v = 0; v < V; v++) {
+        int k0v, cntv;
+        conv3d_axis_taps(g, 2, tr, o[2] + v * lanes, &k0v, &cntv, &s0w[v]);
+    }
+
+    float acc[G][V];
+    CONV3D_UNROLL
+    for (int j = 0; j < G; j++) {
+        CONV3D_UNROLL
+        for (int v = 0; v < V; v++) acc[j][v] = 0.0f;
+    }
+    long long kh = g.k[1], kw = g.k[2];
+    long long k3 = g.k[0] * kh * kw;
+    long long svol = (long long)se[0] * se[1] * se[2];
+    // Offsets inside one source plane (below 2^30) are unsigned: exact for every position read.
+    const float *sc = src + n * c_chain * svol;
+    const conv3d_vec4 *wc = wg + grp * c_chain * k3 * (G / 4);
+    for (long long cc = 0; cc < c_chain; cc++, sc += svol, wc += k3 * (G / 4)) {
+        for (int ja = 0; ja < cnt[0]; ja++) {
+            int a = k0[0] + ja * kstep[0];
+            int id = s0[0] + ja * sstep;
+            bool in_d = (unsigned)id < (unsigned)se[0];
+            for (int jb = 0; jb < cnt[1]; jb++) {
+                int b = k0[1] + jb * kstep[1];
+                int ih = s0[1] + jb * sstep;
+                bool in_dh = in_d && (unsigned)ih < (unsigned)se[1];
+                unsigned row = ((unsigned)id * se[1] + (unsigned)ih) * se[2];
+                const conv3d_vec4 *wt = wc + ((a * kh + b) * kw + k0[2]) * (G / 4);
+                for (int jc = 0; jc < cnt[2]; jc++, wt += kstep[2] * (G / 4)) {
+                    float wv[G];
+                    CONV3D_UNROLL
+                    for (int q = 0; q < G / 4; q++) {
+                        conv3d_vec4 w4 = wt[q];
+                        CONV3D_UNROLL
+                        for (int e = 0; e < 4; e++) wv[4 * q + e] = w4.v[e];
                     }
-                    acc = __fmaf_rn(v, *wt++, acc);
+                    CONV3D_UNROLL
+                    for (int v = 0; v < V; v++) {
+                        int iw = s0w[v] + jc * sstep;
+                        float sv = 0.0f;
+                        if (in_dh && (unsigned)iw < (unsigned)se[2]) sv = sc[row + (unsigned)iw];
+                        CONV3D_UNROLL
+                        for (int j = 0; j < G; j++) acc[j][v] = __fmaf_rn(sv, wv[j], acc[j][v]);
+                    }
                 }
             }
         }
     }
-    if (bias) acc = acc + bias[co];
-    y[t] = acc;
-}
 
-// Input gradient (reference conv3d_backward_input_spec), one thread per dx[n, ci, qd, qh, qw]:
-// acc = +0.0, then for (co, a, b, c) ascending, restricted to the taps with q + p - k divisible
-// by s on every axis, acc = fma(DY, w[co, ci, a, b, c], acc) with DY = dy[n, co, (q + p - k) / s]
-// where that index is inside dy, else +0.0; then dx = acc + bias[ci] where bias is given (used by
-// the transposed convolution's forward; null: dx = acc). The divisible taps of an axis are
-// k = (q + p) mod s, then every s-th.
-//
-// args: 0 dy [n, cout, out], 1 w [cout, cin, k], 2 bias [cin] or null, 3 dx [n, cin, in],
-// 4.. the shape
-KERNEL(conv3d_bwd_input) {
-    const float *dy = ARG_PTR(const float, 0);
-    const float *w = ARG_PTR(const float, 1);
-    const float *bias = ARG_PTR(const float, 2);
-    float *dx = ARG_PTR(float, 3);
-    conv3d_shape g = conv3d_read_shape(p, 4);
-    long long vi = g.in[0] * g.in[1] * g.in[2];
-    long long t = pk_global_index();
-    if (t >= g.n * g.cin * vi) return;
-    long long qw = t % g.in[2];
-    long long qh = t / g.in[2] % g.in[1];
-    long long qd = t / (g.in[2] * g.in[1]) % g.in[0];
-    long long ci = t / vi % g.cin;
-    long long n = t / (vi * g.cin);
-    long long vo = g.out[0] * g.out[1] * g.out[2];
-    long long k3 = g.k[0] * g.k[1] * g.k[2];
-    float acc = 0.0f;
-    for (long long co = 0; co < g.cout; co++) {
-        const float *dyc = dy + (n * g.cout + co) * vo;
-        const float *wc = w + (co * g.cin + ci) * k3;
-        for (long long a = (qd + g.pad[0]) % g.s[0]; a < g.k[0]; a += g.s[0]) {
-            long long td = (qd + g.pad[0] - a) / g.s[0];
-            bool in_d = td >= 0 && td < g.out[0];
-            for (long long b = (qh + g.pad[1]) % g.s[1]; b < g.k[1]; b += g.s[1]) {
-                long long th = (qh + g.pad[1] - b) / g.s[1];
-                bool in_dh = in_d && th >= 0 && th < g.out[1];
-                for (long long c = (qw + g.pad[2]) % g.s[2]; c < g.k[2]; c += g.s[2]) {
-                    long long tw = (qw + g.pad[2] - c) / g.s[2];
-                    float v = 0.0f;
-                    if (in_dh && tw >= 0 && tw < g.out[2]) {
-                        v = dyc[(td * g.out[1] + th) * g.out[2] + tw];
-                    }
-                    acc = __fmaf_rn(v, wc[(a * g.k[1] + b) * g.k[2] + c], acc);
-                }
-            }
+    long long tvol = te[0] * te[1] * te[2];
+    CONV3D_UNROLL
+    for (int j = 0; j < G; j++) {
+        long long ch = grp * G + j;
+        if (ch >= c_out) break;
+        float *out = dst + (n * c_out + ch) * tvol + (o[0] * te[1] + o[1]) * te[2];
+        CONV3D_UNROLL
+        for (int v = 0; v < V; v++) {
+            long long ow = o[2] + v * lanes;
+            if (ow < te[2]) out[ow] = bias ? acc[j][v] + bias[ch] : acc[j][v];
         }
     }
-    if (bias) acc = acc + bias[ci];
-    dx[t] = acc;
+}
+
+KERNEL(conv3d_chains_g4v1) { conv3d_chains<4, 1>(p); }
+KERNEL(conv3d_chains_g4v4) { conv3d_chains<4, 4>(p); }
+KERNEL(conv3d_chains_g8v1) { conv3d_chains<8, 1>(p); }
+KERNEL(conv3d_chains_g8v4) { conv3d_chains<8, 4>(p); }
+KERNEL(conv3d_chains_g16v1) { conv3d_chains<16, 1>(p); }
+KERNEL(conv3d_chains_g16v4) { conv3d_chains<16, 4>(p); }
+
+// The weight in conv3d_chains' order (a copy, no arithmetic): wg[grp][cc][tap][j] is the
+// weight of output channel grp * G + j and chain channel cc at flat tap (a, b, c), +0.0 past
+// the last output channel. w is [C_out, C_chain, k3] (forward, tr 0) or [C_chain, C_out, k3]
+// (input gradient, tr 1). One thread per wg element.
+//
+// args: 0 w, 1 wg, 2 G, 3 C_out, 4 C_chain, 5 k3, 6 tr
+KERNEL(conv3d_group_weights) {
+    const float *w = ARG_PTR(const float, 0);
+    float *wg = ARG_PTR(float, 1);
+    long long gsize = ARG_I64(2);
+    long long c_out = ARG_I64(3);
+    long long c_chain = ARG_I64(4);
+    long long k3 = ARG_I64(5);
+    bool tr = ARG_I64(6) != 0;
+    long long groups = (c_out + gsize - 1) / gsize;
+    long long t = pk_global_index();
+    if (t >= groups * c_chain * k3 * gsize) return;
+    long long ch = t / (gsize * k3 * c_chain) * gsize + t % gsize;
+    long long tap = t / gsize % k3;
+    long long cc = t / (gsize * k3) % c_chain;
+    float v = 0.0f;
+    if (ch < c_out) v = w[(tr ? cc * c_out + ch : ch * c_chain + cc) * k3 + tap];
+    wg[t] = v;
 }
 
 // Weight gradient (reference conv3d_backward_weight_spec), the lanes of the canonical reduction
 // of each dw[co, ci, a, b, c] (reduction r, flat in that order) over the P = n * Do * Ho * Wo
 // output positions: term i = ((n Do + od) Ho + oh) Wo + ow, chain step
 // lane = fma(dy[n, co, od, oh, ow], X, lane) with X the input at (od sd + a - pd, ..), +0.0
-// outside. One thread per (r, block, lane), writing partials[(r * nblocks + block) * 16 + lane].
+// outside. Written to partials[(r * nblocks + block) * 16 + lane].
 //
-// args: 0 x [n, cin, in], 1 dy [n, cout, out], 2 partials, 3.. the shape
-KERNEL(conv3d_bwd_weight_lanes) {
+// Tiling: one thread per (group of GC output channels, ci, tile of K x K x K taps, block, lane)
+// computes the lane of every (co, tap) of its tile: per term it reads GC dy values and the K^3
+// inputs once, and each (co, tap) chain takes the lane's terms in increasing i as before. Taps
+// past the kernel (a tile is cut at the kernel's edge) are computed but not written. The terms
+// are walked one output row (n, od, oh) at a time, the tile's input rows found once per row.
+// Thread order, fastest first: lane, ci, group, tile, block (threads of a block share dy and x).
+//
+// args: 0 x [n, cin, in], 1 dy [n, cout, out], 2 partials, 3..11 the shape
+template <int GC, int K>
+static __device__ void conv3d_weight_lanes(pk_args p) {
     const float *x = ARG_PTR(const float, 0);
     const float *dy = ARG_PTR(const float, 1);
     float *partials = ARG_PTR(float, 2);
@@ -148,45 +253,139 @@ KERNEL(conv3d_bwd_weight_lanes) {
     long long vi = g.in[0] * g.in[1] * g.in[2];
     long long terms = g.n * vo;
     long long nblocks = (terms + PK_BLOCK - 1) / PK_BLOCK;
-    long long k3 = g.k[0] * g.k[1] * g.k[2];
+    long long groups = (g.cout + GC - 1) / GC;
+    long long nt[3];
+    for (int a = 0; a < 3; a++) nt[a] = (g.k[a] + K - 1) / K;
+    long long tiles = nt[0] * nt[1] * nt[2];
     long long t = pk_global_index();
-    if (t >= g.cout * g.cin * k3 * nblocks * PK_LANES) return;
+    if (t >= PK_LANES * g.cin * groups * tiles * nblocks) return;
     long long lane = t % PK_LANES;
-    long long block = t / PK_LANES % nblocks;
-    long long r = t / (PK_LANES * nblocks);
-    long long c = r % g.k[2];
-    long long b = r / g.k[2] % g.k[1];
-    long long a = r / (g.k[2] * g.k[1]) % g.k[0];
-    long long ci = r / k3 % g.cin;
-    long long co = r / (k3 * g.cin);
-    // The first term's position, advanced by PK_LANES terms per step.
-    long long i = block * PK_BLOCK + lane;
-    long long ow = i % g.out[2];
-    long long oh = i / g.out[2] % g.out[1];
-    long long od = i / (g.out[2] * g.out[1]) % g.out[0];
-    long long n = i / vo;
-    float acc = 0.0f;
-    for (long long end = pk_block_end(terms, block); i < end; i += PK_LANES) {
-        long long id = od * g.s[0] + a - g.pad[0];
-        long long ih = oh * g.s[1] + b - g.pad[1];
-        long long iw = ow * g.s[2] + c - g.pad[2];
-        float v = 0.0f;
-        if (id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1] && iw >= 0 && iw < g.in[2]) {
-            v = x[(n * g.cin + ci) * vi + (id * g.in[1] + ih) * g.in[2] + iw];
-        }
-        float d = dy[(n * g.cout + co) * vo + (od * g.out[1] + oh) * g.out[2] + ow];
-        acc = __fmaf_rn(d, v, acc);
-        ow += PK_LANES;
-        conv3d_carry(&ow, g.out[2], &oh);
-        conv3d_carry(&oh, g.out[1], &od);
-        conv3d_carry(&od, g.out[0], &n);
+    long long r = t / PK_LANES;
+    long long ci = r % g.cin;
+    r /= g.cin;
+    long long grp = r % groups;
+    r /= groups;
+    long long tile = r % tiles;
+    long long block = r / tiles;
+    // The tile's first tap per axis.
+    int t0[3];
+    t0[2] = (int)(tile % nt[2] * K);
+    t0[1] = (int)(tile / nt[2] % nt[1] * K);
+    t0[0] = (int)(tile / (nt[2] * nt[1]) * K);
+    // dy offsets of the group's channels (the last channel again past cout: not written).
+    long long dyoff[GC];
+    CONV3D_UNROLL
+    for (int j = 0; j < GC; j++) {
+        long long co = grp * GC + j;
+        dyoff[j] = (co < g.cout ? co : g.cout - 1) * vo;
     }
-    partials[t] = acc;
+    // Per axis: input extent, and the input index of the tile's first tap at output 0.
+    unsigned ext[3];
+    int base[3];
+    for (int a = 0; a < 3; a++) {
+        ext[a] = (unsigned)g.in[a];
+        base[a] = t0[a] - (int)g.pad[a];
+    }
+    int sd = (int)g.s[0], sh = (int)g.s[1], sw = (int)g.s[2];
+
+    float acc[GC][K * K * K];
+    CONV3D_UNROLL
+    for (int j = 0; j < GC; j++) {
+        CONV3D_UNROLL
+        for (int q = 0; q < K * K * K; q++) acc[j][q] = 0.0f;
+    }
+    // The first term's position, advanced by PK_LANES terms per step; xn is the input plane
+    // (n, ci), dyn the element (n, 0, o) of dy.
+    long long i = block * PK_BLOCK + lane;
+    long long end = pk_block_end(terms, block);
+    int wo = (int)g.out[2], ho = (int)g.out[1], dout = (int)g.out[0];
+    int ow = (int)(i % wo);
+    int oh = (int)(i / wo % ho);
+    int od = (int)(i / (wo * (long long)ho) % dout);
+    long long n = i / vo;
+    const float *xn = x + (n * g.cin + ci) * vi;
+    const float *dyn = dy + n * g.cout * vo + (i - n * vo);
+    while (i < end) {
+        // The input rows of the tile's taps (a, b) at the output row (n, od, oh): inside the
+        // input or not, and their offsets in the input plane (0 outside). Offsets inside the
+        // plane (below 2^30) are computed modulo 2^32: exact where the row is inside the input.
+        int id0 = od * sd + base[0], ih0 = oh * sh + base[1];
+        bool in_dh[K * K];
+        unsigned roff[K * K];
+        CONV3D_UNROLL
+        for (int a = 0; a < K; a++) {
+            CONV3D_UNROLL
+            for (int b = 0; b < K; b++) {
+                in_dh[a * K + b] =
+                    (unsigned)(id0 + a) < ext[0] && (unsigned)(ih0 + b) < ext[1];
+                unsigned off = ((unsigned)(id0 + a) * ext[1] + (unsigned)(ih0 + b)) * ext[2];
+                roff[a * K + b] = in_dh[a * K + b] ? off : 0u;
+            }
+        }
+        // The lane's terms in this output row, in increasing i.
+        do {
+            float d[GC];
+            CONV3D_UNROLL
+            for (int j = 0; j < GC; j++) d[j] = dyn[dyoff[j]];
+            int iw0 = ow * sw + base[2];
+            CONV3D_UNROLL
+            for (int q = 0; q < K * K; q++) {
+                // Element iw0 of the row (iw0 < 0 in the padding).
+                const float *rp = xn + (int)(roff[q] + (unsigned)iw0);
+                CONV3D_UNROLL
+                for (int c = 0; c < K; c++) {
+                    float xv = 0.0f;
+                    if (in_dh[q] && (unsigned)(iw0 + c) < ext[2]) xv = rp[c];
+                    CONV3D_UNROLL
+                    for (int j = 0; j < GC; j++) {
+                        acc[j][q * K + c] = __fmaf_rn(d[j], xv, acc[j][q * K + c]);
+                    }
+                }
+            }
+            ow += PK_LANES;
+            i += PK_LANES;
+            dyn += PK_LANES;
+        } while (ow < wo && i < end);
+        conv3d_carry(&ow, wo, &oh);
+        conv3d_carry(&oh, ho, &od);
+        while (od >= dout) {
+            od -= dout;
+            n++;
+            xn += g.cin * vi;
+            dyn += (g.cout - 1) * vo;
+        }
+    }
+
+    CONV3D_UNROLL
+    for (int j = 0; j < GC; j++) {
+        long long co = grp * GC + j;
+        if (co >= g.cout) break;
+        CONV3D_UNROLL
+        for (int a = 0; a < K; a++) {
+            CONV3D_UNROLL
+            for (int b = 0; b < K; b++) {
+                CONV3D_UNROLL
+                for (int c = 0; c < K; c++) {
+                    long long ka = t0[0] + a, kb = t0[1] + b, kc = t0[2] + c;
+                    if (ka < g.k[0] && kb < g.k[1] && kc < g.k[2]) {
+                        long long rw = ((co * g.cin + ci) * g.k[0] + ka) * g.k[1] + kb;
+                        partials[((rw * g.k[2] + kc) * nblocks + block) * PK_LANES + lane] =
+                            acc[j][(a * K + b) * K + c];
+                    }
+                }
+            }
+        }
+    }
 }
+
+KERNEL(conv3d_weight_lanes_g8k1) { conv3d_weight_lanes<8, 1>(p); }
+KERNEL(conv3d_weight_lanes_g8k2) { conv3d_weight_lanes<8, 2>(p); }
+KERNEL(conv3d_weight_lanes_g4k3) { conv3d_weight_lanes<4, 3>(p); }
 
 // Bias gradient (reference bias_backward), the lanes of the canonical sum of each channel ch of
 // dy [n, C, V] over its n * V values: term i = nn * V + v is dy[nn, ch, v], chain step
-// lane = lane + term. One thread per (ch, block, lane), as conv3d_bwd_weight_lanes.
+// lane = lane + term. One thread per (ch, block, lane), writing
+// partials[(ch * nblocks + block) * 16 + lane].
 //
 // args: 0 dy, 1 partials, 2 n, 3 C, 4 V
 KERNEL(conv3d_bias_bwd_lanes) {

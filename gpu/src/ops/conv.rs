@@ -1,14 +1,21 @@
 //! Conv3d and ConvTranspose3d (reference `layers::conv3d` and `layers::conv_transpose3d`), with
 //! the reference's shapes, checks and orders (`gpu/kernels/conv3d.cu`):
 //!
-//! * forward: one thread per output, the chain from `+0.0` over the taps `(ci, a, b, c)`
-//!   ascending, every tap an fma (`+0.0` in the padding), then `+ bias[co]`;
-//! * input gradient: one thread per input position, the chain over `(co, a, b, c)` ascending
-//!   restricted to the taps with `q + p - k` divisible by `s`, `+0.0` where the output index
-//!   falls outside `dy`;
+//! * forward: per output, the chain from `+0.0` over the taps `(ci, a, b, c)` ascending, every
+//!   tap an fma (`+0.0` in the padding), then `+ bias[co]`;
+//! * input gradient: per input position, the chain over `(co, a, b, c)` ascending restricted
+//!   to the taps with `q + p - k` divisible by `s`, `+0.0` where the output index falls outside
+//!   `dy`;
 //! * weight gradient: one canonical reduction per weight over the output positions (term index
 //!   `((n Do + od) Ho + oh) Wo + ow`): a lanes kernel, then [`reduce::finish`];
 //! * bias gradient: one canonical sum per channel over `(n, d, h, w)`, the same way.
+//!
+//! Forward and input gradient share one kernel (`conv3d_chains_g{G}v{V}`): a thread computes
+//! the chains of `G` output channels at `V` positions along `W` (loads shared between chains,
+//! each chain in its own order); the weight is first copied into groups of `G` channels
+//! (`conv3d_group_weights`). The weight-gradient lanes kernel (`conv3d_weight_lanes_g{GC}k{K}`)
+//! computes one lane of `GC` output channels times a `K x K x K` tile of taps per thread. The
+//! tile sizes only choose which thread computes which output, never the order of any output.
 //!
 //! The transposed convolution has no kernels of its own: like the reference, it is the
 //! convolution's input gradient (forward, with the bias added after each chain), forward (input
@@ -21,7 +28,7 @@ use crate::reduce;
 use crate::tensor::GpuTensor;
 use protokd_reference::layers::conv3d::ConvGeom;
 
-/// Appends the 12 shape slots of `conv3d.cu` (`conv3d_read_shape`): the convolution reads
+/// Appends the 9 shape slots of `conv3d.cu` (`conv3d_read_shape`): the convolution reads
 /// `[n, cin, input]`, writes `[n, cout, output]`, with weight `[cout, cin, g.kernel]`.
 fn shape_args(
     args: Args,
@@ -30,9 +37,14 @@ fn shape_args(
     output: [usize; 3],
     g: &ConvGeom,
 ) -> Args {
+    // The kernels index inside one channel plane with 32-bit offsets.
+    assert!(
+        input.iter().product::<usize>() < 1 << 30 && output.iter().product::<usize>() < 1 << 30,
+        "conv3d: a channel plane must hold fewer than 2^30 values, got {input:?} -> {output:?}"
+    );
     let mut args = args.int(n).int(cin).int(cout);
-    for v in input.into_iter().chain(output) {
-        args = args.int(v);
+    for a in 0..3 {
+        args = args.int(input[a] | output[a] << 32);
     }
     for a in 0..3 {
         let (k, s, p) = (g.kernel[a], g.stride[a], g.padding[a]);
@@ -43,6 +55,98 @@ fn shape_args(
         args = args.int(k | s << 16 | p << 32);
     }
     args
+}
+
+/// Fewest threads the chains kernel keeps when it gives each thread 4 positions along `W` (an
+/// H100 or H200 holds a few hundred thousand threads at once).
+const MIN_CHAIN_THREADS: usize = 1 << 16;
+
+/// The chains of the forward (`tr` false: `src` is `x` `[n, cin, input]`, `w` `[cout, cin, k]`,
+/// `dst` `[n, cout, output]`, `bias` `[cout]`) or of the input gradient (`tr` true: `src` is
+/// `dy` `[n, cout, output]`, `w` `[cout, cin, k]`, `dst` `[n, cin, input]`, `bias` `[cin]`),
+/// all checked by the caller: `conv3d_group_weights`, then `conv3d_chains_g{G}v{V}`.
+fn chains(
+    dev: &Device,
+    src: &GpuTensor,
+    w: &GpuTensor,
+    bias: Option<&GpuTensor>,
+    dst: &GpuTensor,
+    g: &ConvGeom,
+    tr: bool,
+) -> Result<(), GpuError> {
+    let [n, c_chain, s0, s1, s2] = src.dims5();
+    let [_, c_out, t0, t1, t2] = dst.dims5();
+    let te = [t0, t1, t2];
+    let (channels, input, output) = if tr {
+        ([n, c_out, c_chain], te, [s0, s1, s2])
+    } else {
+        ([n, c_chain, c_out], [s0, s1, s2], te)
+    };
+    if dst.numel() == 0 {
+        return Ok(());
+    }
+    let k3: usize = g.kernel.iter().product();
+    // Threads side by side along W; in the input gradient a multiple of s_w, so that a
+    // thread's positions (that far apart) share their W taps.
+    let lanes = |v: usize| {
+        let l = te[2].div_ceil(v).min(32);
+        if tr {
+            l.next_multiple_of(g.stride[2])
+        } else {
+            l
+        }
+    };
+    let threads = |gsize: usize, v: usize| {
+        let lanes = lanes(v);
+        n * te[0] * te[1] * c_out.div_ceil(gsize) * te[2].div_ceil(lanes * v) * lanes
+    };
+    // G output channels per thread (a multiple of 4: the grouped weights are read 4 at a time;
+    // up to 16, fewer for fewer channels), and V = 4 positions along W where that leaves
+    // MIN_CHAIN_THREADS threads, else 1.
+    let gsize = match c_out {
+        0..=4 => 4,
+        5..=8 => 8,
+        _ => 16,
+    };
+    let v = if threads(gsize, 4) >= MIN_CHAIN_THREADS {
+        4
+    } else {
+        1
+    };
+    let groups = c_out.div_ceil(gsize);
+
+    // The grouped weights, 16-byte aligned (a host buffer is only 4-byte aligned: 3 floats of
+    // slack); `wg` must outlive both launches, which get its address as a plain integer.
+    let len = groups * c_chain * k3 * gsize;
+    let wg = dev.zeros::<f32>(len + 3)?;
+    let wg_addr = wg.address().next_multiple_of(16) as usize;
+    dev.launch(
+        "conv3d_group_weights",
+        len,
+        &Args::new()
+            .buf(&*w.buf)
+            .int(wg_addr)
+            .int(gsize)
+            .int(c_out)
+            .int(c_chain)
+            .int(k3)
+            .int(tr as usize),
+    )?;
+    let args = optional(Args::new().buf(&*src.buf).int(wg_addr), bias).buf(&*dst.buf);
+    let args = shape_args(args, channels, input, output, g)
+        .int(tr as usize)
+        .int(lanes(v));
+    let name = match (gsize, v) {
+        (4, 1) => "conv3d_chains_g4v1",
+        (4, _) => "conv3d_chains_g4v4",
+        (8, 1) => "conv3d_chains_g8v1",
+        (8, _) => "conv3d_chains_g8v4",
+        (_, 1) => "conv3d_chains_g16v1",
+        _ => "conv3d_chains_g16v4",
+    };
+    dev.launch(name, threads(gsize, v), &args)?;
+    drop(wg);
+    Ok(())
 }
 
 /// An optional tensor argument: its buffer, or a null pointer.
@@ -94,9 +198,7 @@ pub fn conv3d_forward(
         &[n, cout, out[0], out[1], out[2]],
         dev.zeros(n * cout * out.iter().product::<usize>())?,
     );
-    let args = optional(Args::new().buf(&*x.buf).buf(&*w.buf), bias).buf(&*y.buf);
-    let args = shape_args(args, [n, cin, cout], [di, hi, wi], out, g);
-    dev.launch("conv3d_fwd", y.numel(), &args)?;
+    chains(dev, x, w, bias, &y, g, false)?;
     Ok(y)
 }
 
@@ -142,9 +244,7 @@ fn backward_input(
     );
     let [di, hi, wi] = input_dims;
     let dx = GpuTensor::from_buffer(&[n, cin, di, hi, wi], dev.zeros(n * cin * di * hi * wi)?);
-    let args = optional(Args::new().buf(&*dy.buf).buf(&*w.buf), bias).buf(&*dx.buf);
-    let args = shape_args(args, [n, cin, cout], input_dims, [od, oh, ow], g);
-    dev.launch("conv3d_bwd_input", dx.numel(), &args)?;
+    chains(dev, dy, w, bias, &dx, g, true)?;
     Ok(dx)
 }
 
@@ -174,13 +274,17 @@ pub fn conv3d_backward_weight(
     let count = cout * cin * kd * kh * kw;
     let terms = n * od * oh * ow;
     let partials = reduce::partials(dev, count, terms)?;
+    // GC output channels times a K x K x K tile of taps per thread.
+    let (name, gc, k) = match g.kernel.iter().max() {
+        Some(1) => ("conv3d_weight_lanes_g8k1", 8, 1),
+        Some(2) => ("conv3d_weight_lanes_g8k2", 8, 2),
+        _ => ("conv3d_weight_lanes_g4k3", 4, 3),
+    };
+    let tiles: usize = g.kernel.iter().map(|e| e.div_ceil(k)).product();
+    let threads = reduce::lane_threads(cin * cout.div_ceil(gc) * tiles, terms);
     let args = Args::new().buf(&*x.buf).buf(&*dy.buf).buf(&partials);
     let args = shape_args(args, [n, cin, cout], [di, hi, wi], [od, oh, ow], g);
-    dev.launch(
-        "conv3d_bwd_weight_lanes",
-        reduce::lane_threads(count, terms),
-        &args,
-    )?;
+    dev.launch(name, threads, &args)?;
     let dw = GpuTensor::from_buffer(&[cout, cin, kd, kh, kw], dev.zeros(count)?);
     reduce::finish(dev, &partials, &dw.buf, count, terms)?;
     Ok(dw)
