@@ -51,22 +51,6 @@ __device__ __forceinline__ float pk_lane_tree(float *l, long long stride) {
     return l[0];
 }
 
-// Pairwise tree over x[k * stride], k < n (n >= 1): at each level element j of the next level
-// is x[2j] + x[2j+1] and an odd last element is carried up unchanged. Overwrites x.
-__device__ __forceinline__ float pk_pairwise_tree(float *x, long long n, long long stride) {
-    while (n > 1) {
-        long long half = n / 2;
-        for (long long j = 0; j < half; j++) {
-            x[j * stride] = x[(2 * j) * stride] + x[(2 * j + 1) * stride];
-        }
-        if (n % 2 == 1) {
-            x[half * stride] = x[(n - 1) * stride];
-        }
-        n = half + n % 2;
-    }
-    return x[0];
-}
-
 // The range of term indices of lane `lane` in block `block` of an n-term reduction:
 // i = block * PK_BLOCK + lane + PK_LANES * j for i < min(n, (block + 1) * PK_BLOCK).
 __device__ __forceinline__ long long pk_block_end(long long n, long long block) {

@@ -1,27 +1,43 @@
 // The last two steps of the canonical reduction (reference/src/reduce.rs), for R reductions at
-// once. A kernel that computes a reduction's lanes writes them as partials[R][nblocks][16]
-// (lane l of block b of reduction r at (r * nblocks + b) * 16 + l; each lane the sequential
-// chain of its terms from +0.0, in increasing term index). This kernel then computes, per
-// reduction r (one thread each): the lane tree of every block, then the pairwise tree over the
-// blocks. nblocks == 0 (no terms) gives +0.0.
-//
-// args: 0 partials (float, overwritten), 1 out (float[R]), 2 R, 3 nblocks
-KERNEL(reduce_finish) {
+// once, in parallel. A kernel that computes a reduction's lanes writes them as
+// partials[R][nblocks][16] (lane l of block b of reduction r at (r * nblocks + b) * 16 + l;
+// each lane the sequential chain of its terms from +0.0, in increasing term index). Then:
+//  1. reduce_lane_trees (one thread per (r, b)): the lane tree of block b of reduction r, into
+//     sums[r * nblocks + b];
+//  2. reduce_pairwise_level, once per level of the pairwise tree over the blocks (one thread per
+//     (r, j)): element j of the next level is x[2j] + x[2j+1], an odd last element is carried
+//     up unchanged; the last level writes the result.
+// Each value is the same sum of the same operands as in the sequential tree, so the bits are
+// the reference's.
+
+// args: 0 partials (float, overwritten), 1 sums (float[R * nblocks]), 2 R * nblocks
+KERNEL(reduce_lane_trees) {
     float *partials = ARG_PTR(float, 0);
-    float *out = ARG_PTR(float, 1);
+    float *sums = ARG_PTR(float, 1);
     long long count = ARG_I64(2);
-    long long nblocks = ARG_I64(3);
-    long long r = pk_global_index();
-    if (r >= count) return;
-    if (nblocks == 0) {
-        out[r] = 0.0f;
-        return;
-    }
-    float *base = partials + r * nblocks * PK_LANES;
-    for (long long b = 0; b < nblocks; b++) {
-        pk_lane_tree(base + b * PK_LANES, 1);
-    }
-    out[r] = pk_pairwise_tree(base, nblocks, PK_LANES);
+    long long t = pk_global_index();
+    if (t >= count) return;
+    sums[t] = pk_lane_tree(partials + t * PK_LANES, 1);
+}
+
+// One level of the pairwise tree over `len` values per reduction: dst[r * dst_stride + j] for
+// j < (len + 1) / 2 from src[r * src_stride + 2j] (+ src[r * src_stride + 2j + 1]).
+//
+// args: 0 src, 1 dst, 2 R, 3 len, 4 src_stride, 5 dst_stride
+KERNEL(reduce_pairwise_level) {
+    const float *src = ARG_PTR(const float, 0);
+    float *dst = ARG_PTR(float, 1);
+    long long count = ARG_I64(2);
+    long long len = ARG_I64(3);
+    long long src_stride = ARG_I64(4);
+    long long dst_stride = ARG_I64(5);
+    long long next = (len + 1) / 2;
+    long long t = pk_global_index();
+    if (t >= count * next) return;
+    long long r = t / next;
+    long long j = t % next;
+    const float *x = src + r * src_stride;
+    dst[r * dst_stride + j] = 2 * j + 1 < len ? x[2 * j] + x[2 * j + 1] : x[2 * j];
 }
 
 // The lanes of R plain sums over the rows of x: reduction r sums x[r * n + i], i < n.

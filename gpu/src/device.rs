@@ -131,6 +131,23 @@ impl Device {
         Ok(Buffer { inner, len: n })
     }
 
+    /// A buffer of `n` elements whose contents are unspecified (not cleared): for outputs that a
+    /// kernel writes entirely before anything reads them.
+    pub fn scratch<T: Elem>(&self, n: usize) -> Result<Buffer<T>, GpuError> {
+        match self {
+            Device::Cuda(d) => Ok(Buffer {
+                // SAFETY: the element types are plain numbers (any bits are a value), and the
+                // caller's kernel writes every element before it is read.
+                inner: Inner::Cuda(
+                    unsafe { d.stream().alloc::<T>(n.max(1)) }
+                        .map_err(|e| GpuError::driver(format!("allocating {n} elements"), e))?,
+                ),
+                len: n,
+            }),
+            Device::Emulated => self.zeros(n),
+        }
+    }
+
     /// Copies host values to a new buffer.
     pub fn upload<T: Elem>(&self, data: &[T]) -> Result<Buffer<T>, GpuError> {
         if data.is_empty() {

@@ -2,8 +2,9 @@
 //! 1. a kernel computes every lane of every block of `R` reductions of `n` terms into
 //!    `partials[R][nblocks][16]` (one thread per lane: a sequential chain from `+0.0` over the
 //!    lane's terms in increasing index), with the term of its operation;
-//! 2. `reduce_finish` (one thread per reduction) applies the lane tree to each block, then the
-//!    pairwise tree over the blocks.
+//! 2. [`finish`]: `reduce_lane_trees` (one thread per block of each reduction) applies the lane
+//!    tree, then `reduce_pairwise_level` runs once per level of the pairwise tree over the blocks
+//!    (one thread per value of the next level), the last level writing the results.
 
 use crate::args::Args;
 use crate::device::{Buffer, Device};
@@ -20,12 +21,14 @@ pub fn lane_threads(r: usize, n: usize) -> usize {
     r * nblocks(n) * LANES
 }
 
-/// A zeroed partials buffer for `r` reductions of `n` terms.
+/// A partials buffer for `r` reductions of `n` terms (contents unspecified: the lanes kernel
+/// writes every element).
 pub fn partials(dev: &Device, r: usize, n: usize) -> Result<Buffer<f32>, GpuError> {
-    dev.zeros(lane_threads(r, n).max(1))
+    dev.scratch(lane_threads(r, n).max(1))
 }
 
-/// Step 2: the trees, from `partials` (overwritten) into `out[r]`.
+/// Step 2: the trees, from `partials` (overwritten) into `out[r]` (left `+0.0` when `n == 0`:
+/// `out` comes from [`Device::zeros`]).
 pub fn finish(
     dev: &Device,
     partials: &Buffer<f32>,
@@ -33,11 +36,38 @@ pub fn finish(
     r: usize,
     n: usize,
 ) -> Result<(), GpuError> {
+    let nb = nblocks(n);
+    if nb == 0 {
+        return Ok(());
+    }
+    let sums = [dev.scratch(r * nb)?, dev.scratch(r * nb)?];
     dev.launch(
-        "reduce_finish",
-        r,
-        &Args::new().buf(partials).buf(out).int(r).int(nblocks(n)),
-    )
+        "reduce_lane_trees",
+        r * nb,
+        &Args::new().buf(partials).buf(&sums[0]).int(r * nb),
+    )?;
+    let (mut len, mut level) = (nb, 0);
+    loop {
+        let next = len.div_ceil(2);
+        let last = next == 1;
+        let dst = if last { out } else { &sums[(level + 1) % 2] };
+        let dst_stride = if last { 1 } else { nb };
+        dev.launch(
+            "reduce_pairwise_level",
+            r * next,
+            &Args::new()
+                .buf(&sums[level % 2])
+                .buf(dst)
+                .int(r)
+                .int(len)
+                .int(nb)
+                .int(dst_stride),
+        )?;
+        if last {
+            return Ok(());
+        }
+        (len, level) = (next, level + 1);
+    }
 }
 
 /// `r` canonical sums over the rows of `x` (`[r, n]`, row-major): `out[j] = sum_i x[j n + i]`.

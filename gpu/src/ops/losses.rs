@@ -79,7 +79,7 @@ pub fn log_softmax(dev: &Device, x: &GpuTensor) -> Result<GpuTensor, GpuError> {
 }
 
 /// `(dice_loss(logits, labels).loss, dice_backward(&fwd, labels, scale))` of the reference
-/// (`losses::dice`): `p = softmax(logits)`; `dice_lanes` + `reduce_finish`: the `3C` canonical
+/// (`losses::dice`): `p = softmax(logits)`; `dice_lanes` + `reduce::finish`: the `3C` canonical
 /// reductions `I_c`, `P_c`, `G_c` over the positions; `dice_classes` (one thread): `num_c`,
 /// `den_c`, the loss, and the backward's `coef_c`, `a_c`, `b_c`; `dice_backward`: `dp_c`, then
 /// the softmax backward per position. Nothing waits for the host until the loss is downloaded.
@@ -141,7 +141,7 @@ pub fn dice(
 /// 2. `W == 0` exactly when every class present has `w_c == 0` (a sum of non-negative terms is
 ///    `0` only if each term is): then, as the reference, the loss is `0` and the gradient all
 ///    `+0.0`, and nothing more is launched.
-/// 3. `softmax_columns` (`p` and `log p`); `ce_lanes` + `reduce_finish`: `S` and `W`;
+/// 3. `softmax_columns` (`p` and `log p`); `ce_lanes` + `reduce::finish`: `S` and `W`;
 ///    `ce_backward`: `a = (scale * w_y) / W`, then the log-softmax backward per position.
 /// 4. `S` and `W` are downloaded and `L = S / W` is divided on the host (one IEEE division).
 pub fn ce(
@@ -231,7 +231,7 @@ pub fn ce(
 
 /// `(kd_loss(student_logits, teacher_logits, temperature).loss, kd_backward(&fwd, scale))` of
 /// the reference (`losses::kd`): `softmax_columns` with divisor `T` gives `q`, `log q` (teacher)
-/// and `ps`, `ls` (student); `kd_lanes` + `reduce_finish`: the one canonical reduction over the
+/// and `ps`, `ls` (student); `kd_lanes` + `reduce::finish`: the one canonical reduction over the
 /// elements; `kd_backward`: `k * (ps - q)` with `k = (scale / (N*C*V as f32)) / T` computed on
 /// the host. The sum is downloaded and `L = sum / (N*C*V as f32)` divided on the host (one
 /// IEEE division).

@@ -6,14 +6,14 @@
 //!    order gives the same counts). **Host round trip:** the counts are downloaded, because the
 //!    kept classes `K` are control flow (they fix the sizes of everything after); `K` and each
 //!    label value's position in `K` are uploaded (at most 2 * 256 integers).
-//! 2. `proto_sum_lanes` + `reduce_finish`: the `2 * N * |K| * F` prototype sums (student and
+//! 2. `proto_sum_lanes` + `reduce::finish`: the `2 * N * |K| * F` prototype sums (student and
 //!    teacher), each one canonical reduction over the sample's voxels.
 //! 3. `proto_prototypes`: `den`, the prototypes, their norms and unit vectors.
 //! 4. `proto_maps`: the voxel norms, both cosine maps and `d = M_s - M_t`.
-//! 5. `proto_square_lanes` + `reduce_finish`: the loss sum. **Host round trip:** the sum is
+//! 5. `proto_square_lanes` + `reduce::finish`: the loss sum. **Host round trip:** the sum is
 //!    downloaded (the loss is returned as an `f32`) and divided by `N * |K| * V` on the host
 //!    (one IEEE division, the reference's bits).
-//! 6. Backward: `proto_dunit_lanes` + `reduce_finish` (`dp̂`), `proto_prototype_grad` (`e`),
+//! 6. Backward: `proto_dunit_lanes` + `reduce::finish` (`dp̂`), `proto_prototype_grad` (`e`),
 //!    `proto_feature_grad` (`df`), with `c = (2 * scale) / (N * |K| * V)` computed on the host.
 
 use crate::args::Args;
