@@ -66,3 +66,39 @@ KERNEL(elementwise_select_channels) {
     long long sample = t / (v * k);
     y[t] = x[(sample * c + (long long)channels[sel]) * v + voxel];
 }
+
+// Counting NaNs and infinities (the engine's finiteness check, done on the device so that a
+// state or a batch need not be downloaded to be checked). Step 1: thread t < T counts the
+// non-finite values among x[t], x[t + T], x[t + 2T], ... (exponent bits all ones).
+//
+// args: 0 x, 1 counts (unsigned int[T]), 2 n, 3 T
+KERNEL(elementwise_count_nonfinite) {
+    const float *x = ARG_PTR(const float, 0);
+    unsigned int *counts = ARG_PTR(unsigned int, 1);
+    long long n = ARG_I64(2);
+    long long threads = ARG_I64(3);
+    long long t = pk_global_index();
+    if (t >= threads) return;
+    unsigned int c = 0;
+    for (long long i = t; i < n; i += threads) {
+        c += (__float_as_uint(x[i]) & 0x7f800000u) == 0x7f800000u ? 1u : 0u;
+    }
+    counts[t] = c;
+}
+
+// Step 2: thread s < S adds counts[s], counts[s + S], ... (of T; exact integer sums).
+//
+// args: 0 counts (unsigned int[T]), 1 sums (unsigned int[S]), 2 T, 3 S
+KERNEL(elementwise_sum_counts) {
+    const unsigned int *counts = ARG_PTR(const unsigned int, 0);
+    unsigned int *sums = ARG_PTR(unsigned int, 1);
+    long long total = ARG_I64(2);
+    long long out = ARG_I64(3);
+    long long s = pk_global_index();
+    if (s >= out) return;
+    unsigned int c = 0;
+    for (long long i = s; i < total; i += out) {
+        c += counts[i];
+    }
+    sums[s] = c;
+}

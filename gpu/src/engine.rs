@@ -224,8 +224,12 @@ impl Engine for Gpu {
         (*p, *m, *v) = ok(adam::adam_update(&self.dev, p, grad, m, v, s))?;
         Ok(())
     }
-    /// Downloads the tensor and checks it on the host (the same error as the CPU engine's).
+    /// Counts NaNs and infinities on the device; only when there is one is the tensor
+    /// downloaded, to report the first (the same error as the CPU engine's).
     fn check_finite(&self, name: &str, x: &GpuTensor) -> Result<(), EngineError> {
+        if ok(elementwise::count_non_finite(&self.dev, x))? == 0 {
+            return Ok(());
+        }
         protokd_reference::error::check_finite(name, &ok(x.download(&self.dev))?)
     }
 }

@@ -203,3 +203,37 @@ fn add_refuses_different_shapes() {
     let b = GpuTensor::zeros(&dev, &[3, 2]).unwrap();
     let _ = add(&dev, &a, &b);
 }
+
+/// The device-side count of NaNs and infinities equals a host count, on sizes around the
+/// kernels' thread counts (65536 and 256), and the engine's finiteness check gives the CPU
+/// engine's error (first index and value) or none.
+#[test]
+fn non_finite_counts_and_the_engine_check_match_the_host() {
+    use protokd_reference::engine::{Cpu, Engine};
+    let dev = common::device();
+    let gpu = protokd_gpu::Gpu::new(dev.clone());
+    let specials = special_values();
+    for (k, &n) in [0usize, 1, 255, 257, 65535, 65537, 200_003]
+        .iter()
+        .enumerate()
+    {
+        let mut t = common::random_tensor(&[n], 70 + k as u64, 3.0);
+        // Sprinkle specials (some finite, some not) at seeded positions.
+        for (j, &v) in specials.iter().enumerate() {
+            if n > 0 && j % (k + 1) == 0 {
+                t.data[(j * 7919 + k * 104_729) % n] = v;
+            }
+        }
+        let want = t.data.iter().filter(|v| !v.is_finite()).count() as u64;
+        let x = up(&dev, &t);
+        assert_eq!(
+            protokd_gpu::ops::elementwise::count_non_finite(&dev, &x).unwrap(),
+            want,
+            "n {n}"
+        );
+        // (Compared as text: the error holds the value, and NaN != NaN.)
+        let (g, c) = (gpu.check_finite("x", &x), Cpu.check_finite("x", &t));
+        assert_eq!(format!("{g:?}"), format!("{c:?}"), "n {n}");
+        assert_eq!(g.is_ok(), want == 0, "n {n}");
+    }
+}

@@ -82,3 +82,32 @@ pub fn select_channels(
     )?;
     Ok(GpuTensor::from_buffer(&shape, y))
 }
+
+/// Number of NaN and infinite values in `x`, counted on the device (two launches, then 256
+/// integers downloaded): `elementwise_count_nonfinite` with up to 65536 threads, each counting a
+/// strided share, then `elementwise_sum_counts` folds those counts to 256. Integer counts are
+/// exact in any order.
+pub fn count_non_finite(dev: &Device, x: &GpuTensor) -> Result<u64, GpuError> {
+    const THREADS: usize = 1 << 16;
+    const SUMS: usize = 256;
+    let n = x.numel();
+    let threads = n.clamp(1, THREADS);
+    let counts = dev.scratch::<u32>(threads)?;
+    dev.launch(
+        "elementwise_count_nonfinite",
+        threads,
+        &Args::new().buf(&x.buf).buf(&counts).int(n).int(threads),
+    )?;
+    let sums_len = threads.min(SUMS);
+    let sums = dev.scratch::<u32>(sums_len)?;
+    dev.launch(
+        "elementwise_sum_counts",
+        sums_len,
+        &Args::new()
+            .buf(&counts)
+            .buf(&sums)
+            .int(threads)
+            .int(sums_len),
+    )?;
+    Ok(dev.download(&sums)?.iter().map(|&c| c as u64).sum())
+}
