@@ -133,6 +133,11 @@ fn conv3d_random_geometries_match_the_reference() {
             continue;
         }
         check_conv3d(&dev, x_shape, cout, &g, 1000 + 10 * done);
+        // Every chains tile in turn (each case also ran with the tile chosen by size).
+        let tile = conv::CHAIN_TILES[done as usize % conv::CHAIN_TILES.len()];
+        conv::with_chain_tile(tile, || {
+            check_conv3d(&dev, x_shape, cout, &g, 1000 + 10 * done)
+        });
         done += 1;
     }
 }
@@ -154,6 +159,10 @@ fn conv_transpose3d_random_geometries_match_the_reference() {
             continue;
         }
         check_transpose(&dev, x_shape, cout, &g, 5000 + 10 * done);
+        let tile = conv::CHAIN_TILES[done as usize % conv::CHAIN_TILES.len()];
+        conv::with_chain_tile(tile, || {
+            check_transpose(&dev, x_shape, cout, &g, 5000 + 10 * done)
+        });
         done += 1;
     }
 }
@@ -185,28 +194,32 @@ fn vnet_geometries_match_the_reference() {
     check_conv3d(&dev, [2, 4, 16, 16, 16], 4, &ConvGeom::cubic(1, 1, 0), 90);
 }
 
-/// Sizes where the chains kernel gives each thread 4 positions along W (at least 2^16 threads
-/// then), with 4, 8 and 16 channels per thread in the forward and the input gradient: a 3x3x3
-/// convolution with a tail along W, a 2x2x2 stride-2 one, one with strides 2 and 3 (the input
-/// gradient's threads a multiple of the stride apart along W), a stride-2 transposed one.
+/// Large sizes with each thread given 4 positions along W and 4, 8 or 16 channels (forced
+/// tiles), in the forward and the input gradient: a 3x3x3 convolution with a tail along W, a
+/// 2x2x2 stride-2 one, one with strides 2 and 3 (the input gradient's threads a multiple of the
+/// stride apart along W), a stride-2 transposed one.
 #[test]
 fn wide_tiles_match_the_reference() {
     let dev = common::device();
-    check_conv3d(&dev, [1, 9, 16, 256, 70], 2, &ConvGeom::cubic(3, 1, 1), 100);
-    check_conv3d(
-        &dev,
-        [1, 6, 32, 1024, 66],
-        5,
-        &ConvGeom::cubic(2, 2, 0),
-        110,
-    );
     let g = ConvGeom {
         kernel: [1, 3, 3],
         stride: [1, 2, 3],
         padding: [0, 1, 1],
     };
-    check_conv3d(&dev, [1, 2, 8, 512, 100], 3, &g, 120);
-    check_transpose(&dev, [1, 9, 16, 512, 50], 1, &ConvGeom::cubic(2, 2, 0), 130);
+    for tile in [(4, 4), (8, 4), (16, 4)] {
+        conv::with_chain_tile(tile, || {
+            check_conv3d(&dev, [1, 9, 16, 256, 70], 2, &ConvGeom::cubic(3, 1, 1), 100);
+            check_conv3d(
+                &dev,
+                [1, 6, 32, 1024, 66],
+                5,
+                &ConvGeom::cubic(2, 2, 0),
+                110,
+            );
+            check_conv3d(&dev, [1, 2, 8, 512, 100], 3, &g, 120);
+            check_transpose(&dev, [1, 9, 16, 512, 50], 1, &ConvGeom::cubic(2, 2, 0), 130);
+        });
+    }
 }
 
 /// Kernels larger than the weight gradient's 3 x 3 x 3 tile of taps per thread (several tiles,

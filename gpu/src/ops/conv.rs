@@ -57,9 +57,32 @@ fn shape_args(
     args
 }
 
-/// Fewest threads the chains kernel keeps when it gives each thread 4 positions along `W` (an
-/// H100 or H200 holds a few hundred thousand threads at once).
-const MIN_CHAIN_THREADS: usize = 1 << 16;
+/// Fewest threads the chains kernel keeps when it chooses a larger tile (an H100 or H200 runs
+/// about 1024 threads on each of its 132 multiprocessors at once: with fewer, the long chains
+/// of the deep layers leave it idle).
+const MIN_CHAIN_THREADS: usize = 1 << 17;
+
+/// The chains kernels' tiles `(G, V)`: G output channels and V positions along `W` per thread.
+pub const CHAIN_TILES: [(usize, usize); 6] = [(4, 1), (8, 1), (16, 1), (4, 4), (8, 4), (16, 4)];
+
+thread_local! {
+    /// A tile forced by [`with_chain_tile`] on this thread.
+    static FORCED_TILE: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the chains kernel's tile forced to `tile` (one of [`CHAIN_TILES`]) for the
+/// forward and input-gradient launches made on this thread, instead of the tile chosen by size:
+/// for tests that check every tile against the reference (each gives the same bits).
+pub fn with_chain_tile<R>(tile: (usize, usize), f: impl FnOnce() -> R) -> R {
+    assert!(
+        CHAIN_TILES.contains(&tile),
+        "no chains kernel for tile {tile:?}"
+    );
+    let before = FORCED_TILE.replace(Some(tile));
+    let r = f();
+    FORCED_TILE.set(before);
+    r
+}
 
 /// The chains of the forward (`tr` false: `src` is `x` `[n, cin, input]`, `w` `[cout, cin, k]`,
 /// `dst` `[n, cout, output]`, `bias` `[cout]`) or of the input gradient (`tr` true: `src` is
@@ -101,18 +124,20 @@ fn chains(
         n * te[0] * te[1] * c_out.div_ceil(gsize) * te[2].div_ceil(lanes * v) * lanes
     };
     // G output channels per thread (a multiple of 4: the grouped weights are read 4 at a time;
-    // up to 16, fewer for fewer channels), and V = 4 positions along W where that leaves
-    // MIN_CHAIN_THREADS threads, else 1.
-    let gsize = match c_out {
+    // at most 16, and no more than the channels need) and V positions along W (4 or 1): the
+    // largest tile, in the order (16, 4), (8, 4), (4, 4), (16, 1), (8, 1), that leaves
+    // MIN_CHAIN_THREADS threads, else (4, 1), the most threads.
+    let gmax = match c_out {
         0..=4 => 4,
         5..=8 => 8,
         _ => 16,
     };
-    let v = if threads(gsize, 4) >= MIN_CHAIN_THREADS {
-        4
-    } else {
-        1
-    };
+    let (gsize, v) = FORCED_TILE.get().unwrap_or_else(|| {
+        [(16, 4), (8, 4), (4, 4), (16, 1), (8, 1)]
+            .into_iter()
+            .find(|&(gs, v)| gs <= gmax && threads(gs, v) >= MIN_CHAIN_THREADS)
+            .unwrap_or((4, 1))
+    });
     let groups = c_out.div_ceil(gsize);
 
     // The grouped weights, 16-byte aligned (a host buffer is only 4-byte aligned: 3 floats of
