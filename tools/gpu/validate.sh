@@ -60,6 +60,8 @@ bench() {
     bench 90 --device cuda --what forward --shape 1,4,96,128,128 --filters 16 --warmup 2 --repeat 5
     bench 100 --device cuda --what step --shape 1,4,96,128,128 --filters 16 --warmup 1 --repeat 3
     bench 150 --device cuda --what step --shape 4,4,96,128,128 --filters 16 --warmup 1 --repeat 3
+    echo "=== per-kernel profile of one forward (PROTOKD_GPU_PROFILE: every launch waited for)"
+    PROTOKD_GPU_PROFILE=1 bench 60 --device cuda --what forward --shape 1,4,96,128,128 --filters 16 --warmup 0 --repeat 1
     echo "=== per-kernel profile of one batch-4 step (PROTOKD_GPU_PROFILE: every launch waited for)"
     PROTOKD_GPU_PROFILE=1 bench 150 --device cuda --what step --shape 4,4,96,128,128 --filters 16 --warmup 0 --repeat 1
 } > "$OUT/bench.log" 2>&1
