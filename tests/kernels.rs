@@ -27,13 +27,14 @@ fn verify_kernels_finds_every_operation_identical() {
     assert!(ops
         .iter()
         .all(|o| o["differing"] == 0 && o["elements"].as_u64() > Some(0)));
-    // The report is not replaced without --force; verify needs --kernels.
+    // The report is not replaced without --force; verify needs --kernels or --device.
     let again = protokd(&["verify", "--kernels", "--json", s(&report)]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     let bare = protokd(&["verify"]);
     assert!(!bare.status.success());
-    assert!(String::from_utf8_lossy(&bare.stderr).contains("protokd verify --kernels"));
+    let e = String::from_utf8_lossy(&bare.stderr);
+    assert!(e.contains("`--kernels`") && e.contains("`--device cuda|emulated`"), "{e}");
 }
 
 #[test]
