@@ -64,38 +64,8 @@ fn main() {
         writeln!(out, "    {n:?},").unwrap();
     }
     writeln!(out, "];").unwrap();
-    writeln!(
-        out,
-        "/// The headers, by file name, in the order NVRTC gets them."
-    )
-    .unwrap();
-    writeln!(out, "pub(crate) const HEADERS: &[(&str, &str)] = &[").unwrap();
-    for s in &headers {
-        let file = s.file_name().unwrap().to_str().unwrap();
-        writeln!(
-            out,
-            "    ({file:?}, include_str!({:?})),",
-            s.display().to_string()
-        )
-        .unwrap();
-    }
-    writeln!(out, "];").unwrap();
-    writeln!(
-        out,
-        "/// The kernel sources, by file name, in the order NVRTC gets them."
-    )
-    .unwrap();
-    writeln!(out, "pub(crate) const SOURCES: &[(&str, &str)] = &[").unwrap();
-    for s in &sources {
-        let file = s.file_name().unwrap().to_str().unwrap();
-        writeln!(
-            out,
-            "    ({file:?}, include_str!({:?})),",
-            s.display().to_string()
-        )
-        .unwrap();
-    }
-    writeln!(out, "];").unwrap();
+    file_table(&mut out, "HEADERS", "The headers", &headers);
+    file_table(&mut out, "SOURCES", "The kernel sources", &sources);
     writeln!(out, "extern \"C\" {{").unwrap();
     for n in &names {
         writeln!(out, "    fn {n}(p: crate::args::KernelArgs);").unwrap();
@@ -114,4 +84,25 @@ fn main() {
     writeln!(out, "        _ => None,\n    }}\n}}").unwrap();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     std::fs::write(out_dir.join("kernels.rs"), out).unwrap();
+}
+
+/// Writes `pub(crate) const NAME: &[(&str, &str)]`: each file's name and its text
+/// (`include_str!`), in the order NVRTC gets them.
+fn file_table(out: &mut String, name: &str, what: &str, files: &[PathBuf]) {
+    writeln!(
+        out,
+        "/// {what}, by file name, in the order NVRTC gets them."
+    )
+    .unwrap();
+    writeln!(out, "pub(crate) const {name}: &[(&str, &str)] = &[").unwrap();
+    for f in files {
+        let file = f.file_name().unwrap().to_str().unwrap();
+        writeln!(
+            out,
+            "    ({file:?}, include_str!({:?})),",
+            f.display().to_string()
+        )
+        .unwrap();
+    }
+    writeln!(out, "];").unwrap();
 }

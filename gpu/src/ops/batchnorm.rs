@@ -11,6 +11,7 @@ use crate::device::{Buffer, Device};
 use crate::error::GpuError;
 use crate::reduce;
 use crate::tensor::GpuTensor;
+use protokd_reference::layers::batchnorm3d::bn_dims;
 
 /// What [`batchnorm3d_backward`] needs from [`batchnorm3d_forward_train`] (the reference's
 /// `BnCache`).
@@ -31,20 +32,6 @@ enum Step {
     SquaredDeviation = 1,
     /// `fma(a_i, b_i, acc)`.
     Dot = 2,
-}
-
-/// `(N, C, V)` of `x`, after checking that every per-channel tensor is `[C]`.
-fn bn_dims(x: &GpuTensor, per_channel: &[(&str, &GpuTensor)], what: &str) -> (usize, usize, usize) {
-    let [n, c, d, h, w] = x.dims5();
-    for (name, t) in per_channel {
-        assert_eq!(
-            t.shape,
-            [c],
-            "{what}: {name} has shape {:?}, expected [{c}]",
-            t.shape
-        );
-    }
-    (n, c, d * h * w)
 }
 
 /// The `C` canonical per-channel reductions of `[N, C, V]` data `a` with chain step `step`

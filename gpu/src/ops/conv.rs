@@ -26,7 +26,7 @@ use crate::device::Device;
 use crate::error::GpuError;
 use crate::reduce;
 use crate::tensor::GpuTensor;
-use protokd_reference::layers::conv3d::ConvGeom;
+use protokd_reference::layers::conv3d::{weight_channels, ConvGeom};
 
 /// Appends the 9 shape slots of `conv3d.cu` (`conv3d_read_shape`): the convolution reads
 /// `[n, cin, input]`, writes `[n, cout, output]`, with weight `[cout, cin, g.kernel]`.
@@ -180,22 +180,6 @@ fn optional(args: Args, t: Option<&GpuTensor>) -> Args {
         Some(t) => args.buf(&*t.buf),
         None => args.int(0),
     }
-}
-
-/// Checks `w` (5-D, kernel extents those of `g`) and returns its two channel extents.
-fn weight_channels(w: &GpuTensor, g: &ConvGeom, what: &str) -> [usize; 2] {
-    let [c0, c1, kd, kh, kw] = match w.shape[..] {
-        [a, b, c, d, e] => [a, b, c, d, e],
-        _ => panic!("{what}: weight must be 5-D, got shape {:?}", w.shape),
-    };
-    assert_eq!(
-        [kd, kh, kw],
-        g.kernel,
-        "{what}: weight kernel {:?} does not match the geometry {:?}",
-        [kd, kh, kw],
-        g.kernel
-    );
-    [c0, c1]
 }
 
 /// Conv3d forward, bits of the reference `conv3d_forward_spec`: `x` `[N, Cin, D, H, W]`, `w`

@@ -43,6 +43,7 @@
 
 use crate::layers::rowops::with_hardware_fma;
 use crate::reduce::{channel_reduction, ChannelStep as Step};
+use crate::tensor::Shaped;
 use crate::Tensor;
 use rayon::prelude::*;
 
@@ -73,15 +74,19 @@ pub struct BnCache {
     pub invstd: Vec<f32>,
 }
 
-/// `(N, C, V)` of an activation, and a check that the per-channel vectors are `[C]`.
-fn bn_dims(x: &Tensor, per_channel: &[(&str, &Tensor)], what: &str) -> (usize, usize, usize) {
-    let [n, c, d, h, w] = x.dims5();
+/// `(N, C, V)` of an activation `x` (of any engine), and a check that the per-channel vectors
+/// are `[C]`; panics with `what` in the message otherwise (a programming error).
+pub fn bn_dims<T: Shaped>(x: &T, per_channel: &[(&str, &T)], what: &str) -> (usize, usize, usize) {
+    let [n, c, d, h, w] = match x.shape()[..] {
+        [n, c, d, h, w] => [n, c, d, h, w],
+        _ => panic!("{what}: expected a 5-D tensor, got shape {:?}", x.shape()),
+    };
     for (name, t) in per_channel {
         assert_eq!(
-            t.shape,
+            t.shape(),
             [c],
             "{what}: {name} has shape {:?}, expected [{c}]",
-            t.shape
+            t.shape()
         );
     }
     (n, c, d * h * w)

@@ -57,6 +57,7 @@
 use super::rowops::{finish_lanes_taps, fma_lanes_taps, fma_taps, lane_blocks, Tap};
 use crate::reduce;
 use crate::reduce::LANES;
+use crate::tensor::Shaped;
 use crate::Tensor;
 use rayon::prelude::*;
 
@@ -150,11 +151,12 @@ pub(crate) fn pad_spatial(x: &Tensor, lo: [usize; 3], hi: [usize; 3]) -> Tensor 
     out
 }
 
-/// Checks `w` against `g` and returns `[w0, w1]` (its two channel extents).
-fn weight_channels(w: &Tensor, g: &ConvGeom, what: &str) -> [usize; 2] {
-    let [c0, c1, kd, kh, kw] = match w.shape[..] {
+/// Checks a weight `w` (of any engine) against `g` and returns `[w0, w1]` (its two channel
+/// extents). Panics with `what` in the message otherwise (a programming error).
+pub fn weight_channels<T: Shaped>(w: &T, g: &ConvGeom, what: &str) -> [usize; 2] {
+    let [c0, c1, kd, kh, kw] = match w.shape()[..] {
         [a, b, c, d, e] => [a, b, c, d, e],
-        _ => panic!("{what}: weight must be 5-D, got shape {:?}", w.shape),
+        _ => panic!("{what}: weight must be 5-D, got shape {:?}", w.shape()),
     };
     assert_eq!(
         [kd, kh, kw],
