@@ -34,7 +34,10 @@ fn verify_kernels_finds_every_operation_identical() {
     let bare = protokd(&["verify"]);
     assert!(!bare.status.success());
     let e = String::from_utf8_lossy(&bare.stderr);
-    assert!(e.contains("`--kernels`") && e.contains("`--device cuda|emulated`"), "{e}");
+    assert!(
+        e.contains("`--kernels`") && e.contains("`--device cuda|emulated`"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -45,8 +45,9 @@
 //!    independent outputs, never across the terms of one output.
 //!    Hardware FMA is selected at run time where present ([`layers::rowops`]); where absent,
 //!    `mul_add` calls the C library's `fmaf`, which is correctly rounded too: same bits. The
-//!    AVX-512 copies of the fast kernels ([`fast`]) use the `_mm512_fmadd_ps` intrinsic, the
-//!    same IEEE fma on 16 independent outputs at once.
+//!    AVX-512 and NEON (aarch64) copies of the fast kernels ([`fast::simd`]) use the
+//!    `_mm512_fmadd_ps` and `vfmaq_f32` intrinsics, the same IEEE fma on 16 (one zmm) or 4
+//!    (one q register) independent outputs at once.
 //! 3. **One canonical reduction** ([`reduce`]) for every large sum (over batch and voxels:
 //!    BatchNorm statistics, weight and bias gradients, loss sums, prototypes): blocks of 4096
 //!    terms, 16 interleaved sequential lanes per block, a fixed pairwise tree over the lanes and

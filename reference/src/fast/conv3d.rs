@@ -18,10 +18,14 @@
 //! row's end are computed from whatever follows in the padded buffer and dropped; the buffer
 //! has `SLACK` zeros at its end so that no read leaves it.
 //!
-//! The block body is plain Rust (`f32::mul_add` on arrays) compiled twice, as the spec's row
-//! primitives: inside `#[target_feature(enable = "avx2,fma")]` when the CPU has them (and
-//! [`crate::layers::rowops::set_hardware_fma`] allows), else portable. Threads take whole
-//! `(sample, channel block, output depth)` planes.
+//! The block body is plain Rust (`f32::mul_add` on arrays), compiled per SIMD copy
+//! ([`crate::fast::simd::Isa`], chosen at run time; [`crate::layers::rowops::set_hardware_fma`]
+//! switches the SIMD copies off): inside `#[target_feature(enable = "avx2,fma")]` on x86-64
+//! with AVX2 and FMA, else portable. Rows of 16 outputs on AVX-512 and on NEON run the same
+//! body written on the 16-lane vector type `F32x16` instead (`block_lanes16`: one zmm, or four
+//! q registers, per output channel), because the compiler does not keep the generic body's
+//! accumulators in registers there; the weight gradient likewise (`wgrad_lanes16`).
+//! Threads take whole `(sample, channel block, output depth)` planes.
 //!
 //! Strides are folded into unit-stride reads by splitting the padded input into the `s^3`
 //! phases of the stride (`phase r` holds the values at `s m + r`): tap `k` of output `m` reads
@@ -29,14 +33,17 @@
 //! by phase of its OUTPUT (`q = s m + r`): each phase is a unit-stride chain over the taps whose
 //! `r + p - k` is divisible by `s`, in the spec's order, and is then scattered into place.
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+use crate::fast::simd::F32x16;
+use crate::fast::simd::Isa;
 use crate::layers::conv3d::{conv3d_backward_weight_spec, ConvGeom};
 use crate::layers::rowops::finish_lanes_taps;
-use crate::layers::rowops::hardware_fma_available;
 use crate::reduce::{BLOCK, LANES};
 use crate::Tensor;
 use rayon::prelude::*;
 
-/// Output channels per register block (AVX2 and portable copies: 8 ymm accumulators).
+/// Output channels per register block (AVX2, NEON and portable copies: 8 ymm accumulators on
+/// AVX2, 16 q registers on NEON).
 pub const CB: usize = 4;
 /// Output channels per register block of the AVX-512 copy (8 zmm accumulators).
 pub const WIDE_CB: usize = 8;
@@ -167,11 +174,11 @@ pub fn conv3d_backward_input(
 /// Conv3d weight gradient with the spec's bits: each `dw[co, ci, a, b, c]` is the canonical
 /// reduction over the output positions ([`crate::reduce`]: blocks of 4096 positions, lane
 /// `i mod 16`), exactly as [`conv3d_backward_weight_spec`]. Here the lanes of several taps stay
-/// in registers for a whole block (9 taps with AVX-512, 6 with AVX2), each 16-position group
-/// of `dy` loaded once for all of them; strides are folded into unit-stride reads by the phase
-/// split of the input (as the forward). Needs an output width that is a multiple of 16 (so
-/// that every 16-position group is one contiguous run of a row); other shapes run the spec
-/// kernel.
+/// in registers for a whole block (9 taps with AVX-512, 6 with AVX2 and NEON), each
+/// 16-position group of `dy` loaded once for all of them; strides are folded into unit-stride
+/// reads by the phase split of the input (as the forward). Needs an output width that is a
+/// multiple of 16 (so that every 16-position group is one contiguous run of a row); other
+/// shapes run the spec kernel.
 pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
     let [n, cin, di, hi, wi] = x.dims5();
     let [ny, cout, od_n, oh_n, ow_n] = dy.dims5();
@@ -196,8 +203,8 @@ pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
     }
     let positions = n * out_chan;
     let nblocks = positions.div_ceil(BLOCK);
-    let hardware = hardware_fma_available();
-    let wide = hardware && avx512();
+    let isa = Isa::selected();
+    let wide = wide(isa);
     let chunk = if wide { WIDE_TAPS } else { NARROW_TAPS };
     let per_pair: Vec<Vec<f32>> = (0..cout * cin)
         .into_par_iter()
@@ -223,9 +230,9 @@ pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
                     let taps = &offsets[t0..(t0 + chunk).min(k3)];
                     let out = &mut block_lanes[t0 * LANES..(t0 + taps.len()) * LANES];
                     if wide {
-                        wgrad_block::<WIDE_TAPS>(true, &dy.data, &xp, &groups, taps, out);
+                        wgrad_block::<WIDE_TAPS>(isa, &dy.data, &xp, &groups, taps, out);
                     } else {
-                        wgrad_block::<NARROW_TAPS>(hardware, &dy.data, &xp, &groups, taps, out);
+                        wgrad_block::<NARROW_TAPS>(isa, &dy.data, &xp, &groups, taps, out);
                     }
                 }
             }
@@ -236,27 +243,30 @@ pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
 }
 
 /// Taps whose lanes stay in registers at once: 9 zmm with AVX-512 (27 spill: LLVM keeps the
-/// loop rolled), 12 ymm (6 taps) with AVX2.
+/// loop rolled), 12 ymm (6 taps) with AVX2, 24 q registers (6 taps) with NEON.
 const WIDE_TAPS: usize = 27;
 const NARROW_TAPS: usize = 6;
 
-/// Whether the CPU has AVX-512F.
-fn avx512() -> bool {
+/// Whether `isa` is the AVX-512 copy, which takes the wide blocks ([`WIDE_CB`] channels,
+/// [`WIDE_TAPS`] taps).
+fn wide(isa: Isa) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
+        isa == Isa::Avx512
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
+        let _ = isa;
         false
     }
 }
 
-/// One block of the weight gradient for up to `T` taps: for every group `(d0, x0)` in order
-/// and every tap `t`, `lanes[t][q] = fma(dy[d0 + q], x[x0 + offset_t + q], lanes[t][q])`
-/// (`q < 16`). Taps past `taps.len()` are padding (they read offset 0 and are dropped).
+/// One block of the weight gradient for up to `T` taps, on the copy `isa`: for every group
+/// `(d0, x0)` in order and every tap `t`, `lanes[t][q] = fma(dy[d0 + q], x[x0 + offset_t + q],
+/// lanes[t][q])` (`q < 16`). Taps past `taps.len()` are padding (they read offset 0 and are
+/// dropped).
 fn wgrad_block<const T: usize>(
-    hardware: bool,
+    isa: Isa,
     dy: &[f32],
     x: &[f32],
     groups: &[(usize, usize)],
@@ -269,30 +279,23 @@ fn wgrad_block<const T: usize>(
     for (t, a) in acc.iter_mut().enumerate().take(taps.len()) {
         a.copy_from_slice(&lanes[t * LANES..(t + 1) * LANES]);
     }
-    #[cfg(target_arch = "x86_64")]
-    if hardware {
-        if T == WIDE_TAPS {
-            // SAFETY: the wide copy is only chosen where the CPU has AVX-512F.
-            unsafe { wgrad_avx512::<T>(dy, x, groups, &offs, &mut acc) };
-        } else {
-            // SAFETY: `hardware` is only true where the CPU has AVX2 and FMA.
-            unsafe { wgrad_avx2_fma::<T>(dy, x, groups, &offs, &mut acc) };
-        }
-    } else {
-        wgrad_body::<T>(dy, x, groups, &offs, &mut acc);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = hardware;
-        wgrad_body::<T>(dy, x, groups, &offs, &mut acc);
+    match isa {
+        // SAFETY (each SIMD arm): `Isa::selected` only chooses a copy where the CPU has its
+        // features.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { wgrad_avx512::<T>(dy, x, groups, &offs, &mut acc) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => unsafe { wgrad_avx2_fma::<T>(dy, x, groups, &offs, &mut acc) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => unsafe { wgrad_neon::<T>(dy, x, groups, &offs, &mut acc) },
+        Isa::Portable => wgrad_body::<T>(dy, x, groups, &offs, &mut acc),
     }
     for (t, a) in acc.iter().enumerate().take(taps.len()) {
         lanes[t * LANES..(t + 1) * LANES].copy_from_slice(a);
     }
 }
 
-/// [`wgrad_body`] with AVX-512 intrinsics: one zmm per tap (the generic body spends more on
-/// index arithmetic and bounds checks than on the fused multiply-adds).
+/// [`wgrad_lanes16`] on zmm registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn wgrad_avx512<const T: usize>(
@@ -302,31 +305,65 @@ unsafe fn wgrad_avx512<const T: usize>(
     offs: &[usize; T],
     acc: &mut [[f32; LANES]; T],
 ) {
-    use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_storeu_ps};
+    wgrad_lanes16::<std::arch::x86_64::__m512, T>(dy, x, groups, offs, acc);
+}
+
+/// [`wgrad_lanes16`] on NEON q registers (four per tap).
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn wgrad_neon<const T: usize>(
+    dy: &[f32],
+    x: &[f32],
+    groups: &[(usize, usize)],
+    offs: &[usize; T],
+    acc: &mut [[f32; LANES]; T],
+) {
+    wgrad_lanes16::<std::arch::aarch64::float32x4x4_t, T>(dy, x, groups, offs, acc);
+}
+
+/// [`wgrad_body`] written on the vector type `V`: one 16-lane vector per tap, kept in
+/// registers over all the groups (the generic body spends more on index arithmetic and bounds
+/// checks than on the fused multiply-adds). For every group `(d0, x0)` in order, `dy[d0 ..
+/// d0 + 16]` is loaded once, and then for every tap `t` in order
+/// `acc[t] = fma(dy[d0 ..], x[x0 + offs[t] ..], acc[t])`, lane by lane: the spec's chain step
+/// of lane `q` for the position `d0 + q`.
+///
+/// # Safety
+/// The CPU must have `V`'s features: call only from a function compiled with them.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+unsafe fn wgrad_lanes16<V: F32x16, const T: usize>(
+    dy: &[f32],
+    x: &[f32],
+    groups: &[(usize, usize)],
+    offs: &[usize; T],
+    acc: &mut [[f32; LANES]; T],
+) {
     let max_d = groups.iter().map(|g| g.0).max().unwrap_or(0);
     let max_x = groups.iter().map(|g| g.1).max().unwrap_or(0) + offs.iter().max().unwrap_or(&0);
     assert!(
         groups.is_empty() || (max_d + LANES <= dy.len() && max_x + LANES <= x.len()),
         "wgrad: reads in range"
     );
-    let mut a: [__m512; T] = [_mm512_loadu_ps(acc[0].as_ptr()); T];
+    let mut a: [V; T] = [V::splat(0.0); T];
     for (at, from) in a.iter_mut().zip(acc.iter()) {
-        *at = _mm512_loadu_ps(from.as_ptr());
+        *at = V::load(from.as_ptr());
     }
     for &(d0, x0) in groups {
         // SAFETY: d0 + 16 <= dy.len() and x0 + offs[t] + 16 <= x.len() (asserted above).
-        let dv = _mm512_loadu_ps(dy.as_ptr().add(d0));
+        let dv = V::load(dy.as_ptr().add(d0));
         let xp = x.as_ptr().add(x0);
         for (at, &o) in a.iter_mut().zip(offs) {
             // fma(dy, x, lane): the spec's chain step.
-            *at = _mm512_fmadd_ps(dv, _mm512_loadu_ps(xp.add(o)), *at);
+            *at = dv.mul_add(V::load(xp.add(o)), *at);
         }
     }
     for (to, at) in acc.iter_mut().zip(&a) {
-        _mm512_storeu_ps(to.as_mut_ptr(), *at);
+        at.store(to.as_mut_ptr());
     }
 }
 
+/// [`wgrad_body`] compiled for AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn wgrad_avx2_fma<const T: usize>(
@@ -339,6 +376,9 @@ unsafe fn wgrad_avx2_fma<const T: usize>(
     wgrad_body::<T>(dy, x, groups, offs, acc);
 }
 
+/// The weight-gradient block of [`wgrad_block`] in plain Rust: for every group `(d0, x0)` in
+/// order, every tap `t` in order, every lane `q`: `acc[t][q] = fma(dy[d0 + q],
+/// x[x0 + offs[t] + q], acc[t][q])`.
 #[inline(always)]
 fn wgrad_body<const T: usize>(
     dy: &[f32],
@@ -474,25 +514,12 @@ fn run(
     weight: impl Fn(usize, usize) -> f32 + Sync,
     bias: Option<&[f32]>,
 ) -> Tensor {
-    let hardware = hardware_fma_available();
-    if hardware && avx512() {
-        run_blocked::<WIDE_CB>(plan, n, x, taps, weight, bias, Isa::Avx512)
-    } else if hardware {
-        run_blocked::<CB>(plan, n, x, taps, weight, bias, Isa::Avx2Fma)
+    let isa = Isa::selected();
+    if wide(isa) {
+        run_blocked::<WIDE_CB>(plan, n, x, taps, weight, bias, isa)
     } else {
-        run_blocked::<CB>(plan, n, x, taps, weight, bias, Isa::Portable)
+        run_blocked::<CB>(plan, n, x, taps, weight, bias, isa)
     }
-}
-
-/// Which compiled copy of a block body runs.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    /// Plain code (`mul_add` through the C library's `fmaf` on x86-64 without FMA).
-    Portable,
-    /// Compiled for AVX2 and FMA.
-    Avx2Fma,
-    /// Compiled for AVX-512F.
-    Avx512,
 }
 
 /// [`run`] with blocks of `B` output channels, on the copy `isa`.
@@ -582,16 +609,22 @@ fn block<const W: usize, const B: usize>(
     acc: &mut [[f32; W]; B],
 ) {
     match isa {
+        // SAFETY (each SIMD arm): `Isa::selected` only chooses a copy where the CPU has its
+        // features.
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Avx512` is only chosen where the CPU has AVX-512F.
         Isa::Avx512 => unsafe { block_avx512::<W, B>(x, base, (taps, max_tap), wpk, acc) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Avx2Fma` is only chosen where the CPU has AVX2 and FMA.
         Isa::Avx2Fma => unsafe { block_avx2_fma::<W, B>(x, base, taps, wpk, acc) },
-        _ => block_body::<W, B>(x, base, taps, wpk, acc),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => unsafe { block_neon::<W, B>(x, base, (taps, max_tap), wpk, acc) },
+        Isa::Portable => {
+            let _ = max_tap;
+            block_body::<W, B>(x, base, taps, wpk, acc)
+        }
     }
 }
 
+/// [`block_body`] compiled for AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn block_avx2_fma<const W: usize, const B: usize>(
@@ -604,48 +637,86 @@ unsafe fn block_avx2_fma<const W: usize, const B: usize>(
     block_body::<W, B>(x, base, taps, wpk, acc);
 }
 
+/// [`block_body`] compiled for AVX-512F; rows of 16 outputs run [`block_lanes16`] on zmm
+/// registers (one per output channel), because LLVM does not keep `B` x 16 accumulators of
+/// the generic body in registers once `B` reaches 8.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn block_avx512<const W: usize, const B: usize>(
+    x: &[f32],
+    base: usize,
+    taps: (&[usize], usize),
+    wpk: &[f32],
+    acc: &mut [[f32; W]; B],
+) {
+    if W == LANES {
+        block_lanes16::<std::arch::x86_64::__m512, W, B>(x, base, taps, wpk, acc);
+        return;
+    }
+    block_body::<W, B>(x, base, taps.0, wpk, acc);
+}
+
+/// [`block_body`] compiled for NEON; rows of 16 outputs run [`block_lanes16`] on q registers
+/// (four per output channel: `B` = 4 channels keep 16 of the 32 in use).
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn block_neon<const W: usize, const B: usize>(
+    x: &[f32],
+    base: usize,
+    taps: (&[usize], usize),
+    wpk: &[f32],
+    acc: &mut [[f32; W]; B],
+) {
+    if W == LANES {
+        block_lanes16::<std::arch::aarch64::float32x4x4_t, W, B>(x, base, taps, wpk, acc);
+        return;
+    }
+    block_body::<W, B>(x, base, taps.0, wpk, acc);
+}
+
+/// [`block_body`] for rows of `W` = 16 outputs, written on the vector type `V`: one 16-lane
+/// vector accumulator per output channel `j`, kept in registers over all the taps. For each
+/// tap `t` in order, the 16 inputs `x[base + taps[t] ..]` are loaded once and, for each
+/// channel `j`, `acc[j] = fma(x, splat(wpk[t * B + j]), acc[j])` lane by lane: the spec's
+/// chain step of output `i` of channel `j` in lane `i`.
+///
+/// # Safety
+/// The CPU must have `V`'s features: call only from a function compiled with them.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+unsafe fn block_lanes16<V: F32x16, const W: usize, const B: usize>(
     x: &[f32],
     base: usize,
     (taps, max_tap): (&[usize], usize),
     wpk: &[f32],
     acc: &mut [[f32; W]; B],
 ) {
-    if W == 16 {
-        // One zmm per output channel: written with intrinsics, because LLVM does not keep
-        // `B` x 16 accumulators of the generic body in registers once `B` reaches 8.
-        use std::arch::x86_64::{
-            __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
-            _mm512_storeu_ps,
-        };
-        assert!(
-            base + max_tap + W <= x.len() && wpk.len() >= taps.len() * B,
-            "block: reads in range"
-        );
-        let mut a: [__m512; B] = [_mm512_setzero_ps(); B];
-        for (aj, from) in a.iter_mut().zip(acc.iter()) {
-            *aj = _mm512_loadu_ps(from.as_ptr());
-        }
-        for (t, &off) in taps.iter().enumerate() {
-            // SAFETY: base + off + 16 <= x.len() for every tap (asserted above).
-            let xv = _mm512_loadu_ps(x.as_ptr().add(base + off));
-            for (j, aj) in a.iter_mut().enumerate() {
-                // SAFETY: t * B + j < taps.len() * B <= wpk.len() (asserted above).
-                let wv = _mm512_set1_ps(*wpk.get_unchecked(t * B + j));
-                // fma(x, w, acc), one rounding: the spec's chain step.
-                *aj = _mm512_fmadd_ps(xv, wv, *aj);
-            }
-        }
-        for (j, aj) in a.iter().enumerate() {
-            _mm512_storeu_ps(acc[j].as_mut_ptr(), *aj);
-        }
-        return;
+    assert!(W == LANES, "block_lanes16: rows of 16");
+    assert!(
+        base + max_tap + W <= x.len() && wpk.len() >= taps.len() * B,
+        "block: reads in range"
+    );
+    let mut a: [V; B] = [V::splat(0.0); B];
+    for (aj, from) in a.iter_mut().zip(acc.iter()) {
+        *aj = V::load(from.as_ptr());
     }
-    block_body::<W, B>(x, base, taps, wpk, acc);
+    for (t, &off) in taps.iter().enumerate() {
+        // SAFETY: base + off + 16 <= x.len() for every tap (asserted above).
+        let xv = V::load(x.as_ptr().add(base + off));
+        for (j, aj) in a.iter_mut().enumerate() {
+            // SAFETY: t * B + j < taps.len() * B <= wpk.len() (asserted above).
+            let wv = V::splat(*wpk.get_unchecked(t * B + j));
+            // fma(x, w, acc), one rounding: the spec's chain step.
+            *aj = xv.mul_add(wv, *aj);
+        }
+    }
+    for (j, aj) in a.iter().enumerate() {
+        aj.store(acc[j].as_mut_ptr());
+    }
 }
 
+/// One register block in plain Rust: for every tap `t` in order, every channel `j`, every
+/// output `i`: `acc[j][i] = fma(x[base + taps[t] + i], wpk[t * B + j], acc[j][i])`.
 #[inline(always)]
 fn block_body<const W: usize, const B: usize>(
     x: &[f32],
@@ -674,7 +745,7 @@ mod tests {
         conv3d_backward_input_spec, conv3d_backward_weight_spec, conv3d_forward_spec,
     };
     use crate::layers::rowops::set_hardware_fma;
-    use crate::testutil::random_tensor;
+    use crate::testutil::{random_tensor, random_values};
     use rand_chacha::ChaCha8Rng;
     use rand_core::{RngCore, SeedableRng};
 
@@ -719,8 +790,9 @@ mod tests {
         (g, x, w, b)
     }
 
-    /// Fast forward and input gradient against the spec, bit for bit, on random shapes with
-    /// 1, 2 and 7 threads, with and without the AVX2+FMA copies.
+    /// Fast forward, input gradient and weight gradient against the spec, bit for bit, on
+    /// random shapes with 1, 2 and 7 threads, with the SIMD copy of this CPU (AVX-512 or
+    /// AVX2+FMA on x86-64, NEON on aarch64) and with the SIMD copies switched off.
     #[test]
     fn fast_kernels_give_the_spec_bits() {
         let mut rng = ChaCha8Rng::seed_from_u64(42);
@@ -735,6 +807,11 @@ mod tests {
             .collect();
         for hardware in [true, false] {
             set_hardware_fma(hardware);
+            let isa = Isa::selected();
+            assert_eq!(isa.is_simd(), hardware && Isa::detected().is_simd());
+            #[cfg(target_arch = "aarch64")]
+            assert_eq!(isa, if hardware { Isa::Neon } else { Isa::Portable });
+            eprintln!("fast kernels on the {} copy", isa.name());
             for i in 0..60 {
                 let (g, x, w, b) = case(&mut rng, 1000 + i);
                 let spec = conv3d_forward_spec(&x, &w, b.as_ref(), &g);
@@ -767,6 +844,78 @@ mod tests {
             }
         }
         set_hardware_fma(true);
+    }
+
+    /// The forward / input-gradient register block of every copy `isa` against the portable
+    /// body, called directly: rows of `W` outputs, `B` channels, `taps.len()` taps.
+    fn check_block<const W: usize, const B: usize>(isa: Isa, seed: u64) {
+        let taps: Vec<usize> = (0..29).map(|t| (t * 7 + t / 3) % 53).collect();
+        let max_tap = *taps.iter().max().unwrap();
+        let x = random_values(max_tap + W + 5, seed);
+        let wpk = random_values(taps.len() * B, seed + 1);
+        let init = random_values(W * B, seed + 2);
+        for base in [0, 3, 5] {
+            let mut want = [[0f32; W]; B];
+            for (j, row) in want.iter_mut().enumerate() {
+                row.copy_from_slice(&init[j * W..(j + 1) * W]);
+            }
+            let mut got = want;
+            block_body::<W, B>(&x, base, &taps, &wpk, &mut want);
+            block::<W, B>(isa, &x, base, (&taps, max_tap), &wpk, &mut got);
+            let b = |a: &[[f32; W]; B]| a.iter().flatten().map(|v| v.to_bits()).collect();
+            let (got, want): (Vec<u32>, Vec<u32>) = (b(&got), b(&want));
+            assert_eq!(got, want, "{} block W {W} B {B} base {base}", isa.name());
+        }
+    }
+
+    /// The weight-gradient block of the copy `isa` against the portable body, called
+    /// directly: `T` tap slots, `ntaps` of them used.
+    fn check_wgrad<const T: usize>(isa: Isa, ntaps: usize, seed: u64) {
+        let offs: Vec<usize> = (0..ntaps).map(|t| (t * 11) % 37).collect();
+        let dy = random_values(40 * LANES, seed);
+        let x = random_values(45 * LANES, seed + 1);
+        let groups: Vec<(usize, usize)> = (0..37).map(|g| (g * LANES, g * LANES + g % 5)).collect();
+        let init = random_values(ntaps * LANES, seed + 2);
+        let mut got = init.clone();
+        wgrad_block::<T>(isa, &dy, &x, &groups, &offs, &mut got);
+        let mut slots = [0usize; T];
+        slots[..ntaps].copy_from_slice(&offs);
+        let mut acc = [[0f32; LANES]; T];
+        for (t, a) in acc.iter_mut().enumerate().take(ntaps) {
+            a.copy_from_slice(&init[t * LANES..(t + 1) * LANES]);
+        }
+        wgrad_body::<T>(&dy, &x, &groups, &slots, &mut acc);
+        let want: Vec<u32> = acc[..ntaps].iter().flatten().map(|v| v.to_bits()).collect();
+        let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, want, "{} wgrad T {T} taps {ntaps}", isa.name());
+    }
+
+    /// Every copy this CPU can run (NEON on aarch64; AVX-512 and AVX2+FMA on x86-64, as
+    /// present) gives the portable bodies' bits in each register block, called directly
+    /// (whatever the process-wide switch): rows of 16 and 8 outputs with 4 and 8 channels, and
+    /// weight-gradient blocks of 6 and 27 tap slots, full and partly padding.
+    #[test]
+    fn every_simd_copy_gives_the_portable_block_bits() {
+        let isas = Isa::usable();
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(isas, [Isa::Neon, Isa::Portable]);
+        for (k, &isa) in isas.iter().enumerate() {
+            let seed = 100 * k as u64;
+            check_block::<16, CB>(isa, seed);
+            check_block::<16, WIDE_CB>(isa, seed + 10);
+            check_block::<8, CB>(isa, seed + 20);
+            check_block::<8, WIDE_CB>(isa, seed + 30);
+            for ntaps in [1, 5, 6] {
+                check_wgrad::<NARROW_TAPS>(isa, ntaps, seed + 40 + ntaps as u64);
+            }
+            for ntaps in [9, 27] {
+                check_wgrad::<WIDE_TAPS>(isa, ntaps, seed + 50 + ntaps as u64);
+            }
+        }
+        eprintln!(
+            "copies checked: {:?}",
+            isas.iter().map(|i| i.name()).collect::<Vec<_>>()
+        );
     }
 
     /// The VNet's own shapes at n_filters 16 on a 32^3 patch (64 channels deep down).

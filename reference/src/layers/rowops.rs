@@ -7,9 +7,16 @@
 //! at a time: SIMD is used only ACROSS outputs, never across the terms of one output.
 //!
 //! Each primitive is one `#[inline(always)]` body compiled twice:
-//! * on x86-64 with AVX2 and FMA present (checked at run time with
-//!   `is_x86_feature_detected!`), inside a `#[target_feature(enable = "avx2,fma")]` function,
-//!   where `f32::mul_add` becomes the hardware `vfmadd` instruction;
+//! * as the **SIMD copy**, inside a function compiled for the CPU's SIMD features, called
+//!   where they are present (checked at run time) and [`set_hardware_fma`] allows:
+//!   - on x86-64 with AVX2 and FMA (`is_x86_feature_detected!`), inside
+//!     `#[target_feature(enable = "avx2,fma")]`, where `f32::mul_add` becomes the hardware
+//!     `vfmadd` instruction;
+//!   - on aarch64 with NEON (`is_aarch64_feature_detected!`), inside
+//!     `#[target_feature(enable = "neon")]`, where `f32::mul_add` is `fmadd`, or `fmla` on
+//!     four outputs at once. (NEON and FMA are part of the aarch64 baseline, so the portable
+//!     copy there is the same code; the copies that differ are the intrinsic register blocks
+//!     of [`crate::fast`].)
 //! * everywhere else, as plain code, where `f32::mul_add` is the C library's `fmaf` (or the
 //!   native instruction on aarch64).
 //!
@@ -20,47 +27,56 @@
 use crate::reduce::{lane_tree, pairwise_tree, BLOCK, LANES};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Whether the hardware-FMA copies may be used (when the CPU has AVX2 and FMA).
+/// Whether the SIMD copies may be used (where the CPU has the features).
 static HARDWARE_FMA: AtomicBool = AtomicBool::new(true);
 
-/// Allows (`true`, the default) or forbids the AVX2+FMA copies of the row primitives for the
-/// whole process. With `false` every row runs the portable copy, as on a CPU without FMA: the
-/// results are the same bits (the tests assert it), only slower.
+/// Allows (`true`, the default) or forbids, for the whole process, the SIMD copies of the row
+/// primitives and of the fast kernels: AVX2+FMA and AVX-512 on x86-64, NEON on aarch64 (see
+/// [`crate::fast::simd::Isa`]). With `false` everything runs the portable copy, as on a CPU
+/// without these features: the results are the same bits (the tests assert it), only slower.
 pub fn set_hardware_fma(enabled: bool) {
     HARDWARE_FMA.store(enabled, Ordering::Relaxed);
 }
 
-/// Whether the AVX2+FMA copies run: allowed by [`set_hardware_fma`] and present on this CPU.
-pub(crate) fn hardware_fma_available() -> bool {
+/// Whether the SIMD copies run: allowed by [`set_hardware_fma`] and present on this CPU
+/// (AVX2 and FMA on x86-64, NEON on aarch64).
+pub(crate) fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         HARDWARE_FMA.load(Ordering::Relaxed)
             && std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        HARDWARE_FMA.load(Ordering::Relaxed) && std::arch::is_aarch64_feature_detected!("neon")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         false
     }
 }
 
-/// Runs `f` inside a function compiled for AVX2 and FMA when the CPU has them (and [`set_hardware_fma`] allows), so
-/// that the `f32::mul_add` of a loop inlined into it become the hardware `vfmadd` instruction
-/// instead of calls to the C library's `fmaf`; elsewhere runs `f` as it is. Both give the same
-/// bits (IEEE `fma`); only the speed differs.
+/// Runs `f` inside a function compiled for the CPU's SIMD features (AVX2 and FMA on x86-64,
+/// NEON on aarch64) when the CPU has them and [`set_hardware_fma`] allows, so that the
+/// `f32::mul_add` of a loop inlined into it become the hardware fused multiply-add
+/// (`vfmadd`, `fmla`) instead of calls to the C library's `fmaf`; elsewhere runs `f` as it
+/// is. Both give the same bits (IEEE `fma`); only the speed differs.
 #[inline(always)]
 pub fn with_hardware_fma<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if hardware_fma_available() {
-        // SAFETY: the CPU has AVX2 and FMA (checked by `hardware_fma_available`).
-        return unsafe { call_avx2_fma(f) };
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if simd_available() {
+        // SAFETY: the CPU has the features (checked by `simd_available`).
+        return unsafe { call_simd(f) };
     }
     f()
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn call_avx2_fma<R>(f: impl FnOnce() -> R) -> R {
+/// `f()`, compiled for AVX2 and FMA (x86-64) or NEON (aarch64).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn call_simd<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
@@ -87,7 +103,7 @@ const CHUNK: usize = 64;
 ///
 /// Panics if a tap would read past the end of `x`, or if `stride == 0`.
 pub fn fma_taps(acc: &mut [f32], x: &[f32], stride: usize, taps: &[Tap]) {
-    fma_taps_on(hardware_fma_available(), acc, x, stride, taps);
+    fma_taps_on(simd_available(), acc, x, stride, taps);
 }
 
 /// [`fma_taps`] on the portable copy, whatever the CPU (for tests and comparisons).
@@ -95,8 +111,8 @@ pub fn fma_taps_portable(acc: &mut [f32], x: &[f32], stride: usize, taps: &[Tap]
     fma_taps_on(false, acc, x, stride, taps);
 }
 
-/// [`fma_taps`] on the AVX2+FMA copy when `hardware` (which the caller has checked), else on
-/// the portable copy.
+/// [`fma_taps`] on the SIMD copy when `hardware` (which the caller has checked), else on the
+/// portable copy.
 fn fma_taps_on(hardware: bool, acc: &mut [f32], x: &[f32], stride: usize, taps: &[Tap]) {
     assert!(stride >= 1, "fma_taps: stride must be at least 1");
     if acc.is_empty() || taps.is_empty() {
@@ -112,19 +128,21 @@ fn fma_taps_on(hardware: bool, acc: &mut [f32], x: &[f32], stride: usize, taps: 
             x.len()
         );
     }
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if hardware {
-        // SAFETY: `hardware` is only true where the CPU has AVX2 and FMA.
-        unsafe { fma_taps_avx2_fma(acc, x, stride, taps) };
+        // SAFETY: `hardware` is only true where the CPU has the features (`simd_available`).
+        unsafe { fma_taps_simd(acc, x, stride, taps) };
         return;
     }
     let _ = hardware;
     fma_taps_body(acc, x, stride, taps);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fma_taps_avx2_fma(acc: &mut [f32], x: &[f32], stride: usize, taps: &[Tap]) {
+/// [`fma_taps_body`] compiled for AVX2 and FMA (x86-64) or NEON (aarch64).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn fma_taps_simd(acc: &mut [f32], x: &[f32], stride: usize, taps: &[Tap]) {
     fma_taps_body(acc, x, stride, taps);
 }
 
@@ -235,15 +253,7 @@ pub fn fma_lanes_taps(
     stride: usize,
     offsets: &[usize],
 ) {
-    fma_lanes_taps_on(
-        hardware_fma_available(),
-        lanes,
-        first,
-        a,
-        x,
-        stride,
-        offsets,
-    );
+    fma_lanes_taps_on(simd_available(), lanes, first, a, x, stride, offsets);
 }
 
 /// [`fma_lanes_taps`] on the portable copy, whatever the CPU (for tests).
@@ -258,8 +268,8 @@ pub fn fma_lanes_taps_portable(
     fma_lanes_taps_on(false, lanes, first, a, x, stride, offsets);
 }
 
-/// [`fma_lanes_taps`] on the AVX2+FMA copy when `hardware` (which the caller has checked),
-/// else on the portable copy.
+/// [`fma_lanes_taps`] on the SIMD copy when `hardware` (which the caller has checked), else
+/// on the portable copy.
 fn fma_lanes_taps_on(
     hardware: bool,
     lanes: &mut [f32],
@@ -285,19 +295,21 @@ fn fma_lanes_taps_on(
             "fma_lanes_taps: read past the input row"
         );
     }
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if hardware {
-        // SAFETY: `hardware` is only true where the CPU has AVX2 and FMA.
-        unsafe { fma_lanes_taps_avx2_fma(lanes, first, a, x, stride, offsets) };
+        // SAFETY: `hardware` is only true where the CPU has the features (`simd_available`).
+        unsafe { fma_lanes_taps_simd(lanes, first, a, x, stride, offsets) };
         return;
     }
     let _ = hardware;
     fma_lanes_taps_body(lanes, first, a, x, stride, offsets);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fma_lanes_taps_avx2_fma(
+/// [`fma_lanes_taps_body`] compiled for AVX2 and FMA (x86-64) or NEON (aarch64).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn fma_lanes_taps_simd(
     lanes: &mut [f32],
     first: usize,
     a: &[f32],
