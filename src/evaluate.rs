@@ -66,7 +66,7 @@ pub struct EvaluateArgs {
     /// Write into REPORT_DIR even if it exists (replacing the report files).
     #[arg(long)]
     pub force: bool,
-    /// Also write each segmentation to REPORT_DIR/segmentations/<id>_seg.nii.gz.
+    /// Also write each segmentation to `REPORT_DIR/segmentations/<id>_seg.nii.gz`.
     #[arg(long)]
     pub save_segmentations: bool,
 }

@@ -7,7 +7,7 @@
 //! 1. Cases `0 .. CASES` of phantom cohort [`SEED`] (release 2018, default size
 //!    240 x 240 x 155, [`phantom::generate_case`]).
 //! 2. Each modality z-scored over the WHOLE case as in training (method page section 2,
-//!    [`preprocess::zscore_stats`]), so a patch holds exactly what the network sees there.
+//!    [`crate::preprocess::zscore_stats`]), so a patch holds exactly what the network sees there.
 //! 3. A 32^3 box (z, y, x) per patch, chosen by the rule of its [`Kind`], clamped inside the
 //!    volume; images written as float32, labels as the raw 2018 labels (uint8), with the
 //!    case's geometry moved to the box's corner (so the patch overlays the case in a viewer).

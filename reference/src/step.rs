@@ -14,7 +14,7 @@
 //!    each loss's backward has its weight multiplied in (1, 1, `kd_weight`); gradient w.r.t. the
 //!    features: the prototype loss's backward with scale `proto_weight`.
 //! 5. [`vnet::backward_on`](crate::vnet::backward_on), then
-//!    [`adam_step_on`](crate::adam::adam_step_on) over every parameter.
+//!    [`adam_step_on`] over every parameter.
 //!
 //! Written once for every [`Engine`]: the `_on` functions take the engine, the others run on
 //! the CPU.
