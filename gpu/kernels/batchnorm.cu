@@ -121,7 +121,9 @@ KERNEL(bn_eval_invstd) {
 // shift is the batch mean (training) or the running mean (evaluation). xhat is stored only
 // where its pointer is not null.
 //
-// args: 0 x, 1 shift, 2 invstd, 3 weight, 4 bias, 5 y, 6 xhat (or 0), 7 N C V, 8 C, 9 V
+// With `relu` set, y = pk_relu(fma(..)) in the same pass (the VNet's BatchNorm -> ReLU).
+//
+// args: 0 x, 1 shift, 2 invstd, 3 weight, 4 bias, 5 y, 6 xhat (or 0), 7 N C V, 8 C, 9 V, 10 relu
 KERNEL(bn_normalize) {
     const float *x = ARG_PTR(const float, 0);
     const float *shift = ARG_PTR(const float, 1);
@@ -133,11 +135,13 @@ KERNEL(bn_normalize) {
     long long total = ARG_I64(7);
     long long c = ARG_I64(8);
     long long v = ARG_I64(9);
+    long long relu = ARG_I64(10);
     long long t = pk_global_index();
     if (t >= total) return;
     long long ch = (t / v) % c;
     float h = (x[t] - shift[ch]) * invstd[ch];
-    y[t] = __fmaf_rn(h, weight[ch], bias[ch]);
+    float out = __fmaf_rn(h, weight[ch], bias[ch]);
+    y[t] = relu ? pk_relu(out) : out;
     if (xhat) xhat[t] = h;
 }
 

@@ -1,10 +1,8 @@
 // Elementwise layers (reference layers::relu) and Tensor::select_channels: one thread per
 // output element, no arithmetic besides the one addition of elementwise_add.
 
-// y = x if x > 0 or x is NaN (bits passed on unchanged), else +0.0 (so -0.0 and -inf give +0.0).
-// Decided and selected on the bits: a float select `(x > 0 || x != x) ? x : 0` is compiled by
-// NVRTC into max.NaN.f32, which returns the canonical NaN 0x7fffffff instead of x's payload
-// (seen on an H200: docs/gpu-validation.md).
+// y = pk_relu(x): x if x > 0 or x is NaN (bits passed on unchanged), else +0.0 (so -0.0 and
+// -inf give +0.0); on the bits (prelude.cuh).
 //
 // args: 0 x, 1 y, 2 n
 KERNEL(elementwise_relu_forward) {
@@ -13,11 +11,7 @@ KERNEL(elementwise_relu_forward) {
     long long n = ARG_I64(2);
     long long t = pk_global_index();
     if (t >= n) return;
-    unsigned int u = __float_as_uint(x[t]);
-    unsigned int magnitude = u & 0x7fffffffu;
-    // Sign clear and not zero (x > 0, +inf included), or a NaN of either sign.
-    bool keep = ((u >> 31) == 0u && magnitude != 0u) || magnitude > 0x7f800000u;
-    y[t] = __uint_as_float(keep ? u : 0u);
+    y[t] = pk_relu(x[t]);
 }
 
 // dx = +0.0 if y <= 0, else dy (y the forward's output; a NaN y passes dy through). dy's bits

@@ -35,6 +35,18 @@ __device__ __forceinline__ long long pk_global_index() {
     return (long long)blockIdx.x * (long long)blockDim.x + (long long)threadIdx.x;
 }
 
+// The reference's ReLU of one value (layers::relu::relu): x if x > 0 or x is NaN (its bits
+// passed on), else +0.0. Decided and selected on the bits: a float select `(x > 0 || x != x) ?
+// x : 0` is compiled by NVRTC into max.NaN.f32, which returns the canonical NaN 0x7fffffff
+// instead of x's payload (seen on an H200: docs/gpu-validation.md).
+__device__ __forceinline__ float pk_relu(float x) {
+    unsigned int u = __float_as_uint(x);
+    unsigned int magnitude = u & 0x7fffffffu;
+    // Sign clear and not zero (x > 0, +inf included), or a NaN of either sign.
+    bool keep = ((u >> 31) == 0u && magnitude != 0u) || magnitude > 0x7f800000u;
+    return __uint_as_float(keep ? u : 0u);
+}
+
 // The canonical reduction's shape (reference/src/reduce.rs): blocks of PK_BLOCK terms, term i of
 // a block in lane i % PK_LANES, each lane a sequential chain from +0.0 in increasing i.
 #define PK_LANES 16

@@ -11,7 +11,7 @@ use crate::tensor::{GpuLabels, GpuTensor};
 use protokd_reference::adam::AdamScalars;
 use protokd_reference::engine::Engine;
 use protokd_reference::error::EngineError;
-use protokd_reference::layers::batchnorm3d::BatchTooSmall;
+use protokd_reference::layers::batchnorm3d::{BatchTooSmall, Then};
 use protokd_reference::layers::conv3d::ConvGeom;
 use protokd_reference::tensor::Shaped;
 
@@ -32,6 +32,41 @@ impl Gpu {
 impl Shaped for GpuTensor {
     fn shape(&self) -> &[usize] {
         &self.shape
+    }
+}
+
+impl Gpu {
+    /// The training BatchNorm, `then` applied in the same pass; a batch with fewer than two
+    /// values per channel is the reference's `BatchTooSmall`.
+    fn batchnorm_train(
+        &self,
+        x: &GpuTensor,
+        weight: &GpuTensor,
+        bias: &GpuTensor,
+        (running_mean, running_var, num_batches_tracked): (
+            &mut GpuTensor,
+            &mut GpuTensor,
+            &mut i64,
+        ),
+        then: Then,
+    ) -> Result<(GpuTensor, GpuBnCache), EngineError> {
+        let [n, _, d, h, w] = x.dims5();
+        let values_per_channel = n * d * h * w;
+        if values_per_channel < 2 {
+            return Err(EngineError::BatchTooSmall(
+                BatchTooSmall { values_per_channel }.to_string(),
+            ));
+        }
+        ok(batchnorm::batchnorm3d_forward_train(
+            &self.dev,
+            x,
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            num_batches_tracked,
+            then,
+        ))
     }
 }
 
@@ -108,22 +143,31 @@ impl Engine for Gpu {
         running_var: &mut GpuTensor,
         num_batches_tracked: &mut i64,
     ) -> Result<(GpuTensor, GpuBnCache), EngineError> {
-        let [n, _, d, h, w] = x.dims5();
-        let values_per_channel = n * d * h * w;
-        if values_per_channel < 2 {
-            return Err(EngineError::BatchTooSmall(
-                BatchTooSmall { values_per_channel }.to_string(),
-            ));
-        }
-        ok(batchnorm::batchnorm3d_forward_train(
-            &self.dev,
+        self.batchnorm_train(
             x,
             weight,
             bias,
-            running_mean,
-            running_var,
-            num_batches_tracked,
-        ))
+            (running_mean, running_var, num_batches_tracked),
+            Then::Nothing,
+        )
+    }
+    /// Fused: `bn_normalize` applies the ReLU in the same pass.
+    fn batchnorm3d_relu_forward_train(
+        &self,
+        x: &GpuTensor,
+        weight: &GpuTensor,
+        bias: &GpuTensor,
+        running_mean: &mut GpuTensor,
+        running_var: &mut GpuTensor,
+        num_batches_tracked: &mut i64,
+    ) -> Result<(GpuTensor, GpuBnCache), EngineError> {
+        self.batchnorm_train(
+            x,
+            weight,
+            bias,
+            (running_mean, running_var, num_batches_tracked),
+            Then::Relu,
+        )
     }
     fn batchnorm3d_forward_eval(
         &self,
@@ -140,6 +184,26 @@ impl Engine for Gpu {
             bias,
             running_mean,
             running_var,
+            Then::Nothing,
+        ))
+    }
+    /// Fused, as the training one.
+    fn batchnorm3d_relu_forward_eval(
+        &self,
+        x: &GpuTensor,
+        weight: &GpuTensor,
+        bias: &GpuTensor,
+        running_mean: &GpuTensor,
+        running_var: &GpuTensor,
+    ) -> Result<GpuTensor, EngineError> {
+        ok(batchnorm::batchnorm3d_forward_eval(
+            &self.dev,
+            x,
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            Then::Relu,
         ))
     }
     fn batchnorm3d_backward(

@@ -7,7 +7,7 @@ use protokd_gpu::ops::batchnorm::{
     batchnorm3d_backward, batchnorm3d_forward_eval, batchnorm3d_forward_train, GpuBnCache,
 };
 use protokd_gpu::{Device, GpuTensor};
-use protokd_reference::layers::batchnorm3d as reference;
+use protokd_reference::layers::batchnorm3d::{self as reference, Then};
 use protokd_reference::Tensor;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
@@ -34,9 +34,10 @@ fn input(shape: [usize; 5], seed: u64) -> Tensor {
 }
 
 /// Training forward, evaluation forward (with the updated running statistics) and backward
-/// on the device and in the reference, every output compared bit for bit.
-fn check(dev: &Device, shape: [usize; 5], seed: u64) {
-    let what = format!("shape {shape:?}");
+/// on the device and in the reference, every output compared bit for bit; `then` what the
+/// forwards apply in the same pass (nothing, or the fused ReLU).
+fn check(dev: &Device, shape: [usize; 5], seed: u64, then: Then) {
+    let what = format!("shape {shape:?}, then {then:?}");
     let c = shape[1];
     let x = input(shape, seed);
     let w = common::random_tensor(&[c], seed + 1, 2.0);
@@ -55,11 +56,13 @@ fn check(dev: &Device, shape: [usize; 5], seed: u64) {
         &mut grm,
         &mut grv,
         &mut gnbt,
+        then,
     )
     .unwrap();
     let mut nbt = 5i64;
     let (y, cache) =
-        reference::batchnorm3d_forward_train(&x, &w, &b, &mut rm, &mut rv, &mut nbt).unwrap();
+        reference::batchnorm3d_forward_train_then(&x, &w, &b, (&mut rm, &mut rv, &mut nbt), then)
+            .unwrap();
     common::assert_same_bits(&format!("{what}: y"), &down(dev, &gy), &y);
     common::assert_same_bits(
         &format!("{what}: xhat"),
@@ -75,9 +78,17 @@ fn check(dev: &Device, shape: [usize; 5], seed: u64) {
     common::assert_same_bits(&format!("{what}: running_var"), &down(dev, &grv), &rv);
     assert_eq!(gnbt, nbt, "{what}: num_batches_tracked");
 
-    let gy = batchnorm3d_forward_eval(dev, &up(dev, &x), &up(dev, &w), &up(dev, &b), &grm, &grv)
-        .unwrap();
-    let y = reference::batchnorm3d_forward_eval(&x, &w, &b, &rm, &rv);
+    let gy = batchnorm3d_forward_eval(
+        dev,
+        &up(dev, &x),
+        &up(dev, &w),
+        &up(dev, &b),
+        &grm,
+        &grv,
+        then,
+    )
+    .unwrap();
+    let y = reference::batchnorm3d_forward_eval_then(&x, &w, &b, &rm, &rv, then);
     common::assert_same_bits(&format!("{what}: eval y"), &down(dev, &gy), &y);
 
     let (gdx, gdw, gdb) = batchnorm3d_backward(dev, &up(dev, &dy), &up(dev, &w), &gcache).unwrap();
@@ -104,7 +115,7 @@ fn random_shapes_match_the_reference() {
         if shape[0] * shape[2] * shape[3] * shape[4] < 2 {
             continue;
         }
-        check(&dev, shape, seed);
+        check(&dev, shape, seed, [Then::Nothing, Then::Relu][done % 2]);
         seed += 10;
         done += 1;
     }
@@ -123,7 +134,7 @@ fn smallest_batches_match_the_reference() {
     .into_iter()
     .enumerate()
     {
-        check(&dev, shape, 1000 + 10 * i as u64);
+        check(&dev, shape, 1000 + 10 * i as u64, Then::Relu);
     }
 }
 
@@ -133,8 +144,8 @@ fn smallest_batches_match_the_reference() {
 #[test]
 fn several_reduction_blocks_match_the_reference() {
     let dev = common::device();
-    check(&dev, [2, 3, 5, 31, 33], 2000);
-    check(&dev, [1, 2, 5, 29, 113], 2010);
+    check(&dev, [2, 3, 5, 31, 33], 2000, Then::Nothing);
+    check(&dev, [1, 2, 5, 29, 113], 2010, Then::Relu);
 }
 
 #[test]
@@ -152,6 +163,7 @@ fn one_value_per_channel_panics() {
         &mut rm,
         &mut rv,
         &mut nbt,
+        Then::Nothing,
     );
 }
 

@@ -19,7 +19,7 @@
 
 use crate::adam::AdamScalars;
 use crate::error::EngineError;
-use crate::layers::batchnorm3d::{self, BnCache};
+use crate::layers::batchnorm3d::{self, BnCache, Then};
 use crate::layers::conv3d::{self, ConvGeom};
 use crate::layers::{conv_transpose3d, relu, softmax};
 use crate::losses::{ce, dice, kd, proto};
@@ -103,6 +103,42 @@ pub trait Engine {
         running_mean: &Self::T,
         running_var: &Self::T,
     ) -> Result<Self::T, EngineError>;
+    /// `relu(batchnorm(x))` in training mode, the cache being BatchNorm's: by default
+    /// [`Engine::batchnorm3d_forward_train`] then [`Engine::relu_forward`]; an engine may fuse
+    /// the two passes ([`batchnorm3d::batchnorm3d_forward_train_then`]), with the same bits.
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm3d_relu_forward_train(
+        &self,
+        x: &Self::T,
+        weight: &Self::T,
+        bias: &Self::T,
+        running_mean: &mut Self::T,
+        running_var: &mut Self::T,
+        num_batches_tracked: &mut i64,
+    ) -> Result<(Self::T, Self::BnCache), EngineError> {
+        let (y, cache) = self.batchnorm3d_forward_train(
+            x,
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            num_batches_tracked,
+        )?;
+        Ok((self.relu_forward(&y)?, cache))
+    }
+    /// `relu(batchnorm(x))` in evaluation mode: by default
+    /// [`Engine::batchnorm3d_forward_eval`] then [`Engine::relu_forward`] (fusable likewise).
+    fn batchnorm3d_relu_forward_eval(
+        &self,
+        x: &Self::T,
+        weight: &Self::T,
+        bias: &Self::T,
+        running_mean: &Self::T,
+        running_var: &Self::T,
+    ) -> Result<Self::T, EngineError> {
+        let y = self.batchnorm3d_forward_eval(x, weight, bias, running_mean, running_var)?;
+        self.relu_forward(&y)
+    }
     /// [`batchnorm3d::batchnorm3d_backward`]: `(dx, dweight, dbias)`.
     #[allow(clippy::type_complexity)]
     fn batchnorm3d_backward(
@@ -261,6 +297,44 @@ impl Engine for Cpu {
             bias,
             running_mean,
             running_var,
+        ))
+    }
+    /// Fused: one pass writes `relu(fma(xhat, weight, bias))` (the BatchNorm output is never
+    /// stored).
+    fn batchnorm3d_relu_forward_train(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        running_mean: &mut Tensor,
+        running_var: &mut Tensor,
+        num_batches_tracked: &mut i64,
+    ) -> Result<(Tensor, BnCache), EngineError> {
+        batchnorm3d::batchnorm3d_forward_train_then(
+            x,
+            weight,
+            bias,
+            (running_mean, running_var, num_batches_tracked),
+            Then::Relu,
+        )
+        .map_err(|e| EngineError::BatchTooSmall(e.to_string()))
+    }
+    /// Fused, as the training one.
+    fn batchnorm3d_relu_forward_eval(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+    ) -> Result<Tensor, EngineError> {
+        Ok(batchnorm3d::batchnorm3d_forward_eval_then(
+            x,
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            Then::Relu,
         ))
     }
     fn batchnorm3d_backward(

@@ -90,7 +90,8 @@ fn unit_conv<E: Engine>(
     }
 }
 
-/// `relu(batchnorm(conv(x)))` for one unit.
+/// `relu(batchnorm(conv(x)))` for one unit (BatchNorm and ReLU in one engine call, which the CPU
+/// engine fuses into one pass).
 fn unit_forward<E: Engine>(
     e: &E,
     pass: &mut Pass<E>,

@@ -11,7 +11,7 @@ use crate::device::{Buffer, Device};
 use crate::error::GpuError;
 use crate::reduce;
 use crate::tensor::GpuTensor;
-use protokd_reference::layers::batchnorm3d::bn_dims;
+use protokd_reference::layers::batchnorm3d::{bn_dims, Then};
 
 /// What [`batchnorm3d_backward`] needs from [`batchnorm3d_forward_train`] (the reference's
 /// `BnCache`).
@@ -64,8 +64,10 @@ fn channel_reduction(
     Ok(out)
 }
 
-/// `y = fma((x - shift) * invstd, weight, bias)` per element (`shift`, `invstd`, `weight`,
-/// `bias` per channel); with `keep_xhat`, also returns `xhat = (x - shift) * invstd`.
+/// `y = then(fma((x - shift) * invstd, weight, bias))` per element (`shift`, `invstd`,
+/// `weight`, `bias` per channel; `then` the reference's `Then`: nothing, or the ReLU in the same
+/// pass); with `keep_xhat`, also returns `xhat = (x - shift) * invstd`.
+#[allow(clippy::too_many_arguments)]
 fn normalize(
     dev: &Device,
     x: &GpuTensor,
@@ -74,6 +76,7 @@ fn normalize(
     weight: &GpuTensor,
     bias: &GpuTensor,
     keep_xhat: bool,
+    then: Then,
 ) -> Result<(GpuTensor, Option<GpuTensor>), GpuError> {
     let [_, c, d, h, w] = x.dims5();
     let total = x.numel();
@@ -97,7 +100,11 @@ fn normalize(
     dev.launch(
         "bn_normalize",
         total,
-        &args.int(total).int(c).int(d * h * w),
+        &args
+            .int(total)
+            .int(c)
+            .int(d * h * w)
+            .int((then == Then::Relu) as usize),
     )?;
     Ok((
         GpuTensor::from_buffer(&x.shape, y),
@@ -113,6 +120,9 @@ fn normalize(
 /// replace `*running_mean` and `*running_var`, and `*num_batches_tracked` grows by one.
 ///
 /// The caller has checked `M = N D H W >= 2` (the reference's `BatchTooSmall`); panics if not.
+/// `then` as the reference's `batchnorm3d_forward_train_then` (`Then::Relu`: the ReLU of each
+/// output in the same pass).
+#[allow(clippy::too_many_arguments)]
 pub fn batchnorm3d_forward_train(
     dev: &Device,
     x: &GpuTensor,
@@ -121,6 +131,7 @@ pub fn batchnorm3d_forward_train(
     running_mean: &mut GpuTensor,
     running_var: &mut GpuTensor,
     num_batches_tracked: &mut i64,
+    then: Then,
 ) -> Result<(GpuTensor, GpuBnCache), GpuError> {
     let dims @ (n, c, v) = bn_dims(
         x,
@@ -164,7 +175,7 @@ pub fn batchnorm3d_forward_train(
             .f32(unbias),
     )?;
 
-    let (y, xhat) = normalize(dev, x, &mean, &invstd, weight, bias, true)?;
+    let (y, xhat) = normalize(dev, x, &mean, &invstd, weight, bias, true, then)?;
     *running_mean = GpuTensor::from_buffer(&[c], new_rm);
     *running_var = GpuTensor::from_buffer(&[c], new_rv);
     *num_batches_tracked += 1;
@@ -177,7 +188,7 @@ pub fn batchnorm3d_forward_train(
 
 /// Evaluation-mode forward, as the reference's `batchnorm3d_forward_eval`:
 /// `invstd = 1 / sqrt(running_var + eps)` per channel, then per element
-/// `y = fma((x - running_mean) * invstd, weight, bias)`.
+/// `y = then(fma((x - running_mean) * invstd, weight, bias))`.
 pub fn batchnorm3d_forward_eval(
     dev: &Device,
     x: &GpuTensor,
@@ -185,6 +196,7 @@ pub fn batchnorm3d_forward_eval(
     bias: &GpuTensor,
     running_mean: &GpuTensor,
     running_var: &GpuTensor,
+    then: Then,
 ) -> Result<GpuTensor, GpuError> {
     let (_, c, _) = bn_dims(
         x,
@@ -202,7 +214,16 @@ pub fn batchnorm3d_forward_eval(
         c,
         &Args::new().buf(&running_var.buf).buf(&invstd).int(c),
     )?;
-    let (y, _) = normalize(dev, x, &running_mean.buf, &invstd, weight, bias, false)?;
+    let (y, _) = normalize(
+        dev,
+        x,
+        &running_mean.buf,
+        &invstd,
+        weight,
+        bias,
+        false,
+        then,
+    )?;
     Ok(y)
 }
 

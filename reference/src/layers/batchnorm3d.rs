@@ -41,6 +41,7 @@
 //! Channels run in parallel; each reduction has the canonical shape, so the result does not
 //! depend on the thread count.
 
+use crate::layers::relu::relu;
 use crate::layers::rowops::with_hardware_fma;
 use crate::reduce::{channel_reduction, ChannelStep as Step};
 use crate::tensor::Shaped;
@@ -92,6 +93,26 @@ pub fn bn_dims<T: Shaped>(x: &T, per_channel: &[(&str, &T)], what: &str) -> (usi
     (n, c, d * h * w)
 }
 
+/// What follows the normalisation in the same pass over the values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Nothing: the BatchNorm output.
+    Nothing,
+    /// [`relu`] of the BatchNorm output (the VNet's `BatchNorm -> ReLU`, fused so that the
+    /// BatchNorm output is never stored; the same bits as the two layers one after the other).
+    Relu,
+}
+
+impl Then {
+    #[inline(always)]
+    fn apply(self, y: f32) -> f32 {
+        match self {
+            Then::Nothing => y,
+            Then::Relu => relu(y),
+        }
+    }
+}
+
 /// Training-mode forward (see the module docs for the exact order). Updates the running
 /// statistics and `num_batches_tracked`; returns `y` and the cache for the backward. Returns
 /// [`BatchTooSmall`] (changing nothing) when `N * D * H * W < 2`.
@@ -102,6 +123,25 @@ pub fn batchnorm3d_forward_train(
     running_mean: &mut Tensor,
     running_var: &mut Tensor,
     num_batches_tracked: &mut i64,
+) -> Result<(Tensor, BnCache), BatchTooSmall> {
+    batchnorm3d_forward_train_then(
+        x,
+        weight,
+        bias,
+        (running_mean, running_var, num_batches_tracked),
+        Then::Nothing,
+    )
+}
+
+/// [`batchnorm3d_forward_train`] with `then` applied to every output in the same pass:
+/// `then(fma(xhat, weight, bias))`. The running statistics are `(running_mean, running_var,
+/// num_batches_tracked)`.
+pub fn batchnorm3d_forward_train_then(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    (running_mean, running_var, num_batches_tracked): (&mut Tensor, &mut Tensor, &mut i64),
+    then: Then,
 ) -> Result<(Tensor, BnCache), BatchTooSmall> {
     let (n, c, v) = bn_dims(
         x,
@@ -149,7 +189,7 @@ pub fn batchnorm3d_forward_train(
                 || {
                     for ((h, o), &xv) in xh.iter_mut().zip(yo.iter_mut()).zip(xi) {
                         *h = (xv - mean) * is;
-                        *o = h.mul_add(wc, bc);
+                        *o = then.apply(h.mul_add(wc, bc));
                     }
                 },
             );
@@ -173,6 +213,18 @@ pub fn batchnorm3d_forward_eval(
     bias: &Tensor,
     running_mean: &Tensor,
     running_var: &Tensor,
+) -> Tensor {
+    batchnorm3d_forward_eval_then(x, weight, bias, running_mean, running_var, Then::Nothing)
+}
+
+/// [`batchnorm3d_forward_eval`] with `then` applied to every output in the same pass.
+pub fn batchnorm3d_forward_eval_then(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    then: Then,
 ) -> Tensor {
     let (_, c, v) = bn_dims(
         x,
@@ -209,7 +261,7 @@ pub fn batchnorm3d_forward_eval(
                 #[inline(always)]
                 || {
                     for (o, &xv) in yo.iter_mut().zip(xi) {
-                        *o = ((xv - rm) * is).mul_add(wc, bc);
+                        *o = then.apply(((xv - rm) * is).mul_add(wc, bc));
                     }
                 },
             );
@@ -283,6 +335,41 @@ mod tests {
     use crate::testutil::{directional_fd_check, dot_f64, random_tensor, rel_err_norm};
 
     const SHAPE: [usize; 5] = [2, 3, 4, 5, 6];
+
+    /// The fused `BatchNorm -> ReLU` pass gives the bits of the two layers one after the other,
+    /// in both modes, with the same cache and running statistics; a NaN input passes through.
+    #[test]
+    fn fused_relu_equals_batchnorm_then_relu() {
+        let mut x = random_tensor(&SHAPE, 41);
+        x.data[7] = f32::NAN;
+        let w = random_tensor(&[SHAPE[1]], 42);
+        let b = random_tensor(&[SHAPE[1]], 43);
+        let stats = || {
+            (
+                Tensor::zeros(&[SHAPE[1]]),
+                Tensor::from_vec(&[SHAPE[1]], vec![1.0; SHAPE[1]]),
+                0i64,
+            )
+        };
+        let (mut rm, mut rv, mut n) = stats();
+        let (y, cache) = batchnorm3d_forward_train(&x, &w, &b, &mut rm, &mut rv, &mut n).unwrap();
+        let want = crate::layers::relu::relu_forward(&y);
+        let (mut rm2, mut rv2, mut n2) = stats();
+        let (got, cache2) =
+            batchnorm3d_forward_train_then(&x, &w, &b, (&mut rm2, &mut rv2, &mut n2), Then::Relu)
+                .unwrap();
+        let bits = |t: &Tensor| t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want));
+        assert!(got.data.iter().any(|v| v.is_nan()) && got.data.contains(&0.0));
+        assert_eq!(bits(&cache2.xhat), bits(&cache.xhat));
+        assert_eq!((bits(&rm2), bits(&rv2), n2), (bits(&rm), bits(&rv), n));
+        let eval = batchnorm3d_forward_eval(&x, &w, &b, &rm, &rv);
+        let fused = batchnorm3d_forward_eval_then(&x, &w, &b, &rm, &rv, Then::Relu);
+        assert_eq!(
+            bits(&fused),
+            bits(&crate::layers::relu::relu_forward(&eval))
+        );
+    }
 
     /// Per-channel f64 mean and biased variance of a `[N, C, ...]` tensor.
     fn stats_f64(x: &Tensor) -> Vec<(f64, f64)> {

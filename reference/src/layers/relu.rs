@@ -17,7 +17,17 @@ use rayon::prelude::*;
 /// Elements per parallel work item.
 const CHUNK: usize = 1 << 14;
 
-/// `y = x > 0 ? x : (x is NaN ? x : +0.0)` elementwise.
+/// The ReLU of one value: `x > 0 ? x : (x is NaN ? x : +0.0)`.
+#[inline(always)]
+pub fn relu(x: f32) -> f32 {
+    if x > 0.0 || x.is_nan() {
+        x
+    } else {
+        0.0
+    }
+}
+
+/// [`relu`] elementwise.
 pub fn relu_forward(x: &Tensor) -> Tensor {
     let mut y = Tensor::zeros(&x.shape);
     y.data
@@ -25,7 +35,7 @@ pub fn relu_forward(x: &Tensor) -> Tensor {
         .zip(x.data.par_chunks(CHUNK))
         .for_each(|(o, i)| {
             for (ov, &xv) in o.iter_mut().zip(i) {
-                *ov = if xv > 0.0 || xv.is_nan() { xv } else { 0.0 };
+                *ov = relu(xv);
             }
         });
     y
