@@ -461,6 +461,7 @@ pub fn segment_case(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protokd_reference::tensor::Shaped;
 
     /// Hand-derived from `min(stride * i, dim - patch)`, `i < ceil((dim - patch) / stride) + 1`.
     #[test]

@@ -10,6 +10,7 @@
 //! placement, window order or averaging changes bits.
 
 use protokd::inference::{argmax, sliding_window, window_starts, Window};
+use protokd_reference::tensor::Shaped;
 use protokd_reference::Tensor;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

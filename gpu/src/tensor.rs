@@ -48,14 +48,6 @@ impl GpuTensor {
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
-
-    /// The shape as `[N, C, D, H, W]`. Panics on another rank.
-    pub fn dims5(&self) -> [usize; 5] {
-        match self.shape[..] {
-            [n, c, d, h, w] => [n, c, d, h, w],
-            _ => panic!("expected a 5-D tensor, got shape {:?}", self.shape),
-        }
-    }
 }
 
 /// A batch of label maps `[N, D, H, W]` on a device (one byte per voxel, values `0 .. C`).

@@ -6,6 +6,7 @@ use common::{assert_same_bits, pick, random_labels, random_tensor};
 use protokd_gpu::ops::proto::proto;
 use protokd_gpu::{GpuLabels, GpuTensor};
 use protokd_reference::losses::proto::{proto_backward, proto_loss};
+use protokd_reference::tensor::Shaped;
 use protokd_reference::{LabelMap, Tensor};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;

@@ -7,6 +7,14 @@
 pub trait Shaped {
     /// Extent of each axis.
     fn shape(&self) -> &[usize];
+
+    /// The shape of a 5-D activation as `[N, C, D, H, W]`. Panics on another rank.
+    fn dims5(&self) -> [usize; 5] {
+        match self.shape()[..] {
+            [n, c, d, h, w] => [n, c, d, h, w],
+            _ => panic!("expected a 5-D tensor, got shape {:?}", self.shape()),
+        }
+    }
 }
 
 impl Shaped for Tensor {
@@ -51,14 +59,6 @@ impl Tensor {
     /// Number of values.
     pub fn numel(&self) -> usize {
         self.data.len()
-    }
-
-    /// The shape of a 5-D activation as `[N, C, D, H, W]`. Panics on another rank.
-    pub fn dims5(&self) -> [usize; 5] {
-        match self.shape[..] {
-            [n, c, d, h, w] => [n, c, d, h, w],
-            _ => panic!("expected a 5-D tensor, got shape {:?}", self.shape),
-        }
     }
 
     /// The first non-finite value, as `(flat index, value)`, if any.

@@ -12,6 +12,7 @@ use crate::error::GpuError;
 use crate::reduce;
 use crate::tensor::GpuTensor;
 use protokd_reference::layers::batchnorm3d::{bn_dims, Then};
+use protokd_reference::tensor::Shaped;
 
 /// What [`batchnorm3d_backward`] needs from [`batchnorm3d_forward_train`] (the reference's
 /// `BnCache`).

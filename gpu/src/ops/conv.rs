@@ -26,7 +26,13 @@ use crate::device::Device;
 use crate::error::GpuError;
 use crate::reduce;
 use crate::tensor::GpuTensor;
-use protokd_reference::layers::conv3d::{weight_channels, ConvGeom};
+use protokd_reference::layers::conv3d::{
+    backward_input_dims, backward_weight_dims, forward_dims, ConvGeom,
+};
+use protokd_reference::layers::conv_transpose3d::{
+    check_transposed_weight_grad, transposed_forward_dims,
+};
+use protokd_reference::tensor::Shaped;
 
 /// Appends the 9 shape slots of `conv3d.cu` (`conv3d_read_shape`): the convolution reads
 /// `[n, cin, input]`, writes `[n, cout, output]`, with weight `[cout, cin, g.kernel]`.
@@ -193,16 +199,7 @@ pub fn conv3d_forward(
     bias: Option<&GpuTensor>,
     g: &ConvGeom,
 ) -> Result<GpuTensor, GpuError> {
-    let [n, cin, di, hi, wi] = x.dims5();
-    let [cout, wcin] = weight_channels(w, g, "conv3d_forward");
-    assert_eq!(
-        wcin, cin,
-        "conv3d_forward: weight has {wcin} input channels, the input has {cin}"
-    );
-    if let Some(b) = bias {
-        assert_eq!(b.shape, [cout], "conv3d_forward: bias must be [{cout}]");
-    }
-    let out = g.output_dims([di, hi, wi]);
+    let ([n, ..], cout, out) = forward_dims(x, w, bias, g);
     let y = GpuTensor::from_buffer(
         &[n, cout, out[0], out[1], out[2]],
         dev.zeros(n * cout * out.iter().product::<usize>())?,
@@ -237,20 +234,7 @@ fn backward_input(
     input_dims: [usize; 3],
     what: &str,
 ) -> Result<GpuTensor, GpuError> {
-    let [n, cout, od, oh, ow] = dy.dims5();
-    let [wcout, cin] = weight_channels(w, g, what);
-    assert_eq!(
-        wcout, cout,
-        "{what}: weight has {wcout} output channels, dy has {cout}"
-    );
-    if let Some(b) = bias {
-        assert_eq!(b.shape, [cin], "{what}: bias must be [{cin}]");
-    }
-    assert_eq!(
-        g.output_dims(input_dims),
-        [od, oh, ow],
-        "{what}: input dims {input_dims:?} do not give dy's spatial dims"
-    );
+    let ([n, ..], cin) = backward_input_dims(dy, w, bias, g, input_dims, what);
     let [di, hi, wi] = input_dims;
     let dx = GpuTensor::from_buffer(&[n, cin, di, hi, wi], dev.zeros(n * cin * di * hi * wi)?);
     chains(dev, dy, w, bias, &dx, g, true)?;
@@ -268,17 +252,7 @@ pub fn conv3d_backward_weight(
     dy: &GpuTensor,
     g: &ConvGeom,
 ) -> Result<GpuTensor, GpuError> {
-    let [n, cin, di, hi, wi] = x.dims5();
-    let [ny, cout, od, oh, ow] = dy.dims5();
-    assert_eq!(
-        n, ny,
-        "conv3d_backward_weight: batch of x ({n}) and dy ({ny}) differ"
-    );
-    assert_eq!(
-        g.output_dims([di, hi, wi]),
-        [od, oh, ow],
-        "conv3d_backward_weight: dy's spatial dims do not match the input and geometry"
-    );
+    let ([n, cin, di, hi, wi], [_, cout, od, oh, ow]) = backward_weight_dims(x, dy, g);
     let [kd, kh, kw] = g.kernel;
     let count = cout * cin * kd * kh * kw;
     let terms = n * od * oh * ow;
@@ -331,13 +305,7 @@ pub fn conv_transpose3d_forward(
     bias: Option<&GpuTensor>,
     g: &ConvGeom,
 ) -> Result<GpuTensor, GpuError> {
-    let [_, cin, d, h, wd] = x.dims5();
-    assert!(
-        w.shape.len() == 5 && w.shape[0] == cin,
-        "conv_transpose3d_forward: weight {:?} must be [Cin = {cin}, Cout, kd, kh, kw]",
-        w.shape
-    );
-    let out_dims = g.transposed_output_dims([d, h, wd]);
+    let out_dims = transposed_forward_dims(x, w, g);
     backward_input(dev, x, w, bias, g, out_dims, "conv_transpose3d_forward")
 }
 
@@ -363,12 +331,6 @@ pub fn conv_transpose3d_backward_weight(
     dy: &GpuTensor,
     g: &ConvGeom,
 ) -> Result<GpuTensor, GpuError> {
-    let [_, _, d, h, w] = x.dims5();
-    let [_, _, od, oh, ow] = dy.dims5();
-    assert_eq!(
-        g.transposed_output_dims([d, h, w]),
-        [od, oh, ow],
-        "conv_transpose3d_backward_weight: dy's spatial dims do not match x and the geometry"
-    );
+    check_transposed_weight_grad(x, dy, g);
     conv3d_backward_weight(dev, dy, x, g)
 }

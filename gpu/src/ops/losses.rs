@@ -13,6 +13,7 @@ use crate::device::{Buffer, Device};
 use crate::error::GpuError;
 use crate::reduce;
 use crate::tensor::{GpuLabels, GpuTensor};
+use protokd_reference::tensor::Shaped;
 
 /// `(N, C, V)` of a `[N, C, ...]` tensor (`V` the product of the trailing axes).
 fn ncv(shape: &[usize], what: &str) -> (usize, usize, usize) {

@@ -22,6 +22,7 @@ use crate::error::GpuError;
 use crate::reduce;
 use crate::tensor::{GpuLabels, GpuTensor};
 use protokd_reference::reduce::BLOCK;
+use protokd_reference::tensor::Shaped;
 
 /// Label values a byte can hold (`proto_count_*` count each of them).
 const CLASSES: usize = 256;

@@ -33,12 +33,15 @@
 //! by phase of its OUTPUT (`q = s m + r`): each phase is a unit-stride chain over the taps whose
 //! `r + p - k` is divisible by `s`, in the spec's order, and is then scattered into place.
 
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 use crate::fast::simd::F32x16;
 use crate::fast::simd::Isa;
-use crate::layers::conv3d::{conv3d_backward_weight_spec, ConvGeom};
+use crate::layers::conv3d::{
+    backward_input_dims, backward_weight_dims, conv3d_backward_weight_spec, forward_dims, ConvGeom,
+};
 use crate::layers::rowops::finish_lanes_taps;
 use crate::reduce::{BLOCK, LANES};
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+use crate::tensor::Shaped;
 use crate::Tensor;
 use rayon::prelude::*;
 
@@ -53,13 +56,8 @@ const SLACK: usize = 64;
 
 /// Conv3d forward with the spec's bits (see the module docs), any geometry.
 pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Tensor {
-    let [n, cin, di, hi, wi] = x.dims5();
-    let [cout, wcin, kd, kh, kw] = w.dims5();
-    assert_eq!([kd, kh, kw], g.kernel, "conv3d_forward: kernel");
-    assert_eq!(wcin, cin, "conv3d_forward: input channels");
-    if let Some(b) = bias {
-        assert_eq!(b.shape, [cout], "conv3d_forward: bias must be [{cout}]");
-    }
+    let ([n, cin, di, hi, wi], cout, _) = forward_dims(x, w, bias, g);
+    let [kd, kh, kw] = g.kernel;
     let s = g.stride;
     let (xp, q) = pad_split(x, g.padding, g.padding, s);
     let phases = s[0] * s[1] * s[2];
@@ -110,15 +108,9 @@ pub fn conv3d_backward_input(
     g: &ConvGeom,
     input_dims: [usize; 3],
 ) -> Tensor {
-    let [n, cout, od, oh, ow] = dy.dims5();
-    let [wcout, cin, kd, kh, kw] = w.dims5();
-    assert_eq!([kd, kh, kw], g.kernel, "conv3d_backward_input: kernel");
-    assert_eq!(wcout, cout, "conv3d_backward_input: output channels");
-    assert_eq!(
-        g.output_dims(input_dims),
-        [od, oh, ow],
-        "conv3d_backward_input: input dims"
-    );
+    let ([n, cout, ..], cin) =
+        backward_input_dims(dy, w, None, g, input_dims, "conv3d_backward_input");
+    let [kd, kh, kw] = g.kernel;
     let (k, s, p) = (g.kernel, g.stride, g.padding);
     // Zeros around dy so that every read m + (r + p - k) / s lands inside: ceil((k - 1) / s)
     // before, and (generously) enough after for the last m of every phase.
@@ -180,9 +172,8 @@ pub fn conv3d_backward_input(
 /// multiple of 16 (so that every 16-position group is one contiguous run of a row); other
 /// shapes run the spec kernel.
 pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
-    let [n, cin, di, hi, wi] = x.dims5();
-    let [ny, cout, od_n, oh_n, ow_n] = dy.dims5();
-    if ow_n % LANES != 0 || ny != n || g.output_dims([di, hi, wi]) != [od_n, oh_n, ow_n] {
+    let ([n, cin, ..], [_, cout, od_n, oh_n, ow_n]) = backward_weight_dims(x, dy, g);
+    if ow_n % LANES != 0 {
         return conv3d_backward_weight_spec(x, dy, g);
     }
     let [kd, kh, kw] = g.kernel;

@@ -78,10 +78,7 @@ pub struct BnCache {
 /// `(N, C, V)` of an activation `x` (of any engine), and a check that the per-channel vectors
 /// are `[C]`; panics with `what` in the message otherwise (a programming error).
 pub fn bn_dims<T: Shaped>(x: &T, per_channel: &[(&str, &T)], what: &str) -> (usize, usize, usize) {
-    let [n, c, d, h, w] = match x.shape()[..] {
-        [n, c, d, h, w] => [n, c, d, h, w],
-        _ => panic!("{what}: expected a 5-D tensor, got shape {:?}", x.shape()),
-    };
+    let [n, c, d, h, w] = x.dims5();
     for (name, t) in per_channel {
         assert_eq!(
             t.shape(),

@@ -168,6 +168,74 @@ pub fn weight_channels<T: Shaped>(w: &T, g: &ConvGeom, what: &str) -> [usize; 2]
     [c0, c1]
 }
 
+/// The shapes of a Conv3d forward (of any engine): `x` `[N, Cin, D, H, W]`, `w`
+/// `[Cout, Cin, k..]` (kernel extents those of `g`), `bias` `[Cout]`. Returns `x`'s dims, `Cout`
+/// and the output's spatial dims; panics otherwise (a programming error).
+pub fn forward_dims<T: Shaped>(
+    x: &T,
+    w: &T,
+    bias: Option<&T>,
+    g: &ConvGeom,
+) -> ([usize; 5], usize, [usize; 3]) {
+    let dims @ [_, cin, di, hi, wi] = x.dims5();
+    let [cout, wcin] = weight_channels(w, g, "conv3d_forward");
+    assert_eq!(
+        wcin, cin,
+        "conv3d_forward: weight has {wcin} input channels, the input has {cin}"
+    );
+    if let Some(b) = bias {
+        assert_eq!(b.shape(), [cout], "conv3d_forward: bias must be [{cout}]");
+    }
+    (dims, cout, g.output_dims([di, hi, wi]))
+}
+
+/// The shapes of a Conv3d input gradient (of any engine; `what` names the caller in
+/// messages): `dy` `[N, Cout, Do, Ho, Wo]`, `w` `[Cout, Cin, k..]`, an optional `bias` `[Cin]`
+/// (the transposed convolution's forward adds one), `g.output_dims(input_dims) == [Do, Ho, Wo]`.
+/// Returns `dy`'s dims and `Cin`; panics otherwise.
+pub fn backward_input_dims<T: Shaped>(
+    dy: &T,
+    w: &T,
+    bias: Option<&T>,
+    g: &ConvGeom,
+    input_dims: [usize; 3],
+    what: &str,
+) -> ([usize; 5], usize) {
+    let dims @ [_, cout, od, oh, ow] = dy.dims5();
+    let [wcout, cin] = weight_channels(w, g, what);
+    assert_eq!(
+        wcout, cout,
+        "{what}: weight has {wcout} output channels, dy has {cout}"
+    );
+    if let Some(b) = bias {
+        assert_eq!(b.shape(), [cin], "{what}: bias must be [{cin}]");
+    }
+    assert_eq!(
+        g.output_dims(input_dims),
+        [od, oh, ow],
+        "{what}: input dims {input_dims:?} do not give dy's spatial dims"
+    );
+    (dims, cin)
+}
+
+/// The shapes of a Conv3d weight gradient (of any engine): `x` `[N, Cin, Di, Hi, Wi]` and
+/// `dy` `[N, Cout, Do, Ho, Wo]` with `g.output_dims([Di, Hi, Wi]) == [Do, Ho, Wo]`. Returns
+/// both dims; panics otherwise.
+pub fn backward_weight_dims<T: Shaped>(x: &T, dy: &T, g: &ConvGeom) -> ([usize; 5], [usize; 5]) {
+    let xd @ [n, _, di, hi, wi] = x.dims5();
+    let yd @ [ny, _, od, oh, ow] = dy.dims5();
+    assert_eq!(
+        n, ny,
+        "conv3d_backward_weight: batch of x ({n}) and dy ({ny}) differ"
+    );
+    assert_eq!(
+        g.output_dims([di, hi, wi]),
+        [od, oh, ow],
+        "conv3d_backward_weight: dy's spatial dims do not match the input and geometry"
+    );
+    (xd, yd)
+}
+
 /// Conv3d forward (see the module docs for the exact order): the kernels chosen by
 /// [`crate::kernels`] (fast by default; both give the same bits).
 pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Tensor {
@@ -181,16 +249,7 @@ pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeo
 /// `[N, Cin, D, H, W]`, `w` `[Cout, Cin, kd, kh, kw]`, `bias` `[Cout]`; returns
 /// `[N, Cout, Do, Ho, Wo]`.
 pub fn conv3d_forward_spec(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Tensor {
-    let [n, cin, di, hi, wi] = x.dims5();
-    let [cout, wcin] = weight_channels(w, g, "conv3d_forward");
-    assert_eq!(
-        wcin, cin,
-        "conv3d_forward: weight has {wcin} input channels, the input has {cin}"
-    );
-    if let Some(b) = bias {
-        assert_eq!(b.shape, [cout], "conv3d_forward: bias must be [{cout}]");
-    }
-    let [od_n, oh_n, ow_n] = g.output_dims([di, hi, wi]);
+    let ([n, cin, _, _, _], cout, [od_n, oh_n, ow_n]) = forward_dims(x, w, bias, g);
     let [kd, kh, kw] = g.kernel;
     let s = g.stride;
     let xp = pad_spatial(x, g.padding, g.padding);
@@ -301,17 +360,8 @@ pub fn conv3d_backward_input_spec(
     g: &ConvGeom,
     input_dims: [usize; 3],
 ) -> Tensor {
-    let [n, cout, od_n, oh_n, ow_n] = dy.dims5();
-    let [wcout, cin] = weight_channels(w, g, "conv3d_backward_input");
-    assert_eq!(
-        wcout, cout,
-        "conv3d_backward_input: weight has {wcout} output channels, dy has {cout}"
-    );
-    assert_eq!(
-        g.output_dims(input_dims),
-        [od_n, oh_n, ow_n],
-        "conv3d_backward_input: input dims {input_dims:?} do not give dy's spatial dims"
-    );
+    let ([n, cout, od_n, oh_n, ow_n], cin) =
+        backward_input_dims(dy, w, None, g, input_dims, "conv3d_backward_input");
     let [di, hi, wi] = input_dims;
     let [kd, kh, kw] = g.kernel;
     let (s, p) = (g.stride, g.padding);
@@ -422,17 +472,7 @@ pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
 
 /// Conv3d weight gradient, the spec kernel (see the module docs for the exact order).
 pub fn conv3d_backward_weight_spec(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
-    let [n, cin, di, hi, wi] = x.dims5();
-    let [ny, cout, od_n, oh_n, ow_n] = dy.dims5();
-    assert_eq!(
-        n, ny,
-        "conv3d_backward_weight: batch of x ({n}) and dy ({ny}) differ"
-    );
-    assert_eq!(
-        g.output_dims([di, hi, wi]),
-        [od_n, oh_n, ow_n],
-        "conv3d_backward_weight: dy's spatial dims do not match the input and geometry"
-    );
+    let ([n, cin, _, _, _], [_, cout, od_n, oh_n, ow_n]) = backward_weight_dims(x, dy, g);
     let [kd, kh, kw] = g.kernel;
     let s = g.stride;
     let xp = pad_spatial(x, g.padding, g.padding);

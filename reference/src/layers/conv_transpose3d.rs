@@ -27,6 +27,7 @@
 //! * bias gradient: `db = bias_backward(dy)` (canonical sum over `(n, d, h, w)`).
 
 use super::conv3d::{conv3d_backward_input, conv3d_backward_weight, conv3d_forward, ConvGeom};
+use crate::tensor::Shaped;
 use crate::Tensor;
 use rayon::prelude::*;
 
@@ -38,12 +39,7 @@ pub fn conv_transpose3d_forward(
     bias: Option<&Tensor>,
     g: &ConvGeom,
 ) -> Tensor {
-    let [_, cin, d, h, wd] = x.dims5();
-    assert!(
-        w.shape.len() == 5 && w.shape[0] == cin,
-        "conv_transpose3d_forward: weight {:?} must be [Cin = {cin}, Cout, kd, kh, kw]",
-        w.shape
-    );
+    let out_dims = transposed_forward_dims(x, w, g);
     let cout = w.shape[1];
     if let Some(b) = bias {
         assert_eq!(
@@ -52,7 +48,6 @@ pub fn conv_transpose3d_forward(
             "conv_transpose3d_forward: bias must be [{cout}]"
         );
     }
-    let out_dims = g.transposed_output_dims([d, h, wd]);
     let mut y = conv3d_backward_input(x, w, g, out_dims);
     if let Some(b) = bias {
         let plane: usize = out_dims.iter().product();
@@ -78,6 +73,26 @@ pub fn conv_transpose3d_backward_input(dy: &Tensor, w: &Tensor, g: &ConvGeom) ->
 /// ConvTranspose3d weight gradient: `conv3d_backward_weight(dy, x, g)` (see the module docs).
 /// `x` `[N, Cin, Di, Hi, Wi]`, `dy` `[N, Cout, Do, Ho, Wo]`; returns `[Cin, Cout, k..]`.
 pub fn conv_transpose3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
+    check_transposed_weight_grad(x, dy, g);
+    conv3d_backward_weight(dy, x, g)
+}
+
+/// The shapes of a ConvTranspose3d forward (of any engine): `x` `[N, Cin, D, H, W]`, `w`
+/// `[Cin, Cout, k..]`. Returns the output's spatial dims; panics otherwise (the rest is checked
+/// by the input gradient it is made of).
+pub fn transposed_forward_dims<T: Shaped>(x: &T, w: &T, g: &ConvGeom) -> [usize; 3] {
+    let [_, cin, d, h, wd] = x.dims5();
+    assert!(
+        w.shape().len() == 5 && w.shape()[0] == cin,
+        "conv_transpose3d_forward: weight {:?} must be [Cin = {cin}, Cout, kd, kh, kw]",
+        w.shape()
+    );
+    g.transposed_output_dims([d, h, wd])
+}
+
+/// The shapes of a ConvTranspose3d weight gradient (of any engine): `dy`'s spatial dims are
+/// `g.transposed_output_dims` of `x`'s; panics otherwise.
+pub fn check_transposed_weight_grad<T: Shaped>(x: &T, dy: &T, g: &ConvGeom) {
     let [_, _, d, h, w] = x.dims5();
     let [_, _, od, oh, ow] = dy.dims5();
     assert_eq!(
@@ -85,7 +100,6 @@ pub fn conv_transpose3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -
         [od, oh, ow],
         "conv_transpose3d_backward_weight: dy's spatial dims do not match x and the geometry"
     );
-    conv3d_backward_weight(dy, x, g)
 }
 
 #[cfg(test)]

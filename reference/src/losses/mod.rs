@@ -38,6 +38,8 @@ pub mod proto;
 #[cfg(test)]
 mod test_support;
 
+use crate::tensor::Shaped;
+
 pub use ce::{ce_backward, ce_loss, CeForward};
 pub use dice::{dice_backward, dice_loss, DiceForward};
 pub use kd::{kd_backward, kd_loss, KdForward};

@@ -57,6 +57,7 @@
 
 use super::{check_labels, COS_EPS, PROTO_EPS};
 use crate::reduce::reduce_with;
+use crate::tensor::Shaped;
 use crate::{LabelMap, Tensor};
 use rayon::prelude::*;
 
