@@ -227,10 +227,7 @@ pub fn run(
             Compute::Gpu(g) => g.dev.memory_in_use()?,
             Compute::Cpu => None,
         },
-        "kernels": match protokd_reference::kernels::kernels() {
-            protokd_reference::kernels::Kernels::Spec => "spec",
-            protokd_reference::kernels::Kernels::Fast => "fast",
-        },
+        "kernels": protokd_reference::kernels::kernels().name(),
         "threads": rayon::current_num_threads(),
         "warmup": warmup,
         "repeat": repeat,

@@ -14,7 +14,9 @@ use protokd_reference::adam::AdamState;
 use protokd_reference::engine::{Cpu, Engine};
 use protokd_reference::error::EngineError;
 use protokd_reference::state::{VNetConfig, VNetState};
-use protokd_reference::step::{check_labels, train_step_on, Losses, StepConfig, StepReport};
+use protokd_reference::step::{
+    check_labels, train_step, train_step_on, Losses, StepConfig, StepReport,
+};
 use protokd_reference::vnet::{forward_eval_on, forward_train_on, VNetOutput};
 use protokd_reference::{LabelMap, Tensor};
 use std::borrow::Cow;
@@ -142,11 +144,7 @@ impl Trainer {
                 state,
                 adam,
                 teacher,
-            } => {
-                check_labels(labels, image, state.config.n_classes)?;
-                let t = teacher.as_ref();
-                train_step_on(&Cpu, state, adam, t, image, labels, channels, cfg)
-            }
+            } => train_step(state, adam, teacher.as_ref(), image, labels, channels, cfg),
             Trainer::Gpu {
                 gpu,
                 state,
@@ -173,19 +171,19 @@ impl Trainer {
         }
     }
 
-    /// The student's state on the host.
-    pub fn state(&self) -> Result<VNetState> {
+    /// The student's state on the host (borrowed on the CPU, downloaded from a GPU).
+    pub fn state(&self) -> Result<Cow<'_, VNetState>> {
         Ok(match self {
-            Trainer::Cpu { state, .. } => state.clone(),
-            Trainer::Gpu { gpu, state, .. } => download_state(&gpu.dev, state)?,
+            Trainer::Cpu { state, .. } => Cow::Borrowed(state),
+            Trainer::Gpu { gpu, state, .. } => Cow::Owned(download_state(&gpu.dev, state)?),
         })
     }
 
-    /// The optimiser state on the host.
-    pub fn adam(&self) -> Result<AdamState> {
+    /// The optimiser state on the host (borrowed on the CPU, downloaded from a GPU).
+    pub fn adam(&self) -> Result<Cow<'_, AdamState>> {
         Ok(match self {
-            Trainer::Cpu { adam, .. } => adam.clone(),
-            Trainer::Gpu { gpu, adam, .. } => download_adam(&gpu.dev, adam)?,
+            Trainer::Cpu { adam, .. } => Cow::Borrowed(adam),
+            Trainer::Gpu { gpu, adam, .. } => Cow::Owned(download_adam(&gpu.dev, adam)?),
         })
     }
 

@@ -59,10 +59,7 @@ impl Compute {
         match self {
             Compute::Cpu => format!(
                 "cpu (protokd-reference, {} kernels)",
-                match protokd_reference::kernels::kernels() {
-                    protokd_reference::kernels::Kernels::Spec => "spec",
-                    protokd_reference::kernels::Kernels::Fast => "fast",
-                }
+                protokd_reference::kernels::kernels().name()
             ),
             Compute::Gpu(g) => g.dev.describe(),
         }

@@ -317,5 +317,5 @@ pub fn seeded_run(
     let adam = AdamState::for_state(&student);
     let mut trainer = Trainer::new(compute, student, adam, Some(&teacher))?;
     let report = trainer.step_report(image, labels, &[2], &StepConfig::default())?;
-    Ok((out, report, trainer.state()?))
+    Ok((out, report, trainer.state()?.into_owned()))
 }

@@ -387,14 +387,13 @@ pub fn train(args: &TrainArgs, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
     };
     let teacher_state = teacher.as_ref().map(|((s, _), _)| s);
     let mut trainer = Trainer::new(args.compute, state, adam, teacher_state)?;
-    let save = |name: &str, trainer: &Trainer, progress: Progress| -> Result<()> {
-        run.save(
-            name,
-            &trainer.state()?,
-            &modalities,
-            &trainer.adam()?,
-            progress,
-        )
+    // Saves the student (fetched from its device once) under each of `tags`.
+    let save = |tags: &[&str], trainer: &Trainer, progress: Progress| -> Result<()> {
+        let (state, adam) = (trainer.state()?, trainer.adam()?);
+        for tag in tags {
+            run.save(tag, &state, &modalities, &adam, progress)?;
+        }
+        Ok(())
     };
     let train_cases = TrainCases::load(
         cases_of(&dataset, &split.train, "training split")?,
@@ -500,7 +499,7 @@ pub fn train(args: &TrainArgs, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
                 None
             };
             if let Some(why) = stop {
-                save("last", &trainer, progress)?;
+                save(&["last"], &trainer, progress)?;
                 write_curves(&run, &log, cfg)?;
                 bar.finish_and_clear();
                 outcome.progress = progress;
@@ -519,6 +518,7 @@ pub fn train(args: &TrainArgs, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
         progress.step_in_epoch = 0;
         let due = epoch >= cfg.val_start_epoch
             && (epoch - cfg.val_start_epoch).is_multiple_of(cfg.val_every);
+        let mut tags = vec!["last"];
         if due && !val_cases.is_empty() {
             let t0 = Instant::now();
             let [wt, tc, et] = validate(&trainer.net(), &val_cases, &channels, &window)?;
@@ -535,10 +535,10 @@ pub fn train(args: &TrainArgs, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
             ));
             if best {
                 progress.best = Some((mean, epoch));
-                save("best", &trainer, progress)?;
+                tags.insert(0, "best");
             }
         }
-        save("last", &trainer, progress)?;
+        save(&tags, &trainer, progress)?;
         write_curves(&run, &log, cfg)?;
         say_above(&line);
     }

@@ -100,10 +100,10 @@ impl CudaDevice {
         block: u32,
         args: &Args,
     ) -> Result<(), GpuError> {
-        let f = self.functions.get(name).ok_or_else(|| GpuError::Driver {
-            during: format!("launching {name}"),
-            message: "no such kernel in gpu/kernels".into(),
-        })?;
+        let f = self
+            .functions
+            .get(name)
+            .ok_or_else(|| GpuError::unknown_kernel(name))?;
         let packed = args.packed();
         let cfg = LaunchConfig {
             grid_dim: (grid, 1, 1),

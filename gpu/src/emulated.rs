@@ -70,10 +70,7 @@ impl Emulated {
         block: u32,
         args: &Args,
     ) -> Result<(), GpuError> {
-        let kernel = host_entry(name).ok_or_else(|| GpuError::Driver {
-            during: format!("launching {name}"),
-            message: "no such kernel in gpu/kernels".into(),
-        })?;
+        let kernel = host_entry(name).ok_or_else(|| GpuError::unknown_kernel(name))?;
         let packed = args.packed();
         let grid = grid as u64;
         let chunk = grid

@@ -29,6 +29,14 @@ impl Kernels {
             _ => None,
         }
     }
+
+    /// `spec` or `fast` (what [`Kernels::parse`] reads).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Spec => "spec",
+            Kernels::Fast => "fast",
+        }
+    }
 }
 
 static FAST: AtomicBool = AtomicBool::new(true);
