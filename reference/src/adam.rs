@@ -16,12 +16,10 @@
 //! `1 - beta1`, `1 - beta2` are computed in `f64` and rounded to `f32`; `beta2`, `eps`,
 //! `weight_decay` are rounded to `f32`.
 
-use crate::engine::{Cpu, Engine};
+use crate::engine::{Engine, Spec};
 use crate::error::EngineError;
-use crate::layers::rowops::with_hardware_fma;
 use crate::tensor::Shaped;
 use crate::Tensor;
-use rayon::prelude::*;
 
 /// Adam's hyperparameters (PyTorch names and defaults of the method page, section 6).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -183,11 +181,10 @@ pub fn adam_step<'a>(
     state: &mut AdamState,
     cfg: &AdamConfig,
 ) {
-    adam_step_on(&Cpu, params, grads, state, cfg).expect("the CPU engine does not fail here");
+    adam_step_on(&Spec, params, grads, state, cfg).expect("the CPU engine does not fail here");
 }
 
-/// [`AdamScalars::update`] on every element of one CPU tensor (elements are independent:
-/// chunks in parallel, each in an FMA-compiled context).
+/// [`AdamScalars::update`] on every element of one host tensor, in index order.
 pub fn update_tensor(
     p: &mut Tensor,
     grad: &Tensor,
@@ -195,24 +192,9 @@ pub fn update_tensor(
     v: &mut Tensor,
     s: &AdamScalars,
 ) {
-    const CHUNK: usize = 1 << 14;
-    p.data
-        .par_chunks_mut(CHUNK)
-        .zip(grad.data.par_chunks(CHUNK))
-        .zip(m.data.par_chunks_mut(CHUNK))
-        .zip(v.data.par_chunks_mut(CHUNK))
-        .for_each(|(((ps, gs), ms), vs)| {
-            with_hardware_fma(
-                #[inline(always)]
-                || {
-                    for (((p, &grad), m), v) in
-                        ps.iter_mut().zip(gs).zip(ms.iter_mut()).zip(vs.iter_mut())
-                    {
-                        (*p, *m, *v) = s.update(*p, grad, *m, *v);
-                    }
-                },
-            )
-        });
+    for i in 0..p.data.len() {
+        (p.data[i], m.data[i], v.data[i]) = s.update(p.data[i], grad.data[i], m.data[i], v.data[i]);
+    }
 }
 
 #[cfg(test)]

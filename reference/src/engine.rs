@@ -5,11 +5,19 @@
 //! loss weighting live there and nowhere else. An engine supplies the operations on its own
 //! tensors:
 //!
-//! * [`Cpu`] (this crate): the layer and loss functions of [`layers`](crate::layers),
-//!   [`losses`](crate::losses) and [`adam`](crate::adam) on host [`Tensor`]s (spec or fast
-//!   kernels, [`crate::kernels`]);
-//! * the GPU engine (crate `protokd-gpu`): the same operations as CUDA kernels on device
-//!   tensors, each giving the bits of the function of the same name here.
+//! * [`Spec`] (this crate): the specification's layer and loss functions of
+//!   [`layers`](crate::layers), [`losses`](crate::losses) and [`adam`](crate::adam) on host
+//!   [`Tensor`]s, the plain loops that every other engine is held to;
+//! * the fast CPU engine (crate `protokd-cpu`, `protokd_cpu::Cpu`): the same operations on
+//!   host tensors with register blocks, SIMD and threads, and the spec's bits; where it has no
+//!   faster kernel it calls the spec's function;
+//! * the GPU engine (crate `protokd-gpu`, `protokd_gpu::Gpu`, on CUDA or emulated): the same
+//!   operations as CUDA kernels on device tensors, each giving the bits of the function of the
+//!   same name here.
+//!
+//! Engines are values: a caller (the CLI, a test) builds the one it wants and passes it by
+//! reference to [`crate::vnet`] and [`crate::step`]; nothing is selected through process-wide
+//! state.
 //!
 //! Every method is the reference function of the same name (its docs give the formula and the
 //! order of operations); the losses return the loss value together with the gradient of
@@ -19,7 +27,7 @@
 
 use crate::adam::AdamScalars;
 use crate::error::EngineError;
-use crate::layers::batchnorm3d::{self, BnCache, Then};
+use crate::layers::batchnorm3d::{self, BnCache};
 use crate::layers::conv3d::{self, ConvGeom};
 use crate::layers::{conv_transpose3d, relu, softmax};
 use crate::losses::{ce, dice, kd, proto};
@@ -103,9 +111,10 @@ pub trait Engine {
         running_mean: &Self::T,
         running_var: &Self::T,
     ) -> Result<Self::T, EngineError>;
-    /// `relu(batchnorm(x))` in training mode, the cache being BatchNorm's: by default
-    /// [`Engine::batchnorm3d_forward_train`] then [`Engine::relu_forward`]; an engine may fuse
-    /// the two passes ([`batchnorm3d::batchnorm3d_forward_train_then`]), with the same bits.
+    /// `relu(batchnorm(x))` in training mode, the cache being BatchNorm's (what every VNet
+    /// unit runs). The specification, and the default: [`Engine::batchnorm3d_forward_train`]
+    /// then [`Engine::relu_forward`]. The fast CPU and GPU engines fuse the two passes (the
+    /// BatchNorm output is never stored), with the same bits.
     #[allow(clippy::too_many_arguments)]
     fn batchnorm3d_relu_forward_train(
         &self,
@@ -126,8 +135,9 @@ pub trait Engine {
         )?;
         Ok((self.relu_forward(&y)?, cache))
     }
-    /// `relu(batchnorm(x))` in evaluation mode: by default
-    /// [`Engine::batchnorm3d_forward_eval`] then [`Engine::relu_forward`] (fusable likewise).
+    /// `relu(batchnorm(x))` in evaluation mode. The specification, and the default:
+    /// [`Engine::batchnorm3d_forward_eval`] then [`Engine::relu_forward`] (fused likewise by
+    /// the fast CPU and GPU engines).
     fn batchnorm3d_relu_forward_eval(
         &self,
         x: &Self::T,
@@ -201,11 +211,12 @@ pub trait Engine {
     fn check_finite(&self, name: &str, x: &Self::T) -> Result<(), EngineError>;
 }
 
-/// The CPU engine: this crate's functions on host [`Tensor`]s. It never fails but for user data.
+/// The specification as an engine: this crate's functions on host [`Tensor`]s. It never fails
+/// but for user data.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Cpu;
+pub struct Spec;
 
-impl Engine for Cpu {
+impl Engine for Spec {
     type T = Tensor;
     type Labels = LabelMap;
     type BnCache = BnCache;
@@ -297,44 +308,6 @@ impl Engine for Cpu {
             bias,
             running_mean,
             running_var,
-        ))
-    }
-    /// Fused: one pass writes `relu(fma(xhat, weight, bias))` (the BatchNorm output is never
-    /// stored).
-    fn batchnorm3d_relu_forward_train(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        bias: &Tensor,
-        running_mean: &mut Tensor,
-        running_var: &mut Tensor,
-        num_batches_tracked: &mut i64,
-    ) -> Result<(Tensor, BnCache), EngineError> {
-        batchnorm3d::batchnorm3d_forward_train_then(
-            x,
-            weight,
-            bias,
-            (running_mean, running_var, num_batches_tracked),
-            Then::Relu,
-        )
-        .map_err(|e| EngineError::BatchTooSmall(e.to_string()))
-    }
-    /// Fused, as the training one.
-    fn batchnorm3d_relu_forward_eval(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        bias: &Tensor,
-        running_mean: &Tensor,
-        running_var: &Tensor,
-    ) -> Result<Tensor, EngineError> {
-        Ok(batchnorm3d::batchnorm3d_forward_eval_then(
-            x,
-            weight,
-            bias,
-            running_mean,
-            running_var,
-            Then::Relu,
         ))
     }
     fn batchnorm3d_backward(

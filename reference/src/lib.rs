@@ -2,11 +2,18 @@
 //!
 //! This crate is the readable CPU specification of ProtoKD training and inference (Wang et al.,
 //! ICASSP 2023, and the authors' PyTorch code; the method page in `shared/protokd-method.md`
-//! restates every number). Every other implementation in the project (the fast CPU kernels, the
-//! CUDA kernels) is checked against it bit for bit. It is written to be read: one function per
-//! layer direction with the formula and the order of operations in its doc comment, explicit
-//! buffers, and the VNet's forward and backward written out layer call by layer call
-//! ([`vnet`]). No autograd tape, no macros that hide arithmetic, no file I/O.
+//! restates every number). It is the specification and nothing else: one function per layer
+//! direction whose body IS the documented order of operations, written as plain loops over the
+//! outputs and their terms (`acc = x.mul_add(w, acc)`) beside the formula in its doc comment;
+//! the canonical reduction as the plain loop it is; the VNet's forward and backward written out
+//! layer call by layer call ([`vnet`]). No SIMD, no run-time CPU detection, no process-wide
+//! switches, no fast paths, no autograd tape, no macros that hide arithmetic, no file I/O.
+//! Threads (rayon) only ever split whole outputs (the convolutions' output planes), so they
+//! cannot change a bit.
+//!
+//! Two other engines compute the same operations and are held to this crate bit for bit:
+//! the fast CPU engine (crate `protokd-cpu`) and the CUDA engine (crate `protokd-gpu`, with its
+//! emulated device). All three implement [`engine::Engine`]; [`engine::Spec`] is this crate's.
 //!
 //! | module | holds |
 //! |---|---|
@@ -16,17 +23,47 @@
 //! | [`layers`] | Conv3d, ConvTranspose3d, BatchNorm3d, ReLU, the additive skip, softmax, forward and backward |
 //! | [`losses`] | Dice, weighted cross-entropy, pixel-wise KD, the prototype loss, forward and backward |
 //! | [`adam`] | Adam with L2 weight decay as PyTorch's |
-//! | [`engine`] | the operations the VNet and the steps are written in; [`engine::Cpu`] runs them here |
+//! | [`engine`] | the operations the VNet and the steps are written in ([`engine::Engine`]), and [`engine::Spec`], this crate's functions as an engine |
 //! | [`state`] | the VNet's parameters under their PyTorch names, seeded initialisation |
 //! | [`vnet`] | the VNet forward (training and evaluation mode) and backward |
 //! | [`step`] | the ProtoKD, baseline and teacher-pretraining training steps |
 //! | [`error`] | errors for user data reaching the engine |
-//! | [`kernels`] | the switch between the spec kernels and the fast ones (same bits) |
-//! | [`fast`] | fast kernels: the spec's orders with wider register blocks |
+//! | [`testutil`] | seeded test data, `f64` comparisons and finite-difference checks, for the tests of every engine |
 //!
-//! The layer functions (`conv3d_forward`, ...) dispatch on [`kernels::kernels`]; the spec
-//! kernels keep their readable form under `*_spec` names, and the fast ones must give their
-//! bits, which property tests over random shapes, thread counts and SIMD on/off assert.
+//! ## A reader's path: the method page, formula by formula
+//!
+//! | method page (`shared/protokd-method.md`) | open | functions |
+//! |---|---|---|
+//! | §4 conv (k3, padding 1, no bias), down (k2 s2, bias) | `layers/conv3d.rs` | `conv3d_forward`, `conv3d_backward_input`, `conv3d_backward_weight`, `bias_backward` |
+//! | §4 up (ConvTranspose3d k2 s2, bias) | `layers/conv_transpose3d.rs` | defined as Conv3d identities: `conv_transpose3d_forward`, `_backward_input`, `_backward_weight` |
+//! | §4 BatchNorm3d (eps 1e-5, momentum 0.1, biased/unbiased variance, eval mode) | `layers/batchnorm3d.rs` | `batchnorm3d_forward_train`, `batchnorm3d_forward_eval`, `batchnorm3d_backward` |
+//! | §4 ReLU, additive skips | `layers/relu.rs` | `relu_forward`, `relu_backward`, `add_forward` |
+//! | §4 the network, block by block, and its PyTorch names | `vnet.rs`, `state.rs` | `forward_train_on`, `forward_eval_on`, `backward_on`; `state_dict_spec`, `VNetState::init` |
+//! | §5 softmax, log-softmax | `layers/softmax.rs`, `mathfn.rs` | `softmax`, `log_softmax` and their backwards; `exp`, `ln` |
+//! | §5 Dice | `losses/dice.rs` | `dice_loss`, `dice_backward` |
+//! | §5 weighted cross-entropy | `losses/ce.rs` | `ce_loss`, `ce_backward` |
+//! | §5 pixel-wise KD (T = 10) | `losses/kd.rs` | `kd_loss`, `kd_backward` |
+//! | §5 prototype loss | `losses/proto.rs` | `proto_loss`, `proto_backward` |
+//! | §5 total loss and its weights | `step.rs` | `losses_and_gradients_on`, `StepConfig` |
+//! | §6 Adam with L2 weight decay | `adam.rs` | `AdamScalars::update`, `adam_step_on` |
+//! | every large sum | `reduce.rs` | `Partials`, `reduce_with`, `channel_reduction` |
+//!
+//! What holds the other engines to these functions:
+//!
+//! | engine | tests |
+//! |---|---|
+//! | fast CPU (`protokd-cpu`) | `cpu/tests/engine.rs`: every engine operation against [`engine::Spec`] bit for bit on random shapes, for every SIMD copy the CPU has (forced by value) and 1, 2 and 7 threads; `cpu/src/conv3d.rs`: the register blocks and random geometries; `tests/reproducibility.rs`: the recorded whole-step hash on both CPU engines |
+//! | CUDA and emulated (`protokd-gpu`) | `gpu/tests/*.rs`: every kernel against this crate bit for bit (on the emulated device everywhere, on CUDA where a driver is present); `gpu/tests/vnet.rs`: whole steps |
+//! | all | `protokd verify`: the golden suite on every available engine against the spec, one line per operation |
+//!
+//! ## Speed
+//! The spec is slow on purpose: no blocking, a bounds check and an index computation per term,
+//! and on x86-64 `f32::mul_add` compiled without FMA is a call into the C library's `fmaf`.
+//! One forward of the n_filters 4 VNet on a 32^3 golden patch, or a whole ProtoKD step on the
+//! audit example, takes about a second; the paper-size forward (1 x 4 x 96 x 128 x 128,
+//! n_filters 16) takes minutes. That is fine: the spec is run on the golden patches, the
+//! PyTorch parity fixtures and the tests' small shapes, and by `protokd verify`, while
+//! training and segmentation run the fast CPU or CUDA engine.
 //!
 //! ## The numerics contract
 //!
@@ -43,11 +80,10 @@
 //!    product is not part of such a chain it is a plain rounded multiplication; the compiler
 //!    never contracts `a * b + c` on its own in Rust. Fast implementations vectorise ACROSS
 //!    independent outputs, never across the terms of one output.
-//!    Hardware FMA is selected at run time where present ([`layers::rowops`]); where absent,
-//!    `mul_add` calls the C library's `fmaf`, which is correctly rounded too: same bits. The
-//!    AVX-512 and NEON (aarch64) copies of the fast kernels ([`fast::simd`]) use the
-//!    `_mm512_fmadd_ps` and `vfmaq_f32` intrinsics, the same IEEE fma on 16 (one zmm) or 4
-//!    (one q register) independent outputs at once.
+//!    Here `mul_add` is whatever the target gives (the C library's `fmaf` on x86-64 without
+//!    FMA in the baseline, the `fmadd` instruction on aarch64); the fast engine's hardware
+//!    `vfmadd`, `_mm512_fmadd_ps` and `vfmaq_f32` and CUDA's `__fmaf_rn` are the same
+//!    correctly rounded operation, on several independent outputs at once.
 //! 3. **One canonical reduction** ([`reduce`]) for every large sum (over batch and voxels:
 //!    BatchNorm statistics, weight and bias gradients, loss sums, prototypes): blocks of 4096
 //!    terms, 16 interleaved sequential lanes per block, a fixed pairwise tree over the lanes and
@@ -56,10 +92,11 @@
 //! 4. **Our own `exp` and `ln`** ([`mathfn`]): documented range reduction and polynomial, with
 //!    fma; within 2 ulp of the correctly rounded result (measured in its tests). `sqrt` and
 //!    division are IEEE (correctly rounded everywhere).
-//! 5. **Consequence, asserted by tests**: the same bits for every run and every thread count
-//!    (the integration tests run a whole ProtoKD step with 1, 2 and 7 threads and compare one
-//!    recorded hash), and the same bits from any other implementation that follows the orders
-//!    written in each module's docs.
+//! 5. **Consequence, asserted by tests**: the same bits for every run, every thread count and
+//!    every engine (the integration tests run a whole ProtoKD step on the spec and on the fast
+//!    engine with 1, 2 and 7 threads and every SIMD copy, and compare one recorded hash), and
+//!    the same bits from any other implementation that follows the orders written in each
+//!    module's docs.
 //!
 //! Where this crate deviates from PyTorch on purpose (PyTorch is not bit-reproducible, and
 //! returns NaN in a few corners), the module says so: the cross-entropy of a batch holding a
@@ -71,8 +108,6 @@
 pub mod adam;
 pub mod engine;
 pub mod error;
-pub mod fast;
-pub mod kernels;
 pub mod layers;
 pub mod losses;
 pub mod mathfn;
@@ -82,7 +117,6 @@ pub mod step;
 pub mod tensor;
 pub mod vnet;
 
-#[cfg(test)]
-pub(crate) mod testutil;
+pub mod testutil;
 
 pub use tensor::{LabelMap, Tensor};

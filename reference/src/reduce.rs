@@ -20,12 +20,11 @@
 //! a GPU grid) take whole blocks; a GPU block of 16 threads per reduction block follows it
 //! exactly; and the chains are short (at most 256 terms), which keeps the rounding error small.
 //!
-//! [`Partials`] is the accumulator for reductions whose terms are produced inside a larger
-//! loop (for example a weight gradient, where each position's term must be computed from a
-//! gather). [`sum`] and [`dot`] are the whole reduction over slices.
-
-use crate::layers::rowops::with_hardware_fma;
-use rayon::prelude::*;
+//! Here the reduction is written as the plain loop it is: [`Partials`] holds the lanes, every
+//! term is added in increasing `i`, one at a time, then [`Partials::finish`] runs the two trees.
+//! [`reduce_with`], [`sum`], [`dot`] and [`channel_reduction`] are that loop over a slice or
+//! a term function. (The fast engine, crate `protokd-cpu`, advances 16 lanes at once and runs
+//! blocks on several threads; the shape, hence every bit, is the same.)
 
 /// Number of interleaved partial sums inside one block.
 pub const LANES: usize = 16;
@@ -48,17 +47,22 @@ impl Partials {
         }
     }
 
+    /// The lane that term `i` goes to: lane `i % LANES` of block `i / BLOCK`.
+    #[inline(always)]
+    pub fn lane(&mut self, i: usize) -> &mut f32 {
+        &mut self.blocks[i / BLOCK][i % LANES]
+    }
+
     /// Chain step for term `i` of a plain sum: `acc = acc + t`.
     #[inline(always)]
     pub fn add(&mut self, i: usize, t: f32) {
-        let acc = &mut self.blocks[i / BLOCK][i % LANES];
-        *acc += t;
+        *self.lane(i) += t;
     }
 
     /// Chain step for term `i` of a sum of products: `acc = fma(a, b, acc)`.
     #[inline(always)]
     pub fn fma(&mut self, i: usize, a: f32, b: f32) {
-        let acc = &mut self.blocks[i / BLOCK][i % LANES];
+        let acc = self.lane(i);
         *acc = a.mul_add(b, *acc);
     }
 
@@ -98,34 +102,16 @@ pub fn pairwise_tree(mut x: Vec<f32>) -> f32 {
     x[0]
 }
 
-/// One block's lanes for the terms `term(start + j)`, `j < len`, with a chain step `step`.
-#[inline(always)]
-fn block_lanes(start: usize, len: usize, mut step: impl FnMut(f32, usize) -> f32) -> [f32; LANES] {
-    let mut lanes = [0.0f32; LANES];
-    for j in 0..len {
-        let i = start + j;
-        lanes[j % LANES] = step(lanes[j % LANES], i);
-    }
-    lanes
-}
-
 /// The canonical reduction of `n` terms given by a chain step `step(acc, i) -> acc'` (which must
-/// compute `acc + t_i` or `fma(a_i, b_i, acc)`). Blocks run in parallel; the result does not
-/// depend on the thread count.
-pub fn reduce_with(n: usize, step: impl Fn(f32, usize) -> f32 + Sync) -> f32 {
-    let nblocks = n.div_ceil(BLOCK);
-    let block_sums: Vec<f32> = (0..nblocks)
-        .into_par_iter()
-        .map(|b| {
-            let start = b * BLOCK;
-            let len = BLOCK.min(n - start);
-            lane_tree(with_hardware_fma(
-                #[inline(always)]
-                || block_lanes(start, len, &step),
-            ))
-        })
-        .collect();
-    pairwise_tree(block_sums)
+/// compute `acc + t_i` or `fma(a_i, b_i, acc)`): for `i = 0, 1, .. n - 1`, lane
+/// `i % LANES` of block `i / BLOCK` becomes `step(lane, i)`; then the trees.
+pub fn reduce_with(n: usize, step: impl Fn(f32, usize) -> f32) -> f32 {
+    let mut p = Partials::new(n);
+    for i in 0..n {
+        let lane = p.lane(i);
+        *lane = step(*lane, i);
+    }
+    p.finish()
 }
 
 /// Canonical sum of a slice.
@@ -141,7 +127,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Canonical sum of `t(i)` for `i < n`.
-pub fn sum_by(n: usize, t: impl Fn(usize) -> f32 + Sync) -> f32 {
+pub fn sum_by(n: usize, t: impl Fn(usize) -> f32) -> f32 {
     reduce_with(n, |acc, i| acc + t(i))
 }
 
@@ -157,9 +143,7 @@ pub enum ChannelStep {
 }
 
 /// The canonical reduction over channel `ch` of `[N, C, V]` data `a` (and `b` for
-/// [`ChannelStep::Dot`]): `M = N V` terms, term `i` the value at `(i / V, ch, i % V)`. Runs the
-/// fast kernel ([`crate::fast::reduce::channel`], same bits) when the fast kernels are
-/// selected and it applies, else this term-by-term loop.
+/// [`ChannelStep::Dot`]): `M = N V` terms, term `i` the value at `(i / V, ch, i % V)`.
 pub fn channel_reduction(
     a: &[f32],
     b: &[f32],
@@ -167,11 +151,6 @@ pub fn channel_reduction(
     ch: usize,
     step: ChannelStep,
 ) -> f32 {
-    if crate::kernels::kernels() == crate::kernels::Kernels::Fast {
-        if let Some(r) = crate::fast::reduce::channel(a, b, (n, c, v), ch, step) {
-            return r;
-        }
-    }
     let at = |data: &[f32], i: usize| data[((i / v) * c + ch) * v + i % v];
     let m = n * v;
     match step {
@@ -216,25 +195,6 @@ mod tests {
             p.fma(i, a[i], b[i]);
         }
         assert_eq!(p.finish().to_bits(), dot(&a, &b).to_bits());
-    }
-
-    #[test]
-    fn independent_of_thread_count() {
-        let n = 9 * BLOCK + 5;
-        let x: Vec<f32> = (0..n)
-            .map(|i| ((i * 31337) % 4099) as f32 * 1e-3 - 2.0)
-            .collect();
-        let bits: Vec<u32> = [1, 2, 7]
-            .iter()
-            .map(|&t| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(t)
-                    .build()
-                    .unwrap()
-                    .install(|| sum(&x).to_bits())
-            })
-            .collect();
-        assert!(bits.iter().all(|&b| b == bits[0]));
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! In the baseline and teacher modes `kd` and `proto` are reported as 0 and not computed.
 
 use crate::adam::{adam_step_on, AdamConfig, AdamState};
-use crate::engine::{Cpu, Engine};
+use crate::engine::{Engine, Spec};
 use crate::error::EngineError;
 use crate::state::VNetState;
 use crate::vnet::{backward_on, check_input, check_state, forward_eval_on, forward_train_on};
@@ -201,7 +201,7 @@ pub fn losses_and_gradients(
     cfg: &StepConfig,
 ) -> Result<StepReport, EngineError> {
     check_labels(labels, image, student.config.n_classes)?;
-    losses_and_gradients_on(&Cpu, student, teacher, image, labels, channels, cfg)
+    losses_and_gradients_on(&Spec, student, teacher, image, labels, channels, cfg)
 }
 
 /// One training step on any engine: [`losses_and_gradients_on`], then [`adam_step_on`] over
@@ -236,7 +236,7 @@ pub fn train_step(
     cfg: &StepConfig,
 ) -> Result<StepReport, EngineError> {
     check_labels(labels, image, student.config.n_classes)?;
-    train_step_on(&Cpu, student, adam, teacher, image, labels, channels, cfg)
+    train_step_on(&Spec, student, adam, teacher, image, labels, channels, cfg)
 }
 
 #[cfg(test)]

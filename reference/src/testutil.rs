@@ -1,5 +1,5 @@
-//! Shared helpers for the crate's tests: seeded random tensors, `f64` comparisons and a
-//! directional finite-difference gradient check.
+//! Helpers for the tests of the spec and of the engines held to it: seeded random tensors,
+//! `f64` comparisons and a directional finite-difference gradient check.
 
 use crate::Tensor;
 use rand_chacha::ChaCha8Rng;

@@ -13,7 +13,7 @@
 //! down unit and a skip), its gradient is `d_from_down_unit + d_from_skip`, one f32 addition per
 //! element in that order. The input gradient of `block_one` is not computed (nothing needs it).
 
-use crate::engine::{Cpu, Engine};
+use crate::engine::{Engine, Spec};
 use crate::error::EngineError;
 use crate::layers::conv3d::ConvGeom;
 use crate::state::{block_units, Unit, UnitKind, VNetConfig, VNetState};
@@ -38,7 +38,7 @@ struct UnitCache<E: Engine> {
 }
 
 /// Everything a training-mode forward keeps for the backward.
-pub struct VNetCache<E: Engine = Cpu> {
+pub struct VNetCache<E: Engine = Spec> {
     units: HashMap<String, UnitCache<E>>,
     features: E::T,
 }
@@ -90,8 +90,9 @@ fn unit_conv<E: Engine>(
     }
 }
 
-/// `relu(batchnorm(conv(x)))` for one unit (BatchNorm and ReLU in one engine call, which the CPU
-/// engine fuses into one pass).
+/// `relu(batchnorm(conv(x)))` for one unit: the convolution, then BatchNorm and ReLU in one
+/// engine call ([`Engine::batchnorm3d_relu_forward_eval`] / `_train`: the two layers one after
+/// the other in the spec, one fused pass on the fast CPU and GPU engines).
 fn unit_forward<E: Engine>(
     e: &E,
     pass: &mut Pass<E>,
@@ -102,26 +103,24 @@ fn unit_forward<E: Engine>(
     match pass {
         Pass::Eval(s) => {
             let t = |what: &str| s.tensor(&format!("{}.{what}", u.bn));
-            let y = e.batchnorm3d_forward_eval(
+            e.batchnorm3d_relu_forward_eval(
                 &z,
                 t("weight"),
                 t("bias"),
                 t("running_mean"),
                 t("running_var"),
-            )?;
-            e.relu_forward(&y)
+            )
         }
         Pass::Train(s, caches) => {
             let (w, b, rm, rv, n) = s.batchnorm_mut(&u.bn);
-            let (y, bn) =
-                e.batchnorm3d_forward_train(&z, w, b, rm, rv, n)
-                    .map_err(|err| match err {
-                        EngineError::BatchTooSmall(m) => {
-                            EngineError::BatchTooSmall(format!("{}: {m}", u.bn))
-                        }
-                        other => other,
-                    })?;
-            let output = e.relu_forward(&y)?;
+            let (output, bn) = e
+                .batchnorm3d_relu_forward_train(&z, w, b, rm, rv, n)
+                .map_err(|err| match err {
+                    EngineError::BatchTooSmall(m) => {
+                        EngineError::BatchTooSmall(format!("{}: {m}", u.bn))
+                    }
+                    other => other,
+                })?;
             caches.insert(
                 u.conv.clone(),
                 UnitCache {
@@ -232,7 +231,7 @@ pub fn forward_eval_on<E: Engine>(
 
 /// [`forward_eval_on`] on the CPU.
 pub fn forward_eval(state: &VNetState, x: &Tensor) -> Result<VNetOutput, EngineError> {
-    forward_eval_on(&Cpu, state, x)
+    forward_eval_on(&Spec, state, x)
 }
 
 /// Training-mode forward: BatchNorm normalises with the batch statistics and updates the running
@@ -258,7 +257,7 @@ pub fn forward_train(
     state: &mut VNetState,
     x: &Tensor,
 ) -> Result<(VNetOutput, VNetCache), EngineError> {
-    forward_train_on(&Cpu, state, x)
+    forward_train_on(&Spec, state, x)
 }
 
 /// Gradients by parameter name, filled by the backward.
@@ -395,6 +394,6 @@ pub fn backward(
     d_logits: &Tensor,
     d_features_extra: Option<&Tensor>,
 ) -> Vec<Tensor> {
-    backward_on(&Cpu, state, cache, d_logits, d_features_extra)
+    backward_on(&Spec, state, cache, d_logits, d_features_extra)
         .expect("the CPU engine does not fail in the backward")
 }

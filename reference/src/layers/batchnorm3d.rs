@@ -38,22 +38,20 @@
 //! 3. `k = (weight * invstd) / Mf` (multiplication, then division).
 //! 4. For every value: `dx = k * fma(-xhat, dweight, fma(Mf, dy, -dbias))` (inner fma first).
 //!
-//! Channels run in parallel; each reduction has the canonical shape, so the result does not
-//! depend on the thread count.
+//! Written as plain loops: channel by channel for the reductions, value by value for steps 4
+//! (one thread; the fast engine, crate `protokd-cpu`, runs channels and planes in parallel
+//! with SIMD, calling the per-value functions below, [`normalize`] and [`input_grad`]).
 
-use crate::layers::relu::relu;
-use crate::layers::rowops::with_hardware_fma;
 use crate::reduce::{channel_reduction, ChannelStep as Step};
 use crate::tensor::Shaped;
 use crate::Tensor;
-use rayon::prelude::*;
 
 /// BatchNorm epsilon (PyTorch default).
 pub const BN_EPS: f32 = 1e-5;
 /// BatchNorm running-statistics momentum (PyTorch default).
 pub const BN_MOMENTUM: f32 = 0.1;
 /// `1 - BN_MOMENTUM` as the `f32` constant used by the running-statistics update.
-const BN_KEEP: f32 = 0.9;
+pub const BN_KEEP: f32 = 0.9;
 
 /// Training-mode BatchNorm was given a batch with fewer than two values per channel (the
 /// unbiased variance would divide by zero; PyTorch refuses it too).
@@ -90,24 +88,49 @@ pub fn bn_dims<T: Shaped>(x: &T, per_channel: &[(&str, &T)], what: &str) -> (usi
     (n, c, d * h * w)
 }
 
-/// What follows the normalisation in the same pass over the values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Then {
-    /// Nothing: the BatchNorm output.
-    Nothing,
-    /// [`relu`] of the BatchNorm output (the VNet's `BatchNorm -> ReLU`, fused so that the
-    /// BatchNorm output is never stored; the same bits as the two layers one after the other).
-    Relu,
+/// Step 3: `invstd = 1 / sqrt(var + eps)`.
+#[inline(always)]
+pub fn inverse_std(var: f32) -> f32 {
+    1.0 / (var + BN_EPS).sqrt()
 }
 
-impl Then {
-    #[inline(always)]
-    fn apply(self, y: f32) -> f32 {
-        match self {
-            Then::Nothing => y,
-            Then::Relu => relu(y),
-        }
+/// Step 4 of the training forward (and the evaluation forward, with the running statistics):
+/// `xhat = (x - mean) * invstd`, returned with `y = fma(xhat, weight, bias)`.
+#[inline(always)]
+pub fn normalize(x: f32, mean: f32, invstd: f32, weight: f32, bias: f32) -> (f32, f32) {
+    let xhat = (x - mean) * invstd;
+    (xhat, xhat.mul_add(weight, bias))
+}
+
+/// Step 5: the running statistics of every channel from its batch `(mean, var)` (biased) over
+/// `m` values per channel, then `num_batches_tracked += 1`.
+pub fn update_running_statistics(
+    stats: &[(f32, f32)],
+    m: usize,
+    running_mean: &mut Tensor,
+    running_var: &mut Tensor,
+    num_batches_tracked: &mut i64,
+) {
+    let unbias = m as f32 / (m - 1) as f32;
+    for (ch, &(mean, var)) in stats.iter().enumerate() {
+        let rm = &mut running_mean.data[ch];
+        *rm = BN_MOMENTUM.mul_add(mean, BN_KEEP * *rm);
+        let rv = &mut running_var.data[ch];
+        *rv = BN_MOMENTUM.mul_add(var * unbias, BN_KEEP * *rv);
     }
+    *num_batches_tracked += 1;
+}
+
+/// Backward step 3: `k = (weight * invstd) / Mf`.
+#[inline(always)]
+pub fn grad_scale(weight: f32, invstd: f32, mf: f32) -> f32 {
+    (weight * invstd) / mf
+}
+
+/// Backward step 4 for one value: `dx = k * fma(-xhat, dweight, fma(Mf, dy, -dbias))`.
+#[inline(always)]
+pub fn input_grad(dy: f32, xhat: f32, k: f32, mf: f32, dweight: f32, dbias: f32) -> f32 {
+    k * (-xhat).mul_add(dweight, mf.mul_add(dy, -dbias))
 }
 
 /// Training-mode forward (see the module docs for the exact order). Updates the running
@@ -120,25 +143,6 @@ pub fn batchnorm3d_forward_train(
     running_mean: &mut Tensor,
     running_var: &mut Tensor,
     num_batches_tracked: &mut i64,
-) -> Result<(Tensor, BnCache), BatchTooSmall> {
-    batchnorm3d_forward_train_then(
-        x,
-        weight,
-        bias,
-        (running_mean, running_var, num_batches_tracked),
-        Then::Nothing,
-    )
-}
-
-/// [`batchnorm3d_forward_train`] with `then` applied to every output in the same pass:
-/// `then(fma(xhat, weight, bias))`. The running statistics are `(running_mean, running_var,
-/// num_batches_tracked)`.
-pub fn batchnorm3d_forward_train_then(
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    (running_mean, running_var, num_batches_tracked): (&mut Tensor, &mut Tensor, &mut i64),
-    then: Then,
 ) -> Result<(Tensor, BnCache), BatchTooSmall> {
     let (n, c, v) = bn_dims(
         x,
@@ -157,71 +161,34 @@ pub fn batchnorm3d_forward_train_then(
         });
     }
     let mf = m as f32;
-    let stats: Vec<(f32, f32)> = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let mean = channel_reduction(&x.data, &[], (n, c, v), ch, Step::Sum) / mf;
-            let q = channel_reduction(&x.data, &[], (n, c, v), ch, Step::SquaredDeviation(mean));
-            (mean, q / mf)
-        })
-        .collect();
-    let invstd: Vec<f32> = stats
-        .iter()
-        .map(|&(_, var)| 1.0 / (var + BN_EPS).sqrt())
-        .collect();
-
+    // Steps 1-3, channel by channel.
+    let mut stats = Vec::with_capacity(c);
+    for ch in 0..c {
+        let mean = channel_reduction(&x.data, &[], (n, c, v), ch, Step::Sum) / mf;
+        let var = channel_reduction(&x.data, &[], (n, c, v), ch, Step::SquaredDeviation(mean)) / mf;
+        stats.push((mean, var));
+    }
+    let invstd: Vec<f32> = stats.iter().map(|&(_, var)| inverse_std(var)).collect();
+    // Step 4, value by value (value i is in channel (i / V) % C).
     let mut xhat = Tensor::zeros(&x.shape);
     let mut y = Tensor::zeros(&x.shape);
-    xhat.data
-        .par_chunks_mut(v)
-        .zip(y.data.par_chunks_mut(v))
-        .zip(x.data.par_chunks(v))
-        .enumerate()
-        .for_each(|(nc, ((xh, yo), xi))| {
-            let ch = nc % c;
-            let (mean, _) = stats[ch];
-            let (is, wc, bc) = (invstd[ch], weight.data[ch], bias.data[ch]);
-            with_hardware_fma(
-                #[inline(always)]
-                || {
-                    for ((h, o), &xv) in xh.iter_mut().zip(yo.iter_mut()).zip(xi) {
-                        *h = (xv - mean) * is;
-                        *o = then.apply(h.mul_add(wc, bc));
-                    }
-                },
-            );
-        });
-
-    let unbias = mf / (m - 1) as f32;
-    for (ch, &(mean, var)) in stats.iter().enumerate() {
-        let rm = &mut running_mean.data[ch];
-        *rm = BN_MOMENTUM.mul_add(mean, BN_KEEP * *rm);
-        let rv = &mut running_var.data[ch];
-        *rv = BN_MOMENTUM.mul_add(var * unbias, BN_KEEP * *rv);
+    for (i, &xv) in x.data.iter().enumerate() {
+        let ch = (i / v) % c;
+        (xhat.data[i], y.data[i]) =
+            normalize(xv, stats[ch].0, invstd[ch], weight.data[ch], bias.data[ch]);
     }
-    *num_batches_tracked += 1;
+    update_running_statistics(&stats, m, running_mean, running_var, num_batches_tracked);
     Ok((y, BnCache { xhat, invstd }))
 }
 
-/// Evaluation-mode forward: normalises with the running statistics (see the module docs).
+/// Evaluation-mode forward: normalises with the running statistics (see the module docs):
+/// `y = fma((x - running_mean) * invstd, weight, bias)`, `invstd` from `running_var`.
 pub fn batchnorm3d_forward_eval(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
     running_mean: &Tensor,
     running_var: &Tensor,
-) -> Tensor {
-    batchnorm3d_forward_eval_then(x, weight, bias, running_mean, running_var, Then::Nothing)
-}
-
-/// [`batchnorm3d_forward_eval`] with `then` applied to every output in the same pass.
-pub fn batchnorm3d_forward_eval_then(
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    running_mean: &Tensor,
-    running_var: &Tensor,
-    then: Then,
 ) -> Tensor {
     let (_, c, v) = bn_dims(
         x,
@@ -233,36 +200,13 @@ pub fn batchnorm3d_forward_eval_then(
         ],
         "batchnorm3d_forward_eval",
     );
-    let invstd: Vec<f32> = running_var
-        .data
-        .iter()
-        .map(|&rv| 1.0 / (rv + BN_EPS).sqrt())
-        .collect();
+    let invstd: Vec<f32> = running_var.data.iter().map(|&rv| inverse_std(rv)).collect();
     let mut y = Tensor::zeros(&x.shape);
-    if v == 0 {
-        return y;
+    for (i, &xv) in x.data.iter().enumerate() {
+        let ch = (i / v) % c;
+        let (rm, wc, bc) = (running_mean.data[ch], weight.data[ch], bias.data[ch]);
+        y.data[i] = normalize(xv, rm, invstd[ch], wc, bc).1;
     }
-    y.data
-        .par_chunks_mut(v)
-        .zip(x.data.par_chunks(v))
-        .enumerate()
-        .for_each(|(nc, (yo, xi))| {
-            let ch = nc % c;
-            let (rm, is, wc, bc) = (
-                running_mean.data[ch],
-                invstd[ch],
-                weight.data[ch],
-                bias.data[ch],
-            );
-            with_hardware_fma(
-                #[inline(always)]
-                || {
-                    for (o, &xv) in yo.iter_mut().zip(xi) {
-                        *o = then.apply(((xv - rm) * is).mul_add(wc, bc));
-                    }
-                },
-            );
-        });
     y
 }
 
@@ -283,40 +227,22 @@ pub fn batchnorm3d_backward(
         c,
         "batchnorm3d_backward: cache invstd length"
     );
-    let m = n * v;
-    let mf = m as f32;
+    let mf = (n * v) as f32;
     let xh = &cache.xhat.data;
-    let sums: Vec<(f32, f32)> = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let db = channel_reduction(&dy.data, &[], (n, c, v), ch, Step::Sum);
-            let dw = channel_reduction(&dy.data, xh, (n, c, v), ch, Step::Dot);
-            (dw, db)
-        })
-        .collect();
-    let mut dx = Tensor::zeros(&dy.shape);
-    if v > 0 {
-        dx.data
-            .par_chunks_mut(v)
-            .zip(dy.data.par_chunks(v))
-            .zip(xh.par_chunks(v))
-            .enumerate()
-            .for_each(|(nc, ((o, g), h))| {
-                let ch = nc % c;
-                let (dw, db) = sums[ch];
-                let k = (weight.data[ch] * cache.invstd[ch]) / mf;
-                with_hardware_fma(
-                    #[inline(always)]
-                    || {
-                        for ((ov, &gv), &hv) in o.iter_mut().zip(g).zip(h) {
-                            *ov = k * (-hv).mul_add(dw, mf.mul_add(gv, -db));
-                        }
-                    },
-                );
-            });
+    // Steps 1 and 2, channel by channel.
+    let mut dweight = Tensor::zeros(&[c]);
+    let mut dbias = Tensor::zeros(&[c]);
+    for ch in 0..c {
+        dbias.data[ch] = channel_reduction(&dy.data, &[], (n, c, v), ch, Step::Sum);
+        dweight.data[ch] = channel_reduction(&dy.data, xh, (n, c, v), ch, Step::Dot);
     }
-    let dweight = Tensor::from_vec(&[c], sums.iter().map(|s| s.0).collect());
-    let dbias = Tensor::from_vec(&[c], sums.iter().map(|s| s.1).collect());
+    // Steps 3 and 4, value by value.
+    let mut dx = Tensor::zeros(&dy.shape);
+    for (i, &g) in dy.data.iter().enumerate() {
+        let ch = (i / v) % c;
+        let k = grad_scale(weight.data[ch], cache.invstd[ch], mf);
+        dx.data[i] = input_grad(g, xh[i], k, mf, dweight.data[ch], dbias.data[ch]);
+    }
     (dx, dweight, dbias)
 }
 
@@ -332,41 +258,6 @@ mod tests {
     use crate::testutil::{directional_fd_check, dot_f64, random_tensor, rel_err_norm};
 
     const SHAPE: [usize; 5] = [2, 3, 4, 5, 6];
-
-    /// The fused `BatchNorm -> ReLU` pass gives the bits of the two layers one after the other,
-    /// in both modes, with the same cache and running statistics; a NaN input passes through.
-    #[test]
-    fn fused_relu_equals_batchnorm_then_relu() {
-        let mut x = random_tensor(&SHAPE, 41);
-        x.data[7] = f32::NAN;
-        let w = random_tensor(&[SHAPE[1]], 42);
-        let b = random_tensor(&[SHAPE[1]], 43);
-        let stats = || {
-            (
-                Tensor::zeros(&[SHAPE[1]]),
-                Tensor::from_vec(&[SHAPE[1]], vec![1.0; SHAPE[1]]),
-                0i64,
-            )
-        };
-        let (mut rm, mut rv, mut n) = stats();
-        let (y, cache) = batchnorm3d_forward_train(&x, &w, &b, &mut rm, &mut rv, &mut n).unwrap();
-        let want = crate::layers::relu::relu_forward(&y);
-        let (mut rm2, mut rv2, mut n2) = stats();
-        let (got, cache2) =
-            batchnorm3d_forward_train_then(&x, &w, &b, (&mut rm2, &mut rv2, &mut n2), Then::Relu)
-                .unwrap();
-        let bits = |t: &Tensor| t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&got), bits(&want));
-        assert!(got.data.iter().any(|v| v.is_nan()) && got.data.contains(&0.0));
-        assert_eq!(bits(&cache2.xhat), bits(&cache.xhat));
-        assert_eq!((bits(&rm2), bits(&rv2), n2), (bits(&rm), bits(&rv), n));
-        let eval = batchnorm3d_forward_eval(&x, &w, &b, &rm, &rv);
-        let fused = batchnorm3d_forward_eval_then(&x, &w, &b, &rm, &rv, Then::Relu);
-        assert_eq!(
-            bits(&fused),
-            bits(&crate::layers::relu::relu_forward(&eval))
-        );
-    }
 
     /// Per-channel f64 mean and biased variance of a `[N, C, ...]` tensor.
     fn stats_f64(x: &Tensor) -> Vec<(f64, f64)> {
@@ -618,32 +509,5 @@ mod tests {
         // Two values per channel (batch of 2, one voxel) is accepted.
         let x2 = random_tensor(&[2, 2, 1, 1, 1], 20);
         assert!(batchnorm3d_forward_train(&x2, &w, &b, &mut rm, &mut rv, &mut nbt).is_ok());
-    }
-
-    #[test]
-    fn independent_of_thread_count() {
-        let x = random_tensor(&[2, 3, 10, 20, 30], 21);
-        let (w, b) = params(22);
-        let dy = random_tensor(&[2, 3, 10, 20, 30], 23);
-        let run = |t: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build()
-                .unwrap()
-                .install(|| {
-                    let (mut rm, mut rv, mut nbt) = (Tensor::zeros(&[3]), Tensor::zeros(&[3]), 0);
-                    let (y, cache) =
-                        batchnorm3d_forward_train(&x, &w, &b, &mut rm, &mut rv, &mut nbt).unwrap();
-                    let (dx, dw, db) = batchnorm3d_backward(&dy, &w, &cache);
-                    [y.data, dx.data, dw.data, db.data, rm.data, rv.data]
-                        .concat()
-                        .iter()
-                        .map(|v| v.to_bits())
-                        .collect::<Vec<u32>>()
-                })
-        };
-        let one = run(1);
-        assert_eq!(one, run(2));
-        assert_eq!(one, run(7));
     }
 }

@@ -47,16 +47,16 @@
 //! `db[c]` is the canonical sum ([`crate::reduce`]) over `(n, d, h, w)` in row-major order
 //! (term `i = (n D + d) H W + h W + w`) of `dy[n, c, d, h, w]`.
 //!
-//! # How the code follows the orders fast
-//! The input is copied once into a zero-padded buffer, so every tap reads memory and no loop
-//! has a branch. The innermost loops run ACROSS independent outputs along `W`
-//! ([`rowops`](super::rowops)); the terms of each output stay in the documented order.
-//! Work is split between threads by whole outputs (planes, or `(co, ci)` pairs for the
-//! weight gradient), so the result does not depend on the thread count.
+//! # How the code is written
+//! Each function below is the documented order as plain loops: one loop nest per output,
+//! the taps in chain order inside it, `acc = x.mul_add(w, acc)`, padding read as `+0.0`.
+//! Threads (rayon) only split whole output planes (or, for the weight gradient, whole
+//! `(co, ci)` pairs), so the result does not depend on the thread count. This is slow (no
+//! blocking, a bounds check and an index computation per tap, `mul_add` through the C
+//! library's `fmaf` on x86-64): the fast engine (crate `protokd-cpu`) computes the same
+//! chains with register blocks and SIMD, and is held to these functions bit for bit.
 
-use super::rowops::{finish_lanes_taps, fma_lanes_taps, fma_taps, lane_blocks, Tap};
-use crate::reduce;
-use crate::reduce::LANES;
+use crate::reduce::{self, Partials};
 use crate::tensor::Shaped;
 use crate::Tensor;
 use rayon::prelude::*;
@@ -125,30 +125,6 @@ impl ConvGeom {
         }
         out
     }
-}
-
-/// `x` copied into a larger zero buffer: `lo[a]` zeros before and `hi[a]` zeros after each
-/// spatial axis `a`. Pure data movement (no arithmetic).
-pub(crate) fn pad_spatial(x: &Tensor, lo: [usize; 3], hi: [usize; 3]) -> Tensor {
-    let [n, c, d, h, w] = x.dims5();
-    let (dp, hp, wp) = (d + lo[0] + hi[0], h + lo[1] + hi[1], w + lo[2] + hi[2]);
-    let mut out = Tensor::zeros(&[n, c, dp, hp, wp]);
-    if d * h * w == 0 {
-        return out;
-    }
-    out.data
-        .par_chunks_mut(dp * hp * wp)
-        .zip(x.data.par_chunks(d * h * w))
-        .for_each(|(o, src)| {
-            for z in 0..d {
-                for y in 0..h {
-                    let from = (z * h + y) * w;
-                    let to = ((z + lo[0]) * hp + y + lo[1]) * wp + lo[2];
-                    o[to..to + w].copy_from_slice(&src[from..from + w]);
-                }
-            }
-        });
-    out
 }
 
 /// Checks a weight `w` (of any engine) against `g` and returns `[w0, w1]` (its two channel
@@ -236,91 +212,6 @@ pub fn backward_weight_dims<T: Shaped>(x: &T, dy: &T, g: &ConvGeom) -> ([usize; 
     (xd, yd)
 }
 
-/// Conv3d forward (see the module docs for the exact order): the kernels chosen by
-/// [`crate::kernels`] (fast by default; both give the same bits).
-pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Tensor {
-    match crate::kernels::kernels() {
-        crate::kernels::Kernels::Spec => conv3d_forward_spec(x, w, bias, g),
-        crate::kernels::Kernels::Fast => crate::fast::conv3d::conv3d_forward(x, w, bias, g),
-    }
-}
-
-/// Conv3d forward, the spec kernel (see the module docs for the exact order). `x`
-/// `[N, Cin, D, H, W]`, `w` `[Cout, Cin, kd, kh, kw]`, `bias` `[Cout]`; returns
-/// `[N, Cout, Do, Ho, Wo]`.
-pub fn conv3d_forward_spec(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Tensor {
-    let ([n, cin, _, _, _], cout, [od_n, oh_n, ow_n]) = forward_dims(x, w, bias, g);
-    let [kd, kh, kw] = g.kernel;
-    let s = g.stride;
-    let xp = pad_spatial(x, g.padding, g.padding);
-    let [_, _, dp, hp, wp] = xp.dims5();
-    let sample = cin * dp * hp * wp;
-
-    // For output channel co, the taps in chain order (ci, a, b, c), with the offset of the
-    // value read by output (od, oh, 0) measured from that row's base in the padded sample.
-    let taps: Vec<Vec<Tap>> = (0..cout)
-        .map(|co| {
-            let mut t = Vec::with_capacity(cin * kd * kh * kw);
-            for ci in 0..cin {
-                for a in 0..kd {
-                    for b in 0..kh {
-                        for c in 0..kw {
-                            t.push(Tap {
-                                offset: ((ci * dp + a) * hp + b) * wp + c,
-                                weight: w.data[(((co * cin + ci) * kd + a) * kh + b) * kw + c],
-                            });
-                        }
-                    }
-                }
-            }
-            t
-        })
-        .collect();
-
-    let mut y = Tensor::zeros(&[n, cout, od_n, oh_n, ow_n]);
-    y.data
-        .par_chunks_mut(oh_n * ow_n)
-        .enumerate()
-        .for_each(|(plane, out)| {
-            let od = plane % od_n;
-            let co = (plane / od_n) % cout;
-            let nn = plane / (od_n * cout);
-            let xs = &xp.data[nn * sample..(nn + 1) * sample];
-            for oh in 0..oh_n {
-                let base = (od * s[0] * hp + oh * s[1]) * wp;
-                fma_taps(
-                    &mut out[oh * ow_n..(oh + 1) * ow_n],
-                    &xs[base..],
-                    s[2],
-                    &taps[co],
-                );
-            }
-            if let Some(b) = bias {
-                let bc = b.data[co];
-                for v in out.iter_mut() {
-                    *v += bc;
-                }
-            }
-        });
-    y
-}
-
-/// Per axis: the zeros needed before (`lo`) and after (`hi`) `dy` so that every output index
-/// `(q + p - k) / s` that the input gradient can name lies inside the padded buffer.
-fn backward_input_padding(g: &ConvGeom, input: [usize; 3], output: [usize; 3]) -> [[usize; 3]; 2] {
-    let mut lo = [0; 3];
-    let mut hi = [0; 3];
-    for a in 0..3 {
-        let (k, s, p) = (g.kernel[a], g.stride[a], g.padding[a]);
-        // Smallest index: (0 + p - (k - 1)) / s, rounded up; its negative is this floor.
-        lo[a] = (k - 1).saturating_sub(p) / s;
-        // Largest index: (input - 1 + p) / s, rounded down.
-        let t_max = (input[a] + p).saturating_sub(1) / s;
-        hi[a] = t_max.saturating_sub(output[a].saturating_sub(1));
-    }
-    [lo, hi]
-}
-
 /// `Some(t)` when `q + p - k` is divisible by `s` (`t` the exact quotient, possibly
 /// negative), else `None`.
 #[inline]
@@ -334,125 +225,131 @@ fn exact_quotient(q: usize, p: usize, k: usize, s: usize) -> Option<isize> {
     }
 }
 
-/// Conv3d input gradient (see the module docs for the exact order): the kernels chosen by
-/// [`crate::kernels`] (fast by default; both give the same bits).
+/// `X(n, c, idx)`: `x[n, c, idx]` when `idx` lies inside `x`'s spatial extent, else `+0.0`
+/// (the zero padding).
+#[inline]
+fn value_or_zero(x: &Tensor, n: usize, c: usize, idx: [isize; 3]) -> f32 {
+    let [_, channels, d, h, w] = x.dims5();
+    let dims = [d as isize, h as isize, w as isize];
+    if (0..3).any(|a| idx[a] < 0 || idx[a] >= dims[a]) {
+        return 0.0;
+    }
+    let [z, y, xx] = idx.map(|v| v as usize);
+    x.data[(((n * channels + c) * d + z) * h + y) * w + xx]
+}
+
+/// The input index `o * s + k - p` that output index `o` reads for tap `k`, per axis.
+#[inline]
+fn input_index(g: &ConvGeom, o: [usize; 3], k: [usize; 3]) -> [isize; 3] {
+    [0, 1, 2].map(|a| (o[a] * g.stride[a] + k[a]) as isize - g.padding[a] as isize)
+}
+
+/// Conv3d forward (see the module docs for the exact order). `x` `[N, Cin, D, H, W]`, `w`
+/// `[Cout, Cin, kd, kh, kw]`, `bias` `[Cout]`; returns `[N, Cout, Do, Ho, Wo]`.
+///
+/// `y[n, co, o] = (sum over (ci, a, b, c) ascending of fma(X(n, ci, o s + k - p), w[co, ci, k],
+/// acc)) + bias[co]`.
+pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Tensor {
+    let ([n, cin, _, _, _], cout, [od_n, oh_n, ow_n]) = forward_dims(x, w, bias, g);
+    let [kd, kh, kw] = g.kernel;
+    let mut y = Tensor::zeros(&[n, cout, od_n, oh_n, ow_n]);
+    if od_n * oh_n * ow_n == 0 {
+        return y;
+    }
+    // One plane (n, co) per work item.
+    y.data
+        .par_chunks_mut(od_n * oh_n * ow_n)
+        .enumerate()
+        .for_each(|(plane, out)| {
+            let (nn, co) = (plane / cout, plane % cout);
+            let mut o = 0;
+            for od in 0..od_n {
+                for oh in 0..oh_n {
+                    for ow in 0..ow_n {
+                        let mut acc = 0.0f32;
+                        for ci in 0..cin {
+                            for a in 0..kd {
+                                for b in 0..kh {
+                                    for c in 0..kw {
+                                        let xv = value_or_zero(
+                                            x,
+                                            nn,
+                                            ci,
+                                            input_index(g, [od, oh, ow], [a, b, c]),
+                                        );
+                                        let wv =
+                                            w.data[(((co * cin + ci) * kd + a) * kh + b) * kw + c];
+                                        acc = xv.mul_add(wv, acc);
+                                    }
+                                }
+                            }
+                        }
+                        out[o] = match bias {
+                            Some(b) => acc + b.data[co],
+                            None => acc,
+                        };
+                        o += 1;
+                    }
+                }
+            }
+        });
+    y
+}
+
+/// Conv3d input gradient (see the module docs for the exact order). `dy`
+/// `[N, Cout, Do, Ho, Wo]`, `w` `[Cout, Cin, kd, kh, kw]`; returns `dx`
+/// `[N, Cin, input_dims]`. `input_dims` is needed because with a stride several input sizes
+/// give the same output size; it must satisfy `g.output_dims(input_dims) == [Do, Ho, Wo]`.
+///
+/// `dx[n, ci, q] = sum over (co, a, b, c) ascending, where q + p - k is divisible by s on every
+/// axis, of fma(DY(n, co, (q + p - k) / s), w[co, ci, k], acc)`, from `+0.0`.
 pub fn conv3d_backward_input(
     dy: &Tensor,
     w: &Tensor,
     g: &ConvGeom,
     input_dims: [usize; 3],
 ) -> Tensor {
-    match crate::kernels::kernels() {
-        crate::kernels::Kernels::Spec => conv3d_backward_input_spec(dy, w, g, input_dims),
-        crate::kernels::Kernels::Fast => {
-            crate::fast::conv3d::conv3d_backward_input(dy, w, g, input_dims)
-        }
-    }
-}
-
-/// Conv3d input gradient, the spec kernel (see the module docs for the exact order). `dy`
-/// `[N, Cout, Do, Ho, Wo]`, `w` `[Cout, Cin, kd, kh, kw]`; returns `dx`
-/// `[N, Cin, input_dims]`. `input_dims` is needed because with a stride several input sizes
-/// give the same output size; it must satisfy `g.output_dims(input_dims) == [Do, Ho, Wo]`.
-pub fn conv3d_backward_input_spec(
-    dy: &Tensor,
-    w: &Tensor,
-    g: &ConvGeom,
-    input_dims: [usize; 3],
-) -> Tensor {
-    let ([n, cout, od_n, oh_n, ow_n], cin) =
+    let ([n, cout, _, _, _], cin) =
         backward_input_dims(dy, w, None, g, input_dims, "conv3d_backward_input");
     let [di, hi, wi] = input_dims;
     let [kd, kh, kw] = g.kernel;
     let (s, p) = (g.stride, g.padding);
-    let [lo, hi_pad] = backward_input_padding(g, input_dims, [od_n, oh_n, ow_n]);
-    let dyp = pad_spatial(dy, lo, hi_pad);
-    let [_, _, dp, hp, wp] = dyp.dims5();
-    let sample = cout * dp * hp * wp;
-
-    // Write each index as q = m s + r (r = q mod s). Output q takes the taps k with
-    // (r + p - k) divisible by s, and reads dy at m + (r + p - k) / s. So the tap list, in
-    // chain order, depends only on (ci, rd, rh, rw), and each tap's offset from the padded dy
-    // position (md, mh, 0) is fixed: the lists are built once.
-    let residues = s[0] * s[1] * s[2];
-    let tap_lists: Vec<Vec<Tap>> = (0..cin * residues)
-        .map(|list| {
-            let ci = list / residues;
-            let (rd, rh, rw) = (
-                list % residues / (s[1] * s[2]),
-                list % (s[1] * s[2]) / s[2],
-                list % s[2],
-            );
-            let mut taps = Vec::new();
-            if rd >= di || rh >= hi || rw >= wi {
-                return taps; // no such position
-            }
-            for co in 0..cout {
-                for a in 0..kd {
-                    let Some(ed) = exact_quotient(rd, p[0], a, s[0]) else {
-                        continue;
-                    };
-                    for b in 0..kh {
-                        let Some(eh) = exact_quotient(rh, p[1], b, s[1]) else {
-                            continue;
-                        };
-                        for c in 0..kw {
-                            let Some(ew) = exact_quotient(rw, p[2], c, s[2]) else {
-                                continue;
-                            };
-                            // Padded dy indices of position (r); non-negative by the choice
-                            // of `lo`.
-                            let [zd, zh, zw] = [
-                                ed + lo[0] as isize,
-                                eh + lo[1] as isize,
-                                ew + lo[2] as isize,
-                            ];
-                            assert!(
-                                zd >= 0 && zh >= 0 && zw >= 0,
-                                "conv3d_backward_input: padding"
-                            );
-                            let [zd, zh, zw] = [zd as usize, zh as usize, zw as usize];
-                            taps.push(Tap {
-                                offset: ((co * dp + zd) * hp + zh) * wp + zw,
-                                weight: w.data[(((co * cin + ci) * kd + a) * kh + b) * kw + c],
-                            });
-                        }
-                    }
-                }
-            }
-            taps
-        })
-        .collect();
-
     let mut dx = Tensor::zeros(&[n, cin, di, hi, wi]);
-    if hi * wi == 0 {
+    if di * hi * wi == 0 {
         return dx;
     }
+    // One plane (n, ci) per work item.
     dx.data
-        .par_chunks_mut(hi * wi)
+        .par_chunks_mut(di * hi * wi)
         .enumerate()
         .for_each(|(plane, out)| {
-            let qd = plane % di;
-            let ci = (plane / di) % cin;
-            let nn = plane / (di * cin);
-            let dys = &dyp.data[nn * sample..(nn + 1) * sample];
-            let mut acc: Vec<f32> = Vec::new();
-            for qh in 0..hi {
-                let row = &mut out[qh * wi..(qh + 1) * wi];
-                let base = ((qd / s[0]) * hp + qh / s[1]) * wp;
-                let list0 = ((ci * s[0] + qd % s[0]) * s[1] + qh % s[1]) * s[2];
-                if s[2] == 1 {
-                    fma_taps(row, &dys[base..], 1, &tap_lists[list0]);
-                    continue;
-                }
-                // Outputs qw = r + s_w j, one residue class r at a time.
-                for r in 0..s[2].min(wi) {
-                    let count = (wi - r).div_ceil(s[2]);
-                    acc.clear();
-                    acc.resize(count, 0.0);
-                    fma_taps(&mut acc, &dys[base..], 1, &tap_lists[list0 + r]);
-                    for (j, &v) in acc.iter().enumerate() {
-                        row[r + j * s[2]] = v;
+            let (nn, ci) = (plane / cin, plane % cin);
+            let mut o = 0;
+            for qd in 0..di {
+                for qh in 0..hi {
+                    for qw in 0..wi {
+                        let mut acc = 0.0f32;
+                        for co in 0..cout {
+                            for a in 0..kd {
+                                for b in 0..kh {
+                                    for c in 0..kw {
+                                        let (Some(td), Some(th), Some(tw)) = (
+                                            exact_quotient(qd, p[0], a, s[0]),
+                                            exact_quotient(qh, p[1], b, s[1]),
+                                            exact_quotient(qw, p[2], c, s[2]),
+                                        ) else {
+                                            continue;
+                                        };
+                                        let dyv = value_or_zero(dy, nn, co, [td, th, tw]);
+                                        let wv =
+                                            w.data[(((co * cin + ci) * kd + a) * kh + b) * kw + c];
+                                        acc = dyv.mul_add(wv, acc);
+                                    }
+                                }
+                            }
+                        }
+                        out[o] = acc;
+                        o += 1;
                     }
                 }
             }
@@ -460,66 +357,57 @@ pub fn conv3d_backward_input_spec(
     dx
 }
 
-/// Conv3d weight gradient (see the module docs for the exact order): the kernels chosen by
-/// [`crate::kernels`] (fast by default; both give the same bits). `x` `[N, Cin, Di, Hi, Wi]`,
-/// `dy` `[N, Cout, Do, Ho, Wo]`; returns `dw` `[Cout, Cin, kd, kh, kw]` (kernel from `g`).
+/// Conv3d weight gradient (see the module docs for the exact order). `x`
+/// `[N, Cin, Di, Hi, Wi]`, `dy` `[N, Cout, Do, Ho, Wo]`; returns `dw` `[Cout, Cin, kd, kh, kw]`
+/// (kernel from `g`).
+///
+/// `dw[co, ci, k]` = the canonical reduction ([`Partials`]) whose term `i` is the output
+/// position `(n, od, oh, ow)` in row-major order, chain step
+/// `lane = fma(dy[n, co, o], X(n, ci, o s + k - p), lane)`.
 pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
-    match crate::kernels::kernels() {
-        crate::kernels::Kernels::Spec => conv3d_backward_weight_spec(x, dy, g),
-        crate::kernels::Kernels::Fast => crate::fast::conv3d::conv3d_backward_weight(x, dy, g),
-    }
-}
-
-/// Conv3d weight gradient, the spec kernel (see the module docs for the exact order).
-pub fn conv3d_backward_weight_spec(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
     let ([n, cin, _, _, _], [_, cout, od_n, oh_n, ow_n]) = backward_weight_dims(x, dy, g);
     let [kd, kh, kw] = g.kernel;
-    let s = g.stride;
-    let xp = pad_spatial(x, g.padding, g.padding);
-    let [_, _, dp, hp, wp] = xp.dims5();
-    let chan = dp * hp * wp;
-    let out_chan = od_n * oh_n * ow_n;
-    let k3 = kd * kh * kw;
-    // Offset of tap (a, b, c) from the base of an output row, in a padded channel.
-    let mut offsets = Vec::with_capacity(k3);
-    for a in 0..kd {
-        for b in 0..kh {
-            for c in 0..kw {
-                offsets.push((a * hp + b) * wp + c);
-            }
-        }
-    }
-    let lane_len = lane_blocks(n * out_chan) * k3 * LANES;
-
-    let per_pair: Vec<Vec<f32>> = (0..cout * cin)
-        .into_par_iter()
-        .map(|pair| {
+    let positions = n * od_n * oh_n * ow_n;
+    let mut dw = Tensor::zeros(&[cout, cin, kd, kh, kw]);
+    // One (co, ci) pair, its kd kh kw weights, per work item.
+    dw.data
+        .par_chunks_mut(kd * kh * kw)
+        .enumerate()
+        .for_each(|(pair, out)| {
             let (co, ci) = (pair / cin, pair % cin);
-            // The partial sums of the k3 reductions of this (co, ci).
-            let mut lanes = vec![0.0f32; lane_len];
-            for nn in 0..n {
-                let xs = &xp.data[(nn * cin + ci) * chan..(nn * cin + ci + 1) * chan];
-                let dys = &dy.data[(nn * cout + co) * out_chan..(nn * cout + co + 1) * out_chan];
-                for od in 0..od_n {
-                    for oh in 0..oh_n {
-                        let first = ((nn * od_n + od) * oh_n + oh) * ow_n;
-                        let row = (od * oh_n + oh) * ow_n;
-                        let base = (od * s[0] * hp + oh * s[1]) * wp;
-                        fma_lanes_taps(
-                            &mut lanes,
-                            first,
-                            &dys[row..row + ow_n],
-                            &xs[base..],
-                            s[2],
-                            &offsets,
-                        );
+            let mut t = 0;
+            for a in 0..kd {
+                for b in 0..kh {
+                    for c in 0..kw {
+                        let mut sum = Partials::new(positions);
+                        let mut i = 0;
+                        for nn in 0..n {
+                            for od in 0..od_n {
+                                for oh in 0..oh_n {
+                                    for ow in 0..ow_n {
+                                        let dyv = dy.data[(((nn * cout + co) * od_n + od) * oh_n
+                                            + oh)
+                                            * ow_n
+                                            + ow];
+                                        let xv = value_or_zero(
+                                            x,
+                                            nn,
+                                            ci,
+                                            input_index(g, [od, oh, ow], [a, b, c]),
+                                        );
+                                        sum.fma(i, dyv, xv);
+                                        i += 1;
+                                    }
+                                }
+                            }
+                        }
+                        out[t] = sum.finish();
+                        t += 1;
                     }
                 }
             }
-            finish_lanes_taps(&lanes, k3)
-        })
-        .collect();
-    Tensor::from_vec(&[cout, cin, kd, kh, kw], per_pair.concat())
+        });
+    dw
 }
 
 /// Bias gradient of a convolution (or any `[N, C, D, H, W]` per-channel offset): `db[c]` is

@@ -29,7 +29,6 @@
 use super::conv3d::{conv3d_backward_input, conv3d_backward_weight, conv3d_forward, ConvGeom};
 use crate::tensor::Shaped;
 use crate::Tensor;
-use rayon::prelude::*;
 
 /// ConvTranspose3d forward (see the module docs). `x` `[N, Cin, D, H, W]`,
 /// `w` `[Cin, Cout, kd, kh, kw]`, `bias` `[Cout]`; returns `[N, Cout, Do, Ho, Wo]`.
@@ -40,28 +39,26 @@ pub fn conv_transpose3d_forward(
     g: &ConvGeom,
 ) -> Tensor {
     let out_dims = transposed_forward_dims(x, w, g);
-    let cout = w.shape[1];
-    if let Some(b) = bias {
-        assert_eq!(
-            b.shape,
-            [cout],
-            "conv_transpose3d_forward: bias must be [{cout}]"
-        );
-    }
     let mut y = conv3d_backward_input(x, w, g, out_dims);
     if let Some(b) = bias {
-        let plane: usize = out_dims.iter().product();
-        y.data
-            .par_chunks_mut(plane)
-            .enumerate()
-            .for_each(|(nc, out)| {
-                let bc = b.data[nc % cout];
-                for v in out.iter_mut() {
-                    *v += bc;
-                }
-            });
+        add_channel_bias(&mut y, b);
     }
     y
+}
+
+/// `y[n, c, ..] = y[n, c, ..] + bias[c]` (one IEEE addition per value) for `y`
+/// `[N, C, ...]` and `bias` `[C]` (panics otherwise).
+pub fn add_channel_bias(y: &mut Tensor, bias: &Tensor) {
+    let c = y.shape[1];
+    assert_eq!(
+        bias.shape,
+        [c],
+        "conv_transpose3d_forward: bias must be [{c}]"
+    );
+    let plane: usize = y.shape[2..].iter().product();
+    for (i, v) in y.data.iter_mut().enumerate() {
+        *v += bias.data[(i / plane) % c];
+    }
 }
 
 /// ConvTranspose3d input gradient: `conv3d_forward(dy, w, None, g)` (see the module docs).
@@ -79,7 +76,7 @@ pub fn conv_transpose3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -
 
 /// The shapes of a ConvTranspose3d forward (of any engine): `x` `[N, Cin, D, H, W]`, `w`
 /// `[Cin, Cout, k..]`. Returns the output's spatial dims; panics otherwise (the rest is checked
-/// by the input gradient it is made of).
+/// by the input gradient it is made of, and the bias by [`add_channel_bias`]).
 pub fn transposed_forward_dims<T: Shaped>(x: &T, w: &T, g: &ConvGeom) -> [usize; 3] {
     let [_, cin, d, h, wd] = x.dims5();
     assert!(

@@ -3,5 +3,4 @@ pub mod batchnorm3d;
 pub mod conv3d;
 pub mod conv_transpose3d;
 pub mod relu;
-pub mod rowops;
 pub mod softmax;

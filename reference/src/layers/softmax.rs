@@ -13,10 +13,8 @@
 //! * log-softmax: `ds_j = g_j - p_j * T` with `T = sum_c g_c` sequential over classes from
 //!   `+0.0`, computed as `fma(-p_j, T, g_j)`.
 
-use crate::layers::rowops::with_hardware_fma;
 use crate::mathfn::{exp, ln};
 use crate::Tensor;
-use rayon::prelude::*;
 
 /// `(N, C, V)` of a `[N, C, ...]` tensor, `V` the product of the trailing axes.
 fn ncv(shape: &[usize]) -> (usize, usize, usize) {
@@ -28,56 +26,35 @@ fn ncv(shape: &[usize]) -> (usize, usize, usize) {
 }
 
 /// Builds a tensor shaped like `inputs[0]` by calling `f(columns_in, column_out)` at every
-/// position, where `columns_in[j][c]` is `inputs[j][n, c, v]` and `f` fills `column_out[c]`.
-/// Each position is independent: chunks of [`COLUMN_CHUNK`] positions run in parallel (in an
-/// FMA-compiled context, see [`with_hardware_fma`]) into a `[N, V, C]` buffer, which is then
-/// transposed to `[N, C, V]`.
-fn map_columns(inputs: &[&Tensor], f: impl Fn(&[Vec<f32>], &mut [f32]) + Sync) -> Tensor {
+/// position `(n, v)` in turn, where `columns_in[j][c]` is `inputs[j][n, c, v]` and `f` fills
+/// `column_out[c]`, the output at `[n, c, v]`. Positions are independent.
+pub fn map_columns(inputs: &[&Tensor], f: impl Fn(&[Vec<f32>], &mut [f32])) -> Tensor {
     let shape = &inputs[0].shape;
     for t in inputs {
         assert_eq!(&t.shape, shape, "softmax: operand shapes differ");
     }
     let (n, c, v) = ncv(shape);
     let mut out = Tensor::zeros(shape);
-    if n * c * v == 0 {
-        return out;
-    }
-    let mut by_position = vec![0.0f32; n * v * c];
-    by_position
-        .par_chunks_mut(COLUMN_CHUNK * c)
-        .enumerate()
-        .for_each(|(chunk, o)| {
-            with_hardware_fma(
-                #[inline(always)]
-                || {
-                    let mut cols = vec![vec![0.0f32; c]; inputs.len()];
-                    for (j, col_out) in o.chunks_mut(c).enumerate() {
-                        let flat = chunk * COLUMN_CHUNK + j;
-                        let (nn, p) = (flat / v, flat % v);
-                        for (col, t) in cols.iter_mut().zip(inputs) {
-                            for (k, ck) in col.iter_mut().enumerate() {
-                                *ck = t.data[(nn * c + k) * v + p];
-                            }
-                        }
-                        f(&cols, col_out);
-                    }
-                },
-            )
-        });
-    out.data.par_chunks_mut(v).enumerate().for_each(|(nc, o)| {
-        let (nn, k) = (nc / c, nc % c);
-        for (p, ov) in o.iter_mut().enumerate() {
-            *ov = by_position[(nn * v + p) * c + k];
+    let mut cols = vec![vec![0.0f32; c]; inputs.len()];
+    let mut col_out = vec![0.0f32; c];
+    for nn in 0..n {
+        for p in 0..v {
+            for (col, t) in cols.iter_mut().zip(inputs) {
+                for (k, ck) in col.iter_mut().enumerate() {
+                    *ck = t.data[(nn * c + k) * v + p];
+                }
+            }
+            f(&cols, &mut col_out);
+            for (k, &o) in col_out.iter().enumerate() {
+                out.data[(nn * c + k) * v + p] = o;
+            }
         }
-    });
+    }
     out
 }
 
-/// Positions per parallel work item of [`map_columns`].
-const COLUMN_CHUNK: usize = 4096;
-
 /// Steps 1-3 for one column: `(m, e, S)` with `e` written into `e_out`.
-#[inline]
+#[inline(always)]
 fn shifted_exp(s: &[f32], e_out: &mut [f32]) -> (f32, f32) {
     let m = s.iter().copied().fold(s[0], f32::max);
     let mut total = 0.0f32;
@@ -88,51 +65,70 @@ fn shifted_exp(s: &[f32], e_out: &mut [f32]) -> (f32, f32) {
     (m, total)
 }
 
+/// The softmax of one column `s` (the classes at one position) into `p`.
+#[inline(always)]
+pub fn softmax_column(s: &[f32], p: &mut [f32]) {
+    let (_, total) = shifted_exp(s, p);
+    for pk in p.iter_mut() {
+        *pk /= total;
+    }
+}
+
+/// The log-softmax of one column `s` into `out`.
+#[inline(always)]
+pub fn log_softmax_column(s: &[f32], out: &mut [f32]) {
+    let (m, total) = shifted_exp(s, out);
+    let ln_total = ln(total);
+    for (k, &sk) in s.iter().enumerate() {
+        out[k] = (sk - m) - ln_total;
+    }
+}
+
+/// The softmax gradient of one column: `ds_j = p_j * (g_j - G)`, `G = fma(p_c, g_c, G)` over
+/// the classes from `+0.0`.
+#[inline(always)]
+pub fn softmax_backward_column(g: &[f32], p: &[f32], ds: &mut [f32]) {
+    let big_g = p
+        .iter()
+        .zip(g)
+        .fold(0.0f32, |acc, (&pc, &gc)| pc.mul_add(gc, acc));
+    for (j, dsj) in ds.iter_mut().enumerate() {
+        *dsj = p[j] * (g[j] - big_g);
+    }
+}
+
+/// The log-softmax gradient of one column: `ds_j = fma(-p_j, T, g_j)`, `T = sum_c g_c` in
+/// class order from `+0.0`.
+#[inline(always)]
+pub fn log_softmax_backward_column(g: &[f32], p: &[f32], ds: &mut [f32]) {
+    let t = g.iter().fold(0.0f32, |acc, &gc| acc + gc);
+    for (j, dsj) in ds.iter_mut().enumerate() {
+        *dsj = (-p[j]).mul_add(t, g[j]);
+    }
+}
+
 /// `softmax(x)` over axis 1.
 pub fn softmax(x: &Tensor) -> Tensor {
-    map_columns(&[x], |cols, p| {
-        let (_, total) = shifted_exp(&cols[0], p);
-        for pk in p.iter_mut() {
-            *pk /= total;
-        }
-    })
+    map_columns(&[x], |cols, p| softmax_column(&cols[0], p))
 }
 
 /// `log_softmax(x)` over axis 1.
 pub fn log_softmax(x: &Tensor) -> Tensor {
-    map_columns(&[x], |cols, out| {
-        let s = &cols[0];
-        let (m, total) = shifted_exp(s, out);
-        let ln_total = ln(total);
-        for (k, &sk) in s.iter().enumerate() {
-            out[k] = (sk - m) - ln_total;
-        }
-    })
+    map_columns(&[x], |cols, out| log_softmax_column(&cols[0], out))
 }
 
-/// Gradient of [`softmax`]: `ds_j = p_j * (g_j - G)`, `G = fma(p_c, g_c, G)` over classes.
+/// Gradient of [`softmax`]: [`softmax_backward_column`] at every position.
 pub fn softmax_backward(g: &Tensor, p: &Tensor) -> Tensor {
     map_columns(&[g, p], |cols, ds| {
-        let (g, p) = (&cols[0], &cols[1]);
-        let big_g = p
-            .iter()
-            .zip(g)
-            .fold(0.0f32, |acc, (&pc, &gc)| pc.mul_add(gc, acc));
-        for (j, dsj) in ds.iter_mut().enumerate() {
-            *dsj = p[j] * (g[j] - big_g);
-        }
+        softmax_backward_column(&cols[0], &cols[1], ds)
     })
 }
 
-/// Gradient of [`log_softmax`] given `p = softmax(x)`: `ds_j = fma(-p_j, T, g_j)`,
-/// `T = sum_c g_c` in class order.
+/// Gradient of [`log_softmax`] given `p = softmax(x)`: [`log_softmax_backward_column`] at
+/// every position.
 pub fn log_softmax_backward(g: &Tensor, p: &Tensor) -> Tensor {
     map_columns(&[g, p], |cols, ds| {
-        let (g, p) = (&cols[0], &cols[1]);
-        let t = g.iter().fold(0.0f32, |acc, &gc| acc + gc);
-        for (j, dsj) in ds.iter_mut().enumerate() {
-            *dsj = (-p[j]).mul_add(t, g[j]);
-        }
+        log_softmax_backward_column(&cols[0], &cols[1], ds)
     })
 }
 

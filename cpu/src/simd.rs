@@ -1,8 +1,12 @@
 //! Which SIMD copy of the fast kernels runs ([`Isa`]), and the one vector type their
 //! intrinsic register blocks are written on (`F32x16`).
 //!
+//! An [`Isa`] is a value held by the engine ([`crate::Cpu`]), chosen when the engine is built
+//! (the best copy this CPU has, or one the caller names and the CPU can run); nothing in this
+//! crate reads or writes process-wide state to decide which copy runs.
+//!
 //! # The copies
-//! Each register-blocked kernel of [`crate::fast`] has one body. It is compiled:
+//! Each register-blocked kernel of [`crate::conv3d`] has one body. It is compiled:
 //! * **x86-64 with AVX-512F** (`Isa::Avx512`): the register blocks written on `F32x16`
 //!   (one zmm register, `_mm512_fmadd_ps`), the rest inside
 //!   `#[target_feature(enable = "avx512f,avx2,fma")]`;
@@ -10,8 +14,13 @@
 //!   `#[target_feature(enable = "avx2,fma")]`, where `f32::mul_add` becomes `vfmadd`;
 //! * **aarch64 with NEON** (`Isa::Neon`): the register blocks written on `F32x16` (four
 //!   q registers, `vfmaq_f32`), the rest inside `#[target_feature(enable = "neon")]`;
-//! * **portable** ([`Isa::Portable`]) everywhere else, and wherever
-//!   [`crate::layers::rowops::set_hardware_fma`]`(false)` switches the SIMD copies off.
+//! * **portable** ([`Isa::Portable`]) everywhere else, and wherever the engine is built with
+//!   it ([`crate::Cpu::with_isa`]; the tests run every copy this way).
+//!
+//! The elementwise passes (BatchNorm, softmax columns, Adam, the per-channel reductions and the
+//! row primitives) are plain Rust run through [`Isa::run`]: inside a function compiled for
+//! AVX2 and FMA (x86-64, both SIMD copies) or NEON (aarch64), where `f32::mul_add` is the
+//! hardware fused multiply-add.
 //!
 //! The CPU is asked at run time (`is_x86_feature_detected!`, `is_aarch64_feature_detected!`).
 //! On aarch64 NEON and scalar FMA are part of the target's baseline, so the portable copy is
@@ -43,17 +52,7 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The copy the fast kernels run now: the best this CPU has, or [`Isa::Portable`] where
-    /// [`crate::layers::rowops::set_hardware_fma`]`(false)` switched the SIMD copies off.
-    pub fn selected() -> Isa {
-        if crate::layers::rowops::simd_available() {
-            Isa::detected()
-        } else {
-            Isa::Portable
-        }
-    }
-
-    /// The best copy this CPU has, whatever the switch.
+    /// The best copy this CPU has.
     pub fn detected() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
@@ -73,10 +72,8 @@ impl Isa {
         Isa::Portable
     }
 
-    /// Every copy this CPU can run, best first, [`Isa::Portable`] last (for tests that call
-    /// each copy directly, whatever the process-wide switch).
-    #[cfg(test)]
-    pub(crate) fn usable() -> Vec<Isa> {
+    /// Every copy this CPU can run, best first, [`Isa::Portable`] last.
+    pub fn usable() -> Vec<Isa> {
         let mut v = vec![Isa::detected()];
         #[cfg(target_arch = "x86_64")]
         if v[0] == Isa::Avx512 {
@@ -86,6 +83,22 @@ impl Isa {
             v.push(Isa::Portable);
         }
         v
+    }
+
+    /// Parses a name of [`Isa::name`] (`portable`, `avx2+fma`, `avx512`, `neon`); `None` for
+    /// any other name or a copy this build's architecture does not have.
+    pub fn parse(name: &str) -> Option<Isa> {
+        [
+            Isa::Portable,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512,
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon,
+        ]
+        .into_iter()
+        .find(|i| i.name() == name.trim().to_ascii_lowercase())
     }
 
     /// Whether this is a SIMD copy (anything but [`Isa::Portable`]).
@@ -105,19 +118,54 @@ impl Isa {
             Isa::Neon => "neon",
         }
     }
+
+    /// Runs `f` inside a function compiled for this copy's features (AVX2 and FMA for both
+    /// x86-64 SIMD copies, NEON on aarch64), so that the `f32::mul_add` of a loop inlined into
+    /// it become the hardware fused multiply-add (`vfmadd`, `fmla`) instead of calls to the C
+    /// library's `fmaf`; [`Isa::Portable`] runs `f` as it is. Both give the same bits (IEEE
+    /// `fma`); only the speed differs.
+    ///
+    /// Only call it with a copy the CPU can run: the engine checks that when it is built
+    /// ([`crate::Cpu::with_isa`]), and the crate's kernels take their `Isa` from the engine.
+    #[inline(always)]
+    pub(crate) fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        match self {
+            // SAFETY: the engine only holds a copy of `Isa::usable()` (checked at its
+            // construction), so the CPU has the features.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma | Isa::Avx512 => unsafe { call_avx2_fma(f) },
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => unsafe { call_neon(f) },
+            Isa::Portable => f(),
+        }
+    }
+}
+
+/// `f()`, compiled for AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn call_avx2_fma<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// `f()`, compiled for NEON.
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn call_neon<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 /// Sixteen f32 lanes in registers: one `__m512` (AVX-512) or one `float32x4x4_t` (NEON, four
 /// q registers of 4 lanes; lanes `4k .. 4k + 3` in register `k`). The intrinsic register
-/// blocks of [`crate::fast`] are written once on this trait and instantiated per type.
+/// blocks of [`crate::conv3d`] are written once on this trait and instantiated per type.
 ///
 /// Lane `q` of every result depends on lane `q` of the operands only (see the module docs).
 ///
 /// # Safety
 /// Every method may only run on a CPU with the type's features (AVX-512F, NEON), that is from
 /// a function compiled with them (`#[target_feature]`, into which the `#[inline(always)]`
-/// methods are inlined), after [`Isa::selected`] chose that copy; pointers must be valid for
-/// 16 values.
+/// methods are inlined), with the engine's copy (checked against the CPU when the engine was
+/// built); pointers must be valid for 16 values.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) trait F32x16: Copy {
     /// Lanes `p[0] .. p[15]`.

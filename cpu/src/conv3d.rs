@@ -1,5 +1,6 @@
-//! Fast Conv3d forward and input gradient: the same chains as the spec kernels
-//! ([`crate::layers::conv3d`]), computed for a block of output channels at once.
+//! Fast Conv3d forward, input gradient and weight gradient: the same chains and canonical
+//! reductions as the spec ([`protokd_reference::layers::conv3d`]), computed for a block of
+//! output channels (or taps) at once.
 //!
 //! # What is the same
 //! Every output is still ONE chain of `fma(x, w, acc)` from `+0.0` over its taps in the spec's
@@ -19,9 +20,8 @@
 //! has `SLACK` zeros at its end so that no read leaves it.
 //!
 //! The block body is plain Rust (`f32::mul_add` on arrays), compiled per SIMD copy
-//! ([`crate::fast::simd::Isa`], chosen at run time; [`crate::layers::rowops::set_hardware_fma`]
-//! switches the SIMD copies off): inside `#[target_feature(enable = "avx2,fma")]` on x86-64
-//! with AVX2 and FMA, else portable. Rows of 16 outputs on AVX-512 and on NEON run the same
+//! ([`Isa`], the engine's): inside `#[target_feature(enable = "avx2,fma")]` on x86-64 with
+//! AVX2 and FMA, else portable. Rows of 16 outputs on AVX-512 and on NEON run the same
 //! body written on the 16-lane vector type `F32x16` instead (`block_lanes16`: one zmm, or four
 //! q registers, per output channel), because the compiler does not keep the generic body's
 //! accumulators in registers there; the weight gradient likewise (`wgrad_lanes16`).
@@ -33,16 +33,16 @@
 //! by phase of its OUTPUT (`q = s m + r`): each phase is a unit-stride chain over the taps whose
 //! `r + p - k` is divisible by `s`, in the spec's order, and is then scattered into place.
 
-use crate::fast::simd::F32x16;
-use crate::fast::simd::Isa;
-use crate::layers::conv3d::{
-    backward_input_dims, backward_weight_dims, conv3d_backward_weight_spec, forward_dims, ConvGeom,
-};
-use crate::layers::rowops::finish_lanes_taps;
-use crate::reduce::{BLOCK, LANES};
+use crate::rowops::{finish_lanes_taps, fma_lanes_taps, lane_blocks};
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-use crate::tensor::Shaped;
-use crate::Tensor;
+use crate::simd::F32x16;
+use crate::simd::Isa;
+use protokd_reference::layers::conv3d::{
+    backward_input_dims, backward_weight_dims, forward_dims, ConvGeom,
+};
+use protokd_reference::reduce::{BLOCK, LANES};
+use protokd_reference::tensor::Shaped;
+use protokd_reference::Tensor;
 use rayon::prelude::*;
 
 /// Output channels per register block (AVX2, NEON and portable copies: 8 ymm accumulators on
@@ -54,8 +54,14 @@ pub const WIDE_CB: usize = 8;
 /// Zeros after the padded input, so that a block's reads past the last row stay inside.
 const SLACK: usize = 64;
 
-/// Conv3d forward with the spec's bits (see the module docs), any geometry.
-pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Tensor {
+/// Conv3d forward with the spec's bits (see the module docs), any geometry, on the copy `isa`.
+pub(crate) fn conv3d_forward(
+    isa: Isa,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    g: &ConvGeom,
+) -> Tensor {
     let ([n, cin, di, hi, wi], cout, _) = forward_dims(x, w, bias, g);
     let [kd, kh, kw] = g.kernel;
     let s = g.stride;
@@ -81,6 +87,7 @@ pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeo
         out_channels: cout,
     };
     run(
+        isa,
         &plan,
         n,
         &xp,
@@ -101,8 +108,10 @@ fn phase_offset(k: [usize; 3], ci: usize, cin: usize, s: [usize; 3], q: [usize; 
 /// Conv3d input gradient with the spec's bits, any geometry. The outputs are taken by phase
 /// `r = q mod s` (per axis): for `q = s m + r` the taps are the `(co, a, b, c)` (ascending,
 /// the spec's order) with `r + p - k` divisible by `s` on each axis, each reading
-/// `dy[m + (r + p - k) / s]` (zero outside `dy`); a phase with no tap gives `+0.0`.
-pub fn conv3d_backward_input(
+/// `dy[m + (r + p - k) / s]` (zero outside `dy`); a phase with no tap gives `+0.0`. On the copy
+/// `isa`.
+pub(crate) fn conv3d_backward_input(
+    isa: Isa,
     dy: &Tensor,
     w: &Tensor,
     g: &ConvGeom,
@@ -154,7 +163,7 @@ pub fn conv3d_backward_input(
             out_dims: m_dims,
             out_channels: cin,
         };
-        let part = run(&plan, n, &dyp, &taps, weight, None);
+        let part = run(isa, &plan, n, &dyp, &taps, weight, None);
         if s == [1, 1, 1] {
             return part;
         }
@@ -164,17 +173,18 @@ pub fn conv3d_backward_input(
 }
 
 /// Conv3d weight gradient with the spec's bits: each `dw[co, ci, a, b, c]` is the canonical
-/// reduction over the output positions ([`crate::reduce`]: blocks of 4096 positions, lane
-/// `i mod 16`), exactly as [`conv3d_backward_weight_spec`]. Here the lanes of several taps stay
+/// reduction over the output positions ([`protokd_reference::reduce`]: blocks of 4096
+/// positions, lane `i mod 16`), exactly as the spec's `conv3d_backward_weight`. Here the lanes
+/// of several taps stay
 /// in registers for a whole block (9 taps with AVX-512, 6 with AVX2 and NEON), each
 /// 16-position group of `dy` loaded once for all of them; strides are folded into unit-stride
 /// reads by the phase split of the input (as the forward). Needs an output width that is a
 /// multiple of 16 (so that every 16-position group is one contiguous run of a row); other
-/// shapes run the spec kernel.
-pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
+/// shapes run [`backward_weight_rows`]. On the copy `isa`.
+pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
     let ([n, cin, ..], [_, cout, od_n, oh_n, ow_n]) = backward_weight_dims(x, dy, g);
     if ow_n % LANES != 0 {
-        return conv3d_backward_weight_spec(x, dy, g);
+        return backward_weight_rows(isa, x, dy, g);
     }
     let [kd, kh, kw] = g.kernel;
     let s = g.stride;
@@ -194,7 +204,6 @@ pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
     }
     let positions = n * out_chan;
     let nblocks = positions.div_ceil(BLOCK);
-    let isa = Isa::selected();
     let wide = wide(isa);
     let chunk = if wide { WIDE_TAPS } else { NARROW_TAPS };
     let per_pair: Vec<Vec<f32>> = (0..cout * cin)
@@ -271,8 +280,8 @@ fn wgrad_block<const T: usize>(
         a.copy_from_slice(&lanes[t * LANES..(t + 1) * LANES]);
     }
     match isa {
-        // SAFETY (each SIMD arm): `Isa::selected` only chooses a copy where the CPU has its
-        // features.
+        // SAFETY (each SIMD arm): the engine only holds a copy the CPU can run (checked when
+        // it was built).
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { wgrad_avx512::<T>(dy, x, groups, &offs, &mut acc) },
         #[cfg(target_arch = "x86_64")]
@@ -393,6 +402,86 @@ fn wgrad_body<const T: usize>(
     *acc = a;
 }
 
+/// Conv3d weight gradient for any output width, on the copy `isa`: the `kd kh kw` canonical
+/// reductions of one `(co, ci)` pair advance together along each output row
+/// ([`fma_lanes_taps`], lane `i mod 16` of term `i`), reading a zero-padded copy of the input,
+/// so every weight gets exactly the spec's chains and trees. Pairs run in parallel.
+fn backward_weight_rows(isa: Isa, x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
+    let ([n, cin, _, _, _], [_, cout, od_n, oh_n, ow_n]) = backward_weight_dims(x, dy, g);
+    let [kd, kh, kw] = g.kernel;
+    let s = g.stride;
+    let xp = pad_spatial(x, g.padding, g.padding);
+    let [_, _, dp, hp, wp] = xp.dims5();
+    let chan = dp * hp * wp;
+    let out_chan = od_n * oh_n * ow_n;
+    let k3 = kd * kh * kw;
+    // Offset of tap (a, b, c) from the base of an output row, in a padded channel.
+    let mut offsets = Vec::with_capacity(k3);
+    for a in 0..kd {
+        for b in 0..kh {
+            for c in 0..kw {
+                offsets.push((a * hp + b) * wp + c);
+            }
+        }
+    }
+    let lane_len = lane_blocks(n * out_chan) * k3 * LANES;
+
+    let per_pair: Vec<Vec<f32>> = (0..cout * cin)
+        .into_par_iter()
+        .map(|pair| {
+            let (co, ci) = (pair / cin, pair % cin);
+            // The partial sums of the k3 reductions of this (co, ci).
+            let mut lanes = vec![0.0f32; lane_len];
+            for nn in 0..n {
+                let xs = &xp.data[(nn * cin + ci) * chan..(nn * cin + ci + 1) * chan];
+                let dys = &dy.data[(nn * cout + co) * out_chan..(nn * cout + co + 1) * out_chan];
+                for od in 0..od_n {
+                    for oh in 0..oh_n {
+                        let first = ((nn * od_n + od) * oh_n + oh) * ow_n;
+                        let row = (od * oh_n + oh) * ow_n;
+                        let base = (od * s[0] * hp + oh * s[1]) * wp;
+                        fma_lanes_taps(
+                            isa,
+                            &mut lanes,
+                            first,
+                            &dys[row..row + ow_n],
+                            &xs[base..],
+                            s[2],
+                            &offsets,
+                        );
+                    }
+                }
+            }
+            finish_lanes_taps(&lanes, k3)
+        })
+        .collect();
+    Tensor::from_vec(&[cout, cin, kd, kh, kw], per_pair.concat())
+}
+
+/// `x` copied into a larger zero buffer: `lo[a]` zeros before and `hi[a]` zeros after each
+/// spatial axis `a`. Pure data movement (no arithmetic).
+fn pad_spatial(x: &Tensor, lo: [usize; 3], hi: [usize; 3]) -> Tensor {
+    let [n, c, d, h, w] = x.dims5();
+    let (dp, hp, wp) = (d + lo[0] + hi[0], h + lo[1] + hi[1], w + lo[2] + hi[2]);
+    let mut out = Tensor::zeros(&[n, c, dp, hp, wp]);
+    if d * h * w == 0 {
+        return out;
+    }
+    out.data
+        .par_chunks_mut(dp * hp * wp)
+        .zip(x.data.par_chunks(d * h * w))
+        .for_each(|(o, src)| {
+            for z in 0..d {
+                for y in 0..h {
+                    let from = (z * h + y) * w;
+                    let to = ((z + lo[0]) * hp + y + lo[1]) * wp + lo[2];
+                    o[to..to + w].copy_from_slice(&src[from..from + w]);
+                }
+            }
+        });
+    out
+}
+
 /// Writes `part` `[N, C, M]` into the phase `r` of `dx` `[N, C, I]`: `dx[.., s m + r] =
 /// part[.., m]` on each axis.
 fn scatter_phase(dx: &mut Tensor, part: &Tensor, r: [usize; 3], s: [usize; 3]) {
@@ -498,6 +587,7 @@ impl Out {
 /// Runs every output block of `plan`: chains over `taps` (offsets) with
 /// `weight(out_channel, tap index)`, then `+ bias[out_channel]` when given.
 fn run(
+    isa: Isa,
     plan: &Plan,
     n: usize,
     x: &[f32],
@@ -505,7 +595,6 @@ fn run(
     weight: impl Fn(usize, usize) -> f32 + Sync,
     bias: Option<&[f32]>,
 ) -> Tensor {
-    let isa = Isa::selected();
     if wide(isa) {
         run_blocked::<WIDE_CB>(plan, n, x, taps, weight, bias, isa)
     } else {
@@ -600,8 +689,8 @@ fn block<const W: usize, const B: usize>(
     acc: &mut [[f32; W]; B],
 ) {
     match isa {
-        // SAFETY (each SIMD arm): `Isa::selected` only chooses a copy where the CPU has its
-        // features.
+        // SAFETY (each SIMD arm): the engine only holds a copy the CPU can run (checked when
+        // it was built).
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { block_avx512::<W, B>(x, base, (taps, max_tap), wpk, acc) },
         #[cfg(target_arch = "x86_64")]
@@ -732,11 +821,11 @@ fn block_body<const W: usize, const B: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::conv3d::{
-        conv3d_backward_input_spec, conv3d_backward_weight_spec, conv3d_forward_spec,
+    use protokd_reference::layers::conv3d::{
+        conv3d_backward_input as spec_backward_input,
+        conv3d_backward_weight as spec_backward_weight, conv3d_forward as spec_forward,
     };
-    use crate::layers::rowops::set_hardware_fma;
-    use crate::testutil::{random_tensor, random_values};
+    use protokd_reference::testutil::{random_tensor, random_values};
     use rand_chacha::ChaCha8Rng;
     use rand_core::{RngCore, SeedableRng};
 
@@ -782,8 +871,8 @@ mod tests {
     }
 
     /// Fast forward, input gradient and weight gradient against the spec, bit for bit, on
-    /// random shapes with 1, 2 and 7 threads, with the SIMD copy of this CPU (AVX-512 or
-    /// AVX2+FMA on x86-64, NEON on aarch64) and with the SIMD copies switched off.
+    /// random shapes with 1, 2 and 7 threads, on every copy this CPU can run (AVX-512 and
+    /// AVX2+FMA on x86-64, NEON on aarch64, and the portable one), each passed by value.
     #[test]
     fn fast_kernels_give_the_spec_bits() {
         let mut rng = ChaCha8Rng::seed_from_u64(42);
@@ -796,45 +885,32 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        for hardware in [true, false] {
-            set_hardware_fma(hardware);
-            let isa = Isa::selected();
-            assert_eq!(isa.is_simd(), hardware && Isa::detected().is_simd());
-            #[cfg(target_arch = "aarch64")]
-            assert_eq!(isa, if hardware { Isa::Neon } else { Isa::Portable });
-            eprintln!("fast kernels on the {} copy", isa.name());
-            for i in 0..60 {
-                let (g, x, w, b) = case(&mut rng, 1000 + i);
-                let spec = conv3d_forward_spec(&x, &w, b.as_ref(), &g);
-                let [_, _, d, h, ww] = x.dims5();
-                let dy = random_tensor(&spec.shape, 5000 + i);
-                let spec_dx = conv3d_backward_input_spec(&dy, &w, &g, [d, h, ww]);
-                let spec_dw = conv3d_backward_weight_spec(&x, &dy, &g);
+        let isas = Isa::usable();
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(isas, [Isa::Neon, Isa::Portable]);
+        for i in 0..60 {
+            let (g, x, w, b) = case(&mut rng, 1000 + i);
+            let spec = spec_forward(&x, &w, b.as_ref(), &g);
+            let [_, _, d, h, ww] = x.dims5();
+            let dy = random_tensor(&spec.shape, 5000 + i);
+            let spec_dx = spec_backward_input(&dy, &w, &g, [d, h, ww]);
+            let spec_dw = spec_backward_weight(&x, &dy, &g);
+            for &isa in &isas {
                 for pool in &pools {
-                    let (fy, fdx) = pool.install(|| {
+                    let (fy, fdx, fdw) = pool.install(|| {
                         (
-                            conv3d_forward(&x, &w, b.as_ref(), &g),
-                            conv3d_backward_input(&dy, &w, &g, [d, h, ww]),
+                            conv3d_forward(isa, &x, &w, b.as_ref(), &g),
+                            conv3d_backward_input(isa, &dy, &w, &g, [d, h, ww]),
+                            conv3d_backward_weight(isa, &x, &dy, &g),
                         )
                     });
-                    assert_eq!(bits(&fy), bits(&spec), "forward {g:?} x {:?}", x.shape);
-                    assert_eq!(
-                        bits(&fdx),
-                        bits(&spec_dx),
-                        "input grad {g:?} x {:?}",
-                        x.shape
-                    );
-                    let fdw = pool.install(|| conv3d_backward_weight(&x, &dy, &g));
-                    assert_eq!(
-                        bits(&fdw),
-                        bits(&spec_dw),
-                        "weight grad {g:?} x {:?}",
-                        x.shape
-                    );
+                    let what = format!("{} {g:?} x {:?}", isa.name(), x.shape);
+                    assert_eq!(bits(&fy), bits(&spec), "forward {what}");
+                    assert_eq!(bits(&fdx), bits(&spec_dx), "input grad {what}");
+                    assert_eq!(bits(&fdw), bits(&spec_dw), "weight grad {what}");
                 }
             }
         }
-        set_hardware_fma(true);
     }
 
     /// The forward / input-gradient register block of every copy `isa` against the portable
@@ -909,22 +985,21 @@ mod tests {
         );
     }
 
-    /// The VNet's own shapes at n_filters 16 on a 32^3 patch (64 channels deep down).
+    /// The VNet's own shapes at n_filters 16 on a 32^3 patch (64 channels deep down), on the
+    /// best copy of this CPU.
     #[test]
     fn vnet_shapes_give_the_spec_bits() {
         let g = ConvGeom::cubic(3, 1, 1);
+        let isa = Isa::detected();
         for (c, s) in [(16, 32), (32, 16), (64, 8), (64, 4), (128, 2)] {
             let x = random_tensor(&[1, c, s, s, s], c as u64);
             let w = random_tensor(&[c, c, 3, 3, 3], 7);
-            let y = conv3d_forward(&x, &w, None, &g);
-            assert_eq!(bits(&y), bits(&conv3d_forward_spec(&x, &w, None, &g)));
-            let dx = conv3d_backward_input(&y, &w, &g, [s, s, s]);
-            assert_eq!(
-                bits(&dx),
-                bits(&conv3d_backward_input_spec(&y, &w, &g, [s, s, s]))
-            );
-            let dw = conv3d_backward_weight(&x, &y, &g);
-            assert_eq!(bits(&dw), bits(&conv3d_backward_weight_spec(&x, &y, &g)));
+            let y = conv3d_forward(isa, &x, &w, None, &g);
+            assert_eq!(bits(&y), bits(&spec_forward(&x, &w, None, &g)));
+            let dx = conv3d_backward_input(isa, &y, &w, &g, [s, s, s]);
+            assert_eq!(bits(&dx), bits(&spec_backward_input(&y, &w, &g, [s, s, s])));
+            let dw = conv3d_backward_weight(isa, &x, &y, &g);
+            assert_eq!(bits(&dw), bits(&spec_backward_weight(&x, &y, &g)));
         }
     }
 }

@@ -1,0 +1,43 @@
+//! # protokd-cpu: the fast CPU engine of ProtoKD
+//!
+//! [`Cpu`] computes the operations of the specification (crate `protokd-reference`, the
+//! `Engine` trait) with register blocks, SIMD and threads, and gives the spec's bits: every
+//! output is the same chain of fused multiply-adds, or the same canonical reduction, in the
+//! same order, only with several independent outputs (or lanes) computed at once. Where this
+//! crate has no faster kernel it calls the spec's function; the spec never calls this crate.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`engine`] | [`Cpu`], the engine: a value holding the SIMD copy it runs |
+//! | [`simd`] | [`Isa`]: the SIMD copies (AVX-512, AVX2+FMA, NEON, portable) and the 16-lane vector type |
+//! | `conv3d` | Conv3d forward, input and weight gradients (so ConvTranspose3d too): register blocks over output channels x 16 outputs, stride phases, 16-lane weight-gradient blocks |
+//! | `rowops` | the row primitive of the canonical reduction for weight gradients of any output width |
+//! | `reduce` | per-channel canonical reductions, 16 lanes per step |
+//! | `batchnorm` | BatchNorm forward (fused with the ReLU where asked) and backward |
+//! | `softmax` | softmax columns in parallel |
+//! | `adam` | the Adam update in parallel |
+//!
+//! ## Which SIMD copy runs
+//! [`Cpu::new`] takes the best copy this CPU has ([`Isa::detected`]); [`Cpu::with_isa`] takes
+//! a named one (refused if the CPU cannot run it). The copy is part of the engine value: there
+//! is no process-wide switch, so tests run every copy side by side, in parallel threads.
+//!
+//! ## How it is held to the spec
+//! `cpu/tests/engine.rs` runs every engine operation on random shapes on every copy this CPU
+//! can run, with 1, 2 and 7 threads, against `protokd_reference::engine::Spec`, bit for bit;
+//! the unit tests of `conv3d`, `rowops` and `reduce` do the same per kernel and per register
+//! block; `tests/reproducibility.rs` (root package) checks a whole recorded ProtoKD step, and
+//! `protokd verify` the golden suite.
+
+pub mod engine;
+pub mod simd;
+
+mod adam;
+mod batchnorm;
+mod conv3d;
+mod reduce;
+mod rowops;
+mod softmax;
+
+pub use engine::{Cpu, IsaNotSupported};
+pub use simd::Isa;
