@@ -1,11 +1,13 @@
 //! Per-layer benches at the sizes of the VNet's first and last stage (n_filters 16, a 64^3
-//! patch), on the CPU reference engine (`cpu/...`) and, where a CUDA GPU is present, on
+//! patch), on the fast CPU engine (`cpu/...`, protokd-cpu) and, where a CUDA GPU is present, on
 //! protokd-gpu (`cuda/...`; each iteration waits for the device; skipped cleanly without one):
 //!
 //! * Conv3d 3x3x3, padding 1, 16 -> 16 on 1 x 16 x 64^3: forward, input gradient, weight
 //!   gradient;
 //! * ConvTranspose3d 2x2x2 stride 2, 32 -> 16, on 1 x 32 x 32^3 (output 1 x 16 x 64^3), forward;
 //! * BatchNorm3d, training mode, forward + backward on 1 x 16 x 64^3;
+//! * BatchNorm3d -> ReLU, training mode, on 1 x 16 x 64^3: the two layers one after the other
+//!   (`bn_then_relu_train_fwd`) and the fused pass the VNet runs (`bn_relu_fused_train_fwd`);
 //! * group `conv3d_stage`: the 3x3x3 Conv3d forward of each VNet stage for a 64^3 patch
 //!   (4 -> 16 at 64^3, then C -> C at 64^3 / (C / 16) for C = 32 .. 256), to show where a
 //!   whole forward spends its time.
@@ -14,8 +16,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use protokd::compute::HostTensors;
+use protokd::device::HostEngine;
 use protokd_gpu::Gpu;
-use protokd_reference::engine::Cpu;
 use protokd_reference::layers::conv3d::ConvGeom;
 use protokd_reference::Tensor;
 use std::hint::black_box;
@@ -25,17 +27,17 @@ const C: usize = 16;
 const SIDE: usize = 64;
 
 /// An engine to bench, with what ends an iteration (waiting for a GPU).
-struct Target<'a, E> {
+struct Target<'a, E: ?Sized> {
     name: &'static str,
     engine: &'a E,
     sync: &'a dyn Fn(),
 }
 
-fn up<E: HostTensors>(e: &E, t: &Tensor) -> E::T {
+fn up<E: HostTensors + ?Sized>(e: &E, t: &Tensor) -> E::T {
     e.upload(t).unwrap()
 }
 
-fn bench_layers<E: HostTensors>(c: &mut Criterion, t: &Target<E>) {
+fn bench_layers<E: HostTensors + ?Sized>(c: &mut Criterion, t: &Target<E>) {
     let e = t.engine;
     let mut group = c.benchmark_group(format!("{}/layers", t.name));
     group.sample_size(10);
@@ -100,11 +102,37 @@ fn bench_layers<E: HostTensors>(c: &mut Criterion, t: &Target<E>) {
             .unwrap();
         black_box((y, e.batchnorm3d_backward(&dy, &gamma, &cache).unwrap()));
     });
+    bench("bn_then_relu_train_fwd_1x16x64^3", &mut || {
+        let (y, cache) = e
+            .batchnorm3d_forward_train(
+                &x,
+                &gamma,
+                &beta,
+                &mut running_mean,
+                &mut running_var,
+                &mut tracked,
+            )
+            .unwrap();
+        black_box((e.relu_forward(&y).unwrap(), cache));
+    });
+    bench("bn_relu_fused_train_fwd_1x16x64^3", &mut || {
+        black_box(
+            e.batchnorm3d_relu_forward_train(
+                &x,
+                &gamma,
+                &beta,
+                &mut running_mean,
+                &mut running_var,
+                &mut tracked,
+            )
+            .unwrap(),
+        );
+    });
     group.finish();
 }
 
 /// The 3x3x3 Conv3d forward of every VNet stage (n_filters 16, a 64^3 patch).
-fn bench_conv_stages<E: HostTensors>(c: &mut Criterion, t: &Target<E>) {
+fn bench_conv_stages<E: HostTensors + ?Sized>(c: &mut Criterion, t: &Target<E>) {
     let e = t.engine;
     let mut group = c.benchmark_group(format!("{}/conv3d_stage", t.name));
     group.sample_size(10);
@@ -139,9 +167,10 @@ fn bench_conv_stages<E: HostTensors>(c: &mut Criterion, t: &Target<E>) {
 }
 
 fn benches(c: &mut Criterion) {
+    let engine = protokd_cpu::Cpu::new();
     let cpu = Target {
         name: "cpu",
-        engine: &Cpu,
+        engine: &engine as &dyn HostEngine,
         sync: &|| {},
     };
     bench_layers(c, &cpu);

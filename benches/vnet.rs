@@ -1,6 +1,6 @@
 //! Whole-network benches at the paper's width (n_filters 16) on a 1 x 4 x 64^3 batch, on the
-//! CPU reference engine (`cpu/vnet/...`) and, where a CUDA GPU is present, on protokd-gpu
-//! (`cuda/vnet/...`; skipped cleanly without one):
+//! fast CPU engine (`cpu/vnet/...`, protokd-cpu on the best SIMD copy of this CPU) and, where a
+//! CUDA GPU is present, on protokd-gpu (`cuda/vnet/...`; skipped cleanly without one):
 //!
 //! * `forward_eval_teacher_1x4x64^3_F16`: evaluation-mode forward of the 4-channel teacher (on
 //!   a GPU: model and image uploaded once, each iteration waits for the device);
@@ -13,10 +13,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use protokd::compute::{HostTensors, Trainer};
-use protokd::device::Compute;
+use protokd::device::{Compute, EngineKind, HostEngine};
 use protokd_gpu::Gpu;
 use protokd_reference::adam::AdamState;
-use protokd_reference::engine::Cpu;
 use protokd_reference::state::{VNetConfig, VNetState};
 use protokd_reference::step::StepConfig;
 use protokd_reference::vnet::forward_eval_on;
@@ -40,7 +39,7 @@ fn net(in_channels: usize, seed: u64) -> VNetState {
 }
 
 /// The forward and step benches on `compute`, whose engine is `e`; `sync` ends an iteration.
-fn bench_on<E: HostTensors>(
+fn bench_on<E: HostTensors + ?Sized>(
     c: &mut Criterion,
     compute: &Compute,
     e: &E,
@@ -81,8 +80,10 @@ fn bench_on<E: HostTensors>(
 }
 
 fn benches(c: &mut Criterion) {
-    bench_on(c, &Compute::Cpu, &Cpu, VNetState::clone, &|| {});
-    match protokd::device::Device::Cuda.open() {
+    let cpu = EngineKind::Cpu.open().unwrap();
+    let host: &dyn HostEngine = cpu.host().expect("the CPU engine");
+    bench_on(c, &cpu, host, VNetState::clone, &|| {});
+    match EngineKind::Cuda.open() {
         Ok(compute) => {
             let Compute::Gpu(gpu) = &compute else {
                 unreachable!("cuda opens a GPU")

@@ -9,7 +9,7 @@ use crate::modality::Modalities;
 use crate::tensorfile::{write_tensors, OutTensor, TensorFile};
 use anyhow::{bail, Context, Result};
 use protokd_reference::adam::AdamState;
-use protokd_reference::engine::Cpu;
+use protokd_reference::engine::Spec;
 use protokd_reference::error::EngineError;
 use protokd_reference::step::{StepConfig, StepMode};
 use protokd_reference::vnet::check_input;
@@ -79,7 +79,7 @@ fn read_image(path: &Path, channels: usize, why: &str) -> Result<Tensor> {
         n_classes: 1,
         n_filters: 1,
     };
-    check_input(&Cpu, &cfg, "image", &x).with_context(|| format!("{}", path.display()))?;
+    check_input(&Spec, &cfg, "image", &x).with_context(|| format!("{}", path.display()))?;
     Ok(x)
 }
 

@@ -17,19 +17,19 @@
 //! launches and wall time over the whole run, every launch waited for
 //! ([`protokd_gpu::profile`]).
 //!
-//! On a GPU (`--device cuda|emulated`) the forward's model and image are uploaded once and each
+//! On a GPU (`--engine cuda|emulated`) the forward's model and image are uploaded once and each
 //! timed forward waits for the device to finish; a step is timed as training runs it
 //! ([`Trainer::step`]: the batch uploaded, the losses downloaded).
 
 use crate::compute::Trainer;
-use crate::device::{Compute, Device};
+use crate::device::Compute;
 use anyhow::{bail, Context, Result};
 use protokd_gpu::transfer::upload_state;
 use protokd_gpu::GpuTensor;
 use protokd_reference::adam::AdamState;
 use protokd_reference::state::{VNetConfig, VNetState};
 use protokd_reference::step::StepConfig;
-use protokd_reference::vnet::{forward_eval, forward_eval_on};
+use protokd_reference::vnet::forward_eval_on;
 use protokd_reference::{LabelMap, Tensor};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -145,9 +145,8 @@ pub fn run(
     shape: [usize; 5],
     filters: usize,
     (warmup, repeat): (usize, usize),
-    device: Device,
+    compute: &Compute,
 ) -> Result<Value> {
-    let compute = device.open()?;
     if repeat == 0 {
         bail!("--repeat must be at least 1");
     }
@@ -181,12 +180,7 @@ pub fn run(
     match what {
         What::Forward => {
             let model = net(c, 1);
-            match &compute {
-                Compute::Cpu => {
-                    for k in 0..warmup + repeat {
-                        timed(k, &mut || Ok(forward_eval(&model, &image).map(|_| ())?))?;
-                    }
-                }
+            match compute {
                 // The model and the image are uploaded once; each timed forward ends when the
                 // device has finished it (nothing is downloaded).
                 Compute::Gpu(g) => {
@@ -199,6 +193,14 @@ pub fn run(
                         })?;
                     }
                 }
+                host => {
+                    let e = host.host().expect("a host engine");
+                    for k in 0..warmup + repeat {
+                        timed(k, &mut || {
+                            Ok(forward_eval_on(e, &model, &image).map(|_| ())?)
+                        })?;
+                    }
+                }
             }
         }
         // One whole step as training runs it: the batch is uploaded, the losses come back.
@@ -206,7 +208,7 @@ pub fn run(
             let teacher = net(4, 1);
             let student = net(1, 2);
             let adam = AdamState::for_state(&student);
-            let mut trainer = Trainer::new(&compute, student, adam, Some(&teacher))?;
+            let mut trainer = Trainer::new(compute, student, adam, Some(&teacher))?;
             let labels = label_map(n, d, h, w);
             for k in 0..warmup + repeat {
                 timed(k, &mut || {
@@ -223,11 +225,14 @@ pub fn run(
         "filters": filters,
         "device": compute.kind(),
         "device_description": compute.describe(),
-        "device_memory_in_use_bytes": match &compute {
+        "device_memory_in_use_bytes": match compute {
             Compute::Gpu(g) => g.dev.memory_in_use()?,
-            Compute::Cpu => None,
+            _ => None,
         },
-        "kernels": protokd_reference::kernels::kernels().name(),
+        "simd": match compute {
+            Compute::Cpu(c) => Some(c.isa().name()),
+            _ => None,
+        },
         "threads": rayon::current_num_threads(),
         "warmup": warmup,
         "repeat": repeat,

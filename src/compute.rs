@@ -1,30 +1,28 @@
-//! A network, or a training state, on whichever device `--device` opened ([`Compute`]).
+//! A network, or a training state, on whichever engine `--engine` opened ([`Compute`]).
 //!
 //! The arithmetic is the reference's generic VNet and training step
-//! (`protokd_reference::{vnet, step}`) run on the CPU engine or on protokd-gpu's engine; what
-//! differs is only where the tensors live. On a GPU the state stays on the device between
+//! (`protokd_reference::{vnet, step}`) run on a host engine (the spec or the fast CPU engine,
+//! [`HostEngine`]) or on protokd-gpu's engine; what differs is only where the tensors live. On a GPU the state stays on the device between
 //! steps; host-device copies are each batch's image and labels, the loss values, and the state
 //! when it is saved or validated.
 
-use crate::device::Compute;
+use crate::device::{Compute, HostEngine};
 use anyhow::Result;
 use protokd_gpu::transfer::{download_adam, download_state, upload_adam, upload_state};
 use protokd_gpu::{Gpu, GpuLabels, GpuTensor};
 use protokd_reference::adam::AdamState;
-use protokd_reference::engine::{Cpu, Engine};
+use protokd_reference::engine::Engine;
 use protokd_reference::error::EngineError;
 use protokd_reference::state::{VNetConfig, VNetState};
-use protokd_reference::step::{
-    check_labels, train_step, train_step_on, Losses, StepConfig, StepReport,
-};
+use protokd_reference::step::{check_labels, train_step_on, Losses, StepConfig, StepReport};
 use protokd_reference::vnet::{forward_eval_on, forward_train_on, VNetOutput};
 use protokd_reference::{LabelMap, Tensor};
 use std::borrow::Cow;
 
 /// A network ready for evaluation-mode forwards on a device.
 pub enum Net<'a> {
-    /// The host state, on the CPU engine.
-    Cpu(&'a VNetState),
+    /// The host state, on a host engine.
+    Host(&'a dyn HostEngine, &'a VNetState),
     /// A state on a GPU (uploaded, or borrowed from a [`Trainer`]).
     Gpu(&'a Gpu, Cow<'a, VNetState<GpuTensor>>),
 }
@@ -33,15 +31,15 @@ impl<'a> Net<'a> {
     /// `state` on `compute` (uploaded once for a GPU).
     pub fn new(compute: &'a Compute, state: &'a VNetState) -> Result<Net<'a>> {
         Ok(match compute {
-            Compute::Cpu => Net::Cpu(state),
             Compute::Gpu(g) => Net::Gpu(g, Cow::Owned(upload_state(&g.dev, state)?)),
+            host => Net::Host(host.host().expect("a host engine"), state),
         })
     }
 
     /// What the network is built for.
     pub fn config(&self) -> VNetConfig {
         match self {
-            Net::Cpu(s) => s.config,
+            Net::Host(_, s) => s.config,
             Net::Gpu(_, s) => s.config,
         }
     }
@@ -50,7 +48,7 @@ impl<'a> Net<'a> {
     /// cross from a GPU).
     pub fn probabilities(&self, x: &Tensor) -> Result<Tensor, EngineError> {
         match self {
-            Net::Cpu(s) => Cpu.softmax(&forward_eval_on(&Cpu, s, x)?.logits),
+            Net::Host(e, s) => e.softmax(&forward_eval_on(*e, s, x)?.logits),
             Net::Gpu(g, s) => {
                 let out = forward_eval_on(*g, s, &GpuTensor::upload(&g.dev, x)?)?;
                 Ok(g.softmax(&out.logits)?.download(&g.dev)?)
@@ -60,9 +58,11 @@ impl<'a> Net<'a> {
 }
 
 /// A student (with its Adam state and, for ProtoKD, its teacher) being trained on a device.
-pub enum Trainer {
-    /// On the CPU engine.
-    Cpu {
+pub enum Trainer<'a> {
+    /// On a host engine.
+    Host {
+        /// The engine.
+        engine: &'a dyn HostEngine,
         /// The student.
         state: VNetState,
         /// Its optimiser state.
@@ -83,25 +83,26 @@ pub enum Trainer {
     },
 }
 
-impl Trainer {
+impl<'a> Trainer<'a> {
     /// A trainer on `compute` (the states are uploaded once for a GPU).
     pub fn new(
-        compute: &Compute,
+        compute: &'a Compute,
         state: VNetState,
         adam: AdamState,
         teacher: Option<&VNetState>,
-    ) -> Result<Trainer> {
+    ) -> Result<Trainer<'a>> {
         Ok(match compute {
-            Compute::Cpu => Trainer::Cpu {
-                state,
-                adam,
-                teacher: teacher.cloned(),
-            },
             Compute::Gpu(g) => Trainer::Gpu {
                 state: upload_state(&g.dev, &state)?,
                 adam: upload_adam(&g.dev, &adam)?,
                 teacher: teacher.map(|t| upload_state(&g.dev, t)).transpose()?,
                 gpu: g.clone(),
+            },
+            host => Trainer::Host {
+                engine: host.host().expect("a host engine"),
+                state,
+                adam,
+                teacher: teacher.cloned(),
             },
         })
     }
@@ -140,11 +141,16 @@ impl Trainer {
         grads: bool,
     ) -> Result<StepReport, EngineError> {
         match self {
-            Trainer::Cpu {
+            Trainer::Host {
+                engine,
                 state,
                 adam,
                 teacher,
-            } => train_step(state, adam, teacher.as_ref(), image, labels, channels, cfg),
+            } => {
+                check_labels(labels, image, state.config.n_classes)?;
+                let t = teacher.as_ref();
+                train_step_on(*engine, state, adam, t, image, labels, channels, cfg)
+            }
             Trainer::Gpu {
                 gpu,
                 state,
@@ -174,7 +180,7 @@ impl Trainer {
     /// The student's state on the host (borrowed on the CPU, downloaded from a GPU).
     pub fn state(&self) -> Result<Cow<'_, VNetState>> {
         Ok(match self {
-            Trainer::Cpu { state, .. } => Cow::Borrowed(state),
+            Trainer::Host { state, .. } => Cow::Borrowed(state),
             Trainer::Gpu { gpu, state, .. } => Cow::Owned(download_state(&gpu.dev, state)?),
         })
     }
@@ -182,7 +188,7 @@ impl Trainer {
     /// The optimiser state on the host (borrowed on the CPU, downloaded from a GPU).
     pub fn adam(&self) -> Result<Cow<'_, AdamState>> {
         Ok(match self {
-            Trainer::Cpu { adam, .. } => Cow::Borrowed(adam),
+            Trainer::Host { adam, .. } => Cow::Borrowed(adam),
             Trainer::Gpu { gpu, adam, .. } => Cow::Owned(download_adam(&gpu.dev, adam)?),
         })
     }
@@ -190,7 +196,7 @@ impl Trainer {
     /// The student as a network for validation (no copy).
     pub fn net(&self) -> Net<'_> {
         match self {
-            Trainer::Cpu { state, .. } => Net::Cpu(state),
+            Trainer::Host { engine, state, .. } => Net::Host(*engine, state),
             Trainer::Gpu { gpu, state, .. } => Net::Gpu(gpu, Cow::Borrowed(state)),
         }
     }
@@ -204,7 +210,7 @@ pub fn forward(
     x: &Tensor,
     train: bool,
 ) -> Result<VNetOutput, EngineError> {
-    fn on<E: Engine>(
+    fn on<E: Engine + ?Sized>(
         e: &E,
         s: &mut VNetState<E::T>,
         x: &E::T,
@@ -216,7 +222,6 @@ pub fn forward(
         }
     }
     match compute {
-        Compute::Cpu => on(&Cpu, state, x, train),
         Compute::Gpu(g) => {
             let mut s = upload_state(&g.dev, state)?;
             let y = on(g, &mut s, &GpuTensor::upload(&g.dev, x)?, train)?;
@@ -226,6 +231,7 @@ pub fn forward(
                 logits: y.logits.download(&g.dev)?,
             })
         }
+        host => on(host.host().expect("a host engine"), state, x, train),
     }
 }
 
@@ -237,7 +243,7 @@ pub trait HostTensors: Engine {
     fn download(&self, t: &Self::T) -> Result<Tensor, EngineError>;
 }
 
-impl HostTensors for Cpu {
+impl HostTensors for dyn HostEngine + '_ {
     fn upload(&self, t: &Tensor) -> Result<Tensor, EngineError> {
         Ok(t.clone())
     }

@@ -23,7 +23,7 @@
 
 use crate::brats::{self, Case};
 use crate::compute::Net;
-use crate::device::Device;
+use crate::device::EngineArg;
 use crate::inference::{segment_case, Window};
 use crate::metrics::{region_metrics, Region, RegionMetrics};
 use crate::output::check_new;
@@ -60,9 +60,8 @@ pub struct EvaluateArgs {
     /// The sliding window.
     #[command(flatten)]
     pub window: crate::inference::WindowArgs,
-    /// Where the arithmetic runs.
-    #[arg(long, value_enum, default_value_t = Device::Cpu)]
-    pub device: Device,
+    #[command(flatten)]
+    pub engine: EngineArg,
     /// Write into REPORT_DIR even if it exists (replacing the report files).
     #[arg(long)]
     pub force: bool,
@@ -394,7 +393,7 @@ pub fn write_report(
 
 /// `protokd evaluate`.
 pub fn run(args: EvaluateArgs) -> Result<()> {
-    let compute = args.device.open()?;
+    let compute = args.engine.open()?;
     let window = args.window.window()?;
     check_new(&args.out, "report folder", args.force)?;
     ensure!(

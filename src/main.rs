@@ -7,7 +7,6 @@ use protokd::modality::Modalities;
 use protokd::phantom;
 use protokd::train::cli as train_cli;
 use protokd_reference::adam::AdamConfig;
-use protokd_reference::kernels::{set_kernels, Kernels, KERNELS_ENV};
 use protokd_reference::step::{StepConfig, StepMode};
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,12 +20,9 @@ struct Cli {
     /// Worker threads (default: all cores). Results are bit-identical for every thread count.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
-    /// Which CPU kernels compute: `fast` (default) or `spec` (the readable specification's);
-    /// both give the same bits. Default: the environment variable PROTOKD_KERNELS, else fast.
-    /// `protokd verify --kernels` (no value) compares the two.
-    #[arg(long, global = true, value_enum, value_name = "spec|fast", num_args = 0..=1,
-          default_missing_value = "compare")]
-    kernels: Option<KernelsArg>,
+    /// Replaced by `--engine spec|cpu` (kept only to say so).
+    #[arg(long, global = true, hide = true, num_args = 0..=1, default_missing_value = "")]
+    kernels: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,10 +65,10 @@ enum Command {
     /// Example: protokd demo --out protokd-demo --modality t1ce
     Demo(DemoCli),
     /// Run the golden suite (four golden patches through every heavy operation and a whole
-    /// ProtoKD step) on the spec and the fast kernels and compare the bits; exits 1 on any
-    /// difference.
+    /// ProtoKD step) on the specification and on every other engine (cpu and emulated always,
+    /// cuda where a driver is present) and compare the bits; exits 1 on any difference.
     ///
-    /// Example: protokd verify --kernels --json verify.json; protokd verify --device cuda
+    /// Example: protokd verify --json verify.json; protokd verify --engines cuda
     Verify(VerifyCli),
     /// Time a VNet forward or a whole ProtoKD step on seeded inputs (one warm-up, then
     /// --repeat timed runs: median, min, max, peak memory).
@@ -104,9 +100,8 @@ struct DemoCli {
     /// Folder holding the MNI152 templates (default: data/mni152).
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
-    /// Where the arithmetic runs.
-    #[arg(long, value_enum, default_value_t = protokd::device::Device::Cpu)]
-    device: protokd::device::Device,
+    #[command(flatten)]
+    engine: protokd::device::EngineArg,
 }
 
 #[derive(Args)]
@@ -120,10 +115,16 @@ struct VerifyCli {
     /// Replace an existing --json file.
     #[arg(long)]
     force: bool,
-    /// Compare the CPU reference with this device (cuda or emulated) instead of the spec and
-    /// fast kernels.
-    #[arg(long, value_enum)]
-    device: Option<protokd::device::Device>,
+    /// The engines to compare with the spec, comma-separated (cpu, emulated, cuda). Default:
+    /// every available one. `--device` is the older spelling.
+    #[arg(
+        long,
+        alias = "device",
+        value_enum,
+        value_delimiter = ',',
+        value_name = "ENGINES"
+    )]
+    engines: Vec<protokd::device::EngineKind>,
 }
 
 #[derive(Args)]
@@ -149,9 +150,8 @@ struct BenchCli {
     /// Replace an existing --json file.
     #[arg(long)]
     force: bool,
-    /// Where the arithmetic runs.
-    #[arg(long, value_enum, default_value_t = protokd::device::Device::Cpu)]
-    device: protokd::device::Device,
+    #[command(flatten)]
+    engine: protokd::device::EngineArg,
 }
 
 #[derive(Subcommand)]
@@ -247,9 +247,8 @@ enum AuditCommand {
         /// Training mode (BatchNorm with batch statistics) instead of evaluation mode.
         #[arg(long)]
         train: bool,
-        /// Where the arithmetic runs (same bits everywhere).
-        #[arg(long, value_enum, default_value_t = protokd::device::Device::Cpu)]
-        device: protokd::device::Device,
+        #[command(flatten)]
+        engine: protokd::device::EngineArg,
     },
     /// One training step (no augmentation): losses, gradients and the updated state.
     ///
@@ -294,38 +293,35 @@ struct StepCli {
     /// Adam L2 weight decay.
     #[arg(long, default_value_t = 1e-5)]
     weight_decay: f64,
-    /// Where the arithmetic runs (same bits everywhere).
-    #[arg(long, value_enum, default_value_t = protokd::device::Device::Cpu)]
-    device: protokd::device::Device,
+    #[command(flatten)]
+    engine: protokd::device::EngineArg,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum KernelsArg {
-    /// The specification's kernels (protokd-reference's `layers`).
-    Spec,
-    /// The fast kernels (protokd-reference's `fast`), same bits.
-    Fast,
-    /// Both, compared (`protokd verify --kernels`).
-    Compare,
-}
+/// The environment variable earlier versions read to choose the CPU kernels.
+const KERNELS_ENV: &str = "PROTOKD_KERNELS";
 
-/// The kernels asked for: `--kernels`, else `PROTOKD_KERNELS`, else fast.
-fn choose_kernels(arg: Option<KernelsArg>) -> Result<Kernels> {
-    Ok(match arg {
-        Some(KernelsArg::Spec) => Kernels::Spec,
-        Some(KernelsArg::Fast) => Kernels::Fast,
-        Some(KernelsArg::Compare) => anyhow::bail!(
-            "--kernels needs a value here: spec or fast (without a value it is `protokd verify \
-             --kernels`, which compares the two)"
-        ),
-        None => match std::env::var(KERNELS_ENV) {
-            Ok(v) => Kernels::parse(&v).with_context(|| {
-                format!("environment variable {KERNELS_ENV} = `{v}`: expected spec or fast")
-            })?,
-            Err(std::env::VarError::NotPresent) => Kernels::Fast,
-            Err(e) => anyhow::bail!("environment variable {KERNELS_ENV}: {e}"),
-        },
-    })
+/// `--kernels` and `PROTOKD_KERNELS` chose between the spec and the fast CPU kernels before
+/// the engines were split; both are refused with the new spelling rather than ignored.
+fn refuse_kernels_switch(kernels: Option<&str>) -> Result<()> {
+    const NEW: &str = "use `--engine spec` for the specification or `--engine cpu` (the \
+                       default) for the fast CPU engine; `protokd verify` compares every engine \
+                       with the spec";
+    if let Some(k) = kernels {
+        let given = if k.is_empty() {
+            String::new()
+        } else {
+            format!(" {k}")
+        };
+        anyhow::bail!("--kernels{given} was replaced by --engine: {NEW}");
+    }
+    if let Some(v) = std::env::var_os(KERNELS_ENV) {
+        anyhow::bail!(
+            "the environment variable {KERNELS_ENV} (= `{}`) is no longer read; unset it and \
+             {NEW}",
+            v.to_string_lossy()
+        );
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -361,10 +357,7 @@ fn print_hashes(hashes: &[(String, String)], out: &std::path::Path) -> Result<()
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let kernels_arg = cli.kernels;
-    if !matches!(cli.command, Command::Verify(_)) {
-        set_kernels(choose_kernels(kernels_arg)?);
-    }
+    refuse_kernels_switch(cli.kernels.as_deref())?;
     if let Some(n) = cli.threads {
         anyhow::ensure!(n >= 1, "--threads must be at least 1");
         rayon::ThreadPoolBuilder::new()
@@ -378,9 +371,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             input,
             out,
             train,
-            device,
+            engine,
         }) => {
-            let hashes = audit::forward(&device.open()?, &weights, &input, &out, train)?;
+            let hashes = audit::forward(&engine.open()?, &weights, &input, &out, train)?;
             print_hashes(&hashes, &out)?;
         }
         Command::Audit(AuditCommand::Step(s)) => {
@@ -429,7 +422,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 modality,
                 out: &s.out,
                 config,
-                compute: &s.device.open()?,
+                compute: &s.engine.open()?,
             };
             let hashes = audit::step(&args)?;
             print_hashes(&hashes, &s.out)?;
@@ -440,7 +433,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Evaluate(a) => protokd::evaluate::run(a)?,
         Command::Demo(d) => {
             let opts = protokd::demo::DemoOptions {
-                compute: d.device.open()?,
+                compute: d.engine.open()?,
                 out: d.out,
                 modality: Modalities::parse(&d.modality).context("--modality")?,
                 all_modalities: d.all_modalities,
@@ -455,7 +448,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             protokd::demo::run(&opts, &mut |line| println!("{line}"))?;
         }
         Command::Bench(b) => run_bench(b)?,
-        Command::Verify(v) => return run_verify(&v, kernels_arg),
+        Command::Verify(v) => return run_verify(&v),
         Command::Train(t) => {
             protokd::train::install_interrupt_handler()?;
             let outcome = match &t {
@@ -522,49 +515,51 @@ fn run_phantom(p: PhantomCli) -> Result<()> {
     ))
 }
 
-/// `protokd verify`: the kernels comparison (`--kernels`); one line per operation and patch.
-fn run_verify(v: &VerifyCli, kernels: Option<KernelsArg>) -> Result<ExitCode> {
-    let compare_kernels = matches!(kernels, Some(KernelsArg::Compare));
-    let device = match (compare_kernels, v.device) {
-        (true, Some(_)) => anyhow::bail!(
-            "give --kernels (spec vs fast) or --device (the reference vs a device), not both"
-        ),
-        (false, None) => anyhow::bail!(
-            "protokd verify compares two implementations: `--kernels` (the spec and the fast \
-             CPU kernels) or `--device cuda|emulated` (the CPU reference and a device)"
-        ),
-        (_, d) => d,
-    };
+/// `protokd verify`: every engine asked for (default: every available one) against the spec;
+/// one line per engine, operation and patch.
+fn run_verify(v: &VerifyCli) -> Result<ExitCode> {
     if let Some(path) = &v.json {
         protokd::output::check_new(path, "JSON report", v.force)?;
     }
     let golden = protokd::verify::find_golden(v.golden.as_deref())?;
-    let (mode, results) = match device {
-        None => (
-            "kernels: spec vs fast".to_string(),
-            protokd::verify::verify_kernels(&golden)?,
-        ),
-        Some(d) => {
-            let compute = d.open()?;
-            (
-                format!("device: cpu reference vs {}", compute.describe()),
-                protokd::verify::verify_device(&golden, &compute)?,
-            )
-        }
+    let (engines, skipped) = if v.engines.is_empty() {
+        protokd::verify::available_engines()
+    } else {
+        anyhow::ensure!(
+            !v.engines.contains(&protokd::device::EngineKind::Spec),
+            "--engines spec: the spec is what every engine is compared with; name cpu, emulated \
+             or cuda"
+        );
+        let opened = v.engines.iter().map(|k| k.open()).collect::<Result<_>>()?;
+        (opened, Vec::new())
     };
+    for line in &skipped {
+        println!("skipped    {line}");
+    }
+    let results = protokd::verify::verify_engines(&golden, &engines)?;
     for c in &results {
         println!("{}", protokd::verify::line(c));
     }
+    for e in &engines {
+        let mine: Vec<_> = results.iter().filter(|c| c.engine == e.kind()).collect();
+        let same = mine.iter().filter(|c| c.differing == 0).count();
+        println!(
+            "{}: {same} of {} comparisons identical to the spec ({})",
+            e.kind(),
+            mine.len(),
+            e.describe()
+        );
+    }
     let differing = results.iter().filter(|c| c.differing > 0).count();
     println!(
-        "{} of {} comparisons identical ({mode}; golden patches in {})",
+        "{} of {} comparisons identical (golden patches in {})",
         results.len() - differing,
         results.len(),
         golden.display()
     );
     if let Some(path) = &v.json {
-        let mut text =
-            serde_json::to_string_pretty(&protokd::verify::report_json(&mode, &golden, &results))?;
+        let report = protokd::verify::report_json(&engines, &skipped, &golden, &results);
+        let mut text = serde_json::to_string_pretty(&report)?;
         text.push('\n');
         protokd::tensorfile::write_atomic(path, text.as_bytes())?;
     }
@@ -581,18 +576,18 @@ fn run_bench(b: BenchCli) -> Result<()> {
     if let Some(path) = &b.json {
         protokd::output::check_new(path, "JSON output", b.force)?;
     }
-    let record = protokd::bench::run(b.what, shape, b.filters, (b.warmup, b.repeat), b.device)?;
+    let compute = b.engine.open()?;
+    let record = protokd::bench::run(b.what, shape, b.filters, (b.warmup, b.repeat), &compute)?;
     let gb = |v: &serde_json::Value| {
         v.as_f64()
             .map_or("n/a".into(), |x| format!("{:.2} GB", x / 1e9))
     };
     println!(
-        "{} {} n_filters {} on {} ({} kernels, {} threads): median {:.3} s, min {:.3} s, max {:.3} s over {} run(s); peak memory {}",
+        "{} {} n_filters {} on {} ({} threads): median {:.3} s, min {:.3} s, max {:.3} s over {} run(s); peak memory {}",
         record["what"].as_str().unwrap_or(""),
         b.shape,
         b.filters,
-        record["device"].as_str().unwrap_or(""),
-        record["kernels"].as_str().unwrap_or(""),
+        record["device_description"].as_str().unwrap_or(""),
         record["threads"],
         record["median_s"].as_f64().unwrap_or(f64::NAN),
         record["min_s"].as_f64().unwrap_or(f64::NAN),

@@ -35,7 +35,7 @@
 use crate::brats::{self, affine_mismatch, Case, LoadedCase, Release};
 use crate::checkpoint;
 use crate::compute::Net;
-use crate::device::Device;
+use crate::device::EngineArg;
 use crate::inference::{predict, prepare_input, segment_case, Prediction, Window};
 use crate::modality::{Modalities, NAMES};
 use crate::nifti_io::{read_image, write_frames, write_image, OutDtype};
@@ -76,9 +76,8 @@ pub struct SegmentArgs {
     /// dataset.
     #[arg(long, value_name = "OVERLAY.png")]
     pub png: Option<PathBuf>,
-    /// Where the arithmetic runs.
-    #[arg(long, value_enum, default_value_t = Device::Cpu)]
-    pub device: Device,
+    #[command(flatten)]
+    pub engine: EngineArg,
     /// The sliding window.
     #[command(flatten)]
     pub window: crate::inference::WindowArgs,
@@ -536,7 +535,7 @@ pub fn say(line: &str) -> Result<()> {
 
 /// `protokd segment`.
 pub fn run(args: SegmentArgs) -> Result<()> {
-    let compute = args.device.open()?;
+    let compute = args.engine.open()?;
     let window = args.window.window()?;
     let release = args
         .release

@@ -9,7 +9,7 @@
 //!    remainder is dropped, as a `drop_last` data loader).
 //! 2. Each case's patch is [`augment`]`(case, patch, seed, e, i)` (crop, flips, intensity);
 //!    the patches are stacked into a batch.
-//! 3. One training step ([`Trainer::step`], on the device of `--device`) with the learning rate
+//! 3. One training step ([`Trainer::step`], on the engine of `--engine`) with the learning rate
 //!    of epoch `e` ([`TrainConfig::lr_at`]); the teacher runs in evaluation mode.
 //! 4. After the last step, when `e >= val_start_epoch` and `(e - val_start_epoch) %
 //!    val_every == 0`: every validation case is segmented whole by the sliding window

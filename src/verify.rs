@@ -1,6 +1,6 @@
-//! `protokd verify`: the golden suite run twice and compared bit for bit:
-//! * `--kernels`: on the spec kernels and on the fast kernels ([`protokd_reference::kernels`]);
-//! * `--device cuda|emulated`: on the CPU reference and on a device (protokd-gpu).
+//! `protokd verify`: the golden suite run on the specification (`--engine spec`) and on every
+//! other engine, and compared bit for bit: the fast CPU engine (protokd-cpu) and the emulated
+//! GPU device always, CUDA where a driver is present (or the engines named by `--engines`).
 //!
 //! For every golden patch (`golden/`, four 32^3 BraTS-like patches) and seeded n_filters 4
 //! weights, each operation below runs on both sides; every output element is compared:
@@ -16,15 +16,13 @@
 //! | `vnet forward (teacher, eval)` | features and logits of the seeded teacher |
 //! | `protokd step` | losses, every gradient and the updated student of one ProtoKD step (T1ce) |
 //!
-//! The fast kernels and the GPU kernels must give the reference's bits (protokd-gpu's docs: no
-//! operation has a tolerance), so any difference is a failure (exit status 1).
+//! Every engine must give the spec's bits (protokd-gpu's docs: no operation has a tolerance),
+//! so any difference is a failure (exit status 1).
 
 use crate::brats::{discover, load_case};
 use crate::compute::HostTensors;
-use crate::device::Compute;
+use crate::device::{Compute, EngineKind};
 use anyhow::{bail, Result};
-use protokd_reference::engine::Cpu;
-use protokd_reference::kernels::{kernels, set_kernels, Kernels};
 use protokd_reference::layers::conv3d::ConvGeom;
 use protokd_reference::tensor::Shaped;
 use protokd_reference::{LabelMap, Tensor};
@@ -34,6 +32,8 @@ use std::path::{Path, PathBuf};
 /// How the outputs of one operation on one patch compare.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Comparison {
+    /// The engine compared with the spec (`cpu`, `emulated`, `cuda`).
+    pub engine: String,
     /// Patch name.
     pub patch: String,
     /// Operation name.
@@ -59,10 +59,21 @@ fn ordered(x: f32) -> i64 {
     }
 }
 
-/// Compares two output lists element by element.
-pub fn compare(patch: &str, operation: &str, spec: &[f32], fast: &[f32]) -> Comparison {
-    assert_eq!(spec.len(), fast.len(), "{operation}: output lengths differ");
+/// Compares two output lists element by element: the spec's and `engine`'s.
+pub fn compare(
+    engine: &str,
+    patch: &str,
+    operation: &str,
+    spec: &[f32],
+    other: &[f32],
+) -> Comparison {
+    assert_eq!(
+        spec.len(),
+        other.len(),
+        "{operation}: output lengths differ"
+    );
     let mut c = Comparison {
+        engine: engine.to_string(),
         patch: patch.to_string(),
         operation: operation.to_string(),
         elements: spec.len(),
@@ -70,7 +81,7 @@ pub fn compare(patch: &str, operation: &str, spec: &[f32], fast: &[f32]) -> Comp
         max_ulp: 0,
         max_abs: 0.0,
     };
-    for (&a, &b) in spec.iter().zip(fast) {
+    for (&a, &b) in spec.iter().zip(other) {
         if a.to_bits() != b.to_bits() {
             c.differing += 1;
             c.max_ulp = c.max_ulp.max(ordered(a).abs_diff(ordered(b)));
@@ -111,7 +122,7 @@ fn seeded(shape: &[usize], seed: u64, scale: f32) -> Tensor {
 
 /// Every operation's outputs on one patch, on engine `e` (the layer operations) and `compute`
 /// (the seeded forward and step; the same device).
-fn outputs<E: HostTensors>(
+fn outputs<E: HostTensors + ?Sized>(
     e: &E,
     compute: &Compute,
     image: &Tensor,
@@ -214,59 +225,66 @@ fn patches(golden: &Path) -> Result<Vec<(String, Tensor, LabelMap)>> {
         .collect()
 }
 
-/// Compares two runs of [`outputs`], patch by patch.
-fn compare_runs(
-    golden: &Path,
-    mut reference: impl FnMut(&Tensor, &LabelMap) -> Result<Vec<(String, Vec<f32>)>>,
-    mut other: impl FnMut(&Tensor, &LabelMap) -> Result<Vec<(String, Vec<f32>)>>,
-) -> Result<Vec<Comparison>> {
+/// [`outputs`] on whichever engine `compute` is.
+fn engine_outputs(
+    compute: &Compute,
+    image: &Tensor,
+    labels: &LabelMap,
+) -> Result<Vec<(String, Vec<f32>)>> {
+    match compute {
+        Compute::Gpu(g) => outputs(g, compute, image, labels),
+        host => outputs(host.host().expect("a host engine"), compute, image, labels),
+    }
+}
+
+/// The engines `protokd verify` compares with the spec when none are named: the fast CPU
+/// engine and the emulated device always, CUDA where a driver, NVRTC and a device are found.
+/// Returns them with one line per engine left out, saying why.
+pub fn available_engines() -> (Vec<Compute>, Vec<String>) {
+    let mut engines = Vec::new();
+    let mut skipped = Vec::new();
+    for kind in [EngineKind::Cpu, EngineKind::Emulated, EngineKind::Cuda] {
+        match kind.open() {
+            Ok(c) => engines.push(c),
+            Err(e) => skipped.push(format!("{}: not available ({e:#})", kind.name())),
+        }
+    }
+    (engines, skipped)
+}
+
+/// Runs the suite on the spec and on each of `engines`, and compares each with the spec: one
+/// [`Comparison`] per engine, patch and operation.
+pub fn verify_engines(golden: &Path, engines: &[Compute]) -> Result<Vec<Comparison>> {
     let mut all = Vec::new();
     for (id, image, labels) in patches(golden)? {
-        let a = reference(&image, &labels)?;
-        let b = other(&image, &labels)?;
-        for ((name, s), (_, f)) in a.iter().zip(b.iter()) {
-            all.push(compare(&id, name, s, f));
+        let spec = engine_outputs(&Compute::Spec, &image, &labels)?;
+        for compute in engines {
+            let other = engine_outputs(compute, &image, &labels)?;
+            for ((name, s), (_, o)) in spec.iter().zip(&other) {
+                all.push(compare(compute.kind(), &id, name, s, o));
+            }
         }
     }
     Ok(all)
 }
 
-/// Runs the suite on the spec and the fast kernels and compares (the kernels selected before
-/// are restored).
-pub fn verify_kernels(golden: &Path) -> Result<Vec<Comparison>> {
-    let before = kernels();
-    let with = |k: Kernels| {
-        move |image: &Tensor, labels: &LabelMap| {
-            set_kernels(k);
-            let r = outputs(&Cpu, &Compute::Cpu, image, labels);
-            set_kernels(before);
-            r
-        }
-    };
-    compare_runs(golden, with(Kernels::Spec), with(Kernels::Fast))
-}
-
-/// Runs the suite on the CPU reference (the kernels selected) and on a device, and compares.
-pub fn verify_device(golden: &Path, compute: &Compute) -> Result<Vec<Comparison>> {
-    let Compute::Gpu(gpu) = compute else {
-        bail!("--device cpu: nothing to compare (use --kernels for spec vs fast)");
-    };
-    compare_runs(
-        golden,
-        |image, labels| outputs(&Cpu, &Compute::Cpu, image, labels),
-        |image, labels| outputs(gpu, compute, image, labels),
-    )
-}
-
-/// The report: `{"mode": .., "golden": .., "operations": [..], "identical": bool}`; `mode`
-/// says what was compared (`kernels: spec vs fast`, or the reference against a device).
-pub fn report_json(mode: &str, golden: &Path, results: &[Comparison]) -> Value {
+/// The report: `{"engines": [..], "golden": .., "operations": [..], "identical": bool}`;
+/// `engines` describes each engine compared with the spec, `skipped` those not available.
+pub fn report_json(
+    engines: &[Compute],
+    skipped: &[String],
+    golden: &Path,
+    results: &[Comparison],
+) -> Value {
     json!({
         "tool": format!("protokd {}", env!("CARGO_PKG_VERSION")),
-        "mode": mode,
+        "reference": Compute::Spec.describe(),
+        "engines": engines.iter().map(|e| json!({"engine": e.kind(), "description": e.describe()})).collect::<Vec<_>>(),
+        "skipped": skipped,
         "golden": golden.display().to_string(),
         "identical": results.iter().all(|c| c.differing == 0),
         "operations": results.iter().map(|c| json!({
+            "engine": c.engine,
             "patch": c.patch,
             "operation": c.operation,
             "elements": c.elements,
@@ -281,13 +299,13 @@ pub fn report_json(mode: &str, golden: &Path, results: &[Comparison]) -> Value {
 pub fn line(c: &Comparison) -> String {
     if c.differing == 0 {
         format!(
-            "identical  {:<17} {:<40} {} values",
-            c.patch, c.operation, c.elements
+            "identical  {:<8} {:<17} {:<40} {} values",
+            c.engine, c.patch, c.operation, c.elements
         )
     } else {
         format!(
-            "DIFFERENT  {:<17} {:<40} {} of {} values, max {} ulp, max |diff| {:e}",
-            c.patch, c.operation, c.differing, c.elements, c.max_ulp, c.max_abs
+            "DIFFERENT  {:<8} {:<17} {:<40} {} of {} values, max {} ulp, max |diff| {:e}",
+            c.engine, c.patch, c.operation, c.differing, c.elements, c.max_ulp, c.max_abs
         )
     }
 }
@@ -301,17 +319,24 @@ mod tests {
         assert_eq!(ordered(0.0) - ordered(-0.0), 1);
         let one = 1.0f32;
         let next = f32::from_bits(one.to_bits() + 3);
-        let c = compare("p", "op", &[one, 2.0, -1.0], &[next, 2.0, -1.0]);
+        let c = compare("cpu", "p", "op", &[one, 2.0, -1.0], &[next, 2.0, -1.0]);
         assert_eq!((c.differing, c.max_ulp), (1, 3));
         assert!((c.max_abs - (next - one) as f64).abs() < 1e-12);
         let c = compare(
+            "cpu",
             "p",
             "op",
             &[-1.0],
             &[f32::from_bits((-1.0f32).to_bits() + 2)],
         );
         assert_eq!(c.max_ulp, 2);
-        let c = compare("p", "op", &[f32::MIN_POSITIVE], &[-f32::MIN_POSITIVE]);
+        let c = compare(
+            "cpu",
+            "p",
+            "op",
+            &[f32::MIN_POSITIVE],
+            &[-f32::MIN_POSITIVE],
+        );
         assert_eq!(c.max_ulp, 2 * f32::MIN_POSITIVE.to_bits() as u64 + 1);
     }
 }

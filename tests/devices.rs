@@ -1,6 +1,7 @@
-//! `--device`: the commands that compute give the same bytes on the CPU reference and on the
-//! emulated GPU device (protokd-gpu's CUDA C run on the host), `protokd verify --device` finds
-//! every golden comparison identical, and `--device cuda` without a driver is a clear error.
+//! `--engine` (older spelling `--device`): the commands that compute give the same bytes on the
+//! fast CPU engine and on the emulated GPU device (protokd-gpu's CUDA C run on the host),
+//! `protokd verify` still reads `--device`, and `--engine cuda` without a driver is a clear
+//! error.
 //! (The same comparisons run on a real GPU with `tools/gpu/validate.sh`.)
 
 mod common;
@@ -58,7 +59,7 @@ fn audit_outputs_are_the_same_bytes_on_cpu_and_emulated() {
                 s(&batch),
                 "--out",
                 s(&out),
-                "--device",
+                "--engine",
                 device,
             ];
             if mode == "protokd" {
@@ -88,7 +89,7 @@ fn audit_outputs_are_the_same_bytes_on_cpu_and_emulated() {
                 s(&batch),
                 "--out",
                 s(&out),
-                "--device",
+                "--engine",
                 device,
             ];
             if train {
@@ -106,20 +107,20 @@ fn audit_outputs_are_the_same_bytes_on_cpu_and_emulated() {
     }
 }
 
-/// `protokd verify --device emulated`: 52 of 52 golden comparisons identical, and the JSON
-/// report says so.
+/// `protokd verify --device emulated`, the older spelling of `--engines emulated`, is still
+/// read (the suite itself on the emulated device runs in tests/engines.rs): here it reaches the
+/// search for the golden patches, which names where it looked.
 #[test]
-fn verify_device_emulated_finds_every_comparison_identical() {
+fn verify_reads_the_older_device_spelling() {
     let dir = TempDir::new("devices-verify");
-    let json = dir.join("verify.json");
-    let out = run_ok(&["verify", "--device", "emulated", "--json", s(&json)]);
-    assert!(out.contains("52 of 52 comparisons identical"), "{out}");
-    let report: serde_json::Value = serde_json::from_slice(&read(&json)).unwrap();
-    assert_eq!(report["identical"], true);
-    assert!(report["mode"].as_str().unwrap().contains("emulated"));
-    let o = protokd(&["verify", "--kernels", "--device", "emulated"]);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not both"));
+    let missing = dir.join("no-golden");
+    let o = protokd(&["verify", "--device", "emulated", "--golden", s(&missing)]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("cannot find the golden patches") && e.contains("no-golden"),
+        "{e}"
+    );
 }
 
 /// Segmenting a case gives the same label and probability files on both devices.
@@ -147,7 +148,7 @@ fn segment_writes_the_same_bytes_on_cpu_and_emulated() {
             s(&seg),
             "--probabilities",
             s(&prob),
-            "--device",
+            "--engine",
             device,
         ];
         args.extend(workflow::WINDOW);
@@ -157,7 +158,7 @@ fn segment_writes_the_same_bytes_on_cpu_and_emulated() {
     assert_eq!(files[0], files[1]);
 }
 
-/// `--device cuda` where no CUDA driver can be loaded: a clear error naming what was looked
+/// `--engines cuda` where no CUDA driver can be loaded: a clear error naming what was looked
 /// for, a non-zero exit, no panic, no fall-back. (Skipped where a driver is present.)
 #[test]
 fn cuda_without_a_driver_is_a_clear_error() {
@@ -165,7 +166,7 @@ fn cuda_without_a_driver_is_a_clear_error() {
         eprintln!("skipped: a CUDA driver is present");
         return;
     }
-    let o = protokd(&["verify", "--device", "cuda"]);
+    let o = protokd(&["verify", "--engines", "cuda"]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert!(

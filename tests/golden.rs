@@ -107,7 +107,7 @@ fn le_hash(values: &[f32]) -> String {
 /// of a T1ce student, both n_filters 4 from fixed seeds.
 fn golden_values(image: &Tensor, labels: &LabelMap) -> String {
     let (y, r, student) =
-        protokd::golden::seeded_run(&protokd::device::Compute::Cpu, image, labels).unwrap();
+        protokd::golden::seeded_run(&protokd::device::Compute::Spec, image, labels).unwrap();
     let mut out = String::new();
     writeln!(out, "teacher.features sha256 {}", le_hash(&y.features.data)).unwrap();
     writeln!(out, "teacher.logits   sha256 {}", le_hash(&y.logits.data)).unwrap();

@@ -1,19 +1,24 @@
 //! Bit-reproducibility: a whole ProtoKD training step (student forward and backward, teacher
 //! forward, every loss, Adam) gives the same bits with 1, 2 and 7 threads and on a repeat run,
-//! and with or without hardware FMA, and those bits are the recorded ones, so an unintended
-//! change of arithmetic fails here.
+//! on the spec and on the fast CPU engine with each SIMD copy this CPU can run (the portable
+//! one: as on a CPU without FMA hardware), and those bits are the recorded ones, so an
+//! unintended change of arithmetic fails here. Engines are passed by value; no test changes
+//! process state.
 //!
 //! The inputs are the committed example files in `examples/audit/` (made by the ignored test
 //! `regenerate_examples` below from seeded initialisation and fixture A's batch).
 
 use protokd::audit::read_labels;
 use protokd::checkpoint;
+use protokd::device::HostEngine;
 use protokd::modality::Modalities;
 use protokd::tensorfile::{sha256_hex, TensorFile};
+use protokd_cpu::{Cpu, Isa};
 use protokd_reference::adam::AdamState;
+use protokd_reference::engine::Spec;
 use protokd_reference::state::{VNetConfig, VNetState, Value};
-use protokd_reference::step::{train_step, StepConfig};
-use protokd_reference::vnet::forward_eval;
+use protokd_reference::step::{train_step_on, StepConfig};
+use protokd_reference::vnet::forward_eval_on;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -26,7 +31,18 @@ fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/audit")
 }
 
-fn step_hash(dir: &Path) -> String {
+/// Every engine on host tensors: the spec, and the fast CPU engine on each SIMD copy this CPU
+/// can run.
+fn host_engines() -> Vec<(String, Box<dyn HostEngine>)> {
+    let mut v: Vec<(String, Box<dyn HostEngine>)> = vec![("spec".into(), Box::new(Spec))];
+    for isa in Isa::usable() {
+        let cpu = Cpu::with_isa(isa).unwrap();
+        v.push((format!("cpu ({})", isa.name()), Box::new(cpu)));
+    }
+    v
+}
+
+fn step_hash(e: &dyn HostEngine, dir: &Path) -> String {
     let student0 = checkpoint::load(&dir.join("student.safetensors"))
         .unwrap()
         .state;
@@ -38,7 +54,8 @@ fn step_hash(dir: &Path) -> String {
     let labels = read_labels(&batch, 4).unwrap();
     let mut student = student0.clone();
     let mut adam = AdamState::for_state(&student);
-    let r = train_step(
+    let r = train_step_on(
+        e,
         &mut student,
         &mut adam,
         Some(&teacher),
@@ -74,57 +91,31 @@ fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
 }
 
 #[test]
-fn protokd_step_is_identical_for_1_2_and_7_threads_and_matches_the_record() {
+fn protokd_step_is_identical_on_every_engine_and_thread_count_and_matches_the_record() {
     let dir = examples();
-    let hashes: Vec<String> = [1, 2, 7, 2]
-        .iter()
-        .map(|&t| in_pool(t, || step_hash(&dir)))
-        .collect();
-    assert!(
-        hashes.iter().all(|h| *h == hashes[0]),
-        "hashes differ between thread counts or runs: {hashes:?}"
-    );
-    assert_eq!(
-        hashes[0], STEP_HASH,
-        "the step's bits changed: if intended, record the new hash and say why in the commit"
-    );
+    for (name, e) in host_engines() {
+        let hashes: Vec<String> = [1, 2, 7, 2]
+            .iter()
+            .map(|&t| in_pool(t, || step_hash(&*e, &dir)))
+            .collect();
+        assert!(
+            hashes.iter().all(|h| *h == STEP_HASH),
+            "{name}: the step's bits changed or differ between thread counts or runs (if \
+             intended, record the new hash and say why in the commit): {hashes:?}"
+        );
+    }
 }
 
-/// The portable row primitives (`mul_add` through the C library's `fmaf`, as on a CPU without
-/// FMA hardware) give the same bits as the AVX2+FMA ones.
+/// `--engine spec`, `--engine cpu`, the older `--device cpu` and the default write
+/// byte-identical step files; the removed `--kernels` switch and `PROTOKD_KERNELS` are clear
+/// errors that give the new spelling, and so is an unknown engine.
 #[test]
-fn protokd_step_is_identical_without_hardware_fma() {
-    let dir = examples();
-    protokd_reference::layers::rowops::set_hardware_fma(false);
-    let portable = step_hash(&dir);
-    protokd_reference::layers::rowops::set_hardware_fma(true);
-    assert_eq!(portable, STEP_HASH);
-}
-
-/// The spec kernels (`layers`) give the recorded bits too, so the fast kernels (the default,
-/// used by every other test here) and the spec agree on a whole step.
-#[test]
-fn protokd_step_is_identical_with_the_spec_kernels() {
-    use protokd_reference::kernels::{set_kernels, Kernels};
-    let dir = examples();
-    set_kernels(Kernels::Spec);
-    let spec = step_hash(&dir);
-    set_kernels(Kernels::Fast);
-    assert_eq!(spec, STEP_HASH);
-}
-
-/// `--kernels spec`, `PROTOKD_KERNELS=spec` and the default write byte-identical step files;
-/// a bad PROTOKD_KERNELS is a clear error.
-#[test]
-fn kernels_switch_of_the_cli() {
+fn engine_switch_of_the_cli() {
     let dir = examples();
     let tmp = tempfile::tempdir().unwrap();
-    let run = |name: &str, flag: Option<&str>, env: Option<&str>| -> std::process::Output {
+    let run = |name: &str, flags: &[&str], env: Option<&str>| -> std::process::Output {
         let out = tmp.path().join(name);
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_protokd"));
-        if let Some(k) = flag {
-            c.args(["--kernels", k]);
-        }
         c.args(["audit", "step", "--student"])
             .arg(dir.join("student.safetensors"))
             .arg("--teacher")
@@ -133,6 +124,7 @@ fn kernels_switch_of_the_cli() {
             .arg(dir.join("batch.safetensors"))
             .arg("--out")
             .arg(&out)
+            .args(flags)
             .env_remove("PROTOKD_KERNELS");
         if let Some(v) = env {
             c.env("PROTOKD_KERNELS", v);
@@ -140,22 +132,62 @@ fn kernels_switch_of_the_cli() {
         c.output().unwrap()
     };
     let read = |name: &str| std::fs::read(tmp.path().join(name)).unwrap();
-    for (name, flag, env) in [
-        ("default.safetensors", None, None),
-        ("flag.safetensors", Some("spec"), None),
-        ("env.safetensors", None, Some("spec")),
+    for (name, flags) in [
+        ("default.safetensors", &[][..]),
+        ("spec.safetensors", &["--engine", "spec"][..]),
+        ("cpu.safetensors", &["--engine", "cpu"][..]),
+        ("device.safetensors", &["--device", "cpu"][..]),
     ] {
-        let o = run(name, flag, env);
+        let o = run(name, flags, None);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(read(name), read("default.safetensors"), "{name}");
     }
-    assert_eq!(read("flag.safetensors"), read("default.safetensors"));
-    assert_eq!(read("env.safetensors"), read("default.safetensors"));
-    let bad = run("bad.safetensors", None, Some("turbo"));
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        !bad.status.success() && err.contains("PROTOKD_KERNELS = `turbo`"),
-        "{err}"
-    );
+    let failures: [(&[&str], Option<&str>, &[&str]); 4] = [
+        (
+            &["--kernels", "spec"],
+            None,
+            &["--kernels spec was replaced by --engine", "--engine spec"],
+        ),
+        (
+            &["--kernels"],
+            None,
+            &["--kernels was replaced by --engine"],
+        ),
+        (
+            &[],
+            Some("spec"),
+            &[
+                "PROTOKD_KERNELS (= `spec`) is no longer read",
+                "--engine cpu",
+            ],
+        ),
+        (
+            &["--engine", "turbo"],
+            None,
+            &["turbo", "spec, cpu, cuda, emulated"],
+        ),
+    ];
+    for (flags, env, words) in failures {
+        let o = run("bad.safetensors", flags, env);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.code(),
+            Some(if env.is_none() && flags[0] == "--engine" {
+                2
+            } else {
+                1
+            }),
+            "{flags:?}: {err}"
+        );
+        for w in words {
+            assert!(err.contains(w), "{flags:?} {env:?}: `{w}` not in {err}");
+        }
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{err}"
+        );
+        assert!(!tmp.path().join("bad.safetensors").exists());
+    }
 }
 
 #[test]
@@ -172,7 +204,7 @@ fn forward_is_identical_for_1_2_and_7_threads() {
         .iter()
         .map(|&t| {
             in_pool(t, || {
-                let y = forward_eval(&teacher, &image).unwrap();
+                let y = forward_eval_on(&Cpu::new(), &teacher, &image).unwrap();
                 let bytes: Vec<u8> = y
                     .features
                     .data

@@ -244,7 +244,7 @@ fn bad_input_is_refused_and_leaves_files_alone() {
         seg_args(s(&m), s(&case), s(&out), &["--stride", "8,129,8"]),
         &["stride 129"],
     );
-    run_fails(base(&["--device", "cuda"]), &["--device cuda"]);
+    run_fails(base(&["--device", "cuda"]), &["--engine cuda"]);
     run_fails(base(&["--release", "2023"]), &["--release 2023 disagrees"]);
     // Wrong number of files, a file named as another modality, missing output folder.
     let t1 = case.join(format!("{}_t1.nii.gz", ids[0]));

@@ -4,7 +4,7 @@
 //! Every value is computed by the spec's own per-value functions (`normalize`, `input_grad`,
 //! `inverse_std`, `grad_scale`, `update_running_statistics`), so the arithmetic is written once.
 //!
-//! The forward can apply the ReLU in the same pass ([`Then::Relu`]): `relu(fma(xhat, weight,
+//! The forward can apply the ReLU in the same pass (`Then::Relu`): `relu(fma(xhat, weight,
 //! bias))` is written directly, and the BatchNorm output is never stored; the bits are those
 //! of the two layers one after the other (the spec's definition of the VNet unit).
 
@@ -12,31 +12,11 @@ use crate::reduce::channel_reduction;
 use crate::simd::Isa;
 use protokd_reference::layers::batchnorm3d::{
     bn_dims, grad_scale, input_grad, inverse_std, normalize, update_running_statistics,
-    BatchTooSmall, BnCache,
+    BatchTooSmall, BnCache, Then,
 };
-use protokd_reference::layers::relu::relu;
 use protokd_reference::reduce::ChannelStep as Step;
 use protokd_reference::Tensor;
 use rayon::prelude::*;
-
-/// What follows the normalisation in the same pass over the values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Then {
-    /// Nothing: the BatchNorm output.
-    Nothing,
-    /// [`relu`] of the BatchNorm output.
-    Relu,
-}
-
-impl Then {
-    #[inline(always)]
-    fn apply(self, y: f32) -> f32 {
-        match self {
-            Then::Nothing => y,
-            Then::Relu => relu(y),
-        }
-    }
-}
 
 /// The spec's `batchnorm3d_forward_train`, then `then` on every output, on the copy `isa`.
 /// The running statistics are `(running_mean, running_var, num_batches_tracked)`.

@@ -1,12 +1,11 @@
 //! [`Cpu`]: the fast CPU engine, a value that holds the SIMD copy it runs.
 
-use crate::batchnorm::Then;
 use crate::simd::Isa;
 use crate::{adam, batchnorm, conv3d, reduce, softmax};
 use protokd_reference::adam::AdamScalars;
 use protokd_reference::engine::{Engine, Spec};
 use protokd_reference::error::EngineError;
-use protokd_reference::layers::batchnorm3d::BnCache;
+use protokd_reference::layers::batchnorm3d::{BnCache, Then};
 use protokd_reference::layers::conv3d::ConvGeom;
 use protokd_reference::layers::conv_transpose3d::{
     add_channel_bias, check_transposed_weight_grad, transposed_forward_dims,

@@ -6,20 +6,20 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum GpuError {
     /// No CUDA driver library could be loaded.
-    #[error("--device cuda: no CUDA driver found (looked for the shared libraries {looked_for}); install the NVIDIA driver or put its library folder on LD_LIBRARY_PATH, or use --device cpu or --device emulated")]
+    #[error("--engine cuda: no CUDA driver found (looked for the shared libraries {looked_for}); install the NVIDIA driver or put its library folder on LD_LIBRARY_PATH, or use --engine cpu or --engine emulated")]
     NoDriver {
         /// The file names tried.
         looked_for: String,
     },
     /// No NVRTC library could be loaded (it compiles the kernels at run time).
-    #[error("--device cuda: no NVRTC library found (looked for {looked_for}); install the CUDA toolkit's NVRTC (or the nvidia-cuda-nvrtc wheel) and put its folder on LD_LIBRARY_PATH")]
+    #[error("--engine cuda: no NVRTC library found (looked for {looked_for}); install the CUDA toolkit's NVRTC (or the nvidia-cuda-nvrtc wheel) and put its folder on LD_LIBRARY_PATH")]
     NoNvrtc {
         /// The file names tried.
         looked_for: String,
     },
     /// The driver loaded but reports no device (or not the one asked for).
     #[error(
-        "--device cuda: the CUDA driver reports {count} device(s); device {ordinal} does not exist"
+        "--engine cuda: the CUDA driver reports {count} device(s); device {ordinal} does not exist"
     )]
     NoDevice {
         /// Devices present.

@@ -24,7 +24,7 @@
 //! ## Exactness
 //! Every operation gives the reference's bits; there is no tolerance table because no operation
 //! needs one (the tests compare bits on random shapes and on the golden patches, and
-//! `protokd verify --device` does the same on any GPU).
+//! `protokd verify --engines cuda` does the same on any GPU).
 
 pub mod args;
 pub mod cuda;

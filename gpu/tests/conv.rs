@@ -7,8 +7,7 @@ use common::{assert_same_bits, pick, random_tensor};
 use protokd_gpu::ops::conv;
 use protokd_gpu::{Device, GpuTensor};
 use protokd_reference::layers::conv3d::{
-    bias_backward, conv3d_backward_input_spec, conv3d_backward_weight_spec, conv3d_forward_spec,
-    ConvGeom,
+    bias_backward, conv3d_backward_input, conv3d_backward_weight, conv3d_forward, ConvGeom,
 };
 use protokd_reference::layers::conv_transpose3d::{
     conv_transpose3d_backward_input, conv_transpose3d_backward_weight, conv_transpose3d_forward,
@@ -43,7 +42,7 @@ fn check_conv3d(dev: &Device, x_shape: [usize; 5], cout: usize, g: &ConvGeom, se
 
     for bias in [false, true] {
         let got = conv::conv3d_forward(dev, &gx, &gw, bias.then_some(&gb), g).unwrap();
-        let want = conv3d_forward_spec(&x, &wt, bias.then_some(&b), g);
+        let want = conv3d_forward(&x, &wt, bias.then_some(&b), g);
         assert_same_bits(
             &format!("{what}: forward, bias {bias}"),
             &down(dev, got),
@@ -51,10 +50,10 @@ fn check_conv3d(dev: &Device, x_shape: [usize; 5], cout: usize, g: &ConvGeom, se
         );
     }
     let got = conv::conv3d_backward_input(dev, &gdy, &gw, g, [d, h, w]).unwrap();
-    let want = conv3d_backward_input_spec(&dy, &wt, g, [d, h, w]);
+    let want = conv3d_backward_input(&dy, &wt, g, [d, h, w]);
     assert_same_bits(&format!("{what}: input gradient"), &down(dev, got), &want);
     let got = conv::conv3d_backward_weight(dev, &gx, &gdy, g).unwrap();
-    let want = conv3d_backward_weight_spec(&x, &dy, g);
+    let want = conv3d_backward_weight(&x, &dy, g);
     assert_same_bits(&format!("{what}: weight gradient"), &down(dev, got), &want);
     let got = conv::bias_backward(dev, &gdy).unwrap();
     assert_same_bits(

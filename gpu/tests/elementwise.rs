@@ -205,11 +205,11 @@ fn add_refuses_different_shapes() {
 }
 
 /// The device-side count of NaNs and infinities equals a host count, on sizes around the
-/// kernels' thread counts (65536 and 256), and the engine's finiteness check gives the CPU
+/// kernels' thread counts (65536 and 256), and the engine's finiteness check gives the spec
 /// engine's error (first index and value) or none.
 #[test]
 fn non_finite_counts_and_the_engine_check_match_the_host() {
-    use protokd_reference::engine::{Cpu, Engine};
+    use protokd_reference::engine::{Engine, Spec};
     let dev = common::device();
     let gpu = protokd_gpu::Gpu::new(dev.clone());
     let specials = special_values();
@@ -232,7 +232,7 @@ fn non_finite_counts_and_the_engine_check_match_the_host() {
             "n {n}"
         );
         // (Compared as text: the error holds the value, and NaN != NaN.)
-        let (g, c) = (gpu.check_finite("x", &x), Cpu.check_finite("x", &t));
+        let (g, c) = (gpu.check_finite("x", &x), Spec.check_finite("x", &t));
         assert_eq!(format!("{g:?}"), format!("{c:?}"), "n {n}");
         assert_eq!(g.is_ok(), want == 0, "n {n}");
     }

@@ -7,7 +7,7 @@ use common::{assert_same_bits, device, random_labels, random_tensor};
 use protokd_gpu::transfer::{download_adam, download_state, upload_adam, upload_state};
 use protokd_gpu::{Gpu, GpuLabels, GpuTensor};
 use protokd_reference::adam::AdamState;
-use protokd_reference::engine::Cpu;
+use protokd_reference::engine::Spec;
 use protokd_reference::state::{VNetConfig, VNetState, Value};
 use protokd_reference::step::{train_step_on, StepConfig, StepMode};
 use protokd_reference::vnet::forward_eval_on;
@@ -39,7 +39,7 @@ fn teacher_forward_matches_the_reference() {
     let gpu = Gpu::new(device());
     let teacher = net(4, 1);
     let x = random_tensor(&[2, 4, 16, 16, 32], 3, 2.0);
-    let want = forward_eval_on(&Cpu, &teacher, &x).unwrap();
+    let want = forward_eval_on(&Spec, &teacher, &x).unwrap();
     let t = upload_state(&gpu.dev, &teacher).unwrap();
     let got = forward_eval_on(&gpu, &t, &GpuTensor::upload(&gpu.dev, &x).unwrap()).unwrap();
     assert_same_bits(
@@ -77,7 +77,7 @@ fn training_steps_match_the_reference() {
         for step in 1..=2 {
             let what = format!("{mode:?} step {step}");
             let want = train_step_on(
-                &Cpu,
+                &Spec,
                 &mut student,
                 &mut adam,
                 Some(&teacher),

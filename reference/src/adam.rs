@@ -147,7 +147,7 @@ impl AdamScalars {
 /// One Adam step over `params` with gradients `grads` (same order and shapes as the state), on
 /// any engine: the step count, then [`AdamScalars::for_step`], then every parameter's update in
 /// parameter order.
-pub fn adam_step_on<'a, E: Engine>(
+pub fn adam_step_on<'a, E: Engine + ?Sized>(
     engine: &E,
     params: impl IntoIterator<Item = &'a mut E::T>,
     grads: &[E::T],

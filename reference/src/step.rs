@@ -131,7 +131,7 @@ pub fn check_labels(
 /// statistics of the student are updated, as by any training-mode forward). Arguments as
 /// [`train_step`]; the labels must have been checked ([`check_labels`]) by the caller, which
 /// holds them on the host.
-pub fn losses_and_gradients_on<E: Engine>(
+pub fn losses_and_gradients_on<E: Engine + ?Sized>(
     e: &E,
     student: &mut VNetState<E::T>,
     teacher: Option<&VNetState<E::T>>,
@@ -207,7 +207,7 @@ pub fn losses_and_gradients(
 /// One training step on any engine: [`losses_and_gradients_on`], then [`adam_step_on`] over
 /// every parameter. Returns the losses and gradients before the update.
 #[allow(clippy::too_many_arguments)]
-pub fn train_step_on<E: Engine>(
+pub fn train_step_on<E: Engine + ?Sized>(
     e: &E,
     student: &mut VNetState<E::T>,
     adam: &mut AdamState<E::T>,

@@ -31,14 +31,14 @@ pub struct VNetOutput<T = Tensor> {
 }
 
 /// What a training-mode unit keeps for its backward.
-struct UnitCache<E: Engine> {
+struct UnitCache<E: Engine + ?Sized> {
     input: E::T,
     bn: E::BnCache,
     output: E::T,
 }
 
 /// Everything a training-mode forward keeps for the backward.
-pub struct VNetCache<E: Engine = Spec> {
+pub struct VNetCache<E: Engine + ?Sized = Spec> {
     units: HashMap<String, UnitCache<E>>,
     features: E::T,
 }
@@ -57,7 +57,7 @@ fn out_conv_geom() -> ConvGeom {
 
 /// A forward pass: evaluation mode reads the state; training mode updates the BatchNorm running
 /// statistics and records caches.
-enum Pass<'a, E: Engine> {
+enum Pass<'a, E: Engine + ?Sized> {
     Eval(&'a VNetState<E::T>),
     Train(
         &'a mut VNetState<E::T>,
@@ -65,7 +65,7 @@ enum Pass<'a, E: Engine> {
     ),
 }
 
-impl<E: Engine> Pass<'_, E> {
+impl<E: Engine + ?Sized> Pass<'_, E> {
     fn state(&self) -> &VNetState<E::T> {
         match self {
             Pass::Eval(s) => s,
@@ -75,7 +75,7 @@ impl<E: Engine> Pass<'_, E> {
 }
 
 /// The conv of one unit (no BatchNorm, no ReLU).
-fn unit_conv<E: Engine>(
+fn unit_conv<E: Engine + ?Sized>(
     e: &E,
     state: &VNetState<E::T>,
     u: &Unit,
@@ -93,7 +93,7 @@ fn unit_conv<E: Engine>(
 /// `relu(batchnorm(conv(x)))` for one unit: the convolution, then BatchNorm and ReLU in one
 /// engine call ([`Engine::batchnorm3d_relu_forward_eval`] / `_train`: the two layers one after
 /// the other in the spec, one fused pass on the fast CPU and GPU engines).
-fn unit_forward<E: Engine>(
+fn unit_forward<E: Engine + ?Sized>(
     e: &E,
     pass: &mut Pass<E>,
     u: &Unit,
@@ -135,7 +135,7 @@ fn unit_forward<E: Engine>(
 }
 
 /// All units of block `name` in order.
-fn block_forward<E: Engine>(
+fn block_forward<E: Engine + ?Sized>(
     e: &E,
     pass: &mut Pass<E>,
     name: &str,
@@ -150,7 +150,7 @@ fn block_forward<E: Engine>(
 }
 
 /// The whole network, written out.
-fn forward<E: Engine>(
+fn forward<E: Engine + ?Sized>(
     e: &E,
     pass: &mut Pass<E>,
     x: &E::T,
@@ -184,7 +184,7 @@ fn forward<E: Engine>(
 
 /// Checks an input batch for this network: `[N, in_channels, D, H, W]`, `N >= 1`, each of
 /// `D, H, W` a positive multiple of 16, all values finite. `name` names the tensor in errors.
-pub fn check_input<E: Engine>(
+pub fn check_input<E: Engine + ?Sized>(
     e: &E,
     cfg: &VNetConfig,
     name: &str,
@@ -210,7 +210,7 @@ pub fn check_input<E: Engine>(
 }
 
 /// Checks every f32 entry of a state for NaN or infinity.
-pub fn check_state<E: Engine>(e: &E, state: &VNetState<E::T>) -> Result<(), EngineError> {
+pub fn check_state<E: Engine + ?Sized>(e: &E, state: &VNetState<E::T>) -> Result<(), EngineError> {
     for entry in state.entries() {
         if let crate::state::Value::F32(t) = &entry.value {
             e.check_finite(&entry.name, t)?;
@@ -220,7 +220,7 @@ pub fn check_state<E: Engine>(e: &E, state: &VNetState<E::T>) -> Result<(), Engi
 }
 
 /// Evaluation-mode forward (BatchNorm uses the running statistics; the state is not changed).
-pub fn forward_eval_on<E: Engine>(
+pub fn forward_eval_on<E: Engine + ?Sized>(
     e: &E,
     state: &VNetState<E::T>,
     x: &E::T,
@@ -237,7 +237,7 @@ pub fn forward_eval(state: &VNetState, x: &Tensor) -> Result<VNetOutput, EngineE
 /// Training-mode forward: BatchNorm normalises with the batch statistics and updates the running
 /// statistics and `num_batches_tracked`; returns the cache for [`backward_on`].
 #[allow(clippy::type_complexity)]
-pub fn forward_train_on<E: Engine>(
+pub fn forward_train_on<E: Engine + ?Sized>(
     e: &E,
     state: &mut VNetState<E::T>,
     x: &E::T,
@@ -264,7 +264,7 @@ pub fn forward_train(
 type Grads<T> = HashMap<String, T>;
 
 /// Backward through one unit: returns the gradient w.r.t. the unit input when `need_input`.
-fn unit_backward<E: Engine>(
+fn unit_backward<E: Engine + ?Sized>(
     e: &E,
     state: &VNetState<E::T>,
     cache: &VNetCache<E>,
@@ -309,7 +309,7 @@ fn unit_backward<E: Engine>(
 }
 
 /// Backward through all units of block `name`, last unit first.
-fn block_backward<E: Engine>(
+fn block_backward<E: Engine + ?Sized>(
     e: &E,
     state: &VNetState<E::T>,
     cache: &VNetCache<E>,
@@ -332,7 +332,7 @@ fn block_backward<E: Engine>(
 /// Backward of a training-mode forward: the gradient of every trainable parameter, in
 /// [`VNetState::parameters`] order, given the gradient w.r.t. the logits and, optionally, an
 /// extra gradient w.r.t. the features.
-pub fn backward_on<E: Engine>(
+pub fn backward_on<E: Engine + ?Sized>(
     e: &E,
     state: &VNetState<E::T>,
     cache: &VNetCache<E>,

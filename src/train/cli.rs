@@ -3,7 +3,7 @@
 use super::config::{effective, Method};
 use super::run::RunDir;
 use super::{train, Outcome, Stop, TrainArgs};
-use crate::device::Device;
+use crate::device::EngineArg;
 use crate::modality::Modalities;
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, ValueEnum};
@@ -39,9 +39,8 @@ pub struct RunOptions {
     /// Stop after this many steps, saving the run as Ctrl-C does (resume with --resume).
     #[arg(long, value_name = "STEPS")]
     pub stop_after: Option<u64>,
-    /// Where the arithmetic runs.
-    #[arg(long, value_enum, default_value_t = Device::Cpu)]
-    pub device: Device,
+    #[command(flatten)]
+    pub engine: EngineArg,
 }
 
 /// `protokd train student --method`.
@@ -79,7 +78,7 @@ fn read_json(path: &Path) -> Result<Value> {
 /// Runs a training command; prints its progress lines and a closing summary, and says how to
 /// resume when it stopped early.
 pub fn run(role: Role, o: &RunOptions) -> Result<Outcome> {
-    let compute = o.device.open()?;
+    let compute = o.engine.open()?;
     let (method, modalities, teacher) = match role {
         Role::Teacher => (Method::Teacher, Modalities::all(), None),
         Role::Student {

@@ -42,6 +42,7 @@
 //! (one thread; the fast engine, crate `protokd-cpu`, runs channels and planes in parallel
 //! with SIMD, calling the per-value functions below, [`normalize`] and [`input_grad`]).
 
+use crate::layers::relu::relu;
 use crate::reduce::{channel_reduction, ChannelStep as Step};
 use crate::tensor::Shaped;
 use crate::Tensor;
@@ -86,6 +87,28 @@ pub fn bn_dims<T: Shaped>(x: &T, per_channel: &[(&str, &T)], what: &str) -> (usi
         );
     }
     (n, c, d * h * w)
+}
+
+/// What an engine applies to every BatchNorm output in the same pass (see
+/// `Engine::batchnorm3d_relu_forward_train`): the VNet unit is `relu(batchnorm(x))`, and an
+/// engine that fuses the two writes `then.apply(y)` for each output `y` instead of storing `y`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Nothing: the BatchNorm output.
+    Nothing,
+    /// [`relu`] of the BatchNorm output: the bits of the two layers one after the other.
+    Relu,
+}
+
+impl Then {
+    /// `y`, or `relu(y)`.
+    #[inline(always)]
+    pub fn apply(self, y: f32) -> f32 {
+        match self {
+            Then::Nothing => y,
+            Then::Relu => relu(y),
+        }
+    }
 }
 
 /// Step 3: `invstd = 1 / sqrt(var + eps)`.
