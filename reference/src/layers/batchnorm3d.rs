@@ -53,7 +53,7 @@ pub const BN_EPS: f32 = 1e-5;
 /// BatchNorm running-statistics momentum (PyTorch default).
 pub const BN_MOMENTUM: f32 = 0.1;
 /// `1 - BN_MOMENTUM` as the `f32` constant used by the running-statistics update.
-const BN_KEEP: f32 = 0.9;
+pub const BN_KEEP: f32 = 0.9;
 
 /// Training-mode BatchNorm was given a batch with fewer than two values per channel (the
 /// unbiased variance would divide by zero; PyTorch refuses it too).
