@@ -1,12 +1,11 @@
 // Conv3d (reference layers::conv3d; ConvTranspose3d is defined through these, gpu/src/ops/conv.rs).
 //
-// Every kernel describes one convolution the same way: its input A `[n, cin, in]`, its output
-// B `[n, cout, out]` (`out = (in + 2p - k) / s + 1` per axis) and the weight `[cout, cin, k]`;
-// input index `o * s + k - p` of an axis is read by output `o` through tap `k`. The shape takes 9
-// argument slots from `first` (conv3d_read_shape): n, cin, cout, then per axis [D, H, W]
-// `in | out << 32`, then per axis `k | s << 16 | p << 32`. The host checks that a channel plane
-// of the input and of the output holds fewer than 2^30 values, so per-axis indices and offsets
-// inside a plane fit 32 bits.
+// Every kernel describes one convolution the same way, `p.shape` (a conv3d_shape, args.def): its
+// input A `[n, cin, input]`, its output B `[n, cout, output]` (`output = (input + 2 pad - k) / s
+// + 1` per axis) and the weight `[cout, cin, k]`; input index `o * s + k - pad` of an axis is
+// read by output `o` through tap `k`. The host checks that a channel plane of the input and of
+// the output holds fewer than 2^30 values, so per-axis indices and offsets inside a plane fit
+// 32 bits.
 //
 // Speed: a thread computes a register tile of whole outputs (several channels, several positions
 // along W, several weight taps), so each value it loads feeds several independent chains; each
@@ -17,28 +16,6 @@
 #else
 #define CONV3D_UNROLL
 #endif
-
-struct conv3d_shape {
-    long long n, cin, cout;
-    long long in[3], out[3], k[3], s[3], pad[3];
-};
-
-static __device__ conv3d_shape conv3d_read_shape(pk_args p, int first) {
-    conv3d_shape g;
-    g.n = ARG_I64(first);
-    g.cin = ARG_I64(first + 1);
-    g.cout = ARG_I64(first + 2);
-    for (int a = 0; a < 3; a++) {
-        long long ext = ARG_I64(first + 3 + a);
-        g.in[a] = ext & 0xffffffffLL;
-        g.out[a] = ext >> 32;
-        long long axis = ARG_I64(first + 6 + a);
-        g.k[a] = axis & 0xffff;
-        g.s[a] = (axis >> 16) & 0xffff;
-        g.pad[a] = (axis >> 32) & 0xffff;
-    }
-    return g;
-}
 
 // Carries an index digit into the next one after an increment of at most `PK_LANES`: lo in
 // [0, ext) again, the excess added to hi.
@@ -90,25 +67,23 @@ static __device__ void conv3d_axis_taps(const conv3d_shape &g, int a, bool tr, l
 // in the input gradient L is a multiple of s_w, so the V positions share their W taps. Each
 // loaded source value feeds G chains, each loaded weight V chains.
 // Thread order, fastest first: lane (< L), W chunk (of L * V positions), group, oh, od, n.
-//
-// args: 0 source, 1 grouped weights [groups][C_chain][k3][G] (conv3d_group_weights, 16-byte
-// aligned), 2 bias [C_out] or null, 3 destination, 4..12 the shape, 13 tr, 14 L
 template <int G, int V>
-static __device__ void conv3d_chains(pk_args p) {
-    const float *src = ARG_PTR(const float, 0);
-    const conv3d_vec4 *wg = ARG_PTR(const conv3d_vec4, 1);
-    const float *bias = ARG_PTR(const float, 2);
-    float *dst = ARG_PTR(float, 3);
-    conv3d_shape g = conv3d_read_shape(p, 4);
-    bool tr = ARG_I64(13) != 0;
-    long long lanes = ARG_I64(14);
+static __device__ void conv3d_chains(const pk_conv3d_chains_args p) {
+    static_assert(G % 4 == 0, "the grouped weights are read 4 at a time");
+    const float *src = p.src;
+    const conv3d_vec4 *wg = (const conv3d_vec4 *)p.wg;
+    const float *bias = p.bias;
+    float *dst = p.dst;
+    const conv3d_shape g = p.shape;
+    bool tr = p.tr != 0;
+    long long lanes = p.lanes;
     long long c_chain = tr ? g.cout : g.cin;
     long long c_out = tr ? g.cin : g.cout;
     int se[3];
     long long te[3];
     for (int a = 0; a < 3; a++) {
-        se[a] = (int)(tr ? g.out[a] : g.in[a]);
-        te[a] = tr ? g.in[a] : g.out[a];
+        se[a] = (int)(tr ? g.output[a] : g.input[a]);
+        te[a] = tr ? g.input[a] : g.output[a];
     }
     long long groups = (c_out + G - 1) / G;
     long long chunks = (te[2] + lanes * V - 1) / (lanes * V);
@@ -197,36 +172,30 @@ static __device__ void conv3d_chains(pk_args p) {
     }
 }
 
-KERNEL(conv3d_chains_g4v1) { conv3d_chains<4, 1>(p); }
-KERNEL(conv3d_chains_g4v4) { conv3d_chains<4, 4>(p); }
-KERNEL(conv3d_chains_g8v1) { conv3d_chains<8, 1>(p); }
-KERNEL(conv3d_chains_g8v4) { conv3d_chains<8, 4>(p); }
-KERNEL(conv3d_chains_g16v1) { conv3d_chains<16, 1>(p); }
-KERNEL(conv3d_chains_g16v4) { conv3d_chains<16, 4>(p); }
+// The tiles (G, V) there are kernels for: the host's table of them (CONV3D_CHAINS_INSTANCES,
+// gpu/src/ops/conv.rs) is generated from these lines.
+KERNEL(conv3d_chains_g4v1, conv3d_chains) { conv3d_chains<4, 1>(p); }
+KERNEL(conv3d_chains_g8v1, conv3d_chains) { conv3d_chains<8, 1>(p); }
+KERNEL(conv3d_chains_g16v1, conv3d_chains) { conv3d_chains<16, 1>(p); }
+KERNEL(conv3d_chains_g4v4, conv3d_chains) { conv3d_chains<4, 4>(p); }
+KERNEL(conv3d_chains_g8v4, conv3d_chains) { conv3d_chains<8, 4>(p); }
+KERNEL(conv3d_chains_g16v4, conv3d_chains) { conv3d_chains<16, 4>(p); }
 
 // The weight in conv3d_chains' order (a copy, no arithmetic): wg[grp][cc][tap][j] is the
 // weight of output channel grp * G + j and chain channel cc at flat tap (a, b, c), +0.0 past
 // the last output channel. w is [C_out, C_chain, k3] (forward, tr 0) or [C_chain, C_out, k3]
 // (input gradient, tr 1). One thread per wg element.
-//
-// args: 0 w, 1 wg, 2 G, 3 C_out, 4 C_chain, 5 k3, 6 tr
-KERNEL(conv3d_group_weights) {
-    const float *w = ARG_PTR(const float, 0);
-    float *wg = ARG_PTR(float, 1);
-    long long gsize = ARG_I64(2);
-    long long c_out = ARG_I64(3);
-    long long c_chain = ARG_I64(4);
-    long long k3 = ARG_I64(5);
-    bool tr = ARG_I64(6) != 0;
-    long long groups = (c_out + gsize - 1) / gsize;
+KERNEL(conv3d_group_weights, conv3d_group_weights) {
+    bool tr = p.tr != 0;
+    long long groups = (p.c_out + p.gsize - 1) / p.gsize;
     long long t = pk_global_index();
-    if (t >= groups * c_chain * k3 * gsize) return;
-    long long ch = t / (gsize * k3 * c_chain) * gsize + t % gsize;
-    long long tap = t / gsize % k3;
-    long long cc = t / (gsize * k3) % c_chain;
+    if (t >= groups * p.c_chain * p.k3 * p.gsize) return;
+    long long ch = t / (p.gsize * p.k3 * p.c_chain) * p.gsize + t % p.gsize;
+    long long tap = t / p.gsize % p.k3;
+    long long cc = t / (p.gsize * p.k3) % p.c_chain;
     float v = 0.0f;
-    if (ch < c_out) v = w[(tr ? cc * c_out + ch : ch * c_chain + cc) * k3 + tap];
-    wg[t] = v;
+    if (ch < p.c_out) v = p.w[(tr ? cc * p.c_out + ch : ch * p.c_chain + cc) * p.k3 + tap];
+    p.wg[t] = v;
 }
 
 // Weight gradient (reference conv3d_backward_weight_spec), the lanes of the canonical reduction
@@ -241,16 +210,14 @@ KERNEL(conv3d_group_weights) {
 // past the kernel (a tile is cut at the kernel's edge) are computed but not written. The terms
 // are walked one output row (n, od, oh) at a time, the tile's input rows found once per row.
 // Thread order, fastest first: lane, ci, group, tile, block (threads of a block share dy and x).
-//
-// args: 0 x [n, cin, in], 1 dy [n, cout, out], 2 partials, 3..11 the shape
 template <int GC, int K>
-static __device__ void conv3d_weight_lanes(pk_args p) {
-    const float *x = ARG_PTR(const float, 0);
-    const float *dy = ARG_PTR(const float, 1);
-    float *partials = ARG_PTR(float, 2);
-    conv3d_shape g = conv3d_read_shape(p, 3);
-    long long vo = g.out[0] * g.out[1] * g.out[2];
-    long long vi = g.in[0] * g.in[1] * g.in[2];
+static __device__ void conv3d_weight_lanes(const pk_conv3d_weight_lanes_args p) {
+    const float *x = p.x;
+    const float *dy = p.dy;
+    float *partials = p.partials;
+    const conv3d_shape g = p.shape;
+    long long vo = g.output[0] * g.output[1] * g.output[2];
+    long long vi = g.input[0] * g.input[1] * g.input[2];
     long long terms = g.n * vo;
     long long nblocks = (terms + PK_BLOCK - 1) / PK_BLOCK;
     long long groups = (g.cout + GC - 1) / GC;
@@ -283,7 +250,7 @@ static __device__ void conv3d_weight_lanes(pk_args p) {
     unsigned ext[3];
     int base[3];
     for (int a = 0; a < 3; a++) {
-        ext[a] = (unsigned)g.in[a];
+        ext[a] = (unsigned)g.input[a];
         base[a] = t0[a] - (int)g.pad[a];
     }
     int sd = (int)g.s[0], sh = (int)g.s[1], sw = (int)g.s[2];
@@ -298,7 +265,7 @@ static __device__ void conv3d_weight_lanes(pk_args p) {
     // (n, ci), dyn the element (n, 0, o) of dy.
     long long i = block * PK_BLOCK + lane;
     long long end = pk_block_end(terms, block);
-    int wo = (int)g.out[2], ho = (int)g.out[1], dout = (int)g.out[0];
+    int wo = (int)g.output[2], ho = (int)g.output[1], dout = (int)g.output[0];
     int ow = (int)(i % wo);
     int oh = (int)(i / wo % ho);
     int od = (int)(i / (wo * (long long)ho) % dout);
@@ -378,37 +345,31 @@ static __device__ void conv3d_weight_lanes(pk_args p) {
     }
 }
 
-KERNEL(conv3d_weight_lanes_g8k1) { conv3d_weight_lanes<8, 1>(p); }
-KERNEL(conv3d_weight_lanes_g8k2) { conv3d_weight_lanes<8, 2>(p); }
-KERNEL(conv3d_weight_lanes_g4k3) { conv3d_weight_lanes<4, 3>(p); }
+// The tiles (GC, K) there are kernels for (the host's CONV3D_WEIGHT_LANES_INSTANCES).
+KERNEL(conv3d_weight_lanes_g8k1, conv3d_weight_lanes) { conv3d_weight_lanes<8, 1>(p); }
+KERNEL(conv3d_weight_lanes_g8k2, conv3d_weight_lanes) { conv3d_weight_lanes<8, 2>(p); }
+KERNEL(conv3d_weight_lanes_g4k3, conv3d_weight_lanes) { conv3d_weight_lanes<4, 3>(p); }
 
 // Bias gradient (reference bias_backward), the lanes of the canonical sum of each channel ch of
 // dy [n, C, V] over its n * V values: term i = nn * V + v is dy[nn, ch, v], chain step
 // lane = lane + term. One thread per (ch, block, lane), writing
 // partials[(ch * nblocks + block) * 16 + lane].
-//
-// args: 0 dy, 1 partials, 2 n, 3 C, 4 V
-KERNEL(conv3d_bias_bwd_lanes) {
-    const float *dy = ARG_PTR(const float, 0);
-    float *partials = ARG_PTR(float, 1);
-    long long n = ARG_I64(2);
-    long long channels = ARG_I64(3);
-    long long vol = ARG_I64(4);
-    long long terms = n * vol;
+KERNEL(conv3d_bias_bwd_lanes, conv3d_bias_bwd_lanes) {
+    long long terms = p.n * p.vol;
     long long nblocks = (terms + PK_BLOCK - 1) / PK_BLOCK;
     long long t = pk_global_index();
-    if (t >= channels * nblocks * PK_LANES) return;
+    if (t >= p.channels * nblocks * PK_LANES) return;
     long long lane = t % PK_LANES;
     long long block = t / PK_LANES % nblocks;
     long long ch = t / (PK_LANES * nblocks);
     long long i = block * PK_BLOCK + lane;
-    long long v = i % vol;
-    long long nn = i / vol;
+    long long v = i % p.vol;
+    long long nn = i / p.vol;
     float acc = 0.0f;
     for (long long end = pk_block_end(terms, block); i < end; i += PK_LANES) {
-        acc = acc + dy[(nn * channels + ch) * vol + v];
+        acc = acc + p.dy[(nn * p.channels + ch) * p.vol + v];
         v += PK_LANES;
-        conv3d_carry(&v, vol, &nn);
+        conv3d_carry(&v, p.vol, &nn);
     }
-    partials[t] = acc;
+    p.partials[t] = acc;
 }

@@ -3,96 +3,58 @@
 
 // y = pk_relu(x): x if x > 0 or x is NaN (bits passed on unchanged), else +0.0 (so -0.0 and
 // -inf give +0.0); on the bits (prelude.cuh).
-//
-// args: 0 x, 1 y, 2 n
-KERNEL(elementwise_relu_forward) {
-    const float *x = ARG_PTR(const float, 0);
-    float *y = ARG_PTR(float, 1);
-    long long n = ARG_I64(2);
+KERNEL(elementwise_relu_forward, elementwise_relu_forward) {
     long long t = pk_global_index();
-    if (t >= n) return;
-    y[t] = pk_relu(x[t]);
+    if (t >= p.n) return;
+    p.y[t] = pk_relu(p.x[t]);
 }
 
 // dx = +0.0 if y <= 0, else dy (y the forward's output; a NaN y passes dy through). dy's bits
 // are selected as an integer, so a NaN dy keeps its payload (see elementwise_relu_forward).
-//
-// args: 0 dy, 1 y, 2 dx, 3 n
-KERNEL(elementwise_relu_backward) {
-    const float *dy = ARG_PTR(const float, 0);
-    const float *y = ARG_PTR(const float, 1);
-    float *dx = ARG_PTR(float, 2);
-    long long n = ARG_I64(3);
+KERNEL(elementwise_relu_backward, elementwise_relu_backward) {
     long long t = pk_global_index();
-    if (t >= n) return;
-    dx[t] = __uint_as_float(y[t] <= 0.0f ? 0u : __float_as_uint(dy[t]));
+    if (t >= p.n) return;
+    p.dx[t] = __uint_as_float(p.y[t] <= 0.0f ? 0u : __float_as_uint(p.dy[t]));
 }
 
 // y = a + b (one IEEE addition).
-//
-// args: 0 a, 1 b, 2 y, 3 n
-KERNEL(elementwise_add) {
-    const float *a = ARG_PTR(const float, 0);
-    const float *b = ARG_PTR(const float, 1);
-    float *y = ARG_PTR(float, 2);
-    long long n = ARG_I64(3);
+KERNEL(elementwise_add, elementwise_add) {
     long long t = pk_global_index();
-    if (t >= n) return;
-    y[t] = a[t] + b[t];
+    if (t >= p.n) return;
+    p.y[t] = p.a[t] + p.b[t];
 }
 
 // Channels `channels[k]`, k < K, of [N, C, V] data into [N, K, V]: y[(n K + k) V + p] =
 // x[(n C + channels[k]) V + p].
-//
-// args: 0 x, 1 channels (unsigned int[K]), 2 y, 3 N, 4 C, 5 K, 6 V
-KERNEL(elementwise_select_channels) {
-    const float *x = ARG_PTR(const float, 0);
-    const unsigned int *channels = ARG_PTR(const unsigned int, 1);
-    float *y = ARG_PTR(float, 2);
-    long long n = ARG_I64(3);
-    long long c = ARG_I64(4);
-    long long k = ARG_I64(5);
-    long long v = ARG_I64(6);
+KERNEL(elementwise_select_channels, elementwise_select_channels) {
     long long t = pk_global_index();
-    if (t >= n * k * v) return;
-    long long voxel = t % v;
-    long long sel = (t / v) % k;
-    long long sample = t / (v * k);
-    y[t] = x[(sample * c + (long long)channels[sel]) * v + voxel];
+    if (t >= p.n * p.k * p.v) return;
+    long long voxel = t % p.v;
+    long long sel = (t / p.v) % p.k;
+    long long sample = t / (p.v * p.k);
+    p.y[t] = p.x[(sample * p.c + (long long)p.channels[sel]) * p.v + voxel];
 }
 
 // Counting NaNs and infinities (the engine's finiteness check, done on the device so that a
 // state or a batch need not be downloaded to be checked). Step 1: thread t < T counts the
 // non-finite values among x[t], x[t + T], x[t + 2T], ... (exponent bits all ones).
-//
-// args: 0 x, 1 counts (unsigned int[T]), 2 n, 3 T
-KERNEL(elementwise_count_nonfinite) {
-    const float *x = ARG_PTR(const float, 0);
-    unsigned int *counts = ARG_PTR(unsigned int, 1);
-    long long n = ARG_I64(2);
-    long long threads = ARG_I64(3);
+KERNEL(elementwise_count_nonfinite, elementwise_count_nonfinite) {
     long long t = pk_global_index();
-    if (t >= threads) return;
+    if (t >= p.threads) return;
     unsigned int c = 0;
-    for (long long i = t; i < n; i += threads) {
-        c += (__float_as_uint(x[i]) & 0x7f800000u) == 0x7f800000u ? 1u : 0u;
+    for (long long i = t; i < p.n; i += p.threads) {
+        c += (__float_as_uint(p.x[i]) & 0x7f800000u) == 0x7f800000u ? 1u : 0u;
     }
-    counts[t] = c;
+    p.counts[t] = c;
 }
 
 // Step 2: thread s < S adds counts[s], counts[s + S], ... (of T; exact integer sums).
-//
-// args: 0 counts (unsigned int[T]), 1 sums (unsigned int[S]), 2 T, 3 S
-KERNEL(elementwise_sum_counts) {
-    const unsigned int *counts = ARG_PTR(const unsigned int, 0);
-    unsigned int *sums = ARG_PTR(unsigned int, 1);
-    long long total = ARG_I64(2);
-    long long out = ARG_I64(3);
+KERNEL(elementwise_sum_counts, elementwise_sum_counts) {
     long long s = pk_global_index();
-    if (s >= out) return;
+    if (s >= p.out) return;
     unsigned int c = 0;
-    for (long long i = s; i < total; i += out) {
-        c += counts[i];
+    for (long long i = s; i < p.total; i += p.out) {
+        c += p.counts[i];
     }
-    sums[s] = c;
+    p.sums[s] = c;
 }

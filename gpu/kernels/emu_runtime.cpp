@@ -2,11 +2,13 @@
 // block's threads one after another, by calling the kernel (compiled for the host from the same
 // source as for NVRTC) with blockIdx/threadIdx set. Kernels do not cooperate between threads
 // (prelude.cuh), so this sequential order computes what any GPU schedule computes.
-// Compiled like the kernels, after prelude.cuh (build.rs), which gives it pk_args and emu.h.
+// Compiled like the kernels, after pk_shared.cuh and prelude.cuh (build.rs), which give it emu.h.
+// `kernel` is a kernel's host entry point pk_emu_<name> (prelude.cuh), `args` the address of the
+// kernel's argument struct.
 
 thread_local pk_dim3 blockIdx, threadIdx, blockDim, gridDim;
 
-extern "C" void pk_emu_run(void (*kernel)(pk_args), pk_args args, unsigned int grid_x,
+extern "C" void pk_emu_run(void (*kernel)(const void *), const void *args, unsigned int grid_x,
                            unsigned int grid_y, unsigned int grid_z, unsigned int block_x,
                            unsigned int block_y, unsigned int block_z,
                            unsigned long long block_begin, unsigned long long block_end) {

@@ -1,11 +1,13 @@
 // The reference's own exp and ln (reference/src/mathfn.rs), operation for operation: the same
 // constants (as hex literals, the exact bits of the Rust constants), the same fma chains through
 // __fmaf_rn, IEEE division through __fdiv_rn, the same special cases. Same bits for every input.
+//
+// PK_LOG2E, PK_LN2_HI and PK_SQRT_2 are generated from std::f32::consts (pk_shared.cuh), the
+// constants the reference uses. The others below mirror private constants of reference/src/
+// mathfn.rs (and its polynomial coefficients) that build.rs cannot read: gpu/tests/mathfn.rs
+// holds them together (pk_exp and pk_ln against the reference's exp and ln, bit for bit).
 
-// log2(e) rounded to f32 (std::f32::consts::LOG2_E).
-#define PK_LOG2E 0x1.715476p+0f
-// ln 2 rounded to f32 (std::f32::consts::LN_2), and ln 2 - PK_LN2_HI rounded to f32.
-#define PK_LN2_HI 0x1.62e430p-1f
+// ln 2 - PK_LN2_HI rounded to f32.
 #define PK_LN2_LO -0x1.05c610p-29f
 // exp overflows to +inf above 88.72284 and underflows to +0.0 below -103.97208.
 #define PK_EXP_OVERFLOW 0x1.62e430p+6f
@@ -71,7 +73,7 @@ __device__ __forceinline__ float pk_ln(float x) {
     e += ((int)(bits >> 23)) - 127;
     bits = (bits & 0x007fffffu) | 0x3f800000u;
     float m = __uint_as_float(bits);
-    if (m > 0x1.6a09e6p+0f) { // sqrt 2 rounded to f32
+    if (m > PK_SQRT_2) {
         m *= 0.5f;
         e += 1;
     }

@@ -13,52 +13,38 @@ __device__ __forceinline__ float softmax_max(float a, float b) {
 // is the plain softmax, and KD passes its temperature): m = fold(s_0, max) over s_c;
 // e_c = pk_exp(s_c - m); S = ((0 + e_0) + e_1) + ...; p_c = e_c / S;
 // logp_c = (s_c - m) - pk_ln(S). Either output pointer may be 0 (not computed).
-//
-// args: 0 x, 1 p (or 0), 2 logp (or 0), 3 positions N*V, 4 C, 5 V, 6 divisor (f32)
-KERNEL(softmax_columns) {
-    const float *x = ARG_PTR(const float, 0);
-    float *probs = ARG_PTR(float, 1);
-    float *logp = ARG_PTR(float, 2);
-    long long positions = ARG_I64(3);
-    long long classes = ARG_I64(4);
-    long long voxels = ARG_I64(5);
-    float divisor = ARG_F32(6);
+KERNEL(softmax_columns, softmax_columns) {
     long long t = pk_global_index();
-    if (t >= positions) return;
-    long long base = (t / voxels) * classes * voxels + t % voxels;
-    float m = __fdiv_rn(x[base], divisor);
-    for (long long c = 0; c < classes; c++) {
-        m = softmax_max(m, __fdiv_rn(x[base + c * voxels], divisor));
+    if (t >= p.positions) return;
+    long long base = (t / p.voxels) * p.classes * p.voxels + t % p.voxels;
+    float m = __fdiv_rn(p.x[base], p.divisor);
+    for (long long c = 0; c < p.classes; c++) {
+        m = softmax_max(m, __fdiv_rn(p.x[base + c * p.voxels], p.divisor));
     }
     float total = 0.0f;
-    for (long long c = 0; c < classes; c++) {
-        float e = pk_exp(__fdiv_rn(x[base + c * voxels], divisor) - m);
+    for (long long c = 0; c < p.classes; c++) {
+        float e = pk_exp(__fdiv_rn(p.x[base + c * p.voxels], p.divisor) - m);
         total = total + e;
-        if (probs) probs[base + c * voxels] = e;
+        if (p.probs) p.probs[base + c * p.voxels] = e;
     }
-    if (probs) {
-        for (long long c = 0; c < classes; c++) {
-            probs[base + c * voxels] = __fdiv_rn(probs[base + c * voxels], total);
+    if (p.probs) {
+        for (long long c = 0; c < p.classes; c++) {
+            p.probs[base + c * p.voxels] = __fdiv_rn(p.probs[base + c * p.voxels], total);
         }
     }
-    if (logp) {
+    if (p.logp) {
         float ln_total = pk_ln(total);
-        for (long long c = 0; c < classes; c++) {
-            logp[base + c * voxels] = (__fdiv_rn(x[base + c * voxels], divisor) - m) - ln_total;
+        for (long long c = 0; c < p.classes; c++) {
+            long long at = base + c * p.voxels;
+            p.logp[at] = (__fdiv_rn(p.x[at], p.divisor) - m) - ln_total;
         }
     }
 }
 
 // Test hook for pk_exp and pk_ln: e[i] = pk_exp(x[i]), l[i] = pk_ln(x[i]).
-//
-// args: 0 x, 1 e, 2 l, 3 n
-KERNEL(mathfn_map_exp_ln) {
-    const float *x = ARG_PTR(const float, 0);
-    float *e = ARG_PTR(float, 1);
-    float *l = ARG_PTR(float, 2);
-    long long n = ARG_I64(3);
+KERNEL(mathfn_map_exp_ln, mathfn_map_exp_ln) {
     long long i = pk_global_index();
-    if (i >= n) return;
-    e[i] = pk_exp(x[i]);
-    l[i] = pk_ln(x[i]);
+    if (i >= p.n) return;
+    p.e[i] = pk_exp(p.x[i]);
+    p.l[i] = pk_ln(p.x[i]);
 }

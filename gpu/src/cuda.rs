@@ -1,9 +1,9 @@
 //! The Cuda device: one context and one stream on one GPU, every kernel loaded from the module
 //! NVRTC compiled for its architecture.
 
-use crate::args::Args;
+use crate::args::KernelArgs;
 use crate::error::GpuError;
-use crate::kernels::KERNEL_NAMES;
+use crate::kernels::Kernel;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,7 +18,8 @@ pub fn driver_present() -> bool {
 pub struct CudaDevice {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
-    functions: HashMap<&'static str, CudaFunction>,
+    /// The loaded kernels, in [`Kernel`] order.
+    functions: Vec<CudaFunction>,
     description: String,
 }
 
@@ -64,13 +65,14 @@ impl CudaDevice {
         let module = ctx
             .load_module(ptx)
             .map_err(|e| GpuError::driver("loading the compiled kernels", e))?;
-        let mut functions = HashMap::new();
-        for &k in KERNEL_NAMES {
-            let f = module
-                .load_function(k)
-                .map_err(|e| GpuError::driver(format!("loading kernel {k}"), e))?;
-            functions.insert(k, f);
-        }
+        let functions = Kernel::ALL
+            .iter()
+            .map(|k| {
+                module
+                    .load_function(k.name())
+                    .map_err(|e| GpuError::driver(format!("loading kernel {}", k.name()), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let stream = ctx.default_stream();
         Ok(CudaDevice {
             description: format!(
@@ -93,30 +95,27 @@ impl CudaDevice {
         &self.stream
     }
 
-    pub(crate) fn launch(
+    pub(crate) fn launch<A: KernelArgs>(
         &self,
-        name: &str,
+        kernel: Kernel,
         grid: u32,
         block: u32,
-        args: &Args,
+        args: &A,
     ) -> Result<(), GpuError> {
-        let f = self
-            .functions
-            .get(name)
-            .ok_or_else(|| GpuError::unknown_kernel(name))?;
-        let packed = args.packed();
+        let f = &self.functions[kernel as usize];
         let cfg = LaunchConfig {
             grid_dim: (grid, 1, 1),
             block_dim: (block, 1, 1),
             shared_mem_bytes: 0,
         };
         let mut b = self.stream.launch_builder(f);
-        b.arg(&packed);
-        // SAFETY: every kernel takes exactly one `pk_args` argument (prelude.cuh), and its
-        // addresses are live device buffers sized for the launch by the caller.
+        b.arg(args);
+        // SAFETY: the kernel takes exactly one argument, its `pk_<family>_args` struct by value
+        // (prelude.cuh), which `A` is (`TypedKernel<A>`, with the layout asserted on both
+        // sides); its addresses are live device buffers sized for the launch by the caller.
         unsafe { b.launch(cfg) }
             .map(|_| ())
-            .map_err(|e| GpuError::driver(format!("launching {name}"), e))
+            .map_err(|e| GpuError::driver(format!("launching {}", kernel.name()), e))
     }
 
     pub(crate) fn memory_in_use(&self) -> Result<u64, GpuError> {

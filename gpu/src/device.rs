@@ -9,7 +9,7 @@
 //! Buffers are typed ([`Buffer<T>`]); their contents cross between host and device only through
 //! [`Device::upload`] and [`Device::download`].
 
-use crate::args::Args;
+use crate::args::{DevPtr, KernelArgs, TypedKernel};
 use crate::cuda::CudaDevice;
 use crate::emulated::{HostVec, EMULATED};
 use crate::error::GpuError;
@@ -71,6 +71,11 @@ impl<T: Elem> Buffer<T> {
     /// Whether the buffer holds no element.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The address a kernel sees, typed (for an argument struct's field).
+    pub(crate) fn ptr(&self) -> DevPtr<T> {
+        DevPtr::from_address(self.address())
     }
 
     /// The address a kernel sees.
@@ -178,10 +183,17 @@ impl Device {
         }
     }
 
-    /// Launches kernel `name` over `threads` threads (a 1-D grid of [`BLOCK_THREADS`]-thread
-    /// blocks; threads past `threads` in the last block must return at once, which every
-    /// kernel checks). Does nothing for `threads == 0`.
-    pub fn launch(&self, name: &str, threads: usize, args: &Args) -> Result<(), GpuError> {
+    /// Launches `kernel` with its arguments `args` over `threads` threads (a 1-D grid of
+    /// [`BLOCK_THREADS`]-thread blocks; threads past `threads` in the last block must return at
+    /// once, which every kernel checks). Does nothing for `threads == 0`.
+    pub fn launch<A: KernelArgs>(
+        &self,
+        kernel: TypedKernel<A>,
+        threads: usize,
+        args: &A,
+    ) -> Result<(), GpuError> {
+        let kernel = kernel.kernel();
+        let name = kernel.name();
         if threads == 0 {
             return Ok(());
         }
@@ -196,8 +208,8 @@ impl Device {
         }
         let t0 = std::time::Instant::now();
         match self {
-            Device::Cuda(d) => d.launch(name, grid, BLOCK_THREADS, args)?,
-            Device::Emulated => EMULATED.launch(name, grid, BLOCK_THREADS, args)?,
+            Device::Cuda(d) => d.launch(kernel, grid, BLOCK_THREADS, args)?,
+            Device::Emulated => EMULATED.launch(kernel, grid, BLOCK_THREADS, args),
         }
         if profiling {
             self.synchronize()?;

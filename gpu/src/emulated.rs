@@ -1,18 +1,18 @@
 //! The Emulated device: kernels compiled for the host from the same CUDA C (build.rs), and the
 //! launch loop that runs them.
 
-use crate::args::{Args, KernelArgs};
-use crate::error::GpuError;
-use crate::kernels::host_entry;
+use crate::args::KernelArgs;
+use crate::kernels::{host_entry, Kernel};
 use rayon::prelude::*;
 use std::cell::UnsafeCell;
+use std::ffi::c_void;
 
 extern "C" {
     /// `kernels/emu_runtime.cpp`: runs blocks `[begin, end)` of a grid, each block's threads in
-    /// order.
+    /// order, calling `kernel(args)` (a kernel's host entry point and its argument struct).
     fn pk_emu_run(
-        kernel: unsafe extern "C" fn(KernelArgs),
-        args: KernelArgs,
+        kernel: unsafe extern "C" fn(*const c_void),
+        args: *const c_void,
         grid_x: u32,
         grid_y: u32,
         grid_z: u32,
@@ -63,15 +63,10 @@ pub(crate) static EMULATED: Emulated = Emulated;
 impl Emulated {
     /// Runs a launch of `grid` blocks of `block` threads to completion. Blocks are shared out
     /// between rayon threads in contiguous ranges; each thread of each block runs once.
-    pub(crate) fn launch(
-        &self,
-        name: &str,
-        grid: u32,
-        block: u32,
-        args: &Args,
-    ) -> Result<(), GpuError> {
-        let kernel = host_entry(name).ok_or_else(|| GpuError::unknown_kernel(name))?;
-        let packed = args.packed();
+    pub(crate) fn launch<A: KernelArgs>(&self, kernel: Kernel, grid: u32, block: u32, args: &A) {
+        let entry = host_entry(kernel);
+        // The struct's address as an integer, to share it between threads (it is only read).
+        let args = args as *const A as usize;
         let grid = grid as u64;
         let chunk = grid
             .div_ceil(4 * rayon::current_num_threads() as u64)
@@ -79,10 +74,23 @@ impl Emulated {
         (0..grid.div_ceil(chunk)).into_par_iter().for_each(|c| {
             let begin = c * chunk;
             let end = (begin + chunk).min(grid);
-            // SAFETY: the kernel was compiled from gpu/kernels with its one `pk_args` argument;
-            // every address in `packed` is a live buffer sized for the launch by its caller.
-            unsafe { pk_emu_run(kernel, packed, grid as u32, 1, 1, block, 1, 1, begin, end) };
+            // SAFETY: `entry` reads the struct of `kernel`, which `A` is (`TypedKernel<A>`, with
+            // the layout asserted on both sides); every address in it is a live buffer sized
+            // for the launch by its caller.
+            unsafe {
+                pk_emu_run(
+                    entry,
+                    args as *const c_void,
+                    grid as u32,
+                    1,
+                    1,
+                    block,
+                    1,
+                    1,
+                    begin,
+                    end,
+                )
+            };
         });
-        Ok(())
     }
 }

@@ -53,14 +53,6 @@ impl GpuError {
             message: format!("{e:?}"),
         }
     }
-
-    /// A launch of a kernel that `gpu/kernels` does not define (a programming error).
-    pub(crate) fn unknown_kernel(name: &str) -> Self {
-        GpuError::Driver {
-            during: format!("launching {name}"),
-            message: "no such kernel in gpu/kernels".into(),
-        }
-    }
 }
 
 impl From<GpuError> for protokd_reference::error::EngineError {

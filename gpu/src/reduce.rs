@@ -6,9 +6,10 @@
 //!    tree, then `reduce_pairwise_level` runs once per level of the pairwise tree over the blocks
 //!    (one thread per value of the next level), the last level writing the results.
 
-use crate::args::Args;
+use crate::args::{ReduceLaneTreesArgs, ReducePairwiseLevelArgs, ReduceRowsLanesArgs};
 use crate::device::{Buffer, Device};
 use crate::error::GpuError;
+use crate::kernels;
 use protokd_reference::reduce::{BLOCK, LANES};
 
 /// Number of blocks of an `n`-term reduction.
@@ -42,9 +43,13 @@ pub fn finish(
     }
     let sums = [dev.scratch(r * nb)?, dev.scratch(r * nb)?];
     dev.launch(
-        "reduce_lane_trees",
+        kernels::REDUCE_LANE_TREES,
         r * nb,
-        &Args::new().buf(partials).buf(&sums[0]).int(r * nb),
+        &ReduceLaneTreesArgs {
+            partials: partials.ptr(),
+            sums: sums[0].ptr(),
+            count: (r * nb) as i64,
+        },
     )?;
     let (mut len, mut level) = (nb, 0);
     loop {
@@ -53,15 +58,16 @@ pub fn finish(
         let dst = if last { out } else { &sums[(level + 1) % 2] };
         let dst_stride = if last { 1 } else { nb };
         dev.launch(
-            "reduce_pairwise_level",
+            kernels::REDUCE_PAIRWISE_LEVEL,
             r * next,
-            &Args::new()
-                .buf(&sums[level % 2])
-                .buf(dst)
-                .int(r)
-                .int(len)
-                .int(nb)
-                .int(dst_stride),
+            &ReducePairwiseLevelArgs {
+                src: sums[level % 2].ptr(),
+                dst: dst.ptr(),
+                count: r as i64,
+                len: len as i64,
+                src_stride: nb as i64,
+                dst_stride: dst_stride as i64,
+            },
         )?;
         if last {
             return Ok(());
@@ -79,9 +85,14 @@ pub fn sum_rows(
 ) -> Result<Buffer<f32>, GpuError> {
     let p = partials(dev, r, n)?;
     dev.launch(
-        "reduce_rows_lanes",
+        kernels::REDUCE_ROWS_LANES,
         lane_threads(r, n),
-        &Args::new().buf(x).buf(&p).int(r).int(n),
+        &ReduceRowsLanesArgs {
+            x: x.ptr(),
+            partials: p.ptr(),
+            count: r as i64,
+            n: n as i64,
+        },
     )?;
     let out = dev.zeros(r)?;
     finish(dev, &p, &out, r, n)?;

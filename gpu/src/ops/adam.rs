@@ -2,9 +2,10 @@
 //! [`AdamScalars`] (computed on the host, in `f64`, rounded once); every element follows
 //! [`AdamScalars::update`].
 
-use crate::args::Args;
+use crate::args::AdamUpdateElementsArgs;
 use crate::device::Device;
 use crate::error::GpuError;
+use crate::kernels;
 use crate::tensor::GpuTensor;
 use protokd_reference::adam::AdamScalars;
 
@@ -31,24 +32,25 @@ pub fn adam_update(
     let n = p.numel();
     let (p_out, m_out, v_out) = (dev.zeros(n)?, dev.zeros(n)?, dev.zeros(n)?);
     dev.launch(
-        "adam_update_elements",
+        kernels::ADAM_UPDATE_ELEMENTS,
         n,
-        &Args::new()
-            .buf(&p.buf)
-            .buf(&grad.buf)
-            .buf(&m.buf)
-            .buf(&v.buf)
-            .buf(&p_out)
-            .buf(&m_out)
-            .buf(&v_out)
-            .int(n)
-            .f32(s.step_size)
-            .f32(s.bc2_sqrt)
-            .f32(s.one_minus_b1)
-            .f32(s.one_minus_b2)
-            .f32(s.beta2)
-            .f32(s.eps)
-            .f32(s.weight_decay),
+        &AdamUpdateElementsArgs {
+            param: p.buf.ptr(),
+            grad: grad.buf.ptr(),
+            m: m.buf.ptr(),
+            v: v.buf.ptr(),
+            p_out: p_out.ptr(),
+            m_out: m_out.ptr(),
+            v_out: v_out.ptr(),
+            n: n as i64,
+            step_size: s.step_size,
+            bc2_sqrt: s.bc2_sqrt,
+            one_minus_b1: s.one_minus_b1,
+            one_minus_b2: s.one_minus_b2,
+            beta2: s.beta2,
+            eps: s.eps,
+            weight_decay: s.weight_decay,
+        },
     )?;
     Ok((
         GpuTensor::from_buffer(&p.shape, p_out),

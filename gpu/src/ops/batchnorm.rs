@@ -6,9 +6,13 @@
 //! `c` is the value at `(i / V, c, i % V)`) then [`reduce::finish`]. The mean is computed on the
 //! device and read by the squared-deviation lanes, so no operation here waits for the host.
 
-use crate::args::Args;
+use crate::args::{
+    BnBackwardDxArgs, BnChannelLanesArgs, BnEvalInvstdArgs, BnMeanArgs, BnNormalizeArgs, BnStep,
+    BnTrainStatsArgs, DevPtr,
+};
 use crate::device::{Buffer, Device};
 use crate::error::GpuError;
+use crate::kernels;
 use crate::reduce;
 use crate::tensor::GpuTensor;
 use protokd_reference::layers::batchnorm3d::{bn_dims, Then};
@@ -24,41 +28,31 @@ pub struct GpuBnCache {
     pub invstd: GpuTensor,
 }
 
-/// Chain step of `bn_channel_lanes` (the reference's `ChannelStep`; values as in batchnorm.cu).
-#[derive(Clone, Copy)]
-enum Step {
-    /// `acc + a_i`.
-    Sum = 0,
-    /// `fma(d, d, acc)`, `d = a_i - mean[c]`.
-    SquaredDeviation = 1,
-    /// `fma(a_i, b_i, acc)`.
-    Dot = 2,
-}
-
 /// The `C` canonical per-channel reductions of `[N, C, V]` data `a` with chain step `step`
-/// (`b` is read by [`Step::Dot`], `mean` by [`Step::SquaredDeviation`]; pass `a` otherwise).
+/// (`b` is read by [`BnStep::Dot`], `mean` by [`BnStep::SquaredDeviation`]; pass `a` otherwise).
 fn channel_reduction(
     dev: &Device,
     a: &Buffer<f32>,
     b: &Buffer<f32>,
     mean: &Buffer<f32>,
     (n, c, v): (usize, usize, usize),
-    step: Step,
+    step: BnStep,
 ) -> Result<Buffer<f32>, GpuError> {
     let m = n * v;
     let partials = reduce::partials(dev, c, m)?;
     dev.launch(
-        "bn_channel_lanes",
+        kernels::BN_CHANNEL_LANES,
         reduce::lane_threads(c, m),
-        &Args::new()
-            .buf(a)
-            .buf(b)
-            .buf(mean)
-            .buf(&partials)
-            .int(n)
-            .int(c)
-            .int(v)
-            .int(step as usize),
+        &BnChannelLanesArgs {
+            a: a.ptr(),
+            b: b.ptr(),
+            mean: mean.ptr(),
+            partials: partials.ptr(),
+            n: n as i64,
+            c: c as i64,
+            v: v as i64,
+            step,
+        },
     )?;
     let out = dev.zeros(c)?;
     reduce::finish(dev, &partials, &out, c, m)?;
@@ -87,25 +81,22 @@ fn normalize(
     } else {
         None
     };
-    let args = Args::new()
-        .buf(&x.buf)
-        .buf(shift)
-        .buf(invstd)
-        .buf(&weight.buf)
-        .buf(&bias.buf)
-        .buf(&y);
-    let args = match &xhat {
-        Some(b) => args.buf(b),
-        None => args.int(0),
-    };
     dev.launch(
-        "bn_normalize",
+        kernels::BN_NORMALIZE,
         total,
-        &args
-            .int(total)
-            .int(c)
-            .int(d * h * w)
-            .int((then == Then::Relu) as usize),
+        &BnNormalizeArgs {
+            x: x.buf.ptr(),
+            shift: shift.ptr(),
+            invstd: invstd.ptr(),
+            weight: weight.buf.ptr(),
+            bias: bias.buf.ptr(),
+            y: y.ptr(),
+            xhat: xhat.as_ref().map_or(DevPtr::NULL, |b| b.ptr()),
+            total: total as i64,
+            c: c as i64,
+            v: (d * h * w) as i64,
+            relu: (then == Then::Relu) as i64,
+        },
     )?;
     Ok((
         GpuTensor::from_buffer(&x.shape, y),
@@ -152,28 +143,38 @@ pub fn batchnorm3d_forward_train(
     let mf = m as f32;
     let unbias = mf / (m - 1) as f32;
 
-    let s = channel_reduction(dev, &x.buf, &x.buf, &x.buf, dims, Step::Sum)?;
+    let s = channel_reduction(dev, &x.buf, &x.buf, &x.buf, dims, BnStep::Sum)?;
     let mean = dev.zeros(c)?;
-    dev.launch("bn_mean", c, &Args::new().buf(&s).buf(&mean).int(c).f32(mf))?;
-    let q = channel_reduction(dev, &x.buf, &x.buf, &mean, dims, Step::SquaredDeviation)?;
+    dev.launch(
+        kernels::BN_MEAN,
+        c,
+        &BnMeanArgs {
+            s: s.ptr(),
+            mean: mean.ptr(),
+            c: c as i64,
+            mf,
+        },
+    )?;
+    let q = channel_reduction(dev, &x.buf, &x.buf, &mean, dims, BnStep::SquaredDeviation)?;
 
     let invstd = dev.zeros(c)?;
     let new_rm = dev.zeros(c)?;
     let new_rv = dev.zeros(c)?;
     dev.launch(
-        "bn_train_stats",
+        kernels::BN_TRAIN_STATS,
         c,
-        &Args::new()
-            .buf(&q)
-            .buf(&mean)
-            .buf(&running_mean.buf)
-            .buf(&running_var.buf)
-            .buf(&invstd)
-            .buf(&new_rm)
-            .buf(&new_rv)
-            .int(c)
-            .f32(mf)
-            .f32(unbias),
+        &BnTrainStatsArgs {
+            q: q.ptr(),
+            mean: mean.ptr(),
+            rm: running_mean.buf.ptr(),
+            rv: running_var.buf.ptr(),
+            invstd: invstd.ptr(),
+            rm_out: new_rm.ptr(),
+            rv_out: new_rv.ptr(),
+            c: c as i64,
+            mf,
+            unbias,
+        },
     )?;
 
     let (y, xhat) = normalize(dev, x, &mean, &invstd, weight, bias, true, then)?;
@@ -211,9 +212,13 @@ pub fn batchnorm3d_forward_eval(
     );
     let invstd = dev.zeros(c)?;
     dev.launch(
-        "bn_eval_invstd",
+        kernels::BN_EVAL_INVSTD,
         c,
-        &Args::new().buf(&running_var.buf).buf(&invstd).int(c),
+        &BnEvalInvstdArgs {
+            rv: running_var.buf.ptr(),
+            invstd: invstd.ptr(),
+            c: c as i64,
+        },
     )?;
     let (y, _) = normalize(
         dev,
@@ -249,25 +254,26 @@ pub fn batchnorm3d_backward(
     );
     let mf = (n * v) as f32;
     let xhat = &cache.xhat.buf;
-    let dbias = channel_reduction(dev, &dy.buf, &dy.buf, &dy.buf, dims, Step::Sum)?;
-    let dweight = channel_reduction(dev, &dy.buf, xhat, &dy.buf, dims, Step::Dot)?;
+    let dbias = channel_reduction(dev, &dy.buf, &dy.buf, &dy.buf, dims, BnStep::Sum)?;
+    let dweight = channel_reduction(dev, &dy.buf, xhat, &dy.buf, dims, BnStep::Dot)?;
     let total = dy.numel();
     let dx = dev.zeros(total)?;
     dev.launch(
-        "bn_backward_dx",
+        kernels::BN_BACKWARD_DX,
         total,
-        &Args::new()
-            .buf(&dy.buf)
-            .buf(xhat)
-            .buf(&weight.buf)
-            .buf(&cache.invstd.buf)
-            .buf(&dweight)
-            .buf(&dbias)
-            .buf(&dx)
-            .int(total)
-            .int(c)
-            .int(v)
-            .f32(mf),
+        &BnBackwardDxArgs {
+            dy: dy.buf.ptr(),
+            xhat: xhat.ptr(),
+            weight: weight.buf.ptr(),
+            invstd: cache.invstd.buf.ptr(),
+            dweight: dweight.ptr(),
+            dbias: dbias.ptr(),
+            dx: dx.ptr(),
+            total: total as i64,
+            c: c as i64,
+            v: v as i64,
+            mf,
+        },
     )?;
     Ok((
         GpuTensor::from_buffer(&dy.shape, dx),

@@ -21,9 +21,13 @@
 //! convolution's input gradient (forward, with the bias added after each chain), forward (input
 //! gradient) and weight gradient with `x` and `dy` exchanged.
 
-use crate::args::Args;
+use crate::args::{
+    Conv3dBiasBwdLanesArgs, Conv3dChainsArgs, Conv3dGroupWeightsArgs, Conv3dShape,
+    Conv3dWeightLanesArgs, DevPtr, TypedKernel,
+};
 use crate::device::Device;
 use crate::error::GpuError;
+use crate::kernels::{self, CONV3D_CHAINS_INSTANCES, CONV3D_WEIGHT_LANES_INSTANCES};
 use crate::reduce;
 use crate::tensor::GpuTensor;
 use protokd_reference::layers::conv3d::{
@@ -34,33 +38,35 @@ use protokd_reference::layers::conv_transpose3d::{
 };
 use protokd_reference::tensor::Shaped;
 
-/// Appends the 9 shape slots of `conv3d.cu` (`conv3d_read_shape`): the convolution reads
-/// `[n, cin, input]`, writes `[n, cout, output]`, with weight `[cout, cin, g.kernel]`.
-fn shape_args(
-    args: Args,
+/// The kernels' description of a convolution (`conv3d_shape`): it reads `[n, cin, input]`,
+/// writes `[n, cout, output]`, with weight `[cout, cin, g.kernel]`.
+fn conv_shape(
     [n, cin, cout]: [usize; 3],
     input: [usize; 3],
     output: [usize; 3],
     g: &ConvGeom,
-) -> Args {
+) -> Conv3dShape {
     // The kernels index inside one channel plane with 32-bit offsets.
     assert!(
         input.iter().product::<usize>() < 1 << 30 && output.iter().product::<usize>() < 1 << 30,
         "conv3d: a channel plane must hold fewer than 2^30 values, got {input:?} -> {output:?}"
     );
-    let mut args = args.int(n).int(cin).int(cout);
-    for a in 0..3 {
-        args = args.int(input[a] | output[a] << 32);
+    // ... and compute per-axis tap and source indices in 32-bit integers.
+    assert!(
+        (0..3).all(|a| g.kernel[a] < 1 << 16 && g.stride[a] < 1 << 16 && g.padding[a] < 1 << 16),
+        "conv3d: kernel, stride and padding must be below 65536, got {g:?}"
+    );
+    let long = |e: [usize; 3]| e.map(|v| v as i64);
+    Conv3dShape {
+        n: n as i64,
+        cin: cin as i64,
+        cout: cout as i64,
+        input: long(input),
+        output: long(output),
+        k: long(g.kernel),
+        s: long(g.stride),
+        pad: long(g.padding),
     }
-    for a in 0..3 {
-        let (k, s, p) = (g.kernel[a], g.stride[a], g.padding[a]);
-        assert!(
-            k < 1 << 16 && s < 1 << 16 && p < 1 << 16,
-            "conv3d: kernel, stride and padding must be below 65536, got {g:?}"
-        );
-        args = args.int(k | s << 16 | p << 32);
-    }
-    args
 }
 
 /// Fewest threads the chains kernel keeps when it chooses a larger tile (an H100 or H200 runs
@@ -68,8 +74,27 @@ fn shape_args(
 /// of the deep layers leave it idle).
 const MIN_CHAIN_THREADS: usize = 1 << 17;
 
-/// The chains kernels' tiles `(G, V)`: G output channels and V positions along `W` per thread.
-pub const CHAIN_TILES: [(usize, usize); 6] = [(4, 1), (8, 1), (16, 1), (4, 4), (8, 4), (16, 4)];
+/// The chains kernels' tiles `(G, V)`: G output channels and V positions along `W` per thread
+/// (the template arguments of the `conv3d_chains_g{G}v{V}` kernels, generated from
+/// `gpu/kernels/conv3d.cu`).
+pub const CHAIN_TILES: [(usize, usize); CONV3D_CHAINS_INSTANCES.len()] = {
+    let mut tiles = [(0, 0); CONV3D_CHAINS_INSTANCES.len()];
+    let mut i = 0;
+    while i < tiles.len() {
+        let [g, v] = CONV3D_CHAINS_INSTANCES[i].0;
+        tiles[i] = (g, v);
+        i += 1;
+    }
+    tiles
+};
+
+/// The chains kernel of tile `(G, V)`.
+fn chains_kernel((g, v): (usize, usize)) -> Option<TypedKernel<Conv3dChainsArgs>> {
+    CONV3D_CHAINS_INSTANCES
+        .iter()
+        .find(|(tile, _)| *tile == [g, v])
+        .map(|&(_, k)| k)
+}
 
 thread_local! {
     /// A tile forced by [`with_chain_tile`] on this thread.
@@ -81,7 +106,7 @@ thread_local! {
 /// for tests that check every tile against the reference (each gives the same bits).
 pub fn with_chain_tile<R>(tile: (usize, usize), f: impl FnOnce() -> R) -> R {
     assert!(
-        CHAIN_TILES.contains(&tile),
+        chains_kernel(tile).is_some(),
         "no chains kernel for tile {tile:?}"
     );
     let before = FORCED_TILE.replace(Some(tile));
@@ -130,19 +155,22 @@ fn chains(
         n * te[0] * te[1] * c_out.div_ceil(gsize) * te[2].div_ceil(lanes * v) * lanes
     };
     // G output channels per thread (a multiple of 4: the grouped weights are read 4 at a time;
-    // at most 16, and no more than the channels need) and V positions along W (4 or 1): the
-    // largest tile, in the order (16, 4), (8, 4), (4, 4), (16, 1), (8, 1), that leaves
-    // MIN_CHAIN_THREADS threads, else (4, 1), the most threads.
-    let gmax = match c_out {
-        0..=4 => 4,
-        5..=8 => 8,
-        _ => 16,
-    };
+    // no more than the channels need: at most the smallest G >= c_out) and V positions along W:
+    // of the tiles by decreasing (V, G) (today (16, 4), (8, 4), (4, 4), (16, 1), (8, 1),
+    // (4, 1)), the first that leaves MIN_CHAIN_THREADS threads, else the last, the most threads.
+    let mut tiles = CHAIN_TILES;
+    tiles.sort_by_key(|&(g, v)| std::cmp::Reverse((v, g)));
+    let gmax = tiles
+        .iter()
+        .map(|&(g, _)| g)
+        .filter(|&g| g >= c_out)
+        .min()
+        .unwrap_or_else(|| tiles.iter().map(|&(g, _)| g).max().unwrap());
     let (gsize, v) = FORCED_TILE.get().unwrap_or_else(|| {
-        [(16, 4), (8, 4), (4, 4), (16, 1), (8, 1)]
+        tiles
             .into_iter()
             .find(|&(gs, v)| gs <= gmax && threads(gs, v) >= MIN_CHAIN_THREADS)
-            .unwrap_or((4, 1))
+            .unwrap_or(tiles[tiles.len() - 1])
     });
     let groups = c_out.div_ceil(gsize);
 
@@ -150,42 +178,33 @@ fn chains(
     // slack); `wg` must outlive both launches, which get its address as a plain integer.
     let len = groups * c_chain * k3 * gsize;
     let wg = dev.zeros::<f32>(len + 3)?;
-    let wg_addr = wg.address().next_multiple_of(16) as usize;
+    let wg_aligned = DevPtr::from_address(wg.address().next_multiple_of(16));
     dev.launch(
-        "conv3d_group_weights",
+        kernels::CONV3D_GROUP_WEIGHTS,
         len,
-        &Args::new()
-            .buf(&*w.buf)
-            .int(wg_addr)
-            .int(gsize)
-            .int(c_out)
-            .int(c_chain)
-            .int(k3)
-            .int(tr as usize),
+        &Conv3dGroupWeightsArgs {
+            w: w.buf.ptr(),
+            wg: wg_aligned,
+            gsize: gsize as i64,
+            c_out: c_out as i64,
+            c_chain: c_chain as i64,
+            k3: k3 as i64,
+            tr: tr as i64,
+        },
     )?;
-    let args = optional(Args::new().buf(&*src.buf).int(wg_addr), bias).buf(&*dst.buf);
-    let args = shape_args(args, channels, input, output, g)
-        .int(tr as usize)
-        .int(lanes(v));
-    let name = match (gsize, v) {
-        (4, 1) => "conv3d_chains_g4v1",
-        (4, _) => "conv3d_chains_g4v4",
-        (8, 1) => "conv3d_chains_g8v1",
-        (8, _) => "conv3d_chains_g8v4",
-        (_, 1) => "conv3d_chains_g16v1",
-        _ => "conv3d_chains_g16v4",
+    let kernel = chains_kernel((gsize, v)).expect("the tile is one of CHAIN_TILES");
+    let args = Conv3dChainsArgs {
+        src: src.buf.ptr(),
+        wg: wg_aligned,
+        bias: bias.map_or(DevPtr::NULL, |b| b.buf.ptr()),
+        dst: dst.buf.ptr(),
+        shape: conv_shape(channels, input, output, g),
+        tr: tr as i64,
+        lanes: lanes(v) as i64,
     };
-    dev.launch(name, threads(gsize, v), &args)?;
+    dev.launch(kernel, threads(gsize, v), &args)?;
     drop(wg);
     Ok(())
-}
-
-/// An optional tensor argument: its buffer, or a null pointer.
-fn optional(args: Args, t: Option<&GpuTensor>) -> Args {
-    match t {
-        Some(t) => args.buf(&*t.buf),
-        None => args.int(0),
-    }
 }
 
 /// Conv3d forward, bits of the reference `conv3d_forward_spec`: `x` `[N, Cin, D, H, W]`, `w`
@@ -257,17 +276,29 @@ pub fn conv3d_backward_weight(
     let count = cout * cin * kd * kh * kw;
     let terms = n * od * oh * ow;
     let partials = reduce::partials(dev, count, terms)?;
-    // GC output channels times a K x K x K tile of taps per thread.
-    let (name, gc, k) = match g.kernel.iter().max() {
-        Some(1) => ("conv3d_weight_lanes_g8k1", 8, 1),
-        Some(2) => ("conv3d_weight_lanes_g8k2", 8, 2),
-        _ => ("conv3d_weight_lanes_g4k3", 4, 3),
-    };
+    // GC output channels times a K x K x K tile of taps per thread: the kernel of the largest K
+    // not above the kernel's largest extent (the smallest K if none is).
+    let kmax = g.kernel.into_iter().max().unwrap_or(0);
+    let by_k = |&&([_, k], _): &&([usize; 2], _)| k;
+    let &([gc, k], kernel) = CONV3D_WEIGHT_LANES_INSTANCES
+        .iter()
+        .filter(|&&([_, k], _)| k <= kmax)
+        .max_by_key(by_k)
+        .unwrap_or_else(|| {
+            CONV3D_WEIGHT_LANES_INSTANCES
+                .iter()
+                .min_by_key(by_k)
+                .unwrap()
+        });
     let tiles: usize = g.kernel.iter().map(|e| e.div_ceil(k)).product();
     let threads = reduce::lane_threads(cin * cout.div_ceil(gc) * tiles, terms);
-    let args = Args::new().buf(&*x.buf).buf(&*dy.buf).buf(&partials);
-    let args = shape_args(args, [n, cin, cout], [di, hi, wi], [od, oh, ow], g);
-    dev.launch(name, threads, &args)?;
+    let args = Conv3dWeightLanesArgs {
+        x: x.buf.ptr(),
+        dy: dy.buf.ptr(),
+        partials: partials.ptr(),
+        shape: conv_shape([n, cin, cout], [di, hi, wi], [od, oh, ow], g),
+    };
+    dev.launch(kernel, threads, &args)?;
     let dw = GpuTensor::from_buffer(&[cout, cin, kd, kh, kw], dev.zeros(count)?);
     reduce::finish(dev, &partials, &dw.buf, count, terms)?;
     Ok(dw)
@@ -280,14 +311,15 @@ pub fn bias_backward(dev: &Device, dy: &GpuTensor) -> Result<GpuTensor, GpuError
     let vol = d * h * w;
     let partials = reduce::partials(dev, c, n * vol)?;
     dev.launch(
-        "conv3d_bias_bwd_lanes",
+        kernels::CONV3D_BIAS_BWD_LANES,
         reduce::lane_threads(c, n * vol),
-        &Args::new()
-            .buf(&*dy.buf)
-            .buf(&partials)
-            .int(n)
-            .int(c)
-            .int(vol),
+        &Conv3dBiasBwdLanesArgs {
+            dy: dy.buf.ptr(),
+            partials: partials.ptr(),
+            n: n as i64,
+            channels: c as i64,
+            vol: vol as i64,
+        },
     )?;
     let db = GpuTensor::from_buffer(&[c], dev.zeros(c)?);
     reduce::finish(dev, &partials, &db.buf, c, n * vol)?;

@@ -1,9 +1,13 @@
 //! The elementwise layers (reference `layers::relu`: ReLU and the additive skip) and
 //! `Tensor::select_channels`: one thread per output element.
 
-use crate::args::Args;
+use crate::args::{
+    ElementwiseAddArgs, ElementwiseCountNonfiniteArgs, ElementwiseReluBackwardArgs,
+    ElementwiseReluForwardArgs, ElementwiseSelectChannelsArgs, ElementwiseSumCountsArgs,
+};
 use crate::device::Device;
 use crate::error::GpuError;
+use crate::kernels;
 use crate::tensor::GpuTensor;
 
 /// As the reference's `relu_forward`: `y = x` where `x > 0` or `x` is NaN (its bits passed
@@ -12,9 +16,13 @@ pub fn relu_forward(dev: &Device, x: &GpuTensor) -> Result<GpuTensor, GpuError> 
     let n = x.numel();
     let y = dev.zeros(n)?;
     dev.launch(
-        "elementwise_relu_forward",
+        kernels::ELEMENTWISE_RELU_FORWARD,
         n,
-        &Args::new().buf(&x.buf).buf(&y).int(n),
+        &ElementwiseReluForwardArgs {
+            x: x.buf.ptr(),
+            y: y.ptr(),
+            n: n as i64,
+        },
     )?;
     Ok(GpuTensor::from_buffer(&x.shape, y))
 }
@@ -26,9 +34,14 @@ pub fn relu_backward(dev: &Device, dy: &GpuTensor, y: &GpuTensor) -> Result<GpuT
     let n = dy.numel();
     let dx = dev.zeros(n)?;
     dev.launch(
-        "elementwise_relu_backward",
+        kernels::ELEMENTWISE_RELU_BACKWARD,
         n,
-        &Args::new().buf(&dy.buf).buf(&y.buf).buf(&dx).int(n),
+        &ElementwiseReluBackwardArgs {
+            dy: dy.buf.ptr(),
+            y: y.buf.ptr(),
+            dx: dx.ptr(),
+            n: n as i64,
+        },
     )?;
     Ok(GpuTensor::from_buffer(&dy.shape, dx))
 }
@@ -39,9 +52,14 @@ pub fn add(dev: &Device, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor, GpuE
     let n = a.numel();
     let y = dev.zeros(n)?;
     dev.launch(
-        "elementwise_add",
+        kernels::ELEMENTWISE_ADD,
         n,
-        &Args::new().buf(&a.buf).buf(&b.buf).buf(&y).int(n),
+        &ElementwiseAddArgs {
+            a: a.buf.ptr(),
+            b: b.buf.ptr(),
+            y: y.ptr(),
+            n: n as i64,
+        },
     )?;
     Ok(GpuTensor::from_buffer(&a.shape, y))
 }
@@ -69,16 +87,17 @@ pub fn select_channels(
     let y = dev.zeros(total)?;
     let index = dev.upload(&index)?;
     dev.launch(
-        "elementwise_select_channels",
+        kernels::ELEMENTWISE_SELECT_CHANNELS,
         total,
-        &Args::new()
-            .buf(&x.buf)
-            .buf(&index)
-            .buf(&y)
-            .int(n)
-            .int(c)
-            .int(k)
-            .int(v),
+        &ElementwiseSelectChannelsArgs {
+            x: x.buf.ptr(),
+            channels: index.ptr(),
+            y: y.ptr(),
+            n: n as i64,
+            c: c as i64,
+            k: k as i64,
+            v: v as i64,
+        },
     )?;
     Ok(GpuTensor::from_buffer(&shape, y))
 }
@@ -94,20 +113,26 @@ pub fn count_non_finite(dev: &Device, x: &GpuTensor) -> Result<u64, GpuError> {
     let threads = n.clamp(1, THREADS);
     let counts = dev.scratch::<u32>(threads)?;
     dev.launch(
-        "elementwise_count_nonfinite",
+        kernels::ELEMENTWISE_COUNT_NONFINITE,
         threads,
-        &Args::new().buf(&x.buf).buf(&counts).int(n).int(threads),
+        &ElementwiseCountNonfiniteArgs {
+            x: x.buf.ptr(),
+            counts: counts.ptr(),
+            n: n as i64,
+            threads: threads as i64,
+        },
     )?;
     let sums_len = threads.min(SUMS);
     let sums = dev.scratch::<u32>(sums_len)?;
     dev.launch(
-        "elementwise_sum_counts",
+        kernels::ELEMENTWISE_SUM_COUNTS,
         sums_len,
-        &Args::new()
-            .buf(&counts)
-            .buf(&sums)
-            .int(threads)
-            .int(sums_len),
+        &ElementwiseSumCountsArgs {
+            counts: counts.ptr(),
+            sums: sums.ptr(),
+            total: threads as i64,
+            out: sums_len as i64,
+        },
     )?;
     Ok(dev.download(&sums)?.iter().map(|&c| c as u64).sum())
 }

@@ -8,9 +8,13 @@
 //! to the host in one small download at the end. Host arithmetic (single IEEE operations on
 //! `f32`, the reference's own expressions) is said where it happens.
 
-use crate::args::Args;
+use crate::args::{
+    CeBackwardArgs, CeCountLanesArgs, CeLanesArgs, DevPtr, DiceBackwardArgs, DiceClassesArgs,
+    DiceLanesArgs, KdBackwardArgs, KdLanesArgs, MathfnMapExpLnArgs, SoftmaxColumnsArgs,
+};
 use crate::device::{Buffer, Device};
 use crate::error::GpuError;
+use crate::kernels;
 use crate::reduce;
 use crate::tensor::{GpuLabels, GpuTensor};
 use protokd_reference::tensor::Shaped;
@@ -53,16 +57,17 @@ fn softmax_columns(
     };
     let (p, logp) = (out(want_p)?, out(want_logp)?);
     if x.numel() > 0 {
-        let slot = |b: &Option<Buffer<f32>>, a: Args| match b {
-            Some(b) => a.buf(b),
-            None => a.int(0),
+        let ptr = |b: &Option<Buffer<f32>>| b.as_ref().map_or(DevPtr::NULL, |b| b.ptr());
+        let args = SoftmaxColumnsArgs {
+            x: x.buf.ptr(),
+            probs: ptr(&p),
+            logp: ptr(&logp),
+            positions: (n * v) as i64,
+            classes: c as i64,
+            voxels: v as i64,
+            divisor,
         };
-        let args = slot(&logp, slot(&p, Args::new().buf(&x.buf)))
-            .int(n * v)
-            .int(c)
-            .int(v)
-            .f32(divisor);
-        dev.launch("softmax_columns", n * v, &args)?;
+        dev.launch(kernels::SOFTMAX_COLUMNS, n * v, &args)?;
     }
     let wrap = |b: Option<Buffer<f32>>| b.map(|b| GpuTensor::from_buffer(&x.shape, b));
     Ok((wrap(p), wrap(logp)))
@@ -98,36 +103,43 @@ pub fn dice(
     let p = softmax(dev, logits)?;
     let partials = reduce::partials(dev, 3 * c, positions)?;
     dev.launch(
-        "dice_lanes",
+        kernels::DICE_LANES,
         reduce::lane_threads(c, positions),
-        &Args::new()
-            .buf(&p.buf)
-            .buf(&labels.buf)
-            .buf(&partials)
-            .int(c)
-            .int(v)
-            .int(positions),
+        &DiceLanesArgs {
+            probs: p.buf.ptr(),
+            labels: labels.buf.ptr(),
+            partials: partials.ptr(),
+            classes: c as i64,
+            voxels: v as i64,
+            positions: positions as i64,
+        },
     )?;
     let sums = dev.zeros(3 * c)?;
     reduce::finish(dev, &partials, &sums, 3 * c, positions)?;
     let scalars = dev.zeros(1 + 3 * c)?;
     dev.launch(
-        "dice_classes",
+        kernels::DICE_CLASSES,
         1,
-        &Args::new().buf(&sums).buf(&scalars).int(c).f32(scale),
+        &DiceClassesArgs {
+            sums: sums.ptr(),
+            out: scalars.ptr(),
+            classes: c as i64,
+            scale,
+        },
     )?;
     let ds = dev.zeros(logits.numel())?;
     dev.launch(
-        "dice_backward",
+        kernels::DICE_BACKWARD,
         positions,
-        &Args::new()
-            .buf(&p.buf)
-            .buf(&labels.buf)
-            .buf(&scalars)
-            .buf(&ds)
-            .int(c)
-            .int(v)
-            .int(positions),
+        &DiceBackwardArgs {
+            probs: p.buf.ptr(),
+            labels: labels.buf.ptr(),
+            scalars: scalars.ptr(),
+            ds: ds.ptr(),
+            classes: c as i64,
+            voxels: v as i64,
+            positions: positions as i64,
+        },
     )?;
     let loss = dev.download(&scalars)?[0];
     Ok((loss, GpuTensor::from_buffer(&logits.shape, ds)))
@@ -160,13 +172,14 @@ pub fn ce(
     let lanes = reduce::lane_threads(c, positions);
     let count_lanes = dev.zeros::<u32>(lanes.max(1))?;
     dev.launch(
-        "ce_count_lanes",
+        kernels::CE_COUNT_LANES,
         lanes,
-        &Args::new()
-            .buf(&labels.buf)
-            .buf(&count_lanes)
-            .int(c)
-            .int(positions),
+        &CeCountLanesArgs {
+            labels: labels.buf.ptr(),
+            counts: count_lanes.ptr(),
+            classes: c as i64,
+            positions: positions as i64,
+        },
     )?;
     let count_lanes = dev.download(&count_lanes)?;
     let per_class = lanes / c.max(1);
@@ -198,33 +211,35 @@ pub fn ce(
     let (p, logp) = (p.unwrap(), logp.unwrap());
     let partials = reduce::partials(dev, 2, positions)?;
     dev.launch(
-        "ce_lanes",
+        kernels::CE_LANES,
         reduce::lane_threads(1, positions),
-        &Args::new()
-            .buf(&logp.buf)
-            .buf(&labels.buf)
-            .buf(&w)
-            .buf(&partials)
-            .int(c)
-            .int(v)
-            .int(positions),
+        &CeLanesArgs {
+            logp: logp.buf.ptr(),
+            labels: labels.buf.ptr(),
+            w: w.ptr(),
+            partials: partials.ptr(),
+            classes: c as i64,
+            voxels: v as i64,
+            positions: positions as i64,
+        },
     )?;
     let sums = dev.zeros(2)?;
     reduce::finish(dev, &partials, &sums, 2, positions)?;
     let ds = dev.zeros(logits.numel())?;
     dev.launch(
-        "ce_backward",
+        kernels::CE_BACKWARD,
         positions,
-        &Args::new()
-            .buf(&p.buf)
-            .buf(&labels.buf)
-            .buf(&w)
-            .buf(&sums)
-            .buf(&ds)
-            .int(c)
-            .int(v)
-            .int(positions)
-            .f32(scale),
+        &CeBackwardArgs {
+            probs: p.buf.ptr(),
+            labels: labels.buf.ptr(),
+            w: w.ptr(),
+            sums: sums.ptr(),
+            ds: ds.ptr(),
+            classes: c as i64,
+            voxels: v as i64,
+            positions: positions as i64,
+            scale,
+        },
     )?;
     let sums = dev.download(&sums)?;
     Ok((sums[0] / sums[1], GpuTensor::from_buffer(&logits.shape, ds)))
@@ -254,28 +269,30 @@ pub fn kd(
     let (q, log_q, ps, ls) = (q.unwrap(), log_q.unwrap(), ps.unwrap(), ls.unwrap());
     let partials = reduce::partials(dev, 1, count)?;
     dev.launch(
-        "kd_lanes",
+        kernels::KD_LANES,
         reduce::lane_threads(1, count),
-        &Args::new()
-            .buf(&q.buf)
-            .buf(&log_q.buf)
-            .buf(&ls.buf)
-            .buf(&partials)
-            .int(count),
+        &KdLanesArgs {
+            q: q.buf.ptr(),
+            log_q: log_q.buf.ptr(),
+            ls: ls.buf.ptr(),
+            partials: partials.ptr(),
+            n: count as i64,
+        },
     )?;
     let total = dev.zeros(1)?;
     reduce::finish(dev, &partials, &total, 1, count)?;
     let k = (scale / count as f32) / temperature;
     let ds = dev.zeros(count)?;
     dev.launch(
-        "kd_backward",
+        kernels::KD_BACKWARD,
         count,
-        &Args::new()
-            .buf(&ps.buf)
-            .buf(&q.buf)
-            .buf(&ds)
-            .int(count)
-            .f32(k),
+        &KdBackwardArgs {
+            ps: ps.buf.ptr(),
+            q: q.buf.ptr(),
+            ds: ds.ptr(),
+            n: count as i64,
+            k,
+        },
     )?;
     let loss = dev.download(&total)?[0] / count as f32;
     Ok((loss, GpuTensor::from_buffer(&student_logits.shape, ds)))
@@ -287,9 +304,14 @@ pub fn map_exp_ln(dev: &Device, x: &Buffer<f32>) -> Result<(Buffer<f32>, Buffer<
     let n = x.len();
     let (e, l) = (dev.zeros(n)?, dev.zeros(n)?);
     dev.launch(
-        "mathfn_map_exp_ln",
+        kernels::MATHFN_MAP_EXP_LN,
         n,
-        &Args::new().buf(x).buf(&e).buf(&l).int(n),
+        &MathfnMapExpLnArgs {
+            x: x.ptr(),
+            e: e.ptr(),
+            l: l.ptr(),
+            n: n as i64,
+        },
     )?;
     Ok((e, l))
 }

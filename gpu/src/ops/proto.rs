@@ -16,16 +16,18 @@
 //! 6. Backward: `proto_dunit_lanes` + `reduce::finish` (`dp̂`), `proto_prototype_grad` (`e`),
 //!    `proto_feature_grad` (`df`), with `c = (2 * scale) / (N * |K| * V)` computed on the host.
 
-use crate::args::Args;
+use crate::args::{
+    ProtoCountChunksArgs, ProtoCountSumArgs, ProtoDunitLanesArgs, ProtoFeatureGradArgs,
+    ProtoMapsArgs, ProtoPrototypeGradArgs, ProtoPrototypesArgs, ProtoSquareLanesArgs,
+    ProtoSumLanesArgs,
+};
 use crate::device::{Buffer, Device};
 use crate::error::GpuError;
+use crate::kernels::{self, LABEL_VALUES as CLASSES};
 use crate::reduce;
 use crate::tensor::{GpuLabels, GpuTensor};
 use protokd_reference::reduce::BLOCK;
 use protokd_reference::tensor::Shaped;
-
-/// Label values a byte can hold (`proto_count_*` count each of them).
-const CLASSES: usize = 256;
 
 /// `(proto_loss(student_features, teacher_features, labels).loss, proto_backward(&fwd, scale))`
 /// of the reference: the prototype loss of the student features against the teacher features
@@ -63,11 +65,21 @@ pub fn proto(
     );
     let nchunks = v.div_ceil(BLOCK);
     let partial = dev.zeros::<u32>(n * nchunks * CLASSES)?;
-    let args = Args::new().buf(y).buf(&partial).int(n).int(v);
-    dev.launch("proto_count_chunks", n * nchunks, &args)?;
+    let args = ProtoCountChunksArgs {
+        labels: y.ptr(),
+        partial: partial.ptr(),
+        n: n as i64,
+        v: v as i64,
+    };
+    dev.launch(kernels::PROTO_COUNT_CHUNKS, n * nchunks, &args)?;
     let counts = dev.zeros::<u32>(n * CLASSES)?;
-    let args = Args::new().buf(&partial).buf(&counts).int(n).int(nchunks);
-    dev.launch("proto_count_sum", n * CLASSES, &args)?;
+    let args = ProtoCountSumArgs {
+        partial: partial.ptr(),
+        counts: counts.ptr(),
+        n: n as i64,
+        nchunks: nchunks as i64,
+    };
+    dev.launch(kernels::PROTO_COUNT_SUM, n * CLASSES, &args)?;
     let counts_host = dev.download(&counts)?;
     let kept: Vec<i32> = (0..CLASSES)
         .filter(|&k| (0..n).all(|b| counts_host[b * CLASSES + k] > 0))
@@ -83,13 +95,23 @@ pub fn proto(
     }
     let kept = dev.upload(&kept)?;
     let kept_index = dev.upload(&kept_index)?;
-    let sizes = |a: Args| a.int(n).int(nf).int(v).int(nk);
+    let (n_, nf_, v_, nk_) = (n as i64, nf as i64, v as i64, nk as i64);
 
     // Step 2: prototype sums of both sides, [2, N, K, F].
     let r = 2 * n * nk * nf;
     let partials = reduce::partials(dev, r, v)?;
-    let args = sizes(Args::new().buf(fs).buf(ft).buf(y).buf(&kept).buf(&partials));
-    dev.launch("proto_sum_lanes", reduce::lane_threads(r, v), &args)?;
+    let args = ProtoSumLanesArgs {
+        fs: fs.ptr(),
+        ft: ft.ptr(),
+        labels: y.ptr(),
+        kept: kept.ptr(),
+        partials: partials.ptr(),
+        n: n_,
+        nf: nf_,
+        v: v_,
+        nk: nk_,
+    };
+    dev.launch(kernels::PROTO_SUM_LANES, reduce::lane_threads(r, v), &args)?;
     let sums = dev.zeros::<f32>(r)?;
     reduce::finish(dev, &partials, &sums, r, v)?;
 
@@ -97,31 +119,35 @@ pub fn proto(
     let den = dev.zeros::<f32>(n * nk)?;
     let unit_protos = dev.zeros::<f32>(r)?;
     let proto_norms = dev.zeros::<f32>(2 * n * nk)?;
-    let args = Args::new()
-        .buf(&sums)
-        .buf(&counts)
-        .buf(&kept)
-        .buf(&den)
-        .buf(&unit_protos)
-        .buf(&proto_norms)
-        .int(n)
-        .int(nf)
-        .int(nk);
-    dev.launch("proto_prototypes", 2 * n * nk, &args)?;
+    let args = ProtoPrototypesArgs {
+        sums: sums.ptr(),
+        counts: counts.ptr(),
+        kept: kept.ptr(),
+        den_out: den.ptr(),
+        unit: unit_protos.ptr(),
+        norms: proto_norms.ptr(),
+        n: n_,
+        nf: nf_,
+        nk: nk_,
+    };
+    dev.launch(kernels::PROTO_PROTOTYPES, 2 * n * nk, &args)?;
 
     // Step 4: student voxel norms [N, V] and d = M_s - M_t [N, K, V].
     let norms = dev.zeros::<f32>(n * v)?;
     let len = n * nk * v;
     let diff = dev.zeros::<f32>(len)?;
-    let args = sizes(
-        Args::new()
-            .buf(fs)
-            .buf(ft)
-            .buf(&unit_protos)
-            .buf(&norms)
-            .buf(&diff),
-    );
-    dev.launch("proto_maps", n * v, &args)?;
+    let args = ProtoMapsArgs {
+        fs: fs.ptr(),
+        ft: ft.ptr(),
+        unit_protos: unit_protos.ptr(),
+        norms_s: norms.ptr(),
+        diff: diff.ptr(),
+        n: n_,
+        nf: nf_,
+        v: v_,
+        nk: nk_,
+    };
+    dev.launch(kernels::PROTO_MAPS, n * v, &args)?;
 
     // Step 5: the loss.
     let sum = sum_of_squares(dev, &diff, len)?;
@@ -131,51 +157,72 @@ pub fn proto(
     let c = (2.0 * scale) / len as f32;
     let r = n * nk * nf;
     let partials = reduce::partials(dev, r, v)?;
-    let args = sizes(
-        Args::new()
-            .buf(fs)
-            .buf(&norms)
-            .buf(&diff)
-            .buf(&partials)
-            .f32(c),
-    );
-    dev.launch("proto_dunit_lanes", reduce::lane_threads(r, v), &args)?;
+    let args = ProtoDunitLanesArgs {
+        fs: fs.ptr(),
+        norms: norms.ptr(),
+        diff: diff.ptr(),
+        partials: partials.ptr(),
+        c,
+        n: n_,
+        nf: nf_,
+        v: v_,
+        nk: nk_,
+    };
+    dev.launch(
+        kernels::PROTO_DUNIT_LANES,
+        reduce::lane_threads(r, v),
+        &args,
+    )?;
     let d_unit_protos = dev.zeros::<f32>(r)?;
     reduce::finish(dev, &partials, &d_unit_protos, r, v)?;
 
     // e [N, K, F].
     let e = dev.zeros::<f32>(r)?;
-    let args = Args::new()
-        .buf(&d_unit_protos)
-        .buf(&unit_protos)
-        .buf(&proto_norms)
-        .buf(&den)
-        .buf(&e)
-        .int(n * nk)
-        .int(nf);
-    dev.launch("proto_prototype_grad", n * nk, &args)?;
+    let args = ProtoPrototypeGradArgs {
+        d_unit: d_unit_protos.ptr(),
+        unit: unit_protos.ptr(),
+        norms: proto_norms.ptr(),
+        den: den.ptr(),
+        e: e.ptr(),
+        count: (n * nk) as i64,
+        nf: nf_,
+    };
+    dev.launch(kernels::PROTO_PROTOTYPE_GRAD, n * nk, &args)?;
 
     // df [N, F, D, H, W].
     let df = dev.zeros::<f32>(n * nf * v)?;
-    let args = Args::new()
-        .buf(fs)
-        .buf(&norms)
-        .buf(&diff)
-        .buf(&unit_protos)
-        .buf(&e)
-        .buf(y)
-        .buf(&kept_index)
-        .buf(&df)
-        .f32(c);
-    dev.launch("proto_feature_grad", n * v, &sizes(args))?;
+    let args = ProtoFeatureGradArgs {
+        fs: fs.ptr(),
+        norms: norms.ptr(),
+        diff: diff.ptr(),
+        unit_protos: unit_protos.ptr(),
+        e: e.ptr(),
+        labels: y.ptr(),
+        kept_index: kept_index.ptr(),
+        df: df.ptr(),
+        c,
+        n: n_,
+        nf: nf_,
+        v: v_,
+        nk: nk_,
+    };
+    dev.launch(kernels::PROTO_FEATURE_GRAD, n * v, &args)?;
     Ok((loss, GpuTensor::from_buffer(&student_features.shape, df)))
 }
 
 /// The canonical sum of `d_j * d_j` over `j < len` (lane step `fma(d_j, d_j, acc)`), downloaded.
 fn sum_of_squares(dev: &Device, diff: &Buffer<f32>, len: usize) -> Result<f32, GpuError> {
     let partials = reduce::partials(dev, 1, len)?;
-    let args = Args::new().buf(diff).buf(&partials).int(len);
-    dev.launch("proto_square_lanes", reduce::lane_threads(1, len), &args)?;
+    let args = ProtoSquareLanesArgs {
+        diff: diff.ptr(),
+        partials: partials.ptr(),
+        len: len as i64,
+    };
+    dev.launch(
+        kernels::PROTO_SQUARE_LANES,
+        reduce::lane_threads(1, len),
+        &args,
+    )?;
     let out = dev.zeros::<f32>(1)?;
     reduce::finish(dev, &partials, &out, 1, len)?;
     Ok(dev.download(&out)?[0])
