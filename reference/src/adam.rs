@@ -16,9 +16,6 @@
 //! `1 - beta1`, `1 - beta2` are computed in `f64` and rounded to `f32`; `beta2`, `eps`,
 //! `weight_decay` are rounded to `f32`.
 
-use crate::engine::{Engine, Spec};
-use crate::error::EngineError;
-use crate::tensor::Shaped;
 use crate::Tensor;
 
 /// Adam's hyperparameters (PyTorch names and defaults of the method page, section 6).
@@ -144,46 +141,6 @@ impl AdamScalars {
     }
 }
 
-/// One Adam step over `params` with gradients `grads` (same order and shapes as the state), on
-/// any engine: the step count, then [`AdamScalars::for_step`], then every parameter's update in
-/// parameter order.
-pub fn adam_step_on<'a, E: Engine + ?Sized>(
-    engine: &E,
-    params: impl IntoIterator<Item = &'a mut E::T>,
-    grads: &[E::T],
-    state: &mut AdamState<E::T>,
-    cfg: &AdamConfig,
-) -> Result<(), EngineError>
-where
-    E::T: 'a,
-{
-    state.step += 1;
-    let s = AdamScalars::for_step(cfg, state.step);
-    let mut count = 0;
-    for (((p, g), m), v) in params
-        .into_iter()
-        .zip(grads)
-        .zip(&mut state.exp_avg)
-        .zip(&mut state.exp_avg_sq)
-    {
-        assert_eq!(p.shape(), g.shape(), "adam_step: gradient shape");
-        count += 1;
-        engine.adam_update(p, g, m, v, &s)?;
-    }
-    assert_eq!(count, grads.len(), "adam_step: parameter count");
-    Ok(())
-}
-
-/// [`adam_step_on`] on the CPU.
-pub fn adam_step<'a>(
-    params: impl IntoIterator<Item = &'a mut Tensor>,
-    grads: &[Tensor],
-    state: &mut AdamState,
-    cfg: &AdamConfig,
-) {
-    adam_step_on(&Spec, params, grads, state, cfg).expect("the CPU engine does not fail here");
-}
-
 /// [`AdamScalars::update`] on every element of one host tensor, in index order.
 pub fn update_tensor(
     p: &mut Tensor,
@@ -215,7 +172,7 @@ mod tests {
         let (mut p64, mut m64, mut v64) = ([0.5f64, -1.5], [0.0f64; 2], [0.0f64; 2]);
         for step in 1..=3 {
             let grads = [0.3f64 * step as f64, -0.7];
-            adam_step(
+            crate::step::adam_step(
                 [&mut p],
                 &[Tensor::from_vec(
                     &[2],

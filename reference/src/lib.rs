@@ -45,7 +45,7 @@
 //! | §5 pixel-wise KD (T = 10) | `losses/kd.rs` | `kd_loss`, `kd_backward` |
 //! | §5 prototype loss | `losses/proto.rs` | `proto_loss`, `proto_backward` |
 //! | §5 total loss and its weights | `step.rs` | `losses_and_gradients_on`, `StepConfig` |
-//! | §6 Adam with L2 weight decay | `adam.rs` | `AdamScalars::update`, `adam_step_on` |
+//! | §6 Adam with L2 weight decay | `adam.rs`, `step.rs` | `AdamScalars::update` (one element), `adam_step_on` (every parameter) |
 //! | every large sum | `reduce.rs` | `Partials`, `reduce_with`, `channel_reduction` |
 //!
 //! What holds the other engines to these functions:

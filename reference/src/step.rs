@@ -21,10 +21,11 @@
 //!
 //! In the baseline and teacher modes `kd` and `proto` are reported as 0 and not computed.
 
-use crate::adam::{adam_step_on, AdamConfig, AdamState};
+use crate::adam::{AdamConfig, AdamScalars, AdamState};
 use crate::engine::{Engine, Spec};
 use crate::error::EngineError;
 use crate::state::VNetState;
+use crate::tensor::Shaped;
 use crate::vnet::{backward_on, check_input, check_state, forward_eval_on, forward_train_on};
 use crate::{LabelMap, Tensor};
 
@@ -237,6 +238,46 @@ pub fn train_step(
 ) -> Result<StepReport, EngineError> {
     check_labels(labels, image, student.config.n_classes)?;
     train_step_on(&Spec, student, adam, teacher, image, labels, channels, cfg)
+}
+
+/// One Adam step over `params` with gradients `grads` (same order and shapes as the state), on
+/// any engine: the step count, then [`AdamScalars::for_step`], then every parameter's update in
+/// parameter order.
+pub fn adam_step_on<'a, E: Engine + ?Sized>(
+    engine: &E,
+    params: impl IntoIterator<Item = &'a mut E::T>,
+    grads: &[E::T],
+    state: &mut AdamState<E::T>,
+    cfg: &AdamConfig,
+) -> Result<(), EngineError>
+where
+    E::T: 'a,
+{
+    state.step += 1;
+    let s = AdamScalars::for_step(cfg, state.step);
+    let mut count = 0;
+    for (((p, g), m), v) in params
+        .into_iter()
+        .zip(grads)
+        .zip(&mut state.exp_avg)
+        .zip(&mut state.exp_avg_sq)
+    {
+        assert_eq!(p.shape(), g.shape(), "adam_step: gradient shape");
+        count += 1;
+        engine.adam_update(p, g, m, v, &s)?;
+    }
+    assert_eq!(count, grads.len(), "adam_step: parameter count");
+    Ok(())
+}
+
+/// [`adam_step_on`] on the spec.
+pub fn adam_step<'a>(
+    params: impl IntoIterator<Item = &'a mut Tensor>,
+    grads: &[Tensor],
+    state: &mut AdamState,
+    cfg: &AdamConfig,
+) {
+    adam_step_on(&Spec, params, grads, state, cfg).expect("the spec does not fail here");
 }
 
 #[cfg(test)]
