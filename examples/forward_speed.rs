@@ -1,11 +1,12 @@
-//! Times ONE evaluation-mode forward of the reference engine at the paper's training patch:
-//! a 4-channel VNet (n_filters 16) on 1 x 4 x 96 x 128 x 128.
+//! Times ONE evaluation-mode forward of the fast CPU engine (protokd-cpu, the best SIMD copy
+//! of this CPU) at the paper's training patch: a 4-channel VNet (n_filters 16) on
+//! 1 x 4 x 96 x 128 x 128.
 //!
 //! `cargo run --release --example forward_speed` (rayon uses every core unless
 //! `RAYON_NUM_THREADS` says otherwise). Prints the seconds taken.
 
 use protokd_reference::state::{VNetConfig, VNetState};
-use protokd_reference::vnet::forward_eval;
+use protokd_reference::vnet::forward_eval_on;
 use protokd_reference::Tensor;
 use std::time::Instant;
 
@@ -31,7 +32,7 @@ fn main() {
     let image = Tensor::from_vec(&shape, data);
     let threads = rayon::current_num_threads();
     let t0 = Instant::now();
-    let out = forward_eval(&state, &image).expect("forward_eval");
+    let out = forward_eval_on(&protokd_cpu::Cpu::new(), &state, &image).expect("forward_eval");
     let secs = t0.elapsed().as_secs_f64();
     assert!(out.logits.data.iter().all(|v| v.is_finite()));
     println!(

@@ -176,7 +176,7 @@ pub(crate) fn conv3d_backward_input(
 /// reduction over the output positions ([`protokd_reference::reduce`]: blocks of 4096
 /// positions, lane `i mod 16`), exactly as the spec's `conv3d_backward_weight`. Here the lanes
 /// of several taps stay
-/// in registers for a whole block (9 taps with AVX-512, 6 with AVX2 and NEON), each
+/// in registers for a whole block (all 27 taps of a 3x3x3 kernel with AVX-512, 6 at a time with AVX2 and NEON), each
 /// 16-position group of `dy` loaded once for all of them; strides are folded into unit-stride
 /// reads by the phase split of the input (as the forward). Needs an output width that is a
 /// multiple of 16 (so that every 16-position group is one contiguous run of a row); other
@@ -959,7 +959,7 @@ mod tests {
 
     /// Every copy this CPU can run (NEON on aarch64; AVX-512 and AVX2+FMA on x86-64, as
     /// present) gives the portable bodies' bits in each register block, called directly
-    /// (whatever the process-wide switch): rows of 16 and 8 outputs with 4 and 8 channels, and
+    /// (each passed by value): rows of 16 and 8 outputs with 4 and 8 channels, and
     /// weight-gradient blocks of 6 and 27 tap slots, full and partly padding.
     #[test]
     fn every_simd_copy_gives_the_portable_block_bits() {

@@ -1,7 +1,8 @@
 //! [`Cpu`]: the fast CPU engine, a value that holds the SIMD copy it runs.
 
+use crate::loops::FastLoops;
 use crate::simd::Isa;
-use crate::{adam, batchnorm, conv3d, reduce, softmax};
+use crate::{adam, batchnorm, conv3d, reduce};
 use protokd_reference::adam::AdamScalars;
 use protokd_reference::engine::{Engine, Spec};
 use protokd_reference::error::EngineError;
@@ -10,6 +11,8 @@ use protokd_reference::layers::conv3d::ConvGeom;
 use protokd_reference::layers::conv_transpose3d::{
     add_channel_bias, check_transposed_weight_grad, transposed_forward_dims,
 };
+use protokd_reference::layers::softmax::softmax_on;
+use protokd_reference::losses::{ce, dice, kd, proto};
 use protokd_reference::reduce::ChannelStep;
 use protokd_reference::tensor::Shaped;
 use protokd_reference::{LabelMap, Tensor};
@@ -63,6 +66,11 @@ impl Cpu {
     pub fn isa(&self) -> Isa {
         self.isa
     }
+
+    /// The column maps and canonical reductions of softmax and the losses, on this copy.
+    fn loops(&self) -> FastLoops {
+        FastLoops { isa: self.isa }
+    }
 }
 
 impl Default for Cpu {
@@ -72,9 +80,10 @@ impl Default for Cpu {
 }
 
 /// Every operation is the spec's function of the same name, with its bits: the convolutions,
-/// BatchNorm (fused with the ReLU where the VNet asks), softmax, the per-channel reductions and
-/// Adam run this crate's kernels; ReLU, the skip addition, channel selection, the losses and
-/// the finiteness check call the spec's functions.
+/// BatchNorm (fused with the ReLU where the VNet asks), the per-channel reductions and Adam run
+/// this crate's kernels; softmax and the losses run the spec's code on this crate's column maps
+/// and reductions ([`FastLoops`]); ReLU, the skip addition, channel selection and the
+/// finiteness check call the spec's functions.
 impl Engine for Cpu {
     type T = Tensor;
     type Labels = LabelMap;
@@ -246,7 +255,7 @@ impl Engine for Cpu {
         Spec.select_channels(x, channels)
     }
     fn softmax(&self, x: &Tensor) -> Result<Tensor, EngineError> {
-        Ok(softmax::softmax(self.isa, x))
+        Ok(softmax_on(&self.loops(), x))
     }
     fn ce(
         &self,
@@ -254,7 +263,9 @@ impl Engine for Cpu {
         labels: &LabelMap,
         scale: f32,
     ) -> Result<(f32, Tensor), EngineError> {
-        Spec.ce(logits, labels, scale)
+        let l = self.loops();
+        let f = ce::ce_loss_on(&l, logits, labels);
+        Ok((f.loss, ce::ce_backward_on(&l, &f, labels, scale)))
     }
     fn dice(
         &self,
@@ -262,7 +273,9 @@ impl Engine for Cpu {
         labels: &LabelMap,
         scale: f32,
     ) -> Result<(f32, Tensor), EngineError> {
-        Spec.dice(logits, labels, scale)
+        let l = self.loops();
+        let f = dice::dice_loss_on(&l, logits, labels);
+        Ok((f.loss, dice::dice_backward_on(&l, &f, labels, scale)))
     }
     fn kd(
         &self,
@@ -271,7 +284,8 @@ impl Engine for Cpu {
         temperature: f32,
         scale: f32,
     ) -> Result<(f32, Tensor), EngineError> {
-        Spec.kd(student_logits, teacher_logits, temperature, scale)
+        let f = kd::kd_loss_on(&self.loops(), student_logits, teacher_logits, temperature);
+        Ok((f.loss, kd::kd_backward(&f, scale)))
     }
     fn proto(
         &self,
@@ -280,7 +294,9 @@ impl Engine for Cpu {
         labels: &LabelMap,
         scale: f32,
     ) -> Result<(f32, Tensor), EngineError> {
-        Spec.proto(student_features, teacher_features, labels, scale)
+        let l = self.loops();
+        let f = proto::proto_loss_on(&l, student_features, teacher_features, labels);
+        Ok((f.loss, proto::proto_backward_on(&l, &f, scale)))
     }
     fn adam_update(
         &self,

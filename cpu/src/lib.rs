@@ -14,7 +14,7 @@
 //! | `rowops` | the row primitive of the canonical reduction for weight gradients of any output width |
 //! | `reduce` | per-channel canonical reductions, 16 lanes per step |
 //! | `batchnorm` | BatchNorm forward (fused with the ReLU where asked) and backward |
-//! | `softmax` | softmax columns in parallel |
+//! | `loops` | the column maps (softmax) and canonical reductions the losses are written over, in parallel and SIMD |
 //! | `adam` | the Adam update in parallel |
 //!
 //! ## Which SIMD copy runs
@@ -35,9 +35,9 @@ pub mod simd;
 mod adam;
 mod batchnorm;
 mod conv3d;
+mod loops;
 mod reduce;
 mod rowops;
-mod softmax;
 
 pub use engine::{Cpu, IsaNotSupported};
 pub use simd::Isa;

@@ -21,6 +21,7 @@
 //! | [`reduce`] | the one canonical reduction |
 //! | [`tensor`] | [`Tensor`] (f32, row-major) and [`LabelMap`] |
 //! | [`layers`] | Conv3d, ConvTranspose3d, BatchNorm3d, ReLU, the additive skip, softmax, forward and backward |
+//! | [`loops`] | the column maps and canonical reductions softmax and the losses are written over, and [`loops::Plain`], the spec's |
 //! | [`losses`] | Dice, weighted cross-entropy, pixel-wise KD, the prototype loss, forward and backward |
 //! | [`adam`] | Adam with L2 weight decay as PyTorch's |
 //! | [`engine`] | the operations the VNet and the steps are written in ([`engine::Engine`]), and [`engine::Spec`], this crate's functions as an engine |
@@ -109,6 +110,7 @@ pub mod adam;
 pub mod engine;
 pub mod error;
 pub mod layers;
+pub mod loops;
 pub mod losses;
 pub mod mathfn;
 pub mod reduce;

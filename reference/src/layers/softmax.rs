@@ -13,45 +13,9 @@
 //! * log-softmax: `ds_j = g_j - p_j * T` with `T = sum_c g_c` sequential over classes from
 //!   `+0.0`, computed as `fma(-p_j, T, g_j)`.
 
+use crate::loops::{Loops, Plain};
 use crate::mathfn::{exp, ln};
 use crate::Tensor;
-
-/// `(N, C, V)` of a `[N, C, ...]` tensor, `V` the product of the trailing axes.
-fn ncv(shape: &[usize]) -> (usize, usize, usize) {
-    assert!(
-        shape.len() >= 2,
-        "softmax: need at least [N, C], got {shape:?}"
-    );
-    (shape[0], shape[1], shape[2..].iter().product())
-}
-
-/// Builds a tensor shaped like `inputs[0]` by calling `f(columns_in, column_out)` at every
-/// position `(n, v)` in turn, where `columns_in[j][c]` is `inputs[j][n, c, v]` and `f` fills
-/// `column_out[c]`, the output at `[n, c, v]`. Positions are independent.
-pub fn map_columns(inputs: &[&Tensor], f: impl Fn(&[Vec<f32>], &mut [f32])) -> Tensor {
-    let shape = &inputs[0].shape;
-    for t in inputs {
-        assert_eq!(&t.shape, shape, "softmax: operand shapes differ");
-    }
-    let (n, c, v) = ncv(shape);
-    let mut out = Tensor::zeros(shape);
-    let mut cols = vec![vec![0.0f32; c]; inputs.len()];
-    let mut col_out = vec![0.0f32; c];
-    for nn in 0..n {
-        for p in 0..v {
-            for (col, t) in cols.iter_mut().zip(inputs) {
-                for (k, ck) in col.iter_mut().enumerate() {
-                    *ck = t.data[(nn * c + k) * v + p];
-                }
-            }
-            f(&cols, &mut col_out);
-            for (k, &o) in col_out.iter().enumerate() {
-                out.data[(nn * c + k) * v + p] = o;
-            }
-        }
-    }
-    out
-}
 
 /// Steps 1-3 for one column: `(m, e, S)` with `e` written into `e_out`.
 #[inline(always)]
@@ -107,29 +71,49 @@ pub fn log_softmax_backward_column(g: &[f32], p: &[f32], ds: &mut [f32]) {
     }
 }
 
-/// `softmax(x)` over axis 1.
-pub fn softmax(x: &Tensor) -> Tensor {
-    map_columns(&[x], |cols, p| softmax_column(&cols[0], p))
+/// `softmax(x)` over axis 1, on `l`'s loops: [`softmax_column`] at every position.
+pub fn softmax_on(l: &impl Loops, x: &Tensor) -> Tensor {
+    l.map_columns(&[x], |cols, p| softmax_column(&cols[0], p))
 }
 
-/// `log_softmax(x)` over axis 1.
-pub fn log_softmax(x: &Tensor) -> Tensor {
-    map_columns(&[x], |cols, out| log_softmax_column(&cols[0], out))
+/// `log_softmax(x)` over axis 1, on `l`'s loops: [`log_softmax_column`] at every position.
+pub fn log_softmax_on(l: &impl Loops, x: &Tensor) -> Tensor {
+    l.map_columns(&[x], |cols, out| log_softmax_column(&cols[0], out))
 }
 
-/// Gradient of [`softmax`]: [`softmax_backward_column`] at every position.
-pub fn softmax_backward(g: &Tensor, p: &Tensor) -> Tensor {
-    map_columns(&[g, p], |cols, ds| {
+/// Gradient of [`softmax`] on `l`'s loops: [`softmax_backward_column`] at every position.
+pub fn softmax_backward_on(l: &impl Loops, g: &Tensor, p: &Tensor) -> Tensor {
+    l.map_columns(&[g, p], |cols, ds| {
         softmax_backward_column(&cols[0], &cols[1], ds)
     })
 }
 
-/// Gradient of [`log_softmax`] given `p = softmax(x)`: [`log_softmax_backward_column`] at
-/// every position.
-pub fn log_softmax_backward(g: &Tensor, p: &Tensor) -> Tensor {
-    map_columns(&[g, p], |cols, ds| {
+/// Gradient of [`log_softmax`] given `p = softmax(x)`, on `l`'s loops:
+/// [`log_softmax_backward_column`] at every position.
+pub fn log_softmax_backward_on(l: &impl Loops, g: &Tensor, p: &Tensor) -> Tensor {
+    l.map_columns(&[g, p], |cols, ds| {
         log_softmax_backward_column(&cols[0], &cols[1], ds)
     })
+}
+
+/// [`softmax_on`] on the spec's loops.
+pub fn softmax(x: &Tensor) -> Tensor {
+    softmax_on(&Plain, x)
+}
+
+/// [`log_softmax_on`] on the spec's loops.
+pub fn log_softmax(x: &Tensor) -> Tensor {
+    log_softmax_on(&Plain, x)
+}
+
+/// [`softmax_backward_on`] on the spec's loops.
+pub fn softmax_backward(g: &Tensor, p: &Tensor) -> Tensor {
+    softmax_backward_on(&Plain, g, p)
+}
+
+/// [`log_softmax_backward_on`] on the spec's loops.
+pub fn log_softmax_backward(g: &Tensor, p: &Tensor) -> Tensor {
+    log_softmax_backward_on(&Plain, g, p)
 }
 
 #[cfg(test)]
@@ -141,7 +125,8 @@ mod tests {
 
     /// Each column in f64 with std's exp and ln.
     fn reference(x: &Tensor) -> (Vec<f64>, Vec<f64>) {
-        let (n, c, v) = ncv(&x.shape);
+        let (n, c) = (x.shape[0], x.shape[1]);
+        let v: usize = x.shape[2..].iter().product();
         let (mut p, mut lp) = (vec![0.0; x.numel()], vec![0.0; x.numel()]);
         for i in 0..n {
             for pos in 0..v {

@@ -30,8 +30,8 @@
 //! If `W == 0` the gradient is all `+0.0`.
 
 use super::{check_labels, ncv};
-use crate::layers::softmax::{log_softmax, log_softmax_backward, softmax};
-use crate::reduce::reduce_with;
+use crate::layers::softmax::{log_softmax_backward_on, log_softmax_on, softmax_on};
+use crate::loops::{Loops, Plain};
 use crate::{LabelMap, Tensor};
 use rayon::prelude::*;
 
@@ -54,7 +54,7 @@ pub struct CeForward {
 
 /// The class-weighted cross-entropy of `logits` `[N, C, D, H, W]` against `labels`
 /// `[N, D, H, W]` (module docs).
-pub fn ce_loss(logits: &Tensor, labels: &LabelMap) -> CeForward {
+pub fn ce_loss_on(l: &impl Loops, logits: &Tensor, labels: &LabelMap) -> CeForward {
     let (_, n_classes, v) = ncv(logits);
     check_labels("ce_loss", logits, labels, Some(n_classes));
     let positions = labels.data.len();
@@ -69,15 +69,15 @@ pub fn ce_loss(logits: &Tensor, labels: &LabelMap) -> CeForward {
         .map(|&nc| 1.0 - (nc as f32 / positions as f32))
         .collect();
 
-    let logp = log_softmax(logits);
+    let logp = log_softmax_on(l, logits);
     let w = &class_weights;
     let lp = &logp.data;
-    let weighted_nll = reduce_with(positions, |acc, i| {
+    let weighted_nll = l.reduce_with(positions, |acc, i| {
         let c = y[i] as usize;
         let at = ((i / v) * n_classes + c) * v + i % v;
         w[c].mul_add(-lp[at], acc)
     });
-    let weight_sum = reduce_with(positions, |acc, i| acc + w[y[i] as usize]);
+    let weight_sum = l.reduce_with(positions, |acc, i| acc + w[y[i] as usize]);
     let loss = if weight_sum == 0.0 {
         0.0
     } else {
@@ -86,7 +86,7 @@ pub fn ce_loss(logits: &Tensor, labels: &LabelMap) -> CeForward {
 
     CeForward {
         loss,
-        probs: softmax(logits),
+        probs: softmax_on(l, logits),
         class_counts,
         class_weights,
         weighted_nll,
@@ -95,7 +95,7 @@ pub fn ce_loss(logits: &Tensor, labels: &LabelMap) -> CeForward {
 }
 
 /// Gradient of `scale * L_ce` w.r.t. the logits (module docs for the order).
-pub fn ce_backward(fwd: &CeForward, labels: &LabelMap, scale: f32) -> Tensor {
+pub fn ce_backward_on(l: &impl Loops, fwd: &CeForward, labels: &LabelMap, scale: f32) -> Tensor {
     let (_, n_classes, v) = ncv(&fwd.probs);
     check_labels("ce_backward", &fwd.probs, labels, Some(n_classes));
     if fwd.weight_sum == 0.0 {
@@ -116,7 +116,17 @@ pub fn ce_backward(fwd: &CeForward, labels: &LabelMap, scale: f32) -> Tensor {
                 out[c * v + vox] = -a[c];
             }
         });
-    log_softmax_backward(&gl, &fwd.probs)
+    log_softmax_backward_on(l, &gl, &fwd.probs)
+}
+
+/// [`ce_loss_on`] on the spec's loops ([`Plain`]).
+pub fn ce_loss(logits: &Tensor, labels: &LabelMap) -> CeForward {
+    ce_loss_on(&Plain, logits, labels)
+}
+
+/// [`ce_backward_on`] on the spec's loops ([`Plain`]).
+pub fn ce_backward(fwd: &CeForward, labels: &LabelMap, scale: f32) -> Tensor {
+    ce_backward_on(&Plain, fwd, labels, scale)
 }
 
 #[cfg(test)]

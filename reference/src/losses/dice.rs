@@ -28,8 +28,8 @@
 //! 3. `ds = softmax_backward(dp, p)` ([`crate::layers::softmax::softmax_backward`]).
 
 use super::{check_labels, ncv, DICE_SMOOTH};
-use crate::layers::softmax::{softmax, softmax_backward};
-use crate::reduce::reduce_with;
+use crate::layers::softmax::{softmax_backward_on, softmax_on};
+use crate::loops::{Loops, Plain};
 use crate::{LabelMap, Tensor};
 use rayon::prelude::*;
 
@@ -65,10 +65,10 @@ fn onehot(y: u8, c: usize) -> f32 {
 }
 
 /// The Dice loss of `logits` `[N, C, D, H, W]` against `labels` `[N, D, H, W]` (module docs).
-pub fn dice_loss(logits: &Tensor, labels: &LabelMap) -> DiceForward {
+pub fn dice_loss_on(l: &impl Loops, logits: &Tensor, labels: &LabelMap) -> DiceForward {
     let (_, n_classes, v) = ncv(logits);
     check_labels("dice_loss", logits, labels, Some(n_classes));
-    let probs = softmax(logits);
+    let probs = softmax_on(l, logits);
     let positions = labels.data.len();
     let p = &probs.data;
     let y = &labels.data;
@@ -79,14 +79,14 @@ pub fn dice_loss(logits: &Tensor, labels: &LabelMap) -> DiceForward {
     let mut pred_sq = Vec::with_capacity(n_classes);
     let mut label_sq = Vec::with_capacity(n_classes);
     for c in 0..n_classes {
-        intersect.push(reduce_with(positions, |acc, i| {
+        intersect.push(l.reduce_with(positions, |acc, i| {
             p[at(c, i)].mul_add(onehot(y[i], c), acc)
         }));
-        pred_sq.push(reduce_with(positions, |acc, i| {
+        pred_sq.push(l.reduce_with(positions, |acc, i| {
             let pc = p[at(c, i)];
             pc.mul_add(pc, acc)
         }));
-        label_sq.push(reduce_with(positions, |acc, i| {
+        label_sq.push(l.reduce_with(positions, |acc, i| {
             let g = onehot(y[i], c);
             g.mul_add(g, acc)
         }));
@@ -120,7 +120,12 @@ pub fn dice_loss(logits: &Tensor, labels: &LabelMap) -> DiceForward {
 }
 
 /// Gradient of `scale * L_dice` w.r.t. the logits (module docs for the order).
-pub fn dice_backward(fwd: &DiceForward, labels: &LabelMap, scale: f32) -> Tensor {
+pub fn dice_backward_on(
+    l: &impl Loops,
+    fwd: &DiceForward,
+    labels: &LabelMap,
+    scale: f32,
+) -> Tensor {
     let (_, n_classes, v) = ncv(&fwd.probs);
     check_labels("dice_backward", &fwd.probs, labels, Some(n_classes));
     let coef: Vec<f32> = fwd
@@ -146,7 +151,17 @@ pub fn dice_backward(fwd: &DiceForward, labels: &LabelMap, scale: f32) -> Tensor
                 }
             }
         });
-    softmax_backward(&dp, &fwd.probs)
+    softmax_backward_on(l, &dp, &fwd.probs)
+}
+
+/// [`dice_loss_on`] on the spec's loops ([`Plain`]).
+pub fn dice_loss(logits: &Tensor, labels: &LabelMap) -> DiceForward {
+    dice_loss_on(&Plain, logits, labels)
+}
+
+/// [`dice_backward_on`] on the spec's loops ([`Plain`]).
+pub fn dice_backward(fwd: &DiceForward, labels: &LabelMap, scale: f32) -> Tensor {
+    dice_backward_on(&Plain, fwd, labels, scale)
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@
 //! The teacher gets no gradient: there is no teacher output.
 
 use super::ncv;
-use crate::layers::softmax::{log_softmax, softmax};
-use crate::reduce::reduce_with;
+use crate::layers::softmax::{log_softmax_on, softmax_on};
+use crate::loops::{Loops, Plain};
 use crate::Tensor;
 use rayon::prelude::*;
 
@@ -47,7 +47,12 @@ fn divided(x: &Tensor, temperature: f32) -> Tensor {
 
 /// The KD loss of the student logits against the teacher logits (both `[N, C, D, H, W]`) at
 /// temperature `temperature` (module docs).
-pub fn kd_loss(student_logits: &Tensor, teacher_logits: &Tensor, temperature: f32) -> KdForward {
+pub fn kd_loss_on(
+    l: &impl Loops,
+    student_logits: &Tensor,
+    teacher_logits: &Tensor,
+    temperature: f32,
+) -> KdForward {
     assert_eq!(
         student_logits.shape, teacher_logits.shape,
         "kd_loss: student and teacher logits differ in shape"
@@ -55,10 +60,10 @@ pub fn kd_loss(student_logits: &Tensor, teacher_logits: &Tensor, temperature: f3
     let (n, c, v) = ncv(student_logits);
     let s = divided(student_logits, temperature);
     let t = divided(teacher_logits, temperature);
-    let q = softmax(&t);
-    let log_q = log_softmax(&t);
-    let ls = log_softmax(&s);
-    let total = reduce_with(q.numel(), |acc, e| {
+    let q = softmax_on(l, &t);
+    let log_q = log_softmax_on(l, &t);
+    let ls = log_softmax_on(l, &s);
+    let total = l.reduce_with(q.numel(), |acc, e| {
         let qe = q.data[e];
         if qe == 0.0 {
             acc
@@ -71,7 +76,7 @@ pub fn kd_loss(student_logits: &Tensor, teacher_logits: &Tensor, temperature: f3
         loss,
         temperature,
         teacher_probs: q,
-        student_probs: softmax(&s),
+        student_probs: softmax_on(l, &s),
     }
 }
 
@@ -87,6 +92,11 @@ pub fn kd_backward(fwd: &KdForward, scale: f32) -> Tensor {
         .map(|(&ps, &q)| k * (ps - q))
         .collect();
     Tensor::from_vec(&fwd.student_probs.shape, data)
+}
+
+/// [`kd_loss_on`] on the spec's loops ([`Plain`]).
+pub fn kd_loss(student_logits: &Tensor, teacher_logits: &Tensor, temperature: f32) -> KdForward {
+    kd_loss_on(&Plain, student_logits, teacher_logits, temperature)
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@
 //! norm backward gives `0` there) and for `|a| >= 1e-5` the two agree.
 
 use super::{check_labels, COS_EPS, PROTO_EPS};
-use crate::reduce::reduce_with;
+use crate::loops::{Loops, Plain};
 use crate::tensor::Shaped;
 use crate::{LabelMap, Tensor};
 use rayon::prelude::*;
@@ -132,7 +132,7 @@ fn norm_backward(unit: &[f32], norm: f32, d_unit: &[f32], out: &mut [f32]) {
 }
 
 /// Steps 2-4 for one network's features `[N, F, V]`.
-fn side(f: &Tensor, labels: &LabelMap, kept: &[usize], den: &[f32]) -> Side {
+fn side(l: &impl Loops, f: &Tensor, labels: &LabelMap, kept: &[usize], den: &[f32]) -> Side {
     let [n, nf, ..] = f.dims5();
     let v = labels.voxels();
     let nk = kept.len();
@@ -145,7 +145,7 @@ fn side(f: &Tensor, labels: &LabelMap, kept: &[usize], den: &[f32]) -> Side {
             let k = kept[kk];
             let y = &labels.data[b * v..(b + 1) * v];
             let x = &f.data[(b * nf + ch) * v..(b * nf + ch + 1) * v];
-            let sum = reduce_with(v, |acc, vox| {
+            let sum = l.reduce_with(v, |acc, vox| {
                 acc + if y[vox] as usize == k { x[vox] } else { 0.0 }
             });
             sum / den[b * nk + kk]
@@ -205,7 +205,9 @@ fn side(f: &Tensor, labels: &LabelMap, kept: &[usize], den: &[f32]) -> Side {
 
 /// The prototype loss of the student features against the teacher features (both
 /// `[N, F, D, H, W]`) with the shared `labels` `[N, D, H, W]` (module docs).
-pub fn proto_loss(
+pub fn proto_loss_on(
+    l: &impl Loops,
+
     student_features: &Tensor,
     teacher_features: &Tensor,
     labels: &LabelMap,
@@ -238,8 +240,8 @@ pub fn proto_loss(
         .flat_map(|c| kept_classes.iter().map(|&k| c[k] as f32 + PROTO_EPS))
         .collect();
 
-    let student = side(student_features, labels, &kept_classes, &den);
-    let teacher = side(teacher_features, labels, &kept_classes, &den);
+    let student = side(l, student_features, labels, &kept_classes, &den);
+    let teacher = side(l, teacher_features, labels, &kept_classes, &den);
 
     // Step 5.
     let diff: Vec<f32> = student
@@ -251,7 +253,7 @@ pub fn proto_loss(
     let loss = if nk == 0 {
         0.0
     } else {
-        let sum = reduce_with(diff.len(), |acc, j| diff[j].mul_add(diff[j], acc));
+        let sum = l.reduce_with(diff.len(), |acc, j| diff[j].mul_add(diff[j], acc));
         sum / diff.len() as f32
     };
 
@@ -269,7 +271,7 @@ pub fn proto_loss(
 
 /// Gradient of `scale * L_proto` w.r.t. the student features `[N, F, D, H, W]` (module docs
 /// for the order). The teacher gets no gradient.
-pub fn proto_backward(fwd: &ProtoForward, scale: f32) -> Tensor {
+pub fn proto_backward_on(l: &impl Loops, fwd: &ProtoForward, scale: f32) -> Tensor {
     let mut df = Tensor::zeros(&fwd.shape);
     let nk = fwd.kept_classes.len();
     if nk == 0 {
@@ -287,7 +289,7 @@ pub fn proto_backward(fwd: &ProtoForward, scale: f32) -> Tensor {
         .map(|idx| {
             let (b, kk, ch) = (idx / (nk * nf), (idx / nf) % nk, idx % nf);
             let unit = &st.unit_features[(b * nf + ch) * v..(b * nf + ch + 1) * v];
-            reduce_with(v, |acc, vox| g_map(b, kk, vox).mul_add(unit[vox], acc))
+            l.reduce_with(v, |acc, vox| g_map(b, kk, vox).mul_add(unit[vox], acc))
         })
         .collect();
     let mut e = vec![0.0f32; n * nk * nf];
@@ -343,6 +345,20 @@ pub fn proto_backward(fwd: &ProtoForward, scale: f32) -> Tensor {
             }
         });
     df
+}
+
+/// [`proto_loss_on`] on the spec's loops ([`Plain`]).
+pub fn proto_loss(
+    student_features: &Tensor,
+    teacher_features: &Tensor,
+    labels: &LabelMap,
+) -> ProtoForward {
+    proto_loss_on(&Plain, student_features, teacher_features, labels)
+}
+
+/// [`proto_backward_on`] on the spec's loops ([`Plain`]).
+pub fn proto_backward(fwd: &ProtoForward, scale: f32) -> Tensor {
+    proto_backward_on(&Plain, fwd, scale)
 }
 
 #[cfg(test)]
