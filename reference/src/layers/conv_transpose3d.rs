@@ -50,14 +50,17 @@ pub fn conv_transpose3d_forward(
 /// `[N, C, ...]` and `bias` `[C]` (panics otherwise).
 pub fn add_channel_bias(y: &mut Tensor, bias: &Tensor) {
     let c = y.shape[1];
-    assert_eq!(
-        bias.shape,
-        [c],
-        "conv_transpose3d_forward: bias must be [{c}]"
-    );
+    assert_eq!(bias.shape, [c], "conv_transpose3d_forward: bias must be [{c}]");
     let plane: usize = y.shape[2..].iter().product();
-    for (i, v) in y.data.iter_mut().enumerate() {
-        *v += bias.data[(i / plane) % c];
+    if plane == 0 {
+        return;
+    }
+    // Plane (n, c) after plane, in memory order.
+    for (nc, values) in y.data.chunks_mut(plane).enumerate() {
+        let b = bias.data[nc % c];
+        for v in values {
+            *v += b;
+        }
     }
 }
 
