@@ -476,6 +476,8 @@ fn write_c_defs(out: &mut String, defs: &[Def]) {
 
 fn rust_doc(out: &mut String, indent: &str, doc: &str, fallback: &str) {
     let doc = if doc.is_empty() { fallback } else { doc };
+    // Brackets in args.def comments are shapes (`[C]`), not rustdoc links.
+    let doc = doc.replace('[', "\\[").replace(']', "\\]");
     writeln!(out, "{indent}/// {doc}").unwrap();
 }
 

@@ -82,7 +82,7 @@ impl Default for Cpu {
 /// Every operation is the spec's function of the same name, with its bits: the convolutions,
 /// BatchNorm (fused with the ReLU where the VNet asks), the per-channel reductions and Adam run
 /// this crate's kernels; softmax and the losses run the spec's code on this crate's column maps
-/// and reductions ([`FastLoops`]); ReLU, the skip addition, channel selection and the
+/// and reductions (`FastLoops`, module `loops`); ReLU, the skip addition, channel selection and the
 /// finiteness check call the spec's functions.
 impl Engine for Cpu {
     type T = Tensor;

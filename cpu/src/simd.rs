@@ -6,7 +6,7 @@
 //! crate reads or writes process-wide state to decide which copy runs.
 //!
 //! # The copies
-//! Each register-blocked kernel of [`crate::conv3d`] has one body. It is compiled:
+//! Each register-blocked kernel of the `conv3d` module has one body. It is compiled:
 //! * **x86-64 with AVX-512F** (`Isa::Avx512`): the register blocks written on `F32x16`
 //!   (one zmm register, `_mm512_fmadd_ps`), the rest inside
 //!   `#[target_feature(enable = "avx512f,avx2,fma")]`;
@@ -18,7 +18,7 @@
 //!   it ([`crate::Cpu::with_isa`]; the tests run every copy this way).
 //!
 //! The elementwise passes (BatchNorm, softmax columns, Adam, the per-channel reductions and the
-//! row primitives) are plain Rust run through [`Isa::run`]: inside a function compiled for
+//! row primitives) are plain Rust run through `Isa::run`: inside a function compiled for
 //! AVX2 and FMA (x86-64, both SIMD copies) or NEON (aarch64), where `f32::mul_add` is the
 //! hardware fused multiply-add.
 //!
@@ -157,7 +157,7 @@ unsafe fn call_neon<R>(f: impl FnOnce() -> R) -> R {
 
 /// Sixteen f32 lanes in registers: one `__m512` (AVX-512) or one `float32x4x4_t` (NEON, four
 /// q registers of 4 lanes; lanes `4k .. 4k + 3` in register `k`). The intrinsic register
-/// blocks of [`crate::conv3d`] are written once on this trait and instantiated per type.
+/// blocks of the `conv3d` module are written once on this trait and instantiated per type.
 ///
 /// Lane `q` of every result depends on lane `q` of the operands only (see the module docs).
 ///

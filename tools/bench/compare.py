@@ -10,7 +10,10 @@ Usage (from the repository root, after `cargo build --release`):
 
     python3 tools/bench/compare.py [--repeat 3] [--warmup 1] [--threads 2] [--filters 16]
                                    [--rows forward:1,4,96,128,128 step:1,4,96,128,128]
-                                   [--kernels fast|spec]
+                                   [--engine cpu|spec]
+
+--engine is passed to `protokd bench`: cpu (the default) is the fast CPU engine (protokd-cpu),
+spec the specification's plain loops (protokd-reference).
 """
 
 import argparse
@@ -50,14 +53,14 @@ def run_torch(what, shape, filters, repeat, threads, warmup):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_protokd(what, shape, filters, repeat, threads, kernels, warmup):
+def run_protokd(what, shape, filters, repeat, threads, engine, warmup):
     exe = os.path.join(ROOT, "target", "release", "protokd")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bench.json")
-        cmd = [exe, "--kernels", kernels]
+        cmd = [exe]
         if threads:
             cmd += ["--threads", str(threads)]
-        cmd += ["bench", "--what", what, "--shape", ",".join(map(str, shape)),
+        cmd += ["bench", "--engine", engine, "--what", what, "--shape", ",".join(map(str, shape)),
                 "--filters", str(filters), "--warmup", str(warmup), "--repeat", str(repeat),
                 "--json", out]
         subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -77,7 +80,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs first, both sides")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--filters", type=int, default=16)
-    ap.add_argument("--kernels", default="fast", choices=["fast", "spec"])
+    ap.add_argument("--engine", default="cpu", choices=["cpu", "spec"],
+                    help="protokd's engine: cpu (fast CPU engine, default) or spec")
     ap.add_argument("--rows", nargs="+",
                     default=["forward:1,4,96,128,128", "step:1,4,96,128,128"])
     a = ap.parse_args()
@@ -86,13 +90,14 @@ def main():
     for row in a.rows:
         what, shape = row.split(":")
         shape = [int(v) for v in shape.split(",")]
-        ours = run_protokd(what, shape, a.filters, a.repeat, a.threads, a.kernels, a.warmup)
+        ours = run_protokd(what, shape, a.filters, a.repeat, a.threads, a.engine, a.warmup)
         theirs = run_torch(what, shape, a.filters, a.repeat, a.threads, a.warmup)
         gb = lambda v: f"{v / 1e9:.2f}" if v else "n/a"
         print(f"{what:8} {','.join(map(str, shape)):16} {ours['median_s']:10.3f} "
               f"{theirs['median_s']:10.3f} {ours['median_s'] / theirs['median_s']:6.2f} "
               f"{gb(ours['peak_rss_bytes']):>11} {gb(theirs['peak_rss_bytes']):>11}")
-    print(f"protokd {ours['protokd_version']} ({ours['kernels']} kernels, {ours['threads']} threads), "
+    print(f"protokd {ours['protokd_version']} ({ours['device_description']}, "
+          f"{ours['threads']} threads), "
           f"PyTorch {theirs['torch']} ({theirs['threads']} threads), n_filters {a.filters}, "
           f"median of {a.repeat} after {a.warmup} warm-up(s)")
 

@@ -7,8 +7,8 @@
 # `protokd` binary and the protokd-gpu test binaries, built on any x86-64 Linux machine (no CUDA
 # needed) with `tools/gpu/bundle.sh BIN_DIR`. Writes to OUT_DIR: machine.txt (GPU, driver,
 # CUDA), tests.log (every GPU test against the CPU reference on the GPU), verify.log and
-# verify.json (`protokd verify --device cuda`), bench.log (`protokd bench --device cuda`, and
-# the CPU reference on 2 threads), torch.log (PyTorch on the same GPU, TF32 off).
+# verify.json (`protokd verify --engines cuda`), bench.log (`protokd bench --engine cuda`, and
+# the fast CPU engine on 2 threads), torch.log (PyTorch on the same GPU, TF32 off).
 set -u
 BIN=$(cd "$1" && pwd)
 OUT=$2
@@ -44,7 +44,7 @@ echo "=== conv_speed (paper-size convolutions)" >> "$OUT/tests.log"
 timeout 120 "$BIN/conv" --ignored --nocapture --test-threads=1 conv_speed >> "$OUT/tests.log" 2>&1
 echo "=== conv_speed: exit $?" >> "$OUT/tests.log"
 
-timeout 300 "$BIN/protokd" verify --device cuda --json "$OUT/verify.json" > "$OUT/verify.log" 2>&1
+timeout 300 "$BIN/protokd" verify --engines cuda --json "$OUT/verify.json" > "$OUT/verify.log" 2>&1
 echo "exit $?" >> "$OUT/verify.log"
 
 bench() {
@@ -56,24 +56,24 @@ bench() {
     rm -f /tmp/bench.json
 }
 {
-    bench 60 --device cuda --what forward --shape 1,4,32,32,32 --filters 4 --repeat 2
-    bench 90 --device cuda --what forward --shape 1,4,96,128,128 --filters 16 --warmup 2 --repeat 5
-    bench 100 --device cuda --what step --shape 1,4,96,128,128 --filters 16 --warmup 1 --repeat 3
-    bench 150 --device cuda --what step --shape 4,4,96,128,128 --filters 16 --warmup 1 --repeat 3
+    bench 60 --engine cuda --what forward --shape 1,4,32,32,32 --filters 4 --repeat 2
+    bench 90 --engine cuda --what forward --shape 1,4,96,128,128 --filters 16 --warmup 2 --repeat 5
+    bench 100 --engine cuda --what step --shape 1,4,96,128,128 --filters 16 --warmup 1 --repeat 3
+    bench 150 --engine cuda --what step --shape 4,4,96,128,128 --filters 16 --warmup 1 --repeat 3
     echo "=== per-kernel profile of one forward (PROTOKD_GPU_PROFILE: every launch waited for)"
-    PROTOKD_GPU_PROFILE=1 bench 60 --device cuda --what forward --shape 1,4,96,128,128 --filters 16 --warmup 0 --repeat 1
+    PROTOKD_GPU_PROFILE=1 bench 60 --engine cuda --what forward --shape 1,4,96,128,128 --filters 16 --warmup 0 --repeat 1
     echo "=== per-kernel profile of one batch-4 step (PROTOKD_GPU_PROFILE: every launch waited for)"
-    PROTOKD_GPU_PROFILE=1 bench 150 --device cuda --what step --shape 4,4,96,128,128 --filters 16 --warmup 0 --repeat 1
+    PROTOKD_GPU_PROFILE=1 bench 150 --engine cuda --what step --shape 4,4,96,128,128 --filters 16 --warmup 0 --repeat 1
 } > "$OUT/bench.log" 2>&1
 
 PYTHONUNBUFFERED=1 timeout 180 python3 tools/bench/pytorch_vnet.py --device cuda --warmup 2 --repeat 5 \
     --rows forward:1,4,96,128,128 step:1,4,96,128,128 step:4,4,96,128,128 > "$OUT/torch.log" 2>&1
 echo "exit $?" >> "$OUT/torch.log"
 
-# The CPU reference on 2 threads of this machine, for the forward speed-up.
+# The fast CPU engine on 2 threads of this machine, for the forward speed-up.
 {
-    echo "=== CPU reference, 2 threads (taskset -c 0,1)"
-    taskset -c 0,1 timeout 120 "$BIN/protokd" --threads 2 bench --device cpu --what forward \
+    echo "=== fast CPU engine (--engine cpu), 2 threads (taskset -c 0,1)"
+    taskset -c 0,1 timeout 120 "$BIN/protokd" --threads 2 bench --engine cpu --what forward \
         --shape 1,4,96,128,128 --filters 16 --warmup 1 --repeat 3
     echo "=== exit $?"
 } >> "$OUT/bench.log" 2>&1

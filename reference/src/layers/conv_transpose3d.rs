@@ -50,7 +50,11 @@ pub fn conv_transpose3d_forward(
 /// `[N, C, ...]` and `bias` `[C]` (panics otherwise).
 pub fn add_channel_bias(y: &mut Tensor, bias: &Tensor) {
     let c = y.shape[1];
-    assert_eq!(bias.shape, [c], "conv_transpose3d_forward: bias must be [{c}]");
+    assert_eq!(
+        bias.shape,
+        [c],
+        "conv_transpose3d_forward: bias must be [{c}]"
+    );
     let plane: usize = y.shape[2..].iter().product();
     if plane == 0 {
         return;
