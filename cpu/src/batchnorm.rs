@@ -11,8 +11,8 @@
 use crate::reduce::channel_reduction;
 use crate::simd::Isa;
 use protokd_reference::layers::batchnorm3d::{
-    bn_dims, grad_scale, input_grad, inverse_std, normalize, update_running_statistics,
-    BatchTooSmall, BnCache, Then,
+    bn_dims, forward_dims, grad_scale, input_grad, inverse_std, normalize, training_values,
+    update_running_statistics, BatchTooSmall, BnCache, Then,
 };
 use protokd_reference::reduce::ChannelStep as Step;
 use protokd_reference::Tensor;
@@ -27,22 +27,12 @@ pub(crate) fn forward_train(
     (running_mean, running_var, num_batches_tracked): (&mut Tensor, &mut Tensor, &mut i64),
     then: Then,
 ) -> Result<(Tensor, BnCache), BatchTooSmall> {
-    let (n, c, v) = bn_dims(
+    let (n, c, v) = forward_dims(
         x,
-        &[
-            ("weight", weight),
-            ("bias", bias),
-            ("running_mean", &*running_mean),
-            ("running_var", &*running_var),
-        ],
+        [weight, bias, &*running_mean, &*running_var],
         "batchnorm3d_forward_train",
     );
-    let m = n * v;
-    if m < 2 {
-        return Err(BatchTooSmall {
-            values_per_channel: m,
-        });
-    }
+    let m = training_values(n, v)?;
     let mf = m as f32;
     let stats: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
@@ -88,14 +78,9 @@ pub(crate) fn forward_eval(
     (running_mean, running_var): (&Tensor, &Tensor),
     then: Then,
 ) -> Tensor {
-    let (_, c, v) = bn_dims(
+    let (_, c, v) = forward_dims(
         x,
-        &[
-            ("weight", weight),
-            ("bias", bias),
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-        ],
+        [weight, bias, running_mean, running_var],
         "batchnorm3d_forward_eval",
     );
     let invstd: Vec<f32> = running_var.data.iter().map(|&rv| inverse_std(rv)).collect();

@@ -11,7 +11,7 @@
 //!   count.
 
 use crate::simd::Isa;
-use protokd_reference::loops::Loops;
+use protokd_reference::loops::{column_dims, Loops};
 use protokd_reference::reduce::{lane_tree, pairwise_tree, BLOCK, LANES};
 use protokd_reference::Tensor;
 use rayon::prelude::*;
@@ -31,17 +31,8 @@ impl Loops for FastLoops {
         inputs: &[&Tensor],
         f: impl Fn(&[Vec<f32>], &mut [f32]) + Sync,
     ) -> Tensor {
-        let shape = &inputs[0].shape;
-        for t in inputs {
-            assert_eq!(&t.shape, shape, "softmax: operand shapes differ");
-        }
-        assert!(
-            shape.len() >= 2,
-            "softmax: need at least [N, C], got {shape:?}"
-        );
-        let (n, c) = (shape[0], shape[1]);
-        let v: usize = shape[2..].iter().product();
-        let mut out = Tensor::zeros(shape);
+        let (n, c, v) = column_dims(inputs);
+        let mut out = Tensor::zeros(&inputs[0].shape);
         if n * c * v == 0 {
             return out;
         }

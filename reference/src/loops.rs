@@ -31,6 +31,21 @@ pub trait Loops: Sync {
     fn reduce_with(&self, n: usize, step: impl Fn(f32, usize) -> f32 + Sync) -> f32;
 }
 
+/// The shape check of a column map (of any [`Loops`]): every input shaped like `inputs[0]`,
+/// `[N, C, ...]`; returns `(N, C, V)` with `V` the product of the trailing axes. Panics
+/// otherwise (a programming error).
+pub fn column_dims(inputs: &[&Tensor]) -> (usize, usize, usize) {
+    let shape = &inputs[0].shape;
+    for t in inputs {
+        assert_eq!(&t.shape, shape, "softmax: operand shapes differ");
+    }
+    assert!(
+        shape.len() >= 2,
+        "softmax: need at least [N, C], got {shape:?}"
+    );
+    (shape[0], shape[1], shape[2..].iter().product())
+}
+
 /// The specification's loops, one position and one term at a time: the column map below, and
 /// [`crate::reduce::reduce_with`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,17 +57,8 @@ impl Loops for Plain {
         inputs: &[&Tensor],
         f: impl Fn(&[Vec<f32>], &mut [f32]) + Sync,
     ) -> Tensor {
-        let shape = &inputs[0].shape;
-        for t in inputs {
-            assert_eq!(&t.shape, shape, "softmax: operand shapes differ");
-        }
-        assert!(
-            shape.len() >= 2,
-            "softmax: need at least [N, C], got {shape:?}"
-        );
-        let (n, c) = (shape[0], shape[1]);
-        let v: usize = shape[2..].iter().product();
-        let mut out = Tensor::zeros(shape);
+        let (n, c, v) = column_dims(inputs);
+        let mut out = Tensor::zeros(&inputs[0].shape);
         let mut cols = vec![vec![0.0f32; c]; inputs.len()];
         let mut col_out = vec![0.0f32; c];
         for nn in 0..n {

@@ -89,6 +89,26 @@ pub fn bn_dims<T: Shaped>(x: &T, per_channel: &[(&str, &T)], what: &str) -> (usi
     (n, c, d * h * w)
 }
 
+/// The shapes of a BatchNorm forward (of any engine; `what` names the caller): [`bn_dims`] of
+/// `x` with its four per-channel vectors `[weight, bias, running_mean, running_var]`.
+pub fn forward_dims<T: Shaped>(x: &T, per_channel: [&T; 4], what: &str) -> (usize, usize, usize) {
+    let names = ["weight", "bias", "running_mean", "running_var"];
+    let named: Vec<(&str, &T)> = names.into_iter().zip(per_channel).collect();
+    bn_dims(x, &named, what)
+}
+
+/// `M = n v`, the values per channel of a training forward, or [`BatchTooSmall`] when fewer
+/// than two.
+pub fn training_values(n: usize, v: usize) -> Result<usize, BatchTooSmall> {
+    let m = n * v;
+    if m < 2 {
+        return Err(BatchTooSmall {
+            values_per_channel: m,
+        });
+    }
+    Ok(m)
+}
+
 /// What an engine applies to every BatchNorm output in the same pass (see
 /// `Engine::batchnorm3d_relu_forward_train`): the VNet unit is `relu(batchnorm(x))`, and an
 /// engine that fuses the two writes `then.apply(y)` for each output `y` instead of storing `y`.
@@ -167,22 +187,12 @@ pub fn batchnorm3d_forward_train(
     running_var: &mut Tensor,
     num_batches_tracked: &mut i64,
 ) -> Result<(Tensor, BnCache), BatchTooSmall> {
-    let (n, c, v) = bn_dims(
+    let (n, c, v) = forward_dims(
         x,
-        &[
-            ("weight", weight),
-            ("bias", bias),
-            ("running_mean", &*running_mean),
-            ("running_var", &*running_var),
-        ],
+        [weight, bias, &*running_mean, &*running_var],
         "batchnorm3d_forward_train",
     );
-    let m = n * v;
-    if m < 2 {
-        return Err(BatchTooSmall {
-            values_per_channel: m,
-        });
-    }
+    let m = training_values(n, v)?;
     let mf = m as f32;
     // Steps 1-3, channel by channel.
     let mut stats = Vec::with_capacity(c);
@@ -213,14 +223,9 @@ pub fn batchnorm3d_forward_eval(
     running_mean: &Tensor,
     running_var: &Tensor,
 ) -> Tensor {
-    let (_, c, v) = bn_dims(
+    let (_, c, v) = forward_dims(
         x,
-        &[
-            ("weight", weight),
-            ("bias", bias),
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-        ],
+        [weight, bias, running_mean, running_var],
         "batchnorm3d_forward_eval",
     );
     let invstd: Vec<f32> = running_var.data.iter().map(|&rv| inverse_std(rv)).collect();
