@@ -13,7 +13,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use protokd::compute::{HostTensors, Trainer};
-use protokd::device::{Compute, EngineKind, HostEngine};
+use protokd::device::{Compute, EngineKind, Side};
 use protokd_gpu::Gpu;
 use protokd_reference::adam::AdamState;
 use protokd_reference::state::{VNetConfig, VNetState};
@@ -81,7 +81,9 @@ fn bench_on<E: HostTensors + ?Sized>(
 
 fn benches(c: &mut Criterion) {
     let cpu = EngineKind::Cpu.open().unwrap();
-    let host: &dyn HostEngine = cpu.host().expect("the CPU engine");
+    let Side::Host(host) = cpu.side() else {
+        unreachable!("the CPU engine holds host tensors")
+    };
     bench_on(c, &cpu, host, VNetState::clone, &|| {});
     match EngineKind::Cuda.open() {
         Ok(compute) => {

@@ -22,7 +22,7 @@
 //! ([`Trainer::step`]: the batch uploaded, the losses downloaded).
 
 use crate::compute::Trainer;
-use crate::device::Compute;
+use crate::device::{Compute, Side};
 use anyhow::{bail, Context, Result};
 use protokd_gpu::transfer::upload_state;
 use protokd_gpu::GpuTensor;
@@ -180,10 +180,10 @@ pub fn run(
     match what {
         What::Forward => {
             let model = net(c, 1);
-            match compute {
+            match compute.side() {
                 // The model and the image are uploaded once; each timed forward ends when the
                 // device has finished it (nothing is downloaded).
-                Compute::Gpu(g) => {
+                Side::Gpu(g) => {
                     let model = upload_state(&g.dev, &model)?;
                     let x = GpuTensor::upload(&g.dev, &image)?;
                     for k in 0..warmup + repeat {
@@ -193,8 +193,7 @@ pub fn run(
                         })?;
                     }
                 }
-                host => {
-                    let e = host.host().expect("a host engine");
+                Side::Host(e) => {
                     for k in 0..warmup + repeat {
                         timed(k, &mut || {
                             Ok(forward_eval_on(e, &model, &image).map(|_| ())?)

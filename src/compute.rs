@@ -6,7 +6,7 @@
 //! steps; host-device copies are each batch's image and labels, the loss values, and the state
 //! when it is saved or validated.
 
-use crate::device::{Compute, HostEngine};
+use crate::device::{Compute, HostEngine, Side};
 use anyhow::Result;
 use protokd_gpu::transfer::{download_adam, download_state, upload_adam, upload_state};
 use protokd_gpu::{Gpu, GpuLabels, GpuTensor};
@@ -30,9 +30,9 @@ pub enum Net<'a> {
 impl<'a> Net<'a> {
     /// `state` on `compute` (uploaded once for a GPU).
     pub fn new(compute: &'a Compute, state: &'a VNetState) -> Result<Net<'a>> {
-        Ok(match compute {
-            Compute::Gpu(g) => Net::Gpu(g, Cow::Owned(upload_state(&g.dev, state)?)),
-            host => Net::Host(host.host().expect("a host engine"), state),
+        Ok(match compute.side() {
+            Side::Gpu(g) => Net::Gpu(g, Cow::Owned(upload_state(&g.dev, state)?)),
+            Side::Host(e) => Net::Host(e, state),
         })
     }
 
@@ -91,15 +91,15 @@ impl<'a> Trainer<'a> {
         adam: AdamState,
         teacher: Option<&VNetState>,
     ) -> Result<Trainer<'a>> {
-        Ok(match compute {
-            Compute::Gpu(g) => Trainer::Gpu {
+        Ok(match compute.side() {
+            Side::Gpu(g) => Trainer::Gpu {
                 state: upload_state(&g.dev, &state)?,
                 adam: upload_adam(&g.dev, &adam)?,
                 teacher: teacher.map(|t| upload_state(&g.dev, t)).transpose()?,
                 gpu: g.clone(),
             },
-            host => Trainer::Host {
-                engine: host.host().expect("a host engine"),
+            Side::Host(engine) => Trainer::Host {
+                engine,
                 state,
                 adam,
                 teacher: teacher.cloned(),
@@ -221,8 +221,8 @@ pub fn forward(
             false => forward_eval_on(e, s, x),
         }
     }
-    match compute {
-        Compute::Gpu(g) => {
+    match compute.side() {
+        Side::Gpu(g) => {
             let mut s = upload_state(&g.dev, state)?;
             let y = on(g, &mut s, &GpuTensor::upload(&g.dev, x)?, train)?;
             *state = download_state(&g.dev, &s)?;
@@ -231,7 +231,7 @@ pub fn forward(
                 logits: y.logits.download(&g.dev)?,
             })
         }
-        host => on(host.host().expect("a host engine"), state, x, train),
+        Side::Host(e) => on(e, state, x, train),
     }
 }
 

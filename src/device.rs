@@ -10,12 +10,14 @@
 //! * `emulated`: protokd-gpu's kernels compiled for the host and run as loops over blocks and
 //!   threads (the GPU path without a GPU; slow, for tests and audits).
 //!
-//! All four give the same bits (`protokd verify`). `--device cpu|cuda|emulated`, the spelling
+//! All four give the same bits (`protokd verify`). With `--engine cpu`, `--simd COPY` names the
+//! fast kernels' SIMD copy (`avx512`, `avx2+fma`, `neon`, `portable`) instead of the best one,
+//! for comparisons (for example the AVX2 path on an AVX-512 machine); the same bits again. `--device cpu|cuda|emulated`, the spelling
 //! of earlier versions, is still accepted and means the same engine.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::ValueEnum;
-use protokd_cpu::Cpu;
+use protokd_cpu::{Cpu, Isa};
 use protokd_gpu::Gpu;
 use protokd_reference::engine::{Engine, Spec};
 use protokd_reference::layers::batchnorm3d::BnCache;
@@ -35,7 +37,7 @@ pub enum EngineKind {
 }
 
 /// The `--engine` option of every command that computes.
-#[derive(clap::Args, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
 pub struct EngineArg {
     /// Which engine computes: cpu (the fast CPU engine, default), spec (the specification's
     /// plain loops, slow), cuda or emulated; every engine gives the same bits. `--device` is
@@ -43,12 +45,34 @@ pub struct EngineArg {
     #[arg(long = "engine", alias = "device", value_enum, default_value_t = EngineKind::Cpu,
           value_name = "ENGINE")]
     pub kind: EngineKind,
+    /// With `--engine cpu`: the SIMD copy of the fast kernels to run (avx512, avx2+fma, neon
+    /// or portable; default: the best this CPU has). Every copy gives the same bits; portable
+    /// runs as on a CPU without FMA hardware.
+    #[arg(long, value_name = "COPY")]
+    pub simd: Option<String>,
 }
 
 impl EngineArg {
-    /// Opens the engine asked for ([`EngineKind::open`]).
+    /// Opens the engine asked for ([`EngineKind::open`]; with `--simd`, the fast CPU engine on
+    /// that copy, refused if the name is unknown or this CPU cannot run it).
     pub fn open(&self) -> Result<Compute> {
-        self.kind.open()
+        let Some(name) = &self.simd else {
+            return self.kind.open();
+        };
+        anyhow::ensure!(
+            self.kind == EngineKind::Cpu,
+            "--simd {name}: the SIMD copy is a setting of the fast CPU engine (--engine cpu), \
+             not of --engine {}",
+            self.kind.name()
+        );
+        let isa = Isa::parse(name).with_context(|| {
+            let usable: Vec<&str> = Isa::usable().iter().map(|i| i.name()).collect();
+            format!(
+                "--simd {name}: unknown SIMD copy; this CPU can run {}",
+                usable.join(", ")
+            )
+        })?;
+        Ok(Compute::Cpu(Cpu::with_isa(isa).context("--simd")?))
     }
 }
 
@@ -56,6 +80,15 @@ impl EngineArg {
 pub trait HostEngine: Engine<T = Tensor, Labels = LabelMap, BnCache = BnCache> + Sync {}
 
 impl<E: Engine<T = Tensor, Labels = LabelMap, BnCache = BnCache> + Sync> HostEngine for E {}
+
+/// An opened engine, by where its tensors live ([`Compute::side`]).
+#[derive(Clone, Copy)]
+pub enum Side<'a> {
+    /// The spec or the fast CPU engine: host tensors.
+    Host(&'a dyn HostEngine),
+    /// A protokd-gpu engine: device tensors.
+    Gpu(&'a Gpu),
+}
 
 /// An opened engine.
 #[derive(Clone, Debug)]
@@ -109,12 +142,12 @@ impl Compute {
         }
     }
 
-    /// The engine when its tensors are host tensors (spec or fast CPU), else `None`.
-    pub fn host(&self) -> Option<&dyn HostEngine> {
+    /// The engine, by where its tensors live.
+    pub fn side(&self) -> Side<'_> {
         match self {
-            Compute::Spec => Some(&Spec),
-            Compute::Cpu(c) => Some(c),
-            Compute::Gpu(_) => None,
+            Compute::Spec => Side::Host(&Spec),
+            Compute::Cpu(c) => Side::Host(c),
+            Compute::Gpu(g) => Side::Gpu(g),
         }
     }
 }

@@ -21,7 +21,7 @@
 
 use crate::brats::{discover, load_case};
 use crate::compute::HostTensors;
-use crate::device::{Compute, EngineKind};
+use crate::device::{Compute, EngineKind, Side};
 use anyhow::{bail, Result};
 use protokd_reference::layers::conv3d::ConvGeom;
 use protokd_reference::tensor::Shaped;
@@ -231,9 +231,9 @@ fn engine_outputs(
     image: &Tensor,
     labels: &LabelMap,
 ) -> Result<Vec<(String, Vec<f32>)>> {
-    match compute {
-        Compute::Gpu(g) => outputs(g, compute, image, labels),
-        host => outputs(host.host().expect("a host engine"), compute, image, labels),
+    match compute.side() {
+        Side::Gpu(g) => outputs(g, compute, image, labels),
+        Side::Host(e) => outputs(e, compute, image, labels),
     }
 }
 

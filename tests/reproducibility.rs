@@ -106,9 +106,10 @@ fn protokd_step_is_identical_on_every_engine_and_thread_count_and_matches_the_re
     }
 }
 
-/// `--engine spec`, `--engine cpu`, the older `--device cpu` and the default write
-/// byte-identical step files; the removed `--kernels` switch and `PROTOKD_KERNELS` are clear
-/// errors that give the new spelling, and so is an unknown engine.
+/// `--engine spec`, `--engine cpu`, the older `--device cpu`, `--simd portable` and the default
+/// write byte-identical step files; the removed `--kernels` switch and `PROTOKD_KERNELS` are
+/// clear errors that give the new spelling, and so are an unknown engine, an unknown SIMD copy
+/// and `--simd` with an engine other than cpu.
 #[test]
 fn engine_switch_of_the_cli() {
     let dir = examples();
@@ -137,25 +138,31 @@ fn engine_switch_of_the_cli() {
         ("spec.safetensors", &["--engine", "spec"][..]),
         ("cpu.safetensors", &["--engine", "cpu"][..]),
         ("device.safetensors", &["--device", "cpu"][..]),
+        ("portable.safetensors", &["--simd", "portable"][..]),
     ] {
         let o = run(name, flags, None);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(read(name), read("default.safetensors"), "{name}");
     }
-    let failures: [(&[&str], Option<&str>, &[&str]); 4] = [
+    // (flags, PROTOKD_KERNELS, exit status, words the message must hold): clap refuses an
+    // unknown value with 2, protokd its own refusals with 1.
+    let failures: [Refusal; 7] = [
         (
             &["--kernels", "spec"],
             None,
+            1,
             &["--kernels spec was replaced by --engine", "--engine spec"],
         ),
         (
             &["--kernels"],
             None,
+            1,
             &["--kernels was replaced by --engine"],
         ),
         (
             &[],
             Some("spec"),
+            1,
             &[
                 "PROTOKD_KERNELS (= `spec`) is no longer read",
                 "--engine cpu",
@@ -164,21 +171,32 @@ fn engine_switch_of_the_cli() {
         (
             &["--engine", "turbo"],
             None,
+            2,
             &["turbo", "spec, cpu, cuda, emulated"],
         ),
+        (
+            &["--simd", "turbo"],
+            None,
+            1,
+            &["--simd turbo: unknown SIMD copy", "portable"],
+        ),
+        (
+            &["--engine", "spec", "--simd", "portable"],
+            None,
+            1,
+            &["--engine cpu", "not of --engine spec"],
+        ),
+        (
+            &["--engine", "emulated", "--simd", "portable"],
+            None,
+            1,
+            &["not of --engine emulated"],
+        ),
     ];
-    for (flags, env, words) in failures {
+    for (flags, env, code, words) in failures {
         let o = run("bad.safetensors", flags, env);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(
-            o.status.code(),
-            Some(if env.is_none() && flags[0] == "--engine" {
-                2
-            } else {
-                1
-            }),
-            "{flags:?}: {err}"
-        );
+        assert_eq!(o.status.code(), Some(code), "{flags:?}: {err}");
         for w in words {
             assert!(err.contains(w), "{flags:?} {env:?}: `{w}` not in {err}");
         }
@@ -189,6 +207,14 @@ fn engine_switch_of_the_cli() {
         assert!(!tmp.path().join("bad.safetensors").exists());
     }
 }
+
+/// A refused command line: flags, `PROTOKD_KERNELS`, exit status, words of the message.
+type Refusal = (
+    &'static [&'static str],
+    Option<&'static str>,
+    i32,
+    &'static [&'static str],
+);
 
 #[test]
 fn forward_is_identical_for_1_2_and_7_threads() {

@@ -11,7 +11,7 @@
 use crate::reduce::channel_reduction;
 use crate::simd::Isa;
 use protokd_reference::layers::batchnorm3d::{
-    bn_dims, forward_dims, grad_scale, input_grad, inverse_std, normalize, training_values,
+    backward_dims, forward_dims, grad_scale, input_grad, inverse_std, normalize, training_values,
     update_running_statistics, BatchTooSmall, BnCache, Then,
 };
 use protokd_reference::reduce::ChannelStep as Step;
@@ -115,16 +115,7 @@ pub(crate) fn backward(
     weight: &Tensor,
     cache: &BnCache,
 ) -> (Tensor, Tensor, Tensor) {
-    let (n, c, v) = bn_dims(dy, &[("weight", weight)], "batchnorm3d_backward");
-    assert_eq!(
-        cache.xhat.shape, dy.shape,
-        "batchnorm3d_backward: cache and dy shapes differ"
-    );
-    assert_eq!(
-        cache.invstd.len(),
-        c,
-        "batchnorm3d_backward: cache invstd length"
-    );
+    let (n, c, v) = backward_dims(dy, weight, cache);
     let mf = (n * v) as f32;
     let xh = &cache.xhat.data;
     let sums: Vec<(f32, f32)> = (0..c)

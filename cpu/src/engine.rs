@@ -20,8 +20,8 @@ use rayon::prelude::*;
 
 /// The fast CPU engine: the spec's operations ([`protokd_reference::engine::Engine`]) with
 /// register blocks, SIMD and threads, bit for bit the spec's. Build it with [`Cpu::new`] (the
-/// best SIMD copy of this CPU) or [`Cpu::with_isa`] (a named copy, for tests and
-/// comparisons); thread counts come from the rayon pool it runs in.
+/// best SIMD copy of this CPU) or [`Cpu::with_isa`] (a named copy: the CLI's `--simd`, tests
+/// and comparisons); thread counts come from the rayon pool it runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cpu {
     isa: Isa,
@@ -179,7 +179,7 @@ impl Engine for Cpu {
             (running_mean, running_var, num_batches_tracked),
             Then::Nothing,
         )
-        .map_err(|e| EngineError::BatchTooSmall(e.to_string()))
+        .map_err(EngineError::from)
     }
     fn batchnorm3d_forward_eval(
         &self,
@@ -215,7 +215,7 @@ impl Engine for Cpu {
             (running_mean, running_var, num_batches_tracked),
             Then::Relu,
         )
-        .map_err(|e| EngineError::BatchTooSmall(e.to_string()))
+        .map_err(EngineError::from)
     }
     /// Fused, as the training one.
     fn batchnorm3d_relu_forward_eval(

@@ -11,7 +11,7 @@
 //!   count.
 
 use crate::simd::Isa;
-use protokd_reference::loops::{column_dims, Loops};
+use protokd_reference::loops::{column_dims, load_columns, Loops};
 use protokd_reference::reduce::{lane_tree, pairwise_tree, BLOCK, LANES};
 use protokd_reference::Tensor;
 use rayon::prelude::*;
@@ -48,11 +48,7 @@ impl Loops for FastLoops {
                         for (j, col_out) in o.chunks_mut(c).enumerate() {
                             let flat = chunk * COLUMN_CHUNK + j;
                             let (nn, p) = (flat / v, flat % v);
-                            for (col, t) in cols.iter_mut().zip(inputs) {
-                                for (k, ck) in col.iter_mut().enumerate() {
-                                    *ck = t.data[(nn * c + k) * v + p];
-                                }
-                            }
+                            load_columns(inputs, (nn, p), v, &mut cols);
                             f(&cols, col_out);
                         }
                     },

@@ -292,7 +292,7 @@ impl Engine for Spec {
             running_var,
             num_batches_tracked,
         )
-        .map_err(|e| EngineError::BatchTooSmall(e.to_string()))
+        .map_err(EngineError::from)
     }
     fn batchnorm3d_forward_eval(
         &self,

@@ -54,6 +54,12 @@ pub enum EngineError {
     Device(String),
 }
 
+impl From<crate::layers::batchnorm3d::BatchTooSmall> for EngineError {
+    fn from(e: crate::layers::batchnorm3d::BatchTooSmall) -> Self {
+        EngineError::BatchTooSmall(e.to_string())
+    }
+}
+
 /// Checks that a tensor holds only finite values.
 pub fn check_finite(name: &str, t: &crate::Tensor) -> Result<(), EngineError> {
     match t.first_non_finite() {

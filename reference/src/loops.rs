@@ -46,6 +46,18 @@ pub fn column_dims(inputs: &[&Tensor]) -> (usize, usize, usize) {
     (shape[0], shape[1], shape[2..].iter().product())
 }
 
+/// `cols[j][k] = inputs[j][n, k, p]` for every input `j` and class `k` (`v` the positions per
+/// sample): the columns at position `(n, p)` that a column map hands to its function.
+#[inline(always)]
+pub fn load_columns(inputs: &[&Tensor], (n, p): (usize, usize), v: usize, cols: &mut [Vec<f32>]) {
+    for (col, t) in cols.iter_mut().zip(inputs) {
+        let c = col.len();
+        for (k, ck) in col.iter_mut().enumerate() {
+            *ck = t.data[(n * c + k) * v + p];
+        }
+    }
+}
+
 /// The specification's loops, one position and one term at a time: the column map below, and
 /// [`crate::reduce::reduce_with`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -63,11 +75,7 @@ impl Loops for Plain {
         let mut col_out = vec![0.0f32; c];
         for nn in 0..n {
             for p in 0..v {
-                for (col, t) in cols.iter_mut().zip(inputs) {
-                    for (k, ck) in col.iter_mut().enumerate() {
-                        *ck = t.data[(nn * c + k) * v + p];
-                    }
-                }
+                load_columns(inputs, (nn, p), v, &mut cols);
                 f(&cols, &mut col_out);
                 for (k, &o) in col_out.iter().enumerate() {
                     out.data[(nn * c + k) * v + p] = o;

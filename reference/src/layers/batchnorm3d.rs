@@ -97,6 +97,22 @@ pub fn forward_dims<T: Shaped>(x: &T, per_channel: [&T; 4], what: &str) -> (usiz
     bn_dims(x, &named, what)
 }
 
+/// The shapes of a BatchNorm backward on host tensors: [`bn_dims`] of `dy` with `weight`, and
+/// a cache of `dy`'s shape with one `invstd` per channel; panics otherwise.
+pub fn backward_dims(dy: &Tensor, weight: &Tensor, cache: &BnCache) -> (usize, usize, usize) {
+    let (n, c, v) = bn_dims(dy, &[("weight", weight)], "batchnorm3d_backward");
+    assert_eq!(
+        cache.xhat.shape, dy.shape,
+        "batchnorm3d_backward: cache and dy shapes differ"
+    );
+    assert_eq!(
+        cache.invstd.len(),
+        c,
+        "batchnorm3d_backward: cache invstd length"
+    );
+    (n, c, v)
+}
+
 /// `M = n v`, the values per channel of a training forward, or [`BatchTooSmall`] when fewer
 /// than two.
 pub fn training_values(n: usize, v: usize) -> Result<usize, BatchTooSmall> {
@@ -245,16 +261,7 @@ pub fn batchnorm3d_backward(
     weight: &Tensor,
     cache: &BnCache,
 ) -> (Tensor, Tensor, Tensor) {
-    let (n, c, v) = bn_dims(dy, &[("weight", weight)], "batchnorm3d_backward");
-    assert_eq!(
-        cache.xhat.shape, dy.shape,
-        "batchnorm3d_backward: cache and dy shapes differ"
-    );
-    assert_eq!(
-        cache.invstd.len(),
-        c,
-        "batchnorm3d_backward: cache invstd length"
-    );
+    let (n, c, v) = backward_dims(dy, weight, cache);
     let mf = (n * v) as f32;
     let xh = &cache.xhat.data;
     // Steps 1 and 2, channel by channel.
