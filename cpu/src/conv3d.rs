@@ -825,7 +825,7 @@ mod tests {
         conv3d_backward_input as spec_backward_input,
         conv3d_backward_weight as spec_backward_weight, conv3d_forward as spec_forward,
     };
-    use protokd_reference::testutil::{random_tensor, random_values};
+    use protokd_reference::testutil::{random_tensor, random_values, thread_pools};
     use rand_chacha::ChaCha8Rng;
     use rand_core::{RngCore, SeedableRng};
 
@@ -876,15 +876,7 @@ mod tests {
     #[test]
     fn fast_kernels_give_the_spec_bits() {
         let mut rng = ChaCha8Rng::seed_from_u64(42);
-        let pools: Vec<rayon::ThreadPool> = [1, 2, 7]
-            .iter()
-            .map(|&t| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(t)
-                    .build()
-                    .unwrap()
-            })
-            .collect();
+        let pools = thread_pools(&[1, 2, 7]);
         let isas = Isa::usable();
         #[cfg(target_arch = "aarch64")]
         assert_eq!(isas, [Isa::Neon, Isa::Portable]);

@@ -11,7 +11,7 @@ use protokd_reference::layers::batchnorm3d::BnCache;
 use protokd_reference::layers::conv3d::ConvGeom;
 use protokd_reference::state::{VNetConfig, VNetState};
 use protokd_reference::step::{train_step_on, StepConfig, StepMode};
-use protokd_reference::testutil::random_tensor;
+use protokd_reference::testutil::{random_tensor, thread_pools};
 use protokd_reference::{LabelMap, Tensor};
 
 fn bits(t: &Tensor) -> Vec<u32> {
@@ -32,15 +32,9 @@ fn in_pools<R>(mut f: impl FnMut() -> R + Send) -> Vec<R>
 where
     R: Send,
 {
-    [1, 2, 7]
+    thread_pools(&[1, 2, 7])
         .iter()
-        .map(|&t| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build()
-                .unwrap()
-                .install(&mut f)
-        })
+        .map(|p| p.install(&mut f))
         .collect()
 }
 

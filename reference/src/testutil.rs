@@ -119,3 +119,16 @@ pub fn fd_check_along(
     let numeric = loss(&plus) - loss(&minus);
     FdCheck { analytic, numeric }
 }
+
+/// One rayon pool per thread count, for tests that assert the same bits for every count.
+pub fn thread_pools(counts: &[usize]) -> Vec<rayon::ThreadPool> {
+    counts
+        .iter()
+        .map(|&t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .expect("a thread pool")
+        })
+        .collect()
+}

@@ -119,15 +119,9 @@ mod tests {
 
     #[test]
     fn same_bits_for_every_thread_count() {
-        let runs: Vec<Vec<u32>> = [1, 3, 8]
+        let runs: Vec<Vec<u32>> = crate::testutil::thread_pools(&[1, 3, 8])
             .iter()
-            .map(|&t| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(t)
-                    .build()
-                    .unwrap()
-                    .install(all_bits)
-            })
+            .map(|p| p.install(all_bits))
             .collect();
         assert!(runs.iter().all(|r| r == &runs[0]));
     }
