@@ -27,10 +27,10 @@
 
 use anyhow::{bail, Context, Result};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use protokd::brats::{discover, load_case, Case};
-use protokd::nifti_io::{read_image, write_image, OutDtype, GZIP_LEVEL};
-use protokd::phantom::{self, PhantomConfig, Release, Templates};
-use protokd::preprocess::{preprocess, PreparedCase};
+use protokd::data::brats::{discover, load_case, Case};
+use protokd::io::nifti::{read_image, write_image, OutDtype, GZIP_LEVEL};
+use protokd::data::phantom::{self, PhantomConfig, Release, Templates};
+use protokd::data::preprocess::{preprocess, PreparedCase};
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

@@ -15,8 +15,8 @@
 //! Run with `cargo bench --bench layers`.
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use protokd::compute::HostTensors;
-use protokd::device::HostEngine;
+use protokd::engine::compute::HostTensors;
+use protokd::engine::HostEngine;
 use protokd_gpu::Gpu;
 use protokd_reference::layers::conv3d::ConvGeom;
 use protokd_reference::Tensor;
@@ -55,9 +55,9 @@ fn bench_layers<E: HostTensors + ?Sized>(c: &mut Criterion, t: &Target<E>) {
 
     // Conv3d 3x3x3, 16 -> 16, PyTorch default bound 1/sqrt(fan_in).
     let g3 = ConvGeom::cubic(3, 1, 1);
-    let x = protokd::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 21, 1.0);
-    let w = protokd::bench::uniform(&[C, C, 3, 3, 3], 22, 1.0 / ((C * 27) as f32).sqrt());
-    let dy = protokd::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 23, 1.0);
+    let x = protokd::audit::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 21, 1.0);
+    let w = protokd::audit::bench::uniform(&[C, C, 3, 3, 3], 22, 1.0 / ((C * 27) as f32).sqrt());
+    let dy = protokd::audit::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 23, 1.0);
     let (x, w, dy) = (up(e, &x), up(e, &w), up(e, &dy));
     bench("conv3d_fwd_k3_16to16_1x16x64^3", &mut || {
         black_box(e.conv3d_forward(&x, &w, None, &g3).unwrap());
@@ -71,10 +71,10 @@ fn bench_layers<E: HostTensors + ?Sized>(c: &mut Criterion, t: &Target<E>) {
 
     // ConvTranspose3d 2x2x2 stride 2, 32 -> 16 (weight [Cin, Cout, 2, 2, 2], fan_in 16 * 8).
     let g2 = ConvGeom::cubic(2, 2, 0);
-    let xt = protokd::bench::uniform(&[1, 2 * C, SIDE / 2, SIDE / 2, SIDE / 2], 31, 1.0);
+    let xt = protokd::audit::bench::uniform(&[1, 2 * C, SIDE / 2, SIDE / 2, SIDE / 2], 31, 1.0);
     let bound = 1.0 / ((C * 8) as f32).sqrt();
-    let wt = protokd::bench::uniform(&[2 * C, C, 2, 2, 2], 32, bound);
-    let bt = protokd::bench::uniform(&[C], 33, bound);
+    let wt = protokd::audit::bench::uniform(&[2 * C, C, 2, 2, 2], 32, bound);
+    let bt = protokd::audit::bench::uniform(&[C], 33, bound);
     let (xt, wt, bt) = (up(e, &xt), up(e, &wt), up(e, &bt));
     bench("conv_transpose3d_fwd_k2s2_32to16_1x32x32^3", &mut || {
         black_box(
@@ -148,8 +148,8 @@ fn bench_conv_stages<E: HostTensors + ?Sized>(c: &mut Criterion, t: &Target<E>) 
         (16 * C, 16 * C, SIDE / 16),
     ];
     for (i, &(cin, cout, side)) in stages.iter().enumerate() {
-        let x = protokd::bench::uniform(&[1, cin, side, side, side], 40 + i as u64, 1.0);
-        let w = protokd::bench::uniform(
+        let x = protokd::audit::bench::uniform(&[1, cin, side, side, side], 40 + i as u64, 1.0);
+        let w = protokd::audit::bench::uniform(
             &[cout, cin, 3, 3, 3],
             50 + i as u64,
             1.0 / ((cin * 27) as f32).sqrt(),

@@ -6,14 +6,14 @@
 //!   a GPU: model and image uploaded once, each iteration waits for the device);
 //! * `protokd_step_1x4x64^3_F16`: one whole ProtoKD training step (teacher forward in
 //!   evaluation mode, student on T1ce in training mode, all losses, backward, Adam), as
-//!   training runs it ([`protokd::compute::Trainer::step`]).
+//!   training runs it ([`protokd::engine::compute::Trainer::step`]).
 //!
 //! Run with `cargo bench --bench vnet`. A CPU iteration takes seconds, so the benches use flat
 //! sampling with 10 samples of one iteration each (see docs/performance.md for the figures).
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use protokd::compute::{HostTensors, Trainer};
-use protokd::device::{Compute, EngineKind, Side};
+use protokd::engine::compute::{HostTensors, Trainer};
+use protokd::engine::{Compute, EngineKind, Side};
 use protokd_gpu::Gpu;
 use protokd_reference::adam::AdamState;
 use protokd_reference::state::{VNetConfig, VNetState};
@@ -53,7 +53,7 @@ fn bench_on<E: HostTensors + ?Sized>(
     group.measurement_time(Duration::from_secs(20));
 
     let teacher = net(4, 1);
-    let image = protokd::bench::uniform(&[1, 4, SIDE, SIDE, SIDE], 11, 1.0);
+    let image = protokd::audit::bench::uniform(&[1, 4, SIDE, SIDE, SIDE], 11, 1.0);
     let (t, x) = (upload(&teacher), e.upload(&image).unwrap());
     group.bench_function("forward_eval_teacher_1x4x64^3_F16", |b| {
         b.iter(|| {
@@ -62,7 +62,7 @@ fn bench_on<E: HostTensors + ?Sized>(
         })
     });
 
-    let labels = protokd::bench::label_map(1, SIDE, SIDE, SIDE);
+    let labels = protokd::audit::bench::label_map(1, SIDE, SIDE, SIDE);
     let student = net(STUDENT_CHANNELS.len(), 2);
     let adam = AdamState::for_state(&student);
     let mut trainer = Trainer::new(compute, student, adam, Some(&teacher)).unwrap();

@@ -6,14 +6,14 @@
 //! The default plan is small enough for 2 CPU cores in a few minutes ([`Plan::small`]); `--full`
 //! is the paper's configuration on full-size phantoms ([`Plan::full`], for a GPU).
 
-use crate::brats::{discover, load_case};
-use crate::checkpoint;
-use crate::compute::Net;
-use crate::device::Compute;
-use crate::evaluate::{evaluate_dataset, summarize, EvaluateOptions};
-use crate::inference::{segment_case, Window};
+use crate::data::brats::{discover, load_case};
+use crate::io::checkpoint;
+use crate::engine::compute::Net;
+use crate::engine::Compute;
+use crate::eval::evaluate::{evaluate_dataset, summarize, EvaluateOptions};
+use crate::infer::sliding_window::{segment_case, Window};
 use crate::modality::{Modalities, NAMES};
-use crate::phantom::{self, PhantomConfig, Release, Templates};
+use crate::data::phantom::{self, PhantomConfig, Release, Templates};
 use crate::train::config::{effective, Method, TrainConfig};
 use crate::train::run::RunDir;
 use crate::train::{train, TrainArgs};
@@ -181,7 +181,7 @@ fn results_json(rows: &[Row], test: &[String], plan: &Plan, seconds: f64) -> Val
 /// Runs the demo; `say` receives the progress lines.
 pub fn run(o: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
     let t0 = Instant::now();
-    crate::output::check_new(&o.out, "demo folder", o.force)?;
+    crate::io::files::check_new(&o.out, "demo folder", o.force)?;
     let plan = &o.plan;
     let students: Vec<Modalities> = if o.all_modalities {
         NAMES
@@ -302,7 +302,7 @@ pub fn run(o: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
         .with_context(|| format!("cannot create {}", overlays.display()))?;
     let first = load_case(&dataset.cases[0])?;
     if let Some(labels) = &first.labels {
-        crate::overlay::write_overlay_png(
+        crate::report::overlay::write_overlay_png(
             &first.images[grey_of(&Modalities::all())],
             labels,
             &overlays.join("reference.png"),
@@ -335,7 +335,7 @@ pub fn run(o: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
             "test_cases": test,
             "hd95_units": "mm",
         });
-        crate::evaluate::write_report(&report_dir, &summary, &scores, meta, o.force)?;
+        crate::eval::evaluate::write_report(&report_dir, &summary, &scores, meta, o.force)?;
         let d = summary.mean_dice();
         rows.push(Row {
             model,
@@ -344,7 +344,7 @@ pub fn run(o: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
             checkpoint: ck_path.clone(),
         });
         let pred = segment_case(&net, &first, m.channels(), &window)?;
-        crate::overlay::write_overlay_png(
+        crate::report::overlay::write_overlay_png(
             &first.images[grey_of(m)],
             &pred.labels,
             &overlays.join(format!("{label}.png")),
@@ -354,7 +354,7 @@ pub fn run(o: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
     let seconds = t0.elapsed().as_secs_f64();
     let mut text = serde_json::to_string_pretty(&results_json(&rows, &test, plan, seconds))?;
     text.push('\n');
-    crate::tensorfile::write_atomic(&o.out.join("results.json"), text.as_bytes())?;
+    crate::io::tensorfile::write_atomic(&o.out.join("results.json"), text.as_bytes())?;
     say(&table(&rows, test.len()));
     say(&format!(
         "wrote {} (and runs/, eval/, overlays/) in {:.0} s",

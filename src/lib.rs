@@ -5,26 +5,13 @@
 //! specification).
 
 pub mod audit;
-pub mod augment;
-pub mod bench;
-pub mod brats;
-pub mod checkpoint;
-pub mod compute;
+pub mod data;
 pub mod demo;
-pub mod device;
-pub mod evaluate;
-pub mod golden;
-pub mod inference;
-pub mod metrics;
+pub mod engine;
+pub mod eval;
+pub mod infer;
+pub mod io;
 pub mod modality;
-pub mod nifti_io;
-pub mod output;
-pub mod overlay;
-pub mod phantom;
-pub mod plot;
-pub mod preprocess;
-pub mod segment;
-pub mod tensorfile;
+pub mod report;
 pub mod train;
-pub mod verify;
 pub mod volume;

@@ -2,9 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use protokd::audit;
+use protokd::audit::replay as audit;
 use protokd::modality::Modalities;
-use protokd::phantom;
+use protokd::data::phantom;
 use protokd::train::cli as train_cli;
 use protokd_reference::adam::AdamConfig;
 use protokd_reference::step::{StepConfig, StepMode};
@@ -50,12 +50,12 @@ enum Command {
     /// in the model's modality order. Labels are written in the input release's raw set.
     ///
     /// Example: protokd segment --model runs/t1ce-protokd/best.safetensors --input Brats18_X --out seg.nii.gz
-    Segment(protokd::segment::SegmentArgs),
+    Segment(protokd::infer::segment::SegmentArgs),
     /// Segment every case of a dataset with a model, score each against its labels and
     /// summarise (per-case CSV, JSON summary, a table like the paper's Table 1).
     ///
     /// Example: protokd evaluate --model runs/t1ce-protokd/best.safetensors --data BraTS2018 --cases data/brats2018-split/test_list.txt --out reports/t1ce-protokd
-    Evaluate(protokd::evaluate::EvaluateArgs),
+    Evaluate(protokd::eval::evaluate::EvaluateArgs),
     /// The whole pipeline on BraTS-like phantoms: phantoms, a teacher, a unimodal baseline and a
     /// ProtoKD student, evaluated on held-out phantoms (a table like the paper's Table 1).
     ///
@@ -101,7 +101,7 @@ struct DemoCli {
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
     #[command(flatten)]
-    engine: protokd::device::EngineArg,
+    engine: protokd::engine::EngineArg,
 }
 
 #[derive(Args)]
@@ -124,14 +124,14 @@ struct VerifyCli {
         value_delimiter = ',',
         value_name = "ENGINES"
     )]
-    engines: Vec<protokd::device::EngineKind>,
+    engines: Vec<protokd::engine::EngineKind>,
 }
 
 #[derive(Args)]
 struct BenchCli {
     /// What to time.
     #[arg(long, value_enum)]
-    what: protokd::bench::What,
+    what: protokd::audit::bench::What,
     /// Input shape N,C,D,H,W (C = 4 for a step; D, H, W multiples of 16).
     #[arg(long, default_value = "1,4,96,128,128", value_name = "N,C,D,H,W")]
     shape: String,
@@ -151,7 +151,7 @@ struct BenchCli {
     #[arg(long)]
     force: bool,
     #[command(flatten)]
-    engine: protokd::device::EngineArg,
+    engine: protokd::engine::EngineArg,
 }
 
 #[derive(Subcommand)]
@@ -248,7 +248,7 @@ enum AuditCommand {
         #[arg(long)]
         train: bool,
         #[command(flatten)]
-        engine: protokd::device::EngineArg,
+        engine: protokd::engine::EngineArg,
     },
     /// One training step (no augmentation): losses, gradients and the updated state.
     ///
@@ -294,7 +294,7 @@ struct StepCli {
     #[arg(long, default_value_t = 1e-5)]
     weight_decay: f64,
     #[command(flatten)]
-    engine: protokd::device::EngineArg,
+    engine: protokd::engine::EngineArg,
 }
 
 /// The environment variable earlier versions read to choose the CPU kernels.
@@ -429,8 +429,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Phantom(p) => run_phantom(p)?,
         Command::Score(s) => run_score(s)?,
-        Command::Segment(a) => protokd::segment::run(a)?,
-        Command::Evaluate(a) => protokd::evaluate::run(a)?,
+        Command::Segment(a) => protokd::infer::segment::run(a)?,
+        Command::Evaluate(a) => protokd::eval::evaluate::run(a)?,
         Command::Demo(d) => {
             let opts = protokd::demo::DemoOptions {
                 compute: d.engine.open()?,
@@ -519,14 +519,14 @@ fn run_phantom(p: PhantomCli) -> Result<()> {
 /// one line per engine, operation and patch.
 fn run_verify(v: &VerifyCli) -> Result<ExitCode> {
     if let Some(path) = &v.json {
-        protokd::output::check_new(path, "JSON report", v.force)?;
+        protokd::io::files::check_new(path, "JSON report", v.force)?;
     }
-    let golden = protokd::verify::find_golden(v.golden.as_deref())?;
+    let golden = protokd::audit::verify::find_golden(v.golden.as_deref())?;
     let (engines, skipped) = if v.engines.is_empty() {
-        protokd::verify::available_engines()
+        protokd::audit::verify::available_engines()
     } else {
         anyhow::ensure!(
-            !v.engines.contains(&protokd::device::EngineKind::Spec),
+            !v.engines.contains(&protokd::engine::EngineKind::Spec),
             "--engines spec: the spec is what every engine is compared with; name cpu, emulated \
              or cuda"
         );
@@ -536,9 +536,9 @@ fn run_verify(v: &VerifyCli) -> Result<ExitCode> {
     for line in &skipped {
         println!("skipped    {line}");
     }
-    let results = protokd::verify::verify_engines(&golden, &engines)?;
+    let results = protokd::audit::verify::verify_engines(&golden, &engines)?;
     for c in &results {
-        println!("{}", protokd::verify::line(c));
+        println!("{}", protokd::audit::verify::line(c));
     }
     for e in &engines {
         let mine: Vec<_> = results.iter().filter(|c| c.engine == e.kind()).collect();
@@ -558,10 +558,10 @@ fn run_verify(v: &VerifyCli) -> Result<ExitCode> {
         golden.display()
     );
     if let Some(path) = &v.json {
-        let report = protokd::verify::report_json(&engines, &skipped, &golden, &results);
+        let report = protokd::audit::verify::report_json(&engines, &skipped, &golden, &results);
         let mut text = serde_json::to_string_pretty(&report)?;
         text.push('\n');
-        protokd::tensorfile::write_atomic(path, text.as_bytes())?;
+        protokd::io::tensorfile::write_atomic(path, text.as_bytes())?;
     }
     Ok(if differing == 0 {
         ExitCode::SUCCESS
@@ -572,12 +572,12 @@ fn run_verify(v: &VerifyCli) -> Result<ExitCode> {
 
 /// `protokd bench`: runs, prints one line, writes the JSON record (if asked).
 fn run_bench(b: BenchCli) -> Result<()> {
-    let shape = protokd::bench::parse_shape(&b.shape)?;
+    let shape = protokd::audit::bench::parse_shape(&b.shape)?;
     if let Some(path) = &b.json {
-        protokd::output::check_new(path, "JSON output", b.force)?;
+        protokd::io::files::check_new(path, "JSON output", b.force)?;
     }
     let compute = b.engine.open()?;
-    let record = protokd::bench::run(b.what, shape, b.filters, (b.warmup, b.repeat), &compute)?;
+    let record = protokd::audit::bench::run(b.what, shape, b.filters, (b.warmup, b.repeat), &compute)?;
     let gb = |v: &serde_json::Value| {
         v.as_f64()
             .map_or("n/a".into(), |x| format!("{:.2} GB", x / 1e9))
@@ -598,7 +598,7 @@ fn run_bench(b: BenchCli) -> Result<()> {
     if let Some(path) = &b.json {
         let mut text = serde_json::to_string_pretty(&record)?;
         text.push('\n');
-        protokd::tensorfile::write_atomic(path, text.as_bytes())?;
+        protokd::io::tensorfile::write_atomic(path, text.as_bytes())?;
     }
     Ok(())
 }
@@ -611,18 +611,18 @@ fn run_score(s: ScoreCli) -> Result<()> {
         .map(phantom::parse_release)
         .transpose()
         .context("--release")?;
-    let opts = protokd::metrics::ScoreOptions {
+    let opts = protokd::eval::metrics::ScoreOptions {
         voxel_units: s.voxel_units,
         release,
     };
     if let Some(path) = &s.json {
-        protokd::output::check_new(path, "JSON output", s.force)?;
+        protokd::io::files::check_new(path, "JSON output", s.force)?;
     }
-    let report = protokd::metrics::score_files(&s.pred, &s.label, opts)?;
+    let report = protokd::eval::metrics::score_files(&s.pred, &s.label, opts)?;
     if let Some(path) = &s.json {
         let mut text = serde_json::to_string_pretty(&report.to_json())?;
         text.push('\n');
-        protokd::tensorfile::write_atomic(path, text.as_bytes())?;
+        protokd::io::tensorfile::write_atomic(path, text.as_bytes())?;
     }
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{}", report.table()) {

@@ -6,10 +6,10 @@
 mod common;
 use common::TempDir;
 use nalgebra::Matrix4;
-use protokd::augment::{self, AugmentParams, Sample};
-use protokd::brats::{self, Case, Dataset, Release};
-use protokd::nifti_io::{write_image, OutDtype};
-use protokd::preprocess::{self, CropBox, PreparedCase, ZscoreStats, BRATS_CROP};
+use protokd::data::augment::{self, AugmentParams, Sample};
+use protokd::data::brats::{self, Case, Dataset, Release};
+use protokd::io::nifti::{write_image, OutDtype};
+use protokd::data::preprocess::{self, CropBox, PreparedCase, ZscoreStats, BRATS_CROP};
 use protokd::volume::{Geometry, Volume};
 use std::fs;
 use std::path::{Path, PathBuf};

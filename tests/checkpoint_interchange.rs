@@ -15,9 +15,9 @@
 //! python3 tools/parity/make_fixtures.py
 //! ```
 
-use protokd::checkpoint::{self, read_state};
+use protokd::io::checkpoint::{self, read_state};
 use protokd::modality::Modalities;
-use protokd::tensorfile::TensorFile;
+use protokd::io::tensorfile::TensorFile;
 use protokd_reference::state::{Entry, Role, VNetConfig, VNetState, Value};
 use protokd_reference::vnet::forward_eval;
 use protokd_reference::Tensor;

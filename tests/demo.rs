@@ -6,7 +6,7 @@
 mod common;
 use common::{protokd, s, TempDir};
 use protokd::demo::{run, DemoOptions, Plan};
-use protokd::device::Compute;
+use protokd::engine::Compute;
 use protokd::modality::Modalities;
 use serde_json::{json, Value};
 

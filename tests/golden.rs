@@ -1,11 +1,11 @@
-//! The golden patches in `golden/` (see `protokd::golden`): the files are what the manifest
+//! The golden patches in `golden/` (see `protokd::audit::golden`): the files are what the manifest
 //! says, they regenerate bit for bit from the phantom generator, and a seeded n_filters 4 VNet
 //! gives the recorded values on each (insta snapshots in `tests/snapshots/`).
 
-use protokd::brats;
-use protokd::golden::{self, Kind};
-use protokd::phantom::Templates;
-use protokd::tensorfile::sha256_hex;
+use protokd::data::brats;
+use protokd::audit::golden::{self, Kind};
+use protokd::data::phantom::Templates;
+use protokd::io::tensorfile::sha256_hex;
 use protokd_reference::{LabelMap, Tensor};
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -32,11 +32,11 @@ fn regenerate_golden() {
         let dir = root().join("golden").join(p.kind.name());
         std::fs::create_dir_all(&dir).unwrap();
         for (name, bytes) in &p.files {
-            protokd::tensorfile::write_atomic(&dir.join(name), bytes).unwrap();
+            protokd::io::tensorfile::write_atomic(&dir.join(name), bytes).unwrap();
         }
     }
     let text = serde_json::to_string_pretty(&golden::manifest(&patches)).unwrap() + "\n";
-    protokd::tensorfile::write_atomic(&root().join("golden/manifest.json"), text.as_bytes())
+    protokd::io::tensorfile::write_atomic(&root().join("golden/manifest.json"), text.as_bytes())
         .unwrap();
 }
 
@@ -107,7 +107,7 @@ fn le_hash(values: &[f32]) -> String {
 /// of a T1ce student, both n_filters 4 from fixed seeds.
 fn golden_values(image: &Tensor, labels: &LabelMap) -> String {
     let (y, r, student) =
-        protokd::golden::seeded_run(&protokd::device::Compute::Spec, image, labels).unwrap();
+        protokd::audit::golden::seeded_run(&protokd::engine::Compute::Spec, image, labels).unwrap();
     let mut out = String::new();
     writeln!(out, "teacher.features sha256 {}", le_hash(&y.features.data)).unwrap();
     writeln!(out, "teacher.logits   sha256 {}", le_hash(&y.logits.data)).unwrap();

@@ -1,12 +1,12 @@
-//! Tests of the BraTS-like phantoms (`protokd phantom`, `protokd::phantom`): determinism (runs,
+//! Tests of the BraTS-like phantoms (`protokd phantom`, `protokd::data::phantom`): determinism (runs,
 //! seeds, thread counts), layout and naming of both releases, labels, the skull-stripped
 //! background, the contrasts' relative intensities and the command's bad input. Small grids
 //! (48 x 48 x 32) keep them fast; the anatomy is the MNI152 templates in `data/mni152`.
 
 mod common;
 use common::{protokd, s, TempDir};
-use protokd::nifti_io::read_image;
-use protokd::phantom::{
+use protokd::io::nifti::read_image;
+use protokd::data::phantom::{
     self, anatomy, generate_case, Case, PhantomConfig, Release, Templates, TumourKind,
 };
 use std::collections::BTreeMap;
@@ -153,7 +153,7 @@ fn voxel_hash(case: &Case) -> String {
         }
     }
     bytes.extend(case.label.data.iter().map(|&v| v as u8));
-    protokd::tensorfile::sha256_hex(&bytes)
+    protokd::io::tensorfile::sha256_hex(&bytes)
 }
 
 /// The recorded voxels of one phantom: the same on every machine. A change here means the
@@ -262,7 +262,7 @@ fn check_release(dir: &Path, release: Release, first: &str, suffixes: &[&str; 5]
     }
 }
 
-/// A written cohort is a BraTS dataset for `protokd::brats`: discovered with the right
+/// A written cohort is a BraTS dataset for `protokd::data::brats`: discovered with the right
 /// release, every case loads (shapes and affines agree, labels in the release's set), and
 /// the internal labels are the phantom's raw labels converted.
 #[test]
@@ -270,7 +270,7 @@ fn cohorts_are_read_by_the_brats_loader() {
     for release in [Release::Brats2018, Release::Brats2023] {
         let t = TempDir::new(&format!("brats-{}", release.short_name()));
         phantom_ok(t.path(), 2, 4, &[], &["--release", release.short_name()]);
-        let dataset = protokd::brats::discover(t.path()).unwrap();
+        let dataset = protokd::data::brats::discover(t.path()).unwrap();
         assert_eq!(dataset.release, release);
         let ids: Vec<&str> = dataset.cases.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(
@@ -281,7 +281,7 @@ fn cohorts_are_read_by_the_brats_loader() {
             ]
         );
         for (k, case) in dataset.cases.iter().enumerate() {
-            let loaded = protokd::brats::load_case(case).unwrap();
+            let loaded = protokd::data::brats::load_case(case).unwrap();
             let want = generate_case(templates(), &config(release), 4, k as u64).unwrap();
             assert_eq!(loaded.images, want.images);
             let internal = loaded.labels.expect("a seg file");

@@ -19,9 +19,9 @@
 //! `max(bound, WIDEN * that error)` (see [`Conditioning::bound`]). Run with `--nocapture` to
 //! see, per group, how many tensors needed the wider bound and the worst error.
 
-use protokd::audit::read_labels;
-use protokd::checkpoint::read_state;
-use protokd::tensorfile::TensorFile;
+use protokd::audit::replay::read_labels;
+use protokd::io::checkpoint::read_state;
+use protokd::io::tensorfile::TensorFile;
 use protokd_reference::adam::AdamState;
 use protokd_reference::losses::{ce, dice, kd, proto};
 use protokd_reference::state::{VNetConfig, VNetState, Value};

@@ -8,11 +8,11 @@
 //! The inputs are the committed example files in `examples/audit/` (made by the ignored test
 //! `regenerate_examples` below from seeded initialisation and fixture A's batch).
 
-use protokd::audit::read_labels;
-use protokd::checkpoint;
-use protokd::device::HostEngine;
+use protokd::audit::replay::read_labels;
+use protokd::io::checkpoint;
+use protokd::engine::HostEngine;
 use protokd::modality::Modalities;
-use protokd::tensorfile::{sha256_hex, TensorFile};
+use protokd::io::tensorfile::{sha256_hex, TensorFile};
 use protokd_cpu::{Cpu, Isa};
 use protokd_reference::adam::AdamState;
 use protokd_reference::engine::Spec;
@@ -287,14 +287,14 @@ fn regenerate_examples() {
     let (shape, values) = a.numeric("label").unwrap();
     let label =
         protokd_reference::Tensor::from_vec(&shape, values.iter().map(|&v| v as f32).collect());
-    protokd::tensorfile::write_tensors(
+    protokd::io::tensorfile::write_tensors(
         &dir.join("batch.safetensors"),
         &[
             (
                 "image".into(),
-                protokd::tensorfile::OutTensor::F32(a.f32("image").unwrap()),
+                protokd::io::tensorfile::OutTensor::F32(a.f32("image").unwrap()),
             ),
-            ("label".into(), protokd::tensorfile::OutTensor::F32(label)),
+            ("label".into(), protokd::io::tensorfile::OutTensor::F32(label)),
         ],
         None,
     )

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{protokd, s, TempDir};
-use protokd::nifti_io::{read_image, write_image, OutDtype};
+use protokd::io::nifti::{read_image, write_image, OutDtype};
 use protokd::volume::Volume;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Sliding-window inference (`protokd::inference::sliding_window`) against values computed
+//! Sliding-window inference (`protokd::infer::sliding_window::sliding_window`) against values computed
 //! independently: `tools/sliding/make_fixtures.py` is a NumPy transcription of the authors'
 //! `test_single_case` as the method page states it, run with a mock predictor that this test
 //! implements too (outputs in `tests/fixtures/sliding/`).
@@ -9,7 +9,7 @@
 //! order followed by one f32 division on both sides, so any difference in padding, window
 //! placement, window order or averaging changes bits.
 
-use protokd::inference::{argmax, sliding_window, window_starts, Window};
+use protokd::infer::sliding_window::{argmax, sliding_window, window_starts, Window};
 use protokd_reference::tensor::Shaped;
 use protokd_reference::Tensor;
 use serde_json::Value;

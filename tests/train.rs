@@ -183,7 +183,7 @@ fn teacher_run_folder_holds_every_file() {
         .max_by(|a, b| a["mean"].as_f64().partial_cmp(&b["mean"].as_f64()).unwrap())
         .unwrap();
     assert_eq!(best["best"], true);
-    let ck = protokd::checkpoint::load(&run.join("best.safetensors")).unwrap();
+    let ck = protokd::io::checkpoint::load(&run.join("best.safetensors")).unwrap();
     assert_eq!(ck.state.config.in_channels, 4);
     assert_eq!(ck.modalities.unwrap().to_string(), "t1,t2,t1ce,flair");
 }
@@ -246,7 +246,7 @@ fn ctrl_c_saves_and_exits_130() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted: saved"));
     let recs = records(&run);
     let last_step = recs.iter().filter(|r| r["kind"] == "step").count();
-    let f = protokd::tensorfile::TensorFile::open(&run.join("last.optim.safetensors")).unwrap();
+    let f = protokd::io::tensorfile::TensorFile::open(&run.join("last.optim.safetensors")).unwrap();
     let meta = f.metadata().unwrap();
     assert_eq!(meta["protokd.run.global_step"], last_step.to_string());
     assert!(last_step < 400, "the run should have stopped early");
@@ -279,7 +279,7 @@ fn every_student_method_trains() {
         }
         // Students keep lr 1e-3 (the authors' trainer never applies the schedule).
         assert!(steps.iter().all(|r| r["lr"].as_f64() == Some(1e-3)));
-        let ck = protokd::checkpoint::load(&run.join("last.safetensors")).unwrap();
+        let ck = protokd::io::checkpoint::load(&run.join("last.safetensors")).unwrap();
         assert_eq!(ck.state.config.in_channels, 1);
         assert_eq!(ck.modalities.unwrap().to_string(), "t1ce");
     }
@@ -337,7 +337,7 @@ fn bad_input_is_refused_and_leaves_files_intact() {
         },
         1,
     );
-    protokd::checkpoint::save(
+    protokd::io::checkpoint::save(
         &one,
         &state,
         &protokd::modality::Modalities::parse("t1").unwrap(),
@@ -382,7 +382,7 @@ fn bad_input_is_refused_and_leaves_files_intact() {
     // A write that fails midway: the error is clear, no temporary file is left, the saved
     // state still loads, and the run still resumes to the uninterrupted result.
     let out = teacher_command(cfg, &["--resume", s(&existing)])
-        .env(protokd::tensorfile::SIMULATE_WRITE_FAILURE, "last.optim")
+        .env(protokd::io::tensorfile::SIMULATE_WRITE_FAILURE, "last.optim")
         .output()
         .unwrap();
     err(out, "simulated failure");

@@ -3,7 +3,7 @@
 use super::config::{effective, Method};
 use super::run::RunDir;
 use super::{train, Outcome, Stop, TrainArgs};
-use crate::device::EngineArg;
+use crate::engine::EngineArg;
 use crate::modality::Modalities;
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, ValueEnum};

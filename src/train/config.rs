@@ -8,7 +8,7 @@
 //! deserialise into [`TrainConfig`] and pass [`TrainConfig::check`].
 
 use crate::modality::Modalities;
-use crate::preprocess::{CropBox, BRATS_CROP};
+use crate::data::preprocess::{CropBox, BRATS_CROP};
 use anyhow::{anyhow, bail, Context, Result};
 use protokd_reference::adam::AdamConfig;
 use protokd_reference::step::{StepConfig, StepMode};

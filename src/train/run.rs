@@ -13,10 +13,10 @@
 //! file, so an interruption between two writes can only lose the newest state, never mix two.
 
 use super::config::TrainConfig;
-use super::split::Split;
-use crate::checkpoint::{read_state, state_tensors};
+use crate::data::split::Split;
+use crate::io::checkpoint::{read_state, state_tensors};
 use crate::modality::Modalities;
-use crate::tensorfile::{write_atomic, write_tensors, OutTensor, TensorFile};
+use crate::io::tensorfile::{write_atomic, write_tensors, OutTensor, TensorFile};
 use anyhow::{anyhow, bail, Context, Result};
 use protokd_reference::adam::AdamState;
 use protokd_reference::state::{VNetConfig, VNetState};
@@ -222,7 +222,7 @@ impl RunDir {
         adam: &AdamState,
         progress: Progress,
     ) -> Result<()> {
-        crate::checkpoint::save(&self.file(&format!("{tag}.safetensors")), state, modalities)?;
+        crate::io::checkpoint::save(&self.file(&format!("{tag}.safetensors")), state, modalities)?;
         let mut tensors = state_tensors(state, "model.");
         for (i, (name, _)) in state.parameters().enumerate() {
             tensors.push((

@@ -3,9 +3,9 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 use crate::common::{protokd, s};
-use protokd::checkpoint;
+use protokd::io::checkpoint;
 use protokd::modality::Modalities;
-use protokd::tensorfile::write_tensors;
+use protokd::io::tensorfile::write_tensors;
 use protokd_reference::state::{VNetConfig, VNetState};
 use std::path::{Path, PathBuf};
 

@@ -37,7 +37,7 @@ use serde_json::Value;
 
 /// DejaVu Sans 2.37 (Bitstream Vera licence, `data/fonts/LICENSE-DejaVu.txt`), bundled so that
 /// drawing text needs no system fonts.
-const DEJAVU_SANS: &[u8] = include_bytes!("../data/fonts/DejaVuSans.ttf");
+const DEJAVU_SANS: &[u8] = include_bytes!("../../data/fonts/DejaVuSans.ttf");
 
 /// Registers the bundled DejaVu Sans as plotters' `sans-serif` font (once per process).
 /// plotters' `ab_glyph` text needs it for every text it lays out, in SVG and bitmap pictures.
@@ -85,7 +85,7 @@ const DICE: [(&str, &str, RGBColor); 4] = [
 pub fn write_training_plot(records: &[Value], path: &Path, title: &str) -> Result<()> {
     let svg = render_training_svg(records, title)
         .with_context(|| format!("cannot draw the training plot {}", path.display()))?;
-    crate::tensorfile::write_atomic(path, svg.as_bytes())
+    crate::io::tensorfile::write_atomic(path, svg.as_bytes())
         .with_context(|| format!("cannot write the training plot {}", path.display()))
 }
 

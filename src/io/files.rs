@@ -1,6 +1,6 @@
 //! Rules for the files and folders a command writes: an output that exists is refused unless the
 //! user passed `--force` (then it is replaced atomically, see
-//! [`crate::tensorfile::write_atomic`]).
+//! [`crate::io::tensorfile::write_atomic`]).
 
 use anyhow::{bail, Result};
 use std::path::Path;

@@ -6,7 +6,7 @@
 //! steps; host-device copies are each batch's image and labels, the loss values, and the state
 //! when it is saved or validated.
 
-use crate::device::{Compute, HostEngine, Side};
+use crate::engine::{Compute, HostEngine, Side};
 use anyhow::Result;
 use protokd_gpu::transfer::{download_adam, download_state, upload_adam, upload_state};
 use protokd_gpu::{Gpu, GpuLabels, GpuTensor};

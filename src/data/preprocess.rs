@@ -1,6 +1,6 @@
 //! Preprocessing of a case, done once (method page, section 2): per modality a z-score over the
 //! voxels with value > 0 applied to every voxel, labels converted to internal (done by
-//! [`crate::brats::load_case`]), then the crop `z 5..145, y 24..216, x 24..216` to
+//! [`crate::data::brats::load_case`]), then the crop `z 5..145, y 24..216, x 24..216` to
 //! 140 x 192 x 192.
 //!
 //! ## Z-score arithmetic (deterministic, independent of the thread count)
@@ -25,9 +25,9 @@
 //! [`PreparedCase`] holds the cropped, normalised `[4, D, H, W]` image and `[D, H, W]` internal
 //! labels; [`PreparedCase::image_tensor`] and [`PreparedCase::label_map`] give the engine's
 //! `[1, 4, D, H, W]` [`Tensor`] and `[1, D, H, W]` [`LabelMap`]. Training draws random
-//! patches from it with [`crate::augment`].
+//! patches from it with [`crate::data::augment`].
 
-use crate::brats::{voxel_of, LoadedCase};
+use crate::data::brats::{voxel_of, LoadedCase};
 use crate::volume::Volume;
 use anyhow::{bail, Context, Result};
 use protokd_reference::{LabelMap, Tensor};

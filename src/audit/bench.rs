@@ -21,8 +21,8 @@
 //! timed forward waits for the device to finish; a step is timed as training runs it
 //! ([`Trainer::step`]: the batch uploaded, the losses downloaded).
 
-use crate::compute::Trainer;
-use crate::device::{Compute, Side};
+use crate::engine::compute::Trainer;
+use crate::engine::{Compute, Side};
 use anyhow::{bail, Context, Result};
 use protokd_gpu::transfer::upload_state;
 use protokd_gpu::GpuTensor;

@@ -15,6 +15,8 @@
 //! for comparisons (for example the AVX2 path on an AVX-512 machine); the same bits again. `--device cpu|cuda|emulated`, the spelling
 //! of earlier versions, is still accepted and means the same engine.
 
+pub mod compute;
+
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use protokd_cpu::{Cpu, Isa};

@@ -31,9 +31,9 @@
 //! `cnt += 1`, `score_map / cnt`, `argmax`), so a NumPy float32 transcription gives the same
 //! bits for the same window probabilities (`tests/sliding_window.rs`).
 
-use crate::brats::LoadedCase;
-use crate::compute::Net;
-use crate::preprocess::zscore;
+use crate::data::brats::LoadedCase;
+use crate::engine::compute::Net;
+use crate::data::preprocess::zscore;
 use crate::volume::Volume;
 use anyhow::{bail, ensure, Context, Result};
 use protokd_reference::Tensor;
@@ -402,7 +402,7 @@ pub fn predict(net: &Net, image: &[f32], dims: [usize; 3], window: &Window) -> R
 }
 
 /// The network input from raw images (one per input channel, in the model's channel order, all
-/// of the same dims): each z-scored over its whole volume ([`crate::preprocess::zscore`]: mean
+/// of the same dims): each z-scored over its whole volume ([`crate::data::preprocess::zscore`]: mean
 /// and population std over the voxels > 0, applied to every voxel), no crop, concatenated in
 /// the given order into `[C, D, H, W]`. Errors (a z-score that cannot be computed, dims that
 /// differ) name the input by its position (`input 1`, ...).

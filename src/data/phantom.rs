@@ -37,14 +37,14 @@ pub mod contrast;
 pub mod rng;
 pub mod tumour;
 
-use crate::nifti_io::{write_image, OutDtype};
+use crate::io::nifti::{write_image, OutDtype};
 use crate::volume::{Geometry, Volume};
 use anyhow::{bail, Context, Result};
 use nalgebra::Matrix4;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
-pub use crate::brats::Release;
+pub use crate::data::brats::Release;
 pub use anatomy::{Templates, TEMPLATE_FILES};
 pub use tumour::TumourKind;
 

@@ -2,9 +2,9 @@
 //!
 //! # Inputs (`--input`, repeated or comma-separated)
 //! * **A case folder** (`<id>/<id>_t1.nii.gz ...` or the 2023 naming, found with
-//!   [`crate::brats::discover_case`]): the model's modalities are read from it (all four
+//!   [`crate::data::brats::discover_case`]): the model's modalities are read from it (all four
 //!   must exist, as for any case); `--out` is the segmentation file.
-//! * **A dataset folder** (a folder of case folders, [`crate::brats::discover`]): every case is
+//! * **A dataset folder** (a folder of case folders, [`crate::data::brats::discover`]): every case is
 //!   segmented; `--out` is a folder that receives `<id>_seg.nii.gz` (2018-2021 naming) or
 //!   `<id>-seg.nii.gz` (2023+), and `--probabilities` / `--png`, when given, are folders too
 //!   (`<id>_probabilities.nii.gz`, `<id>_overlay.png`).
@@ -21,7 +21,7 @@
 //! * `--probabilities`: the averaged softmax probabilities as a 4-D float32 NIfTI, nibabel shape
 //!   `(x, y, z, class)`, classes in internal order (0 background, 1 ET, 2 NCR/NET, 3 ED).
 //! * `--png`: the axial slice with the most tumour, grey (the model's first input modality, raw
-//!   intensities) with the labels over it ([`crate::overlay::write_overlay_png`]).
+//!   intensities) with the labels over it ([`crate::report::overlay::write_overlay_png`]).
 //!
 //! * Provenance, one JSON file per run: `<out stem>.provenance.json` beside a single
 //!   segmentation (`seg.nii.gz` -> `seg.provenance.json`), `provenance.json` in the output
@@ -32,16 +32,16 @@
 //! Every output that exists is refused unless `--force`, and all outputs of the run are
 //! checked before any computation; files are written atomically.
 
-use crate::brats::{self, affine_mismatch, Case, LoadedCase, Release};
-use crate::checkpoint;
-use crate::compute::Net;
-use crate::device::EngineArg;
-use crate::inference::{predict, prepare_input, segment_case, Prediction, Window};
+use crate::data::brats::{self, affine_mismatch, Case, LoadedCase, Release};
+use crate::io::checkpoint;
+use crate::engine::compute::Net;
+use crate::engine::EngineArg;
+use crate::infer::sliding_window::{predict, prepare_input, segment_case, Prediction, Window};
 use crate::modality::{Modalities, NAMES};
-use crate::nifti_io::{read_image, write_frames, write_image, OutDtype};
-use crate::output::check_new;
-use crate::phantom::parse_release;
-use crate::tensorfile::sha256_hex;
+use crate::io::nifti::{read_image, write_frames, write_image, OutDtype};
+use crate::io::files::check_new;
+use crate::data::phantom::parse_release;
+use crate::io::tensorfile::sha256_hex;
 use crate::volume::{Geometry, Image, Volume};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
@@ -80,7 +80,7 @@ pub struct SegmentArgs {
     pub engine: EngineArg,
     /// The sliding window.
     #[command(flatten)]
-    pub window: crate::inference::WindowArgs,
+    pub window: crate::infer::sliding_window::WindowArgs,
     /// Label set of the output when --input is NIfTI files: 2018 (ET = 4) or 2023 (ET = 3).
     /// Default: the release the file names use, else 2018. For case and dataset folders it
     /// must agree with their naming.
@@ -590,7 +590,7 @@ pub fn run(args: SegmentArgs) -> Result<()> {
         }
         if let Some(path) = &o.png {
             let title = format!("{} ({})", job.id, NAMES[model.modalities.channels()[0]]);
-            crate::overlay::write_overlay_png(&s.grey, &p.labels, path, &title)?;
+            crate::report::overlay::write_overlay_png(&s.grey, &p.labels, path, &title)?;
         }
         let [nz, ny, nx] = p.dims;
         let counts: Vec<String> = counts.iter().map(|(l, c)| format!("{l}: {c}")).collect();
@@ -641,6 +641,6 @@ pub fn run(args: SegmentArgs) -> Result<()> {
     });
     let mut text = serde_json::to_string_pretty(&record)?;
     text.push('\n');
-    crate::tensorfile::write_atomic(&provenance_path, text.as_bytes())?;
+    crate::io::tensorfile::write_atomic(&provenance_path, text.as_bytes())?;
     say(&format!("wrote {}", provenance_path.display()))
 }

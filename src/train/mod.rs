@@ -13,7 +13,7 @@
 //!    of epoch `e` ([`TrainConfig::lr_at`]); the teacher runs in evaluation mode.
 //! 4. After the last step, when `e >= val_start_epoch` and `(e - val_start_epoch) %
 //!    val_every == 0`: every validation case is segmented whole by the sliding window
-//!    ([`crate::inference::segment_case`], `val_patch`, `val_stride`) and scored by Dice per region;
+//!    ([`crate::infer::sliding_window::segment_case`], `val_patch`, `val_stride`) and scored by Dice per region;
 //!    the means over cases of WT, TC and ET and their mean are recorded; a strictly higher
 //!    mean than the best so far writes `best.*`.
 //! 5. `last.*` is written, then the curves.
@@ -25,17 +25,16 @@
 pub mod cli;
 pub mod config;
 pub mod run;
-pub mod split;
 
-use crate::augment::{augment, batch, epoch_permutation};
-use crate::brats::{discover, load_case, Case, Dataset};
-use crate::checkpoint;
-use crate::compute::{Net, Trainer};
-use crate::device::Compute;
-use crate::inference::{segment_case, Window};
-use crate::metrics::{region_dice, Region};
+use crate::data::augment::{augment, batch, epoch_permutation};
+use crate::data::brats::{discover, load_case, Case, Dataset};
+use crate::io::checkpoint;
+use crate::engine::compute::{Net, Trainer};
+use crate::engine::Compute;
+use crate::infer::sliding_window::{segment_case, Window};
+use crate::eval::metrics::{region_dice, Region};
 use crate::modality::Modalities;
-use crate::preprocess::{preprocess_with_crop, CropBox, PreparedCase};
+use crate::data::preprocess::{preprocess_with_crop, CropBox, PreparedCase};
 use anyhow::{anyhow, bail, Context, Result};
 use config::TrainConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -43,7 +42,7 @@ use protokd_reference::state::{VNetConfig, VNetState};
 use rayon::prelude::*;
 use run::{MetricsLog, Progress, RunDir, RunRecord};
 use serde_json::json;
-use split::Split;
+use crate::data::split::{self, Split};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -302,7 +301,7 @@ fn write_split_lists(run: &RunDir, split: &Split) -> Result<()> {
             text.push_str(id);
             text.push('\n');
         }
-        crate::tensorfile::write_atomic(&dir.join(name), text.as_bytes())?;
+        crate::io::tensorfile::write_atomic(&dir.join(name), text.as_bytes())?;
     }
     Ok(())
 }
@@ -315,7 +314,7 @@ fn write_curves(run: &RunDir, log: &MetricsLog, cfg: &TrainConfig) -> Result<()>
         cfg.modalities,
         run.path.display()
     );
-    crate::plot::write_training_plot(&log.records, &run.file(run::CURVES), &title)
+    crate::report::plot::write_training_plot(&log.records, &run.file(run::CURVES), &title)
 }
 
 /// Runs (or resumes) a training run; `say` receives one line per event (start, epoch, stop).

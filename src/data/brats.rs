@@ -39,7 +39,7 @@
 //! Internal training labels: `0 background, 1 ET, 2 NCR/NET, 3 ED`
 //! ([`Release::raw_to_internal`], [`Release::internal_to_raw`]).
 
-use crate::nifti_io::read_image;
+use crate::io::nifti::read_image;
 use crate::volume::{Geometry, Image, Volume};
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;

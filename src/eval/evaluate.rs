@@ -1,8 +1,8 @@
 //! `protokd evaluate`: segment every case of a labelled dataset and score it (method page,
 //! section 7), as the paper's Table 1.
 //!
-//! Per case: [`crate::inference::segment_case`] with the model's modalities, then
-//! [`crate::metrics::region_metrics`] against the case's labels, with the voxel spacing of the
+//! Per case: [`crate::infer::sliding_window::segment_case`] with the model's modalities, then
+//! [`crate::eval::metrics::region_metrics`] against the case's labels, with the voxel spacing of the
 //! case's geometry in mm as `(z, y, x)` (or 1 with `--voxel-units`, the authors' evaluation).
 //!
 //! # Summary ([`summarize`])
@@ -21,14 +21,14 @@
 //! * with `--save-segmentations`: `segmentations/<id>_seg.nii.gz` (raw labels of the dataset's
 //!   release, the case's geometry), to inspect or re-score with `protokd score`.
 
-use crate::brats::{self, Case};
-use crate::compute::Net;
-use crate::device::EngineArg;
-use crate::inference::{segment_case, Window};
-use crate::metrics::{region_metrics, Region, RegionMetrics};
-use crate::output::check_new;
-use crate::segment::{say, write_segmentation, Model};
-use crate::tensorfile::write_atomic;
+use crate::data::brats::{self, Case};
+use crate::engine::compute::Net;
+use crate::engine::EngineArg;
+use crate::infer::sliding_window::{segment_case, Window};
+use crate::eval::metrics::{region_metrics, Region, RegionMetrics};
+use crate::io::files::check_new;
+use crate::infer::segment::{say, write_segmentation, Model};
+use crate::io::tensorfile::write_atomic;
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
@@ -59,7 +59,7 @@ pub struct EvaluateArgs {
     pub voxel_units: bool,
     /// The sliding window.
     #[command(flatten)]
-    pub window: crate::inference::WindowArgs,
+    pub window: crate::infer::sliding_window::WindowArgs,
     #[command(flatten)]
     pub engine: EngineArg,
     /// Write into REPORT_DIR even if it exists (replacing the report files).

@@ -15,7 +15,7 @@
 //! exact dtype and shape, no extra tensors, and (our rule) no NaN or infinity.
 
 use crate::modality::Modalities;
-use crate::tensorfile::{write_tensors, OutTensor, TensorFile};
+use crate::io::tensorfile::{write_tensors, OutTensor, TensorFile};
 use anyhow::{bail, Context, Result};
 use protokd_reference::state::{state_dict_spec, Entry, Role, VNetConfig, VNetState, Value};
 use std::collections::HashMap;

@@ -19,9 +19,9 @@
 //! Every engine must give the spec's bits (protokd-gpu's docs: no operation has a tolerance),
 //! so any difference is a failure (exit status 1).
 
-use crate::brats::{discover, load_case};
-use crate::compute::HostTensors;
-use crate::device::{Compute, EngineKind, Side};
+use crate::data::brats::{discover, load_case};
+use crate::engine::compute::HostTensors;
+use crate::engine::{Compute, EngineKind, Side};
 use anyhow::{bail, Result};
 use protokd_reference::layers::conv3d::ConvGeom;
 use protokd_reference::tensor::Shaped;
@@ -117,7 +117,7 @@ pub fn find_golden(explicit: Option<&Path>) -> Result<PathBuf> {
 }
 
 fn seeded(shape: &[usize], seed: u64, scale: f32) -> Tensor {
-    crate::bench::uniform(shape, seed, scale)
+    crate::audit::bench::uniform(shape, seed, scale)
 }
 
 /// Every operation's outputs on one patch, on engine `e` (the layer operations) and `compute`
@@ -184,7 +184,7 @@ fn outputs<E: HostTensors + ?Sized>(
     let (dxb, dg, db) = e.batchnorm3d_backward(&dy3, &gamma, &cache)?;
     put("batchnorm3d backward", &[&dxb, &dg, &db])?;
 
-    let (y, r, student) = crate::golden::seeded_run(compute, image, labels)?;
+    let (y, r, student) = crate::audit::golden::seeded_run(compute, image, labels)?;
     let mut fwd = y.features.data;
     fwd.extend(&y.logits.data);
     out.push(("vnet forward (teacher, eval)".to_string(), fwd));

@@ -1,8 +1,8 @@
 //! The train / validation / test split of a dataset: the published lists of a split folder, or a
 //! seeded split.
 
-use crate::augment::{rng_with_tag, shuffled};
-use crate::brats::{read_case_list, Dataset};
+use crate::data::augment::{rng_with_tag, shuffled};
+use crate::data::brats::{read_case_list, Dataset};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -24,9 +24,9 @@
 //! exact for feature points inside it, so this changes no value and makes a typical tumour in a
 //! 240 x 240 x 155 volume cost milliseconds.
 
-use crate::brats::{Release, AFFINE_TOLERANCE};
-use crate::nifti_io::decode_image;
-use crate::tensorfile::sha256_hex;
+use crate::data::brats::{Release, AFFINE_TOLERANCE};
+use crate::io::nifti::decode_image;
+use crate::io::tensorfile::sha256_hex;
 use crate::volume::Image;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};

@@ -42,7 +42,7 @@
 //! with a drawn factor by it (`v * f`, one f32 rounding) — every voxel of the channel,
 //! background included.
 
-use crate::preprocess::PreparedCase;
+use crate::data::preprocess::PreparedCase;
 use anyhow::{bail, Context, Result};
 use protokd_reference::{LabelMap, Tensor};
 use rand_chacha::ChaCha8Rng;

@@ -2,11 +2,11 @@
 //! with every output tensor written and its SHA-256 printed, so a third party can re-run the
 //! computation and compare bits.
 
-use crate::checkpoint::{self, state_tensors};
-use crate::compute::Trainer;
-use crate::device::Compute;
+use crate::io::checkpoint::{self, state_tensors};
+use crate::engine::compute::Trainer;
+use crate::engine::Compute;
 use crate::modality::Modalities;
-use crate::tensorfile::{write_tensors, OutTensor, TensorFile};
+use crate::io::tensorfile::{write_tensors, OutTensor, TensorFile};
 use anyhow::{bail, Context, Result};
 use protokd_reference::adam::AdamState;
 use protokd_reference::engine::Spec;
@@ -36,7 +36,7 @@ pub fn forward(
             weights.display()
         ),
     )?;
-    let y = crate::compute::forward(compute, &mut ckpt.state, &x, train)
+    let y = crate::engine::compute::forward(compute, &mut ckpt.state, &x, train)
         .map_err(|e| engine_error(e, input, &x))?;
     write_tensors(
         out,

@@ -79,7 +79,7 @@ pub fn write_overlay_png(
 ) -> Result<()> {
     let png = render_overlay_png(grey, labels_internal, title)
         .with_context(|| format!("cannot draw the overlay {}", path.display()))?;
-    crate::tensorfile::write_atomic(path, &png)
+    crate::io::tensorfile::write_atomic(path, &png)
         .with_context(|| format!("cannot write the overlay {}", path.display()))
 }
 
@@ -233,7 +233,7 @@ pub(crate) fn layout(ny: usize, nx: usize, heading: &str) -> Result<Layout> {
 /// The PNG bytes of the overlay.
 fn render_overlay_png(grey: &Volume, labels: &[u8], title: &str) -> Result<Vec<u8>> {
     check(grey, labels)?;
-    crate::plot::register_bundled_font()?;
+    crate::report::plot::register_bundled_font()?;
     let [nz, ny, nx] = grey.dims;
     let chosen = choose_slice(grey.dims, labels);
     let z = chosen.unwrap_or(nz / 2);

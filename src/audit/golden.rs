@@ -7,21 +7,21 @@
 //! 1. Cases `0 .. CASES` of phantom cohort [`SEED`] (release 2018, default size
 //!    240 x 240 x 155, [`phantom::generate_case`]).
 //! 2. Each modality z-scored over the WHOLE case as in training (method page section 2,
-//!    [`crate::preprocess::zscore_stats`]), so a patch holds exactly what the network sees there.
+//!    [`crate::data::preprocess::zscore_stats`]), so a patch holds exactly what the network sees there.
 //! 3. A 32^3 box (z, y, x) per patch, chosen by the rule of its [`Kind`], clamped inside the
 //!    volume; images written as float32, labels as the raw 2018 labels (uint8), with the
 //!    case's geometry moved to the box's corner (so the patch overlays the case in a viewer).
 //!
 //! The files are `golden/<name>/<name>_{t1,t2,t1ce,flair,seg}.nii.gz`, which
-//! [`crate::brats::discover`] reads like any BraTS 2018 dataset.
+//! [`crate::data::brats::discover`] reads like any BraTS 2018 dataset.
 
-use crate::brats::Release;
-use crate::compute::Trainer;
-use crate::device::Compute;
-use crate::nifti_io::{encode_image, OutDtype};
-use crate::phantom::{self, PhantomConfig, Templates};
-use crate::preprocess::{apply_zscore, crop_volume, zscore_stats, CropBox};
-use crate::tensorfile::sha256_hex;
+use crate::data::brats::Release;
+use crate::engine::compute::Trainer;
+use crate::engine::Compute;
+use crate::io::nifti::{encode_image, OutDtype};
+use crate::data::phantom::{self, PhantomConfig, Templates};
+use crate::data::preprocess::{apply_zscore, crop_volume, zscore_stats, CropBox};
+use crate::io::tensorfile::sha256_hex;
 use crate::volume::{Geometry, Volume};
 use anyhow::{Context, Result};
 use nalgebra::Vector4;
@@ -313,7 +313,7 @@ pub fn seeded_run(
     };
     let mut teacher = VNetState::init(cfg(4), 1);
     let student = VNetState::init(cfg(1), 2);
-    let out = crate::compute::forward(compute, &mut teacher, image, false)?;
+    let out = crate::engine::compute::forward(compute, &mut teacher, image, false)?;
     let adam = AdamState::for_state(&student);
     let mut trainer = Trainer::new(compute, student, adam, Some(&teacher))?;
     let report = trainer.step_report(image, labels, &[2], &StepConfig::default())?;

@@ -89,7 +89,7 @@ impl Templates {
         }
         let images: Vec<Result<Image>> = paths
             .par_iter()
-            .map(|p| crate::nifti_io::read_image(p))
+            .map(|p| crate::io::nifti::read_image(p))
             .collect();
         let mut it = images.into_iter();
         let (t1, gm, wm) = (

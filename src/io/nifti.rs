@@ -39,7 +39,7 @@
 //! Every error is one line that names the file and the problem; no input makes these
 //! functions panic.
 
-use crate::tensorfile::write_atomic;
+use crate::io::tensorfile::write_atomic;
 use crate::volume::{Geometry, Image, Volume};
 use anyhow::{anyhow, bail, Result};
 use flate2::bufread::MultiGzDecoder;
@@ -820,7 +820,7 @@ mod tests {
     #[test]
     fn four_d_files_have_the_right_header_and_bytes() {
         let dims = [3, 4, 5];
-        let geometry = crate::phantom::geometry([5, 4, 3]);
+        let geometry = crate::data::phantom::geometry([5, 4, 3]);
         let data: Vec<f32> = (0..2 * 60).map(|i| i as f32 * 0.5 - 7.25).collect();
         let bytes = encode_frames(&data, dims, 2, &geometry, OutDtype::F32, false).unwrap();
         let h = NiftiHeader::from_reader(&bytes[..HEADER_SIZE]).unwrap();

@@ -1,0 +1,6 @@
+//! Audit: replays, golden patches, verify, bench.
+
+pub mod bench;
+pub mod golden;
+pub mod replay;
+pub mod verify;

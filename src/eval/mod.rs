@@ -1,0 +1,4 @@
+//! Evaluation: metrics and `evaluate`.
+
+pub mod evaluate;
+pub mod metrics;

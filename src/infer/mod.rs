@@ -1,0 +1,4 @@
+//! Inference: the sliding window and `segment`.
+
+pub mod segment;
+pub mod sliding_window;

@@ -1,0 +1,4 @@
+//! Figures: plots and overlays.
+
+pub mod overlay;
+pub mod plot;
