@@ -28,9 +28,9 @@
 use anyhow::{bail, Context, Result};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use protokd::data::brats::{discover, load_case, Case};
-use protokd::io::nifti::{read_image, write_image, OutDtype, GZIP_LEVEL};
 use protokd::data::phantom::{self, PhantomConfig, Release, Templates};
 use protokd::data::preprocess::{preprocess, PreparedCase};
+use protokd::io::nifti::{read_image, write_image, OutDtype, GZIP_LEVEL};
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

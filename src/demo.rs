@@ -7,13 +7,13 @@
 //! is the paper's configuration on full-size phantoms ([`Plan::full`], for a GPU).
 
 use crate::data::brats::{discover, load_case};
-use crate::io::checkpoint;
+use crate::data::phantom::{self, PhantomConfig, Release, Templates};
 use crate::engine::compute::Net;
 use crate::engine::Compute;
 use crate::eval::evaluate::{evaluate_dataset, summarize, EvaluateOptions};
 use crate::infer::sliding_window::{segment_case, Window};
+use crate::io::checkpoint;
 use crate::modality::{Modalities, NAMES};
-use crate::data::phantom::{self, PhantomConfig, Release, Templates};
 use crate::train::config::{effective, Method, TrainConfig};
 use crate::train::run::RunDir;
 use crate::train::{train, TrainArgs};
@@ -352,9 +352,10 @@ pub fn run(o: &DemoOptions, say: &mut dyn FnMut(&str)) -> Result<Vec<Row>> {
         )?;
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let mut text = serde_json::to_string_pretty(&results_json(&rows, &test, plan, seconds))?;
-    text.push('\n');
-    crate::io::tensorfile::write_atomic(&o.out.join("results.json"), text.as_bytes())?;
+    crate::io::files::write_json(
+        &o.out.join("results.json"),
+        &results_json(&rows, &test, plan, seconds),
+    )?;
     say(&table(&rows, test.len()));
     say(&format!(
         "wrote {} (and runs/, eval/, overlays/) in {:.0} s",

@@ -3,8 +3,8 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use protokd::audit::replay as audit;
-use protokd::modality::Modalities;
 use protokd::data::phantom;
+use protokd::modality::Modalities;
 use protokd::train::cli as train_cli;
 use protokd_reference::adam::AdamConfig;
 use protokd_reference::step::{StepConfig, StepMode};
@@ -561,7 +561,7 @@ fn run_verify(v: &VerifyCli) -> Result<ExitCode> {
         let report = protokd::audit::verify::report_json(&engines, &skipped, &golden, &results);
         let mut text = serde_json::to_string_pretty(&report)?;
         text.push('\n');
-        protokd::io::tensorfile::write_atomic(path, text.as_bytes())?;
+        protokd::io::files::write_atomic(path, text.as_bytes())?;
     }
     Ok(if differing == 0 {
         ExitCode::SUCCESS
@@ -577,7 +577,8 @@ fn run_bench(b: BenchCli) -> Result<()> {
         protokd::io::files::check_new(path, "JSON output", b.force)?;
     }
     let compute = b.engine.open()?;
-    let record = protokd::audit::bench::run(b.what, shape, b.filters, (b.warmup, b.repeat), &compute)?;
+    let record =
+        protokd::audit::bench::run(b.what, shape, b.filters, (b.warmup, b.repeat), &compute)?;
     let gb = |v: &serde_json::Value| {
         v.as_f64()
             .map_or("n/a".into(), |x| format!("{:.2} GB", x / 1e9))
@@ -598,7 +599,7 @@ fn run_bench(b: BenchCli) -> Result<()> {
     if let Some(path) = &b.json {
         let mut text = serde_json::to_string_pretty(&record)?;
         text.push('\n');
-        protokd::io::tensorfile::write_atomic(path, text.as_bytes())?;
+        protokd::io::files::write_atomic(path, text.as_bytes())?;
     }
     Ok(())
 }
@@ -622,7 +623,7 @@ fn run_score(s: ScoreCli) -> Result<()> {
     if let Some(path) = &s.json {
         let mut text = serde_json::to_string_pretty(&report.to_json())?;
         text.push('\n');
-        protokd::io::tensorfile::write_atomic(path, text.as_bytes())?;
+        protokd::io::files::write_atomic(path, text.as_bytes())?;
     }
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{}", report.table()) {

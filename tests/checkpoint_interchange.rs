@@ -16,8 +16,8 @@
 //! ```
 
 use protokd::io::checkpoint::{self, read_state};
-use protokd::modality::Modalities;
 use protokd::io::tensorfile::TensorFile;
+use protokd::modality::Modalities;
 use protokd_reference::state::{Entry, Role, VNetConfig, VNetState, Value};
 use protokd_reference::vnet::forward_eval;
 use protokd_reference::Tensor;

@@ -9,8 +9,9 @@
 mod common;
 use common::{protokd, s, TempDir};
 use protokd::io::checkpoint::{self, state_tensors};
+use protokd::io::hash::sha256_hex;
+use protokd::io::tensorfile::{write_tensors, OutTensor};
 use protokd::modality::Modalities;
-use protokd::io::tensorfile::{sha256_hex, write_tensors, OutTensor};
 use protokd_reference::state::{state_dict_spec, Entry, Role, VNetConfig, VNetState, Value};
 use protokd_reference::Tensor;
 use safetensors::tensor::{Dtype, TensorView};

@@ -2,10 +2,10 @@
 //! says, they regenerate bit for bit from the phantom generator, and a seeded n_filters 4 VNet
 //! gives the recorded values on each (insta snapshots in `tests/snapshots/`).
 
-use protokd::data::brats;
 use protokd::audit::golden::{self, Kind};
+use protokd::data::brats;
 use protokd::data::phantom::Templates;
-use protokd::io::tensorfile::sha256_hex;
+use protokd::io::hash::sha256_hex;
 use protokd_reference::{LabelMap, Tensor};
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -32,11 +32,11 @@ fn regenerate_golden() {
         let dir = root().join("golden").join(p.kind.name());
         std::fs::create_dir_all(&dir).unwrap();
         for (name, bytes) in &p.files {
-            protokd::io::tensorfile::write_atomic(&dir.join(name), bytes).unwrap();
+            protokd::io::files::write_atomic(&dir.join(name), bytes).unwrap();
         }
     }
     let text = serde_json::to_string_pretty(&golden::manifest(&patches)).unwrap() + "\n";
-    protokd::io::tensorfile::write_atomic(&root().join("golden/manifest.json"), text.as_bytes())
+    protokd::io::files::write_atomic(&root().join("golden/manifest.json"), text.as_bytes())
         .unwrap();
 }
 

@@ -7,8 +7,8 @@
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use protokd::io::hash::sha256_hex;
 use protokd::io::nifti::{decode_image, encode_image, read_image, write_image, OutDtype};
-use protokd::io::tensorfile::sha256_hex;
 use protokd::volume::{Geometry, Image, Volume};
 use serde_json::Value;
 use std::io::{Read, Write};

@@ -5,10 +5,10 @@
 
 mod common;
 use common::{protokd, s, TempDir};
-use protokd::io::nifti::read_image;
 use protokd::data::phantom::{
     self, anatomy, generate_case, Case, PhantomConfig, Release, Templates, TumourKind,
 };
+use protokd::io::nifti::read_image;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -153,7 +153,7 @@ fn voxel_hash(case: &Case) -> String {
         }
     }
     bytes.extend(case.label.data.iter().map(|&v| v as u8));
-    protokd::io::tensorfile::sha256_hex(&bytes)
+    protokd::io::hash::sha256_hex(&bytes)
 }
 
 /// The recorded voxels of one phantom: the same on every machine. A change here means the

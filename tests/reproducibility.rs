@@ -9,10 +9,11 @@
 //! `regenerate_examples` below from seeded initialisation and fixture A's batch).
 
 use protokd::audit::replay::read_labels;
-use protokd::io::checkpoint;
 use protokd::engine::HostEngine;
+use protokd::io::checkpoint;
+use protokd::io::hash::sha256_hex;
+use protokd::io::tensorfile::TensorFile;
 use protokd::modality::Modalities;
-use protokd::io::tensorfile::{sha256_hex, TensorFile};
 use protokd_cpu::{Cpu, Isa};
 use protokd_reference::adam::AdamState;
 use protokd_reference::engine::Spec;
@@ -294,7 +295,10 @@ fn regenerate_examples() {
                 "image".into(),
                 protokd::io::tensorfile::OutTensor::F32(a.f32("image").unwrap()),
             ),
-            ("label".into(), protokd::io::tensorfile::OutTensor::F32(label)),
+            (
+                "label".into(),
+                protokd::io::tensorfile::OutTensor::F32(label),
+            ),
         ],
         None,
     )

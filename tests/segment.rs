@@ -96,7 +96,7 @@ fn case_folder_files_and_dataset_give_the_same_segmentation() {
     // The provenance record: the model's and the input's SHA-256, the files written.
     let prov: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tmp.join("seg.provenance.json")).unwrap()).unwrap();
-    let sha = |p: &Path| protokd::io::tensorfile::sha256_hex(&std::fs::read(p).unwrap());
+    let sha = |p: &Path| protokd::io::hash::sha256_hex(&std::fs::read(p).unwrap());
     assert_eq!(prov["model"]["sha256"], sha(&m));
     assert_eq!(prov["model"]["modalities"], "t1ce");
     let t1ce_file = case.join(format!("{}_t1ce.nii.gz", ids[0]));
@@ -298,7 +298,7 @@ fn bad_input_is_refused_and_leaves_files_alone() {
     let before = std::fs::read(&out).unwrap();
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_protokd"))
         .args(&a)
-        .env(protokd::io::tensorfile::SIMULATE_WRITE_FAILURE, "seg.nii.gz")
+        .env(protokd::io::files::SIMULATE_WRITE_FAILURE, "seg.nii.gz")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

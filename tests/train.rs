@@ -382,7 +382,7 @@ fn bad_input_is_refused_and_leaves_files_intact() {
     // A write that fails midway: the error is clear, no temporary file is left, the saved
     // state still loads, and the run still resumes to the uninterrupted result.
     let out = teacher_command(cfg, &["--resume", s(&existing)])
-        .env(protokd::io::tensorfile::SIMULATE_WRITE_FAILURE, "last.optim")
+        .env(protokd::io::files::SIMULATE_WRITE_FAILURE, "last.optim")
         .output()
         .unwrap();
     err(out, "simulated failure");

@@ -16,12 +16,12 @@
 //! [`crate::data::brats::discover`] reads like any BraTS 2018 dataset.
 
 use crate::data::brats::Release;
-use crate::engine::compute::Trainer;
-use crate::engine::Compute;
-use crate::io::nifti::{encode_image, OutDtype};
 use crate::data::phantom::{self, PhantomConfig, Templates};
 use crate::data::preprocess::{apply_zscore, crop_volume, zscore_stats, CropBox};
-use crate::io::tensorfile::sha256_hex;
+use crate::engine::compute::Trainer;
+use crate::engine::Compute;
+use crate::io::hash::sha256_hex;
+use crate::io::nifti::{encode_image, OutDtype};
 use crate::volume::{Geometry, Volume};
 use anyhow::{Context, Result};
 use nalgebra::Vector4;

@@ -2,11 +2,11 @@
 //! with every output tensor written and its SHA-256 printed, so a third party can re-run the
 //! computation and compare bits.
 
-use crate::io::checkpoint::{self, state_tensors};
 use crate::engine::compute::Trainer;
 use crate::engine::Compute;
-use crate::modality::Modalities;
+use crate::io::checkpoint::{self, state_tensors};
 use crate::io::tensorfile::{write_tensors, OutTensor, TensorFile};
+use crate::modality::Modalities;
 use anyhow::{bail, Context, Result};
 use protokd_reference::adam::AdamState;
 use protokd_reference::engine::Spec;

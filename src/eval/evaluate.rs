@@ -24,11 +24,12 @@
 use crate::data::brats::{self, Case};
 use crate::engine::compute::Net;
 use crate::engine::EngineArg;
-use crate::infer::sliding_window::{segment_case, Window};
 use crate::eval::metrics::{region_metrics, Region, RegionMetrics};
+use crate::infer::segment::{write_segmentation, Model};
+use crate::infer::sliding_window::{segment_case, Window};
+use crate::io::console::say;
 use crate::io::files::check_new;
-use crate::infer::segment::{say, write_segmentation, Model};
-use crate::io::tensorfile::write_atomic;
+use crate::io::files::{write_atomic, write_json};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
@@ -386,9 +387,7 @@ pub fn write_report(
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the report folder {}", dir.display()))?;
     write_atomic(&csv, cases_csv(scores).as_bytes())?;
-    let mut text = serde_json::to_string_pretty(&summary.to_json(meta))?;
-    text.push('\n');
-    write_atomic(&json_path, text.as_bytes())
+    write_json(&json_path, &summary.to_json(meta))
 }
 
 /// `protokd evaluate`.

@@ -25,8 +25,8 @@
 //! 240 x 240 x 155 volume cost milliseconds.
 
 use crate::data::brats::{Release, AFFINE_TOLERANCE};
+use crate::io::hash::sha256_hex;
 use crate::io::nifti::decode_image;
-use crate::io::tensorfile::sha256_hex;
 use crate::volume::Image;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};

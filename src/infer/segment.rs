@@ -33,21 +33,21 @@
 //! checked before any computation; files are written atomically.
 
 use crate::data::brats::{self, affine_mismatch, Case, LoadedCase, Release};
-use crate::io::checkpoint;
+use crate::data::phantom::parse_release;
 use crate::engine::compute::Net;
 use crate::engine::EngineArg;
 use crate::infer::sliding_window::{predict, prepare_input, segment_case, Prediction, Window};
-use crate::modality::{Modalities, NAMES};
-use crate::io::nifti::{read_image, write_frames, write_image, OutDtype};
+use crate::io::checkpoint;
+use crate::io::console::say;
 use crate::io::files::check_new;
-use crate::data::phantom::parse_release;
-use crate::io::tensorfile::sha256_hex;
+use crate::io::hash::sha256_hex;
+use crate::io::nifti::{read_image, write_frames, write_image, OutDtype};
+use crate::modality::{Modalities, NAMES};
 use crate::volume::{Geometry, Image, Volume};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use protokd_reference::state::VNetState;
 use serde_json::json;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -525,14 +525,6 @@ fn run_job(job: &Job, model: &Model, net: &Net, window: &Window) -> Result<Segme
     }
 }
 
-/// Prints a line on standard output; a closed pipe is not an error.
-pub fn say(line: &str) -> Result<()> {
-    match writeln!(std::io::stdout().lock(), "{line}") {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.context("cannot write to standard output"),
-    }
-}
-
 /// `protokd segment`.
 pub fn run(args: SegmentArgs) -> Result<()> {
     let compute = args.engine.open()?;
@@ -639,8 +631,6 @@ pub fn run(args: SegmentArgs) -> Result<()> {
         "device": compute.describe(),
         "cases": cases,
     });
-    let mut text = serde_json::to_string_pretty(&record)?;
-    text.push('\n');
-    crate::io::tensorfile::write_atomic(&provenance_path, text.as_bytes())?;
+    crate::io::files::write_json(&provenance_path, &record)?;
     say(&format!("wrote {}", provenance_path.display()))
 }

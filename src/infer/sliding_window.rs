@@ -32,8 +32,8 @@
 //! bits for the same window probabilities (`tests/sliding_window.rs`).
 
 use crate::data::brats::LoadedCase;
-use crate::engine::compute::Net;
 use crate::data::preprocess::zscore;
+use crate::engine::compute::Net;
 use crate::volume::Volume;
 use anyhow::{bail, ensure, Context, Result};
 use protokd_reference::Tensor;

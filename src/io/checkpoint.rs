@@ -14,8 +14,8 @@
 //! Loading is strict, like PyTorch's `load_state_dict(strict=True)`: every entry present with its
 //! exact dtype and shape, no extra tensors, and (our rule) no NaN or infinity.
 
-use crate::modality::Modalities;
 use crate::io::tensorfile::{write_tensors, OutTensor, TensorFile};
+use crate::modality::Modalities;
 use anyhow::{bail, Context, Result};
 use protokd_reference::state::{state_dict_spec, Entry, Role, VNetConfig, VNetState, Value};
 use std::collections::HashMap;

@@ -1,6 +1,8 @@
-//! Files: NIfTI images, safetensors tensors, checkpoints, atomic writes.
+//! Files: NIfTI images, safetensors tensors, checkpoints, atomic writes, hashes, printing.
 
 pub mod checkpoint;
+pub mod console;
 pub mod files;
+pub mod hash;
 pub mod nifti;
 pub mod tensorfile;

@@ -39,7 +39,7 @@
 //! Every error is one line that names the file and the problem; no input makes these
 //! functions panic.
 
-use crate::io::tensorfile::write_atomic;
+use crate::io::files::write_atomic;
 use crate::volume::{Geometry, Image, Volume};
 use anyhow::{anyhow, bail, Result};
 use flate2::bufread::MultiGzDecoder;

@@ -2,13 +2,13 @@
 //! tensor and what was expected; writing atomically (temporary file, then rename) and hashing
 //! what was written.
 
+use crate::io::files::write_atomic;
+use crate::io::hash::sha256_hex;
 use anyhow::{bail, Context, Result};
 use protokd_reference::Tensor;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A safetensors file read into memory and checked to be well-formed.
@@ -34,14 +34,6 @@ impl OutTensor {
             OutTensor::I64(v) => v.to_le_bytes().to_vec(),
         }
     }
-}
-
-/// Lower-case hex SHA-256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl TensorFile {
@@ -183,53 +175,6 @@ fn summarise(names: &[String]) -> String {
     } else {
         head.join(", ")
     }
-}
-
-/// Environment variable for fault-injection tests: when set to a string that the target's file
-/// name contains, [`write_atomic`] writes half of the bytes to the temporary file and then fails
-/// as a full disk would, so tests can check that nothing the user had is lost.
-pub const SIMULATE_WRITE_FAILURE: &str = "PROTOKD_SIMULATE_WRITE_FAILURE";
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed, then
-/// renamed over `path`. Nothing is left behind on failure (see [`SIMULATE_WRITE_FAILURE`]).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        if let Some(pattern) = std::env::var_os(SIMULATE_WRITE_FAILURE) {
-            if name.to_string_lossy().contains(&*pattern.to_string_lossy()) {
-                f.write_all(&bytes[..bytes.len() / 2])?;
-                bail!(
-                    "cannot write {}: simulated failure after {} of {} bytes ({SIMULATE_WRITE_FAILURE})",
-                    tmp.display(),
-                    bytes.len() / 2,
-                    bytes.len()
-                );
-            }
-        }
-        f.write_all(bytes)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("cannot flush {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Serialises tensors (with optional metadata) to safetensors bytes.

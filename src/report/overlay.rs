@@ -79,7 +79,7 @@ pub fn write_overlay_png(
 ) -> Result<()> {
     let png = render_overlay_png(grey, labels_internal, title)
         .with_context(|| format!("cannot draw the overlay {}", path.display()))?;
-    crate::io::tensorfile::write_atomic(path, &png)
+    crate::io::files::write_atomic(path, &png)
         .with_context(|| format!("cannot write the overlay {}", path.display()))
 }
 

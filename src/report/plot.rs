@@ -85,7 +85,7 @@ const DICE: [(&str, &str, RGBColor); 4] = [
 pub fn write_training_plot(records: &[Value], path: &Path, title: &str) -> Result<()> {
     let svg = render_training_svg(records, title)
         .with_context(|| format!("cannot draw the training plot {}", path.display()))?;
-    crate::io::tensorfile::write_atomic(path, svg.as_bytes())
+    crate::io::files::write_atomic(path, svg.as_bytes())
         .with_context(|| format!("cannot write the training plot {}", path.display()))
 }
 

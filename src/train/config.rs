@@ -7,8 +7,8 @@
 //! `max_epoch / 4` (integer division, as the authors' `max_epoch // 4`). The result must
 //! deserialise into [`TrainConfig`] and pass [`TrainConfig::check`].
 
-use crate::modality::Modalities;
 use crate::data::preprocess::{CropBox, BRATS_CROP};
+use crate::modality::Modalities;
 use anyhow::{anyhow, bail, Context, Result};
 use protokd_reference::adam::AdamConfig;
 use protokd_reference::step::{StepConfig, StepMode};

@@ -28,13 +28,14 @@ pub mod run;
 
 use crate::data::augment::{augment, batch, epoch_permutation};
 use crate::data::brats::{discover, load_case, Case, Dataset};
-use crate::io::checkpoint;
+use crate::data::preprocess::{preprocess_with_crop, CropBox, PreparedCase};
+use crate::data::split::{self, Split};
 use crate::engine::compute::{Net, Trainer};
 use crate::engine::Compute;
-use crate::infer::sliding_window::{segment_case, Window};
 use crate::eval::metrics::{region_dice, Region};
+use crate::infer::sliding_window::{segment_case, Window};
+use crate::io::checkpoint;
 use crate::modality::Modalities;
-use crate::data::preprocess::{preprocess_with_crop, CropBox, PreparedCase};
 use anyhow::{anyhow, bail, Context, Result};
 use config::TrainConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -42,7 +43,6 @@ use protokd_reference::state::{VNetConfig, VNetState};
 use rayon::prelude::*;
 use run::{MetricsLog, Progress, RunDir, RunRecord};
 use serde_json::json;
-use crate::data::split::{self, Split};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -301,7 +301,7 @@ fn write_split_lists(run: &RunDir, split: &Split) -> Result<()> {
             text.push_str(id);
             text.push('\n');
         }
-        crate::io::tensorfile::write_atomic(&dir.join(name), text.as_bytes())?;
+        crate::io::files::write_atomic(&dir.join(name), text.as_bytes())?;
     }
     Ok(())
 }

@@ -15,8 +15,9 @@
 use super::config::TrainConfig;
 use crate::data::split::Split;
 use crate::io::checkpoint::{read_state, state_tensors};
+use crate::io::files::{write_atomic, write_json};
+use crate::io::tensorfile::{write_tensors, OutTensor, TensorFile};
 use crate::modality::Modalities;
-use crate::io::tensorfile::{write_atomic, write_tensors, OutTensor, TensorFile};
 use anyhow::{anyhow, bail, Context, Result};
 use protokd_reference::adam::AdamState;
 use protokd_reference::state::{VNetConfig, VNetState};
@@ -194,9 +195,7 @@ impl RunDir {
 
     /// Writes `config.json` (atomically).
     pub fn write_record(&self, record: &RunRecord) -> Result<()> {
-        let mut text = serde_json::to_string_pretty(record)?;
-        text.push('\n');
-        write_atomic(&self.file(CONFIG), text.as_bytes())
+        write_json(&self.file(CONFIG), record)
     }
 
     /// Reads `config.json`.

@@ -4,8 +4,8 @@
 
 use crate::common::{protokd, s};
 use protokd::io::checkpoint;
-use protokd::modality::Modalities;
 use protokd::io::tensorfile::write_tensors;
+use protokd::modality::Modalities;
 use protokd_reference::state::{VNetConfig, VNetState};
 use std::path::{Path, PathBuf};
 
