@@ -15,9 +15,7 @@
 //! Run with `cargo bench --bench layers`.
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use protokd::engine::compute::HostTensors;
-use protokd::engine::HostEngine;
-use protokd_gpu::Gpu;
+use protokd::engine::{EngineKind, OnEngine, Resident};
 use protokd_reference::layers::conv3d::ConvGeom;
 use protokd_reference::Tensor;
 use std::hint::black_box;
@@ -26,20 +24,13 @@ use std::time::Duration;
 const C: usize = 16;
 const SIDE: usize = 64;
 
-/// An engine to bench, with what ends an iteration (waiting for a GPU).
-struct Target<'a, E: ?Sized> {
-    name: &'static str,
-    engine: &'a E,
-    sync: &'a dyn Fn(),
+/// A tensor moved to engine `e`.
+fn up<E: Resident + ?Sized>(e: &E, t: &Tensor) -> E::T {
+    e.upload(t).unwrap().into_owned()
 }
 
-fn up<E: HostTensors + ?Sized>(e: &E, t: &Tensor) -> E::T {
-    e.upload(t).unwrap()
-}
-
-fn bench_layers<E: HostTensors + ?Sized>(c: &mut Criterion, t: &Target<E>) {
-    let e = t.engine;
-    let mut group = c.benchmark_group(format!("{}/layers", t.name));
+fn bench_layers<E: Resident + ?Sized>(c: &mut Criterion, e: &E) {
+    let mut group = c.benchmark_group(format!("{}/layers", e.kind()));
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
     group.warm_up_time(Duration::from_secs(1));
@@ -48,7 +39,7 @@ fn bench_layers<E: HostTensors + ?Sized>(c: &mut Criterion, t: &Target<E>) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 f();
-                (t.sync)()
+                e.synchronize().unwrap()
             })
         });
     };
@@ -132,9 +123,8 @@ fn bench_layers<E: HostTensors + ?Sized>(c: &mut Criterion, t: &Target<E>) {
 }
 
 /// The 3x3x3 Conv3d forward of every VNet stage (n_filters 16, a 64^3 patch).
-fn bench_conv_stages<E: HostTensors + ?Sized>(c: &mut Criterion, t: &Target<E>) {
-    let e = t.engine;
-    let mut group = c.benchmark_group(format!("{}/conv3d_stage", t.name));
+fn bench_conv_stages<E: Resident + ?Sized>(c: &mut Criterion, e: &E) {
+    let mut group = c.benchmark_group(format!("{}/conv3d_stage", e.kind()));
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
     group.warm_up_time(Duration::from_secs(1));
@@ -159,34 +149,28 @@ fn bench_conv_stages<E: HostTensors + ?Sized>(c: &mut Criterion, t: &Target<E>) 
         group.bench_function(name, |b| {
             b.iter(|| {
                 black_box(e.conv3d_forward(&x, &w, None, &g3).unwrap());
-                (t.sync)()
+                e.synchronize().unwrap()
             })
         });
     }
     group.finish();
 }
 
+/// Both bench groups on one engine (each iteration ends when the engine has finished it).
+struct Benches<'a>(&'a mut Criterion);
+
+impl OnEngine<'_> for Benches<'_> {
+    type Output = ();
+    fn run<E: Resident + ?Sized>(self, e: &E) {
+        bench_layers(self.0, e);
+        bench_conv_stages(self.0, e);
+    }
+}
+
 fn benches(c: &mut Criterion) {
-    let engine = protokd_cpu::Cpu::new();
-    let cpu = Target {
-        name: "cpu",
-        engine: &engine as &dyn HostEngine,
-        sync: &|| {},
-    };
-    bench_layers(c, &cpu);
-    bench_conv_stages(c, &cpu);
-    match protokd_gpu::Device::cuda() {
-        Ok(dev) => {
-            let gpu = Gpu::new(dev);
-            let sync = || gpu.dev.synchronize().unwrap();
-            let cuda = Target {
-                name: "cuda",
-                engine: &gpu,
-                sync: &sync,
-            };
-            bench_layers(c, &cuda);
-            bench_conv_stages(c, &cuda);
-        }
+    EngineKind::Cpu.open().unwrap().run(Benches(c));
+    match EngineKind::Cuda.open() {
+        Ok(cuda) => cuda.run(Benches(c)),
         Err(e) => eprintln!("cuda benches skipped: {e}"),
     }
 }

@@ -6,19 +6,18 @@
 //!   a GPU: model and image uploaded once, each iteration waits for the device);
 //! * `protokd_step_1x4x64^3_F16`: one whole ProtoKD training step (teacher forward in
 //!   evaluation mode, student on T1ce in training mode, all losses, backward, Adam), as
-//!   training runs it ([`protokd::engine::compute::Trainer::step`]).
+//!   training runs it ([`protokd::engine::Trainer::step`]).
 //!
 //! Run with `cargo bench --bench vnet`. A CPU iteration takes seconds, so the benches use flat
 //! sampling with 10 samples of one iteration each (see docs/performance.md for the figures).
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use protokd::engine::compute::{HostTensors, Trainer};
-use protokd::engine::{Compute, EngineKind, Side};
-use protokd_gpu::Gpu;
+use protokd::engine::{Compute, EngineKind, OnEngine, Resident, Trainer};
 use protokd_reference::adam::AdamState;
 use protokd_reference::state::{VNetConfig, VNetState};
 use protokd_reference::step::StepConfig;
 use protokd_reference::vnet::forward_eval_on;
+use std::borrow::Cow;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -38,14 +37,22 @@ fn net(in_channels: usize, seed: u64) -> VNetState {
     )
 }
 
-/// The forward and step benches on `compute`, whose engine is `e`; `sync` ends an iteration.
-fn bench_on<E: HostTensors + ?Sized>(
-    c: &mut Criterion,
-    compute: &Compute,
-    e: &E,
-    upload: impl Fn(&VNetState) -> VNetState<E::T>,
-    sync: &dyn Fn(),
-) {
+/// The forward and step benches on `compute` (one engine, written once).
+struct Benches<'a> {
+    c: &'a mut Criterion,
+    compute: &'a Compute,
+}
+
+impl OnEngine<'_> for Benches<'_> {
+    type Output = ();
+    fn run<E: Resident + ?Sized>(self, e: &E) {
+        bench_on(self.c, self.compute, e)
+    }
+}
+
+/// The benches on `compute`, whose engine is `e`: the model and the image are moved to the
+/// engine once; a forward iteration ends when the engine has finished it.
+fn bench_on<E: Resident + ?Sized>(c: &mut Criterion, compute: &Compute, e: &E) {
     let mut group = c.benchmark_group(format!("{}/vnet", compute.kind()));
     group.sample_size(10);
     group.sampling_mode(SamplingMode::Flat);
@@ -54,11 +61,14 @@ fn bench_on<E: HostTensors + ?Sized>(
 
     let teacher = net(4, 1);
     let image = protokd::audit::bench::uniform(&[1, 4, SIDE, SIDE, SIDE], 11, 1.0);
-    let (t, x) = (upload(&teacher), e.upload(&image).unwrap());
+    let t = teacher
+        .try_map(|_, t| e.upload(t).map(Cow::into_owned))
+        .unwrap();
+    let x = e.upload(&image).unwrap();
     group.bench_function("forward_eval_teacher_1x4x64^3_F16", |b| {
         b.iter(|| {
             black_box(forward_eval_on(e, &t, &x).unwrap());
-            sync()
+            e.synchronize().unwrap()
         })
     });
 
@@ -81,19 +91,12 @@ fn bench_on<E: HostTensors + ?Sized>(
 
 fn benches(c: &mut Criterion) {
     let cpu = EngineKind::Cpu.open().unwrap();
-    let Side::Host(host) = cpu.side() else {
-        unreachable!("the CPU engine holds host tensors")
-    };
-    bench_on(c, &cpu, host, VNetState::clone, &|| {});
+    cpu.run(Benches { c, compute: &cpu });
     match EngineKind::Cuda.open() {
-        Ok(compute) => {
-            let Compute::Gpu(gpu) = &compute else {
-                unreachable!("cuda opens a GPU")
-            };
-            let g: &Gpu = gpu;
-            let upload = |s: &VNetState| protokd_gpu::transfer::upload_state(&g.dev, s).unwrap();
-            bench_on(c, &compute, g, upload, &|| g.dev.synchronize().unwrap());
-        }
+        Ok(compute) => compute.run(Benches {
+            c,
+            compute: &compute,
+        }),
         Err(e) => eprintln!("cuda benches skipped: {e}"),
     }
 }

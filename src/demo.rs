@@ -8,8 +8,8 @@
 
 use crate::data::brats::{discover, load_case};
 use crate::data::phantom::{self, PhantomConfig, Release, Templates};
-use crate::engine::compute::Net;
 use crate::engine::Compute;
+use crate::engine::Net;
 use crate::eval::evaluate::{evaluate_dataset, summarize, EvaluateOptions};
 use crate::infer::sliding_window::{segment_case, Window};
 use crate::io::checkpoint;

@@ -6,7 +6,7 @@
 mod common;
 use common::{protokd, s, TempDir};
 use protokd::demo::{run, DemoOptions, Plan};
-use protokd::engine::Compute;
+use protokd::engine::EngineKind;
 use protokd::modality::Modalities;
 use serde_json::{json, Value};
 
@@ -34,7 +34,7 @@ fn demo_runs_every_stage_and_agrees_with_evaluate() {
         plan: tiny_plan(),
         force: false,
         templates: None,
-        compute: Compute::Cpu(protokd_cpu::Cpu::new()),
+        compute: EngineKind::Cpu.open().unwrap(),
     };
     let mut lines = Vec::new();
     let rows = run(&opts, &mut |l| lines.push(l.to_string())).unwrap();
@@ -144,7 +144,7 @@ fn all_modalities_trains_two_students_per_modality() {
         plan: tiny_plan(),
         force: false,
         templates: None,
-        compute: Compute::Cpu(protokd_cpu::Cpu::new()),
+        compute: EngineKind::Cpu.open().unwrap(),
     };
     let rows = run(&opts, &mut |_| {}).unwrap();
     let got: Vec<(String, &str)> = rows.iter().map(|r| (r.modality.clone(), r.model)).collect();

@@ -106,8 +106,12 @@ fn le_hash(values: &[f32]) -> String {
 /// The recorded values of one patch: teacher forward (evaluation mode) and one ProtoKD step
 /// of a T1ce student, both n_filters 4 from fixed seeds.
 fn golden_values(image: &Tensor, labels: &LabelMap) -> String {
-    let (y, r, student) =
-        protokd::audit::golden::seeded_run(&protokd::engine::Compute::Spec, image, labels).unwrap();
+    let (y, r, student) = protokd::audit::golden::seeded_run(
+        &protokd::engine::EngineKind::Spec.open().unwrap(),
+        image,
+        labels,
+    )
+    .unwrap();
     let mut out = String::new();
     writeln!(out, "teacher.features sha256 {}", le_hash(&y.features.data)).unwrap();
     writeln!(out, "teacher.logits   sha256 {}", le_hash(&y.logits.data)).unwrap();

@@ -21,17 +21,15 @@
 //! timed forward waits for the device to finish; a step is timed as training runs it
 //! ([`Trainer::step`]: the batch uploaded, the losses downloaded).
 
-use crate::engine::compute::Trainer;
-use crate::engine::{Compute, Side};
+use crate::engine::{Compute, OnEngine, Resident, Trainer};
 use anyhow::{bail, Context, Result};
-use protokd_gpu::transfer::upload_state;
-use protokd_gpu::GpuTensor;
 use protokd_reference::adam::AdamState;
 use protokd_reference::state::{VNetConfig, VNetState};
 use protokd_reference::step::StepConfig;
 use protokd_reference::vnet::forward_eval_on;
 use protokd_reference::{LabelMap, Tensor};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::time::Instant;
 
 /// SplitMix64: a tiny, well-mixed, seeded stream.
@@ -168,39 +166,19 @@ pub fn run(
         )
     };
     let image = uniform(&shape, 11, 1.0);
-    let mut times = Vec::with_capacity(repeat);
-    let mut timed = |k: usize, run: &mut dyn FnMut() -> Result<()>| -> Result<()> {
-        let t0 = Instant::now();
-        run()?;
-        if k >= warmup {
-            times.push(t0.elapsed().as_secs_f64());
-        }
-        Ok(())
+    let mut timer = Timer {
+        warmup,
+        times: Vec::with_capacity(repeat),
     };
     match what {
         What::Forward => {
             let model = net(c, 1);
-            match compute.side() {
-                // The model and the image are uploaded once; each timed forward ends when the
-                // device has finished it (nothing is downloaded).
-                Side::Gpu(g) => {
-                    let model = upload_state(&g.dev, &model)?;
-                    let x = GpuTensor::upload(&g.dev, &image)?;
-                    for k in 0..warmup + repeat {
-                        timed(k, &mut || {
-                            forward_eval_on(g, &model, &x)?;
-                            Ok(g.dev.synchronize()?)
-                        })?;
-                    }
-                }
-                Side::Host(e) => {
-                    for k in 0..warmup + repeat {
-                        timed(k, &mut || {
-                            Ok(forward_eval_on(e, &model, &image).map(|_| ())?)
-                        })?;
-                    }
-                }
-            }
+            compute.run(TimeForward {
+                model: &model,
+                image: &image,
+                runs: warmup + repeat,
+                timer: &mut timer,
+            })?;
         }
         // One whole step as training runs it: the batch is uploaded, the losses come back.
         What::Step => {
@@ -210,13 +188,14 @@ pub fn run(
             let mut trainer = Trainer::new(compute, student, adam, Some(&teacher))?;
             let labels = label_map(n, d, h, w);
             for k in 0..warmup + repeat {
-                timed(k, &mut || {
+                timer.time(k, || {
                     trainer.step(&image, &labels, &[STUDENT_CHANNEL], &StepConfig::default())?;
                     Ok(())
                 })?;
             }
         }
     }
+    let times = timer.times;
     let (median, min, max) = summary(&times);
     Ok(json!({
         "what": match what { What::Forward => "forward", What::Step => "step" },
@@ -224,14 +203,8 @@ pub fn run(
         "filters": filters,
         "device": compute.kind(),
         "device_description": compute.describe(),
-        "device_memory_in_use_bytes": match compute {
-            Compute::Gpu(g) => g.dev.memory_in_use()?,
-            _ => None,
-        },
-        "simd": match compute {
-            Compute::Cpu(c) => Some(c.isa().name()),
-            _ => None,
-        },
+        "device_memory_in_use_bytes": compute.info().memory_in_use()?,
+        "simd": compute.info().simd(),
         "threads": rayon::current_num_threads(),
         "warmup": warmup,
         "repeat": repeat,
@@ -246,6 +219,50 @@ pub fn run(
             .collect::<Vec<_>>()),
         "protokd_version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+/// Wall-clock times of the runs after the warm-up.
+struct Timer {
+    warmup: usize,
+    times: Vec<f64>,
+}
+
+impl Timer {
+    /// Runs `run` (the `k`-th run, from 0) and records its time unless it is a warm-up run.
+    fn time(&mut self, k: usize, run: impl FnOnce() -> Result<()>) -> Result<()> {
+        let t0 = Instant::now();
+        run()?;
+        if k >= self.warmup {
+            self.times.push(t0.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+}
+
+/// The timed forwards on one engine: the model and the image are moved to the engine once;
+/// each timed forward ends when the engine has finished it (nothing is downloaded).
+struct TimeForward<'a> {
+    model: &'a VNetState,
+    image: &'a Tensor,
+    runs: usize,
+    timer: &'a mut Timer,
+}
+
+impl OnEngine<'_> for TimeForward<'_> {
+    type Output = Result<()>;
+    fn run<E: Resident + ?Sized>(self, e: &E) -> Result<()> {
+        let model = self
+            .model
+            .try_map(|_, t| e.upload(t).map(Cow::into_owned))?;
+        let x = e.upload(self.image)?;
+        for k in 0..self.runs {
+            self.timer.time(k, || {
+                forward_eval_on(e, &model, &x)?;
+                Ok(e.synchronize()?)
+            })?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@
 use crate::data::brats::Release;
 use crate::data::phantom::{self, PhantomConfig, Templates};
 use crate::data::preprocess::{apply_zscore, crop_volume, zscore_stats, CropBox};
-use crate::engine::compute::Trainer;
 use crate::engine::Compute;
+use crate::engine::Trainer;
 use crate::io::hash::sha256_hex;
 use crate::io::nifti::{encode_image, OutDtype};
 use crate::volume::{Geometry, Volume};
@@ -313,9 +313,9 @@ pub fn seeded_run(
     };
     let mut teacher = VNetState::init(cfg(4), 1);
     let student = VNetState::init(cfg(1), 2);
-    let out = crate::engine::compute::forward(compute, &mut teacher, image, false)?;
+    let out = crate::engine::forward(compute, &mut teacher, image, false)?;
     let adam = AdamState::for_state(&student);
     let mut trainer = Trainer::new(compute, student, adam, Some(&teacher))?;
     let report = trainer.step_report(image, labels, &[2], &StepConfig::default())?;
-    Ok((out, report, trainer.state()?.into_owned()))
+    Ok((out, report, trainer.state()?))
 }

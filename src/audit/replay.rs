@@ -2,8 +2,8 @@
 //! with every output tensor written and its SHA-256 printed, so a third party can re-run the
 //! computation and compare bits.
 
-use crate::engine::compute::Trainer;
 use crate::engine::Compute;
+use crate::engine::Trainer;
 use crate::io::checkpoint::{self, state_tensors};
 use crate::io::tensorfile::{write_tensors, OutTensor, TensorFile};
 use crate::modality::Modalities;
@@ -36,7 +36,7 @@ pub fn forward(
             weights.display()
         ),
     )?;
-    let y = crate::engine::compute::forward(compute, &mut ckpt.state, &x, train)
+    let y = crate::engine::forward(compute, &mut ckpt.state, &x, train)
         .map_err(|e| engine_error(e, input, &x))?;
     write_tensors(
         out,

@@ -20,13 +20,15 @@
 //! so any difference is a failure (exit status 1).
 
 use crate::data::brats::{discover, load_case};
-use crate::engine::compute::HostTensors;
-use crate::engine::{Compute, EngineKind, Side};
+use crate::engine::Describe;
+use crate::engine::{Compute, EngineKind, OnEngine, Resident};
 use anyhow::{bail, Result};
+use protokd_reference::engine::Spec;
 use protokd_reference::layers::conv3d::ConvGeom;
 use protokd_reference::tensor::Shaped;
 use protokd_reference::{LabelMap, Tensor};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// How the outputs of one operation on one patch compare.
@@ -121,8 +123,8 @@ fn seeded(shape: &[usize], seed: u64, scale: f32) -> Tensor {
 }
 
 /// Every operation's outputs on one patch, on engine `e` (the layer operations) and `compute`
-/// (the seeded forward and step; the same device).
-fn outputs<E: HostTensors + ?Sized>(
+/// (the seeded forward and step; the same engine).
+fn outputs<E: Resident + ?Sized>(
     e: &E,
     compute: &Compute,
     image: &Tensor,
@@ -131,13 +133,15 @@ fn outputs<E: HostTensors + ?Sized>(
     let [_, c, d, h, w] = image.dims5();
     let k3 = ConvGeom::cubic(3, 1, 1);
     let k2 = ConvGeom::cubic(2, 2, 0);
-    let x = e.upload(image)?;
-    let seeded = |shape: &[usize], seed: u64, scale: f32| e.upload(&seeded(shape, seed, scale));
+    let x = e.upload(image)?.into_owned();
+    let seeded = |shape: &[usize], seed: u64, scale: f32| {
+        e.upload(&seeded(shape, seed, scale)).map(Cow::into_owned)
+    };
     let mut out: Vec<(String, Vec<f32>)> = Vec::new();
     let mut put = |name: &str, parts: &[&E::T]| -> Result<()> {
         let mut values = Vec::new();
         for t in parts {
-            values.extend(e.download(t)?.data);
+            values.extend(&e.download(t)?.data);
         }
         out.push((name.to_string(), values));
         Ok(())
@@ -177,8 +181,10 @@ fn outputs<E: HostTensors + ?Sized>(
     put("conv_transpose3d_backward_weight k2s2", &[&t])?;
 
     let (gamma, beta) = (seeded(&[c], 39, 1.0)?, seeded(&[c], 40, 1.0)?);
-    let mut rm = e.upload(&Tensor::zeros(&[c]))?;
-    let mut rv = e.upload(&Tensor::from_vec(&[c], vec![1.0; c]))?;
+    let mut rm = e.upload(&Tensor::zeros(&[c]))?.into_owned();
+    let mut rv = e
+        .upload(&Tensor::from_vec(&[c], vec![1.0; c]))?
+        .into_owned();
     let (yb, cache) = e.batchnorm3d_forward_train(&x, &gamma, &beta, &mut rm, &mut rv, &mut 0)?;
     put("batchnorm3d train forward", &[&yb, &rm, &rv])?;
     let (dxb, dg, db) = e.batchnorm3d_backward(&dy3, &gamma, &cache)?;
@@ -231,10 +237,14 @@ fn engine_outputs(
     image: &Tensor,
     labels: &LabelMap,
 ) -> Result<Vec<(String, Vec<f32>)>> {
-    match compute.side() {
-        Side::Gpu(g) => outputs(g, compute, image, labels),
-        Side::Host(e) => outputs(e, compute, image, labels),
+    struct Outputs<'a>(&'a Compute, &'a Tensor, &'a LabelMap);
+    impl OnEngine<'_> for Outputs<'_> {
+        type Output = Result<Vec<(String, Vec<f32>)>>;
+        fn run<E: Resident + ?Sized>(self, e: &E) -> Self::Output {
+            outputs(e, self.0, self.1, self.2)
+        }
     }
+    compute.run(Outputs(compute, image, labels))
 }
 
 /// The engines `protokd verify` compares with the spec when none are named: the fast CPU
@@ -255,9 +265,10 @@ pub fn available_engines() -> (Vec<Compute>, Vec<String>) {
 /// Runs the suite on the spec and on each of `engines`, and compares each with the spec: one
 /// [`Comparison`] per engine, patch and operation.
 pub fn verify_engines(golden: &Path, engines: &[Compute]) -> Result<Vec<Comparison>> {
+    let spec = EngineKind::Spec.open()?;
     let mut all = Vec::new();
     for (id, image, labels) in patches(golden)? {
-        let spec = engine_outputs(&Compute::Spec, &image, &labels)?;
+        let spec = engine_outputs(&spec, &image, &labels)?;
         for compute in engines {
             let other = engine_outputs(compute, &image, &labels)?;
             for ((name, s), (_, o)) in spec.iter().zip(&other) {
@@ -278,7 +289,7 @@ pub fn report_json(
 ) -> Value {
     json!({
         "tool": format!("protokd {}", env!("CARGO_PKG_VERSION")),
-        "reference": Compute::Spec.describe(),
+        "reference": Describe::describe(&Spec),
         "engines": engines.iter().map(|e| json!({"engine": e.kind(), "description": e.describe()})).collect::<Vec<_>>(),
         "skipped": skipped,
         "golden": golden.display().to_string(),

@@ -22,8 +22,8 @@
 //!   release, the case's geometry), to inspect or re-score with `protokd score`.
 
 use crate::data::brats::{self, Case};
-use crate::engine::compute::Net;
 use crate::engine::EngineArg;
+use crate::engine::Net;
 use crate::eval::metrics::{region_metrics, Region, RegionMetrics};
 use crate::infer::segment::{write_segmentation, Model};
 use crate::infer::sliding_window::{segment_case, Window};

@@ -34,8 +34,8 @@
 
 use crate::data::brats::{self, affine_mismatch, Case, LoadedCase, Release};
 use crate::data::phantom::parse_release;
-use crate::engine::compute::Net;
 use crate::engine::EngineArg;
+use crate::engine::Net;
 use crate::infer::sliding_window::{predict, prepare_input, segment_case, Prediction, Window};
 use crate::io::checkpoint;
 use crate::io::console::say;

@@ -33,7 +33,7 @@
 
 use crate::data::brats::LoadedCase;
 use crate::data::preprocess::zscore;
-use crate::engine::compute::Net;
+use crate::engine::Net;
 use crate::volume::Volume;
 use anyhow::{bail, ensure, Context, Result};
 use protokd_reference::Tensor;
@@ -386,7 +386,7 @@ impl Prediction {
 /// The VNet's prediction for `image` `[C, D, H, W]` (`C = state.config.in_channels`, z-scored):
 /// [`sliding_window`] with, per window, `softmax(forward_eval(state, patch).logits)` over the
 /// classes (protokd-reference's evaluation-mode VNet and softmax, on the network's device:
-/// [`Net::probabilities`]), then [`argmax`].
+/// [`Network::probabilities`](crate::engine::Network::probabilities)), then [`argmax`].
 pub fn predict(net: &Net, image: &[f32], dims: [usize; 3], window: &Window) -> Result<Prediction> {
     window.check_vnet()?;
     let cfg = net.config();
