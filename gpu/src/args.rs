@@ -5,7 +5,7 @@
 //! and field offsets are asserted on both sides (`const _: () = assert!(..)` here,
 //! `static_assert` in C), so the two can never drift. The host builds a struct with named fields
 //! (a missing or misspelled field, or a value of the wrong type, does not compile) and launches
-//! it with the kernel's [`TypedKernel`] handle (`crate::kernels`), whose type parameter is the
+//! it with the kernel's [`TypedKernel`](crate::kernels::TypedKernel) handle, whose type parameter is the
 //! kernel's struct: a kernel cannot be launched with another family's arguments.
 //!
 //! How a struct reaches a kernel (one launch signature per device):
@@ -19,8 +19,6 @@
 //! Device addresses are [`DevPtr`]s: a `u64` that knows its element type.
 
 use std::marker::PhantomData;
-
-use crate::kernels::Kernel;
 
 /// A device address of `T` elements (a kernel's `const T *` or `T *`), or null.
 #[repr(transparent)]
@@ -62,41 +60,5 @@ impl<T> std::fmt::Debug for DevPtr<T> {
 /// The type must have the layout of a kernel's C argument struct (`#[repr(C)]`, generated with
 /// the size and offset checks).
 pub unsafe trait KernelArgs: cudarc::driver::DeviceRepr + Copy {}
-
-/// A kernel together with the type of its arguments: the generated constants of
-/// `crate::kernels` (`kernels::BN_MEAN: TypedKernel<BnMeanArgs>`) are the only values.
-pub struct TypedKernel<A> {
-    kernel: Kernel,
-    args: PhantomData<fn(A)>,
-}
-
-impl<A> TypedKernel<A> {
-    /// The handle of `kernel`, which takes `A` (used by the generated constants only).
-    pub(crate) const fn new(kernel: Kernel) -> Self {
-        TypedKernel {
-            kernel,
-            args: PhantomData,
-        }
-    }
-
-    /// The kernel.
-    pub fn kernel(self) -> Kernel {
-        self.kernel
-    }
-}
-
-impl<A> Clone for TypedKernel<A> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<A> Copy for TypedKernel<A> {}
-
-impl<A> std::fmt::Debug for TypedKernel<A> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.kernel.name())
-    }
-}
 
 include!(concat!(env!("OUT_DIR"), "/args.rs"));

@@ -9,10 +9,11 @@
 //! Buffers are typed ([`Buffer<T>`]); their contents cross between host and device only through
 //! [`Device::upload`] and [`Device::download`].
 
-use crate::args::{DevPtr, KernelArgs, TypedKernel};
+use crate::args::{DevPtr, KernelArgs};
 use crate::cuda::CudaDevice;
 use crate::emulated::{HostVec, EMULATED};
 use crate::error::GpuError;
+use crate::kernels::TypedKernel;
 use cudarc::driver::{CudaSlice, DevicePtr};
 use std::sync::Arc;
 

@@ -7,6 +7,7 @@
 //! removed in the `.cu` files is a compile error wherever Rust launches it.
 
 use crate::args::*;
+use std::marker::PhantomData;
 
 include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 
@@ -14,5 +15,41 @@ impl Kernel {
     /// The kernel's name in `gpu/kernels` (its CUDA entry point).
     pub fn name(self) -> &'static str {
         NAMES[self as usize]
+    }
+}
+
+/// A kernel together with the type of its arguments: the generated constants of
+/// this module (`kernels::BN_MEAN: TypedKernel<BnMeanArgs>`) are the only values.
+pub struct TypedKernel<A> {
+    kernel: Kernel,
+    args: PhantomData<fn(A)>,
+}
+
+impl<A> TypedKernel<A> {
+    /// The handle of `kernel`, which takes `A` (used by the generated constants only).
+    pub(crate) const fn new(kernel: Kernel) -> Self {
+        TypedKernel {
+            kernel,
+            args: PhantomData,
+        }
+    }
+
+    /// The kernel.
+    pub fn kernel(self) -> Kernel {
+        self.kernel
+    }
+}
+
+impl<A> Clone for TypedKernel<A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A> Copy for TypedKernel<A> {}
+
+impl<A> std::fmt::Debug for TypedKernel<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kernel.name())
     }
 }

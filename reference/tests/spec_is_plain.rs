@@ -1,9 +1,9 @@
 //! The specification crate is the specification and nothing else: no SIMD intrinsics, no
 //! run-time CPU detection, no atomics (process-wide switches), no module of fast kernels, no
-//! dependency on the engines held to it, and no circle in the imports between its modules.
-//! (Checked on the source text, so a change that brings any of these back fails CI.)
+//! dependency on the engines held to it. (Checked on the source text, so a change that brings
+//! any of these back fails CI.) That no import circles between its modules is checked with
+//! every crate of the workspace, by the root package's `tests/layout/main.rs`.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 fn src() -> PathBuf {
@@ -99,75 +99,4 @@ fn code_lines(text: &str) -> impl Iterator<Item = &str> {
         .into_iter()
         .take(end)
         .filter(|l| !l.trim_start().starts_with("//"))
-}
-
-/// The module a path `crate::a::b::c` names: the longest prefix that is a module of the crate.
-fn target(path: &[&str], modules: &BTreeSet<String>) -> Option<String> {
-    (1..=path.len())
-        .rev()
-        .map(|n| path[..n].join("/"))
-        .find(|m| modules.contains(m))
-}
-
-#[test]
-fn imports_between_modules_have_no_circle() {
-    let all = files();
-    let modules: BTreeSet<String> = all.iter().map(|(m, _)| m.clone()).collect();
-    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (module, text) in &all {
-        let parent: Vec<&str> = module.split('/').collect();
-        let parent = &parent[..parent.len() - 1];
-        for line in code_lines(text) {
-            // Every `crate::x::y` and `super::x` path on a code line (a `use` or an inline path).
-            for (prefix, base) in [("crate::", &[][..]), ("super::", parent)] {
-                for (i, _) in line.match_indices(prefix) {
-                    let rest = &line[i + prefix.len()..];
-                    let path: Vec<&str> = rest
-                        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                        .next()
-                        .unwrap_or("")
-                        .split("::")
-                        .filter(|s| !s.is_empty())
-                        .collect();
-                    let full: Vec<&str> = base.iter().copied().chain(path).collect();
-                    if let Some(t) = target(&full, &modules) {
-                        if &t != module && t != "lib" {
-                            edges.entry(module.clone()).or_default().insert(t);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    assert!(
-        edges
-            .get("engine")
-            .is_some_and(|e| e.contains("layers/conv3d")),
-        "the scan finds the engine's imports: {edges:?}"
-    );
-    // Depth-first search for a back edge.
-    fn visit(
-        m: &str,
-        edges: &BTreeMap<String, BTreeSet<String>>,
-        state: &mut BTreeMap<String, u8>,
-        stack: &mut Vec<String>,
-    ) {
-        state.insert(m.to_string(), 1);
-        stack.push(m.to_string());
-        for t in edges.get(m).into_iter().flatten() {
-            match state.get(t.as_str()).copied().unwrap_or(0) {
-                1 => panic!("import circle: {} -> {t}", stack.join(" -> ")),
-                0 => visit(t, edges, state, stack),
-                _ => {}
-            }
-        }
-        stack.pop();
-        state.insert(m.to_string(), 2);
-    }
-    let mut state = BTreeMap::new();
-    for m in &modules {
-        if state.get(m.as_str()).copied().unwrap_or(0) == 0 {
-            visit(m, &edges, &mut state, &mut Vec::new());
-        }
-    }
 }

@@ -23,11 +23,11 @@
 
 use crate::args::{
     Conv3dBiasBwdLanesArgs, Conv3dChainsArgs, Conv3dGroupWeightsArgs, Conv3dShape,
-    Conv3dWeightLanesArgs, DevPtr, TypedKernel,
+    Conv3dWeightLanesArgs, DevPtr,
 };
 use crate::device::Device;
 use crate::error::GpuError;
-use crate::kernels::{self, CONV3D_CHAINS_INSTANCES, CONV3D_WEIGHT_LANES_INSTANCES};
+use crate::kernels::{self, TypedKernel, CONV3D_CHAINS_INSTANCES, CONV3D_WEIGHT_LANES_INSTANCES};
 use crate::reduce;
 use crate::tensor::GpuTensor;
 use protokd_reference::layers::conv3d::{
