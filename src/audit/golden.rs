@@ -19,7 +19,7 @@ use crate::data::brats::Release;
 use crate::data::phantom::{self, PhantomConfig, Templates};
 use crate::data::preprocess::{apply_zscore, crop_volume, zscore_stats, CropBox};
 use crate::engine::Compute;
-use crate::engine::Trainer;
+use crate::engine::{Step, Trainer};
 use crate::io::hash::sha256_hex;
 use crate::io::nifti::{encode_image, OutDtype};
 use crate::volume::{Geometry, Volume};
@@ -316,6 +316,12 @@ pub fn seeded_run(
     let out = crate::engine::forward(compute, &mut teacher, image, false)?;
     let adam = AdamState::for_state(&student);
     let mut trainer = Trainer::new(compute, student, adam, Some(&teacher))?;
-    let report = trainer.step_report(image, labels, &[2], &StepConfig::default())?;
+    let report = trainer.run(Step {
+        image,
+        labels,
+        channels: &[2],
+        cfg: &StepConfig::default(),
+        grads: true,
+    })?;
     Ok((out, report, trainer.state()?))
 }

@@ -3,7 +3,7 @@
 //! computation and compare bits.
 
 use crate::engine::Compute;
-use crate::engine::Trainer;
+use crate::engine::{Step, Trainer};
 use crate::io::checkpoint::{self, state_tensors};
 use crate::io::tensorfile::{write_tensors, OutTensor, TensorFile};
 use crate::modality::Modalities;
@@ -190,7 +190,13 @@ pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
     let adam = AdamState::for_state(&student.state);
     let mut trainer = Trainer::new(a.compute, student.state, adam, teacher.as_ref())?;
     let report = trainer
-        .step_report(&image, &labels, modalities.channels(), &a.config)
+        .run(Step {
+            image: &image,
+            labels: &labels,
+            channels: modalities.channels(),
+            cfg: &a.config,
+            grads: true,
+        })
         .map_err(|e| engine_error(e, a.batch, &image))?;
     let state = trainer.state()?;
 

@@ -147,28 +147,22 @@ fn outputs<E: Resident + ?Sized>(
         Ok(())
     };
 
-    let w3 = seeded(&[c, c, 3, 3, 3], 31, 0.2)?;
-    let y3 = e.conv3d_forward(&x, &w3, None, &k3)?;
-    let dy3 = seeded(y3.shape(), 32, 1.0)?;
-    put("conv3d_forward k3", &[&y3])?;
-    let t = e.conv3d_backward_input(&dy3, &w3, &k3, [d, h, w])?;
-    put("conv3d_backward_input k3", &[&t])?;
-    put(
-        "conv3d_backward_weight k3",
-        &[&e.conv3d_backward_weight(&x, &dy3, &k3)?],
-    )?;
-
+    // The convolution, its input gradient and its weight gradient on geometry `name`; returns
+    // the output gradient it used.
+    let mut conv = |name: &str, weight: &E::T, bias, g: &ConvGeom, dy_seed| -> Result<E::T> {
+        let y = e.conv3d_forward(&x, weight, bias, g)?;
+        let dy = seeded(y.shape(), dy_seed, 1.0)?;
+        put(&format!("conv3d_forward {name}"), &[&y])?;
+        let t = e.conv3d_backward_input(&dy, weight, g, [d, h, w])?;
+        put(&format!("conv3d_backward_input {name}"), &[&t])?;
+        let t = e.conv3d_backward_weight(&x, &dy, g)?;
+        put(&format!("conv3d_backward_weight {name}"), &[&t])?;
+        Ok(dy)
+    };
+    let dy3 = conv("k3", &seeded(&[c, c, 3, 3, 3], 31, 0.2)?, None, &k3, 32)?;
     let w2 = seeded(&[2 * c, c, 2, 2, 2], 33, 0.3)?;
     let b2 = seeded(&[2 * c], 34, 0.3)?;
-    let y2 = e.conv3d_forward(&x, &w2, Some(&b2), &k2)?;
-    let dy2 = seeded(y2.shape(), 35, 1.0)?;
-    put("conv3d_forward k2s2", &[&y2])?;
-    let t = e.conv3d_backward_input(&dy2, &w2, &k2, [d, h, w])?;
-    put("conv3d_backward_input k2s2", &[&t])?;
-    put(
-        "conv3d_backward_weight k2s2",
-        &[&e.conv3d_backward_weight(&x, &dy2, &k2)?],
-    )?;
+    conv("k2s2", &w2, Some(&b2), &k2, 35)?;
 
     let wt = seeded(&[c, c, 2, 2, 2], 36, 0.3)?;
     let bt = seeded(&[c], 37, 0.3)?;

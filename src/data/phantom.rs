@@ -239,26 +239,27 @@ pub fn generate_case(
     seed: u64,
     k: u64,
 ) -> Result<Case> {
-    use rng::{Stream, STREAM_ACQUISITION, STREAM_ANATOMY, STREAM_TUMOUR_NOISE};
+    use rng::{Purpose, Stream};
     let size = config.size;
     let sp = spacing(size);
     let pose = anatomy::Pose::draw(
-        &mut Stream::new(seed, k, STREAM_ANATOMY),
+        &mut Stream::new(seed, k, Purpose::Anatomy as u64),
         templates.base_scale(),
     );
-    let shape = tumour::Shape::draw(&mut Stream::new(seed, k, rng::STREAM_TUMOUR_SHAPE));
-    let acquisitions = contrast::Acquisition::draw(&mut Stream::new(seed, k, STREAM_ACQUISITION));
+    let shape = tumour::Shape::draw(&mut Stream::new(seed, k, Purpose::TumourShape as u64));
+    let acquisitions =
+        contrast::Acquisition::draw(&mut Stream::new(seed, k, Purpose::Acquisition as u64));
     let anat = anatomy::resample(templates, size, &pose);
     let tumour = tumour::Tumour::place(
         shape,
         &anat,
         sp,
-        &mut Stream::new(seed, k, rng::STREAM_TUMOUR_PLACE),
-        &mut Stream::new(seed, k, STREAM_TUMOUR_NOISE),
+        &mut Stream::new(seed, k, Purpose::TumourPlace as u64),
+        &mut Stream::new(seed, k, Purpose::TumourNoise as u64),
     )
     .with_context(|| format!("case {k} of seed {seed}"))?;
     let vessels = tumour::Lattice::draw(
-        &mut Stream::new(seed, k, rng::STREAM_VESSELS),
+        &mut Stream::new(seed, k, Purpose::Vessels as u64),
         [0.0; 3],
         anatomy::FOV_MM,
         4.0,

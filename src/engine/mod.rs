@@ -39,7 +39,7 @@ mod trainer;
 
 pub use compute::{Compute, OnEngine};
 pub use forward::forward;
-pub use net::{Net, Network};
+pub use net::{Held, Net, Network};
 pub use resident::{Describe, HostEngine, Resident};
 pub use switch::{EngineArg, EngineKind};
-pub use trainer::{Trainer, Training};
+pub use trainer::{Step, Trainer, Training};

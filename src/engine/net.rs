@@ -10,7 +10,7 @@ use protokd_reference::state::{VNetConfig, VNetState};
 use protokd_reference::vnet::forward_eval_on;
 use protokd_reference::Tensor;
 use std::borrow::Cow;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 
 /// What the sliding window and validation need of a network.
 pub trait Network {
@@ -20,14 +20,23 @@ pub trait Network {
     fn probabilities(&self, x: &Tensor) -> Result<Tensor, EngineError>;
 }
 
-/// A network on some engine ([`Net::new`] chose it); its methods are
-/// [`Network`]'s.
-pub struct Net<'a>(pub(super) Box<dyn Network + 'a>);
+/// A network on some engine ([`Net::new`] chose it); its methods are [`Network`]'s.
+pub type Net<'a> = Held<dyn Network + 'a>;
 
-impl<'a> Deref for Net<'a> {
-    type Target = dyn Network + 'a;
-    fn deref(&self) -> &Self::Target {
-        &*self.0
+/// A network or a trainer held by whichever engine [`Compute::run`] chose ([`Net`],
+/// [`crate::engine::Trainer`]); its methods are those of the trait object inside.
+pub struct Held<T: ?Sized>(pub(super) Box<T>);
+
+impl<T: ?Sized> Deref for Held<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: ?Sized> DerefMut for Held<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
     }
 }
 
@@ -45,7 +54,7 @@ impl<'a> OnEngine<'a> for Upload<'_> {
     type Output = Result<Net<'a>, EngineError>;
     fn run<E: Resident + ?Sized>(self, engine: &'a E) -> Self::Output {
         let state = Cow::Owned(upload_state(engine, self.0)?);
-        Ok(Net(Box::new(ResidentNet { engine, state })))
+        Ok(Held(Box::new(ResidentNet { engine, state })))
     }
 }
 

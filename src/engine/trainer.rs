@@ -4,7 +4,7 @@
 //! gradients when asked for, and the states when they are saved.
 
 use super::compute::{Compute, OnEngine};
-use super::net::{download_state, upload_state, Net, ResidentNet};
+use super::net::{download_state, upload_state, Held, Net, ResidentNet};
 use super::resident::Resident;
 use anyhow::Result;
 use protokd_reference::adam::AdamState;
@@ -18,15 +18,8 @@ use std::borrow::Cow;
 pub trait Training {
     /// One training step ([`protokd_reference::step::train_step`]): check the labels, upload
     /// the batch, step on the engine; the gradients (before the update) come back to the host
-    /// only when `grads`.
-    fn run(
-        &mut self,
-        image: &Tensor,
-        labels: &LabelMap,
-        channels: &[usize],
-        cfg: &StepConfig,
-        grads: bool,
-    ) -> Result<StepReport, EngineError>;
+    /// only when `step.grads`.
+    fn run(&mut self, step: Step<'_>) -> Result<StepReport, EngineError>;
     /// The student's state on the host.
     fn state(&self) -> Result<VNetState, EngineError>;
     /// The optimiser state on the host.
@@ -35,16 +28,23 @@ pub trait Training {
     fn net(&self) -> Net<'_>;
 }
 
-/// A trainer on some engine ([`Trainer::new`] chose it); its other methods
-/// are [`Training`]'s.
-pub struct Trainer<'a>(pub(super) Box<dyn Training + 'a>);
-
-impl<'a> std::ops::Deref for Trainer<'a> {
-    type Target = dyn Training + 'a;
-    fn deref(&self) -> &Self::Target {
-        &*self.0
-    }
+/// One step's batch and settings ([`Training::run`]).
+pub struct Step<'a> {
+    /// The batch `[N, 4, D, H, W]` (T1, T2, T1ce, FLAIR).
+    pub image: &'a Tensor,
+    /// Its internal labels `[N, D, H, W]`.
+    pub labels: &'a LabelMap,
+    /// The student's input channels of `image`.
+    pub channels: &'a [usize],
+    /// Losses and optimiser.
+    pub cfg: &'a StepConfig,
+    /// Whether the gradients come back to the host.
+    pub grads: bool,
 }
+
+/// A trainer on some engine ([`Trainer::new`] chose it); its other methods are
+/// [`Training`]'s.
+pub type Trainer<'a> = Held<dyn Training + 'a>;
 
 impl<'a> Trainer<'a> {
     /// A trainer on `compute` (the states are uploaded once where the engine keeps its tensors
@@ -66,20 +66,15 @@ impl<'a> Trainer<'a> {
         channels: &[usize],
         cfg: &StepConfig,
     ) -> Result<Losses, EngineError> {
-        self.0
-            .run(image, labels, channels, cfg, false)
-            .map(|r| r.losses)
-    }
-
-    /// [`Trainer::step`], also returning the gradients (before the update) on the host.
-    pub fn step_report(
-        &mut self,
-        image: &Tensor,
-        labels: &LabelMap,
-        channels: &[usize],
-        cfg: &StepConfig,
-    ) -> Result<StepReport, EngineError> {
-        self.0.run(image, labels, channels, cfg, true)
+        let grads = false;
+        let step = Step {
+            image,
+            labels,
+            channels,
+            cfg,
+            grads,
+        };
+        self.run(step).map(|r| r.losses)
     }
 }
 
@@ -90,7 +85,7 @@ impl<'a> OnEngine<'a> for Upload<'_> {
     type Output = Result<Trainer<'a>, EngineError>;
     fn run<E: Resident + ?Sized>(self, engine: &'a E) -> Self::Output {
         let Upload(state, adam, teacher) = self;
-        Ok(Trainer(Box::new(ResidentTrainer::new(
+        Ok(Held(Box::new(ResidentTrainer::new(
             engine, state, adam, teacher,
         )?)))
     }
@@ -122,15 +117,15 @@ impl<'a, E: Resident + ?Sized> ResidentTrainer<'a, E> {
 }
 
 impl<E: Resident + ?Sized> Training for ResidentTrainer<'_, E> {
-    fn run(
-        &mut self,
-        image: &Tensor,
-        labels: &LabelMap,
-        channels: &[usize],
-        cfg: &StepConfig,
-        grads: bool,
-    ) -> Result<StepReport, EngineError> {
+    fn run(&mut self, step: Step<'_>) -> Result<StepReport, EngineError> {
         let e = self.engine;
+        let Step {
+            image,
+            labels,
+            channels,
+            cfg,
+            grads,
+        } = step;
         check_labels(labels, image, self.state.config.n_classes)?;
         let (x, y) = (e.upload(image)?, e.upload_labels(labels)?);
         let t = self.teacher.as_ref();
@@ -158,7 +153,7 @@ impl<E: Resident + ?Sized> Training for ResidentTrainer<'_, E> {
     }
 
     fn net(&self) -> Net<'_> {
-        Net(Box::new(ResidentNet {
+        Held(Box::new(ResidentNet {
             engine: self.engine,
             state: Cow::Borrowed(&self.state),
         }))

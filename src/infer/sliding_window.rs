@@ -192,49 +192,46 @@ pub fn argmax(probabilities: &[f32], classes: usize) -> Vec<u8> {
         .collect()
 }
 
-/// `data` `[C, D, H, W]` copied into the middle of a zero volume `[C, D+, H+, W+]` with
-/// `before[a]` voxels before it on each axis.
-fn pad(
-    data: &[f32],
-    channels: usize,
-    dims: [usize; 3],
-    padded: [usize; 3],
-    before: [usize; 3],
-) -> Vec<f32> {
-    let [d, h, w] = dims;
-    let [pd, ph, pw] = padded;
-    let mut out = vec![0.0f32; channels * pd * ph * pw];
-    for c in 0..channels {
-        for z in 0..d {
-            for y in 0..h {
-                let src = ((c * d + z) * h + y) * w;
-                let dst = ((c * pd + z + before[0]) * ph + y + before[1]) * pw + before[2];
-                out[dst..dst + w].copy_from_slice(&data[src..src + w]);
-            }
-        }
-    }
-    out
-}
-
-/// The box `start .. start + size` of a `[C, D, H, W]` volume of spatial size `dims`, as a
-/// `[C, sd, sh, sw]` buffer.
-fn extract(
-    data: &[f32],
-    channels: usize,
+/// A box of a `[C, D, H, W]` volume: the volume's spatial size and the box's first voxel.
+#[derive(Clone, Copy)]
+struct At {
     dims: [usize; 3],
     start: [usize; 3],
-    size: [usize; 3],
-) -> Vec<f32> {
-    let [_, h, w] = dims;
-    let mut out = Vec::with_capacity(channels * size.iter().product::<usize>());
+}
+
+impl At {
+    /// The box starting at the first voxel of a volume of size `dims`.
+    fn origin(dims: [usize; 3]) -> At {
+        At {
+            dims,
+            start: [0; 3],
+        }
+    }
+}
+
+/// Copies a box of `size` voxels per channel from `src` (at `from`) to `dst` (at `to`), one
+/// W-row at a time, channels, then z, then y.
+fn copy_box(src: &[f32], from: At, dst: &mut [f32], to: At, channels: usize, size: [usize; 3]) {
+    let offset = |at: At, c: usize, z: usize, y: usize| {
+        ((c * at.dims[0] + at.start[0] + z) * at.dims[1] + at.start[1] + y) * at.dims[2]
+            + at.start[2]
+    };
     for c in 0..channels {
         for z in 0..size[0] {
             for y in 0..size[1] {
-                let src = ((c * dims[0] + start[0] + z) * h + start[1] + y) * w + start[2];
-                out.extend_from_slice(&data[src..src + size[2]]);
+                let (s, d) = (offset(from, c, z, y), offset(to, c, z, y));
+                dst[d..d + size[2]].copy_from_slice(&src[s..s + size[2]]);
             }
         }
     }
+}
+
+/// A zero volume `[C, out]` with the box `size` of `data` (at `from`) copied to `to` in it:
+/// padding (the whole image into the middle of a larger volume) and extracting a window (a
+/// box of the padded image into a volume of its own size).
+fn boxed(data: &[f32], channels: usize, from: At, size: [usize; 3], to: At) -> Vec<f32> {
+    let mut out = vec![0.0f32; channels * to.dims.iter().product::<usize>()];
+    copy_box(data, from, &mut out, to, channels, size);
     out
 }
 
@@ -271,7 +268,11 @@ pub fn sliding_window(
     let img: Cow<[f32]> = if padded == dims {
         Cow::Borrowed(image)
     } else {
-        Cow::Owned(pad(image, channels, dims, padded, before))
+        let to = At {
+            dims: padded,
+            start: before,
+        };
+        Cow::Owned(boxed(image, channels, At::origin(dims), dims, to))
     };
     // 2. Window starts per axis.
     let starts: [Vec<usize>; 3] =
@@ -286,9 +287,13 @@ pub fn sliding_window(
         for &y0 in &starts[1] {
             for &x0 in &starts[2] {
                 let start = [z0, y0, x0];
+                let from = At {
+                    dims: padded,
+                    start,
+                };
                 let x = Tensor::from_vec(
                     &[1, channels, patch[0], patch[1], patch[2]],
-                    extract(&img, channels, padded, start, patch),
+                    boxed(&img, channels, from, patch, At::origin(patch)),
                 );
                 let p = predict(&x).with_context(|| {
                     format!("window at (z, y, x) = ({z0}, {y0}, {x0}) of the padded volume")

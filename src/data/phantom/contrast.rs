@@ -43,12 +43,21 @@ pub const INTENSITY: [[f32; 4]; 6] = [
     [0.86, 0.98, 0.88, 1.10], // ED
 ];
 
-const WM_ROW: usize = 0;
-const GM_ROW: usize = 1;
-const CSF_ROW: usize = 2;
-const NCR_ROW: usize = 3;
-const ET_ROW: usize = 4;
-const ED_ROW: usize = 5;
+/// The rows of [`INTENSITY`], in order.
+#[derive(Clone, Copy)]
+enum Row {
+    Wm,
+    Gm,
+    Csf,
+    Ncr,
+    Et,
+    Ed,
+}
+
+/// The intensity of tissue `row` in channel `m` ([`INTENSITY`]).
+fn intensity(row: Row, m: usize) -> f32 {
+    INTENSITY[row as usize][m]
+}
 
 /// The T1ce channel.
 const T1CE: usize = 2;
@@ -188,16 +197,16 @@ impl Scene<'_> {
                 };
                 for m in 0..4 {
                     let v = if m == T1CE { vessel } else { 0.0 };
-                    let h = w * INTENSITY[WM_ROW][m]
-                        + g * INTENSITY[GM_ROW][m]
-                        + c * (INTENSITY[CSF_ROW][m] + v);
+                    let h = w * intensity(Row::Wm, m)
+                        + g * intensity(Row::Gm, m)
+                        + c * (intensity(Row::Csf, m) + v);
                     let clean = match region {
                         None => h,
-                        Some(Region::Ncr) => b * INTENSITY[NCR_ROW][m] * (1.0 + 0.12 * t),
-                        Some(Region::Et) => b * INTENSITY[ET_ROW][m] * (1.0 + 0.12 * t),
+                        Some(Region::Ncr) => b * intensity(Row::Ncr, m) * (1.0 + 0.12 * t),
+                        Some(Region::Et) => b * intensity(Row::Et, m) * (1.0 + 0.12 * t),
                         Some(Region::Ed(alpha)) => {
                             (1.0 - alpha) * h
-                                + alpha * (b * INTENSITY[ED_ROW][m] * (1.0 + 0.06 * t))
+                                + alpha * (b * intensity(Row::Ed, m) * (1.0 + 0.06 * t))
                         }
                     };
                     let s = clean * self.acquisitions[m].bias_at(p) * scale[m];

@@ -7,7 +7,7 @@
 //!   little-endian, then the 16 ASCII bytes `protokd-phantom1` (the generator's domain tag
 //!   and version).
 //! * Each purpose draws from its own ChaCha stream (the 64-bit nonce, [`ChaCha8Rng::set_stream`]),
-//!   starting at word 0; see the `STREAM_*` constants. Rician noise uses one stream per
+//!   starting at word 0; see [`Purpose`]. Rician noise uses one stream per
 //!   (modality, slice): `NOISE_STREAM_BASE | modality << 16 | z`, so slices can be computed
 //!   on any thread in any order.
 //! * Words are the generator's `next_u32` outputs, in order.
@@ -30,18 +30,22 @@ use rand_core::{RngCore, SeedableRng};
 /// Domain tag and version of the generator, the last 16 bytes of every key.
 pub const KEY_TAG: &[u8; 16] = b"protokd-phantom1";
 
-/// Stream of the anatomy jitter (scale, rotation, translation).
-pub const STREAM_ANATOMY: u64 = 0;
-/// Stream of the tumour's shape parameters (kind, size, shape coefficients).
-pub const STREAM_TUMOUR_SHAPE: u64 = 1;
-/// Stream of the tumour's placement (rejection sampling of its centre).
-pub const STREAM_TUMOUR_PLACE: u64 = 2;
-/// Stream of the tumour's smooth noise lattices (boundaries, texture).
-pub const STREAM_TUMOUR_NOISE: u64 = 3;
-/// Stream of the T1ce vessel lattice.
-pub const STREAM_VESSELS: u64 = 4;
-/// Stream of the per-modality acquisition parameters (gain, bias field, noise level).
-pub const STREAM_ACQUISITION: u64 = 5;
+/// The streams of one case, by what they draw; the discriminant is the ChaCha8 stream number.
+#[derive(Clone, Copy, Debug)]
+pub enum Purpose {
+    /// The anatomy jitter (scale, rotation, translation): stream 0.
+    Anatomy = 0,
+    /// The tumour's shape parameters (kind, size, shape coefficients): stream 1.
+    TumourShape = 1,
+    /// The tumour's placement (rejection sampling of its centre): stream 2.
+    TumourPlace = 2,
+    /// The tumour's smooth noise lattices (boundaries, texture): stream 3.
+    TumourNoise = 3,
+    /// The T1ce vessel lattice: stream 4.
+    Vessels = 4,
+    /// The per-modality acquisition parameters (gain, bias field, noise level): stream 5.
+    Acquisition = 5,
+}
 /// Base of the Rician noise streams: `NOISE_STREAM_BASE | modality << 16 | z`.
 pub const NOISE_STREAM_BASE: u64 = 1 << 32;
 
