@@ -22,52 +22,39 @@
 //!   release, the case's geometry), to inspect or re-score with `protokd score`.
 
 use crate::data::brats::{self, Case};
-use crate::engine::EngineArg;
-use crate::engine::Net;
+use crate::engine::{Compute, Net};
 use crate::eval::metrics::{region_metrics, Region, RegionMetrics};
 use crate::infer::segment::{write_segmentation, Model};
 use crate::infer::sliding_window::{segment_case, Window};
 use crate::io::console::say;
-use crate::io::files::check_new;
-use crate::io::files::{write_atomic, write_json};
+use crate::io::files::{check_new, write_atomic, write_json};
 use anyhow::{bail, ensure, Context, Result};
-use clap::Args;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Arguments of `protokd evaluate`.
-#[derive(Args, Debug)]
-pub struct EvaluateArgs {
-    /// Model checkpoint (protokd- or PyTorch-written safetensors).
-    #[arg(long, value_name = "M.safetensors")]
-    pub model: PathBuf,
-    /// Dataset folder (a folder of BraTS case folders, each with its segmentation).
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
-    /// Case list (one id a line, `#` comments); default: every case of the dataset.
-    #[arg(long, value_name = "LIST.txt")]
-    pub cases: Option<PathBuf>,
-    /// The model's input modalities (t1, t2, t1ce, flair, comma-separated); must agree with
-    /// the checkpoint. Needed for a PyTorch checkpoint with fewer than 4 channels.
-    #[arg(long)]
-    pub modality: Option<String>,
-    /// Report folder: receives cases.csv and summary.json.
-    #[arg(long, value_name = "REPORT_DIR")]
-    pub out: PathBuf,
-    /// HD95 in voxels (spacing 1 on every axis), as the authors' evaluation, instead of mm.
-    #[arg(long)]
-    pub voxel_units: bool,
+/// What `protokd evaluate` runs (the command line's options, checked and opened): a model, a
+/// dataset and the report folder.
+pub struct ReportOptions {
+    /// Where the model runs.
+    pub compute: Compute,
     /// The sliding window.
-    #[command(flatten)]
-    pub window: crate::infer::sliding_window::WindowArgs,
-    #[command(flatten)]
-    pub engine: EngineArg,
-    /// Write into REPORT_DIR even if it exists (replacing the report files).
-    #[arg(long)]
+    pub window: Window,
+    /// Model checkpoint (protokd- or PyTorch-written safetensors).
+    pub model: PathBuf,
+    /// The model's input modalities as given (`--modality`), checked against the checkpoint.
+    pub modality: Option<String>,
+    /// Dataset folder (a folder of BraTS case folders, each with its segmentation).
+    pub data: PathBuf,
+    /// Case list; `None`: every case of the dataset.
+    pub cases: Option<PathBuf>,
+    /// Report folder: receives cases.csv and summary.json.
+    pub out: PathBuf,
+    /// HD95 in voxels (spacing 1) instead of mm.
+    pub voxel_units: bool,
+    /// Write into the report folder even if it exists (replacing the report files).
     pub force: bool,
-    /// Also write each segmentation to `REPORT_DIR/segmentations/<id>_seg.nii.gz`.
-    #[arg(long)]
+    /// Also write each segmentation to `<out>/segmentations/<id>_seg.nii.gz`.
     pub save_segmentations: bool,
 }
 
@@ -390,71 +377,94 @@ pub fn write_report(
     write_json(&json_path, &summary.to_json(meta))
 }
 
-/// `protokd evaluate`.
-pub fn run(args: EvaluateArgs) -> Result<()> {
-    let compute = args.engine.open()?;
-    let window = args.window.window()?;
-    check_new(&args.out, "report folder", args.force)?;
+/// `protokd evaluate`: everything is checked before the first case is segmented (the report
+/// folder, the dataset, the case list, the model, every case's labels); then each case is
+/// segmented and scored with a line of progress, and the report is written and printed.
+pub fn run(opts: &ReportOptions) -> Result<()> {
+    let ReportOptions {
+        compute,
+        window,
+        out,
+        ..
+    } = opts;
+    check_new(out, "report folder", opts.force)?;
     ensure!(
-        !args.out.exists() || args.out.is_dir(),
+        !out.exists() || out.is_dir(),
         "report folder {} exists and is not a folder",
-        args.out.display()
+        out.display()
     );
-    let dataset = brats::discover(&args.data)?;
-    let dataset = match &args.cases {
+    let dataset = brats::discover(&opts.data)?;
+    let dataset = match &opts.cases {
         Some(list) => dataset.select_list(list)?,
         None => dataset,
     };
-    let model = Model::load(&args.model, args.modality.as_deref())?;
-    let seg_dir = args.out.join("segmentations");
-    let opts = EvaluateOptions {
-        voxel_units: args.voxel_units,
-        save_segmentations: args.save_segmentations.then(|| seg_dir.clone()),
+    let model = Model::load(&opts.model, opts.modality.as_deref())?;
+    let seg_dir = out.join("segmentations");
+    let eval_opts = EvaluateOptions {
+        voxel_units: opts.voxel_units,
+        save_segmentations: opts.save_segmentations.then(|| seg_dir.clone()),
     };
     // Cases without labels are refused before anything is written.
-    check_labelled(&dataset.cases).with_context(|| args.data.display().to_string())?;
-    let net = Net::new(&compute, &model.state)?;
-    say(&model.describe())?;
-    say(&format!("device: {}", compute.describe()))?;
-    say(&format!(
-        "window: patch {:?}, stride {:?} (D, H, W); {} case(s) of {}",
-        window.patch,
-        window.stride,
-        dataset.cases.len(),
-        args.data.display()
-    ))?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create the report folder {}", args.out.display()))?;
-    if args.save_segmentations {
+    check_labelled(&dataset.cases).with_context(|| opts.data.display().to_string())?;
+    let net = Net::new(compute, &model.state)?;
+    let cases = format!("{} case(s) of {}", dataset.cases.len(), opts.data.display());
+    model.announce(compute, window, &cases)?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the report folder {}", out.display()))?;
+    if opts.save_segmentations {
         std::fs::create_dir_all(&seg_dir)
             .with_context(|| format!("cannot create the folder {}", seg_dir.display()))?;
     }
-    let mut said = Ok(());
-    let scores = evaluate_dataset(
-        &net,
-        &dataset.cases,
-        model.modalities.channels(),
-        &window,
-        &opts,
-        |done, total, s| {
-            let dice: Vec<String> = s
-                .regions
-                .iter()
-                .map(|(r, m)| format!("{} {:.4}", r.name(), m.dice))
-                .collect();
-            if said.is_ok() {
-                said = say(&format!(
-                    "[{done}/{total}] {}: Dice {} ({:.1} s)",
-                    s.id,
-                    dice.join(", "),
-                    s.seconds
-                ));
-            }
-        },
-    )?;
-    said?;
+    let channels = model.modalities.channels();
+    let scores = evaluate_printing(&net, &dataset.cases, channels, window, &eval_opts)?;
     let summary = summarize(&scores);
-    let meta = json!({
+    let meta = report_meta(opts, &model, &dataset, &eval_opts);
+    write_report(out, &summary, &scores, meta, opts.force)?;
+    say(&summary.table())?;
+    say(&format!(
+        "wrote {} and {}",
+        out.join("cases.csv").display(),
+        out.join("summary.json").display()
+    ))
+}
+
+/// [`evaluate_dataset`] with one line per case: its Dice per region and its time. A closed
+/// pipe stops nothing ([`say`]); another failure to print is reported after the last case.
+fn evaluate_printing(
+    net: &Net,
+    cases: &[Case],
+    channels: &[usize],
+    window: &Window,
+    opts: &EvaluateOptions,
+) -> Result<Vec<CaseScore>> {
+    let mut said = Ok(());
+    let scores = evaluate_dataset(net, cases, channels, window, opts, |done, total, s| {
+        let dice: Vec<String> = s
+            .regions
+            .iter()
+            .map(|(r, m)| format!("{} {:.4}", r.name(), m.dice))
+            .collect();
+        if said.is_ok() {
+            said = say(&format!(
+                "[{done}/{total}] {}: Dice {} ({:.1} s)",
+                s.id,
+                dice.join(", "),
+                s.seconds
+            ));
+        }
+    })?;
+    said?;
+    Ok(scores)
+}
+
+/// The `meta` of `summary.json` (module docs).
+fn report_meta(
+    opts: &ReportOptions,
+    model: &Model,
+    dataset: &brats::Dataset,
+    eval_opts: &EvaluateOptions,
+) -> Value {
+    json!({
         "tool": format!("protokd {}", env!("CARGO_PKG_VERSION")),
         "model": {
             "path": model.path.display().to_string(),
@@ -462,22 +472,15 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
             "n_filters": model.state.config.n_filters,
         },
         "modalities": model.modalities.to_string(),
-        "data": args.data.display().to_string(),
+        "data": opts.data.display().to_string(),
         "release": dataset.release.short_name(),
-        "case_list": args.cases.as_ref().map(|p| p.display().to_string()),
+        "case_list": opts.cases.as_ref().map(|p| p.display().to_string()),
         "case_ids": dataset.cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
-        "window": {"patch": window.patch, "stride": window.stride},
-        "device": compute.describe(),
-        "hd95_spacing": if args.voxel_units { "1 voxel" } else { "voxel size in mm from each case's NIfTI header" },
-        "segmentations": opts.save_segmentations.as_ref().map(|p| p.display().to_string()),
-    });
-    write_report(&args.out, &summary, &scores, meta, args.force)?;
-    say(&summary.table())?;
-    say(&format!(
-        "wrote {} and {}",
-        args.out.join("cases.csv").display(),
-        args.out.join("summary.json").display()
-    ))
+        "window": {"patch": opts.window.patch, "stride": opts.window.stride},
+        "device": opts.compute.describe(),
+        "hd95_spacing": if opts.voxel_units { "1 voxel" } else { "voxel size in mm from each case's NIfTI header" },
+        "segmentations": eval_opts.save_segmentations.as_ref().map(|p| p.display().to_string()),
+    })
 }
 
 #[cfg(test)]

@@ -33,61 +33,42 @@
 //! checked before any computation; files are written atomically.
 
 use crate::data::brats::{self, affine_mismatch, Case, LoadedCase, Release};
-use crate::data::phantom::parse_release;
-use crate::engine::EngineArg;
-use crate::engine::Net;
+use crate::engine::{Compute, Net};
 use crate::infer::sliding_window::{predict, prepare_input, segment_case, Prediction, Window};
 use crate::io::checkpoint;
 use crate::io::console::say;
-use crate::io::files::check_new;
+use crate::io::files::{check_new, write_json};
 use crate::io::hash::sha256_hex;
 use crate::io::nifti::{read_image, write_frames, write_image, OutDtype};
 use crate::modality::{Modalities, NAMES};
 use crate::volume::{Geometry, Image, Volume};
 use anyhow::{bail, ensure, Context, Result};
-use clap::Args;
 use protokd_reference::state::VNetState;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Arguments of `protokd segment`.
-#[derive(Args, Debug)]
-pub struct SegmentArgs {
-    /// Model checkpoint (protokd- or PyTorch-written safetensors).
-    #[arg(long, value_name = "M.safetensors")]
-    pub model: PathBuf,
-    /// A BraTS case folder, a dataset folder of case folders, or NIfTI files in the model's
-    /// modality order (repeat --input or separate with commas).
-    #[arg(long, required = true, value_delimiter = ',', value_name = "PATH")]
-    pub input: Vec<PathBuf>,
-    /// The segmentation file (.nii.gz or .nii); a folder when --input is a dataset.
-    #[arg(long, value_name = "SEG.nii.gz")]
-    pub out: PathBuf,
-    /// The model's input modalities (t1, t2, t1ce, flair, comma-separated); must agree with
-    /// the checkpoint. Needed for a PyTorch checkpoint with fewer than 4 channels.
-    #[arg(long)]
-    pub modality: Option<String>,
-    /// Also write the class probabilities (4-D float32 NIfTI, x, y, z, class); a folder when
-    /// --input is a dataset.
-    #[arg(long, value_name = "P.nii.gz")]
-    pub probabilities: Option<PathBuf>,
-    /// Also draw the axial slice with the most tumour as a PNG; a folder when --input is a
-    /// dataset.
-    #[arg(long, value_name = "OVERLAY.png")]
-    pub png: Option<PathBuf>,
-    #[command(flatten)]
-    pub engine: EngineArg,
+/// What `protokd segment` runs (the command line's options, checked and opened).
+pub struct SegmentOptions {
+    /// Where the model runs.
+    pub compute: Compute,
     /// The sliding window.
-    #[command(flatten)]
-    pub window: crate::infer::sliding_window::WindowArgs,
-    /// Label set of the output when --input is NIfTI files: 2018 (ET = 4) or 2023 (ET = 3).
-    /// Default: the release the file names use, else 2018. For case and dataset folders it
-    /// must agree with their naming.
-    #[arg(long, value_name = "2018|2023")]
-    pub release: Option<String>,
+    pub window: Window,
+    /// The label set asked for (`--release`), if any.
+    pub release: Option<Release>,
+    /// Model checkpoint (protokd- or PyTorch-written safetensors).
+    pub model: PathBuf,
+    /// The model's input modalities as given (`--modality`), checked against the checkpoint.
+    pub modality: Option<String>,
+    /// A case folder, a dataset folder, or NIfTI files in the model's modality order.
+    pub input: Vec<PathBuf>,
+    /// The segmentation file; a folder when `input` is a dataset.
+    pub out: PathBuf,
+    /// Where to write the class probabilities, if asked; a folder when `input` is a dataset.
+    pub probabilities: Option<PathBuf>,
+    /// Where to draw the overlay PNG, if asked; a folder when `input` is a dataset.
+    pub png: Option<PathBuf>,
     /// Replace outputs that exist.
-    #[arg(long)]
     pub force: bool,
 }
 
@@ -120,6 +101,17 @@ impl Model {
             state: ckpt.state,
             modalities,
         })
+    }
+
+    /// Prints the lines that open a run: the model ([`Model::describe`]), the device and the
+    /// window, then `cases` (for example "3 case(s)").
+    pub fn announce(&self, compute: &Compute, window: &Window, cases: &str) -> Result<()> {
+        say(&self.describe())?;
+        say(&format!("device: {}", compute.describe()))?;
+        say(&format!(
+            "window: patch {:?}, stride {:?} (D, H, W); {cases}",
+            window.patch, window.stride
+        ))
     }
 
     /// One line for the log: protokd's version, the model's path, SHA-256, modalities, filters.
@@ -168,6 +160,31 @@ struct Outputs {
     seg: PathBuf,
     probabilities: Option<PathBuf>,
     png: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// The paths given, the segmentation first.
+    fn paths(&self) -> Vec<&PathBuf> {
+        [
+            Some(&self.seg),
+            self.probabilities.as_ref(),
+            self.png.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+impl SegmentOptions {
+    /// The outputs as given: files, or folders when the input is a dataset.
+    fn outputs(&self) -> Outputs {
+        Outputs {
+            seg: self.out.clone(),
+            probabilities: self.probabilities.clone(),
+            png: self.png.clone(),
+        }
+    }
 }
 
 struct Job {
@@ -292,20 +309,16 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(args: &SegmentArgs, model: &Model, release: Option<Release>) -> Result<Plan> {
+    fn new(opts: &SegmentOptions, model: &Model) -> Result<Plan> {
         let single = |id: String, source: Source| Job {
             id,
             source,
-            outputs: Outputs {
-                seg: args.out.clone(),
-                probabilities: args.probabilities.clone(),
-                png: args.png.clone(),
-            },
+            outputs: opts.outputs(),
         };
-        let plan = match &args.input[..] {
+        let plan = match &opts.input[..] {
             [dir] if dir.is_dir() => match brats::discover_case(dir)? {
                 Some(case) => {
-                    check_release(release, case.release, dir)?;
+                    check_release(opts.release, case.release, dir)?;
                     Plan {
                         jobs: vec![single(case.id.clone(), Source::Case(case))],
                         dataset: false,
@@ -313,12 +326,12 @@ impl Plan {
                 }
                 None => {
                     let dataset = brats::discover(dir)?;
-                    check_release(release, dataset.release, dir)?;
+                    check_release(opts.release, dataset.release, dir)?;
                     Plan {
                         jobs: dataset
                             .cases
                             .into_iter()
-                            .map(|c| dataset_job(args, c))
+                            .map(|c| dataset_job(opts, c))
                             .collect(),
                         dataset: true,
                     }
@@ -332,7 +345,7 @@ impl Plan {
                         d.display()
                     );
                 }
-                let r = files_release(inputs, model, release)?;
+                let r = files_release(inputs, model, opts.release)?;
                 let id = nifti_stem(&inputs[0]).unwrap_or_default();
                 Plan {
                     jobs: vec![single(id, Source::Files(inputs.to_vec(), r))],
@@ -340,7 +353,7 @@ impl Plan {
                 }
             }
         };
-        plan.check(args.force)?;
+        plan.check(opts.force)?;
         Ok(plan)
     }
 
@@ -400,17 +413,17 @@ impl Plan {
 }
 
 /// The job of one case of a dataset: outputs named after the case in the output folders.
-fn dataset_job(args: &SegmentArgs, case: Case) -> Job {
+fn dataset_job(opts: &SegmentOptions, case: Case) -> Job {
     let id = case.id.clone();
     let outputs = Outputs {
-        seg: args
+        seg: opts
             .out
             .join(format!("{id}{}.nii.gz", case.release.seg_suffix())),
-        probabilities: args
+        probabilities: opts
             .probabilities
             .as_ref()
             .map(|d| d.join(format!("{id}_probabilities.nii.gz"))),
-        png: args
+        png: opts
             .png
             .as_ref()
             .map(|d| d.join(format!("{id}_overlay.png"))),
@@ -525,99 +538,28 @@ fn run_job(job: &Job, model: &Model, net: &Net, window: &Window) -> Result<Segme
     }
 }
 
-/// `protokd segment`.
-pub fn run(args: SegmentArgs) -> Result<()> {
-    let compute = args.engine.open()?;
-    let window = args.window.window()?;
-    let release = args
-        .release
-        .as_deref()
-        .map(parse_release)
-        .transpose()
-        .context("--release")?;
-    let model = Model::load(&args.model, args.modality.as_deref())?;
-    let plan = Plan::new(&args, &model, release)?;
-    let provenance_path = plan.provenance_path(&args.out);
-    check_new(&provenance_path, "provenance record", args.force)?;
-    let Plan { jobs, dataset } = plan;
-    let mut cases = Vec::with_capacity(jobs.len());
-    let net = Net::new(&compute, &model.state)?;
-    say(&model.describe())?;
-    say(&format!("device: {}", compute.describe()))?;
-    say(&format!(
-        "window: patch {:?}, stride {:?} (D, H, W); {} case(s)",
-        window.patch,
-        window.stride,
-        jobs.len()
-    ))?;
-    if dataset {
-        for dir in [
-            Some(&args.out),
-            args.probabilities.as_ref(),
-            args.png.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+/// `protokd segment`: every output is checked before any computation; then each job is
+/// segmented, its files written and its provenance recorded; the record is written last.
+pub fn run(opts: &SegmentOptions) -> Result<()> {
+    let SegmentOptions {
+        compute, window, ..
+    } = opts;
+    let model = Model::load(&opts.model, opts.modality.as_deref())?;
+    let plan = Plan::new(opts, &model)?;
+    let provenance_path = plan.provenance_path(&opts.out);
+    check_new(&provenance_path, "provenance record", opts.force)?;
+    let net = Net::new(compute, &model.state)?;
+    let total = plan.jobs.len();
+    model.announce(compute, window, &format!("{total} case(s)"))?;
+    if plan.dataset {
+        for dir in opts.outputs().paths() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the folder {}", dir.display()))?;
         }
     }
-    for (n, job) in jobs.iter().enumerate() {
-        let t0 = Instant::now();
-        let s = run_job(job, &model, &net, &window)?;
-        let seconds = t0.elapsed().as_secs_f64();
-        let p = &s.prediction;
-        let o = &job.outputs;
-        let counts = write_segmentation(&o.seg, &p.labels, p.dims, &s.geometry, s.release)?;
-        if let Some(path) = &o.probabilities {
-            write_frames(
-                path,
-                &p.probabilities,
-                p.dims,
-                p.classes(),
-                &s.geometry,
-                OutDtype::F32,
-            )?;
-        }
-        if let Some(path) = &o.png {
-            let title = format!("{} ({})", job.id, NAMES[model.modalities.channels()[0]]);
-            crate::report::overlay::write_overlay_png(&s.grey, &p.labels, path, &title)?;
-        }
-        let [nz, ny, nx] = p.dims;
-        let counts: Vec<String> = counts.iter().map(|(l, c)| format!("{l}: {c}")).collect();
-        say(&format!(
-            "[{}/{}] {}: {nx} x {ny} x {nz} voxels (x, y, z), {} windows, {seconds:.1} s; \
-             voxels per label {}",
-            n + 1,
-            jobs.len(),
-            job.id,
-            window.count(p.dims),
-            counts.join(", ")
-        ))?;
-        let written: Vec<&PathBuf> = [Some(&o.seg), o.probabilities.as_ref(), o.png.as_ref()]
-            .into_iter()
-            .flatten()
-            .collect();
-        for path in &written {
-            say(&format!("wrote {}", path.display()))?;
-        }
-        let inputs = job
-            .source
-            .read_paths(model.modalities.channels())
-            .iter()
-            .map(|p| {
-                let bytes = std::fs::read(p)
-                    .with_context(|| format!("cannot read {} again to hash it", p.display()))?;
-                Ok(json!({"path": p.display().to_string(), "sha256": sha256_hex(&bytes)}))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        cases.push(json!({
-            "id": job.id,
-            "inputs": inputs,
-            "outputs": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-            "seconds": seconds,
-        }));
+    let mut cases = Vec::with_capacity(total);
+    for (n, job) in plan.jobs.iter().enumerate() {
+        cases.push(segment_job(job, (n + 1, total), &model, &net, window)?);
     }
     let record = json!({
         "tool": format!("protokd {}", env!("CARGO_PKG_VERSION")),
@@ -631,6 +573,77 @@ pub fn run(args: SegmentArgs) -> Result<()> {
         "device": compute.describe(),
         "cases": cases,
     });
-    crate::io::files::write_json(&provenance_path, &record)?;
+    write_json(&provenance_path, &record)?;
     say(&format!("wrote {}", provenance_path.display()))
+}
+
+/// Segments job `n` of `total`, writes its files, prints its lines and returns its entry in
+/// the provenance record.
+fn segment_job(
+    job: &Job,
+    (n, total): (usize, usize),
+    model: &Model,
+    net: &Net,
+    window: &Window,
+) -> Result<Value> {
+    let t0 = Instant::now();
+    let s = run_job(job, model, net, window)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let counts = write_outputs(job, &s, model)?;
+    let p = &s.prediction;
+    let [nz, ny, nx] = p.dims;
+    let counts: Vec<String> = counts.iter().map(|(l, c)| format!("{l}: {c}")).collect();
+    say(&format!(
+        "[{n}/{total}] {}: {nx} x {ny} x {nz} voxels (x, y, z), {} windows, {seconds:.1} s; \
+         voxels per label {}",
+        job.id,
+        window.count(p.dims),
+        counts.join(", ")
+    ))?;
+    let written = job.outputs.paths();
+    for path in &written {
+        say(&format!("wrote {}", path.display()))?;
+    }
+    Ok(json!({
+        "id": job.id,
+        "inputs": input_hashes(job, model)?,
+        "outputs": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "seconds": seconds,
+    }))
+}
+
+/// Writes a job's segmentation and, when asked, its probabilities and overlay; returns the
+/// voxel count of each raw label ([`write_segmentation`]).
+fn write_outputs(job: &Job, s: &Segmented, model: &Model) -> Result<[(u8, usize); 4]> {
+    let p = &s.prediction;
+    let o = &job.outputs;
+    let counts = write_segmentation(&o.seg, &p.labels, p.dims, &s.geometry, s.release)?;
+    if let Some(path) = &o.probabilities {
+        write_frames(
+            path,
+            &p.probabilities,
+            p.dims,
+            p.classes(),
+            &s.geometry,
+            OutDtype::F32,
+        )?;
+    }
+    if let Some(path) = &o.png {
+        let title = format!("{} ({})", job.id, NAMES[model.modalities.channels()[0]]);
+        crate::report::overlay::write_overlay_png(&s.grey, &p.labels, path, &title)?;
+    }
+    Ok(counts)
+}
+
+/// The path and SHA-256 of each file a job read (read again to hash it).
+fn input_hashes(job: &Job, model: &Model) -> Result<Vec<Value>> {
+    job.source
+        .read_paths(model.modalities.channels())
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p)
+                .with_context(|| format!("cannot read {} again to hash it", p.display()))?;
+            Ok(json!({"path": p.display().to_string(), "sha256": sha256_hex(&bytes)}))
+        })
+        .collect()
 }

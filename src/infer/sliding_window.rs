@@ -111,25 +111,6 @@ impl Window {
     }
 }
 
-/// The sliding-window options of the commands that segment (`segment`, `evaluate`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct WindowArgs {
-    /// Sliding-window patch D,H,W (z, y, x), multiples of 16 [default: 96,128,128].
-    #[arg(long, value_name = "D,H,W")]
-    pub patch: Option<String>,
-    /// Sliding-window stride D,H,W, each between 1 and the patch size [default: half the
-    /// patch, 48,64,64 for the default patch].
-    #[arg(long, value_name = "D,H,W")]
-    pub stride: Option<String>,
-}
-
-impl WindowArgs {
-    /// The window these options give ([`Window::from_args`]).
-    pub fn window(&self) -> Result<Window> {
-        Window::from_args(self.patch.as_deref(), self.stride.as_deref())
-    }
-}
-
 /// Axis names in messages, `(D, H, W)` order.
 const AXES: [&str; 3] = ["D (z)", "H (y)", "W (x)"];
 

@@ -22,7 +22,6 @@
 //! stopped after any step (Ctrl-C, `stop_after`) and resumed from `last.optim.safetensors`
 //! performs exactly the same arithmetic as an uninterrupted run and ends with the same bits.
 
-pub mod cli;
 pub mod config;
 pub mod run;
 
