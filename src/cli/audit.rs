@@ -1,10 +1,10 @@
 //! `protokd audit forward` and `protokd audit step`: one computation re-run from safetensors
 //! files, with the SHA-256 of every output tensor printed.
 
+use super::engine::EngineArg;
 use anyhow::{ensure, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use protokd::audit::replay as audit;
-use protokd::engine::EngineArg;
 use protokd::io::console::say;
 use protokd::modality::Modalities;
 use protokd_reference::adam::AdamConfig;

@@ -1,9 +1,9 @@
 //! `protokd bench`: a VNet forward or a whole ProtoKD step timed on seeded inputs.
 
+use super::engine::EngineArg;
 use anyhow::Result;
 use clap::Args;
 use protokd::audit::bench::{parse_shape, What};
-use protokd::engine::EngineArg;
 use protokd::io::files::{check_new, write_json};
 use serde_json::Value;
 use std::path::PathBuf;

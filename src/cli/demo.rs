@@ -1,9 +1,9 @@
 //! `protokd demo`: the whole pipeline on BraTS-like phantoms, from the phantoms to the table.
 
+use super::engine::EngineArg;
 use anyhow::{Context, Result};
 use clap::Args;
 use protokd::demo::{DemoOptions, Plan};
-use protokd::engine::EngineArg;
 use protokd::modality::Modalities;
 use std::path::PathBuf;
 

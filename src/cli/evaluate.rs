@@ -1,10 +1,10 @@
 //! `protokd evaluate`: a model segments and scores every case of a labelled dataset (see
 //! [`protokd::eval::evaluate`] for the report).
 
+use super::engine::EngineArg;
 use super::window::WindowArgs;
 use anyhow::Result;
 use clap::Args;
-use protokd::engine::EngineArg;
 use protokd::eval::evaluate::{self, ReportOptions};
 use std::path::PathBuf;
 

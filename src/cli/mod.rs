@@ -5,6 +5,7 @@
 mod audit;
 mod bench;
 mod demo;
+mod engine;
 mod evaluate;
 mod phantom;
 mod score;

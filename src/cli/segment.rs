@@ -1,11 +1,11 @@
 //! `protokd segment`: a trained model applied to new cases (see [`protokd::infer::segment`]
 //! for the inputs and outputs).
 
+use super::engine::EngineArg;
 use super::window::WindowArgs;
 use anyhow::{Context, Result};
 use clap::Args;
 use protokd::data::phantom::parse_release;
-use protokd::engine::EngineArg;
 use protokd::infer::segment::{self, SegmentOptions};
 use std::path::PathBuf;
 

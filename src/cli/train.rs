@@ -1,9 +1,9 @@
 //! `protokd train teacher` and `protokd train student`: their arguments, the configuration they
 //! settle (the paper's, `--config` or the resumed run's), the run they start and its summary.
 
+use super::engine::EngineArg;
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use protokd::engine::EngineArg;
 use protokd::modality::Modalities;
 use protokd::train::config::{effective, Method};
 use protokd::train::run::RunDir;

@@ -3,7 +3,7 @@
 //!
 //! | file | holds |
 //! |---|---|
-//! | `switch.rs` | [`EngineKind`], [`EngineArg`]: the `--engine` / `--simd` switch and the engine it opens |
+//! | `switch.rs` | [`EngineKind`]: the engines `--engine` names, and opening one (with `--simd`) |
 //! | `compute.rs` | [`Compute`], [`OnEngine`]: an opened engine, and the one place that tells host from GPU |
 //! | `resident.rs` | [`Resident`], [`Describe`], [`HostEngine`]: moving tensors to and from an engine, naming it |
 //! | `net.rs` | [`Net`]: a network for evaluation-mode forwards (sliding window, validation) |
@@ -41,5 +41,5 @@ pub use compute::{Compute, OnEngine};
 pub use forward::forward;
 pub use net::{Held, Net, Network};
 pub use resident::{Describe, HostEngine, Resident};
-pub use switch::{EngineArg, EngineKind};
+pub use switch::EngineKind;
 pub use trainer::{Step, Trainer, Training};

@@ -1,5 +1,5 @@
-//! The `--engine` switch of every command that computes ([`EngineArg`]) and the engine it
-//! opens ([`EngineKind::open`]).
+//! The engines `--engine` names ([`EngineKind`]) and opening one ([`EngineKind::open`],
+//! [`EngineKind::open_with_simd`]).
 
 use super::compute::Compute;
 use anyhow::{Context, Result};
@@ -22,34 +22,29 @@ pub enum EngineKind {
     Emulated,
 }
 
-/// The `--engine` option of every command that computes.
-#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
-pub struct EngineArg {
-    /// Which engine computes: cpu (the fast CPU engine, default), spec (the specification's
-    /// plain loops, slow), cuda or emulated; every engine gives the same bits. `--device` is
-    /// the older spelling of the same option.
-    #[arg(long = "engine", alias = "device", value_enum, default_value_t = EngineKind::Cpu,
-          value_name = "ENGINE")]
-    pub kind: EngineKind,
-    /// With `--engine cpu`: the SIMD copy of the fast kernels to run (avx512, avx2+fma, neon
-    /// or portable; default: the best this CPU has). Every copy gives the same bits; portable
-    /// runs as on a CPU without FMA hardware.
-    #[arg(long, value_name = "COPY")]
-    pub simd: Option<String>,
-}
+impl EngineKind {
+    /// `spec`, `cpu`, `cuda` or `emulated`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Spec => "spec",
+            EngineKind::Cpu => "cpu",
+            EngineKind::Cuda => "cuda",
+            EngineKind::Emulated => "emulated",
+        }
+    }
 
-impl EngineArg {
-    /// Opens the engine asked for ([`EngineKind::open`]; with `--simd`, the fast CPU engine on
-    /// that copy, refused if the name is unknown or this CPU cannot run it).
-    pub fn open(&self) -> Result<Compute> {
-        let Some(name) = &self.simd else {
-            return self.kind.open();
+    /// Opens the engine; with `simd`, the fast CPU engine on that SIMD copy (`avx512`,
+    /// `avx2+fma`, `neon`, `portable`), refused for another engine, an unknown name or a copy
+    /// this CPU cannot run.
+    pub fn open_with_simd(self, simd: Option<&str>) -> Result<Compute> {
+        let Some(name) = simd else {
+            return self.open();
         };
         anyhow::ensure!(
-            self.kind == EngineKind::Cpu,
+            self == EngineKind::Cpu,
             "--simd {name}: the SIMD copy is a setting of the fast CPU engine (--engine cpu), \
              not of --engine {}",
-            self.kind.name()
+            self.name()
         );
         let isa = Isa::parse(name).with_context(|| {
             let usable: Vec<&str> = Isa::usable().iter().map(|i| i.name()).collect();
@@ -61,18 +56,6 @@ impl EngineArg {
         Ok(Compute::Host(Arc::new(
             Cpu::with_isa(isa).context("--simd")?,
         )))
-    }
-}
-
-impl EngineKind {
-    /// `spec`, `cpu`, `cuda` or `emulated`.
-    pub fn name(self) -> &'static str {
-        match self {
-            EngineKind::Spec => "spec",
-            EngineKind::Cpu => "cpu",
-            EngineKind::Cuda => "cuda",
-            EngineKind::Emulated => "emulated",
-        }
     }
 
     /// Opens the engine (for `cuda`: loads the driver and NVRTC, compiles the kernels).
