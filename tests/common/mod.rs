@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests that run the `protokd` binary or need scratch
-//! folders.
-#![allow(dead_code)] // each test file uses its own subset
+//! folders. Each test target (`tests/<stage>/main.rs`) includes this folder with
+//! `#[path = "../common/mod.rs"] mod common;`.
+#![allow(dead_code)] // each test target uses its own subset
+
+pub mod workflow;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -35,11 +38,18 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
 }
 
-/// Runs the `protokd` binary with `args` (without `RUST_BACKTRACE`, as a user runs it).
+/// The `protokd` binary as a user runs it: without `RUST_BACKTRACE`, and without
+/// `PROTOKD_KERNELS` (which earlier versions read and this one refuses).
+pub fn protokd_command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_protokd"));
+    c.env_remove("RUST_BACKTRACE").env_remove("PROTOKD_KERNELS");
+    c
+}
+
+/// Runs the `protokd` binary with `args` (see [`protokd_command`]).
 pub fn protokd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_protokd"))
+    protokd_command()
         .args(args)
-        .env_remove("RUST_BACKTRACE")
         .output()
         .expect("cannot run the protokd binary")
 }

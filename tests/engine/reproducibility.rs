@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 /// SHA-256 over every output of the example step, in a fixed order: the six losses, every
 /// gradient, every entry of the updated student state (f32 little-endian bytes; counts as i64).
-/// Recorded from `cargo test --release --test reproducibility` on x86-64 (AVX-512 machine).
+/// Recorded from `cargo test --release --test engine reproducibility` on x86-64 (AVX-512 machine).
 const STEP_HASH: &str = "ff2ca2debb8c7eae975a3c127deac22d398c0c3494ac5e3ace25d32ce1bbf13b";
 
 fn examples() -> PathBuf {

@@ -4,10 +4,7 @@
 //! error.
 //! (The same comparisons run on a real GPU with `tools/gpu/validate.sh`.)
 
-mod common;
-mod workflow;
-
-use common::{protokd, s, TempDir};
+use crate::common::{protokd, s, workflow, TempDir};
 use std::path::Path;
 
 fn run_ok(args: &[&str]) -> String {
@@ -108,7 +105,7 @@ fn audit_outputs_are_the_same_bytes_on_cpu_and_emulated() {
 }
 
 /// `protokd verify --device emulated`, the older spelling of `--engines emulated`, is still
-/// read (the suite itself on the emulated device runs in tests/engines.rs): here it reaches the
+/// read (the suite itself on the emulated device runs in `audit::verify`): here it reaches the
 /// search for the golden patches, which names where it looked.
 #[test]
 fn verify_reads_the_older_device_spelling() {

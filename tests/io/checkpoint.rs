@@ -11,7 +11,7 @@
 //! To regenerate after a deliberate change of the checkpoint format:
 //!
 //! ```sh
-//! cargo test --release --test checkpoint_interchange -- --ignored regenerate
+//! cargo test --release --test io -- --ignored regenerate_protokd_written
 //! python3 tools/parity/make_fixtures.py
 //! ```
 
@@ -23,8 +23,8 @@ use protokd_reference::vnet::forward_eval;
 use protokd_reference::Tensor;
 use std::path::{Path, PathBuf};
 
-const REGENERATE: &str = "regenerate it with `cargo test --release --test checkpoint_interchange \
-     -- --ignored regenerate`, then `python3 tools/parity/make_fixtures.py` (see \
+const REGENERATE: &str = "regenerate it with `cargo test --release --test io -- --ignored \
+     regenerate_protokd_written`, then `python3 tools/parity/make_fixtures.py` (see \
      tools/parity/README.md), and commit the changed files";
 
 /// Norm-wise relative error bound of our forward against PyTorch's.

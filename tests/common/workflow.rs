@@ -1,8 +1,8 @@
-//! Helpers shared by the `segment` and `evaluate` tests: tiny phantom cohorts, tiny seeded
-//! models, and the small window they run with.
-#![allow(dead_code)] // each test file uses its own subset
+//! Helpers shared by the tests that segment and evaluate phantoms (`infer::segment`,
+//! `eval::evaluate`, `engine::devices`): tiny phantom cohorts, tiny seeded models, and the small
+//! window they run with.
 
-use crate::common::{protokd, s};
+use super::{protokd, s};
 use protokd::io::checkpoint;
 use protokd::io::tensorfile::write_tensors;
 use protokd::modality::Modalities;

@@ -6,8 +6,7 @@
 //! file and the tensor or value and what was expected; never a panic; and the output file is
 //! neither created nor overwritten. Run with `--nocapture` to see every error message.
 
-mod common;
-use common::{protokd, s, TempDir};
+use crate::common::{protokd, s, TempDir};
 use protokd::io::checkpoint::{self, state_tensors};
 use protokd::io::hash::sha256_hex;
 use protokd::io::tensorfile::{write_tensors, OutTensor};

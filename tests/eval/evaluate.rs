@@ -2,14 +2,11 @@
 //! agree with `protokd score` on the saved segmentations and with `protokd segment`, and bad
 //! input is refused without touching existing files.
 
-mod common;
-mod workflow;
-
-use common::{s, TempDir};
+use crate::common::workflow::{fails, model, ok, phantoms, SIZE, WINDOW};
+use crate::common::{s, TempDir};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-use workflow::{fails, model, ok, phantoms, SIZE, WINDOW};
 
 fn evaluate(extra: &[&str]) -> String {
     let mut args = vec!["evaluate"];

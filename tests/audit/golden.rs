@@ -1,6 +1,6 @@
 //! The golden patches in `golden/` (see `protokd::audit::golden`): the files are what the manifest
 //! says, they regenerate bit for bit from the phantom generator, and a seeded n_filters 4 VNet
-//! gives the recorded values on each (insta snapshots in `tests/snapshots/`).
+//! gives the recorded values on each (insta snapshots in `tests/audit/snapshots/`).
 
 use protokd::audit::golden::{self, Kind};
 use protokd::data::brats;

@@ -1,9 +1,7 @@
 //! `protokd score` against metrics computed independently with medpy and NumPy
 //! (`tools/metrics/make_fixtures.py`, outputs in `tests/fixtures/metrics/`), and its bad input.
 
-mod common;
-
-use common::{protokd, s, TempDir};
+use crate::common::{protokd, s, TempDir};
 use protokd::io::nifti::{read_image, write_image, OutDtype};
 use protokd::volume::Volume;
 use serde_json::Value;

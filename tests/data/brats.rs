@@ -3,8 +3,7 @@
 //! augmentation. Small volumes written with `nifti_io::write_image` into the target's
 //! temporary folder.
 
-mod common;
-use common::TempDir;
+use crate::common::TempDir;
 use nalgebra::Matrix4;
 use protokd::data::augment::{self, AugmentParams, Sample};
 use protokd::data::brats::{self, Case, Dataset, Release};

@@ -3,8 +3,7 @@
 //! every student method, and bad input. Tiny configs: phantoms of 32 x 32 x 16 voxels,
 //! n_filters 4, 16^3 patches.
 
-mod common;
-use common::{protokd, s, TempDir};
+use crate::common::{protokd, s, TempDir};
 use protokd_reference::state::{VNetConfig, VNetState};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

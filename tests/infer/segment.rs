@@ -1,17 +1,14 @@
 //! `protokd segment` on tiny phantoms with a tiny seeded model (n_filters 4, 16^3 window):
 //! geometry and label set of the output, probabilities, the three kinds of input, determinism,
-//! and bad input. Run `cargo test --release --test segment -- --ignored --nocapture` for the
+//! and bad input. Run `cargo test --release --test infer -- --ignored --nocapture` for the
 //! timing of one full-size case at the paper's window.
 
-mod common;
-mod workflow;
-
-use common::{protokd, s, TempDir};
+use crate::common::workflow::{self, fails, model, ok, phantoms, pytorch_model, SIZE, WINDOW};
+use crate::common::{protokd, s, TempDir};
 use nifti::{IntoNdArray, NiftiObject, ReaderOptions};
 use protokd::io::nifti::read_image;
 use protokd::volume::Image;
 use std::path::Path;
-use workflow::{fails, model, ok, phantoms, pytorch_model, SIZE, WINDOW};
 
 fn segment(extra: &[&str]) -> String {
     let mut args = vec!["segment"];

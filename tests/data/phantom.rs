@@ -3,8 +3,7 @@
 //! background, the contrasts' relative intensities and the command's bad input. Small grids
 //! (48 x 48 x 32) keep them fast; the anatomy is the MNI152 templates in `data/mni152`.
 
-mod common;
-use common::{protokd, s, TempDir};
+use crate::common::{protokd, s, TempDir};
 use protokd::data::phantom::{
     self, anatomy, generate_case, Case, PhantomConfig, Release, Templates, TumourKind,
 };
@@ -571,7 +570,7 @@ fn geometry_is_brats_like() {
     assert!(phantom::parse_size("1,2,3,4").is_err());
 }
 
-/// Over many seeds (slow: `cargo test --release --test phantom -- --ignored --nocapture`):
+/// Over many seeds (slow: `cargo test --release --test data -- --ignored many_seeds --nocapture`):
 /// every case places its tumour, typical tumours have all three labels, and the contrasts keep
 /// their order. Prints per-case statistics.
 #[test]

@@ -1,8 +1,7 @@
 //! The engine commands: `protokd verify` (every available engine against the spec on the
 //! golden suite) and `protokd bench` (its record and its bad input).
 
-mod common;
-use common::{protokd, s, TempDir};
+use crate::common::{protokd, s, TempDir};
 use serde_json::Value;
 
 /// `protokd verify` with no engine named: the fast CPU engine and the emulated device (and
