@@ -1,13 +1,11 @@
-//! BraTS data on disk and in memory: discovery of both namings, case lists (the paper's split),
-//! loading with its checks (each bad input a clear error naming the file), preprocessing and
-//! augmentation. Small volumes written with `nifti_io::write_image` into the target's
-//! temporary folder.
+//! BraTS data on disk: discovery of both namings, case lists (the paper's split), loading with
+//! its checks (each bad input a clear error naming the file) and the label conversion of both
+//! releases. Small volumes written with `protokd::io::nifti::write_image` into the system's
+//! temporary folder; the helpers that write them serve the `preprocess` tests too.
 
 use crate::common::TempDir;
 use nalgebra::Matrix4;
-use protokd::data::augment::{self, AugmentParams, Sample};
 use protokd::data::brats::{self, Case, Dataset, Release};
-use protokd::data::preprocess::{self, CropBox, PreparedCase, ZscoreStats, BRATS_CROP};
 use protokd::io::nifti::{write_image, OutDtype};
 use protokd::volume::{Geometry, Volume};
 use std::fs;
@@ -15,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// The BraTS 2018 affine (x and y flipped, 1 mm) for a volume with `ny` rows, optionally
 /// shifted along y.
-fn geometry(ny: usize, shift_y: f64) -> Geometry {
+pub(crate) fn geometry(ny: usize, shift_y: f64) -> Geometry {
     #[rustfmt::skip]
     let affine = Matrix4::new(
         -1.0, 0.0, 0.0, 0.0,
@@ -49,7 +47,7 @@ fn geometry(ny: usize, shift_y: f64) -> Geometry {
     }
 }
 
-fn vol(dims: [usize; 3], f: impl Fn(usize, usize, usize) -> f32) -> Volume {
+pub(crate) fn vol(dims: [usize; 3], f: impl Fn(usize, usize, usize) -> f32) -> Volume {
     let mut data = Vec::with_capacity(dims.iter().product());
     for z in 0..dims[0] {
         for y in 0..dims[1] {
@@ -61,10 +59,10 @@ fn vol(dims: [usize; 3], f: impl Fn(usize, usize, usize) -> f32) -> Volume {
     Volume::new(dims, data)
 }
 
-const DIMS: [usize; 3] = [8, 8, 8];
+pub(crate) const DIMS: [usize; 3] = [8, 8, 8];
 
 /// Intensities of channel `c`: a brain-like blob (> 0) on a zero background.
-fn modality(c: usize) -> Volume {
+pub(crate) fn modality(c: usize) -> Volume {
     vol(DIMS, |z, y, x| {
         if (2..7).contains(&z) && (1..7).contains(&y) && (2..7).contains(&x) {
             (10 * (c + 1)) as f32 + (z * 7 + y * 3 + x) as f32 * 0.5
@@ -75,7 +73,7 @@ fn modality(c: usize) -> Volume {
 }
 
 /// Raw labels of `release`: internal label `(z + y + x) % 4` mapped back to raw.
-fn raw_seg(release: Release) -> Volume {
+pub(crate) fn raw_seg(release: Release) -> Volume {
     vol(DIMS, |z, y, x| {
         release.internal_to_raw(((z + y + x) % 4) as u8).unwrap() as f32
     })
@@ -110,7 +108,7 @@ fn write_case(root: &Path, spec: &CaseSpec) -> PathBuf {
 }
 
 /// A one-case dataset; the folder lives as long as the returned [`TempDir`].
-fn simple_dataset(name: &str, release: Release) -> (TempDir, Dataset) {
+pub(crate) fn simple_dataset(name: &str, release: Release) -> (TempDir, Dataset) {
     let tmp = TempDir::new(name);
     let root = tmp.path().to_path_buf();
     write_case(
@@ -126,7 +124,7 @@ fn simple_dataset(name: &str, release: Release) -> (TempDir, Dataset) {
     (tmp, ds)
 }
 
-fn err_text<T: std::fmt::Debug>(r: anyhow::Result<T>) -> String {
+pub(crate) fn err_text<T: std::fmt::Debug>(r: anyhow::Result<T>) -> String {
     format!("{:#}", r.unwrap_err())
 }
 
@@ -443,143 +441,6 @@ fn selecting_cases_by_list() {
     assert!(e.contains("absent.txt"), "{e}");
 }
 
-// ---------------------------------------------------------------------------------------------
-// Loading and preprocessing
-
-#[test]
-fn load_and_preprocess_a_case_from_files() {
-    for release in Release::ALL {
-        let (_tmp, ds) = simple_dataset(&format!("load_{}", release.short_name()), release);
-        let loaded = brats::load_case(&ds.cases[0]).unwrap();
-        assert_eq!(loaded.dims(), DIMS);
-        for c in 0..4 {
-            assert_eq!(loaded.images[c], modality(c), "channel {c}");
-        }
-        let labels = loaded.labels.as_ref().unwrap();
-        // Internal labels are (z + y + x) % 4 whatever the release's raw values.
-        let want: Vec<u8> = vol(DIMS, |z, y, x| ((z + y + x) % 4) as f32)
-            .data
-            .iter()
-            .map(|&v| v as u8)
-            .collect();
-        assert_eq!(labels, &want);
-        // Back to raw: the file's values.
-        let raw = release.labels_to_raw(labels).unwrap();
-        let file_raw: Vec<u8> = raw_seg(release).data.iter().map(|&v| v as u8).collect();
-        assert_eq!(raw, file_raw);
-        assert_eq!(loaded.geometry.affine, geometry(DIMS[1], 0.0).affine);
-
-        let b = CropBox {
-            start: [1, 2, 0],
-            end: [7, 8, 5],
-        };
-        let p = preprocess::preprocess_with_crop(&loaded, &b).unwrap();
-        assert_eq!(p.dims, [6, 6, 5]);
-        assert_eq!(p.channels(), 4);
-        assert_eq!(p.image.len(), 4 * 6 * 6 * 5);
-        for c in 0..4 {
-            let (z, s) = preprocess::zscore(&loaded.images[c]).unwrap();
-            assert_eq!(p.stats[c], s);
-            let want = preprocess::crop(&z.data, DIMS, &b).unwrap();
-            assert_eq!(&p.image[c * 180..(c + 1) * 180], &want[..]);
-        }
-        assert_eq!(
-            p.labels.as_deref().unwrap(),
-            &preprocess::crop(labels, DIMS, &b).unwrap()[..]
-        );
-        let t = p.image_tensor();
-        assert_eq!(t.shape, vec![1, 4, 6, 6, 5]);
-        assert_eq!(p.label_map().unwrap().dims, [1, 6, 6, 5]);
-
-        // The method page's crop needs a 155 x 240 x 240 volume (at least 145 x 216 x 216).
-        let e = err_text(preprocess::preprocess(&loaded));
-        assert!(
-            e.contains("case case_a")
-                && e.contains("smaller than the crop box")
-                && e.contains("z 5..145, y 24..216, x 24..216"),
-            "{e}"
-        );
-    }
-}
-
-#[test]
-fn zscore_against_direct_f64_background_excluded_but_transformed() {
-    let v = vol([9, 10, 11], |z, y, x| {
-        let t = (z * 110 + y * 11 + x) as f32;
-        if x < 2 || y == 9 {
-            0.0
-        } else if z == 0 {
-            -3.5 - t * 0.01 // negative background
-        } else {
-            50.0 + (t * 0.731).cos() * 40.0 + t * 0.1
-        }
-    });
-    let pos: Vec<f64> = v
-        .data
-        .iter()
-        .filter(|&&x| x > 0.0)
-        .map(|&x| x as f64)
-        .collect();
-    let n = pos.len() as f64;
-    let mean = pos.iter().sum::<f64>() / n;
-    let std = (pos.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
-    let (z, s): (Volume, ZscoreStats) = preprocess::zscore(&v).unwrap();
-    assert_eq!(s.count, pos.len());
-    assert!((s.mean - mean).abs() <= 1e-12 * mean);
-    assert!((s.std - std).abs() <= 1e-12 * std);
-    let mut background = 0;
-    for (a, b) in v.data.iter().zip(&z.data) {
-        let want = ((*a as f64 - mean) / std) as f32;
-        assert!(
-            (want - b).abs() <= 2e-7 * want.abs().max(1.0),
-            "{a}: {want} vs {b}"
-        );
-        if *a <= 0.0 {
-            background += 1;
-            assert!(*b < 0.0);
-        }
-    }
-    assert!(background > 100);
-    // Excluding the background matters: the statistics of all voxels differ.
-    let all_mean = v.data.iter().map(|&x| x as f64).sum::<f64>() / v.data.len() as f64;
-    assert!((all_mean - mean).abs() > 1.0);
-    // The same bits with 1 and 3 threads.
-    let one = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap()
-        .install(|| preprocess::zscore(&v).unwrap());
-    let three = rayon::ThreadPoolBuilder::new()
-        .num_threads(3)
-        .build()
-        .unwrap()
-        .install(|| preprocess::zscore(&v).unwrap());
-    assert_eq!(one.1, three.1);
-    assert_eq!(one.0, three.0);
-    assert_eq!(one.0, z);
-}
-
-#[test]
-fn crop_box_constant_and_shape() {
-    assert_eq!(BRATS_CROP.start, [5, 24, 24]);
-    assert_eq!(BRATS_CROP.end, [145, 216, 216]);
-    assert_eq!(BRATS_CROP.shape(), [140, 192, 192]);
-    let full = vol([155, 240, 240], |z, y, x| {
-        (z * 10000 + y * 100 + x % 100) as f32
-    });
-    let c = preprocess::crop_volume(&full, &BRATS_CROP).unwrap();
-    assert_eq!(c.dims, [140, 192, 192]);
-    assert_eq!(c.data[0], full.data[full.index(5, 24, 24)]);
-    assert_eq!(
-        *c.data.last().unwrap(),
-        full.data[full.index(144, 215, 215)]
-    );
-    let back = preprocess::uncrop(&c.data, &BRATS_CROP, full.dims, 0.0).unwrap();
-    assert_eq!(back[full.index(5, 24, 24)], c.data[0]);
-    assert_eq!(back[full.index(4, 24, 24)], 0.0);
-    assert_eq!(back[full.index(145, 100, 100)], 0.0);
-}
-
 #[test]
 fn label_conversion_round_trips_for_both_releases() {
     for release in Release::ALL {
@@ -775,252 +636,4 @@ fn an_unreadable_modality_is_an_error_naming_it() {
     let case = brats::discover(&root).unwrap().cases[0].clone();
     let e = load_err(&case);
     assert!(e.contains("case bad") && e.contains("bad_t2.nii.gz"), "{e}");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Augmentation
-
-/// A prepared case whose values encode their position: label = flat index (dims of at most
-/// 255 voxels), image channel c = 1000 c + flat index + 1.
-fn coded_case(dims: [usize; 3]) -> PreparedCase {
-    let vox: usize = dims.iter().product();
-    assert!(vox <= 256);
-    let image = (0..4)
-        .flat_map(|c| (0..vox).map(move |i| (1000 * c + i + 1) as f32))
-        .collect();
-    let stats = ZscoreStats {
-        mean: 0.0,
-        std: 1.0,
-        count: 1,
-    };
-    PreparedCase {
-        id: "coded".into(),
-        dims,
-        image,
-        labels: Some((0..vox).map(|i| i as u8).collect()),
-        stats: [stats; 4],
-        crop: CropBox {
-            start: [0; 3],
-            end: dims,
-        },
-        full_dims: dims,
-    }
-}
-
-/// Checks a patch against its parameters: every label and image voxel comes from the source
-/// voxel the offsets and flips say, each channel scaled by its factor.
-fn check_patch(case: &PreparedCase, crop: [usize; 3], s: &Sample, p: &AugmentParams) {
-    let dims = case.dims;
-    let cvox: usize = crop.iter().product();
-    for z in 0..crop[0] {
-        for y in 0..crop[1] {
-            for x in 0..crop[2] {
-                let src =
-                    |a: usize, i: usize| p.offset[a] + if p.flip[a] { crop[a] - 1 - i } else { i };
-                let (sz, sy, sx) = (src(0, z), src(1, y), src(2, x));
-                let si = (sz * dims[1] + sy) * dims[2] + sx;
-                let oi = (z * crop[1] + y) * crop[2] + x;
-                assert_eq!(s.labels[oi] as usize, si);
-                for c in 0..4 {
-                    let v = case.image[c * dims.iter().product::<usize>() + si];
-                    let want = match p.scale[c] {
-                        Some(f) => v * f,
-                        None => v,
-                    };
-                    assert_eq!(s.image[c * cvox + oi], want);
-                }
-            }
-        }
-    }
-}
-
-#[test]
-fn augmentation_is_deterministic_per_seed_epoch_case_whatever_order_and_threads() {
-    let dims = [6, 5, 7];
-    let crop = [4, 3, 4];
-    let cases: Vec<PreparedCase> = (0..6).map(|_| coded_case(dims)).collect();
-    let run = |order: &[usize], threads: usize| -> Vec<(usize, Sample, AugmentParams)> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            use rayon::prelude::*;
-            let mut out: Vec<(usize, Sample, AugmentParams)> = order
-                .par_iter()
-                .map(|&i| {
-                    let (s, p) = augment::augment(&cases[i], crop, 42, 3, i as u64).unwrap();
-                    (i, s, p)
-                })
-                .collect();
-            out.sort_by_key(|(i, _, _)| *i);
-            out
-        })
-    };
-    let a = run(&[0, 1, 2, 3, 4, 5], 1);
-    let b = run(&[5, 3, 1, 0, 2, 4], 3);
-    let c = run(&[2, 0, 4, 1, 5, 3], 3);
-    assert_eq!(a, b);
-    assert_eq!(a, c);
-    for (i, s, p) in &a {
-        check_patch(&cases[*i], crop, s, p);
-    }
-    // Different cases of one epoch get different draws (with these numbers, by far).
-    let params: Vec<&AugmentParams> = a.iter().map(|(_, _, p)| p).collect();
-    assert!(params.windows(2).any(|w| w[0] != w[1]));
-    // Draws depend on the seed.
-    let (_, p_other_seed) = augment::augment(&cases[0], crop, 43, 3, 0).unwrap();
-    let (_, p_again) = augment::augment(&cases[0], crop, 42, 3, 0).unwrap();
-    assert_eq!(&p_again, params[0]);
-    assert_ne!(&p_other_seed, params[0]);
-}
-
-#[test]
-fn different_epochs_give_different_crops() {
-    let case = coded_case([6, 5, 7]);
-    let crop = [3, 3, 3];
-    let offsets: Vec<[usize; 3]> = (0..20)
-        .map(|epoch| augment::augment(&case, crop, 7, epoch, 1).unwrap().1.offset)
-        .collect();
-    let distinct: std::collections::HashSet<_> = offsets.iter().collect();
-    assert!(distinct.len() >= 8, "{offsets:?}");
-    assert_ne!(offsets[0], offsets[1]);
-}
-
-#[test]
-fn crop_offsets_cover_exactly_zero_to_dim_minus_crop() {
-    // dims - crop = (5, 1, 0): z in 0..5, y always 0 (n = 1), x never drawn.
-    let dims = [9, 4, 3];
-    let crop = [4, 3, 3];
-    let mut counts = [[0usize; 6]; 3];
-    let mut flips = [0usize; 3];
-    let mut scaled = 0usize;
-    let draws: u64 = 4000;
-    for k in 0..draws {
-        let mut rng = augment::rng_for(1, k / 100, k % 100);
-        let p = augment::draw_params(&mut rng, dims, crop, 4).unwrap();
-        for a in 0..3 {
-            counts[a][p.offset[a]] += 1;
-            flips[a] += p.flip[a] as usize;
-        }
-        for f in p.scale.iter().flatten() {
-            scaled += 1;
-            assert!(*f >= 0.9 && *f < 1.1, "{f}");
-        }
-    }
-    // z: every value 0..=4 seen, never 5; roughly uniform (expected 800 each).
-    assert_eq!(counts[0][5], 0);
-    for (v, &n) in counts[0][..5].iter().enumerate() {
-        assert!((650..950).contains(&n), "offset {v}: {n}");
-    }
-    assert_eq!(counts[1][0], draws as usize);
-    assert_eq!(counts[2][0], draws as usize);
-    for f in flips {
-        assert!((1800..2200).contains(&f), "{flips:?}");
-    }
-    // 4 channels x 4000 draws, p = 0.5.
-    assert!((7600..8400).contains(&scaled), "{scaled}");
-
-    // dim == crop gives offset 0; dim < crop is an error.
-    let mut rng = augment::rng_for(0, 0, 0);
-    let p = augment::draw_params(&mut rng, [4, 4, 4], [4, 4, 4], 1).unwrap();
-    assert_eq!(p.offset, [0, 0, 0]);
-    let e = augment::draw_params(&mut rng, [4, 4, 4], [5, 4, 4], 1).unwrap_err();
-    assert!(e.to_string().contains("cannot take a random crop"), "{e}");
-}
-
-#[test]
-fn flips_apply_equally_to_image_and_label() {
-    let case = coded_case([5, 6, 7]);
-    let crop = [3, 4, 5];
-    let labels = case.labels.clone().unwrap();
-    // Every flip combination, explicitly.
-    for bits in 0..8u32 {
-        let p = AugmentParams {
-            offset: [1, 2, 1],
-            flip: [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0],
-            scale: vec![None, Some(1.05), None, Some(0.95)],
-        };
-        let s = augment::apply(&case.image, &labels, 4, case.dims, crop, &p);
-        check_patch(&case, crop, &s, &p);
-    }
-    // And as drawn: flips on each axis are seen.
-    let mut seen = [[false; 2]; 3];
-    for i in 0..64 {
-        let (s, p) = augment::augment(&case, crop, 9, 0, i).unwrap();
-        check_patch(&case, crop, &s, &p);
-        for a in 0..3 {
-            seen[a][p.flip[a] as usize] = true;
-        }
-    }
-    assert_eq!(seen, [[true; 2]; 3]);
-}
-
-#[test]
-fn intensity_factors_lie_in_the_range() {
-    let mut lo = f32::INFINITY;
-    let mut hi = f32::NEG_INFINITY;
-    let mut rng = augment::rng_for(5, 0, 0);
-    for _ in 0..200_000 {
-        let f = augment::intensity_factor(&mut rng);
-        assert!((0.9f32..1.1f32).contains(&f), "{f}");
-        lo = lo.min(f);
-        hi = hi.max(f);
-    }
-    assert!(lo < 0.9001 && hi > 1.0999, "{lo} {hi}");
-}
-
-#[test]
-fn patches_stack_into_a_training_batch() {
-    let case = coded_case([5, 6, 7]);
-    let crop = [2, 4, 4];
-    let samples: Vec<Sample> = (0..3)
-        .map(|i| augment::augment(&case, crop, 1, 2, i).unwrap().0)
-        .collect();
-    let (image, label) = augment::batch(&samples).unwrap();
-    assert_eq!(image.shape, vec![3, 4, 2, 4, 4]);
-    assert_eq!(label.dims, [3, 2, 4, 4]);
-    assert_eq!(&image.data[4 * 32..8 * 32], &samples[1].image[..]);
-    assert_eq!(&label.data[32..64], &samples[1].labels[..]);
-    // The student's channel out of the four.
-    let t1ce = image.select_channels(&[2]);
-    assert_eq!(t1ce.shape, vec![3, 1, 2, 4, 4]);
-    assert!(augment::batch(&[]).is_err());
-
-    // A case without labels cannot be trained on.
-    let mut unlabelled = case.clone();
-    unlabelled.labels = None;
-    let e = augment::augment(&unlabelled, crop, 1, 2, 0).unwrap_err();
-    assert!(e.to_string().contains("no segmentation"), "{e}");
-}
-
-#[test]
-fn recorded_draws_pin_the_generator_and_the_draw_order() {
-    // If rand_chacha's stream, the key layout or the draw order changed, runs would no longer
-    // reproduce earlier ones: these values were recorded from this implementation.
-    use rand_core::RngCore;
-    let mut rng = augment::rng_for(1, 2, 3);
-    assert_eq!([rng.next_u32(), rng.next_u32()], [0x5bf7_6fd4, 0x7777_754c]);
-    let mut rng = augment::rng_for(1, 2, 3);
-    let p = augment::draw_params(&mut rng, [140, 192, 192], augment::TRAIN_CROP, 4).unwrap();
-    assert_eq!(p.offset, [15, 29, 61]);
-    assert_eq!(p.flip, [true, false, true]);
-    assert_eq!(p.scale, vec![None, None, None, Some(0.9047753)]);
-    let mut rng = augment::rng_for(0, 0, 0);
-    let p = augment::draw_params(&mut rng, [140, 192, 192], augment::TRAIN_CROP, 4).unwrap();
-    assert_eq!(p.offset, [3, 9, 35]);
-    assert_eq!(p.flip, [true, true, false]);
-    assert_eq!(
-        p.scale,
-        vec![
-            Some(0.95107424),
-            Some(1.066385),
-            Some(1.0520463),
-            Some(0.9047817)
-        ]
-    );
-    assert_eq!(
-        augment::epoch_permutation(1, 0, 10),
-        [6, 5, 3, 4, 0, 2, 8, 1, 9, 7]
-    );
 }

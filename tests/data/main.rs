@@ -4,5 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod augment;
 mod brats;
 mod phantom;
+mod preprocess;

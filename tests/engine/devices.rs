@@ -1,8 +1,7 @@
 //! `--engine` (older spelling `--device`): the commands that compute give the same bytes on the
-//! fast CPU engine and on the emulated GPU device (protokd-gpu's CUDA C run on the host),
-//! `protokd verify` still reads `--device`, and `--engine cuda` without a driver is a clear
-//! error.
-//! (The same comparisons run on a real GPU with `tools/gpu/validate.sh`.)
+//! fast CPU engine and on the emulated GPU device (protokd-gpu's CUDA C run on the host).
+//! (The same comparisons run on a real GPU with `tools/gpu/validate.sh`; the spellings and
+//! refusals of the switch are in the `cli` target.)
 
 use crate::common::{protokd, s, workflow, TempDir};
 use std::path::Path;
@@ -104,22 +103,6 @@ fn audit_outputs_are_the_same_bytes_on_cpu_and_emulated() {
     }
 }
 
-/// `protokd verify --device emulated`, the older spelling of `--engines emulated`, is still
-/// read (the suite itself on the emulated device runs in `audit::verify`): here it reaches the
-/// search for the golden patches, which names where it looked.
-#[test]
-fn verify_reads_the_older_device_spelling() {
-    let dir = TempDir::new("devices-verify");
-    let missing = dir.join("no-golden");
-    let o = protokd(&["verify", "--device", "emulated", "--golden", s(&missing)]);
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{e}");
-    assert!(
-        e.contains("cannot find the golden patches") && e.contains("no-golden"),
-        "{e}"
-    );
-}
-
 /// Segmenting a case gives the same label and probability files on both devices.
 #[test]
 fn segment_writes_the_same_bytes_on_cpu_and_emulated() {
@@ -153,25 +136,4 @@ fn segment_writes_the_same_bytes_on_cpu_and_emulated() {
         files.push((read(&seg), read(&prob)));
     }
     assert_eq!(files[0], files[1]);
-}
-
-/// `--engines cuda` where no CUDA driver can be loaded: a clear error naming what was looked
-/// for, a non-zero exit, no panic, no fall-back. (Skipped where a driver is present.)
-#[test]
-fn cuda_without_a_driver_is_a_clear_error() {
-    if protokd_gpu::cuda::driver_present() {
-        eprintln!("skipped: a CUDA driver is present");
-        return;
-    }
-    let o = protokd(&["verify", "--engines", "cuda"]);
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{e}");
-    assert!(
-        e.contains("no CUDA driver found") && e.contains("libcuda.so.1"),
-        "{e}"
-    );
-    assert!(
-        !e.contains("panicked") && !e.contains("RUST_BACKTRACE"),
-        "{e}"
-    );
 }
