@@ -1,5 +1,6 @@
 //! `protokd bench`: the record it writes and its bad input.
 
+use crate::common::refusal::{refusal, refused};
 use crate::common::{protokd, s, TempDir};
 use serde_json::Value;
 
@@ -43,40 +44,23 @@ fn bench_writes_its_record_and_refuses_bad_input() {
     assert_eq!(r["median_s"].as_f64(), Some(sorted[1]));
     assert_eq!(r["min_s"].as_f64(), Some(sorted[0]));
     assert_eq!(r["max_s"].as_f64(), Some(sorted[2]));
-    for (args, needle) in [
-        (
-            vec!["bench", "--what", "step", "--shape", "1,1,16,16,16"],
-            "C = 4",
-        ),
-        (
-            vec!["bench", "--what", "forward", "--shape", "1,4,16,16,20"],
-            "multiples of 16",
-        ),
-        (
-            vec!["bench", "--what", "forward", "--shape", "1,4,16,16"],
-            "N,C,D,H,W",
-        ),
-        (
-            vec!["bench", "--what", "forward", "--engine", "cuda"],
-            "--engine cuda",
-        ),
-        (
-            vec![
-                "bench",
-                "--what",
-                "forward",
-                "--shape",
-                "1,4,16,16,16",
-                "--json",
-                s(&json),
-            ],
-            "--force",
-        ),
-    ] {
-        let o = protokd(&args);
-        let e = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && e.contains(needle), "{args:?}: {e}");
-    }
+    let json = s(&json);
+    // (what the case is, files prepared, arguments, exit status, words of the message)
+    #[rustfmt::skip]
+    let table = vec![
+        refusal("a step on one channel", vec![],
+            ["bench", "--what", "step", "--shape", "1,1,16,16,16"], 1, ["C = 4"]),
+        refusal("a size that is not a multiple of 16", vec![],
+            ["bench", "--what", "forward", "--shape", "1,4,16,16,20"], 1, ["multiples of 16"]),
+        refusal("a shape of four numbers", vec![],
+            ["bench", "--what", "forward", "--shape", "1,4,16,16"], 1, ["N,C,D,H,W"]),
+        refusal("--engine cuda", vec![],
+            ["bench", "--what", "forward", "--engine", "cuda"], 1, ["--engine cuda"]),
+        refusal("an existing record without --force", vec![],
+            ["bench", "--what", "forward", "--shape", "1,4,16,16,16", "--json", json], 1,
+            ["--force"]),
+    ];
+    refused(tmp.path(), table);
     // The fast CPU engine's record names the SIMD copy it ran.
     let fast = tmp.join("fast.json");
     let o = protokd(&[

@@ -1,6 +1,7 @@
 //! `protokd verify`: every available engine against the spec on the golden suite, and its
 //! bad input.
 
+use crate::common::refusal::{refusal, refused};
 use crate::common::{protokd, s, TempDir};
 use serde_json::Value;
 
@@ -62,26 +63,18 @@ fn verify_finds_every_engine_identical_to_the_spec() {
     assert!(r["reference"].as_str().unwrap().starts_with("spec"));
     // Refusals: an existing report without --force, the spec compared with itself, an
     // unknown engine, and the removed --kernels switch.
-    for (args, words) in [
-        (
-            vec!["verify", "--engines", "cpu", "--json", s(&report)],
-            vec!["--force"],
-        ),
-        (
-            vec!["verify", "--engines", "spec"],
-            vec!["--engines spec", "cpu, emulated or cuda"],
-        ),
-        (vec!["verify", "--engines", "cpu,turbo"], vec!["turbo"]),
-        (
-            vec!["verify", "--kernels"],
-            vec!["--kernels was replaced by --engine"],
-        ),
-    ] {
-        let o = protokd(&args);
-        let e = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "{args:?}");
-        for w in words {
-            assert!(e.contains(w), "{args:?}: `{w}` not in {e}");
-        }
-    }
+    let report = s(&report);
+    // (what the case is, files prepared, arguments, exit status, words of the message)
+    #[rustfmt::skip]
+    let table = vec![
+        refusal("an existing report without --force", vec![],
+            ["verify", "--engines", "cpu", "--json", report], 1, ["--force"]),
+        refusal("the spec compared with itself", vec![],
+            ["verify", "--engines", "spec"], 1, ["--engines spec", "cpu, emulated or cuda"]),
+        refusal("an unknown engine", vec![],
+            ["verify", "--engines", "cpu,turbo"], 2, ["turbo"]),
+        refusal("the removed --kernels switch", vec![],
+            ["verify", "--kernels"], 1, ["--kernels was replaced by --engine"]),
+    ];
+    refused(tmp.path(), table);
 }

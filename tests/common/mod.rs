@@ -3,8 +3,10 @@
 //! `#[path = "../common/mod.rs"] mod common;`.
 #![allow(dead_code)] // each test target uses its own subset
 
+pub mod refusal;
 pub mod workflow;
 
+use protokd::io::files::SIMULATE_WRITE_FAILURE;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -52,4 +54,34 @@ pub fn protokd(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("cannot run the protokd binary")
+}
+
+/// The names of the temporary files (names holding `.tmp`) in `dir`.
+pub fn temporary_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect()
+}
+
+/// Runs `command` with a write failure simulated on the files whose name holds `pattern`: it
+/// must fail with a message naming the simulated failure, without a panic, and leave no
+/// temporary file in `dir`.
+pub fn fails_midway(mut command: Command, pattern: &str, dir: &Path) {
+    let o = command
+        .env(SIMULATE_WRITE_FAILURE, pattern)
+        .output()
+        .expect("cannot run the protokd binary");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "a failure writing {pattern} went unnoticed"
+    );
+    assert!(e.contains("simulated failure"), "{e}");
+    assert!(
+        !e.contains("panicked") && !e.contains("RUST_BACKTRACE"),
+        "{e}"
+    );
+    assert_eq!(temporary_files(dir), Vec::<String>::new());
 }
