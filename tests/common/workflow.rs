@@ -1,6 +1,6 @@
-//! Helpers shared by the tests that segment and evaluate phantoms (`infer::segment`,
-//! `eval::evaluate`, `engine::devices`): tiny phantom cohorts, tiny seeded models, and the small
-//! window they run with.
+//! Helpers shared by the tests that segment, evaluate and train on phantoms (`infer::segment`,
+//! `eval::evaluate`, `engine::devices`, `train::run`): tiny phantom cohorts, tiny seeded models,
+//! and the small window they run with.
 
 use super::{protokd, s};
 use protokd::io::checkpoint;
@@ -63,8 +63,13 @@ pub fn state(in_channels: usize, n_filters: usize, seed: u64) -> VNetState {
 
 /// Saves a seeded n_filters-4 model taking `modalities` (protokd checkpoint with metadata).
 pub fn model(path: &Path, modalities: &str, seed: u64) -> VNetState {
+    model_with(path, modalities, 4, seed)
+}
+
+/// Saves a seeded model with `n_filters` taking `modalities` (protokd checkpoint with metadata).
+pub fn model_with(path: &Path, modalities: &str, n_filters: usize, seed: u64) -> VNetState {
     let m = Modalities::parse(modalities).unwrap();
-    let st = state(m.channels().len(), 4, seed);
+    let st = state(m.channels().len(), n_filters, seed);
     checkpoint::save(path, &st, &m).unwrap();
     st
 }

@@ -3,7 +3,7 @@
 //! releases. Small volumes written with `protokd::io::nifti::write_image` into the system's
 //! temporary folder; the helpers that write them serve the `preprocess` tests too.
 
-use crate::common::TempDir;
+use crate::common::{assert_holds, TempDir};
 use nalgebra::Matrix4;
 use protokd::data::brats::{self, Case, Dataset, Release};
 use protokd::io::nifti::{write_image, OutDtype};
@@ -86,6 +86,31 @@ struct CaseSpec<'a> {
     seg: bool,
 }
 
+impl<'a> CaseSpec<'a> {
+    /// Case `id` of `release`: `.nii.gz` files, the segmentation among them.
+    fn new(id: &'a str, release: Release) -> Self {
+        CaseSpec {
+            id,
+            release,
+            ext: ".nii.gz",
+            seg: true,
+        }
+    }
+
+    /// The same case as `.nii` files.
+    fn nii(self) -> Self {
+        CaseSpec {
+            ext: ".nii",
+            ..self
+        }
+    }
+
+    /// The same case without its segmentation (a case to segment).
+    fn without_seg(self) -> Self {
+        CaseSpec { seg: false, ..self }
+    }
+}
+
 /// Writes one case folder; returns its folder.
 fn write_case(root: &Path, spec: &CaseSpec) -> PathBuf {
     let dir = root.join(spec.id);
@@ -111,15 +136,7 @@ fn write_case(root: &Path, spec: &CaseSpec) -> PathBuf {
 pub(crate) fn simple_dataset(name: &str, release: Release) -> (TempDir, Dataset) {
     let tmp = TempDir::new(name);
     let root = tmp.path().to_path_buf();
-    write_case(
-        &root,
-        &CaseSpec {
-            id: "case_a",
-            release,
-            ext: ".nii.gz",
-            seg: true,
-        },
-    );
+    write_case(&root, &CaseSpec::new("case_a", release));
     let ds = brats::discover(&root).unwrap();
     (tmp, ds)
 }
@@ -138,34 +155,10 @@ fn discovers_brats2018_naming_with_groups_hidden_entries_and_optional_seg() {
     let hgg = root.join("HGG");
     let lgg = root.join("LGG");
     let r = Release::Brats2018;
-    write_case(
-        &hgg,
-        &CaseSpec {
-            id: "Brats18_TCIA01_1_1",
-            release: r,
-            ext: ".nii.gz",
-            seg: true,
-        },
-    );
-    write_case(
-        &lgg,
-        &CaseSpec {
-            id: "Brats18_CBICA_AAA_1",
-            release: r,
-            ext: ".nii",
-            seg: true,
-        },
-    );
+    write_case(&hgg, &CaseSpec::new("Brats18_TCIA01_1_1", r));
+    write_case(&lgg, &CaseSpec::new("Brats18_CBICA_AAA_1", r).nii());
     // A case at the top level, without segmentation (inference).
-    write_case(
-        &root,
-        &CaseSpec {
-            id: "Brats18_2013_2_1",
-            release: r,
-            ext: ".nii.gz",
-            seg: false,
-        },
-    );
+    write_case(&root, &CaseSpec::new("Brats18_2013_2_1", r).without_seg());
     // Ignored: hidden folders, top-level files, extra files in a case folder.
     fs::create_dir_all(root.join(".cache/junk")).unwrap();
     fs::write(root.join("name_mapping.csv"), "a,b\n").unwrap();
@@ -217,15 +210,7 @@ fn discovers_brats2023_naming() {
     let tmp = TempDir::new("discover2023");
     let root = tmp.path().to_path_buf();
     for id in ["BraTS-GLI-00002-000", "BraTS-GLI-00000-000"] {
-        write_case(
-            &root,
-            &CaseSpec {
-                id,
-                release: Release::Brats2023,
-                ext: ".nii.gz",
-                seg: true,
-            },
-        );
+        write_case(&root, &CaseSpec::new(id, Release::Brats2023));
     }
     let ds = brats::discover(&root).unwrap();
     assert_eq!(ds.release, Release::Brats2023);
@@ -255,65 +240,36 @@ fn mixed_dataset_is_refused_naming_two_cases() {
     let root = tmp.path().to_path_buf();
     write_case(
         &root,
-        &CaseSpec {
-            id: "old_case",
-            release: Release::Brats2018,
-            ext: ".nii.gz",
-            seg: false,
-        },
+        &CaseSpec::new("old_case", Release::Brats2018).without_seg(),
     );
     write_case(
         &root,
-        &CaseSpec {
-            id: "new_case",
-            release: Release::Brats2023,
-            ext: ".nii.gz",
-            seg: false,
-        },
+        &CaseSpec::new("new_case", Release::Brats2023).without_seg(),
     );
     let e = err_text(brats::discover(&root));
-    assert!(
-        e.contains("mixes namings") && e.contains("old_case") && e.contains("new_case"),
-        "{e}"
-    );
+    assert_holds(&e, &["mixes namings", "old_case", "new_case"]);
 
     // Both namings inside one case folder.
     let tmp = TempDir::new("mixed_in_case");
     let root = tmp.path().to_path_buf();
     let dir = write_case(
         &root,
-        &CaseSpec {
-            id: "c1",
-            release: Release::Brats2018,
-            ext: ".nii.gz",
-            seg: false,
-        },
+        &CaseSpec::new("c1", Release::Brats2018).without_seg(),
     );
     fs::copy(dir.join("c1_t1.nii.gz"), dir.join("c1-t1n.nii.gz")).unwrap();
     let e = err_text(brats::discover(&root));
-    assert!(
-        e.contains("both namings") && e.contains("c1_t1.nii.gz") && e.contains("c1-t1n.nii.gz"),
-        "{e}"
-    );
+    assert_holds(&e, &["both namings", "c1_t1.nii.gz", "c1-t1n.nii.gz"]);
 
     // Both `.nii` and `.nii.gz` of one file.
     let tmp = TempDir::new("both_ext");
     let root = tmp.path().to_path_buf();
     let dir = write_case(
         &root,
-        &CaseSpec {
-            id: "c2",
-            release: Release::Brats2018,
-            ext: ".nii.gz",
-            seg: false,
-        },
+        &CaseSpec::new("c2", Release::Brats2018).without_seg(),
     );
     fs::write(dir.join("c2_flair.nii"), b"x").unwrap();
     let e = err_text(brats::discover(&root));
-    assert!(
-        e.contains("c2_flair.nii.gz") && e.contains("c2_flair.nii"),
-        "{e}"
-    );
+    assert_holds(&e, &["c2_flair.nii.gz", "c2_flair.nii"]);
 }
 
 #[test]
@@ -324,21 +280,10 @@ fn missing_modality_is_refused_naming_the_case_and_file() {
     ] {
         let tmp = TempDir::new(&format!("missing_{}", release.short_name()));
         let root = tmp.path().to_path_buf();
-        let dir = write_case(
-            &root,
-            &CaseSpec {
-                id: "caseM",
-                release,
-                ext: ".nii.gz",
-                seg: true,
-            },
-        );
+        let dir = write_case(&root, &CaseSpec::new("caseM", release));
         fs::remove_file(dir.join(format!("caseM{removed}.nii.gz"))).unwrap();
         let e = err_text(brats::discover(&root));
-        assert!(
-            e.contains("case caseM") && e.contains("missing modality") && e.contains(want),
-            "{e}"
-        );
+        assert_holds(&e, &["case caseM", "missing modality", want]);
     }
 }
 
@@ -346,24 +291,11 @@ fn missing_modality_is_refused_naming_the_case_and_file() {
 fn folders_without_brats_files_and_empty_datasets_are_errors() {
     let tmp = TempDir::new("not_a_case");
     let root = tmp.path().to_path_buf();
-    write_case(
-        &root,
-        &CaseSpec {
-            id: "good",
-            release: Release::Brats2018,
-            ext: ".nii.gz",
-            seg: true,
-        },
-    );
+    write_case(&root, &CaseSpec::new("good", Release::Brats2018));
     fs::create_dir_all(root.join("stray")).unwrap();
     fs::write(root.join("stray").join("image.nii.gz"), b"x").unwrap();
     let e = err_text(brats::discover(&root));
-    assert!(
-        e.contains("stray")
-            && e.contains("not a BraTS case folder")
-            && e.contains("stray_t1.nii.gz"),
-        "{e}"
-    );
+    assert_holds(&e, &["stray", "not a BraTS case folder", "stray_t1.nii.gz"]);
 
     let tmp = TempDir::new("empty");
 
@@ -407,15 +339,7 @@ fn selecting_cases_by_list() {
     let tmp = TempDir::new("select");
     let root = tmp.path().to_path_buf();
     for id in ["c1", "c2", "c3"] {
-        write_case(
-            &root,
-            &CaseSpec {
-                id,
-                release: Release::Brats2018,
-                ext: ".nii.gz",
-                seg: false,
-            },
-        );
+        write_case(&root, &CaseSpec::new(id, Release::Brats2018).without_seg());
     }
     let ds = brats::discover(&root).unwrap();
     let lists_tmp = TempDir::new("select_lists");
@@ -430,12 +354,12 @@ fn selecting_cases_by_list() {
     let bad = lists.join("bad.txt");
     fs::write(&bad, "c1\nc9\n").unwrap();
     let e = err_text(ds.select_list(&bad));
-    assert!(e.contains("`c9`") && e.contains("bad.txt"), "{e}");
+    assert_holds(&e, &["`c9`", "bad.txt"]);
 
     let dup = lists.join("dup.txt");
     fs::write(&dup, "c1\nc2\nc1\n").unwrap();
     let e = err_text(ds.select_list(&dup));
-    assert!(e.contains("listed twice") && e.contains("dup.txt"), "{e}");
+    assert_holds(&e, &["listed twice", "dup.txt"]);
 
     let e = err_text(ds.select_list(&lists.join("absent.txt")));
     assert!(e.contains("absent.txt"), "{e}");
@@ -472,15 +396,7 @@ fn case_with(
 ) -> (Case, String, TempDir) {
     let tmp = TempDir::new(name);
     let root = tmp.path().to_path_buf();
-    let dir = write_case(
-        &root,
-        &CaseSpec {
-            id: "bad",
-            release: Release::Brats2018,
-            ext: ".nii.gz",
-            seg: true,
-        },
-    );
+    let dir = write_case(&root, &CaseSpec::new("bad", Release::Brats2018));
     let file = format!("bad{suffix}.nii.gz");
     write_image(&dir.join(&file), volume, g, dtype).unwrap();
     let ds = brats::discover(&root).unwrap();
@@ -499,18 +415,15 @@ fn modalities_of_different_shape_are_refused() {
     let small = vol([8, 8, 7], |_, _, _| 1.0);
     let (case, file, _tmp) = case_with("bad_shape", "_t2", &small, &g, OutDtype::F32);
     let e = load_err(&case);
-    assert!(
-        e.contains(&file)
-            && e.contains("bad_t1.nii.gz")
-            && e.contains("[8, 8, 7]")
-            && e.contains("same shape"),
-        "{e}"
+    assert_holds(
+        &e,
+        &[file.as_str(), "bad_t1.nii.gz", "[8, 8, 7]", "same shape"],
     );
     // The seg too.
     let seg = vol([7, 8, 8], |_, _, _| 0.0);
     let (case, file, _tmp) = case_with("bad_seg_shape", "_seg", &seg, &g, OutDtype::U8);
     let e = load_err(&case);
-    assert!(e.contains(&file) && e.contains("[7, 8, 8]"), "{e}");
+    assert_holds(&e, &[file.as_str(), "[7, 8, 8]"]);
 }
 
 #[test]
@@ -524,12 +437,14 @@ fn modalities_with_different_affines_are_refused() {
         OutDtype::F32,
     );
     let e = load_err(&case);
-    assert!(
-        e.contains(&file)
-            && e.contains("bad_t1.nii.gz")
-            && e.contains("affine")
-            && e.contains("element (1, 3) is 7.5 vs 7"),
-        "{e}"
+    assert_holds(
+        &e,
+        &[
+            file.as_str(),
+            "bad_t1.nii.gz",
+            "affine",
+            "element (1, 3) is 7.5 vs 7",
+        ],
     );
     // A difference below the tolerance is accepted.
     let close = geometry(8, 2e-5);
@@ -553,36 +468,22 @@ fn label_values_outside_the_release_set_are_refused() {
     );
     let (case, file, _tmp) = case_with("bad_label", "_seg", &seg, &g, OutDtype::U8);
     let e = load_err(&case);
-    assert!(
-        e.contains(&file)
-            && e.contains("label value 3")
-            && e.contains("(2, 3, 4)")
-            && e.contains("[0, 1, 2, 4]"),
-        "{e}"
+    assert_holds(
+        &e,
+        &[file.as_str(), "label value 3", "(2, 3, 4)", "[0, 1, 2, 4]"],
     );
     // A non-integer label.
     let seg = vol(DIMS, |z, _, _| if z == 5 { 2.5 } else { 0.0 });
     let (case, file, _tmp) = case_with("bad_label_frac", "_seg", &seg, &g, OutDtype::F32);
     let e = load_err(&case);
-    assert!(
-        e.contains(&file)
-            && e.contains("label value 2.5")
-            && e.contains("(5, 0, 0)")
-            && e.contains("64 voxel"),
-        "{e}"
+    assert_holds(
+        &e,
+        &[file.as_str(), "label value 2.5", "(5, 0, 0)", "64 voxel"],
     );
     // 4 in a 2023 case.
     let tmp = TempDir::new("bad_label_2023");
     let root = tmp.path().to_path_buf();
-    let dir = write_case(
-        &root,
-        &CaseSpec {
-            id: "n",
-            release: Release::Brats2023,
-            ext: ".nii.gz",
-            seg: true,
-        },
-    );
+    let dir = write_case(&root, &CaseSpec::new("n", Release::Brats2023));
     let seg = vol(
         DIMS,
         |z, y, x| if (z, y, x) == (7, 7, 7) { 4.0 } else { 0.0 },
@@ -590,10 +491,7 @@ fn label_values_outside_the_release_set_are_refused() {
     write_image(&dir.join("n-seg.nii.gz"), &seg, &g, OutDtype::U8).unwrap();
     let case = brats::discover(&root).unwrap().cases[0].clone();
     let e = load_err(&case);
-    assert!(
-        e.contains("n-seg.nii.gz") && e.contains("label value 4") && e.contains("(7, 7, 7)"),
-        "{e}"
-    );
+    assert_holds(&e, &["n-seg.nii.gz", "label value 4", "(7, 7, 7)"]);
 }
 
 #[test]
@@ -604,10 +502,7 @@ fn nan_in_an_image_is_refused() {
     v.data[i] = f32::NAN;
     let (case, file, _tmp) = case_with("bad_nan", "_t1ce", &v, &g, OutDtype::F32);
     let e = load_err(&case);
-    assert!(
-        e.contains(&file) && e.contains("NaN") && e.contains("(3, 4, 5)"),
-        "{e}"
-    );
+    assert_holds(&e, &[file.as_str(), "NaN", "(3, 4, 5)"]);
 }
 
 #[test]
@@ -616,24 +511,16 @@ fn an_image_with_no_voxel_above_zero_is_refused() {
     let v = vol(DIMS, |z, _, _| -(z as f32));
     let (case, file, _tmp) = case_with("bad_nonpositive", "_t2", &v, &g, OutDtype::F32);
     let e = load_err(&case);
-    assert!(e.contains(&file) && e.contains("no voxel above 0"), "{e}");
+    assert_holds(&e, &[file.as_str(), "no voxel above 0"]);
 }
 
 #[test]
 fn an_unreadable_modality_is_an_error_naming_it() {
     let tmp = TempDir::new("bad_file");
     let root = tmp.path().to_path_buf();
-    let dir = write_case(
-        &root,
-        &CaseSpec {
-            id: "bad",
-            release: Release::Brats2018,
-            ext: ".nii.gz",
-            seg: true,
-        },
-    );
+    let dir = write_case(&root, &CaseSpec::new("bad", Release::Brats2018));
     fs::write(dir.join("bad_t2.nii.gz"), b"this is not a NIfTI file").unwrap();
     let case = brats::discover(&root).unwrap().cases[0].clone();
     let e = load_err(&case);
-    assert!(e.contains("case bad") && e.contains("bad_t2.nii.gz"), "{e}");
+    assert_holds(&e, &["case bad", "bad_t2.nii.gz"]);
 }

@@ -2,6 +2,7 @@
 //! brain and cropped; z-score statistics against a direct f64 computation; the BraTS crop box.
 
 use super::brats::{err_text, geometry, modality, raw_seg, simple_dataset, vol, DIMS};
+use crate::common::assert_holds;
 use protokd::data::brats::{self, Release};
 use protokd::data::preprocess::{self, CropBox, ZscoreStats, BRATS_CROP};
 use protokd::volume::Volume;
@@ -53,11 +54,13 @@ fn load_and_preprocess_a_case_from_files() {
 
         // The method page's crop needs a 155 x 240 x 240 volume (at least 145 x 216 x 216).
         let e = err_text(preprocess::preprocess(&loaded));
-        assert!(
-            e.contains("case case_a")
-                && e.contains("smaller than the crop box")
-                && e.contains("z 5..145, y 24..216, x 24..216"),
-            "{e}"
+        assert_holds(
+            &e,
+            &[
+                "case case_a",
+                "smaller than the crop box",
+                "z 5..145, y 24..216, x 24..216",
+            ],
         );
     }
 }

@@ -3,18 +3,9 @@
 //! (The same comparisons run on a real GPU with `tools/gpu/validate.sh`; the spellings and
 //! refusals of the switch are in the `cli` target.)
 
-use crate::common::{protokd, s, workflow, TempDir};
+use crate::common::workflow::{self, ok};
+use crate::common::{s, TempDir};
 use std::path::Path;
-
-fn run_ok(args: &[&str]) -> String {
-    let o = protokd(args);
-    assert!(
-        o.status.success(),
-        "protokd {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -61,7 +52,7 @@ fn audit_outputs_are_the_same_bytes_on_cpu_and_emulated() {
             if mode == "protokd" {
                 args.extend(["--teacher", s(&tea)]);
             }
-            let stdout = run_ok(&args);
+            let stdout = ok(&args);
             outs.push((stdout, read(&out)));
         }
         assert!(hashes(&outs[0].0).len() > 100, "{}", outs[0].0);
@@ -91,7 +82,7 @@ fn audit_outputs_are_the_same_bytes_on_cpu_and_emulated() {
             if train {
                 args.push("--train");
             }
-            outs.push((run_ok(&args), read(&out)));
+            outs.push((ok(&args), read(&out)));
         }
         assert_eq!(hashes(&outs[0].0).len(), 2, "{}", outs[0].0);
         assert_eq!(
@@ -132,7 +123,7 @@ fn segment_writes_the_same_bytes_on_cpu_and_emulated() {
             device,
         ];
         args.extend(workflow::WINDOW);
-        run_ok(&args);
+        ok(&args);
         files.push((read(&seg), read(&prob)));
     }
     assert_eq!(files[0], files[1]);

@@ -298,13 +298,7 @@ fn full_size_case_timing() {
     let data = tmp.join("data");
     let ids = phantoms(&data, 1, "2018", "240,240,155");
     let m = tmp.join("t1ce16.safetensors");
-    let st = workflow::state(1, 16, 5);
-    protokd::io::checkpoint::save(
-        &m,
-        &st,
-        &protokd::modality::Modalities::parse("t1ce").unwrap(),
-    )
-    .unwrap();
+    workflow::model_with(&m, "t1ce", 16, 5);
     let seg = tmp.join("seg.nii.gz");
     let t0 = std::time::Instant::now();
     let o = protokd(&[

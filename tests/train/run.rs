@@ -4,8 +4,8 @@
 //! n_filters 4, 16^3 patches.
 
 use crate::common::refusal::{file, refusal, refused};
+use crate::common::workflow;
 use crate::common::{fails_midway, protokd, protokd_command, s, TempDir};
-use protokd_reference::state::{VNetConfig, VNetState};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -320,20 +320,7 @@ fn bad_input_is_refused_and_leaves_files_intact() {
     let run = dir.join("s");
     // A one-channel model to give as teacher.
     let one = dir.join("one.safetensors");
-    let state = VNetState::init(
-        VNetConfig {
-            in_channels: 1,
-            n_classes: 4,
-            n_filters: 4,
-        },
-        1,
-    );
-    protokd::io::checkpoint::save(
-        &one,
-        &state,
-        &protokd::modality::Modalities::parse("t1").unwrap(),
-    )
-    .unwrap();
+    workflow::model(&one, "t1", 1);
     let empty = dir.join("empty");
     std::fs::create_dir(&empty).unwrap();
     // An existing run folder, stopped after one step.
