@@ -4,6 +4,7 @@
 //! output folder. The default plan's timing is in the README (a real run's output).
 
 mod common;
+use common::refusal::{refusal, refused};
 use common::{protokd, s, TempDir};
 use protokd::demo::{run, DemoOptions, Plan};
 use protokd::engine::EngineKind;
@@ -98,12 +99,15 @@ fn demo_runs_every_stage_and_agrees_with_evaluate() {
 
     // An existing output folder is refused without --force, and left as it was.
     let before = std::fs::read(out.join("results.json")).unwrap();
-    let again = protokd(&["demo", "--out", s(&out)]);
-    assert!(!again.status.success());
-    let err = String::from_utf8_lossy(&again.stderr);
-    assert!(
-        err.contains("already exists") && err.contains("--force"),
-        "{err}"
+    refused(
+        &out,
+        vec![refusal(
+            "an existing output folder without --force",
+            vec![],
+            ["demo", "--out", s(&out)],
+            1,
+            ["already exists", "--force"],
+        )],
     );
     assert_eq!(std::fs::read(out.join("results.json")).unwrap(), before);
 }

@@ -1,7 +1,20 @@
 //! Helpers shared by the integration tests that run the `protokd` binary or need scratch
-//! folders.
-#![allow(dead_code)] // each test file uses its own subset
+//! folders. Each test target (`tests/<stage>/main.rs`) includes this folder with
+//! `#[path = "../common/mod.rs"] mod common;`.
+//!
+//! The tests of one target run as threads of one process, so none changes process-wide state:
+//! an environment variable a run needs is set on its child process (`Command::env`, as
+//! [`fails_midway`] and `refusal::Refusal::env` do), thread counts come from local rayon pools
+//! (`ThreadPoolBuilder::build`, never `build_global`) or the binary's `--threads`, and the
+//! current directory is only ever set on a child (`Command::current_dir`).
+#![allow(dead_code)] // each test target uses its own subset
 
+pub mod refusal;
+pub mod workflow;
+
+use protokd::io::files::SIMULATE_WRITE_FAILURE;
+use protokd_reference::step::Losses;
+use protokd_reference::Tensor;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -35,11 +48,83 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
 }
 
-/// Runs the `protokd` binary with `args` (without `RUST_BACKTRACE`, as a user runs it).
+/// The `protokd` binary as a user runs it: without `RUST_BACKTRACE`, and without
+/// `PROTOKD_KERNELS` (which earlier versions read and this one refuses).
+pub fn protokd_command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_protokd"));
+    c.env_remove("RUST_BACKTRACE").env_remove("PROTOKD_KERNELS");
+    c
+}
+
+/// Runs the `protokd` binary with `args` (see [`protokd_command`]).
 pub fn protokd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_protokd"))
+    protokd_command()
         .args(args)
-        .env_remove("RUST_BACKTRACE")
         .output()
         .expect("cannot run the protokd binary")
+}
+
+/// The names of the temporary files (names holding `.tmp`) in `dir`.
+pub fn temporary_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect()
+}
+
+/// Runs `command` with a write failure simulated on the files whose name holds `pattern`: it
+/// must fail with a message naming the simulated failure, without a panic, and leave no
+/// temporary file in `dir`.
+pub fn fails_midway(mut command: Command, pattern: &str, dir: &Path) {
+    let o = command
+        .env(SIMULATE_WRITE_FAILURE, pattern)
+        .output()
+        .expect("cannot run the protokd binary");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "a failure writing {pattern} went unnoticed"
+    );
+    assert!(e.contains("simulated failure"), "{e}");
+    assert!(
+        !e.contains("panicked") && !e.contains("RUST_BACKTRACE"),
+        "{e}"
+    );
+    assert_eq!(temporary_files(dir), Vec::<String>::new());
+}
+
+/// `|a - b| / |b|` in f64, the norm-wise relative error of `a` against `b` (absolute when `b` is
+/// all zero).
+pub fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape, b.shape, "shapes differ");
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (x, y) in a.data.iter().zip(&b.data) {
+        num += (*x as f64 - *y as f64).powi(2);
+        den += (*y as f64).powi(2);
+    }
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+/// The six losses of a step by name, in the order the records of a step list them.
+pub fn named_losses(l: &Losses) -> [(&'static str, f32); 6] {
+    [
+        ("total", l.total),
+        ("seg", l.seg),
+        ("dice", l.dice),
+        ("ce", l.ce),
+        ("kd", l.kd),
+        ("proto", l.proto),
+    ]
+}
+
+/// Asserts that `message` holds every one of `words`.
+pub fn assert_holds(message: &str, words: &[&str]) {
+    for w in words {
+        assert!(message.contains(w), "`{w}` not in: {message}");
+    }
 }

@@ -19,6 +19,7 @@
 //! `max(bound, WIDEN * that error)` (see [`Conditioning::bound`]). Run with `--nocapture` to
 //! see, per group, how many tensors needed the wider bound and the worst error.
 
+use crate::common::{named_losses, rel_err};
 use protokd::audit::replay::read_labels;
 use protokd::io::checkpoint::read_state;
 use protokd::io::tensorfile::TensorFile;
@@ -45,21 +46,6 @@ fn fixture(name: &str) -> TensorFile {
         .join("tests/fixtures/parity")
         .join(name);
     TensorFile::open(&p).unwrap()
-}
-
-/// `|a - b| / |b|` in f64 (absolute when `b` is all zero).
-fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.shape, b.shape, "shapes differ");
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for (x, y) in a.data.iter().zip(&b.data) {
-        num += (*x as f64 - *y as f64).powi(2);
-        den += (*y as f64).powi(2);
-    }
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
 }
 
 /// PyTorch's own float32 error for each computed tensor of a fixture, `||t32 - t64|| / ||t64||`
@@ -341,15 +327,7 @@ fn parity(name: &str, strict: bool) {
         &cfg,
     )
     .unwrap();
-    let l = r.losses;
-    for (n, v) in [
-        ("total", l.total),
-        ("seg", l.seg),
-        ("dice", l.dice),
-        ("ce", l.ce),
-        ("kd", l.kd),
-        ("proto", l.proto),
-    ] {
+    for (n, v) in named_losses(&r.losses) {
         loss.scalar(
             &format!("step.loss.{n}"),
             v,

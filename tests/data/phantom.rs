@@ -3,8 +3,8 @@
 //! background, the contrasts' relative intensities and the command's bad input. Small grids
 //! (48 x 48 x 32) keep them fast; the anatomy is the MNI152 templates in `data/mni152`.
 
-mod common;
-use common::{protokd, s, TempDir};
+use crate::common::refusal::{file, refusal, refused};
+use crate::common::{protokd, s, TempDir};
 use protokd::data::phantom::{
     self, anatomy, generate_case, Case, PhantomConfig, Release, Templates, TumourKind,
 };
@@ -466,80 +466,47 @@ fn command_writes_the_cases_with_the_default_templates() {
     assert_eq!(files.len(), 10, "{:?}", files.keys().collect::<Vec<_>>());
 }
 
-/// Asserts a failure with one clear `error:` line containing `want` and no panic.
-fn fails(args: &[&str], want: &str) {
-    let o = protokd(args);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "protokd {args:?} succeeded");
-    assert!(
-        stderr.starts_with("error:") && stderr.contains(want),
-        "protokd {args:?}: expected an error about `{want}`, got: {stderr}"
-    );
-    assert!(
-        !stderr.contains("internal error") && !stderr.contains("panicked"),
-        "{stderr}"
-    );
-}
-
 #[test]
 fn bad_arguments_are_clear_errors() {
     let t = TempDir::new("bad");
     let out = t.join("out");
     let tdir = templates_dir();
-    let base = |extra: &[&'static str]| -> Vec<String> {
-        let mut v: Vec<String> = ["phantom", "--out", s(&out), "--seed", "1"]
+    let (missing, partial) = (t.join("no-such-templates"), t.join("partial"));
+    // `phantom --out <out> --seed 1 EXTRA... --templates T`.
+    let args = |extra: &[&str], templates: &Path| -> Vec<String> {
+        ["phantom", "--out", s(&out), "--seed", "1"]
             .iter()
-            .map(|x| x.to_string())
-            .collect();
-        v.extend(extra.iter().map(|x| x.to_string()));
-        v
+            .chain(extra)
+            .chain(&["--templates", s(templates)])
+            .map(|a| a.to_string())
+            .collect()
     };
-    let run = |v: Vec<String>, want: &str| {
-        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
-        fails(&refs, want);
-    };
-    let with_templates = |mut v: Vec<String>| {
-        v.push("--templates".into());
-        v.push(s(&tdir).into());
-        v
-    };
-    run(
-        with_templates(base(&["--cases", "1", "--size", "10,10"])),
-        "--size `10,10`",
-    );
-    run(
-        with_templates(base(&["--cases", "1", "--size", "48,48,x"])),
-        "--size",
-    );
-    run(
-        with_templates(base(&["--cases", "1", "--size", "48,48,4"])),
-        "Z = 4 is out of range",
-    );
-    run(
-        with_templates(base(&["--cases", "0", "--size", SIZE_ARG])),
-        "--cases must be at least 1",
-    );
-    run(
-        with_templates(base(&["--cases", "1", "--release", "2017"])),
-        "unknown BraTS release `2017`",
-    );
-    let missing = t.join("no-such-templates");
-    let mut v = base(&["--cases", "1", "--size", SIZE_ARG]);
-    v.push("--templates".into());
-    v.push(s(&missing).into());
-    run(v, "no-such-templates: not found");
     // A templates folder with a file missing.
-    let partial = t.join("partial");
-    std::fs::create_dir_all(&partial).unwrap();
-    std::fs::copy(
-        tdir.join(phantom::TEMPLATE_FILES[0]),
-        partial.join(phantom::TEMPLATE_FILES[0]),
-    )
-    .unwrap();
-    let mut v = base(&["--cases", "1", "--size", SIZE_ARG]);
-    v.push("--templates".into());
-    v.push(s(&partial).into());
-    run(v, &format!("missing {}", phantom::TEMPLATE_FILES[1]));
+    let first = phantom::TEMPLATE_FILES[0];
+    let partial_files = vec![file(
+        &partial.join(first),
+        std::fs::read(tdir.join(first)).unwrap(),
+    )];
+    let size = |s: &'static str| ["--cases", "1", "--size", s];
+    // (what the case is, files prepared, arguments, exit status, words of the message)
+    #[rustfmt::skip]
+    let table = vec![
+        refusal("a size of two numbers", vec![], args(&size("10,10"), &tdir), 1,
+            ["--size `10,10`"]),
+        refusal("a size that is not a number", vec![], args(&size("48,48,x"), &tdir), 1,
+            ["--size"]),
+        refusal("a size out of range", vec![], args(&size("48,48,4"), &tdir), 1,
+            ["Z = 4 is out of range"]),
+        refusal("no case", vec![], args(&["--cases", "0", "--size", SIZE_ARG], &tdir), 1,
+            ["--cases must be at least 1"]),
+        refusal("an unknown release", vec![], args(&["--cases", "1", "--release", "2017"], &tdir),
+            1, ["unknown BraTS release `2017`"]),
+        refusal("no templates folder", vec![], args(&size(SIZE_ARG), &missing), 1,
+            ["no-such-templates: not found"]),
+        refusal("a template file missing", partial_files, args(&size(SIZE_ARG), &partial), 1,
+            [format!("missing {}", phantom::TEMPLATE_FILES[1])]),
+    ];
+    refused(t.path(), table);
     // Nothing was written by the failed runs.
     assert!(!out.join("Phantom_1_000").exists());
 }
@@ -571,7 +538,7 @@ fn geometry_is_brats_like() {
     assert!(phantom::parse_size("1,2,3,4").is_err());
 }
 
-/// Over many seeds (slow: `cargo test --release --test phantom -- --ignored --nocapture`):
+/// Over many seeds (slow: `cargo test --release --test data -- --ignored many_seeds --nocapture`):
 /// every case places its tumour, typical tumours have all three labels, and the contrasts keep
 /// their order. Prints per-case statistics.
 #[test]

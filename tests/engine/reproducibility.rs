@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 /// SHA-256 over every output of the example step, in a fixed order: the six losses, every
 /// gradient, every entry of the updated student state (f32 little-endian bytes; counts as i64).
-/// Recorded from `cargo test --release --test reproducibility` on x86-64 (AVX-512 machine).
+/// Recorded from `cargo test --release --test engine reproducibility` on x86-64 (AVX-512 machine).
 const STEP_HASH: &str = "ff2ca2debb8c7eae975a3c127deac22d398c0c3494ac5e3ace25d32ce1bbf13b";
 
 fn examples() -> PathBuf {
@@ -106,116 +106,6 @@ fn protokd_step_is_identical_on_every_engine_and_thread_count_and_matches_the_re
         );
     }
 }
-
-/// `--engine spec`, `--engine cpu`, the older `--device cpu`, `--simd portable` and the default
-/// write byte-identical step files; the removed `--kernels` switch and `PROTOKD_KERNELS` are
-/// clear errors that give the new spelling, and so are an unknown engine, an unknown SIMD copy
-/// and `--simd` with an engine other than cpu.
-#[test]
-fn engine_switch_of_the_cli() {
-    let dir = examples();
-    let tmp = tempfile::tempdir().unwrap();
-    let run = |name: &str, flags: &[&str], env: Option<&str>| -> std::process::Output {
-        let out = tmp.path().join(name);
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_protokd"));
-        c.args(["audit", "step", "--student"])
-            .arg(dir.join("student.safetensors"))
-            .arg("--teacher")
-            .arg(dir.join("teacher.safetensors"))
-            .arg("--batch")
-            .arg(dir.join("batch.safetensors"))
-            .arg("--out")
-            .arg(&out)
-            .args(flags)
-            .env_remove("PROTOKD_KERNELS");
-        if let Some(v) = env {
-            c.env("PROTOKD_KERNELS", v);
-        }
-        c.output().unwrap()
-    };
-    let read = |name: &str| std::fs::read(tmp.path().join(name)).unwrap();
-    for (name, flags) in [
-        ("default.safetensors", &[][..]),
-        ("spec.safetensors", &["--engine", "spec"][..]),
-        ("cpu.safetensors", &["--engine", "cpu"][..]),
-        ("device.safetensors", &["--device", "cpu"][..]),
-        ("portable.safetensors", &["--simd", "portable"][..]),
-    ] {
-        let o = run(name, flags, None);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        assert_eq!(read(name), read("default.safetensors"), "{name}");
-    }
-    // (flags, PROTOKD_KERNELS, exit status, words the message must hold): clap refuses an
-    // unknown value with 2, protokd its own refusals with 1.
-    let failures: [Refusal; 7] = [
-        (
-            &["--kernels", "spec"],
-            None,
-            1,
-            &["--kernels spec was replaced by --engine", "--engine spec"],
-        ),
-        (
-            &["--kernels"],
-            None,
-            1,
-            &["--kernels was replaced by --engine"],
-        ),
-        (
-            &[],
-            Some("spec"),
-            1,
-            &[
-                "PROTOKD_KERNELS (= `spec`) is no longer read",
-                "--engine cpu",
-            ],
-        ),
-        (
-            &["--engine", "turbo"],
-            None,
-            2,
-            &["turbo", "spec, cpu, cuda, emulated"],
-        ),
-        (
-            &["--simd", "turbo"],
-            None,
-            1,
-            &["--simd turbo: unknown SIMD copy", "portable"],
-        ),
-        (
-            &["--engine", "spec", "--simd", "portable"],
-            None,
-            1,
-            &["--engine cpu", "not of --engine spec"],
-        ),
-        (
-            &["--engine", "emulated", "--simd", "portable"],
-            None,
-            1,
-            &["not of --engine emulated"],
-        ),
-    ];
-    for (flags, env, code, words) in failures {
-        let o = run("bad.safetensors", flags, env);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(code), "{flags:?}: {err}");
-        for w in words {
-            assert!(err.contains(w), "{flags:?} {env:?}: `{w}` not in {err}");
-        }
-        assert!(
-            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-            "{err}"
-        );
-        assert!(!tmp.path().join("bad.safetensors").exists());
-    }
-}
-
-/// A refused command line: flags, `PROTOKD_KERNELS`, exit status, words of the message.
-type Refusal = (
-    &'static [&'static str],
-    Option<&'static str>,
-    i32,
-    &'static [&'static str],
-);
 
 #[test]
 fn forward_is_identical_for_1_2_and_7_threads() {

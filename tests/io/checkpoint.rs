@@ -11,10 +11,11 @@
 //! To regenerate after a deliberate change of the checkpoint format:
 //!
 //! ```sh
-//! cargo test --release --test checkpoint_interchange -- --ignored regenerate
+//! cargo test --release --test io -- --ignored regenerate_protokd_written
 //! python3 tools/parity/make_fixtures.py
 //! ```
 
+use crate::common::{rel_err, TempDir};
 use protokd::io::checkpoint::{self, read_state};
 use protokd::io::tensorfile::TensorFile;
 use protokd::modality::Modalities;
@@ -23,8 +24,8 @@ use protokd_reference::vnet::forward_eval;
 use protokd_reference::Tensor;
 use std::path::{Path, PathBuf};
 
-const REGENERATE: &str = "regenerate it with `cargo test --release --test checkpoint_interchange \
-     -- --ignored regenerate`, then `python3 tools/parity/make_fixtures.py` (see \
+const REGENERATE: &str = "regenerate it with `cargo test --release --test io -- --ignored \
+     regenerate_protokd_written`, then `python3 tools/parity/make_fixtures.py` (see \
      tools/parity/README.md), and commit the changed files";
 
 /// Norm-wise relative error bound of our forward against PyTorch's.
@@ -79,17 +80,6 @@ fn save_written(path: &Path) {
     checkpoint::save(path, &written_state(), &t1ce()).unwrap();
 }
 
-/// `|a - b| / |b|` in f64.
-fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.shape, b.shape, "shapes differ");
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for (x, y) in a.data.iter().zip(&b.data) {
-        num += (*x as f64 - *y as f64).powi(2);
-        den += (*y as f64).powi(2);
-    }
-    (num / den).sqrt()
-}
-
 /// Writes `tests/fixtures/parity/protokd_written.safetensors` (then run
 /// `python3 tools/parity/make_fixtures.py` to remake PyTorch's side).
 #[test]
@@ -114,16 +104,13 @@ fn save_writes_the_committed_protokd_written_bytes() {
             committed_path.display()
         )
     });
-    let tmp = std::env::temp_dir().join(format!(
-        "protokd-interchange-{}-written.safetensors",
-        std::process::id()
-    ));
+    let dir = TempDir::new("interchange");
+    let tmp = dir.join("written.safetensors");
     save_written(&tmp);
     let ours = std::fs::read(&tmp).unwrap();
     // A second save gives the same bytes too (metadata order included).
     save_written(&tmp);
     let again = std::fs::read(&tmp).unwrap();
-    std::fs::remove_file(&tmp).unwrap();
     assert!(ours == again, "two saves of one checkpoint differ");
     assert!(
         ours == committed,

@@ -4,20 +4,21 @@
 //!
 //! Bad input must end with exit status 1 and one line `error: ...` on stderr that names the
 //! file and the tensor or value and what was expected; never a panic; and the output file is
-//! neither created nor overwritten. Run with `--nocapture` to see every error message.
+//! neither created nor overwritten. Each kind of bad input is a table of refusals run by
+//! `common::refusal`; run with `--nocapture` to see every error message.
 
-mod common;
-use common::{protokd, s, TempDir};
+use crate::common::refusal::{file, refusal, refused, Refusal};
+use crate::common::{protokd, s, TempDir};
 use protokd::io::checkpoint::{self, state_tensors};
 use protokd::io::hash::sha256_hex;
-use protokd::io::tensorfile::{write_tensors, OutTensor};
+use protokd::io::tensorfile::{serialize, write_tensors, OutTensor};
 use protokd::modality::Modalities;
 use protokd_reference::state::{state_dict_spec, Entry, Role, VNetConfig, VNetState, Value};
 use protokd_reference::Tensor;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const NF: usize = 2;
 const CLASSES: usize = 4;
@@ -103,7 +104,7 @@ type FileTensors = std::collections::BTreeMap<String, (Dtype, Vec<usize>, Vec<u8
 /// Tensors to write with the library.
 type Named = Vec<(String, OutTensor)>;
 
-/// A raw tensor for [`write_raw`]: name, dtype, shape, little-endian bytes.
+/// A raw tensor for [`raw_bytes`]: name, dtype, shape, little-endian bytes.
 type Raw = (String, Dtype, Vec<usize>, Vec<u8>);
 
 fn raw_f32(name: &str, t: &Tensor) -> Raw {
@@ -120,13 +121,18 @@ fn raw(name: &str, dtype: Dtype, shape: &[usize], values: &[f64]) -> Raw {
     (name.into(), dtype, shape.to_vec(), encode(values, dtype))
 }
 
-/// Writes a safetensors file of any dtypes (no metadata).
-fn write_raw(path: &Path, tensors: &[Raw]) {
+/// The bytes of a safetensors file of any dtypes (no metadata).
+fn raw_bytes(tensors: &[Raw]) -> Vec<u8> {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
         .collect();
-    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+    safetensors::serialize(views, None).unwrap()
+}
+
+/// Writes a safetensors file of any dtypes (no metadata).
+fn write_raw(path: &Path, tensors: &[Raw]) {
+    std::fs::write(path, raw_bytes(tensors)).unwrap();
 }
 
 /// A seeded VNet state whose BatchNorms have counted `TRACKED` batches.
@@ -507,67 +513,19 @@ fn step_repeats_and_thread_counts_give_identical_bytes() {
 // Bad input
 // ------------------------------------------------------------------------------------------
 
+// Every row below is refused with one `error: ...` line and leaves the scratch folder as it was
+// (see `common::refusal`): the output given, which holds the sentinel, keeps it.
+
 const SENTINEL: &[u8] = b"sentinel: protokd must not touch this file";
 
-/// Runs a command that must fail: writes the sentinel to `out` first (unless the name of `out`
-/// contains `absent`: then `out` must not be created), then checks the exit status, that stderr is one `error: ...` line holding every
-/// string of `must`, no panic, and `out` unchanged (or still absent). Returns the message.
-fn fails(args: &[&str], out: &Path, must: &[&str]) -> String {
-    let create_sentinel = !out.to_string_lossy().contains("absent");
-    if create_sentinel {
-        std::fs::write(out, SENTINEL).unwrap();
-    }
-    let o = protokd(args);
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    println!("{stderr}");
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "protokd {args:?} must fail with status 1; stderr: {stderr}"
-    );
-    assert!(
-        o.stdout.is_empty(),
-        "stdout of a failing command: {:?}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    for bad in ["panicked", "RUST_BACKTRACE", "internal error"] {
-        assert!(!stderr.contains(bad), "protokd {args:?} panicked: {stderr}");
-    }
-    let line = stderr.strip_suffix('\n').unwrap_or(&stderr);
-    assert!(!line.contains('\n'), "more than one line: {stderr}");
-    assert!(line.starts_with("error: "), "{stderr}");
-    for m in must {
-        assert!(line.contains(m), "`{m}` missing from: {stderr}");
-    }
-    if create_sentinel {
-        assert_eq!(
-            std::fs::read(out).unwrap(),
-            SENTINEL,
-            "{} was overwritten",
-            out.display()
-        );
-    } else {
-        assert!(!out.exists(), "{} was created", out.display());
-    }
-    // No temporary file left behind either.
-    let dir = out.parent().unwrap();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(!name.contains(".tmp"), "temporary file {name} left behind");
-    }
-    line.to_string()
+/// The output of the refused commands: `<dir>/out.safetensors`, holding the sentinel.
+fn sentinel(dir: &TempDir) -> (PathBuf, Vec<u8>) {
+    file(&dir.join("out.safetensors"), SENTINEL)
 }
 
-/// `audit forward` of `weights` on `input` (to `<dir>/out.safetensors`) must fail.
-fn forward_fails(
-    dir: &TempDir,
-    weights: &Path,
-    input: &Path,
-    train: bool,
-    must: &[&str],
-) -> String {
-    let out = dir.join("out.safetensors");
-    let mut args = vec![
+/// The arguments of `audit forward` of `weights` on `input` into `out` (`--train` if `train`).
+fn forward_args(weights: &Path, input: &Path, out: &Path, train: bool) -> Vec<String> {
+    let args = [
         "audit",
         "forward",
         "--weights",
@@ -575,11 +533,32 @@ fn forward_fails(
         "--input",
         s(input),
     ];
-    args.extend(["--out", s(&out)]);
-    if train {
-        args.push("--train");
-    }
-    fails(&args, &out, must)
+    let train: &[&str] = if train { &["--train"] } else { &[] };
+    args.iter()
+        .chain(&["--out", s(out)])
+        .chain(train)
+        .map(|a| a.to_string())
+        .collect()
+}
+
+/// The arguments of `audit forward` of `weights` on `input` into the sentinel output.
+fn forward(dir: &TempDir, weights: &Path, input: &Path, train: bool) -> Vec<String> {
+    forward_args(weights, input, &dir.join("out.safetensors"), train)
+}
+
+/// The arguments of `audit step` into the sentinel output, with `extra`.
+fn step(dir: &TempDir, extra: &[&str]) -> Vec<String> {
+    let out = dir.join("out.safetensors");
+    ["audit", "step", "--out", s(&out)]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect()
+}
+
+/// The sentinel output and the safetensors file `name` in `dir` holding `tensors`.
+fn input(dir: &TempDir, name: &str, tensors: &[Raw]) -> Vec<(PathBuf, Vec<u8>)> {
+    vec![sentinel(dir), file(&dir.join(name), raw_bytes(tensors))]
 }
 
 #[test]
@@ -587,136 +566,60 @@ fn bad_image_tensor() {
     let dir = TempDir::new("bad-image");
     let w = dir.join("w.safetensors");
     save_checkpoint(&w, 1, 1, "t1ce");
-    let x = |name: &str| dir.join(name);
     let shape = [N, 1, 16, 16, 16];
     let good = image(N, 1, DHW, 7);
     let vals: Vec<f64> = good.data.iter().map(|&v| v as f64).collect();
-
-    write_raw(&x("noimage.safetensors"), &[raw_f32("picture", &good)]);
-    forward_fails(
-        &dir,
-        &w,
-        &x("noimage.safetensors"),
-        false,
-        &["noimage.safetensors", "no tensor named `image`", "picture"],
-    );
-
-    write_raw(
-        &x("f64.safetensors"),
-        &[raw("image", Dtype::F64, &shape, &vals)],
-    );
-    forward_fails(
-        &dir,
-        &w,
-        &x("f64.safetensors"),
-        false,
-        &["f64.safetensors", "`image`", "F64", "expected F32"],
-    );
-
     let ints: Vec<f64> = vals.iter().map(|v| v.round()).collect();
-    write_raw(
-        &x("i64.safetensors"),
-        &[raw("image", Dtype::I64, &shape, &ints)],
-    );
-    forward_fails(
-        &dir,
-        &w,
-        &x("i64.safetensors"),
-        false,
-        &["i64.safetensors", "`image`", "I64", "expected F32"],
-    );
-    write_raw(
-        &x("i32.safetensors"),
-        &[raw("image", Dtype::I32, &shape, &ints)],
-    );
-    forward_fails(
-        &dir,
-        &w,
-        &x("i32.safetensors"),
-        false,
-        &["i32.safetensors", "`image`", "I32"],
-    );
-
     let rank4 = Tensor::from_vec(&[N, 16, 16, 16], good.data.clone());
-    write_raw(&x("rank4.safetensors"), &[raw_f32("image", &rank4)]);
-    forward_fails(
-        &dir,
-        &w,
-        &x("rank4.safetensors"),
-        false,
-        &[
-            "rank4.safetensors",
-            "`image`",
-            "[2, 16, 16, 16]",
-            "[N, 1, D, H, W]",
-        ],
-    );
-
-    write_raw(
-        &x("c4.safetensors"),
-        &[raw_f32("image", &image(N, 4, DHW, 7))],
-    );
-    forward_fails(
-        &dir,
-        &w,
-        &x("c4.safetensors"),
-        false,
-        &[
-            "c4.safetensors",
-            "`image`",
-            "4 channels",
-            "expected 1",
-            "w.safetensors takes 1 input channels",
-        ],
-    );
-
-    write_raw(
-        &x("d24.safetensors"),
-        &[raw_f32("image", &image(N, 1, [16, 16, 24], 7))],
-    );
-    forward_fails(
-        &dir,
-        &w,
-        &x("d24.safetensors"),
-        false,
-        &[
-            "d24.safetensors",
-            "`image`",
-            "[16, 16, 24]",
-            "multiple of 16",
-        ],
-    );
-
     let mut nan = good.clone();
     nan.data[1234] = f32::NAN;
-    write_raw(&x("nan.safetensors"), &[raw_f32("image", &nan)]);
-    forward_fails(
-        &dir,
-        &w,
-        &x("nan.safetensors"),
-        false,
-        &["nan.safetensors", "`image`", "NaN", "1234"],
-    );
-
-    // N = 1 at 16^3: training-mode BatchNorm sees one value per channel at the deepest level.
-    write_raw(
-        &x("n1.safetensors"),
-        &[raw_f32("image", &image(1, 1, DHW, 7))],
-    );
-    forward_fails(
-        &dir,
-        &w,
-        &x("n1.safetensors"),
-        true,
-        &[
-            "n1.safetensors",
-            "`image`",
-            "[1, 1, 16, 16, 16]",
-            "BatchNorm",
-            "more than one value per channel",
-            "N >= 2",
-        ],
-    );
+    let c4 = image(N, 4, DHW, 7);
+    let d24 = image(N, 1, [16, 16, 24], 7);
+    let n1 = image(1, 1, DHW, 7);
+    // The file `name` holding `tensors`, and `audit forward` (eval mode) of `w` on it.
+    let prepared = |name: &str, tensors: &[Raw]| input(&dir, name, tensors);
+    let eval = |name: &str| forward(&dir, &w, &dir.join(name), false);
+    // (what the case is, files prepared, arguments, exit status, words of the message)
+    #[rustfmt::skip]
+    let table = vec![
+        refusal("no tensor `image`",
+            prepared("noimage.safetensors", &[raw_f32("picture", &good)]),
+            eval("noimage.safetensors"), 1,
+            ["noimage.safetensors", "no tensor named `image`", "picture"]),
+        refusal("an F64 image",
+            prepared("f64.safetensors", &[raw("image", Dtype::F64, &shape, &vals)]),
+            eval("f64.safetensors"), 1, ["f64.safetensors", "`image`", "F64", "expected F32"]),
+        refusal("an I64 image",
+            prepared("i64.safetensors", &[raw("image", Dtype::I64, &shape, &ints)]),
+            eval("i64.safetensors"), 1, ["i64.safetensors", "`image`", "I64", "expected F32"]),
+        refusal("an I32 image",
+            prepared("i32.safetensors", &[raw("image", Dtype::I32, &shape, &ints)]),
+            eval("i32.safetensors"), 1, ["i32.safetensors", "`image`", "I32"]),
+        refusal("an image of rank 4",
+            prepared("rank4.safetensors", &[raw_f32("image", &rank4)]),
+            eval("rank4.safetensors"), 1,
+            ["rank4.safetensors", "`image`", "[2, 16, 16, 16]", "[N, 1, D, H, W]"]),
+        refusal("four channels for a one-channel model",
+            prepared("c4.safetensors", &[raw_f32("image", &c4)]),
+            eval("c4.safetensors"), 1,
+            ["c4.safetensors", "`image`", "4 channels", "expected 1",
+             "w.safetensors takes 1 input channels"]),
+        refusal("a size that is not a multiple of 16",
+            prepared("d24.safetensors", &[raw_f32("image", &d24)]),
+            eval("d24.safetensors"), 1,
+            ["d24.safetensors", "`image`", "[16, 16, 24]", "multiple of 16"]),
+        refusal("a NaN in the image",
+            prepared("nan.safetensors", &[raw_f32("image", &nan)]),
+            eval("nan.safetensors"), 1, ["nan.safetensors", "`image`", "NaN", "1234"]),
+        // N = 1 at 16^3: training-mode BatchNorm sees one value per channel at the deepest
+        // level.
+        refusal("N = 1 in training mode",
+            prepared("n1.safetensors", &[raw_f32("image", &n1)]),
+            forward(&dir, &w, &dir.join("n1.safetensors"), true), 1,
+            ["n1.safetensors", "`image`", "[1, 1, 16, 16, 16]", "BatchNorm",
+             "more than one value per channel", "N >= 2"]),
+    ];
+    refused(dir.path(), table);
     // ... which is fine in evaluation mode.
     let out = dir.join("n1-eval.safetensors");
     ok(&[
@@ -725,7 +628,7 @@ fn bad_image_tensor() {
         "--weights",
         s(&w),
         "--input",
-        s(&x("n1.safetensors")),
+        s(&dir.join("n1.safetensors")),
         "--out",
         s(&out),
     ]);
@@ -737,20 +640,23 @@ fn bad_checkpoint() {
     let x = dir.join("x.safetensors");
     write_raw(&x, &[raw_f32("image", &image(N, 1, DHW, 7))]);
     let st = state(1, 1);
-    let variant = |file: &str, edit: &dyn Fn(&mut Named)| {
+    // The sentinel output and the state_dict of `st` (no metadata, as PyTorch writes it) as
+    // `edit` changes it, in `<dir>/<name>`.
+    let variant = |name: &str, edit: &dyn Fn(&mut Named)| {
         let mut t = state_tensors(&st, "");
         edit(&mut t);
-        let p = dir.join(file);
-        write_tensors(&p, &t, None).unwrap();
-        p
+        let bytes = serialize(&t, None).unwrap();
+        vec![sentinel(&dir), file(&dir.join(name), bytes)]
     };
     let set = |t: &mut Named, name: &str, v: OutTensor| {
         let i = t.iter().position(|(n, _)| n == name).unwrap();
         t[i].1 = v;
     };
+    let eval = |name: &str| forward(&dir, &dir.join(name), &x, false);
 
-    // The unchanged state_dict (no metadata, as PyTorch writes it) loads.
-    let good = variant("good.safetensors", &|_| {});
+    // The unchanged state_dict loads.
+    let good = dir.join("good.safetensors");
+    write_tensors(&good, &state_tensors(&st, ""), None).unwrap();
     ok(&[
         "audit",
         "forward",
@@ -762,94 +668,40 @@ fn bad_checkpoint() {
         s(&dir.join("good-out.safetensors")),
     ]);
 
-    let w = variant("inf.safetensors", &|t| {
-        let mut v = st.tensor("block_two.conv.0.weight").clone();
-        v.data[5] = f32::INFINITY;
-        set(t, "block_two.conv.0.weight", OutTensor::F32(v));
-    });
-    forward_fails(
-        &dir,
-        &w,
-        &x,
-        false,
-        &[
-            "inf.safetensors",
-            "`block_two.conv.0.weight`",
-            "inf",
-            "non-finite",
-        ],
-    );
-
-    let w = variant("missing.safetensors", &|t| {
-        t.retain(|(n, _)| n != "block_three.conv.4.running_var")
-    });
-    forward_fails(
-        &dir,
-        &w,
-        &x,
-        false,
-        &[
-            "missing.safetensors",
-            "no tensor named `block_three.conv.4.running_var`",
-        ],
-    );
-
-    let w = variant("extra.safetensors", &|t| {
-        t.push((
-            "block_one.conv.0.bias".into(),
-            OutTensor::F32(Tensor::zeros(&[NF])),
-        ))
-    });
-    forward_fails(
-        &dir,
-        &w,
-        &x,
-        false,
-        &[
-            "extra.safetensors",
-            "unexpected tensor `block_one.conv.0.bias`",
-        ],
-    );
-
-    let w = variant("misshaped.safetensors", &|t| {
-        set(
-            t,
-            "block_two.conv.1.weight",
-            OutTensor::F32(Tensor::zeros(&[2 * NF + 1])),
-        )
-    });
-    forward_fails(
-        &dir,
-        &w,
-        &x,
-        false,
-        &[
-            "misshaped.safetensors",
-            "`block_two.conv.1.weight`",
-            "shape [5]",
-            "expected [4]",
-        ],
-    );
-
-    let w = variant("nbt-f32.safetensors", &|t| {
-        set(
-            t,
-            "block_one.conv.1.num_batches_tracked",
-            OutTensor::F32(Tensor::from_vec(&[], vec![3.0])),
-        )
-    });
-    forward_fails(
-        &dir,
-        &w,
-        &x,
-        false,
-        &[
-            "nbt-f32.safetensors",
-            "`block_one.conv.1.num_batches_tracked`",
-            "F32",
-            "expected an I64 scalar",
-        ],
-    );
+    let mut inf = st.tensor("block_two.conv.0.weight").clone();
+    inf.data[5] = f32::INFINITY;
+    let inf = OutTensor::F32(inf);
+    let bias = || OutTensor::F32(Tensor::zeros(&[NF]));
+    let five = || OutTensor::F32(Tensor::zeros(&[2 * NF + 1]));
+    let nbt_f32 = || OutTensor::F32(Tensor::from_vec(&[], vec![3.0]));
+    // (what the case is, files prepared, arguments, exit status, words of the message)
+    #[rustfmt::skip]
+    let table = vec![
+        refusal("an infinite weight",
+            variant("inf.safetensors", &|t| set(t, "block_two.conv.0.weight", inf.clone())),
+            eval("inf.safetensors"), 1,
+            ["inf.safetensors", "`block_two.conv.0.weight`", "inf", "non-finite"]),
+        refusal("a missing tensor",
+            variant("missing.safetensors",
+                &|t| t.retain(|(n, _)| n != "block_three.conv.4.running_var")),
+            eval("missing.safetensors"), 1,
+            ["missing.safetensors", "no tensor named `block_three.conv.4.running_var`"]),
+        refusal("an unexpected tensor",
+            variant("extra.safetensors", &|t| t.push(("block_one.conv.0.bias".into(), bias()))),
+            eval("extra.safetensors"), 1,
+            ["extra.safetensors", "unexpected tensor `block_one.conv.0.bias`"]),
+        refusal("a tensor of the wrong shape",
+            variant("misshaped.safetensors", &|t| set(t, "block_two.conv.1.weight", five())),
+            eval("misshaped.safetensors"), 1,
+            ["misshaped.safetensors", "`block_two.conv.1.weight`", "shape [5]", "expected [4]"]),
+        refusal("an F32 num_batches_tracked",
+            variant("nbt-f32.safetensors",
+                &|t| set(t, "block_one.conv.1.num_batches_tracked", nbt_f32())),
+            eval("nbt-f32.safetensors"), 1,
+            ["nbt-f32.safetensors", "`block_one.conv.1.num_batches_tracked`", "F32",
+             "expected an I64 scalar"]),
+    ];
+    refused(dir.path(), table);
 }
 
 #[test]
@@ -858,85 +710,39 @@ fn bad_files() {
     let (w, x) = (dir.join("w.safetensors"), dir.join("x.safetensors"));
     save_checkpoint(&w, 1, 1, "t1ce");
     write_raw(&x, &[raw_f32("image", &image(N, 1, DHW, 7))]);
-
-    let random = dir.join("random.safetensors");
-    let bytes: Vec<u8> = values(1000, 9)
+    let random: Vec<u8> = values(1000, 9)
         .iter()
         .map(|v| (v.to_bits() >> 7) as u8)
         .collect();
-    std::fs::write(&random, bytes).unwrap();
-    forward_fails(
-        &dir,
-        &random,
-        &x,
-        false,
-        &["random.safetensors", "not a valid safetensors file"],
+    let (rnd, empty, nowhere) = (
+        dir.join("random.safetensors"),
+        dir.join("empty.safetensors"),
+        dir.join("nonexistent.safetensors"),
     );
-    forward_fails(
-        &dir,
-        &w,
-        &random,
-        false,
-        &["random.safetensors", "not a valid safetensors file"],
-    );
-
-    let empty = dir.join("empty.safetensors");
-    std::fs::write(&empty, b"").unwrap();
-    forward_fails(
-        &dir,
-        &empty,
-        &x,
-        false,
-        &["empty.safetensors", "not a valid safetensors file"],
-    );
-    forward_fails(
-        &dir,
-        &w,
-        &empty,
-        false,
-        &["empty.safetensors", "not a valid safetensors file"],
-    );
-
-    let nowhere = dir.join("nonexistent.safetensors");
-    forward_fails(
-        &dir,
-        &nowhere,
-        &x,
-        false,
-        &["cannot read", "nonexistent.safetensors"],
-    );
-    forward_fails(
-        &dir,
-        &w,
-        &nowhere,
-        false,
-        &["cannot read", "nonexistent.safetensors"],
-    );
-
-    // A failing command does not create its output file.
+    let random_file = || vec![sentinel(&dir), file(&rnd, random.clone())];
+    let empty_file = || vec![sentinel(&dir), file(&empty, b"")];
+    let random_words = ["random.safetensors", "not a valid safetensors file"];
+    let empty_words = ["empty.safetensors", "not a valid safetensors file"];
+    let cannot_read = ["cannot read", "nonexistent.safetensors"];
+    // A failing command does not create its output file either.
     let absent = dir.join("absent-out.safetensors");
-    fails(
-        &[
-            "audit",
-            "forward",
-            "--weights",
-            s(&w),
-            "--input",
-            s(&nowhere),
-            "--out",
-            s(&absent),
-        ],
-        &absent,
-        &["nonexistent.safetensors"],
-    );
-}
-
-/// `audit step` with `extra` arguments must fail.
-fn step_fails(dir: &TempDir, extra: &[&str], must: &[&str]) -> String {
-    let out = dir.join("out.safetensors");
-    let mut args = vec!["audit", "step", "--out", s(&out)];
-    args.extend(extra);
-    fails(&args, &out, must)
+    // (what the case is, files prepared, arguments, exit status, words of the message)
+    #[rustfmt::skip]
+    let table = vec![
+        refusal("random bytes as weights", random_file(), forward(&dir, &rnd, &x, false), 1,
+            random_words),
+        refusal("random bytes as input", random_file(), forward(&dir, &w, &rnd, false), 1,
+            random_words),
+        refusal("empty weights", empty_file(), forward(&dir, &empty, &x, false), 1, empty_words),
+        refusal("an empty input", empty_file(), forward(&dir, &w, &empty, false), 1, empty_words),
+        refusal("no weights file", vec![sentinel(&dir)], forward(&dir, &nowhere, &x, false), 1,
+            cannot_read),
+        refusal("no input file", vec![sentinel(&dir)], forward(&dir, &w, &nowhere, false), 1,
+            cannot_read),
+        refusal("no input file, output absent", vec![],
+            forward_args(&w, &nowhere, &absent, false), 1, ["nonexistent.safetensors"]),
+    ];
+    refused(dir.path(), table);
 }
 
 #[test]
@@ -947,79 +753,61 @@ fn bad_labels() {
     save_checkpoint(&tea, 4, 2, "t1,t2,t1ce,flair");
     let x = image(N, 4, DHW, 5);
     let lshape = [N, 1, 16, 16, 16];
-    let mut lab = labels(N, DHW);
-    for (file, dtype, value, shown) in [
-        ("l4.safetensors", Dtype::U8, 4.0, "4"),
-        ("l4i.safetensors", Dtype::I64, 4.0, "4"),
-        ("lneg.safetensors", Dtype::I64, -1.0, "-1"),
-        ("lhalf.safetensors", Dtype::F32, 1.5, "1.5"),
-    ] {
-        lab[777] = value;
-        let b = dir.join(file);
-        write_raw(
-            &b,
-            &[raw_f32("image", &x), raw("label", dtype, &lshape, &lab)],
-        );
-        let args = ["--student", s(&stu), "--teacher", s(&tea), "--batch", s(&b)];
-        step_fails(
+    let lab = labels(N, DHW);
+    // `audit step` of the student and teacher on the batch `name`.
+    let batch = |name: &str| {
+        let b = dir.join(name);
+        step(
             &dir,
-            &args,
-            &[
-                file,
-                "`label`",
-                &format!("holds {shown} at flat index 777"),
-                "integers in 0..=3",
-            ],
-        );
-    }
-    lab[777] = 1.0;
-
-    let b = dir.join("lshape.safetensors");
-    let big = labels(N, [16, 16, 32]);
-    write_raw(
-        &b,
-        &[
-            raw_f32("image", &x),
-            raw("label", Dtype::I64, &[N, 1, 16, 16, 32], &big),
-        ],
+            &["--student", s(&stu), "--teacher", s(&tea), "--batch", s(&b)],
+        )
+    };
+    // A label value outside 0..=3 at flat index 777: (case, file, dtype, value, as shown).
+    let values = [
+        ("label 4 as uint8", "l4.safetensors", Dtype::U8, 4.0, "4"),
+        ("label 4 as int64", "l4i.safetensors", Dtype::I64, 4.0, "4"),
+        ("label -1", "lneg.safetensors", Dtype::I64, -1.0, "-1"),
+        ("label 1.5", "lhalf.safetensors", Dtype::F32, 1.5, "1.5"),
+    ];
+    let mut table: Vec<Refusal> = values
+        .iter()
+        .map(|&(case, name, dtype, value, shown)| {
+            let mut bad = lab.clone();
+            bad[777] = value;
+            let tensors = [raw_f32("image", &x), raw("label", dtype, &lshape, &bad)];
+            let shown = format!("holds {shown} at flat index 777");
+            let words = [name, "`label`", &shown, "integers in 0..=3"];
+            refusal(case, input(&dir, name, &tensors), batch(name), 1, words)
+        })
+        .collect();
+    let big = raw(
+        "label",
+        Dtype::I64,
+        &[N, 1, 16, 16, 32],
+        &labels(N, [16, 16, 32]),
     );
-    step_fails(
-        &dir,
-        &["--student", s(&stu), "--teacher", s(&tea), "--batch", s(&b)],
-        &[
-            "lshape.safetensors",
-            "`label` has shape [2, 1, 16, 16, 32]",
-            "`image` has shape [2, 4, 16, 16, 16]",
-            "expected label shape [2, 1, 16, 16, 16]",
-        ],
-    );
-
-    let b = dir.join("lrank.safetensors");
-    write_raw(
-        &b,
-        &[
-            raw_f32("image", &x),
-            raw("label", Dtype::I64, &[N, 16, 16, 16], &lab),
-        ],
-    );
-    step_fails(
-        &dir,
-        &["--student", s(&stu), "--teacher", s(&tea), "--batch", s(&b)],
-        &[
-            "lrank.safetensors",
-            "`label`",
-            "[2, 16, 16, 16]",
-            "[N, 1, D, H, W]",
-        ],
-    );
-
-    let b = dir.join("nolabel.safetensors");
-    write_raw(&b, &[raw_f32("image", &x)]);
-    step_fails(
-        &dir,
-        &["--student", s(&stu), "--teacher", s(&tea), "--batch", s(&b)],
-        &["nolabel.safetensors", "no tensor named `label`"],
-    );
+    let mut lab1 = lab.clone();
+    lab1[777] = 1.0;
+    let rank4 = raw("label", Dtype::I64, &[N, 16, 16, 16], &lab1);
+    let image = || raw_f32("image", &x);
+    // (what the case is, files prepared, arguments, exit status, words of the message)
+    #[rustfmt::skip]
+    table.extend([
+        refusal("labels of another shape than the image",
+            input(&dir, "lshape.safetensors", &[image(), big]),
+            batch("lshape.safetensors"), 1,
+            ["lshape.safetensors", "`label` has shape [2, 1, 16, 16, 32]",
+             "`image` has shape [2, 4, 16, 16, 16]", "expected label shape [2, 1, 16, 16, 16]"]),
+        refusal("labels of rank 4",
+            input(&dir, "lrank.safetensors", &[image(), rank4]),
+            batch("lrank.safetensors"), 1,
+            ["lrank.safetensors", "`label`", "[2, 16, 16, 16]", "[N, 1, D, H, W]"]),
+        refusal("no labels",
+            input(&dir, "nolabel.safetensors", &[image()]),
+            batch("nolabel.safetensors"), 1,
+            ["nolabel.safetensors", "no tensor named `label`"]),
+    ]);
+    refused(dir.path(), table);
 }
 
 #[test]
@@ -1033,131 +821,64 @@ fn bad_step_options_and_batches() {
     save_checkpoint(&stu, 1, 1, "t1ce");
     save_checkpoint(&tea, 4, 2, "t1,t2,t1ce,flair");
     save_batch(&b, N, DHW, Dtype::I64);
-    let (stu, tea, b) = (s(&stu), s(&tea), s(&b));
-
-    step_fails(
-        &dir,
-        &["--student", stu, "--batch", b],
-        &["--mode protokd", "--teacher"],
+    // A one-channel teacher; a two-channel student with and without recorded modalities (the
+    // latter as PyTorch writes it); a batch of N = 1 at 16^3.
+    let (tea1, stu2, stu2_plain, bn1) = (
+        dir.join("t1.safetensors"),
+        dir.join("s2.safetensors"),
+        dir.join("s2-plain.safetensors"),
+        dir.join("b-n1.safetensors"),
     );
-
-    let tea1 = dir.join("t1.safetensors");
     save_checkpoint(&tea1, 1, 2, "t1");
-    step_fails(
-        &dir,
-        &["--student", stu, "--teacher", s(&tea1), "--batch", b],
-        &["t1.safetensors", "1 channels", "expected 4 channels"],
-    );
-
-    step_fails(
-        &dir,
-        &[
-            "--student",
-            stu,
-            "--teacher",
-            tea,
-            "--batch",
-            b,
-            "--modality",
-            "t7",
-        ],
-        &["unknown modality `t7`", "t1, t2, t1ce, flair"],
-    );
-
-    let stu2 = dir.join("s2.safetensors");
     save_checkpoint(&stu2, 2, 3, "t1ce,flair");
-    step_fails(
-        &dir,
-        &[
-            "--student",
-            s(&stu2),
-            "--teacher",
-            tea,
-            "--batch",
-            b,
-            "--modality",
-            "t1ce",
-        ],
-        &["s2.safetensors", "t1ce", "t1ce,flair"],
-    );
-    // The same without the recorded modalities (a PyTorch-written student).
-    let stu2_plain = dir.join("s2-plain.safetensors");
     write_tensors(&stu2_plain, &state_tensors(&state(2, 3), ""), None).unwrap();
-    step_fails(
-        &dir,
-        &[
-            "--student",
-            s(&stu2_plain),
-            "--teacher",
-            tea,
-            "--batch",
-            b,
-            "--modality",
-            "t1ce",
-        ],
-        &["s2-plain.safetensors", "2 input channels", "1 (t1ce)"],
-    );
-    step_fails(
-        &dir,
-        &["--student", s(&stu2_plain), "--teacher", tea, "--batch", b],
-        &[
-            "s2-plain.safetensors",
-            "does not record its modalities",
-            "--modality",
-        ],
-    );
-
-    // The batch must hold all four channels.
-    let b1 = dir.join("b-1ch.safetensors");
-    let lab = labels(N, DHW);
-    write_raw(
-        &b1,
-        &[
-            raw_f32("image", &image(N, 1, DHW, 5)),
-            raw("label", Dtype::I64, &[N, 1, 16, 16, 16], &lab),
-        ],
-    );
-    step_fails(
-        &dir,
-        &["--student", stu, "--teacher", tea, "--batch", s(&b1)],
-        &[
-            "b-1ch.safetensors",
-            "`image` has 1 channels",
-            "expected 4",
-            "all four modalities",
-        ],
-    );
-
-    // N = 1 at 16^3.
-    let bn1 = dir.join("b-n1.safetensors");
     save_batch(&bn1, 1, DHW, Dtype::I64);
-    step_fails(
-        &dir,
-        &["--student", stu, "--teacher", tea, "--batch", s(&bn1)],
-        &[
-            "b-n1.safetensors",
-            "`image`",
-            "[1, 4, 16, 16, 16]",
-            "BatchNorm",
-            "more than one value per channel",
-            "N >= 2",
-        ],
-    );
-
-    // NaN in the batch's image.
-    let bnan = dir.join("b-nan.safetensors");
-    let mut x = image(N, 4, DHW, 5);
-    x.data[99] = f32::NAN;
-    write_raw(
-        &bnan,
-        &[
-            raw_f32("image", &x),
-            raw("label", Dtype::I64, &[N, 1, 16, 16, 16], &lab),
-        ],
-    );
-    step_fails(
-        &dir,
-        &["--student", stu, "--teacher", tea, "--batch", s(&bnan)],
-        &["b-nan.safetensors", "`image`", "NaN", "99"],
-    );
+    let (stu, tea, b) = (s(&stu), s(&tea), s(&b));
+    let (tea1, stu2, stu2_plain) = (s(&tea1), s(&stu2), s(&stu2_plain));
+    let lab = labels(N, DHW);
+    let mut nan = image(N, 4, DHW, 5);
+    nan.data[99] = f32::NAN;
+    // The sentinel output and a batch file `name` of `image` and the labels.
+    let with_image = |name: &str, image: &Tensor| {
+        let label = raw("label", Dtype::I64, &[N, 1, 16, 16, 16], &lab);
+        input(&dir, name, &[raw_f32("image", image), label])
+    };
+    // `audit step` of the student and the teacher on the batch `b`.
+    let batch = |b: &Path| step(&dir, &["--student", stu, "--teacher", tea, "--batch", s(b)]);
+    let t1ce = ["--modality", "t1ce"];
+    let out = || vec![sentinel(&dir)];
+    // (what the case is, files prepared, arguments, exit status, words of the message)
+    #[rustfmt::skip]
+    let table = vec![
+        refusal("--mode protokd without a teacher", out(),
+            step(&dir, &["--student", stu, "--batch", b]), 1, ["--mode protokd", "--teacher"]),
+        refusal("a one-channel teacher", out(),
+            step(&dir, &["--student", stu, "--teacher", tea1, "--batch", b]), 1,
+            ["t1.safetensors", "1 channels", "expected 4 channels"]),
+        refusal("an unknown modality", out(),
+            step(&dir, &["--student", stu, "--teacher", tea, "--batch", b, "--modality", "t7"]),
+            1, ["unknown modality `t7`", "t1, t2, t1ce, flair"]),
+        refusal("--modality against the recorded modalities", out(),
+            step(&dir, &[&["--student", stu2, "--teacher", tea, "--batch", b][..], &t1ce].concat()),
+            1, ["s2.safetensors", "t1ce", "t1ce,flair"]),
+        // The same without the recorded modalities (a PyTorch-written student).
+        refusal("--modality against the channels of a plain state_dict", out(),
+            step(&dir, &[&["--student", stu2_plain, "--teacher", tea, "--batch", b][..], &t1ce]
+                .concat()),
+            1, ["s2-plain.safetensors", "2 input channels", "1 (t1ce)"]),
+        refusal("a plain two-channel state_dict without --modality", out(),
+            step(&dir, &["--student", stu2_plain, "--teacher", tea, "--batch", b]), 1,
+            ["s2-plain.safetensors", "does not record its modalities", "--modality"]),
+        // The batch must hold all four channels.
+        refusal("a one-channel batch", with_image("b-1ch.safetensors", &image(N, 1, DHW, 5)),
+            batch(&dir.join("b-1ch.safetensors")), 1,
+            ["b-1ch.safetensors", "`image` has 1 channels", "expected 4", "all four modalities"]),
+        refusal("a batch of N = 1 at 16^3", out(), batch(&bn1), 1,
+            ["b-n1.safetensors", "`image`", "[1, 4, 16, 16, 16]", "BatchNorm",
+             "more than one value per channel", "N >= 2"]),
+        refusal("a NaN in the batch's image", with_image("b-nan.safetensors", &nan),
+            batch(&dir.join("b-nan.safetensors")), 1,
+            ["b-nan.safetensors", "`image`", "NaN", "99"]),
+    ];
+    refused(dir.path(), table);
 }

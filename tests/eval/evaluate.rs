@@ -2,14 +2,12 @@
 //! agree with `protokd score` on the saved segmentations and with `protokd segment`, and bad
 //! input is refused without touching existing files.
 
-mod common;
-mod workflow;
-
-use common::{s, TempDir};
+use crate::common::refusal::{file, refusal, refused};
+use crate::common::workflow::{model, ok, phantoms, SIZE, WINDOW};
+use crate::common::{s, TempDir};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-use workflow::{fails, model, ok, phantoms, SIZE, WINDOW};
 
 fn evaluate(extra: &[&str]) -> String {
     let mut args = vec!["evaluate"];
@@ -203,9 +201,9 @@ fn bad_input_is_refused_and_leaves_files_alone() {
     let ids = phantoms(&data, 2, "2018", SIZE);
     let m = tmp.join("t1ce.safetensors");
     model(&m, "t1ce", 7);
-    let report = tmp.join("report");
+    let (report, r2) = (tmp.join("report"), tmp.join("r2"));
     let args = |data: &Path, report: &Path, extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = [
+        [
             "evaluate",
             "--model",
             s(&m),
@@ -215,52 +213,49 @@ fn bad_input_is_refused_and_leaves_files_alone() {
             s(report),
         ]
         .iter()
+        .chain(&WINDOW)
+        .chain(extra)
         .map(|x| x.to_string())
+        .collect()
+    };
+    // The dataset with the second case's segmentation left out.
+    let noseg = tmp.join("noseg");
+    let seg = format!("{}_seg.nii.gz", ids[1]);
+    let noseg_files = ids
+        .iter()
+        .flat_map(|id| std::fs::read_dir(data.join(id)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with(&seg))
+        .map(|p| {
+            let rel = p.strip_prefix(&data).unwrap();
+            file(&noseg.join(rel), std::fs::read(&p).unwrap())
+        })
         .collect();
-        v.extend(WINDOW.iter().chain(extra).map(|x| x.to_string()));
-        v
-    };
-    let run_fails = |a: Vec<String>, needles: &[&str]| {
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        fails(&a, needles);
-    };
-    // A case without its segmentation: named, nothing written.
-    let seg = data.join(format!("{0}/{0}_seg.nii.gz", ids[1]));
-    let moved = tmp.join("seg.nii.gz");
-    std::fs::rename(&seg, &moved).unwrap();
-    run_fails(
-        args(&data, &report, &[]),
-        &["1 case(s) have no segmentation", &ids[1]],
-    );
-    assert!(!report.exists());
-    std::fs::rename(&moved, &seg).unwrap();
-    // An existing report folder without --force: refused, its files intact.
-    std::fs::create_dir(&report).unwrap();
-    std::fs::write(report.join("cases.csv"), "keep").unwrap();
-    run_fails(
-        args(&data, &report, &[]),
-        &["report folder", "already exists", "--force"],
-    );
+    let (empty, list) = (tmp.join("empty"), tmp.join("list.txt"));
+    std::fs::create_dir(&empty).unwrap();
+    let keep = vec![file(&report.join("cases.csv"), b"keep")];
+    let cases = ["--cases", s(&list)];
+    // (what the case is, files prepared, arguments, exit status, words of the message)
+    #[rustfmt::skip]
+    let table = vec![
+        // Named, nothing written.
+        refusal("a case without its segmentation", noseg_files, args(&noseg, &report, &[]), 1,
+            ["1 case(s) have no segmentation", ids[1].as_str()]),
+        // Refused, its files intact.
+        refusal("an existing report folder without --force", keep, args(&data, &report, &[]), 1,
+            ["report folder", "already exists", "--force"]),
+        refusal("an empty data folder", vec![], args(&empty, &r2, &[]), 1,
+            ["holds no case folder"]),
+        refusal("an unknown case in the list", vec![file(&list, b"nope\n")],
+            args(&data, &r2, &cases), 1, ["case `nope` is not in the dataset"]),
+        refusal("--modality against the model", vec![],
+            args(&data, &r2, &["--modality", "flair"]), 1,
+            ["takes 1 channel(s) (t1ce) but --modality gives flair"]),
+    ];
+    refused(tmp.path(), table);
     assert_eq!(
         std::fs::read_to_string(report.join("cases.csv")).unwrap(),
         "keep"
     );
-    // An empty data folder, an unknown case in the list, --modality against the model.
-    let empty = tmp.join("empty");
-    std::fs::create_dir(&empty).unwrap();
-    run_fails(
-        args(&empty, &tmp.join("r2"), &[]),
-        &["holds no case folder"],
-    );
-    let list = tmp.join("list.txt");
-    std::fs::write(&list, "nope\n").unwrap();
-    run_fails(
-        args(&data, &tmp.join("r2"), &["--cases", s(&list)]),
-        &["case `nope` is not in the dataset"],
-    );
-    run_fails(
-        args(&data, &tmp.join("r2"), &["--modality", "flair"]),
-        &["takes 1 channel(s) (t1ce) but --modality gives flair"],
-    );
-    assert!(!tmp.join("r2").exists());
+    assert!(!r2.exists());
 }

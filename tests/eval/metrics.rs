@@ -1,10 +1,9 @@
 //! `protokd score` against metrics computed independently with medpy and NumPy
 //! (`tools/metrics/make_fixtures.py`, outputs in `tests/fixtures/metrics/`), and its bad input.
 
-mod common;
-
-use common::{protokd, s, TempDir};
-use protokd::io::nifti::{read_image, write_image, OutDtype};
+use crate::common::refusal::{file, refusal, refused};
+use crate::common::{protokd_command, s, TempDir};
+use protokd::io::nifti::{encode_image, read_image, OutDtype};
 use protokd::volume::Volume;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -29,13 +28,8 @@ fn close(got: &Value, want: &Value, tol: f64, what: &str) {
 }
 
 /// The arguments of `protokd score --pred P --label L --json OUT EXTRA...`.
-fn score_args<'a>(
-    pred: &'a Path,
-    label: &'a Path,
-    out: &'a Path,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut args = vec![
+fn score_args(pred: &Path, label: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    [
         "score",
         "--pred",
         s(pred),
@@ -43,17 +37,19 @@ fn score_args<'a>(
         s(label),
         "--json",
         s(out),
-    ];
-    args.extend_from_slice(extra);
-    args
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| a.to_string())
+    .collect()
 }
 
 /// Runs `protokd score` and returns its JSON.
 fn score(pred: &Path, label: &Path, extra: &[&str], tmp: &TempDir) -> Value {
     let out = tmp.join("out.json");
     let mut args = score_args(pred, label, &out, extra);
-    args.push("--force"); // the same JSON path is rewritten for every pair
-    let o = protokd(&args);
+    args.push("--force".into()); // the same JSON path is rewritten for every pair
+    let o = protokd_command().args(&args).output().unwrap();
     assert!(
         o.status.success(),
         "protokd {args:?} failed: {}",
@@ -145,70 +141,57 @@ fn release_given_and_default() {
     assert_eq!(got["meta"]["release_source"], "given");
 }
 
-/// Runs `protokd score` expecting failure: one `error:` line naming `needle`, no panic, no JSON.
-fn fails(pred: &Path, label: &Path, extra: &[&str], needle: &str) {
-    let tmp = TempDir::new("score-bad");
-    let out = tmp.join("out.json");
-    let args = score_args(pred, label, &out, extra);
-    let o = protokd(&args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{args:?} succeeded");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(!err.contains("internal error"), "{err}");
-    assert!(err.contains(needle), "expected `{needle}` in: {err}");
-    assert!(!out.exists(), "the JSON was written");
-    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
-}
-
 #[test]
 fn bad_input_is_a_clear_error() {
     let f = fixtures();
     let (bp, bl) = (f.join("blobs_pred.nii.gz"), f.join("blobs_label.nii.gz"));
     let tmp = TempDir::new("score-inputs");
-    // Missing file.
-    let missing = tmp.join("missing.nii.gz");
-    fails(&missing, &bl, &[], "missing.nii.gz");
-    fails(&bp, &missing, &[], "missing.nii.gz");
-    // Not a NIfTI file.
-    let junk = tmp.join("junk.nii");
-    std::fs::write(&junk, b"this is not a NIfTI header").unwrap();
-    fails(&junk, &bl, &[], "junk.nii");
-    // Affine mismatch (same dims, other spacing and origin).
-    fails(&f.join("aniso_pred.nii.gz"), &bl, &[], "affines");
-    // Dims mismatch.
+    let out = tmp.join("out.json");
     let img = read_image(&bl).unwrap();
+    let nifti = |name: &str, vol: &Volume, dtype: OutDtype| {
+        let bytes = encode_image(vol, &img.geometry, dtype, true).unwrap();
+        (tmp.join(name), vec![file(&tmp.join(name), bytes)])
+    };
+    // Dims mismatch.
     let [nz, ny, nx] = img.volume.dims;
     let small = Volume::new([nz, ny, nx - 1], vec![0.0; nz * ny * (nx - 1)]);
-    let small_path = tmp.join("small.nii.gz");
-    write_image(&small_path, &small, &img.geometry, OutDtype::U8).unwrap();
-    fails(&small_path, &bl, &[], "small.nii.gz");
-    // Labels outside the release's set: a 5 anywhere; a 4 read as 2023; 3 and 4 together.
-    let with = |v: f32, name: &str| {
+    let (small, small_file) = nifti("small.nii.gz", &small, OutDtype::U8);
+    // Labels outside the release's set: a 5 anywhere; 3 and 4 together; 1.5.
+    let with = |i: usize, v: f32, name: &str, dtype: OutDtype| {
         let mut vol = img.volume.clone();
-        vol.data[7] = v;
-        let p = tmp.join(name);
-        write_image(&p, &vol, &img.geometry, OutDtype::U8).unwrap();
-        p
+        vol.data[i] = v;
+        nifti(name, &vol, dtype)
     };
-    fails(&with(5.0, "five.nii.gz"), &bl, &[], "raw label 5");
-    fails(&bp, &bl, &["--release", "2023"], "raw label 4");
-    fails(
-        &with(3.0, "three.nii.gz"),
-        &bl,
-        &[],
-        "both raw labels 3 and 4",
-    );
-    let mut vol = img.volume.clone();
-    vol.data[3] = 1.5;
-    let half = tmp.join("half.nii.gz");
-    write_image(&half, &vol, &img.geometry, OutDtype::F32).unwrap();
-    fails(&half, &bl, &[], "not a label");
-    fails(&bp, &bl, &["--release", "2022"], "--release");
-    // An existing JSON output is refused without --force, and kept.
+    let (five, five_file) = with(7, 5.0, "five.nii.gz", OutDtype::U8);
+    let (three, three_file) = with(7, 3.0, "three.nii.gz", OutDtype::U8);
+    let (half, half_file) = with(3, 1.5, "half.nii.gz", OutDtype::F32);
+    let (missing, junk) = (tmp.join("missing.nii.gz"), tmp.join("junk.nii"));
     let existing = tmp.join("existing.json");
-    std::fs::write(&existing, b"keep").unwrap();
-    let o = protokd(&score_args(&bp, &bl, &existing, &[]));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("--force"), "{err}");
-    assert_eq!(std::fs::read(&existing).unwrap(), b"keep");
+    let aniso = f.join("aniso_pred.nii.gz");
+    let junk_file = vec![file(&junk, b"this is not a NIfTI header")];
+    let keep = vec![file(&existing, b"keep")];
+    // `score --pred P --label <blobs> --json <out> EXTRA...`.
+    let bad = |pred: &Path, extra: &[&str]| score_args(pred, &bl, &out, extra);
+    // (what the case is, files prepared, arguments, exit status, words of the message)
+    #[rustfmt::skip]
+    let table = vec![
+        refusal("a missing prediction", vec![], bad(&missing, &[]), 1, ["missing.nii.gz"]),
+        refusal("a missing label map", vec![], score_args(&bp, &missing, &out, &[]), 1,
+            ["missing.nii.gz"]),
+        refusal("not a NIfTI file", junk_file, bad(&junk, &[]), 1, ["junk.nii"]),
+        // Same dims, other spacing and origin.
+        refusal("affines that differ", vec![], bad(&aniso, &[]), 1, ["affines"]),
+        refusal("dims that differ", small_file, bad(&small, &[]), 1, ["small.nii.gz"]),
+        refusal("a label 5", five_file, bad(&five, &[]), 1, ["raw label 5"]),
+        refusal("a 4 read as BraTS 2023", vec![], bad(&bp, &["--release", "2023"]), 1,
+            ["raw label 4"]),
+        refusal("labels 3 and 4 together", three_file, bad(&three, &[]), 1,
+            ["both raw labels 3 and 4"]),
+        refusal("a label 1.5", half_file, bad(&half, &[]), 1, ["not a label"]),
+        refusal("an unknown release", vec![], bad(&bp, &["--release", "2022"]), 1, ["--release"]),
+        // An existing JSON output is refused without --force, and kept.
+        refusal("an existing JSON output without --force", keep,
+            score_args(&bp, &bl, &existing, &[]), 1, ["--force"]),
+    ];
+    refused(tmp.path(), table);
 }

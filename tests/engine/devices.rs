@@ -1,24 +1,11 @@
 //! `--engine` (older spelling `--device`): the commands that compute give the same bytes on the
-//! fast CPU engine and on the emulated GPU device (protokd-gpu's CUDA C run on the host),
-//! `protokd verify` still reads `--device`, and `--engine cuda` without a driver is a clear
-//! error.
-//! (The same comparisons run on a real GPU with `tools/gpu/validate.sh`.)
+//! fast CPU engine and on the emulated GPU device (protokd-gpu's CUDA C run on the host).
+//! (The same comparisons run on a real GPU with `tools/gpu/validate.sh`; the spellings and
+//! refusals of the switch are in the `cli` target.)
 
-mod common;
-mod workflow;
-
-use common::{protokd, s, TempDir};
+use crate::common::workflow::{self, ok};
+use crate::common::{s, TempDir};
 use std::path::Path;
-
-fn run_ok(args: &[&str]) -> String {
-    let o = protokd(args);
-    assert!(
-        o.status.success(),
-        "protokd {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -65,7 +52,7 @@ fn audit_outputs_are_the_same_bytes_on_cpu_and_emulated() {
             if mode == "protokd" {
                 args.extend(["--teacher", s(&tea)]);
             }
-            let stdout = run_ok(&args);
+            let stdout = ok(&args);
             outs.push((stdout, read(&out)));
         }
         assert!(hashes(&outs[0].0).len() > 100, "{}", outs[0].0);
@@ -95,7 +82,7 @@ fn audit_outputs_are_the_same_bytes_on_cpu_and_emulated() {
             if train {
                 args.push("--train");
             }
-            outs.push((run_ok(&args), read(&out)));
+            outs.push((ok(&args), read(&out)));
         }
         assert_eq!(hashes(&outs[0].0).len(), 2, "{}", outs[0].0);
         assert_eq!(
@@ -105,22 +92,6 @@ fn audit_outputs_are_the_same_bytes_on_cpu_and_emulated() {
         );
         assert_eq!(outs[0].1, outs[1].1, "audit forward (train {train})");
     }
-}
-
-/// `protokd verify --device emulated`, the older spelling of `--engines emulated`, is still
-/// read (the suite itself on the emulated device runs in tests/engines.rs): here it reaches the
-/// search for the golden patches, which names where it looked.
-#[test]
-fn verify_reads_the_older_device_spelling() {
-    let dir = TempDir::new("devices-verify");
-    let missing = dir.join("no-golden");
-    let o = protokd(&["verify", "--device", "emulated", "--golden", s(&missing)]);
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{e}");
-    assert!(
-        e.contains("cannot find the golden patches") && e.contains("no-golden"),
-        "{e}"
-    );
 }
 
 /// Segmenting a case gives the same label and probability files on both devices.
@@ -152,29 +123,8 @@ fn segment_writes_the_same_bytes_on_cpu_and_emulated() {
             device,
         ];
         args.extend(workflow::WINDOW);
-        run_ok(&args);
+        ok(&args);
         files.push((read(&seg), read(&prob)));
     }
     assert_eq!(files[0], files[1]);
-}
-
-/// `--engines cuda` where no CUDA driver can be loaded: a clear error naming what was looked
-/// for, a non-zero exit, no panic, no fall-back. (Skipped where a driver is present.)
-#[test]
-fn cuda_without_a_driver_is_a_clear_error() {
-    if protokd_gpu::cuda::driver_present() {
-        eprintln!("skipped: a CUDA driver is present");
-        return;
-    }
-    let o = protokd(&["verify", "--engines", "cuda"]);
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{e}");
-    assert!(
-        e.contains("no CUDA driver found") && e.contains("libcuda.so.1"),
-        "{e}"
-    );
-    assert!(
-        !e.contains("panicked") && !e.contains("RUST_BACKTRACE"),
-        "{e}"
-    );
 }

@@ -1,8 +1,8 @@
-//! Helpers shared by the `segment` and `evaluate` tests: tiny phantom cohorts, tiny seeded
-//! models, and the small window they run with.
-#![allow(dead_code)] // each test file uses its own subset
+//! Helpers shared by the tests that segment, evaluate and train on phantoms (`infer::segment`,
+//! `eval::evaluate`, `engine::devices`, `train::run`): tiny phantom cohorts, tiny seeded models,
+//! and the small window they run with.
 
-use crate::common::{protokd, s};
+use super::{protokd, s};
 use protokd::io::checkpoint;
 use protokd::io::tensorfile::write_tensors;
 use protokd::modality::Modalities;
@@ -63,8 +63,13 @@ pub fn state(in_channels: usize, n_filters: usize, seed: u64) -> VNetState {
 
 /// Saves a seeded n_filters-4 model taking `modalities` (protokd checkpoint with metadata).
 pub fn model(path: &Path, modalities: &str, seed: u64) -> VNetState {
+    model_with(path, modalities, 4, seed)
+}
+
+/// Saves a seeded model with `n_filters` taking `modalities` (protokd checkpoint with metadata).
+pub fn model_with(path: &Path, modalities: &str, n_filters: usize, seed: u64) -> VNetState {
     let m = Modalities::parse(modalities).unwrap();
-    let st = state(m.channels().len(), 4, seed);
+    let st = state(m.channels().len(), n_filters, seed);
     checkpoint::save(path, &st, &m).unwrap();
     st
 }

@@ -1,7 +1,8 @@
 //! The golden patches in `golden/` (see `protokd::audit::golden`): the files are what the manifest
 //! says, they regenerate bit for bit from the phantom generator, and a seeded n_filters 4 VNet
-//! gives the recorded values on each (insta snapshots in `tests/snapshots/`).
+//! gives the recorded values on each (insta snapshots in `tests/audit/snapshots/`).
 
+use crate::common::named_losses;
 use protokd::audit::golden::{self, Kind};
 use protokd::data::brats;
 use protokd::data::phantom::Templates;
@@ -115,15 +116,7 @@ fn golden_values(image: &Tensor, labels: &LabelMap) -> String {
     let mut out = String::new();
     writeln!(out, "teacher.features sha256 {}", le_hash(&y.features.data)).unwrap();
     writeln!(out, "teacher.logits   sha256 {}", le_hash(&y.logits.data)).unwrap();
-    let l = r.losses;
-    for (name, v) in [
-        ("total", l.total),
-        ("seg", l.seg),
-        ("dice", l.dice),
-        ("ce", l.ce),
-        ("kd", l.kd),
-        ("proto", l.proto),
-    ] {
+    for (name, v) in named_losses(&r.losses) {
         writeln!(out, "loss.{name:<5} {v:?} (bits {:08x})", v.to_bits()).unwrap();
     }
     let grads: Vec<f32> = r

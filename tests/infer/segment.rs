@@ -1,17 +1,15 @@
 //! `protokd segment` on tiny phantoms with a tiny seeded model (n_filters 4, 16^3 window):
 //! geometry and label set of the output, probabilities, the three kinds of input, determinism,
-//! and bad input. Run `cargo test --release --test segment -- --ignored --nocapture` for the
+//! and bad input. Run `cargo test --release --test infer -- --ignored --nocapture` for the
 //! timing of one full-size case at the paper's window.
 
-mod common;
-mod workflow;
-
-use common::{protokd, s, TempDir};
+use crate::common::refusal::{file, refusal, refused};
+use crate::common::workflow::{self, model, ok, phantoms, pytorch_model, SIZE, WINDOW};
+use crate::common::{fails_midway, protokd, protokd_command, s, TempDir};
 use nifti::{IntoNdArray, NiftiObject, ReaderOptions};
 use protokd::io::nifti::read_image;
 use protokd::volume::Image;
 use std::path::Path;
-use workflow::{fails, model, ok, phantoms, pytorch_model, SIZE, WINDOW};
 
 fn segment(extra: &[&str]) -> String {
     let mut args = vec!["segment"];
@@ -183,17 +181,23 @@ fn release_2023_names_and_labels_and_a_four_channel_pytorch_model() {
         s(&files[2]),
         s(&files[3])
     );
-    fails(
-        &[
-            "segment",
-            "--model",
-            s(&m),
-            "--input",
-            &swapped,
-            "--out",
-            s(&tmp.join("x.nii.gz")),
-        ],
-        &["named as t2", "input 1 is t1"],
+    refused(
+        tmp.path(),
+        vec![refusal(
+            "four files out of order",
+            vec![],
+            [
+                "segment",
+                "--model",
+                s(&m),
+                "--input",
+                &swapped,
+                "--out",
+                s(&tmp.join("x.nii.gz")),
+            ],
+            1,
+            ["named as t2", "input 1 is t1"],
+        )],
     );
 }
 
@@ -219,74 +223,57 @@ fn bad_input_is_refused_and_leaves_files_alone() {
         v.extend(extra.iter().map(|x| x.to_string()));
         v
     };
-    let run_fails = |args: Vec<String>, needles: &[&str]| {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        fails(&a, needles);
-    };
-    // Channels vs --modality.
-    run_fails(
-        base(&["--modality", "t2,t1"]),
-        &["takes 1 channel(s) (t1ce) but --modality gives t1,t2"],
-    );
-    // A one-channel PyTorch checkpoint needs --modality.
+    // A one-channel PyTorch checkpoint (it needs --modality), an empty dataset folder.
     let plain = tmp.join("plain.safetensors");
     pytorch_model(&plain, 1, 2);
-    run_fails(
-        seg_args(s(&plain), s(&case), s(&out), &[]),
-        &["takes 1 channel(s)", "--modality"],
-    );
-    // Bad window, CUDA, release disagreeing with the naming.
-    run_fails(
-        seg_args(s(&m), s(&case), s(&out), &["--patch", "20,16,16"]),
-        &["multiple of 16"],
-    );
-    run_fails(
-        seg_args(s(&m), s(&case), s(&out), &["--stride", "8,129,8"]),
-        &["stride 129"],
-    );
-    run_fails(base(&["--device", "cuda"]), &["--engine cuda"]);
-    run_fails(base(&["--release", "2023"]), &["--release 2023 disagrees"]);
-    // Wrong number of files, a file named as another modality, missing output folder.
+    let empty = tmp.join("empty");
+    std::fs::create_dir(&empty).unwrap();
     let t1 = case.join(format!("{}_t1.nii.gz", ids[0]));
     let t1ce = case.join(format!("{}_t1ce.nii.gz", ids[0]));
     let two = format!("{},{}", s(&t1ce), s(&t1));
-    run_fails(
-        seg_args(s(&m), &two, s(&out), &[]),
-        &["takes 1 channel(s) (t1ce) but 2 input file(s)"],
-    );
-    run_fails(
-        seg_args(s(&m), s(&t1), s(&out), &[]),
-        &["named as t1", "is t1ce"],
-    );
-    run_fails(
-        seg_args(s(&m), s(&t1ce), s(&tmp.join("no/seg.nii.gz")), &[]),
-        &["does not exist"],
-    );
-    run_fails(
-        seg_args(s(&m), s(&t1ce), s(&tmp.join("seg.txt")), &[]),
-        &[".nii.gz or .nii"],
-    );
-    // An empty dataset folder.
-    let empty = tmp.join("empty");
-    std::fs::create_dir(&empty).unwrap();
-    run_fails(
-        seg_args(s(&m), s(&empty), s(&tmp.join("d")), &[]),
-        &["holds no case folder"],
-    );
-    // Outputs that exist are refused (all of them checked before any work), and kept.
-    std::fs::write(&out, b"keep").unwrap();
     let png = tmp.join("o.png");
-    run_fails(base(&[]), &["seg.nii.gz already exists", "--force"]);
-    std::fs::remove_file(&out).unwrap();
-    std::fs::write(&png, b"keep png").unwrap();
-    run_fails(base(&["--png", s(&png)]), &["o.png already exists"]);
-    assert!(!out.exists(), "nothing written when an output is refused");
+    // `segment --model M --input I --out O EXTRA...` with the model and output of the tests.
+    let on = |input: &str, extra: &[&str]| seg_args(s(&m), input, s(&out), extra);
+    let into = |input: &Path, out: &str| seg_args(s(&m), s(input), s(&tmp.join(out)), &[]);
+    let (png_file, seg_file) = (vec![file(&png, b"keep png")], vec![file(&out, b"keep")]);
+    // (what the case is, files prepared, arguments, exit status, words of the message)
+    #[rustfmt::skip]
+    let table = vec![
+        // Channels vs --modality.
+        refusal("--modality against the model", vec![], base(&["--modality", "t2,t1"]), 1,
+            ["takes 1 channel(s) (t1ce) but --modality gives t1,t2"]),
+        refusal("a one-channel PyTorch checkpoint without --modality", vec![],
+            seg_args(s(&plain), s(&case), s(&out), &[]), 1, ["takes 1 channel(s)", "--modality"]),
+        // Bad window, CUDA, release disagreeing with the naming.
+        refusal("a patch that is not a multiple of 16", vec![],
+            on(s(&case), &["--patch", "20,16,16"]), 1, ["multiple of 16"]),
+        refusal("a stride larger than the patch", vec![],
+            on(s(&case), &["--stride", "8,129,8"]), 1, ["stride 129"]),
+        refusal("--device cuda", vec![], base(&["--device", "cuda"]), 1, ["--engine cuda"]),
+        refusal("--release against the naming", vec![], base(&["--release", "2023"]), 1,
+            ["--release 2023 disagrees"]),
+        // Wrong number of files, a file named as another modality, missing output folder.
+        refusal("two files for a one-channel model", vec![], on(&two, &[]), 1,
+            ["takes 1 channel(s) (t1ce) but 2 input file(s)"]),
+        refusal("a file named as another modality", vec![], on(s(&t1), &[]), 1,
+            ["named as t1", "is t1ce"]),
+        refusal("an output folder that does not exist", vec![], into(&t1ce, "no/seg.nii.gz"), 1,
+            ["does not exist"]),
+        refusal("an output that is not NIfTI", vec![], into(&t1ce, "seg.txt"), 1,
+            [".nii.gz or .nii"]),
+        refusal("an empty dataset folder", vec![], into(&empty, "d"), 1,
+            ["holds no case folder"]),
+        // Outputs that exist are refused (all of them checked before any work), and kept:
+        // nothing is written when one output is refused.
+        refusal("an existing PNG", png_file, base(&["--png", s(&png)]), 1,
+            ["o.png already exists"]),
+        refusal("an output that is an input", vec![],
+            base(&["--probabilities", s(&t1ce), "--force"]), 1, ["is one of the inputs"]),
+        refusal("an existing segmentation", seg_file, base(&[]), 1,
+            ["seg.nii.gz already exists", "--force"]),
+    ];
+    refused(tmp.path(), table);
     assert_eq!(std::fs::read(&png).unwrap(), b"keep png");
-    // An output that is an input.
-    run_fails(
-        base(&["--probabilities", s(&t1ce), "--force"]),
-        &["is one of the inputs"],
-    );
     // --force replaces.
     std::fs::write(&out, b"keep").unwrap();
     let args = base(&["--force"]);
@@ -296,28 +283,10 @@ fn bad_input_is_refused_and_leaves_files_alone() {
     // A write that fails midway (simulated) leaves the earlier segmentation whole and no
     // temporary file behind.
     let before = std::fs::read(&out).unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_protokd"))
-        .args(&a)
-        .env(protokd::io::files::SIMULATE_WRITE_FAILURE, "seg.nii.gz")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("simulated failure"),
-        "{err}"
-    );
+    let mut again = protokd_command();
+    again.args(&a);
+    fails_midway(again, "seg.nii.gz", tmp.path());
     assert_eq!(std::fs::read(&out).unwrap(), before);
-    let temps = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains(".tmp")
-        })
-        .count();
-    assert_eq!(temps, 0);
 }
 
 /// One full-size case (240 x 240 x 155) with an n_filters 16 one-channel model at the paper's
@@ -329,13 +298,7 @@ fn full_size_case_timing() {
     let data = tmp.join("data");
     let ids = phantoms(&data, 1, "2018", "240,240,155");
     let m = tmp.join("t1ce16.safetensors");
-    let st = workflow::state(1, 16, 5);
-    protokd::io::checkpoint::save(
-        &m,
-        &st,
-        &protokd::modality::Modalities::parse("t1ce").unwrap(),
-    )
-    .unwrap();
+    workflow::model_with(&m, "t1ce", 16, 5);
     let seg = tmp.join("seg.nii.gz");
     let t0 = std::time::Instant::now();
     let o = protokd(&[

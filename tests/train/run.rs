@@ -3,9 +3,9 @@
 //! every student method, and bad input. Tiny configs: phantoms of 32 x 32 x 16 voxels,
 //! n_filters 4, 16^3 patches.
 
-mod common;
-use common::{protokd, s, TempDir};
-use protokd_reference::state::{VNetConfig, VNetState};
+use crate::common::refusal::{file, refusal, refused};
+use crate::common::workflow;
+use crate::common::{fails_midway, protokd, protokd_command, s, TempDir};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -55,17 +55,6 @@ fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn err(out: Output, needle: &str) -> String {
-    let e = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "should have failed");
-    assert!(e.contains(needle), "expected `{needle}` in: {e}");
-    assert!(
-        !e.contains("panicked") && !e.contains("RUST_BACKTRACE"),
-        "{e}"
-    );
-    e
-}
-
 /// `protokd train teacher` with the tiny config and `extra` arguments.
 fn teacher(run: &Path, extra: &[&str]) -> Output {
     teacher_with(&cohort().2, run, extra)
@@ -73,47 +62,51 @@ fn teacher(run: &Path, extra: &[&str]) -> Output {
 
 /// `protokd train teacher --config cfg` into `run` (given as --out unless `extra` resumes).
 fn teacher_with(cfg: &Path, run: &Path, extra: &[&str]) -> Output {
-    let mut a = vec![];
-    if !extra.contains(&"--resume") {
-        a.extend(["--out", s(run)]);
-    }
-    a.extend_from_slice(extra);
-    teacher_command(cfg, &a).output().unwrap()
+    teacher_command(cfg, run, extra).output().unwrap()
 }
 
-/// The command `protokd train teacher --data <cohort> --config cfg EXTRA...`.
-fn teacher_command(cfg: &Path, extra: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_protokd"));
-    c.args([
-        "train",
-        "teacher",
-        "--data",
-        s(&cohort().1),
-        "--config",
-        s(cfg),
-    ])
-    .args(extra)
-    .env_remove("RUST_BACKTRACE");
+/// The arguments of `protokd train teacher --data <cohort> --config cfg` into `run` (given as
+/// --out unless `extra` resumes), then `extra`.
+fn teacher_args(cfg: &Path, run: &Path, extra: &[&str]) -> Vec<String> {
+    let data = &cohort().1;
+    let out: &[&str] = if extra.contains(&"--resume") {
+        &[]
+    } else {
+        &["--out", s(run)]
+    };
+    ["train", "teacher", "--data", s(data), "--config", s(cfg)]
+        .iter()
+        .chain(out)
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect()
+}
+
+/// The command of [`teacher_args`].
+fn teacher_command(cfg: &Path, run: &Path, extra: &[&str]) -> std::process::Command {
+    let mut c = protokd_command();
+    c.args(teacher_args(cfg, run, extra));
     c
 }
 
-/// `protokd train student --modality t1ce` with the tiny config into `run`, and `extra`.
-fn student(run: &Path, extra: &[&str]) -> Output {
+/// The arguments of `protokd train student --modality t1ce` with the tiny config into `run`,
+/// then `extra`.
+fn student_args(run: &Path, extra: &[&str]) -> Vec<String> {
     let (_, data, cfg) = cohort();
-    let mut a = vec![
-        "train",
-        "student",
-        "--data",
-        s(data),
-        "--config",
-        s(cfg),
-        "--out",
-        s(run),
-        "--modality",
-        "t1ce",
-    ];
-    a.extend_from_slice(extra);
-    protokd(&a)
+    ["train", "student", "--data", s(data), "--config", s(cfg)]
+        .iter()
+        .chain(&["--out", s(run), "--modality", "t1ce"])
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect()
+}
+
+/// Runs [`student_args`].
+fn student(run: &Path, extra: &[&str]) -> Output {
+    protokd_command()
+        .args(student_args(run, extra))
+        .output()
+        .unwrap()
 }
 
 /// A finished tiny teacher (shared by the student tests).
@@ -220,7 +213,7 @@ fn ctrl_c_saves_and_exits_130() {
     let cfg = dir.join("slow.json");
     // Many epochs so that the signal arrives mid-run.
     std::fs::write(&cfg, TINY.replace("\"max_epoch\": 2", "\"max_epoch\": 200")).unwrap();
-    let child = teacher_command(&cfg, &["--out", s(&run)])
+    let child = teacher_command(&cfg, &run, &[])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -324,33 +317,18 @@ fn student_runs_are_the_same_bytes_on_cpu_and_emulated() {
 fn bad_input_is_refused_and_leaves_files_intact() {
     let cfg = &cohort().2;
     let dir = TempDir::new("train-bad");
-    // A student given no teacher.
     let run = dir.join("s");
-    err(student(&run, &[]), "--teacher");
-    // A one-channel model given as teacher.
+    // A one-channel model to give as teacher.
     let one = dir.join("one.safetensors");
-    let state = VNetState::init(
-        VNetConfig {
-            in_channels: 1,
-            n_classes: 4,
-            n_filters: 4,
-        },
-        1,
-    );
-    protokd::io::checkpoint::save(
-        &one,
-        &state,
-        &protokd::modality::Modalities::parse("t1").unwrap(),
-    )
-    .unwrap();
-    err(
-        student(&run, &["--teacher", s(&one)]),
-        "a teacher takes all four modalities",
-    );
-    // A data folder with no cases.
+    workflow::model(&one, "t1", 1);
     let empty = dir.join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let e = protokd(&[
+    // An existing run folder, stopped after one step.
+    let existing = dir.join("existing");
+    ok(teacher(&existing, &["--stop-after", "1"]));
+    let before = read(&existing.join("last.safetensors"));
+    let (bad_cfg, other) = (dir.join("bad.json"), dir.join("other.json"));
+    let empty_data = [
         "train",
         "teacher",
         "--data",
@@ -359,39 +337,37 @@ fn bad_input_is_refused_and_leaves_files_intact() {
         s(cfg),
         "--out",
         s(&run),
-    ]);
-    assert!(!e.status.success());
-    assert!(String::from_utf8_lossy(&e.stderr).contains(s(&empty)));
-    // An unknown config key.
-    let bad_cfg = dir.join("bad.json");
-    std::fs::write(&bad_cfg, r#"{"epochs": 3}"#).unwrap();
-    err(teacher_with(&bad_cfg, &run, &[]), "unknown key `epochs`");
-    // An existing run folder, without --force or --resume.
-    let existing = dir.join("existing");
-    ok(teacher(&existing, &["--stop-after", "1"]));
-    let before = read(&existing.join("last.safetensors"));
-    err(teacher(&existing, &[]), "--force");
-    // Resuming with another config.
-    let other = dir.join("other.json");
-    std::fs::write(&other, TINY.replace("\"seed\": 7", "\"seed\": 8")).unwrap();
-    err(
-        teacher_with(&other, &existing, &["--resume", s(&existing)]),
-        "config `seed`: 7 in the run folder, 8 now",
-    );
+    ];
+    let bad_cfg_file = vec![file(&bad_cfg, r#"{"epochs": 3}"#)];
+    let other_file = vec![file(&other, TINY.replace("\"seed\": 7", "\"seed\": 8"))];
+    let resume = ["--resume", s(&existing)];
+    // (what the case is, files prepared, arguments, exit status, words of the message)
+    #[rustfmt::skip]
+    let table = vec![
+        refusal("a student given no teacher", vec![], student_args(&run, &[]), 1,
+            ["--teacher"]),
+        refusal("a one-channel model given as teacher", vec![],
+            student_args(&run, &["--teacher", s(&one)]), 1,
+            ["a teacher takes all four modalities"]),
+        refusal("a data folder with no cases", vec![], empty_data, 1, [s(&empty)]),
+        refusal("an unknown config key", bad_cfg_file, teacher_args(&bad_cfg, &run, &[]), 1,
+            ["unknown key `epochs`"]),
+        refusal("an existing run folder, without --force or --resume", vec![],
+            teacher_args(cfg, &existing, &[]), 1, ["--force"]),
+        // The message lists every setting that differs, one a line.
+        refusal("resuming with another config", other_file,
+            teacher_args(&other, &existing, &resume), 1,
+            ["config `seed`: 7 in the run folder, 8 now"]).several_lines(),
+    ];
+    refused(dir.path(), table);
     assert_eq!(read(&existing.join("last.safetensors")), before);
     // A write that fails midway: the error is clear, no temporary file is left, the saved
     // state still loads, and the run still resumes to the uninterrupted result.
-    let out = teacher_command(cfg, &["--resume", s(&existing)])
-        .env(protokd::io::files::SIMULATE_WRITE_FAILURE, "last.optim")
-        .output()
-        .unwrap();
-    err(out, "simulated failure");
-    let leftovers: Vec<_> = std::fs::read_dir(&existing)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-        .filter(|n| n.contains(".tmp"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    fails_midway(
+        teacher_command(cfg, &existing, &resume),
+        "last.optim",
+        &existing,
+    );
     ok(teacher(&existing, &["--resume", s(&existing)]));
     assert_eq!(
         read(&existing.join("last.safetensors")),

@@ -1,0 +1,8 @@
+//! The `infer` stage (`src/infer/`): sliding-window inference against a NumPy transcription,
+//! and `protokd segment`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod segment;
+mod sliding_window;

@@ -1,0 +1,8 @@
+//! The `io` stage (`src/io/`): NIfTI files against nibabel's reading of them, and checkpoints
+//! exchanged with PyTorch in both directions.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod checkpoint;
+mod nifti;

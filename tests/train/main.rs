@@ -1,0 +1,6 @@
+//! The `train` stage (`src/train/`): `protokd train teacher|student` on tiny configs.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod run;
