@@ -26,7 +26,7 @@
 //! `cpu/tests/engine.rs` runs every engine operation on random shapes on every copy this CPU
 //! can run, with 1, 2 and 7 threads, against `protokd_reference::engine::Spec`, bit for bit;
 //! the unit tests of `conv3d`, `rowops` and `reduce` do the same per kernel and per register
-//! block; `tests/reproducibility.rs` (root package) checks a whole recorded ProtoKD step, and
+//! block; `tests/engine/reproducibility.rs` (root package) checks a whole recorded ProtoKD step, and
 //! `protokd verify` the golden suite.
 
 pub mod engine;

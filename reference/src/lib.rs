@@ -53,7 +53,7 @@
 //!
 //! | engine | tests |
 //! |---|---|
-//! | fast CPU (`protokd-cpu`) | `cpu/tests/engine.rs`: every engine operation against [`engine::Spec`] bit for bit on random shapes, for every SIMD copy the CPU has (forced by value) and 1, 2 and 7 threads; `cpu/src/conv3d.rs`: the register blocks and random geometries; `tests/reproducibility.rs`: the recorded whole-step hash on both CPU engines |
+//! | fast CPU (`protokd-cpu`) | `cpu/tests/engine.rs`: every engine operation against [`engine::Spec`] bit for bit on random shapes, for every SIMD copy the CPU has (forced by value) and 1, 2 and 7 threads; `cpu/src/conv3d.rs`: the register blocks and random geometries; `tests/engine/reproducibility.rs`: the recorded whole-step hash on both CPU engines |
 //! | CUDA and emulated (`protokd-gpu`) | `gpu/tests/*.rs`: every kernel against this crate bit for bit (on the emulated device everywhere, on CUDA where a driver is present); `gpu/tests/vnet.rs`: whole steps |
 //! | all | `protokd verify`: the golden suite on every available engine against the spec, one line per operation |
 //!

@@ -296,7 +296,7 @@ pub fn manifest(patches: &[Patch]) -> Value {
         "patches": list,
     })
 }
-/// The computation the golden values record (`tests/golden.rs`) and `protokd verify` compares:
+/// The computation the golden values record (`tests/audit/golden.rs`) and `protokd verify` compares:
 /// on a patch `image` `[1, 4, D, H, W]` with `labels`, the evaluation-mode forward of a
 /// four-channel teacher (n_filters 4, seed 1), then one ProtoKD step (the paper's settings) of a
 /// T1ce student (n_filters 4, seed 2) against it. Returns the teacher's output, the step's report

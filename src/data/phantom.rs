@@ -49,7 +49,7 @@ pub use anatomy::{Templates, TEMPLATE_FILES};
 pub use tumour::TumourKind;
 
 /// Generator name and version, for provenance records (golden patches, manifests). Bump it
-/// whenever the voxels for a seed change (`tests/phantom.rs` records one case's hash).
+/// whenever the voxels for a seed change (`tests/data/phantom.rs` records one case's hash).
 pub const GENERATOR: &str = "protokd-phantom 1";
 
 /// Default grid, voxels along (x, y, z).

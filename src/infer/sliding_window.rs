@@ -29,7 +29,7 @@
 //! Windows run one after the other; each forward pass is itself parallel inside the engine.
 //! This is exactly the f32 arithmetic of the authors' NumPy code (`score_map += y`,
 //! `cnt += 1`, `score_map / cnt`, `argmax`), so a NumPy float32 transcription gives the same
-//! bits for the same window probabilities (`tests/sliding_window.rs`).
+//! bits for the same window probabilities (`tests/infer/sliding_window.rs`).
 
 use crate::data::brats::LoadedCase;
 use crate::data::preprocess::zscore;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the NIfTI fixtures of tests/nifti_io.rs and their reference values (read by nibabel).
+"""Writes the NIfTI fixtures of tests/io/nifti.rs and their reference values (read by nibabel).
 
 Run from the repository root:  python3 tools/nifti/make_fixtures.py
 Needs numpy and nibabel (`pip install nibabel`). See tools/nifti/README.md.
@@ -11,7 +11,7 @@ nibabel reads back from those files (`nib.load(p).get_fdata()`, `img.affine`), n
 meant to write.
 
 Optional last section: if tests/fixtures/nifti/written_by_protokd.nii.gz exists (written by
-`PROTOKD_WRITE_NIFTI_FIXTURE=1 cargo test --release --test nifti_io written_by_protokd`), it is
+`PROTOKD_WRITE_NIFTI_FIXTURE=1 cargo test --release --test io written_by_protokd`), it is
 checked with nibabel against its source and nibabel's reading of it goes into expected.json.
 """
 

@@ -427,7 +427,7 @@ def make_fixture(name, cfg, n_filters, out_dir):
     t.update(prefixed("student", student.state_dict()))
     if name == "A":
         # PyTorch -> protokd checkpoint interchange: the initial student's plain state_dict as
-        # a PyTorch user saves it (no metadata); tests/checkpoint_interchange.rs loads it.
+        # a PyTorch user saves it (no metadata); tests/io/checkpoint.rs loads it.
         save_file(student.state_dict(), os.path.join(out_dir, "torch_state_dict.safetensors"))
     t["image"] = image
     t["label"] = label
@@ -462,7 +462,7 @@ def make_fixture(name, cfg, n_filters, out_dir):
     # native convolutions instead of oneDNN's (another valid float32 summation order). For every
     # computed float tensor, the larger of the two float32 errors ||t32 - t64|| / ||t64||:
     # how far a correct float32 implementation can be from the exact result there.
-    # tests/pytorch_parity.rs widens a tensor's bound to a multiple of it where float32 itself
+    # tests/engine/pytorch_parity.rs widens a tensor's bound to a multiple of it where float32 itself
     # cannot reach the bound.
     t64 = compute_outputs(copy.deepcopy(teacher).double(), copy.deepcopy(student).double(),
                           image.double(), label)

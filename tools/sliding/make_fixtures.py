@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fixtures for protokd's sliding-window inference (tests/sliding_window.rs).
+"""Fixtures for protokd's sliding-window inference (tests/infer/sliding_window.rs).
 
 A NumPy transcription of the authors' `test_single_case` as the method page (section 7)
 states it, written from the page and not from protokd's Rust:
