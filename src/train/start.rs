@@ -2,12 +2,11 @@
 //! lists, a seeded network) or a resumed one (the recorded run checked against this one, the
 //! state of `last.optim.safetensors`, the metrics so far).
 
-use super::run::{self, MetricsLog, Progress, RunDir, RunRecord};
+use super::run::{self, MetricsLog, RunDir, RunRecord, RunState};
 use super::TrainArgs;
 use crate::data::split::{self, Split};
 use anyhow::{anyhow, bail, Result};
-use protokd_reference::adam::AdamState;
-use protokd_reference::state::{VNetConfig, VNetState};
+use protokd_reference::state::VNetConfig;
 use std::path::Path;
 
 /// File names a run writes (removed by `force` before a fresh start).
@@ -22,29 +21,18 @@ const RUN_FILES: [&str; 8] = [
     "split",
 ];
 
-/// What a run starts from.
-pub(super) struct Opened {
-    /// The model.
-    pub(super) state: VNetState,
-    /// The optimiser.
-    pub(super) adam: AdamState,
-    /// Where the run stands.
-    pub(super) progress: Progress,
-    /// The metrics so far.
-    pub(super) log: MetricsLog,
-}
-
-/// Opens `run` for a network of `net`. Resuming: reads `config.json` and refuses a run
-/// recorded with another configuration than `record`, then reads `last.optim.safetensors` and
-/// keeps the metrics up to its progress. Starting: prepares the folder ([`fresh_run_dir`]),
-/// writes `config.json` and the split lists, and initialises the network from `init_seed`
-/// with a zero Adam state and an empty `metrics.jsonl`.
+/// Opens `run` for a network of `net`; returns the state the run starts from and its metrics
+/// so far. Resuming: reads `config.json` and refuses a run recorded with another
+/// configuration than `record`, then reads `last.optim.safetensors` and keeps the metrics up
+/// to its progress. Starting: prepares the folder ([`fresh_run_dir`]), writes `config.json`
+/// and the split lists, and starts the state ([`RunState::fresh`]) and an empty
+/// `metrics.jsonl`.
 pub(super) fn open(
     run: &RunDir,
     args: &TrainArgs,
     record: &RunRecord,
     net: VNetConfig,
-) -> Result<Opened> {
+) -> Result<(RunState, MetricsLog)> {
     if args.resume {
         let recorded = run.read_record()?;
         let diff = recorded.differences(record);
@@ -55,26 +43,15 @@ pub(super) fn open(
                 diff.join("\n  ")
             );
         }
-        let r = run.load_last(net)?;
-        let log = MetricsLog::resume(run, &r.progress)?;
-        Ok(Opened {
-            state: r.state,
-            adam: r.adam,
-            progress: r.progress,
-            log,
-        })
+        let last = run.load_last(net)?;
+        let log = MetricsLog::resume(run, &last.progress)?;
+        Ok((last, log))
     } else {
         fresh_run_dir(args.out, args.force)?;
         run.write_record(record)?;
         write_split_lists(run, &record.split)?;
-        let state = VNetState::init(net, args.config.init_seed);
-        let adam = AdamState::for_state(&state);
-        Ok(Opened {
-            state,
-            adam,
-            progress: Progress::START,
-            log: MetricsLog::create(run)?,
-        })
+        let fresh = RunState::fresh(net, args.config.init_seed);
+        Ok((fresh, MetricsLog::create(run)?))
     }
 }
 

@@ -84,9 +84,9 @@ impl<'a> Training<'a> {
         let run = RunDir {
             path: args.out.to_path_buf(),
         };
-        let opened = start::open(&run, args, &record, net)?;
+        let (start, log) = start::open(&run, args, &record, net)?;
         let teacher_state = teacher.as_ref().map(|t| &t.state);
-        let engine = Trainer::new(args.compute, opened.state, opened.adam, teacher_state)?;
+        let engine = Trainer::new(args.compute, start.state, start.adam, teacher_state)?;
         let train_cases = cases_of(&dataset, &split.train, "training split")?;
         let cases = TrainCases::load(train_cases, cfg.crop_box())?;
         let val_cases = cases_of(&dataset, &split.val, "validation split")?;
@@ -94,7 +94,7 @@ impl<'a> Training<'a> {
             args,
             modalities,
             channels,
-            outcome: Outcome::start(&run, opened.progress),
+            outcome: Outcome::start(&run, start.progress),
             run,
             engine,
             cases,
@@ -105,8 +105,8 @@ impl<'a> Training<'a> {
                 stride: cfg.val_stride,
             },
             steps_per_epoch: (split.train.len() / cfg.batch_size) as u64,
-            progress: opened.progress,
-            log: opened.log,
+            progress: start.progress,
+            log,
             bar: ProgressBar::hidden(),
         })
     }
