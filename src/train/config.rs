@@ -220,9 +220,8 @@ fn non_negative<T: Copy + Into<f64> + std::fmt::Display>(key: &str, v: T) -> Res
 
 impl TrainConfig {
     /// Checks every value's range; errors name the key and the value. In this order: the
-    /// modalities (all four for a teacher), the sizes ([`TrainConfig::check_sizes`]), the
-    /// optimiser's and the losses' numbers ([`TrainConfig::check_numbers`]), the split's
-    /// fractions, the crop ([`TrainConfig::check_crop`]).
+    /// modalities (all four for a teacher), the sizes (`check_sizes`), the optimiser's and the
+    /// losses' numbers (`check_numbers`), the split's fractions, the crop (`check_crop`).
     pub fn check(&self) -> Result<()> {
         let m = self.student_modalities()?;
         if self.method == Method::Teacher && m != Modalities::all() {
