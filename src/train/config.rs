@@ -208,8 +208,20 @@ pub fn effective(
     Ok(cfg)
 }
 
+/// Refuses `v` unless it is a finite number >= 0 (an f32 is compared exactly as an f64; the
+/// message shows `v` as given).
+fn non_negative<T: Copy + Into<f64> + std::fmt::Display>(key: &str, v: T) -> Result<()> {
+    let x: f64 = v.into();
+    if !(x.is_finite() && x >= 0.0) {
+        bail!("`{key}` = {v} must be a finite number >= 0");
+    }
+    Ok(())
+}
+
 impl TrainConfig {
-    /// Checks every value's range; errors name the key and the value.
+    /// Checks every value's range; errors name the key and the value. In this order: the
+    /// modalities (all four for a teacher), the sizes (`check_sizes`), the optimiser's and the
+    /// losses' numbers (`check_numbers`), the split's fractions, the crop (`check_crop`).
     pub fn check(&self) -> Result<()> {
         let m = self.student_modalities()?;
         if self.method == Method::Teacher && m != Modalities::all() {
@@ -218,6 +230,25 @@ impl TrainConfig {
                 self.modalities
             );
         }
+        self.check_sizes()?;
+        self.check_numbers()?;
+        let fractions = self.val_fraction + self.test_fraction;
+        if !(0.0..=1.0).contains(&self.val_fraction)
+            || !(0.0..=1.0).contains(&self.test_fraction)
+            || fractions >= 1.0
+        {
+            bail!(
+                "`val_fraction` = {} and `test_fraction` = {} must be in [0, 1] with a sum below 1",
+                self.val_fraction,
+                self.test_fraction
+            );
+        }
+        self.check_crop()
+    }
+
+    /// `n_filters`, `batch_size`, `max_epoch` and `val_every` at least 1; the patches positive
+    /// multiples of 16; the strides positive.
+    fn check_sizes(&self) -> Result<()> {
         let positive = [
             ("n_filters", self.n_filters),
             ("batch_size", self.batch_size),
@@ -241,14 +272,19 @@ impl TrainConfig {
                 self.val_stride
             );
         }
+        Ok(())
+    }
+
+    /// `lr`, `eps` and `weight_decay` finite and >= 0; `beta1` and `beta2` in [0, 1);
+    /// `kd_weight`, `proto_weight` and `poly_power` finite and >= 0; `temperature` > 0; both
+    /// weights 0 for a method without teacher.
+    fn check_numbers(&self) -> Result<()> {
         for (key, v) in [
             ("lr", self.lr),
             ("eps", self.eps),
             ("weight_decay", self.weight_decay),
         ] {
-            if !(v.is_finite() && v >= 0.0) {
-                bail!("`{key}` = {v} must be a finite number >= 0");
-            }
+            non_negative(key, v)?;
         }
         for (key, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&v) {
@@ -260,9 +296,7 @@ impl TrainConfig {
             ("proto_weight", self.proto_weight),
             ("poly_power", self.poly_power),
         ] {
-            if !(v.is_finite() && v >= 0.0) {
-                bail!("`{key}` = {v} must be a finite number >= 0");
-            }
+            non_negative(key, v)?;
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             bail!("`temperature` = {} must be > 0", self.temperature);
@@ -273,17 +307,11 @@ impl TrainConfig {
                 self.method.name()
             );
         }
-        let fractions = self.val_fraction + self.test_fraction;
-        if !(0.0..=1.0).contains(&self.val_fraction)
-            || !(0.0..=1.0).contains(&self.test_fraction)
-            || fractions >= 1.0
-        {
-            bail!(
-                "`val_fraction` = {} and `test_fraction` = {} must be in [0, 1] with a sum below 1",
-                self.val_fraction,
-                self.test_fraction
-            );
-        }
+        Ok(())
+    }
+
+    /// Each range of the crop, if any, non-empty and at least as long as the patch.
+    fn check_crop(&self) -> Result<()> {
         if let Some(b) = self.crop_box() {
             for (axis, (lo, hi)) in ["z", "y", "x"].iter().zip(b.start.into_iter().zip(b.end)) {
                 if lo >= hi {

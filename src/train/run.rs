@@ -177,14 +177,28 @@ pub struct RunDir {
     pub path: PathBuf,
 }
 
-/// The state a run resumes from.
-pub struct Resumed {
+/// The state of a run: what `last.optim.safetensors` holds, or a fresh start.
+pub struct RunState {
     /// The model.
     pub state: VNetState,
     /// The optimiser.
     pub adam: AdamState,
     /// Where the run stands.
     pub progress: Progress,
+}
+
+impl RunState {
+    /// The start of a run: the network of `cfg` initialised from `init_seed`, Adam's state at
+    /// zero, [`Progress::START`].
+    pub fn fresh(cfg: VNetConfig, init_seed: u64) -> RunState {
+        let state = VNetState::init(cfg, init_seed);
+        let adam = AdamState::for_state(&state);
+        RunState {
+            state,
+            adam,
+            progress: Progress::START,
+        }
+    }
 }
 
 impl RunDir {
@@ -249,7 +263,7 @@ impl RunDir {
     }
 
     /// Reads `last.optim.safetensors` for a network of `cfg`.
-    pub fn load_last(&self, cfg: VNetConfig) -> Result<Resumed> {
+    pub fn load_last(&self, cfg: VNetConfig) -> Result<RunState> {
         let path = self.file("last.optim.safetensors");
         if !path.exists() {
             bail!(
@@ -288,7 +302,7 @@ impl RunDir {
                 *slot = m;
             }
         }
-        Ok(Resumed {
+        Ok(RunState {
             state,
             adam,
             progress,
