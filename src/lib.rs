@@ -25,6 +25,14 @@
 //! The command line is the binary's `src/cli/`: the clap definitions, one file per subcommand,
 //! each checking its arguments and calling the stage that does the work; `src/main.rs` only
 //! dispatches.
+//!
+//! The public API is what the binary, the tests and the benches use; everything else is
+//! `pub(crate)`. The module docs give each stage's rules and order of operations down to those
+//! crate-private helpers: read them with
+//! `cargo doc -p protokd --no-deps --document-private-items --open`.
+
+// Public docs link to crate-private helpers (resolved with --document-private-items).
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod audit;
 pub mod data;

@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use std::fmt;
 
 /// Names of the four channels, in channel order, as the CLI spells them.
-pub const NAMES: [&str; 4] = ["t1", "t2", "t1ce", "flair"];
+pub(crate) const NAMES: [&str; 4] = ["t1", "t2", "t1ce", "flair"];
 
 /// A non-empty set of modalities, kept in channel order.
 #[derive(Clone, Debug, PartialEq, Eq)]

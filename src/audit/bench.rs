@@ -95,7 +95,7 @@ pub enum What {
 }
 
 /// The student's channel in a benched step: T1ce.
-pub const STUDENT_CHANNEL: usize = 2;
+pub(crate) const STUDENT_CHANNEL: usize = 2;
 
 /// Parses `N,C,D,H,W` (five positive integers; D, H, W multiples of 16).
 pub fn parse_shape(s: &str) -> Result<[usize; 5]> {

@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 /// The phantom cohort the patches come from.
 pub const SEED: u64 = 2026;
 /// Cases generated (patches are chosen among them).
-pub const CASES: u64 = 4;
+pub(crate) const CASES: u64 = 4;
 /// Patch edge (voxels).
 pub const PATCH: usize = 32;
 
@@ -93,7 +93,7 @@ pub struct Patch {
 
 /// The geometry of a box starting at voxel `offset` (z, y, x): the same axes, the origin moved
 /// to the box's corner (affine column 3, the sform's offsets and the qform's offsets).
-pub fn box_geometry(g: &Geometry, offset: [usize; 3]) -> Geometry {
+pub(crate) fn box_geometry(g: &Geometry, offset: [usize; 3]) -> Geometry {
     let corner = g.affine * Vector4::new(offset[2] as f64, offset[1] as f64, offset[0] as f64, 1.0);
     let mut out = g.clone();
     for r in 0..3 {

@@ -53,13 +53,13 @@ use rayon::prelude::*;
 pub const TRAIN_CROP: [usize; 3] = [96, 128, 128];
 
 /// Domain tag of the augmentation streams.
-pub const AUGMENT_TAG: [u8; 8] = *b"pkd-aug1";
+pub(crate) const AUGMENT_TAG: [u8; 8] = *b"pkd-aug1";
 /// Domain tag of the epoch-shuffle streams.
-pub const SHUFFLE_TAG: [u8; 8] = *b"pkd-shuf";
+pub(crate) const SHUFFLE_TAG: [u8; 8] = *b"pkd-shuf";
 
 /// The generator of `(seed, epoch, case_index)` under a domain tag (key layout in the module
 /// docs).
-pub fn rng_with_tag(seed: u64, epoch: u64, case_index: u64, tag: [u8; 8]) -> ChaCha8Rng {
+pub(crate) fn rng_with_tag(seed: u64, epoch: u64, case_index: u64, tag: [u8; 8]) -> ChaCha8Rng {
     let mut key = [0u8; 32];
     key[0..8].copy_from_slice(&seed.to_le_bytes());
     key[8..16].copy_from_slice(&epoch.to_le_bytes());
@@ -74,7 +74,7 @@ pub fn rng_for(seed: u64, epoch: u64, case_index: u64) -> ChaCha8Rng {
 }
 
 /// An integer uniform in `0 .. n` (Lemire's method; see the module docs). Panics if `n == 0`.
-pub fn uniform_below(rng: &mut impl RngCore, n: u32) -> u32 {
+pub(crate) fn uniform_below(rng: &mut impl RngCore, n: u32) -> u32 {
     assert!(n > 0, "uniform_below(0)");
     let mut m = rng.next_u32() as u64 * n as u64;
     let mut l = m as u32;
@@ -89,17 +89,17 @@ pub fn uniform_below(rng: &mut impl RngCore, n: u32) -> u32 {
 }
 
 /// True with probability 1/2: the top bit of one `u32`.
-pub fn coin(rng: &mut impl RngCore) -> bool {
+pub(crate) fn coin(rng: &mut impl RngCore) -> bool {
     rng.next_u32() >> 31 == 1
 }
 
 /// Uniform in `[0, 1)` from 24 bits: `(next_u32() >> 8) as f32 * 2^-24`.
-pub fn unit_f32(rng: &mut impl RngCore) -> f32 {
+pub(crate) fn unit_f32(rng: &mut impl RngCore) -> f32 {
     (rng.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0)
 }
 
 /// The intensity factor of a uniform `u` in `[0, 1)`: `0.9 + 0.2 * u` in f32 (no fma).
-pub fn factor_of_unit(u: f32) -> f32 {
+pub(crate) fn factor_of_unit(u: f32) -> f32 {
     let scaled = 0.2f32 * u;
     0.9f32 + scaled
 }
@@ -319,7 +319,7 @@ pub fn epoch_permutation(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
 
 /// `0, 1, .., n-1` shuffled by Fisher-Yates with `rng`: for `i` from `n - 1` down to 1:
 /// `j = uniform_below(i + 1)`, swap positions `i` and `j`.
-pub fn shuffled(n: usize, rng: &mut impl RngCore) -> Vec<usize> {
+pub(crate) fn shuffled(n: usize, rng: &mut impl RngCore) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
         let bound = u32::try_from(i + 1).expect("fewer than 2^32 cases");

@@ -53,7 +53,7 @@ const CHANNEL_NAMES: [&str; 4] = ["T1", "T2", "T1ce", "FLAIR"];
 
 /// The largest difference, per affine element, between two images of one case that still counts
 /// as the same geometry (mm, or mm per voxel for the linear part).
-pub const AFFINE_TOLERANCE: f64 = 1e-4;
+pub(crate) const AFFINE_TOLERANCE: f64 = 1e-4;
 
 /// A BraTS release family: its file naming and raw label values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -239,7 +239,7 @@ pub fn read_case_list(path: &Path) -> Result<Vec<String>> {
 }
 
 /// [`read_case_list`] on text; `source` names it in errors.
-pub fn parse_case_list(text: &str, source: &str) -> Result<Vec<String>> {
+pub(crate) fn parse_case_list(text: &str, source: &str) -> Result<Vec<String>> {
     let mut ids: Vec<String> = Vec::new();
     let mut first_line: std::collections::HashMap<String, usize> = Default::default();
     for (n, line) in text.lines().enumerate() {
@@ -415,7 +415,7 @@ fn classify(dir: &Path, id: &str, allow_group: bool) -> Result<Folder> {
 /// The case in `dir` when `dir` is itself a case folder (it holds a recognised file named after
 /// the folder, e.g. `<dir>/<dir name>_t1.nii.gz`; checked as [`discover`] checks each case);
 /// `None` when it holds no such file (it may be a dataset folder, see [`discover`]).
-pub fn discover_case(dir: &Path) -> Result<Option<Case>> {
+pub(crate) fn discover_case(dir: &Path) -> Result<Option<Case>> {
     if !dir.is_dir() {
         bail!("folder {} does not exist or is not a folder", dir.display());
     }
@@ -547,7 +547,7 @@ pub fn load_case(case: &Case) -> Result<LoadedCase> {
 }
 
 /// Voxel `(z, y, x)` of flat index `i` in a volume of `dims`.
-pub fn voxel_of(dims: [usize; 3], i: usize) -> (usize, usize, usize) {
+pub(crate) fn voxel_of(dims: [usize; 3], i: usize) -> (usize, usize, usize) {
     let x = i % dims[2];
     let y = (i / dims[2]) % dims[1];
     let z = i / (dims[2] * dims[1]);
@@ -556,7 +556,7 @@ pub fn voxel_of(dims: [usize; 3], i: usize) -> (usize, usize, usize) {
 
 /// The element with the largest difference between two affines, `(row, col, a, b)`, if it
 /// exceeds [`AFFINE_TOLERANCE`] (or either is not finite).
-pub fn affine_mismatch(a: &Geometry, b: &Geometry) -> Option<(usize, usize, f64, f64)> {
+pub(crate) fn affine_mismatch(a: &Geometry, b: &Geometry) -> Option<(usize, usize, f64, f64)> {
     let mut worst: Option<(usize, usize, f64, f64)> = None;
     let mut worst_diff = AFFINE_TOLERANCE;
     for r in 0..4 {
@@ -648,7 +648,11 @@ fn convert_seg(case: &Case, path: &Path, v: &Volume) -> Result<Vec<u8>> {
 /// file). Errors name the case, the file(s) and the problem. Checks run in the
 /// order: modalities in channel order (dims, affine, values), then the seg (dims, affine,
 /// labels), and the first failure is reported.
-pub fn assemble_case(case: &Case, images: [Image; 4], seg: Option<Image>) -> Result<LoadedCase> {
+pub(crate) fn assemble_case(
+    case: &Case,
+    images: [Image; 4],
+    seg: Option<Image>,
+) -> Result<LoadedCase> {
     let reference = &images[0];
     let ref_path = &case.modalities[0];
     let check_geometry = |path: &Path, img: &Image| -> Result<()> {

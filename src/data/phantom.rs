@@ -33,7 +33,7 @@
 //! ChaCha8, key = (seed, case index, tag), one stream per purpose: see [`rng`].
 
 pub mod anatomy;
-pub mod contrast;
+pub(crate) mod contrast;
 pub mod rng;
 pub mod tumour;
 
@@ -56,7 +56,7 @@ pub const GENERATOR: &str = "protokd-phantom 1";
 pub const DEFAULT_SIZE: [usize; 3] = [240, 240, 155];
 
 /// Smallest and largest size per axis accepted by [`PhantomConfig::new`].
-pub const SIZE_RANGE: (usize, usize) = (16, 1024);
+pub(crate) const SIZE_RANGE: (usize, usize) = (16, 1024);
 
 /// Parses `--release`: `"2018"` (also `"2019"`, `"2020"`, `"2021"`: the same scheme) or
 /// `"2023"`.

@@ -181,7 +181,7 @@ fn row_pass2(row: &[f32], mean: f64) -> f64 {
 /// Mean and population std over the voxels > 0 (order of operations in the module docs).
 /// Errors (without a file name; callers add it): a non-finite value, no voxel above 0, or all
 /// voxels above 0 equal.
-pub fn zscore_stats(v: &Volume) -> Result<ZscoreStats> {
+pub(crate) fn zscore_stats(v: &Volume) -> Result<ZscoreStats> {
     let nx = v.dims[2].max(1);
     // Rows in parallel, each sequential; then the rows summed sequentially in row order.
     let rows: Vec<(f64, usize, Option<usize>)> = v.data.par_chunks(nx).map(row_pass1).collect();
@@ -224,12 +224,12 @@ pub fn zscore_stats(v: &Volume) -> Result<ZscoreStats> {
 
 /// The transform of one value: `((x as f64 - mean) / std) as f32`.
 #[inline]
-pub fn zscore_value(x: f32, s: &ZscoreStats) -> f32 {
+pub(crate) fn zscore_value(x: f32, s: &ZscoreStats) -> f32 {
     ((x as f64 - s.mean) / s.std) as f32
 }
 
 /// [`zscore_value`] of every voxel.
-pub fn apply_zscore(v: &Volume, s: &ZscoreStats) -> Volume {
+pub(crate) fn apply_zscore(v: &Volume, s: &ZscoreStats) -> Volume {
     let data = v.data.par_iter().map(|&x| zscore_value(x, s)).collect();
     Volume::new(v.dims, data)
 }

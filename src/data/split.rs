@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Domain tag of the split generator.
-pub const SPLIT_TAG: [u8; 8] = *b"pkd-splt";
+pub(crate) const SPLIT_TAG: [u8; 8] = *b"pkd-splt";
 
 /// File names of a split folder (as `data/brats2018-split/`).
-pub const SPLIT_FILES: [&str; 3] = ["train_list.txt", "val_list.txt", "test_list.txt"];
+pub(crate) const SPLIT_FILES: [&str; 3] = ["train_list.txt", "val_list.txt", "test_list.txt"];
 
 /// Case ids of each part; training ids in the order that gives each case its index in the
 /// augmentation generator.
@@ -30,7 +30,7 @@ pub struct Split {
 /// The split of a folder holding `train_list.txt`, `val_list.txt` and `test_list.txt` (case
 /// lists, see [`read_case_list`]); `test_list.txt` may be missing. Every id must be in
 /// `dataset` and in one list only.
-pub fn from_dir(dir: &Path, dataset: &Dataset) -> Result<Split> {
+pub(crate) fn from_dir(dir: &Path, dataset: &Dataset) -> Result<Split> {
     let mut lists = Vec::new();
     for name in SPLIT_FILES {
         let path = dir.join(name);

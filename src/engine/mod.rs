@@ -8,7 +8,7 @@
 //! | `resident.rs` | [`Resident`], [`Describe`], [`HostEngine`]: moving tensors to and from an engine, naming it |
 //! | `net.rs` | [`Net`]: a network for evaluation-mode forwards (sliding window, validation) |
 //! | `trainer.rs` | [`Trainer`]: a student, its Adam state and its teacher, stepping on an engine |
-//! | `forward.rs` | [`forward`]: one forward, outputs on the host (`audit forward`, golden suite) |
+//! | `forward.rs` | [`forward()`]: one forward, outputs on the host (`audit forward`, golden suite) |
 //!
 //! The engines:
 //! * `cpu` (the default): the fast CPU engine (crate protokd-cpu: register blocks, SIMD,

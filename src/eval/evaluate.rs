@@ -60,7 +60,7 @@ pub struct ReportOptions {
 
 /// The scores of one case.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CaseScore {
+pub(crate) struct CaseScore {
     /// The case id.
     pub id: String,
     /// Metrics per region, WT, TC, ET.
@@ -73,7 +73,7 @@ pub struct CaseScore {
 
 /// Options of [`evaluate_dataset`].
 #[derive(Clone, Debug, Default)]
-pub struct EvaluateOptions {
+pub(crate) struct EvaluateOptions {
     /// HD95 in voxels (spacing 1) instead of mm.
     pub voxel_units: bool,
     /// Folder to write each segmentation to (`<id><seg suffix>.nii.gz`, raw labels); it must
@@ -100,7 +100,7 @@ fn spacing_zyx(case: &brats::LoadedCase, voxel_units: bool) -> Result<[f64; 3]> 
 
 /// Checks that there is at least one case and that every case has a segmentation file; the
 /// error names every case without one and the file looked for.
-pub fn check_labelled(cases: &[Case]) -> Result<()> {
+pub(crate) fn check_labelled(cases: &[Case]) -> Result<()> {
     ensure!(!cases.is_empty(), "no case to evaluate");
     let unlabelled: Vec<&Case> = cases.iter().filter(|c| c.seg.is_none()).collect();
     if let Some(c) = unlabelled.first() {
@@ -122,7 +122,7 @@ pub fn check_labelled(cases: &[Case]) -> Result<()> {
 /// [`segment_case`] and scored with [`region_metrics`]); calls `progress(done, total, score)`
 /// after each case. A case without a segmentation is an error naming it (checked for all cases
 /// before the first is segmented).
-pub fn evaluate_dataset(
+pub(crate) fn evaluate_dataset(
     net: &Net,
     cases: &[Case],
     channels: &[usize],
@@ -165,7 +165,7 @@ pub fn evaluate_dataset(
 
 /// Mean and population standard deviation of `n` values (`NaN` for `n = 0`).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Stat {
+pub(crate) struct Stat {
     /// `sum / n`, the sum in the given order.
     pub mean: f64,
     /// `sqrt(sum (x - mean)^2 / n)`.
@@ -194,7 +194,7 @@ impl Stat {
 
 /// The summary of one region.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RegionSummary {
+pub(crate) struct RegionSummary {
     /// The region.
     pub region: Region,
     /// Dice over every case.
@@ -209,7 +209,7 @@ pub struct RegionSummary {
 
 /// The summary of an evaluation.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Number of cases.
     pub cases: usize,
     /// WT, TC, ET.
@@ -219,7 +219,7 @@ pub struct Summary {
 }
 
 /// Per region mean and population std of each metric (module docs).
-pub fn summarize(scores: &[CaseScore]) -> Summary {
+pub(crate) fn summarize(scores: &[CaseScore]) -> Summary {
     let regions = [0, 1, 2].map(|r| {
         let pick = |f: fn(&RegionMetrics) -> f64| -> Vec<f64> {
             scores.iter().map(|s| f(&s.regions[r].1)).collect()
@@ -248,7 +248,7 @@ impl Summary {
 
     /// The mean of the three regions' mean Dice (`((WT + TC) + ET) / 3`), the paper's "mean"
     /// column.
-    pub fn overall_dice(&self) -> f64 {
+    pub(crate) fn overall_dice(&self) -> f64 {
         let [wt, tc, et] = self.mean_dice();
         ((wt + tc) + et) / 3.0
     }
@@ -339,7 +339,7 @@ fn csv_cell(s: &str) -> String {
 }
 
 /// `cases.csv` (module docs).
-pub fn cases_csv(scores: &[CaseScore]) -> String {
+pub(crate) fn cases_csv(scores: &[CaseScore]) -> String {
     let mut out = String::from("case");
     for r in Region::ALL {
         for m in ["dice", "hd95", "sensitivity", "specificity"] {
@@ -360,7 +360,7 @@ pub fn cases_csv(scores: &[CaseScore]) -> String {
 
 /// Writes `cases.csv` and `summary.json` (with `meta` as its `meta`) into `dir`, created if
 /// missing; each file is refused if it exists unless `force`, and written atomically.
-pub fn write_report(
+pub(crate) fn write_report(
     dir: &Path,
     summary: &Summary,
     scores: &[CaseScore],

@@ -81,7 +81,7 @@ pub struct RegionMetrics {
 
 /// Dice, HD95, sensitivity and specificity of binary masks `pred` and `label` (same length,
 /// `dims = [nz, ny, nx]`, x fastest) with voxel spacing `spacing = [sz, sy, sx]`.
-pub fn binary_metrics(
+pub(crate) fn binary_metrics(
     pred: &[bool],
     label: &[bool],
     dims: [usize; 3],
@@ -113,7 +113,7 @@ pub fn binary_metrics(
 
 /// Dice `2 tp / (n_pred + n_label)` from the overlap `tp` and the two mask sizes (f64), 1 when
 /// both masks are empty.
-pub fn dice_of_counts(tp: u64, n_pred: u64, n_label: u64) -> f64 {
+pub(crate) fn dice_of_counts(tp: u64, n_pred: u64, n_label: u64) -> f64 {
     let sum = n_pred + n_label;
     if sum == 0 {
         1.0
@@ -137,7 +137,7 @@ pub fn region_dice(pred: &[u8], label: &[u8], region: Region) -> f64 {
 }
 
 /// The metrics of every region, prediction and label map in internal labels.
-pub fn region_metrics(
+pub(crate) fn region_metrics(
     pred: &[u8],
     label: &[u8],
     dims: [usize; 3],
@@ -152,7 +152,7 @@ pub fn region_metrics(
 
 /// The surface of a mask: mask voxels with a face neighbour outside the mask or outside the
 /// image (what one erosion with the 6-neighbour element and `border_value = 0` removes).
-pub fn surface(mask: &[bool], dims: [usize; 3]) -> Vec<bool> {
+pub(crate) fn surface(mask: &[bool], dims: [usize; 3]) -> Vec<bool> {
     let [nz, ny, nx] = dims;
     let at = |z: usize, y: usize, x: usize| mask[(z * ny + y) * nx + x];
     let mut out = vec![false; mask.len()];
@@ -266,7 +266,7 @@ fn squared_edt(g: &mut [f64], dims: [usize; 3], spacing: [f64; 3]) {
 
 /// NumPy's `percentile(values, q)` with the default linear method (`values` unsorted, not
 /// empty), including NumPy's two-sided interpolation formula.
-pub fn percentile_linear(values: &mut [f64], q: f64) -> f64 {
+pub(crate) fn percentile_linear(values: &mut [f64], q: f64) -> f64 {
     assert!(!values.is_empty(), "percentile of nothing");
     values.sort_by(f64::total_cmp);
     let n = values.len();

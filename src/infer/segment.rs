@@ -105,7 +105,7 @@ impl Model {
 
     /// Prints the lines that open a run: the model ([`Model::describe`]), the device and the
     /// window, then `cases` (for example "3 case(s)").
-    pub fn announce(&self, compute: &Compute, window: &Window, cases: &str) -> Result<()> {
+    pub(crate) fn announce(&self, compute: &Compute, window: &Window, cases: &str) -> Result<()> {
         say(&self.describe())?;
         say(&format!("device: {}", compute.describe()))?;
         say(&format!(
@@ -131,7 +131,7 @@ impl Model {
 
 /// Writes internal labels as a uint8 NIfTI of `release`'s raw labels with `geometry`; returns
 /// the number of voxels of each raw label, in the release's label-set order.
-pub fn write_segmentation(
+pub(crate) fn write_segmentation(
     path: &Path,
     labels_internal: &[u8],
     dims: [usize; 3],

@@ -52,7 +52,7 @@ pub struct Window {
 
 impl Window {
     /// The paper's window: patch (96, 128, 128), stride (48, 64, 64).
-    pub const PAPER: Window = Window {
+    pub(crate) const PAPER: Window = Window {
         patch: [96, 128, 128],
         stride: [48, 64, 64],
     };
@@ -90,7 +90,7 @@ impl Window {
 
     /// Checks that the VNet can take the patch: every size a multiple of 16 (it halves the
     /// resolution four times).
-    pub fn check_vnet(&self) -> Result<()> {
+    pub(crate) fn check_vnet(&self) -> Result<()> {
         if let Some(a) = (0..3).find(|&a| !self.patch[a].is_multiple_of(16)) {
             bail!(
                 "window patch {:?} (D, H, W): {} along {} is not a multiple of 16, which the VNet \
@@ -353,7 +353,7 @@ fn accumulate(
 
 /// A segmentation in memory.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Prediction {
+pub(crate) struct Prediction {
     /// `(D, H, W)` = `[nz, ny, nx]`, the input's dims.
     pub dims: [usize; 3],
     /// Averaged class probabilities `[K, D, H, W]`, W fastest.
@@ -373,7 +373,12 @@ impl Prediction {
 /// [`sliding_window`] with, per window, `softmax(forward_eval(state, patch).logits)` over the
 /// classes (protokd-reference's evaluation-mode VNet and softmax, on the network's device:
 /// [`Network::probabilities`](crate::engine::Network::probabilities)), then [`argmax`].
-pub fn predict(net: &Net, image: &[f32], dims: [usize; 3], window: &Window) -> Result<Prediction> {
+pub(crate) fn predict(
+    net: &Net,
+    image: &[f32],
+    dims: [usize; 3],
+    window: &Window,
+) -> Result<Prediction> {
     window.check_vnet()?;
     let cfg = net.config();
     let probabilities = sliding_window(image, cfg.in_channels, dims, cfg.n_classes, window, |x| {
@@ -392,7 +397,7 @@ pub fn predict(net: &Net, image: &[f32], dims: [usize; 3], window: &Window) -> R
 /// and population std over the voxels > 0, applied to every voxel), no crop, concatenated in
 /// the given order into `[C, D, H, W]`. Errors (a z-score that cannot be computed, dims that
 /// differ) name the input by its position (`input 1`, ...).
-pub fn prepare_input(volumes: &[&Volume]) -> Result<Vec<f32>> {
+pub(crate) fn prepare_input(volumes: &[&Volume]) -> Result<Vec<f32>> {
     prepare_named(volumes, |i| format!("input {}", i + 1))
 }
 
@@ -420,7 +425,7 @@ fn prepare_named(volumes: &[&Volume], name: impl Fn(usize) -> String) -> Result<
 /// Segments a loaded case with the modalities `channels` (channel indices, `0 T1, 1 T2,
 /// 2 T1ce, 3 FLAIR`, in the model's order): [`prepare_input`] on those images, then
 /// [`predict`]. Errors name the case (and the file of an image that cannot be normalised).
-pub fn segment_case(
+pub(crate) fn segment_case(
     net: &Net,
     case: &LoadedCase,
     channels: &[usize],

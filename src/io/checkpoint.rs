@@ -137,7 +137,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 }
 
 /// [`load`], and the SHA-256 of the file (from the same read).
-pub fn load_hashed(path: &Path) -> Result<(Checkpoint, String)> {
+pub(crate) fn load_hashed(path: &Path) -> Result<(Checkpoint, String)> {
     let file = TensorFile::open(path)?;
     let cfg = infer_config(&file)?;
     let state = read_state(&file, "", cfg)?;
@@ -179,7 +179,7 @@ pub fn load_hashed(path: &Path) -> Result<(Checkpoint, String)> {
 /// `given` (a command's `--modality`) must then equal; for a file without a record (a plain
 /// PyTorch state_dict), `given`, or all four for a four-channel model. `given` must name as
 /// many modalities as the model has input channels.
-pub fn model_modalities(
+pub(crate) fn model_modalities(
     ck: &Checkpoint,
     given: Option<&Modalities>,
     path: &Path,

@@ -515,7 +515,7 @@ fn finish(layout: Layout, data: Vec<f32>, name: &str) -> Result<Image> {
 /// The voxel-to-world affine of a header, by nibabel's rule: the sform when
 /// `sform_code != 0`, else the qform when `qform_code != 0`, else `diag(pixdim[1..4], 1)`
 /// (see the module documentation). Errors only on a qform quaternion with b² + c² + d² > 1.
-pub fn affine_from_header(h: &NiftiHeader) -> Result<Matrix4<f64>> {
+pub(crate) fn affine_from_header(h: &NiftiHeader) -> Result<Matrix4<f64>> {
     if h.sform_code != 0 {
         Ok(sform_affine(h))
     } else if h.qform_code != 0 {
@@ -532,7 +532,7 @@ pub fn affine_from_header(h: &NiftiHeader) -> Result<Matrix4<f64>> {
 }
 
 /// The sform rows as a 4x4 matrix (whatever `sform_code` says).
-pub fn sform_affine(h: &NiftiHeader) -> Matrix4<f64> {
+pub(crate) fn sform_affine(h: &NiftiHeader) -> Matrix4<f64> {
     let mut m = Matrix4::identity();
     for (r, row) in [h.srow_x, h.srow_y, h.srow_z].iter().enumerate() {
         for c in 0..4 {
@@ -544,7 +544,7 @@ pub fn sform_affine(h: &NiftiHeader) -> Matrix4<f64> {
 
 /// The qform as a 4x4 matrix (whatever `qform_code` says), computed as nibabel's
 /// `get_qform` does, in f64.
-pub fn qform_affine(h: &NiftiHeader) -> Result<Matrix4<f64>> {
+pub(crate) fn qform_affine(h: &NiftiHeader) -> Result<Matrix4<f64>> {
     let (b, c, d) = (h.quatern_b as f64, h.quatern_c as f64, h.quatern_d as f64);
     let w2 = 1.0 - (b * b + c * c + d * d);
     let a = if w2.abs() < 3.0 * f32::EPSILON as f64 {
@@ -621,7 +621,7 @@ pub fn write_image(
 /// probability map per frame: nibabel shape `(x, y, z, frames)`). `data` holds the frames one
 /// after the other, each in (z, y, x) order with x fastest (`[frames, nz, ny, nx]`), which is
 /// the NIfTI byte order. `frames = 1` writes the 3-D file of [`write_image`].
-pub fn write_frames(
+pub(crate) fn write_frames(
     path: &Path,
     data: &[f32],
     dims: [usize; 3],
@@ -650,7 +650,7 @@ pub fn encode_image(
 }
 
 /// The bytes [`write_frames`] writes (gzip-compressed when `gzip`); errors do not name a file.
-pub fn encode_frames(
+pub(crate) fn encode_frames(
     data: &[f32],
     dims: [usize; 3],
     frames: usize,

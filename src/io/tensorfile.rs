@@ -28,7 +28,7 @@ pub enum OutTensor {
 
 impl OutTensor {
     /// The little-endian bytes that are stored (and hashed).
-    pub fn le_bytes(&self) -> Vec<u8> {
+    pub(crate) fn le_bytes(&self) -> Vec<u8> {
         match self {
             OutTensor::F32(t) => t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             OutTensor::I64(v) => v.to_le_bytes().to_vec(),

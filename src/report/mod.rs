@@ -1,4 +1,4 @@
 //! Figures: plots and overlays.
 
-pub mod overlay;
-pub mod plot;
+pub(crate) mod overlay;
+pub(crate) mod plot;

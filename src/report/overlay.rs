@@ -37,7 +37,8 @@ use plotters::prelude::*;
 use crate::volume::Volume;
 
 /// Colour of each internal label (index 0, background, is never drawn).
-pub const LABEL_COLOURS: [(u8, u8, u8); 4] = [(0, 0, 0), (255, 255, 0), (255, 0, 0), (0, 255, 0)];
+pub(crate) const LABEL_COLOURS: [(u8, u8, u8); 4] =
+    [(0, 0, 0), (255, 255, 0), (255, 0, 0), (0, 255, 0)];
 
 /// Legend of each tumour label (internal labels 1, 2, 3): abbreviation and description, drawn
 /// in two columns (the `ab_glyph` text drawing applies DejaVu's negative kerning of "T" + space,
@@ -71,7 +72,7 @@ const SWATCH: usize = 16;
 /// Errors (nothing is written): a volume with no voxels, or whose data length does not match
 /// its dims; `labels_internal` not one label per voxel; a label above 3 (the error gives its
 /// value and voxel); a path that cannot be written (the error names it).
-pub fn write_overlay_png(
+pub(crate) fn write_overlay_png(
     grey: &Volume,
     labels_internal: &[u8],
     path: &Path,

@@ -54,7 +54,7 @@ pub(crate) fn register_bundled_font() -> Result<()> {
 
 /// At most this many points per loss series (see the module docs for how longer series are
 /// thinned).
-pub const MAX_POINTS: usize = 2000;
+pub(crate) const MAX_POINTS: usize = 2000;
 
 /// Picture size in pixels (SVG user units).
 const SIZE: (u32, u32) = (1000, 800);
@@ -82,7 +82,7 @@ const DICE: [(&str, &str, RGBColor); 4] = [
 /// file order) with the heading `title`, and writes the SVG to `path` atomically (temporary
 /// file, then rename). The rules (panels, skipped records and points, thinning) are in the
 /// module docs. Zero records give a picture whose panels say that there is nothing yet.
-pub fn write_training_plot(records: &[Value], path: &Path, title: &str) -> Result<()> {
+pub(crate) fn write_training_plot(records: &[Value], path: &Path, title: &str) -> Result<()> {
     let svg = render_training_svg(records, title)
         .with_context(|| format!("cannot draw the training plot {}", path.display()))?;
     crate::io::files::write_atomic(path, svg.as_bytes())

@@ -14,7 +14,7 @@ use std::path::Path;
 
 /// Above this many bytes of prepared training images, cases are read from disk at every step
 /// instead of being kept in memory (the paper's 200 cases would take 16 GiB).
-pub const CACHE_LIMIT_BYTES: usize = 4 << 30;
+pub(crate) const CACHE_LIMIT_BYTES: usize = 4 << 30;
 
 /// The split: from `split_dir` when given, else seeded from the config; refused when it holds
 /// fewer training cases than a batch (an epoch would have no step). `data` names the dataset in

@@ -41,7 +41,7 @@ impl Method {
     }
 
     /// Whether the method distils from a teacher.
-    pub fn needs_teacher(self) -> bool {
+    pub(crate) fn needs_teacher(self) -> bool {
         matches!(self, Method::Protokd | Method::Kd)
     }
 }
@@ -328,12 +328,12 @@ impl TrainConfig {
     }
 
     /// The input modalities.
-    pub fn student_modalities(&self) -> Result<Modalities> {
+    pub(crate) fn student_modalities(&self) -> Result<Modalities> {
         Modalities::parse(&self.modalities).context("`modalities`")
     }
 
     /// The crop as a [`CropBox`], if any.
-    pub fn crop_box(&self) -> Option<CropBox> {
+    pub(crate) fn crop_box(&self) -> Option<CropBox> {
         self.crop.map(|r| CropBox {
             start: r.map(|a| a[0]),
             end: r.map(|a| a[1]),
@@ -346,7 +346,7 @@ impl TrainConfig {
     /// the last epochs keep their relative precision), then
     /// `f^p = exp(p * ln f)` with the reference's own `exp` and `ln` (no platform libm; `0^p = 0`),
     /// then `lr * (f^p as f64)` in f64.
-    pub fn lr_at(&self, epoch: u64) -> f64 {
+    pub(crate) fn lr_at(&self, epoch: u64) -> f64 {
         match self.lr_schedule {
             LrSchedule::Constant => self.lr,
             LrSchedule::Poly => {
@@ -363,7 +363,7 @@ impl TrainConfig {
     }
 
     /// The engine's step configuration in `epoch`.
-    pub fn step_config(&self, epoch: u64) -> StepConfig {
+    pub(crate) fn step_config(&self, epoch: u64) -> StepConfig {
         StepConfig {
             mode: match self.method {
                 Method::Teacher => StepMode::Teacher,

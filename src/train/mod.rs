@@ -54,7 +54,6 @@ mod teacher;
 mod trainer;
 mod validation;
 
-pub use cases::CACHE_LIMIT_BYTES;
 pub use interrupt::install_interrupt_handler;
 pub use validation::validate;
 

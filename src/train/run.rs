@@ -28,11 +28,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// File names inside a run folder.
-pub const CONFIG: &str = "config.json";
+pub(crate) const CONFIG: &str = "config.json";
 /// Step and validation records.
-pub const METRICS: &str = "metrics.jsonl";
+pub(crate) const METRICS: &str = "metrics.jsonl";
 /// Training curves.
-pub const CURVES: &str = "curves.svg";
+pub(crate) const CURVES: &str = "curves.svg";
 
 /// What `config.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ impl RunRecord {
     /// The differences that forbid resuming a run recorded as `self` with `other`: one
     /// `key: recorded vs given` line per differing config key, split part or teacher hash
     /// (the version and the paths are not compared).
-    pub fn differences(&self, other: &RunRecord) -> Vec<String> {
+    pub(crate) fn differences(&self, other: &RunRecord) -> Vec<String> {
         let mut out = Vec::new();
         let a = serde_json::to_value(&self.config).expect("config serialises");
         let b = serde_json::to_value(&other.config).expect("config serialises");
@@ -109,7 +109,7 @@ pub struct Progress {
 
 impl Progress {
     /// The start of a run.
-    pub const START: Progress = Progress {
+    pub(crate) const START: Progress = Progress {
         epochs_done: 0,
         step_in_epoch: 0,
         global_step: 0,
@@ -178,7 +178,7 @@ pub struct RunDir {
 }
 
 /// The state of a run: what `last.optim.safetensors` holds, or a fresh start.
-pub struct RunState {
+pub(crate) struct RunState {
     /// The model.
     pub state: VNetState,
     /// The optimiser.
@@ -208,7 +208,7 @@ impl RunDir {
     }
 
     /// Writes `config.json` (atomically).
-    pub fn write_record(&self, record: &RunRecord) -> Result<()> {
+    pub(crate) fn write_record(&self, record: &RunRecord) -> Result<()> {
         write_json(&self.file(CONFIG), record)
     }
 
@@ -263,7 +263,7 @@ impl RunDir {
     }
 
     /// Reads `last.optim.safetensors` for a network of `cfg`.
-    pub fn load_last(&self, cfg: VNetConfig) -> Result<RunState> {
+    pub(crate) fn load_last(&self, cfg: VNetConfig) -> Result<RunState> {
         let path = self.file("last.optim.safetensors");
         if !path.exists() {
             bail!(
@@ -312,7 +312,7 @@ impl RunDir {
 
 /// The step and validation records of a run, kept in memory and appended to `metrics.jsonl`
 /// one line at a time.
-pub struct MetricsLog {
+pub(crate) struct MetricsLog {
     file: std::fs::File,
     path: PathBuf,
     /// Every record so far.

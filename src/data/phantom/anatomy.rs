@@ -41,13 +41,13 @@ pub const TEMPLATE_FILES: [&str; 3] = [
 ];
 
 /// Field of view of every phantom, mm along (x, y, z): the BraTS grid at 1 mm.
-pub const FOV_MM: [f64; 3] = [240.0, 240.0, 155.0];
+pub(crate) const FOV_MM: [f64; 3] = [240.0, 240.0, 155.0];
 
 /// Height (mm, along z) the template brain is scaled to before the per-case jitter; BraTS
 /// brains fill about 140 of their 155 slices.
-pub const BRAIN_HEIGHT_MM: f64 = 140.0;
+pub(crate) const BRAIN_HEIGHT_MM: f64 = 140.0;
 /// Largest in-plane extent (mm) of the scaled brain (the BraTS crop keeps 192 of 240).
-pub const BRAIN_WIDTH_MM: f64 = 185.0;
+pub(crate) const BRAIN_WIDTH_MM: f64 = 185.0;
 
 /// The MNI152 templates, ready for resampling.
 #[derive(Clone, Debug)]
@@ -111,7 +111,12 @@ impl Templates {
 
     /// Templates from images in memory (T1, GM, WM; `names` name them in errors). All three
     /// must have the same shape and affine, a diagonal affine, and integer values in 0..=255.
-    pub fn from_images(t1: &Image, gm: &Image, wm: &Image, names: &[String]) -> Result<Self> {
+    pub(crate) fn from_images(
+        t1: &Image,
+        gm: &Image,
+        wm: &Image,
+        names: &[String],
+    ) -> Result<Self> {
         let imgs = [t1, gm, wm];
         let name = |i: usize| {
             names
@@ -201,7 +206,7 @@ impl Templates {
 
     /// The scale that fits the template brain into the field of view: its height becomes
     /// [`BRAIN_HEIGHT_MM`] unless its in-plane extent would then pass [`BRAIN_WIDTH_MM`].
-    pub fn base_scale(&self) -> f64 {
+    pub(crate) fn base_scale(&self) -> f64 {
         let s = BRAIN_HEIGHT_MM / self.extent[2];
         s.min(BRAIN_WIDTH_MM / self.extent[0])
             .min(BRAIN_WIDTH_MM / self.extent[1])
@@ -256,7 +261,7 @@ impl Templates {
 
 /// A case's rigid jitter and scaling.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Pose {
+pub(crate) struct Pose {
     /// Scale of the template brain (target mm per template mm).
     pub scale: f64,
     /// Rotation (row-major), from RAS target offsets to RAS template offsets.
@@ -309,7 +314,7 @@ impl Pose {
 
 /// Tissue fractions on the phantom's grid, `[nz, ny, nx]`, x fastest, each in `[0, 1]`.
 #[derive(Clone, Debug)]
-pub struct Anatomy {
+pub(crate) struct Anatomy {
     /// `[nz, ny, nx]`.
     pub dims: [usize; 3],
     /// Grey-matter fraction.
@@ -329,9 +334,9 @@ pub const GM: u8 = 2;
 /// White matter dominates.
 pub const WM: u8 = 3;
 /// Inside the brain, no tissue makes up [`PURE`] of the voxel ([`Anatomy::pure_tissue`]).
-pub const MIXED: u8 = 4;
+pub(crate) const MIXED: u8 = 4;
 /// Share of the brain fraction that makes a voxel pure in [`Anatomy::pure_tissue`].
-pub const PURE: f32 = 0.6;
+pub(crate) const PURE: f32 = 0.6;
 
 impl Anatomy {
     /// CSF fraction: `max(0, brain - gm - wm)` (in that order).
@@ -342,7 +347,7 @@ impl Anatomy {
 
     /// Inside the brain mask: brain fraction at least 0.5.
     #[inline]
-    pub fn in_mask(&self, i: usize) -> bool {
+    pub(crate) fn in_mask(&self, i: usize) -> bool {
         self.brain[i] >= 0.5
     }
 
@@ -366,7 +371,7 @@ impl Anatomy {
     /// [`Anatomy::tissue`] where that tissue makes up at least [`PURE`] of the brain fraction,
     /// else [`MIXED`] (inside the mask) or [`BACKGROUND`].
     #[inline]
-    pub fn pure_tissue(&self, i: usize) -> u8 {
+    pub(crate) fn pure_tissue(&self, i: usize) -> u8 {
         let t = self.tissue(i);
         let f = match t {
             BACKGROUND => return BACKGROUND,
@@ -383,7 +388,7 @@ impl Anatomy {
 }
 
 /// Resamples the templates into a grid of `size = [X, Y, Z]` voxels covering [`FOV_MM`].
-pub fn resample(templates: &Templates, size: [usize; 3], pose: &Pose) -> Anatomy {
+pub(crate) fn resample(templates: &Templates, size: [usize; 3], pose: &Pose) -> Anatomy {
     let [nx, ny, nz] = size;
     let spacing = super::spacing(size);
     let sub: [usize; 3] = [0, 1, 2].map(|a| (spacing[a] - 1e-9).ceil().max(1.0) as usize);

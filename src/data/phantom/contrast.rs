@@ -28,12 +28,9 @@ use super::anatomy::{Anatomy, FOV_MM};
 use super::rng::Stream;
 use super::tumour::{Region, Tumour};
 
-/// Rows of [`INTENSITY`].
-pub const ROWS: [&str; 6] = ["WM", "GM", "CSF", "NCR/NET", "ET", "ED"];
-
-/// Relative intensities (times 1000 * gain in the files), rows [`ROWS`], columns in channel
-/// order T1, T2, T1ce, FLAIR.
-pub const INTENSITY: [[f32; 4]; 6] = [
+/// Relative intensities (times 1000 * gain in the files), rows WM, GM, CSF, NCR/NET, ET, ED
+/// (the order of `Row`), columns in channel order T1, T2, T1ce, FLAIR.
+pub(crate) const INTENSITY: [[f32; 4]; 6] = [
     // T1    T2    T1ce  FLAIR
     [1.00, 0.42, 1.00, 0.50], // WM
     [0.74, 0.60, 0.76, 0.70], // GM
@@ -63,16 +60,14 @@ fn intensity(row: Row, m: usize) -> f32 {
 const T1CE: usize = 2;
 
 /// Base scale of the stored intensities.
-pub const SCALE: f32 = 1000.0;
+pub(crate) const SCALE: f32 = 1000.0;
 
 /// One modality's acquisition: gain, bias field and noise level.
 #[derive(Clone, Debug)]
-pub struct Acquisition {
+pub(crate) struct Acquisition {
     /// Global intensity gain.
     pub gain: f64,
-    /// Bias-field strength `B`.
-    pub bias_strength: f64,
-    /// `c'_k`, the normalised bias coefficients.
+    /// `c'_k = B c_k / sum |c_k|`, the bias coefficients scaled by the bias-field strength `B`.
     pub bias: [f64; 9],
     /// Noise standard deviation relative to the scale.
     pub sigma_rel: f64,
@@ -93,7 +88,6 @@ impl Acquisition {
             let sigma_rel = rng.uniform(0.015, 0.04);
             Acquisition {
                 gain,
-                bias_strength,
                 bias,
                 sigma_rel,
             }
@@ -117,7 +111,7 @@ impl Acquisition {
 
 /// Raw label codes of one release: (NCR, ED, ET).
 #[derive(Clone, Copy, Debug)]
-pub struct LabelCodes {
+pub(crate) struct LabelCodes {
     /// NCR/NET.
     pub ncr: u8,
     /// Edema.
@@ -127,7 +121,7 @@ pub struct LabelCodes {
 }
 
 /// Everything one slice's synthesis reads.
-pub struct Scene<'a> {
+pub(crate) struct Scene<'a> {
     /// Tissue fractions.
     pub anatomy: &'a Anatomy,
     /// The tumour.
@@ -147,7 +141,7 @@ pub struct Scene<'a> {
 }
 
 /// One synthesised slice: labels and the four images, `ny * nx` each.
-pub struct Slice {
+pub(crate) struct Slice {
     /// Raw labels.
     pub label: Vec<u8>,
     /// Images in channel order.

@@ -28,11 +28,11 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
 /// Domain tag and version of the generator, the last 16 bytes of every key.
-pub const KEY_TAG: &[u8; 16] = b"protokd-phantom1";
+pub(crate) const KEY_TAG: &[u8; 16] = b"protokd-phantom1";
 
 /// The streams of one case, by what they draw; the discriminant is the ChaCha8 stream number.
 #[derive(Clone, Copy, Debug)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     /// The anatomy jitter (scale, rotation, translation): stream 0.
     Anatomy = 0,
     /// The tumour's shape parameters (kind, size, shape coefficients): stream 1.
@@ -47,10 +47,10 @@ pub enum Purpose {
     Acquisition = 5,
 }
 /// Base of the Rician noise streams: `NOISE_STREAM_BASE | modality << 16 | z`.
-pub const NOISE_STREAM_BASE: u64 = 1 << 32;
+pub(crate) const NOISE_STREAM_BASE: u64 = 1 << 32;
 
 /// One ChaCha8 stream with the documented mappings to numbers.
-pub struct Stream(ChaCha8Rng);
+pub(crate) struct Stream(ChaCha8Rng);
 
 impl Stream {
     /// The stream `stream` of case `case` of cohort `seed`.
@@ -82,18 +82,18 @@ impl Stream {
 
     /// Uniform in `[0, 1)`: `(w >> 8) * 2^-24`.
     #[inline]
-    pub fn unit_f32(&mut self) -> f32 {
+    pub(crate) fn unit_f32(&mut self) -> f32 {
         (self.word() >> 8) as f32 * (1.0 / 16_777_216.0)
     }
 
     /// Uniform in `[-1, 1)` as f32: `2 * unit_f32 - 1` (exact).
     #[inline]
-    pub fn signed_f32(&mut self) -> f32 {
+    pub(crate) fn signed_f32(&mut self) -> f32 {
         self.unit_f32() * 2.0 - 1.0
     }
 
     /// Uniform in `[0, 1)` with 53 random bits, from two words (first = high bits).
-    pub fn unit_f64(&mut self) -> f64 {
+    pub(crate) fn unit_f64(&mut self) -> f64 {
         let hi = self.word() as u64;
         let lo = (self.word() >> 11) as u64;
         ((hi << 21) | lo) as f64 * (1.0 / 9_007_199_254_740_992.0)
@@ -111,7 +111,7 @@ impl Stream {
 
     /// Two independent standard normal deviates (Marsaglia's polar method, f32).
     #[inline]
-    pub fn normal_pair(&mut self) -> (f32, f32) {
+    pub(crate) fn normal_pair(&mut self) -> (f32, f32) {
         loop {
             let u = (self.word() >> 8) as f32 * (1.0 / 8_388_608.0) - 1.0;
             let v = (self.word() >> 8) as f32 * (1.0 / 8_388_608.0) - 1.0;

@@ -90,11 +90,11 @@ const EDEMA_REACH_MIN: f64 = 0.7;
 const EDEMA_REACH_MAX: f64 = 1.1;
 
 /// Number of shape polynomials.
-pub const BASIS: usize = 15;
+pub(crate) const BASIS: usize = 15;
 
 /// The 15 shape polynomials at direction `d` (a unit vector or 0).
 #[inline]
-pub fn basis(d: [f64; 3]) -> [f64; BASIS] {
+pub(crate) fn basis(d: [f64; 3]) -> [f64; BASIS] {
     let [x, y, z] = d;
     let (xx, yy, zz) = (x * x, y * y, z * z);
     [
@@ -128,7 +128,7 @@ fn amplitude(k: usize) -> f64 {
 /// A smooth random field: values in `[-1, 1)` on a regular lattice, trilinear in between,
 /// clamped to the lattice at its edges.
 #[derive(Clone, Debug)]
-pub struct Lattice {
+pub(crate) struct Lattice {
     origin: [f64; 3],
     step: f64,
     n: [usize; 3],
@@ -174,7 +174,7 @@ impl Lattice {
 
 /// The tumour's random shape parameters (before placement).
 #[derive(Clone, Debug)]
-pub struct Shape {
+pub(crate) struct Shape {
     /// Kind.
     pub kind: TumourKind,
     /// `f_ncr`: the core's NCR/ET boundary, as a fraction of the core radius.
@@ -237,14 +237,14 @@ impl Shape {
     }
 
     /// Core radius along direction `d`.
-    pub fn core_radius(&self, d: [f64; 3]) -> f64 {
+    pub(crate) fn core_radius(&self, d: [f64; 3]) -> f64 {
         self.radius * Self::factor(&self.core, &basis(d))
     }
 }
 
 /// A placed tumour with its noise fields.
 #[derive(Clone, Debug)]
-pub struct Tumour {
+pub(crate) struct Tumour {
     /// Shape parameters (with the radius after any shrinking during placement).
     pub shape: Shape,
     /// Centre (mm, on the phantom grid's axes).
@@ -426,7 +426,7 @@ impl Tumour {
 
     /// The texture field at `p`, in `[-1, 1]`.
     #[inline]
-    pub fn texture(&self, p: [f64; 3]) -> f32 {
+    pub(crate) fn texture(&self, p: [f64; 3]) -> f32 {
         self.texture.sample(p)
     }
 }
