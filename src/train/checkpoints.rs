@@ -4,10 +4,10 @@
 use super::config::TrainConfig;
 use super::epoch::Epoch;
 use super::run::{self, MetricsLog, RunDir};
-use super::trainer::Training;
+use super::trainer::TrainingLoop;
 use anyhow::Result;
 
-impl Training<'_> {
+impl TrainingLoop<'_> {
     /// Saves the student (fetched from its engine once) under each of `tags`, in order, at the
     /// run's progress ([`RunDir::save`]), then redraws `curves.svg`.
     pub(super) fn checkpoint(&self, tags: &[&str]) -> Result<()> {
@@ -19,7 +19,7 @@ impl Training<'_> {
         write_curves(&self.run, &self.log, &self.args.config)
     }
 
-    /// `on_epoch_end`: [`Training::checkpoint`] under `best` then `last` when the epoch's
+    /// `on_epoch_end`: [`TrainingLoop::checkpoint`] under `best` then `last` when the epoch's
     /// validation is the best so far, else under `last`; then the epoch's line goes to `say`
     /// (above the progress bar).
     pub(super) fn on_epoch_end(&self, epoch: &Epoch, say: &mut dyn FnMut(&str)) -> Result<()> {

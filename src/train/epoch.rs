@@ -2,7 +2,7 @@
 //! learning rate), `train_step` (one batch, one engine step, one record) and
 //! `on_train_epoch_end` (the mean loss; the epoch counts as done).
 
-use super::trainer::Training;
+use super::trainer::TrainingLoop;
 use crate::data::augment::epoch_permutation;
 use anyhow::{bail, Context, Result};
 use protokd_reference::step::StepConfig;
@@ -35,7 +35,7 @@ impl Epoch {
     }
 }
 
-impl Training<'_> {
+impl TrainingLoop<'_> {
     /// `on_epoch_start`: the order of the training cases ([`epoch_permutation`]`(seed, e, n)`)
     /// and the step configuration of epoch `e`; the steps start where the run stands (not at 0
     /// only in the first epoch of a resumed run).

@@ -62,7 +62,7 @@ use anyhow::Result;
 use config::TrainConfig;
 use run::{Progress, RunDir};
 use std::path::{Path, PathBuf};
-use trainer::Training;
+use trainer::TrainingLoop;
 
 /// What to train and where.
 pub struct TrainArgs<'a> {
@@ -136,7 +136,7 @@ impl Outcome {
 /// `on_validation_epoch_start` says so, the validation steps and `on_validation_epoch_end`;
 /// `on_epoch_end`. After the last epoch, `on_train_end`.
 pub fn train(args: &TrainArgs, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
-    let mut trainer = Training::on_train_start(args, say)?;
+    let mut trainer = TrainingLoop::on_train_start(args, say)?;
     for e in trainer.first_epoch()..args.config.max_epoch {
         let mut epoch = trainer.on_epoch_start(e);
         for s in epoch.steps() {

@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use protokd_reference::state::VNetConfig;
 
 /// A run in progress; its methods are the hooks of the loop in [`super::train`].
-pub(super) struct Training<'a> {
+pub(super) struct TrainingLoop<'a> {
     /// What to train and where.
     pub(super) args: &'a TrainArgs<'a>,
     /// The student's input modalities (recorded in its checkpoints).
@@ -45,14 +45,14 @@ pub(super) struct Training<'a> {
     pub(super) outcome: Outcome,
 }
 
-impl<'a> Training<'a> {
-    /// `on_train_start`: opens the run ([`Training::open`]), says the start line, then sets the
+impl<'a> TrainingLoop<'a> {
+    /// `on_train_start`: opens the run ([`TrainingLoop::open`]), says the start line, then sets the
     /// progress bar at the run's global step (after the line, which it would otherwise cover).
     pub(super) fn on_train_start(
         args: &'a TrainArgs<'a>,
         say: &mut dyn FnMut(&str),
-    ) -> Result<Training<'a>> {
-        let mut training = Training::open(args)?;
+    ) -> Result<TrainingLoop<'a>> {
+        let mut training = TrainingLoop::open(args)?;
         say(&training.start_line());
         training.bar = training.progress_bar();
         Ok(training)
@@ -62,7 +62,7 @@ impl<'a> Training<'a> {
     /// ([`split_of`]), the teacher ([`teacher::for_method`]), the run folder, fresh or resumed
     /// ([`start::open`]), the student on its engine, the training cases ([`TrainCases::load`])
     /// and the validation cases. Its progress bar is hidden.
-    fn open(args: &'a TrainArgs<'a>) -> Result<Training<'a>> {
+    fn open(args: &'a TrainArgs<'a>) -> Result<TrainingLoop<'a>> {
         let cfg = &args.config;
         let modalities = cfg.student_modalities()?;
         let channels = modalities.channels().to_vec();
@@ -90,7 +90,7 @@ impl<'a> Training<'a> {
         let train_cases = cases_of(&dataset, &split.train, "training split")?;
         let cases = TrainCases::load(train_cases, cfg.crop_box())?;
         let val_cases = cases_of(&dataset, &split.val, "validation split")?;
-        Ok(Training {
+        Ok(TrainingLoop {
             args,
             modalities,
             channels,

@@ -3,7 +3,7 @@
 //! `validation_step` (one case) and `on_validation_epoch_end` (means, best, record).
 
 use super::epoch::Epoch;
-use super::trainer::Training;
+use super::trainer::TrainingLoop;
 use crate::data::brats::{load_case, Case};
 use crate::engine::Net;
 use crate::eval::metrics::{region_dice, Region};
@@ -51,7 +51,7 @@ pub fn validate(
     Ok(sums.map(|s| s / cases.len() as f64))
 }
 
-impl Training<'_> {
+impl TrainingLoop<'_> {
     /// `on_validation_epoch_start`: whether epoch `e` is validated: `e >= val_start_epoch`,
     /// `(e - val_start_epoch) % val_every == 0`, and there is a validation case.
     pub(super) fn on_validation_epoch_start(&self, epoch: &Epoch) -> bool {
