@@ -1,8 +1,11 @@
 //! The layout of the workspace holds: no import circle between the modules of any crate
 //! (protokd-reference, protokd-cpu, protokd-gpu, the protokd library and its binary), and none
 //! between the stage folders of `src/` (io, data, engine, infer, eval, report, train, audit,
-//! and the top-level modules), so each stage can be read knowing only the stages below it.
-//! Checked on the source text: every `crate::a::b` and `super::a` path on a code line.
+//! and the top-level modules), so each stage can be read knowing only the stages below it;
+//! and the specification crate is plain ([`spec_is_plain`]). Checked on the source text: every
+//! `crate::a::b` and `super::a` path on a code line.
+
+mod spec_is_plain;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
