@@ -4,14 +4,15 @@
 
 use crate::engine::Compute;
 use crate::engine::{Step, Trainer};
-use crate::io::checkpoint::{self, state_tensors};
+use crate::io::checkpoint::{self, state_tensors, Checkpoint};
 use crate::io::tensorfile::{write_tensors, OutTensor, TensorFile};
 use crate::modality::Modalities;
 use anyhow::{bail, Context, Result};
 use protokd_reference::adam::AdamState;
 use protokd_reference::engine::Spec;
 use protokd_reference::error::EngineError;
-use protokd_reference::step::{StepConfig, StepMode};
+use protokd_reference::state::{VNetConfig, VNetState};
+use protokd_reference::step::{StepConfig, StepMode, StepReport};
 use protokd_reference::vnet::check_input;
 use protokd_reference::{LabelMap, Tensor};
 use std::path::Path;
@@ -128,6 +129,28 @@ pub struct StepArgs<'a> {
 pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
     let student = checkpoint::load(a.student)?;
     let cfg = student.state.config;
+    let modalities = step_modalities(a, &student)?;
+    let teacher = step_teacher(a, cfg)?;
+    let (image, labels) = read_batch(a, cfg)?;
+    let adam = AdamState::for_state(&student.state);
+    let mut trainer = Trainer::new(a.compute, student.state, adam, teacher.as_ref())?;
+    let report = trainer
+        .run(Step {
+            image: &image,
+            labels: &labels,
+            channels: modalities.channels(),
+            cfg: &a.config,
+            grads: true,
+        })
+        .map_err(|e| engine_error(e, a.batch, &image))?;
+    let state = trainer.state()?;
+    write_tensors(a.out, &step_outputs(report, &state), None)
+}
+
+/// The student's modalities: all four for `--mode teacher`, else `--modality` or the
+/// checkpoint's record (both, they must agree); their count must be the student's channels.
+fn step_modalities(a: &StepArgs, student: &Checkpoint) -> Result<Modalities> {
+    let cfg = student.state.config;
     let modalities = match (a.config.mode, &a.modality, &student.modalities) {
         (StepMode::Teacher, Some(m), _) if *m != Modalities::all() => {
             bail!("--mode teacher trains on all four modalities; --modality {m} does not apply")
@@ -152,7 +175,12 @@ pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
             modalities.channels().len()
         );
     }
-    let teacher = match (a.config.mode, a.teacher) {
+    Ok(modalities)
+}
+
+/// The teacher of `--mode protokd` (four channels, the student's classes); none otherwise.
+fn step_teacher(a: &StepArgs, cfg: VNetConfig) -> Result<Option<VNetState>> {
+    Ok(match (a.config.mode, a.teacher) {
         (StepMode::ProtoKd, None) => bail!(
             "--mode protokd needs --teacher T.safetensors (a four-channel checkpoint); --mode baseline trains the student alone"
         ),
@@ -171,7 +199,11 @@ pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
         }
         (mode, Some(_)) => bail!("--teacher is only used with --mode protokd, not {mode:?}"),
         (_, None) => None,
-    };
+    })
+}
+
+/// The batch: `image` `[N, 4, D, H, W]` and `label` `[N, 1, D, H, W]` on the same grid.
+fn read_batch(a: &StepArgs, cfg: VNetConfig) -> Result<(Tensor, LabelMap)> {
     let file = TensorFile::open(a.batch)?;
     let image = read_image(
         a.batch,
@@ -187,19 +219,12 @@ pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
             [is[0], 1, is[2], is[3], is[4]]
         );
     }
-    let adam = AdamState::for_state(&student.state);
-    let mut trainer = Trainer::new(a.compute, student.state, adam, teacher.as_ref())?;
-    let report = trainer
-        .run(Step {
-            image: &image,
-            labels: &labels,
-            channels: modalities.channels(),
-            cfg: &a.config,
-            grads: true,
-        })
-        .map_err(|e| engine_error(e, a.batch, &image))?;
-    let state = trainer.state()?;
+    Ok((image, labels))
+}
 
+/// What `audit step` writes: `loss.*`, then `grad.<name>` per parameter, then `param.<name>`
+/// (the updated state).
+fn step_outputs(report: StepReport, state: &VNetState) -> Vec<(String, OutTensor)> {
     let l = report.losses;
     let mut out: Vec<(String, OutTensor)> = [
         ("loss.total", l.total),
@@ -225,5 +250,5 @@ pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
             .map(|(n, g)| (format!("grad.{n}"), OutTensor::F32(g))),
     );
     out.extend(state_tensors(&state, "param."));
-    write_tensors(a.out, &out, None)
+    out
 }
