@@ -249,6 +249,6 @@ fn step_outputs(report: StepReport, state: &VNetState) -> Vec<(String, OutTensor
             .zip(report.grads)
             .map(|(n, g)| (format!("grad.{n}"), OutTensor::F32(g))),
     );
-    out.extend(state_tensors(&state, "param."));
+    out.extend(state_tensors(state, "param."));
     out
 }
