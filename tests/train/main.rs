@@ -1,5 +1,7 @@
 //! The `train` stage (`src/train/`): `protokd train teacher|student` on tiny configs.
 
+#[path = "../common/bad_models.rs"]
+mod bad_models;
 #[path = "../common/mod.rs"]
 mod common;
 

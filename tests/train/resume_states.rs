@@ -3,7 +3,8 @@
 //! a negative `model.*` running variance, an Adam step of 2^64-1 or one that is not the run's
 //! step count, and another run's file (its recorded `protokd.run.record_sha256` is not the
 //! hash of `config.json`); a file without the records (an earlier protokd's) resumes with a
-//! warning, to the same bytes as an uninterrupted run. A config `lr` that overflows f32 is
+//! warning, to the same bytes as an uninterrupted run. A student's run refuses every bad
+//! teacher of `tests/common/bad_models.rs`. A config `lr` that overflows f32 is
 //! refused before the run starts; a run whose state turns invalid (weights past 1e6) stops
 //! without writing it.
 //! Every refusal: exit 1, the file, the tensor (or key) and the problem named, no file changed.
@@ -236,6 +237,34 @@ fn invalid_states_are_refused_on_resume_and_never_saved() {
         1,
         ["config `lr` = 1e39", "not finite as f32"],
     ));
+    // A teacher with a negative running variance (and every other bad model): refused when
+    // the student's run loads it, before the run folder is made.
+    for (path, bytes, words) in crate::bad_models::bad_models(dir.path()) {
+        let out = dir.join("student-run");
+        let mut args = vec!["train", "student", "--data", s(&data), "--config", s(&cfg)];
+        args.extend([
+            "--out",
+            s(&out),
+            "--modality",
+            "t1ce",
+            "--method",
+            "protokd",
+        ]);
+        args.extend(["--teacher", s(&path)]);
+        // The teacher's own class check words the 2- and 5-class models.
+        let words = if words.contains(&"need 4") {
+            vec![path.to_str().unwrap(), "classes"]
+        } else {
+            words
+        };
+        table.push(refusal(
+            &format!("teacher {}", path.display()),
+            vec![file(&path, bytes)],
+            args,
+            1,
+            words,
+        ));
+    }
     refused(dir.path(), table);
     assert!(!lr_run.exists());
 
