@@ -150,7 +150,7 @@ impl Rule {
         if matches!(self, Rule::Weight | Rule::Variance) && v.abs() > MAX_MAGNITUDE {
             return Some(format!(
                 "magnitudes above {MAX_MAGNITUDE:e} are refused: no trained VNet holds them, and \
-                 they overflow the forward pass"
+                 such weights drive the forward pass towards f32 overflow"
             ));
         }
         None
