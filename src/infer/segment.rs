@@ -86,14 +86,16 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads a checkpoint and settles its modalities with `--modality`
-    /// ([`checkpoint::model_modalities`]).
+    /// Loads a checkpoint (its values validated, [`checkpoint::load`]), refuses one whose
+    /// classes are not BraTS's four ([`checkpoint::check_brats_classes`]) and settles its
+    /// modalities with `--modality` ([`checkpoint::model_modalities`]).
     pub fn load(path: &Path, modality: Option<&str>) -> Result<Model> {
         let given = modality
             .map(Modalities::parse)
             .transpose()
             .context("--modality")?;
         let (ckpt, sha256) = checkpoint::load_hashed(path)?;
+        checkpoint::check_brats_classes(&ckpt, path, "segment and evaluate")?;
         let modalities = checkpoint::model_modalities(&ckpt, given.as_ref(), path)?;
         Ok(Model {
             path: path.to_path_buf(),

@@ -12,12 +12,17 @@
 //! metadata) loads too: the config is inferred from the shapes of `block_one.conv.0.weight`
 //! (`[F, in_channels, 3, 3, 3]`) and `out_conv.weight` (`[classes, F, 1, 1, 1]`).
 //! Loading is strict, like PyTorch's `load_state_dict(strict=True)`: every entry present with its
-//! exact dtype and shape, no extra tensors, and (our rule) no NaN or infinity.
+//! exact dtype and shape, no extra tensors, and (our rule) every value within its [`Rule`]:
+//! finite, a running variance not negative, no magnitude above [`MAX_MAGNITUDE`], and
+//! `num_batches_tracked` not negative. The same rules hold before a run saves a state
+//! ([`first_invalid`]) and for Adam's moments in a run's optimiser file.
 
 use crate::io::tensorfile::{write_tensors, OutTensor, TensorFile};
 use crate::modality::Modalities;
 use anyhow::{bail, Context, Result};
+use protokd_reference::adam::AdamState;
 use protokd_reference::state::{state_dict_spec, Entry, Role, VNetConfig, VNetState, Value};
+use protokd_reference::Tensor;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -96,6 +101,134 @@ fn infer_config(file: &TensorFile) -> Result<VNetConfig> {
     Ok(cfg)
 }
 
+/// The number of classes a BraTS model outputs: background, ET, NCR/NET, ED.
+pub(crate) const BRATS_CLASSES: usize = 4;
+
+/// The largest magnitude a model value (weight, bias, running statistic) may have when loaded
+/// or saved. Not a guarantee that the forward stays finite (products compound from layer to
+/// layer), but a bound far above the values a VNet trained on z-scored inputs holds (Adam
+/// moves a weight by about `lr` per step) and far below what overflows f32 at once: a 1e30
+/// weight made `segment` write an all-background map with NaN probabilities.
+pub(crate) const MAX_MAGNITUDE: f32 = 1e6;
+
+/// The largest Adam step count accepted in an optimiser file: 2^53, where f64 stops counting
+/// steps exactly (Adam's bias corrections raise betas to the step).
+pub(crate) const MAX_ADAM_STEP: u64 = 1 << 53;
+
+/// What the values of a stored f32 tensor must satisfy. Checked by [`check_values`] when a
+/// model, teacher or optimiser state is loaded and before a run saves one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// A weight, bias or running mean: finite, magnitude at most [`MAX_MAGNITUDE`].
+    Weight,
+    /// A BatchNorm running variance: finite, in `0 ..= MAX_MAGNITUDE`.
+    Variance,
+    /// Adam's first moment (`exp_avg`): finite.
+    Moment,
+    /// Adam's second moment (`exp_avg_sq`, a mean of squares): finite and not negative.
+    SquaredMoment,
+}
+
+impl Rule {
+    /// The rule of a model tensor of role `role`.
+    pub(crate) fn of(role: Role) -> Rule {
+        if role == Role::RunningVar {
+            Rule::Variance
+        } else {
+            Rule::Weight
+        }
+    }
+
+    /// What is wrong with `v` under this rule, if anything.
+    fn problem(self, v: f32) -> Option<String> {
+        if !v.is_finite() {
+            return Some("non-finite; values must be finite".into());
+        }
+        if matches!(self, Rule::Variance | Rule::SquaredMoment) && v < 0.0 {
+            return Some("a variance (mean of squares) cannot be negative".into());
+        }
+        if matches!(self, Rule::Weight | Rule::Variance) && v.abs() > MAX_MAGNITUDE {
+            return Some(format!(
+                "magnitudes above {MAX_MAGNITUDE:e} are refused: no trained VNet holds them, and \
+                 such weights drive the forward pass towards f32 overflow"
+            ));
+        }
+        None
+    }
+}
+
+/// The one check of stored values: `Err("tensor `name` holds v at flat index i (problem)")` for
+/// the first value of `t` that breaks `rule`.
+pub(crate) fn check_values(name: &str, t: &Tensor, rule: Rule) -> std::result::Result<(), String> {
+    for (i, &v) in t.data.iter().enumerate() {
+        if let Some(p) = rule.problem(v) {
+            return Err(format!("tensor `{name}` holds {v} at flat index {i} ({p})"));
+        }
+    }
+    Ok(())
+}
+
+/// The check of a stored count (`num_batches_tracked`): not negative, worded as
+/// [`check_values`].
+fn check_count(name: &str, v: i64) -> std::result::Result<(), String> {
+    if v < 0 {
+        return Err(format!(
+            "tensor `{name}` holds {v} (a count of batches cannot be negative)"
+        ));
+    }
+    Ok(())
+}
+
+/// The first tensor of a model state (named as in its state_dict) and, if given, of its Adam
+/// state (`adam.exp_avg.<name>`, `adam.exp_avg_sq.<name>`) that breaks its [`Rule`], as
+/// [`check_values`] words it; `None` when all hold.
+pub(crate) fn first_invalid(state: &VNetState, adam: Option<&AdamState>) -> Option<String> {
+    for e in state.entries() {
+        let bad = match &e.value {
+            Value::F32(t) => check_values(&e.name, t, Rule::of(e.role)).err(),
+            Value::I64(v) => check_count(&e.name, *v).err(),
+        };
+        if bad.is_some() {
+            return bad;
+        }
+    }
+    let adam = adam?;
+    for (i, (name, _)) in state.parameters().enumerate() {
+        for (prefix, t, rule) in [
+            ("adam.exp_avg.", adam.exp_avg.get(i), Rule::Moment),
+            (
+                "adam.exp_avg_sq.",
+                adam.exp_avg_sq.get(i),
+                Rule::SquaredMoment,
+            ),
+        ] {
+            if let Some(t) = t {
+                if let Err(e) = check_values(&format!("{prefix}{name}"), t, rule) {
+                    return Some(e);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Refuses a model of `path` whose number of classes is not [`BRATS_CLASSES`]; `user` says what
+/// needs them (e.g. `segment and evaluate`).
+pub(crate) fn check_brats_classes(ck: &Checkpoint, path: &Path, user: &str) -> Result<()> {
+    let c = ck.state.config;
+    if c.n_classes != BRATS_CLASSES {
+        bail!(
+            "{}: the model outputs {} classes (tensor `out_conv.weight` of shape [{}, {}, 1, 1, 1]); \
+             {user} need {BRATS_CLASSES}: background, ET, NCR/NET, ED",
+            path.display(),
+            c.n_classes,
+            c.n_classes,
+            c.n_filters
+        );
+    }
+    Ok(())
+}
+
 /// Reads the VNet state stored under `prefix` + state_dict name (prefix `""` for a checkpoint).
 pub fn read_state(file: &TensorFile, prefix: &str, cfg: VNetConfig) -> Result<VNetState> {
     let spec = state_dict_spec(&cfg);
@@ -103,7 +236,11 @@ pub fn read_state(file: &TensorFile, prefix: &str, cfg: VNetConfig) -> Result<VN
     for s in &spec {
         let name = format!("{prefix}{}", s.name);
         let value = if s.role == Role::NumBatchesTracked {
-            Value::I64(file.i64_scalar(&name)?)
+            let v = file.i64_scalar(&name)?;
+            if let Err(e) = check_count(&name, v) {
+                bail!("{}: {e}", file.path().display());
+            }
+            Value::I64(v)
         } else {
             let t = file.f32(&name)?;
             if t.shape != s.shape {
@@ -114,11 +251,8 @@ pub fn read_state(file: &TensorFile, prefix: &str, cfg: VNetConfig) -> Result<VN
                     s.shape
                 );
             }
-            if let Some((i, v)) = t.first_non_finite() {
-                bail!(
-                    "{}: tensor `{name}` holds a non-finite value ({v}) at flat index {i}",
-                    file.path().display()
-                );
+            if let Err(e) = check_values(&name, &t, Rule::of(s.role)) {
+                bail!("{}: {e}", file.path().display());
             }
             Value::F32(t)
         };

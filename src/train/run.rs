@@ -5,17 +5,28 @@
 //! | `config.json` | [`RunRecord`]: the effective [`TrainConfig`], the split, the data folder, the teacher's hash, the protokd version |
 //! | `metrics.jsonl` | one JSON object per line: every step (`kind: "step"`) and every validation (`kind: "val"`) |
 //! | `last.safetensors` | the model after the last completed step (a plain checkpoint) |
-//! | `last.optim.safetensors` | everything a resume needs: the model (`model.*`), Adam's moments (`adam.exp_avg.*`, `adam.exp_avg_sq.*`) and the [`Progress`] in the metadata |
+//! | `last.optim.safetensors` | everything a resume needs: the model (`model.*`), Adam's moments (`adam.exp_avg.*`, `adam.exp_avg_sq.*`), and in the metadata the [`Progress`], Adam's step, `protokd.model.sha256` (the SHA-256 of the `last.safetensors` written with it) and `protokd.run.record_sha256` (of `config.json`) |
 //! | `best.safetensors`, `best.optim.safetensors` | the same at the best validation mean Dice |
 //! | `curves.svg` | losses and validation Dice, redrawn at every epoch's end |
 //!
-//! Every file is written atomically. A resume reads only `last.optim.safetensors`, a single
-//! file, so an interruption between two writes can only lose the newest state, never mix two.
+//! Every file is written atomically. A resume reads its state only from
+//! `last.optim.safetensors`, a single file, so an interruption between two writes can only
+//! lose the newest state, never mix two.
+//!
+//! What is saved and resumed is validated ([`checkpoint::first_invalid`]): a state with a value
+//! that breaks its rule (non-finite, a negative variance, ...) is never written, the run stops
+//! naming the epoch, the step and the tensor. A resume also refuses an optimiser file whose
+//! Adam step is not the run's step count (or above 2^53), and one whose
+//! `protokd.run.record_sha256` is not the hash of `config.json` (another run's file); a
+//! `protokd.model.sha256` that is not the hash of `last.safetensors` (an interrupted save) and
+//! a file from an earlier protokd, without these records, are resumed with a warning on
+//! standard error.
 
 use super::config::TrainConfig;
 use crate::data::split::Split;
-use crate::io::checkpoint::{read_state, state_tensors};
+use crate::io::checkpoint::{self, check_values, read_state, state_tensors, Rule};
 use crate::io::files::{write_atomic, write_json};
+use crate::io::hash::sha256_hex;
 use crate::io::tensorfile::{write_tensors, OutTensor, TensorFile};
 use crate::modality::Modalities;
 use anyhow::{anyhow, bail, Context, Result};
@@ -29,6 +40,11 @@ use std::path::{Path, PathBuf};
 
 /// File names inside a run folder.
 pub(crate) const CONFIG: &str = "config.json";
+/// The key of the optimiser file's metadata that records the SHA-256 of its model file.
+pub(crate) const MODEL_SHA256: &str = "protokd.model.sha256";
+/// The key of the optimiser file's metadata that records the SHA-256 of the run's
+/// `config.json`.
+pub(crate) const RECORD_SHA256: &str = "protokd.run.record_sha256";
 /// Step and validation records.
 pub(crate) const METRICS: &str = "metrics.jsonl";
 /// Training curves.
@@ -226,7 +242,9 @@ impl RunDir {
     }
 
     /// Writes `<tag>.safetensors` (the model) and then `<tag>.optim.safetensors` (model,
-    /// optimiser and progress), each atomically.
+    /// optimiser, progress and the model file's SHA-256), each atomically. Refuses, writing
+    /// nothing, a state or optimiser state with a value that breaks its rule
+    /// ([`checkpoint::first_invalid`]), naming the epoch, the step and the first such tensor.
     pub fn save(
         &self,
         tag: &str,
@@ -235,7 +253,19 @@ impl RunDir {
         adam: &AdamState,
         progress: Progress,
     ) -> Result<()> {
-        crate::io::checkpoint::save(&self.file(&format!("{tag}.safetensors")), state, modalities)?;
+        if let Some(bad) = checkpoint::first_invalid(state, Some(adam)) {
+            bail!(
+                "training diverged: after step {} ({} epoch(s) finished), {bad}; {} was not written (a file \
+                 already there keeps the previous state); lower `lr`?",
+                progress.global_step,
+                progress.epochs_done,
+                self.file(&format!("{tag}.safetensors")).display()
+            );
+        }
+        let model_path = self.file(&format!("{tag}.safetensors"));
+        checkpoint::save(&model_path, state, modalities)?;
+        let model_bytes = std::fs::read(&model_path)
+            .with_context(|| format!("cannot read back {}", model_path.display()))?;
         let mut tensors = state_tensors(state, "model.");
         for (i, (name, _)) in state.parameters().enumerate() {
             tensors.push((
@@ -250,6 +280,8 @@ impl RunDir {
         let mut meta: HashMap<String, String> = progress.to_metadata().into_iter().collect();
         meta.insert("protokd.adam.step".into(), adam.step.to_string());
         meta.insert("protokd.modalities".into(), modalities.to_string());
+        meta.insert(MODEL_SHA256.into(), sha256_hex(&model_bytes));
+        meta.insert(RECORD_SHA256.into(), sha256_hex(&self.record_bytes()?));
         meta.insert(
             "protokd.version".into(),
             env!("CARGO_PKG_VERSION").to_string(),
@@ -262,7 +294,10 @@ impl RunDir {
         Ok(())
     }
 
-    /// Reads `last.optim.safetensors` for a network of `cfg`.
+    /// Reads `last.optim.safetensors` for a network of `cfg`, validated: the model as any
+    /// checkpoint ([`read_state`]); `exp_avg` finite, `exp_avg_sq` finite and not negative
+    /// ([`Rule`]); Adam's step equal to the run's `global_step` and at most 2^53; and the file
+    /// this run's ([`RunDir::check_provenance`]).
     pub(crate) fn load_last(&self, cfg: VNetConfig) -> Result<RunState> {
         let path = self.file("last.optim.safetensors");
         if !path.exists() {
@@ -276,15 +311,8 @@ impl RunDir {
         let meta = file.metadata().unwrap_or_default();
         let progress = Progress::from_metadata(&meta, &path)?;
         let mut adam = AdamState::for_state(&state);
-        adam.step = meta
-            .get("protokd.adam.step")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| {
-                anyhow!(
-                    "{}: metadata `protokd.adam.step` is missing",
-                    path.display()
-                )
-            })?;
+        adam.step = self.adam_step(&meta, &path, &progress)?;
+        self.check_provenance(&meta, &path)?;
         for (i, (name, t)) in state.parameters().enumerate() {
             for (prefix, slot) in [
                 ("adam.exp_avg.", &mut adam.exp_avg[i]),
@@ -299,6 +327,14 @@ impl RunDir {
                         t.shape
                     );
                 }
+                let rule = if prefix == "adam.exp_avg." {
+                    Rule::Moment
+                } else {
+                    Rule::SquaredMoment
+                };
+                if let Err(e) = check_values(&format!("{prefix}{name}"), &m, rule) {
+                    bail!("{}: {e}", path.display());
+                }
                 *slot = m;
             }
         }
@@ -307,6 +343,95 @@ impl RunDir {
             adam,
             progress,
         })
+    }
+
+    /// Adam's step from the metadata of the optimiser file `path`: a count, at most 2^53,
+    /// equal to the run's `global_step` (one Adam step per training step).
+    fn adam_step(
+        &self,
+        meta: &HashMap<String, String>,
+        path: &Path,
+        progress: &Progress,
+    ) -> Result<u64> {
+        let key = "protokd.adam.step";
+        let v = meta
+            .get(key)
+            .ok_or_else(|| anyhow!("{}: metadata `{key}` is missing", path.display()))?;
+        let step: u64 = v.parse().map_err(|_| {
+            anyhow!(
+                "{}: metadata `{key}` = `{v}` is not a count",
+                path.display()
+            )
+        })?;
+        if step > checkpoint::MAX_ADAM_STEP {
+            bail!(
+                "{}: metadata `{key}` = {step} is above 2^53 (the most steps Adam counts exactly)",
+                path.display()
+            );
+        }
+        if step != progress.global_step {
+            bail!(
+                "{}: metadata `{key}` = {step} but `protokd.run.global_step` = {}; Adam takes \
+                 one step per training step",
+                path.display(),
+                progress.global_step
+            );
+        }
+        Ok(step)
+    }
+
+    /// The bytes of `config.json`.
+    fn record_bytes(&self) -> Result<Vec<u8>> {
+        let path = self.file(CONFIG);
+        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
+    /// Checks that the optimiser file `path` belongs to this run: its recorded
+    /// `protokd.run.record_sha256` must be the hash of `config.json` (else it is another run's
+    /// file: refused, both files named). Its recorded `protokd.model.sha256` is compared with
+    /// the hash of `last.safetensors`: they differ after an interruption between the two writes
+    /// of a save (`last.safetensors` is written first), which must still resume (the state is
+    /// read from the optimiser file alone, and the next save rewrites both), so a mismatch is
+    /// a warning on standard error naming both files. A file without the records (from an
+    /// earlier protokd) is accepted with a warning.
+    fn check_provenance(&self, meta: &HashMap<String, String>, path: &Path) -> Result<()> {
+        let (model, record) = (self.file("last.safetensors"), self.file(CONFIG));
+        let (Some(want_model), Some(want_record)) =
+            (meta.get(MODEL_SHA256), meta.get(RECORD_SHA256))
+        else {
+            eprintln!(
+                "warning: {} does not record `{MODEL_SHA256}` and `{RECORD_SHA256}` (written by \
+                 an earlier protokd); that it belongs to this run ({}, {}) is not checked",
+                path.display(),
+                record.display(),
+                model.display()
+            );
+            return Ok(());
+        };
+        let actual = sha256_hex(&self.record_bytes()?);
+        if actual != *want_record {
+            bail!(
+                "{} belongs to a run whose {CONFIG} has sha256 {want_record}, but {} has sha256 \
+                 {actual}: the optimiser state is another run's",
+                path.display(),
+                record.display()
+            );
+        }
+        let actual = std::fs::read(&model).map(|b| sha256_hex(&b));
+        if actual.as_ref().ok() != Some(want_model) {
+            eprintln!(
+                "warning: {} was saved with a model of sha256 {want_model}, but {} {}: an \
+                 interrupted save? resuming from the optimiser file's own model (the next save \
+                 rewrites both)",
+                path.display(),
+                model.display(),
+                match actual {
+                    Ok(h) => format!("has sha256 {h}"),
+                    Err(e) => format!("cannot be read ({e})"),
+                }
+            );
+        }
+        Ok(())
     }
 }
 

@@ -1,10 +1,13 @@
 //! The `audit` stage (`src/audit/`): `protokd audit forward|step` (the replay of one
 //! computation from files), the golden patches, `protokd verify` and `protokd bench`.
 
+#[path = "../common/bad_models.rs"]
+mod bad_models;
 #[path = "../common/mod.rs"]
 mod common;
 
 mod bench;
 mod golden;
+mod loaded_states;
 mod replay;
 mod verify;

@@ -1,8 +1,11 @@
 //! The `eval` stage (`src/eval/`): the metrics of `protokd score` against medpy, and
 //! `protokd evaluate`.
 
+#[path = "../common/bad_models.rs"]
+mod bad_models;
 #[path = "../common/mod.rs"]
 mod common;
 
 mod evaluate;
+mod loaded_states;
 mod metrics;

@@ -1,8 +1,11 @@
 //! The `infer` stage (`src/infer/`): sliding-window inference against a NumPy transcription,
 //! and `protokd segment`.
 
+#[path = "../common/bad_models.rs"]
+mod bad_models;
 #[path = "../common/mod.rs"]
 mod common;
 
+mod loaded_states;
 mod segment;
 mod sliding_window;

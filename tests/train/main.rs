@@ -1,6 +1,9 @@
 //! The `train` stage (`src/train/`): `protokd train teacher|student` on tiny configs.
 
+#[path = "../common/bad_models.rs"]
+mod bad_models;
 #[path = "../common/mod.rs"]
 mod common;
 
+mod resume_states;
 mod run;
