@@ -1,10 +1,13 @@
 //! The `audit` stage (`src/audit/`): `protokd audit forward|step` (the replay of one
 //! computation from files), the golden patches, `protokd verify` and `protokd bench`.
 
+#[path = "../common/bounded.rs"]
+mod bounded;
 #[path = "../common/mod.rs"]
 mod common;
 
 mod bench;
 mod golden;
+mod limits;
 mod replay;
 mod verify;
