@@ -22,6 +22,8 @@
 //! ([`Trainer::step`]: the batch uploaded, the losses downloaded).
 
 use crate::engine::{Compute, OnEngine, Resident, Trainer};
+use crate::io::nifti::checked_size;
+use crate::train::config::{check_activation, check_width, MAX_ACTIVATION_BYTES};
 use anyhow::{bail, Context, Result};
 use protokd_reference::adam::AdamState;
 use protokd_reference::state::{VNetConfig, VNetState};
@@ -97,7 +99,8 @@ pub enum What {
 /// The student's channel in a benched step: T1ce.
 pub(crate) const STUDENT_CHANNEL: usize = 2;
 
-/// Parses `N,C,D,H,W` (five positive integers; D, H, W multiples of 16).
+/// Parses `N,C,D,H,W` (five positive integers; D, H, W multiples of 16; the f32 input at most
+/// [`MAX_ACTIVATION_BYTES`], its size computed with overflow checks).
 pub fn parse_shape(s: &str) -> Result<[usize; 5]> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     let v: Vec<usize> = parts
@@ -113,6 +116,9 @@ pub fn parse_shape(s: &str) -> Result<[usize; 5]> {
             "--shape `{s}`: D, H and W must be multiples of 16 (the VNet halves them four times)"
         );
     }
+    let image = [shape[0], shape[1], shape[2], shape[3], shape[4], 4];
+    let what = format!("--shape `{s}`: the input (N x C x D x H x W x 4 bytes)");
+    checked_size(&image, MAX_ACTIVATION_BYTES, "bytes", &what)?;
     Ok(shape)
 }
 
@@ -152,6 +158,8 @@ pub fn run(
         bail!("--filters must be at least 1");
     }
     let [n, c, d, h, w] = shape;
+    check_width(filters, "--filters")?;
+    check_activation(n, filters, [d, h, w], "--shape / --filters")?;
     if what == What::Step && c != 4 {
         bail!("--what step needs C = 4 (the teacher's four modalities), got {c}");
     }

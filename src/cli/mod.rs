@@ -105,10 +105,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--threads N`: the global rayon pool with `N` workers (default: rayon's, all cores).
+/// Most worker threads per core `--threads` may ask for: 4. More threads than cores only add
+/// switching (results are the same for every count), and a huge count would spawn thousands of
+/// threads, each with its own stack, before any work starts.
+pub const MAX_THREADS_PER_CORE: usize = 4;
+
+/// `--threads N`: the global rayon pool with `N` workers (default: rayon's, all cores); `N` must
+/// lie in 1 ..= [`MAX_THREADS_PER_CORE`] x the cores (`available_parallelism`).
 fn start_thread_pool(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
         anyhow::ensure!(n >= 1, "--threads must be at least 1");
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let limit = MAX_THREADS_PER_CORE * cores;
+        anyhow::ensure!(
+            n <= limit,
+            "--threads {n} is above the limit of {limit} ({MAX_THREADS_PER_CORE} per core, \
+             {cores} cores)"
+        );
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()

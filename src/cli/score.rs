@@ -6,7 +6,8 @@ use protokd::data::phantom::parse_release;
 use protokd::eval::metrics::{score_files, ScoreOptions};
 use protokd::io::console::say;
 use protokd::io::files::{check_new, write_json};
-use std::path::PathBuf;
+use protokd::io::nifti::read_dims;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `protokd score`.
 #[derive(Args)]
@@ -48,9 +49,28 @@ pub fn run(s: ScoreArgs) -> Result<()> {
     if let Some(path) = &s.json {
         check_new(path, "JSON output", s.force)?;
     }
+    same_dims(&s.pred, &s.label)?;
     let report = score_files(&s.pred, &s.label, opts)?;
     if let Some(path) = &s.json {
         write_json(path, &report.to_json())?;
     }
     say(&report.table())
+}
+
+/// Refuses two files whose headers give different dims, after reading both headers and before
+/// reading (or decompressing) any voxel; the same message as [`score_files`] gives.
+fn same_dims(pred: &Path, label: &Path) -> Result<()> {
+    let (p, l) = (read_dims(pred)?, read_dims(label)?);
+    if p != l {
+        let xyz = |d: [usize; 3]| format!("{} x {} x {}", d[2], d[1], d[0]);
+        anyhow::bail!(
+            "the prediction {} is {} voxels (x, y, z) but the label map {} is {}; both must lie \
+             on the same grid (seen in the headers, before reading the voxels)",
+            pred.display(),
+            xyz(p),
+            label.display(),
+            xyz(l)
+        );
+    }
+    Ok(())
 }

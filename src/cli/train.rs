@@ -66,8 +66,9 @@ pub struct RunOptions {
     /// Start afresh in a non-empty run folder (its run files are replaced).
     #[arg(long, conflicts_with = "resume")]
     force: bool,
-    /// Stop after this many steps, saving the run as Ctrl-C does (resume with --resume).
-    #[arg(long, value_name = "STEPS")]
+    /// Stop after this many steps (at least 1), saving the run as Ctrl-C does (resume with
+    /// --resume).
+    #[arg(long, value_name = "STEPS", value_parser = clap::value_parser!(u64).range(1..))]
     stop_after: Option<u64>,
     #[command(flatten)]
     engine: EngineArg,

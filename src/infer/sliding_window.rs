@@ -34,11 +34,19 @@
 use crate::data::brats::LoadedCase;
 use crate::data::preprocess::zscore;
 use crate::engine::Net;
+use crate::io::nifti::checked_size;
 use crate::volume::Volume;
 use anyhow::{bail, ensure, Context, Result};
 use protokd_reference::Tensor;
 use rayon::prelude::*;
 use std::borrow::Cow;
+
+/// Most voxels a sliding-window patch may have: 2^24 = 16,777,216, eleven times the paper's
+/// patch (96 x 128 x 128) and enough for a whole BraTS volume in one window (160 x 240 x 240 =
+/// 9,216,000). The VNet holds several activations of `n_filters` x patch f32 values per window
+/// (with 16 filters, 1 GiB each at this limit), so a larger patch cannot run on a usual machine;
+/// it is refused before the image is padded to it.
+pub const MAX_PATCH_VOXELS: usize = 1 << 24;
 
 /// Patch and stride of the sliding window, `(D, H, W)` = `(z, y, x)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,8 +66,14 @@ impl Window {
     };
 
     /// Checks `1 <= stride <= patch` on every axis (a stride above the patch would leave voxels
-    /// that no window covers).
+    /// that no window covers) and that the patch has at most [`MAX_PATCH_VOXELS`] voxels.
     pub fn check(&self) -> Result<()> {
+        checked_size(
+            &self.patch,
+            MAX_PATCH_VOXELS,
+            "voxels",
+            "window patch (D, H, W)",
+        )?;
         for (a, axis) in AXES.iter().enumerate() {
             let (p, s) = (self.patch[a], self.stride[a]);
             ensure!(p >= 1, "window patch along {axis} is 0");

@@ -35,6 +35,14 @@
 //! 1 (a 4-D file with one time point is read as 3-D). More time points are refused. Writing
 //! supports 4-D images too ([`write_frames`]: e.g. one class probability map per frame).
 //!
+//! # Limits
+//! Sizes are decided from the header before anything is allocated: an image may have at most
+//! [`MAX_VOXELS`] voxels (checked with overflow-checked arithmetic, [`checked_size`]), and a
+//! `.nii.gz` is decompressed only up to the `vox_offset + voxels * bytes per voxel` bytes the
+//! header promises: a stream that ends earlier or holds more is refused, naming the file.
+//! [`read_dims`] reads the header alone, so that two files' grids can be compared before
+//! either's voxels are read. The voxel-to-world affine must be finite.
+//!
 //! # Errors
 //! Every error is one line that names the file and the problem; no input makes these
 //! functions panic.
@@ -82,6 +90,43 @@ impl OutDtype {
 /// gzip level of written `.nii.gz` files: fixed, so that the bytes are the same every run; 1
 /// (as nibabel) because it is about 7 times faster than 6 on float32 maps for a 2 % larger file.
 pub const GZIP_LEVEL: u32 = 1;
+
+/// Most voxels an image read from a file may have: 2^28 = 268,435,456 (1 GiB as f32), about 30
+/// times a BraTS volume (240 x 240 x 155 = 8,928,000). A header claiming more is refused
+/// before anything is allocated or decompressed (a NIfTI-1 header can claim up to 2^45).
+pub const MAX_VOXELS: usize = 1 << 28;
+
+/// The product of `factors` (sizes from a file header, a configuration or a flag), computed with
+/// overflow-checked arithmetic and refused when it overflows or exceeds `limit`.
+///
+/// `unit` names what the product counts (`voxels`, `bytes`) and `what` the size (with the file,
+/// key or flag it came from); the error shows the factors, the product and the limit, e.g.
+/// `x.nii.gz: dims 2000 x 2000 x 2000 = 8000000000 voxels, above the limit of 268435456 voxels`.
+pub fn checked_size(factors: &[usize], limit: usize, unit: &str, what: &str) -> Result<usize> {
+    let shown = || {
+        factors
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(" x ")
+    };
+    let product = factors
+        .iter()
+        .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+        .ok_or_else(|| {
+            anyhow!(
+                "{what} {} overflows, far above the limit of {limit} {unit}",
+                shown()
+            )
+        })?;
+    if product > limit {
+        bail!(
+            "{what} {} = {product} {unit}, above the limit of {limit} {unit}",
+            shown()
+        );
+    }
+    Ok(product)
+}
 
 const HEADER_SIZE: usize = 348;
 const DATA_OFFSET: usize = 352;
@@ -136,7 +181,7 @@ pub fn decode_image(bytes: &[u8], path: &Path) -> Result<Image> {
             );
         }
         let data = convert_all(&layout, &bytes[layout.offset..end]);
-        finish(layout, data, &name)
+        Ok(finish(layout, data))
     }
 }
 
@@ -160,9 +205,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8], name: &str) -> Result<usize> {
 
 fn decode_gzip(bytes: &[u8], name: &str) -> Result<Image> {
     let mut dec = MultiGzDecoder::new(bytes);
-    let mut head = [0u8; DATA_OFFSET];
-    let n = read_full(&mut dec, &mut head, name)?;
-    let layout = parse_header(&head[..n], name, "")?;
+    let (layout, n) = gzip_header(&mut dec, name)?;
     // Skip header extensions, if any.
     let skip = (layout.offset - n.min(layout.offset)) as u64;
     let skipped =
@@ -203,14 +246,64 @@ fn decode_gzip(bytes: &[u8], name: &str) -> Result<Image> {
             );
         }
     }
-    // Read to the end of the stream so that the gzip CRC and length are checked.
-    io::copy(&mut dec, &mut io::sink()).map_err(|e| gzip_error(name, e))?;
-    finish(layout, data, name)
+    check_stream_ends(&mut dec, &layout, name)?;
+    Ok(finish(layout, data))
+}
+
+/// Decompresses the first 352 bytes of a `.nii.gz` and parses the header (nothing more is
+/// decompressed); returns the layout and how many bytes were decompressed (352, or fewer when
+/// the stream is shorter).
+fn gzip_header(dec: &mut impl Read, name: &str) -> Result<(Layout, usize)> {
+    let mut head = [0u8; DATA_OFFSET];
+    let n = read_full(dec, &mut head, name)?;
+    Ok((parse_header(&head[..n], name, "")?, n))
+}
+
+/// After the data the header promises, the gzip stream must end: one more byte is read to tell
+/// (its end checks the CRC and length), never more, so a stream holding more is refused
+/// without decompressing the rest.
+fn check_stream_ends(dec: &mut impl Read, layout: &Layout, name: &str) -> Result<()> {
+    let mut extra = [0u8; 1];
+    if read_full(dec, &mut extra, name)? > 0 {
+        bail!(
+            "{name}: corrupt gzip data or a wrong header: the stream holds more than the header \
+             promises ({} voxels of {} bytes from offset {} end at byte {})",
+            layout.voxels,
+            layout.voxel_bytes,
+            layout.offset,
+            layout.offset + layout.data_bytes
+        );
+    }
+    Ok(())
+}
+
+/// The dimensions `[nz, ny, nx]` of a NIfTI-1 image, from its header alone (for a `.nii.gz`,
+/// only the header is decompressed), with the checks of [`read_image`] on the header
+/// (including [`MAX_VOXELS`]): for comparing grids before reading any voxel.
+pub fn read_dims(path: &Path) -> Result<[usize; 3]> {
+    let name = file_name(path);
+    let mut head = Vec::with_capacity(DATA_OFFSET);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(DATA_OFFSET as u64).read_to_end(&mut head))
+        .map_err(|e| anyhow!("{name}: cannot read the file ({e})"))?;
+    if head.is_empty() {
+        bail!("{name}: the file is empty, not a NIfTI file");
+    }
+    let layout = if head.starts_with(&[0x1f, 0x8b]) {
+        let file =
+            std::fs::File::open(path).map_err(|e| anyhow!("{name}: cannot read the file ({e})"))?;
+        gzip_header(&mut MultiGzDecoder::new(io::BufReader::new(file)), &name)?.0
+    } else {
+        parse_header(&head, &name, "")?
+    };
+    Ok(layout.dims)
 }
 
 /// Where the data lie and how to turn them into values.
 struct Layout {
     header: NiftiHeader,
+    /// The voxel-to-world affine (finite).
+    affine: Matrix4<f64>,
     dims: [usize; 3],
     voxels: usize,
     voxel_bytes: usize,
@@ -342,7 +435,12 @@ fn parse_header(head: &[u8], name: &str, gz_note: &str) -> Result<Layout> {
         bail!("{name}: a {nd}-D image with {what}; only 3-D images (one time point) are supported");
     }
     let dims = [size(3), size(2), size(1)];
-    let voxels = dims[0] * dims[1] * dims[2]; // each <= 32767: no overflow on 64 bits
+    let voxels = checked_size(
+        &[dims[2], dims[1], dims[0]],
+        MAX_VOXELS,
+        "voxels",
+        &format!("{name}: the header's dims (x, y, z)"),
+    )?;
 
     let kind = kind_of(header.datatype).map_err(|what| {
         anyhow!(
@@ -377,8 +475,13 @@ fn parse_header(head: &[u8], name: &str, gz_note: &str) -> Result<Layout> {
         Some((slope, inter))
     };
 
+    let affine = affine_from_header(&header).map_err(|e| anyhow!("{name}: {e}"))?;
+    if let Some(v) = affine.iter().find(|v| !v.is_finite()) {
+        bail!("{name}: the header's voxel-to-world affine holds {v}; it must be finite");
+    }
     Ok(Layout {
         header,
+        affine,
         dims,
         voxels,
         voxel_bytes,
@@ -497,19 +600,19 @@ fn convert_all(layout: &Layout, raw: &[u8]) -> Vec<f32> {
     data
 }
 
-fn finish(layout: Layout, data: Vec<f32>, name: &str) -> Result<Image> {
+fn finish(layout: Layout, data: Vec<f32>) -> Image {
     debug_assert_eq!(data.len(), layout.voxels);
     let h = &layout.header;
-    let affine = affine_from_header(h).map_err(|e| anyhow!("{name}: {e}"))?;
+    let affine = layout.affine;
     let spacing = [h.pixdim[1] as f64, h.pixdim[2] as f64, h.pixdim[3] as f64];
-    Ok(Image {
+    Image {
         volume: Volume::new(layout.dims, data),
         geometry: Geometry {
             spacing,
             affine,
             header: layout.header,
         },
-    })
+    }
 }
 
 /// The voxel-to-world affine of a header, by nibabel's rule: the sform when

@@ -8,12 +8,46 @@
 //! deserialise into [`TrainConfig`] and pass [`TrainConfig::check`].
 
 use crate::data::preprocess::{CropBox, BRATS_CROP};
+use crate::infer::sliding_window::Window;
+use crate::io::nifti::checked_size;
 use crate::modality::Modalities;
 use anyhow::{anyhow, bail, Context, Result};
 use protokd_reference::adam::AdamConfig;
 use protokd_reference::step::{StepConfig, StepMode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// Largest VNet width (`n_filters`, `bench --filters`): 256, sixteen times the paper's 16. The
+/// VNet's weights grow as the square of the width (about 2.4 billion parameters, 9.5 GB of f32
+/// at 256, before Adam's two moments), so a wider network cannot be trained or run here.
+pub const MAX_N_FILTERS: usize = 256;
+
+/// Largest first-level activation a run may ask for, in bytes: 2^34 (16 GiB). The estimate is
+/// `batch x n_filters x D x H x W` f32 values (one activation at the input resolution; the
+/// VNet holds several, so a run needs some times more): the paper's training (batch 4, 16
+/// filters, patch 96 x 128 x 128) needs 0.4 GB of it.
+pub const MAX_ACTIVATION_BYTES: usize = 1 << 34;
+
+/// Refuses a VNet width above [`MAX_N_FILTERS`]; `what` names the setting in the message.
+pub fn check_width(filters: usize, what: &str) -> Result<()> {
+    if filters > MAX_N_FILTERS {
+        bail!("{what} {filters} is above the limit of {MAX_N_FILTERS} (the VNet width)");
+    }
+    Ok(())
+}
+
+/// Refuses a first-level activation of `batch x filters x patch` f32 values above
+/// [`MAX_ACTIVATION_BYTES`] (overflow-checked); `what` names the settings in the message.
+pub fn check_activation(batch: usize, filters: usize, patch: [usize; 3], what: &str) -> Result<()> {
+    let factors = [batch, filters, patch[0], patch[1], patch[2], 4];
+    checked_size(
+        &factors,
+        MAX_ACTIVATION_BYTES,
+        "bytes",
+        &format!("{what}: the first activation (batch x n_filters x D x H x W x 4 bytes)"),
+    )
+    .map(|_| ())
+}
 
 /// What is trained, and with which loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -192,20 +226,40 @@ pub fn effective(
             base.insert(key.clone(), v.clone());
         }
     }
+    let source = overrides.map_or("the default configuration", |(_, s)| s);
     if !val_start_given {
         let max_epoch = base["max_epoch"].as_u64().ok_or_else(|| {
             anyhow!(
-                "configuration: `max_epoch` = {} is not a whole number",
+                "{source}: `max_epoch` = {} is not a whole number",
                 base["max_epoch"]
             )
         })?;
         base.insert("val_start_epoch".into(), json!(max_epoch / 4));
     }
-    let source = overrides.map_or("the default configuration", |(_, s)| s);
-    let cfg: TrainConfig =
-        serde_json::from_value(merged).with_context(|| format!("{source}: invalid value"))?;
+    let cfg: TrainConfig = serde_json::from_value(merged.clone()).map_err(|e| {
+        let key = mistyped_key(&merged).map_or(String::new(), |k| format!(" of `{k}`"));
+        anyhow!("{source}: invalid value{key}: {e}")
+    })?;
     cfg.check().with_context(|| source.to_string())?;
     Ok(cfg)
+}
+
+/// The first key of `merged` (an effective configuration that does not deserialise) whose value
+/// alone makes the defaults fail to deserialise: the key a type error is about (serde's
+/// message names the expected type but not the key).
+fn mistyped_key(merged: &Value) -> Option<String> {
+    let obj = merged.as_object()?;
+    let method: Method = serde_json::from_value(obj.get("method")?.clone()).ok()?;
+    let modalities = Modalities::parse(obj.get("modalities")?.as_str()?).ok()?;
+    let mut base = defaults(method, &modalities);
+    base["val_start_epoch"] = json!(0);
+    obj.iter()
+        .find(|(key, v)| {
+            let mut one = base.clone();
+            one[key.as_str()] = (*v).clone();
+            serde_json::from_value::<TrainConfig>(one).is_err()
+        })
+        .map(|(key, _)| key.clone())
 }
 
 /// Refuses `v` unless it is a finite number >= 0 (an f32 is compared exactly as an f64; the
@@ -247,7 +301,8 @@ impl TrainConfig {
     }
 
     /// `n_filters`, `batch_size`, `max_epoch` and `val_every` at least 1; the patches positive
-    /// multiples of 16; the strides positive.
+    /// multiples of 16; the validation window valid ([`Window::check`]: strides 1 to the patch);
+    /// the memory of training and validation within [`check_activation`]'s limits.
     fn check_sizes(&self) -> Result<()> {
         let positive = [
             ("n_filters", self.n_filters),
@@ -272,7 +327,29 @@ impl TrainConfig {
                 self.val_stride
             );
         }
-        Ok(())
+        let window = Window {
+            patch: self.val_patch,
+            stride: self.val_stride,
+        };
+        window.check().with_context(|| {
+            format!(
+                "`val_patch` = {:?}, `val_stride` = {:?}",
+                self.val_patch, self.val_stride
+            )
+        })?;
+        check_width(self.n_filters, "`n_filters`")?;
+        check_activation(
+            self.batch_size,
+            self.n_filters,
+            self.patch,
+            "`n_filters`, `batch_size` and `patch`",
+        )?;
+        check_activation(
+            1,
+            self.n_filters,
+            self.val_patch,
+            "`n_filters` and `val_patch`",
+        )
     }
 
     /// `lr`, `eps` and `weight_decay` finite and >= 0; `beta1` and `beta2` in [0, 1);

@@ -3,11 +3,14 @@
 
 #[path = "../common/bad_models.rs"]
 mod bad_models;
+#[path = "../common/bounded.rs"]
+mod bounded;
 #[path = "../common/mod.rs"]
 mod common;
 
 mod bench;
 mod golden;
+mod limits;
 mod loaded_states;
 mod replay;
 mod verify;

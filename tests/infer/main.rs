@@ -6,6 +6,9 @@ mod bad_models;
 #[path = "../common/mod.rs"]
 mod common;
 
+#[path = "../common/bounded.rs"]
+mod bounded;
+mod limits;
 mod loaded_states;
 mod segment;
 mod sliding_window;

@@ -1,8 +1,11 @@
 //! The `io` stage (`src/io/`): NIfTI files against nibabel's reading of them, and checkpoints
 //! exchanged with PyTorch in both directions.
 
+#[path = "../common/bounded.rs"]
+mod bounded;
 #[path = "../common/mod.rs"]
 mod common;
 
 mod checkpoint;
+mod limits;
 mod nifti;

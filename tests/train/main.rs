@@ -5,5 +5,8 @@ mod bad_models;
 #[path = "../common/mod.rs"]
 mod common;
 
+#[path = "../common/bounded.rs"]
+mod bounded;
+mod limits;
 mod resume_states;
 mod run;
