@@ -6,5 +6,6 @@ mod common;
 
 mod bench;
 mod golden;
+mod no_overwrite;
 mod replay;
 mod verify;

@@ -6,3 +6,4 @@ mod common;
 
 mod evaluate;
 mod metrics;
+mod no_overwrite;

@@ -4,5 +4,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod no_overwrite;
 mod segment;
 mod sliding_window;
