@@ -5,6 +5,7 @@
 use crate::engine::Compute;
 use crate::engine::{Step, Trainer};
 use crate::io::checkpoint::{self, state_tensors, Checkpoint};
+use crate::io::files::check_new;
 use crate::io::tensorfile::{write_tensors, OutTensor, TensorFile};
 use crate::modality::Modalities;
 use anyhow::{bail, Context, Result};
@@ -18,13 +19,15 @@ use protokd_reference::{LabelMap, Tensor};
 use std::path::Path;
 
 /// `protokd audit forward`: the network of `weights` on `image` from `input`; writes
-/// `features` and `logits` to `out`. Evaluation mode unless `train` (then BatchNorm uses the
-/// batch statistics; the updated running statistics are not saved).
+/// `features` and `logits` to `out` ([`write_output`]: refused if it exists unless `force`).
+/// Evaluation mode unless `train` (then BatchNorm uses the batch statistics; the updated
+/// running statistics are not saved).
 pub fn forward(
     compute: &Compute,
     weights: &Path,
     input: &Path,
     out: &Path,
+    force: bool,
     train: bool,
 ) -> Result<Vec<(String, String)>> {
     let mut ckpt = checkpoint::load(weights)?;
@@ -39,14 +42,26 @@ pub fn forward(
     )?;
     let y = crate::engine::forward(compute, &mut ckpt.state, &x, train)
         .map_err(|e| engine_error(e, input, &x))?;
-    write_tensors(
+    write_output(
         out,
+        force,
         &[
             ("features".into(), OutTensor::F32(y.features)),
             ("logits".into(), OutTensor::F32(y.logits)),
         ],
-        None,
     )
+}
+
+/// Writes the tensors of an audit to `out`, refused if it exists unless `force` ([`check_new`];
+/// checked once the inputs are read and the computation has run, so that a bad input is
+/// reported as such) and claimed as new, so a file that appears meanwhile is not replaced.
+fn write_output(
+    out: &Path,
+    force: bool,
+    tensors: &[(String, OutTensor)],
+) -> Result<Vec<(String, String)>> {
+    check_new(out, "--out", force)?;
+    write_tensors(out, tensors, None)
 }
 
 /// An engine error about the input `x` read from `input`, with the file named; a batch too small
@@ -118,6 +133,8 @@ pub struct StepArgs<'a> {
     pub modality: Option<Modalities>,
     /// Output file.
     pub out: &'a Path,
+    /// Replace `out` if it exists.
+    pub force: bool,
     /// Loss weights, temperature, optimiser.
     pub config: StepConfig,
     /// Where the step runs.
@@ -144,7 +161,7 @@ pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
         })
         .map_err(|e| engine_error(e, a.batch, &image))?;
     let state = trainer.state()?;
-    write_tensors(a.out, &step_outputs(report, &state), None)
+    write_output(a.out, a.force, &step_outputs(report, &state))
 }
 
 /// The student's modalities: all four for `--mode teacher`, else `--modality` or the

@@ -6,6 +6,7 @@ use anyhow::{ensure, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use protokd::audit::replay as audit;
 use protokd::io::console::say;
+use protokd::io::files::check_not_input;
 use protokd::modality::Modalities;
 use protokd_reference::adam::AdamConfig;
 use protokd_reference::step::{StepConfig, StepMode};
@@ -31,6 +32,9 @@ pub enum AuditCommand {
         /// Training mode (BatchNorm with batch statistics) instead of evaluation mode.
         #[arg(long)]
         train: bool,
+        /// Replace an existing --out file (never one of the inputs).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         engine: EngineArg,
     },
@@ -60,6 +64,9 @@ pub struct StepArgs {
     /// Output file: `loss.*`, `grad.<name>` and `param.<name>`.
     #[arg(long, value_name = "O.safetensors")]
     out: PathBuf,
+    /// Replace an existing --out file (never one of the inputs).
+    #[arg(long)]
+    force: bool,
     /// Which step.
     #[arg(long, value_enum, default_value_t = ModeArg::Protokd)]
     mode: ModeArg,
@@ -111,9 +118,15 @@ pub fn run(command: AuditCommand) -> Result<()> {
             input,
             out,
             train,
+            force,
             engine,
         } => {
-            let hashes = audit::forward(&engine.open()?, &weights, &input, &out, train)?;
+            check_not_input(
+                &out,
+                "--out",
+                &[("--weights", &weights), ("--input", &input)],
+            )?;
+            let hashes = audit::forward(&engine.open()?, &weights, &input, &out, force, train)?;
             print_hashes(&hashes, &out)
         }
         AuditCommand::Step(s) => step(&s),
@@ -144,12 +157,16 @@ fn step(s: &StepArgs) -> Result<()> {
         },
     };
     let modality = s.modality.as_deref().map(Modalities::parse).transpose()?;
+    let mut inputs = vec![("--student", s.student.as_path()), ("--batch", &s.batch)];
+    inputs.extend(s.teacher.as_deref().map(|t| ("--teacher", t)));
+    check_not_input(&s.out, "--out", &inputs)?;
     let args = audit::StepArgs {
         student: &s.student,
         teacher: s.teacher.as_deref(),
         batch: &s.batch,
         modality,
         out: &s.out,
+        force: s.force,
         config,
         compute: &s.engine.open()?,
     };

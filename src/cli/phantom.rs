@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use protokd::data::phantom;
 use protokd::io::console::say;
+use protokd::io::files::check_not_input;
 use std::path::PathBuf;
 
 /// Arguments of `protokd phantom`.
@@ -29,6 +30,9 @@ pub struct PhantomArgs {
     /// in the source tree protokd was built from).
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
+    /// Replace the files of cases that exist in --out (refused otherwise).
+    #[arg(long)]
+    force: bool,
 }
 
 /// `protokd phantom`: checks the arguments, then writes the cohort, one line per case.
@@ -38,6 +42,7 @@ pub fn run(p: PhantomArgs) -> Result<()> {
     let config = phantom::PhantomConfig::new(size, release)?;
     anyhow::ensure!(p.cases >= 1, "--cases must be at least 1, got {}", p.cases);
     let dir = phantom::find_templates(p.templates.as_deref())?;
+    check_not_input(&p.out, "--out", &[("--templates", &dir)])?;
     let templates = phantom::Templates::load(&dir)?;
     phantom::write_cohort(
         &p.out,
@@ -45,6 +50,7 @@ pub fn run(p: PhantomArgs) -> Result<()> {
         &config,
         p.seed,
         p.cases,
+        p.force,
         |case, path| {
             let t = &case.tumour;
             say(&format!(

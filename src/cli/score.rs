@@ -5,7 +5,7 @@ use clap::Args;
 use protokd::data::phantom::parse_release;
 use protokd::eval::metrics::{score_files, ScoreOptions};
 use protokd::io::console::say;
-use protokd::io::files::{check_new, write_json};
+use protokd::io::files::{check_new, check_not_input, write_json};
 use protokd::io::nifti::read_dims;
 use std::path::{Path, PathBuf};
 
@@ -47,6 +47,11 @@ pub fn run(s: ScoreArgs) -> Result<()> {
         release,
     };
     if let Some(path) = &s.json {
+        check_not_input(
+            path,
+            "--json",
+            &[("--pred", &s.pred), ("--label", &s.label)],
+        )?;
         check_new(path, "JSON output", s.force)?;
     }
     same_dims(&s.pred, &s.label)?;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use protokd::data::phantom::parse_release;
 use protokd::infer::segment::{self, SegmentOptions};
+use protokd::io::files::check_not_input;
 use std::path::PathBuf;
 
 /// Arguments of `protokd segment`.
@@ -51,6 +52,17 @@ pub struct SegmentArgs {
 
 /// `protokd segment`: opens the engine, checks the window and `--release`, then segments.
 pub fn run(a: SegmentArgs) -> Result<()> {
+    let mut inputs = vec![("--model", a.model.as_path())];
+    inputs.extend(a.input.iter().map(|p| ("--input", p.as_path())));
+    for (flag, out) in [
+        ("--out", Some(&a.out)),
+        ("--probabilities", a.probabilities.as_ref()),
+        ("--png", a.png.as_ref()),
+    ] {
+        if let Some(out) = out {
+            check_not_input(out, flag, &inputs)?;
+        }
+    }
     let compute = a.engine.open()?;
     let window = a.window.window()?;
     let release = a

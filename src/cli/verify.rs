@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 use protokd::audit::verify::{available_engines, find_golden, line, report_json, verify_engines};
 use protokd::engine::EngineKind;
-use protokd::io::files::{check_new, write_json};
+use protokd::io::files::{check_new, check_not_input, write_json};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,6 +40,14 @@ pub fn run(v: &VerifyArgs) -> Result<ExitCode> {
         check_new(path, "JSON report", v.force)?;
     }
     let golden = find_golden(v.golden.as_deref())?;
+    if let Some(path) = &v.json {
+        let manifest = golden.join("manifest.json");
+        check_not_input(
+            path,
+            "--json",
+            &[("--golden", &golden), ("--golden", &manifest)],
+        )?;
+    }
     let (engines, skipped) = if v.engines.is_empty() {
         available_engines()
     } else {

@@ -37,6 +37,7 @@ pub(crate) mod contrast;
 pub mod rng;
 pub mod tumour;
 
+use crate::io::files::check_new;
 use crate::io::nifti::{write_image, OutDtype};
 use crate::volume::{Geometry, Volume};
 use anyhow::{bail, Context, Result};
@@ -330,16 +331,25 @@ pub fn write_case(out: &Path, case: &Case, config: &PhantomConfig) -> Result<()>
 
 /// Generates and writes cases `0..cases` of cohort `seed` into `out` (created if missing),
 /// one case at a time (each parallel inside), calling `done` after each case is written.
+/// Before anything is generated, every file of every case is checked to be new unless `force`
+/// ([`check_new`]): an existing cohort is refused, not silently replaced.
 pub fn write_cohort(
     out: &Path,
     templates: &Templates,
     config: &PhantomConfig,
     seed: u64,
     cases: u64,
+    force: bool,
     mut done: impl FnMut(&Case, &Path) -> Result<()>,
 ) -> Result<()> {
     if cases == 0 {
         bail!("--cases must be at least 1");
+    }
+    for k in 0..cases {
+        let id = case_id(config.release, seed, k);
+        for name in file_names(config.release, &id) {
+            check_new(&out.join(&id).join(name), "phantom case file", force)?;
+        }
     }
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;

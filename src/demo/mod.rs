@@ -102,7 +102,15 @@ fn write_phantoms(o: &DemoOptions, t0: Instant, say: &mut dyn FnMut(&str)) -> Re
     ));
     let templates = Templates::load(&phantom::find_templates(o.templates.as_deref())?)?;
     let pc = PhantomConfig::new(plan.size, Release::Brats2018)?;
-    phantom::write_cohort(&data, &templates, &pc, plan.seed, plan.cases, |_, _| Ok(()))?;
+    phantom::write_cohort(
+        &data,
+        &templates,
+        &pc,
+        plan.seed,
+        plan.cases,
+        o.force,
+        |_, _| Ok(()),
+    )?;
     say(&format!("    {:.1} s", t0.elapsed().as_secs_f64()));
     Ok(data)
 }

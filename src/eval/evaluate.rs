@@ -27,7 +27,7 @@ use crate::eval::metrics::{region_metrics, Region, RegionMetrics};
 use crate::infer::segment::{write_segmentation, Model};
 use crate::infer::sliding_window::{segment_case, Window};
 use crate::io::console::say;
-use crate::io::files::{check_new, write_atomic, write_json};
+use crate::io::files::{check_new, check_not_input, write_atomic, write_json};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -387,6 +387,12 @@ pub fn run(opts: &ReportOptions) -> Result<()> {
         out,
         ..
     } = opts;
+    let mut inputs = vec![("--model", opts.model.as_path()), ("--data", &opts.data)];
+    inputs.extend(opts.cases.as_deref().map(|c| ("--cases", c)));
+    check_not_input(out, "report folder", &inputs)?;
+    for name in ["cases.csv", "summary.json"] {
+        check_not_input(&out.join(name), "report file", &inputs)?;
+    }
     check_new(out, "report folder", opts.force)?;
     ensure!(
         !out.exists() || out.is_dir(),

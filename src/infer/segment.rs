@@ -37,7 +37,7 @@ use crate::engine::{Compute, Net};
 use crate::infer::sliding_window::{predict, prepare_input, segment_case, Prediction, Window};
 use crate::io::checkpoint;
 use crate::io::console::say;
-use crate::io::files::{check_new, write_json};
+use crate::io::files::{check_new, check_not_input, write_json};
 use crate::io::hash::sha256_hex;
 use crate::io::nifti::{read_image, write_frames, write_image, OutDtype};
 use crate::modality::{Modalities, NAMES};
@@ -385,6 +385,8 @@ impl Plan {
             ];
             for (path, what, endings) in outputs {
                 let Some(path) = path else { continue };
+                let given: Vec<(&str, &Path)> = inputs.iter().map(|p| ("--input", &**p)).collect();
+                check_not_input(path, what, &given)?;
                 if self.dataset {
                     // Names are ours; the folder is created before writing.
                     let dir = path.parent().unwrap_or(Path::new("."));

@@ -5,12 +5,15 @@
 use super::run::{self, MetricsLog, RunDir, RunRecord, RunState};
 use super::TrainArgs;
 use crate::data::split::{self, Split};
+use crate::io::files::{check_not_input, remove_stale_temps};
 use anyhow::{anyhow, bail, Result};
 use protokd_reference::state::VNetConfig;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// File names a run writes (removed by `force` before a fresh start).
-const RUN_FILES: [&str; 8] = [
+/// File names a run writes into its folder; with the split lists ([`split::SPLIT_FILES`] in
+/// `split/`) they are everything protokd writes there, and all that `force` removes before a
+/// fresh start: other files (the user's) stay, in the run folder and in `split/`.
+const RUN_FILES: [&str; 7] = [
     run::CONFIG,
     run::METRICS,
     run::CURVES,
@@ -18,8 +21,49 @@ const RUN_FILES: [&str; 8] = [
     "last.optim.safetensors",
     "best.safetensors",
     "best.optim.safetensors",
-    "split",
 ];
+
+/// The files protokd writes in the run folder `out`: [`RUN_FILES`] and the split lists.
+fn run_files(out: &Path) -> Vec<PathBuf> {
+    let split = out.join("split");
+    RUN_FILES
+        .iter()
+        .map(|name| out.join(name))
+        .chain(split::SPLIT_FILES.iter().map(|name| split.join(name)))
+        .collect()
+}
+
+/// Refuses a run whose folder, `split/` folder or any file it writes ([`run_files`]) is one of
+/// its inputs (the dataset, the split folder or its lists, the teacher), with `--force` too.
+fn check_inputs_kept(args: &TrainArgs) -> Result<()> {
+    let mut inputs: Vec<(&str, PathBuf)> = vec![("--data", args.data.to_path_buf())];
+    if let Some(dir) = args.split_dir {
+        inputs.push(("--split-dir", dir.to_path_buf()));
+        inputs.extend(
+            split::SPLIT_FILES
+                .iter()
+                .map(|n| ("--split-dir", dir.join(n))),
+        );
+    }
+    inputs.extend(args.teacher.map(|t| ("--teacher", t.to_path_buf())));
+    let inputs: Vec<(&str, &Path)> = inputs.iter().map(|(f, p)| (*f, p.as_path())).collect();
+    check_not_input(args.out, "run folder", &inputs)?;
+    check_not_input(&args.out.join("split"), "split folder", &inputs)?;
+    for file in run_files(args.out) {
+        check_not_input(&file, "run file", &inputs)?;
+    }
+    Ok(())
+}
+
+/// Removes the temporary files `.NAME.tmpPID` that a killed save left in the run folder and in
+/// `split/` ([`remove_stale_temps`]: only those of processes no longer running), when a run
+/// starts writing there: on a fresh start, and on a resume once the folder's record matches.
+fn remove_killed_saves(out: &Path) -> Result<()> {
+    for dir in [out.to_path_buf(), out.join("split")] {
+        remove_stale_temps(&dir)?;
+    }
+    Ok(())
+}
 
 /// Opens `run` for a network of `net`; returns the state the run starts from and its metrics
 /// so far. Resuming: reads `config.json` and refuses a run recorded with another
@@ -33,6 +77,7 @@ pub(super) fn open(
     record: &RunRecord,
     net: VNetConfig,
 ) -> Result<(RunState, MetricsLog)> {
+    check_inputs_kept(args)?;
     if args.resume {
         let recorded = run.read_record()?;
         let diff = recorded.differences(record);
@@ -43,11 +88,13 @@ pub(super) fn open(
                 diff.join("\n  ")
             );
         }
+        remove_killed_saves(args.out)?;
         let last = run.load_last(net)?;
         let log = MetricsLog::resume(run, &last.progress)?;
         Ok((last, log))
     } else {
         fresh_run_dir(args.out, args.force)?;
+        remove_killed_saves(args.out)?;
         run.write_record(record)?;
         write_split_lists(run, &record.split)?;
         let fresh = RunState::fresh(net, args.config.init_seed);
@@ -56,7 +103,8 @@ pub(super) fn open(
 }
 
 /// Prepares the run folder of a fresh run: refuses a non-empty folder unless `force`, then
-/// removes the files a run writes.
+/// removes the files a run writes ([`run_files`]; nothing else, no folder). The caller has
+/// loaded and checked every input of the new run before.
 fn fresh_run_dir(out: &Path, force: bool) -> Result<()> {
     if out.exists() {
         let non_empty = std::fs::read_dir(out)
@@ -70,16 +118,11 @@ fn fresh_run_dir(out: &Path, force: bool) -> Result<()> {
                 out.display()
             );
         }
-        for name in RUN_FILES {
-            let p = out.join(name);
-            if p.is_dir() {
-                std::fs::remove_dir_all(&p)
-            } else if p.exists() {
+        for p in run_files(out) {
+            if p.is_file() {
                 std::fs::remove_file(&p)
-            } else {
-                Ok(())
+                    .map_err(|e| anyhow!("{}: cannot remove ({e})", p.display()))?;
             }
-            .map_err(|e| anyhow!("{}: cannot remove ({e})", p.display()))?;
         }
     }
     std::fs::create_dir_all(out)

@@ -60,10 +60,10 @@ impl<'a> TrainingLoop<'a> {
     }
 
     /// The run, in this order: the optimiser's numbers in f32's range ([`check_f32_range`]),
-    /// the student's modalities, the dataset and its split
-    /// ([`split_of`]), the teacher ([`teacher::for_method`]), the run folder, fresh or resumed
-    /// ([`start::open`]), the student on its engine, the training cases ([`TrainCases::load`])
-    /// and the validation cases. Its progress bar is hidden.
+    /// the student's modalities, the dataset and its split ([`split_of`]), the teacher
+    /// ([`teacher::for_method`]), the training cases ([`TrainCases::load`]) and the validation
+    /// cases, then the run folder, fresh or resumed ([`start::open`]), and the student on its
+    /// engine. Its progress bar is hidden.
     fn open(args: &'a TrainArgs<'a>) -> Result<TrainingLoop<'a>> {
         let cfg = &args.config;
         check_f32_range(cfg)?;
@@ -87,12 +87,13 @@ impl<'a> TrainingLoop<'a> {
         let run = RunDir {
             path: args.out.to_path_buf(),
         };
-        let (start, log) = start::open(&run, args, &record, net)?;
-        let teacher_state = teacher.as_ref().map(|t| &t.state);
-        let engine = Trainer::new(args.compute, start.state, start.adam, teacher_state)?;
         let train_cases = cases_of(&dataset, &split.train, "training split")?;
         let cases = TrainCases::load(train_cases, cfg.crop_box())?;
         let val_cases = cases_of(&dataset, &split.val, "validation split")?;
+        // The run folder is touched only once every input has loaded.
+        let (start, log) = start::open(&run, args, &record, net)?;
+        let teacher_state = teacher.as_ref().map(|t| &t.state);
+        let engine = Trainer::new(args.compute, start.state, start.adam, teacher_state)?;
         Ok(TrainingLoop {
             args,
             modalities,

@@ -12,5 +12,6 @@ mod bench;
 mod golden;
 mod limits;
 mod loaded_states;
+mod no_overwrite;
 mod replay;
 mod verify;

@@ -352,6 +352,7 @@ fn step_in_every_mode_writes_losses_gradients_and_state() {
     save_checkpoint(&stu, 1, 1, "t1ce");
     save_checkpoint(&tea, 4, 2, "t1,t2,t1ce,flair");
     save_batch(&b, N, DHW, Dtype::I64);
+    // One output, replaced (--force) by the second and third step.
     let out = dir.join("o.safetensors");
     let o = s(&out);
 
@@ -383,6 +384,7 @@ fn step_in_every_mode_writes_losses_gradients_and_state() {
         s(&b),
         "--out",
         o,
+        "--force",
     ]);
     let t = check_step_output(&stdout, &out, &state(1, 1));
     assert_eq!((loss(&t, "kd"), loss(&t, "proto")), (0.0, 0.0));
@@ -399,6 +401,7 @@ fn step_in_every_mode_writes_losses_gradients_and_state() {
         s(&b),
         "--out",
         o,
+        "--force",
     ]);
     let t = check_step_output(&stdout, &out, &state(4, 2));
     assert_eq!((loss(&t, "kd"), loss(&t, "proto")), (0.0, 0.0));

@@ -6,5 +6,6 @@ mod common;
 
 mod augment;
 mod brats;
+mod no_overwrite;
 mod phantom;
 mod preprocess;

@@ -9,3 +9,4 @@ mod common;
 mod evaluate;
 mod loaded_states;
 mod metrics;
+mod no_overwrite;

@@ -10,5 +10,6 @@ mod common;
 mod bounded;
 mod limits;
 mod loaded_states;
+mod no_overwrite;
 mod segment;
 mod sliding_window;

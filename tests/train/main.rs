@@ -8,5 +8,6 @@ mod common;
 #[path = "../common/bounded.rs"]
 mod bounded;
 mod limits;
+mod no_overwrite;
 mod resume_states;
 mod run;
