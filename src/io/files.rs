@@ -218,11 +218,17 @@ pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>> {
 mod tests {
     use super::*;
 
+    /// A new scratch folder and the path `name` in it, checked as a new output (claimed).
+    fn claimed(name: &str, what: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(name);
+        check_new(&file, what, false).unwrap();
+        (dir, file)
+    }
+
     #[test]
     fn existing_paths_are_refused_without_force() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("seg.nii.gz");
-        check_new(&file, "segmentation", false).unwrap();
+        let (_dir, file) = claimed("seg.nii.gz", "segmentation");
         std::fs::write(&file, b"x").unwrap();
         let e = check_new(&file, "segmentation", false).unwrap_err();
         assert!(e.to_string().contains("--force"), "{e}");
@@ -232,9 +238,7 @@ mod tests {
 
     #[test]
     fn a_claimed_output_that_appears_meanwhile_is_not_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("claimed.json");
-        check_new(&file, "JSON output", false).unwrap();
+        let (dir, file) = claimed("claimed.json", "JSON output");
         std::fs::write(&file, b"theirs").unwrap();
         let e = write_atomic(&file, b"mine").unwrap_err();
         assert!(e.to_string().contains("already exists"), "{e}");
