@@ -7,8 +7,9 @@
 //!   same folder, then published under its name), so nothing the user had is half-written; an
 //!   output claimed as new by [`check_new`] is published without replacing anything, so a file
 //!   that appeared meanwhile (another protokd writing the same path) is refused, not replaced;
-//! * the temporary files of a killed save are removed by [`remove_stale_temps`] when protokd
-//!   next writes into that folder (a run folder on start or resume).
+//! * the temporary files of a killed save are removed by [`remove_stale_temps`]: those of an
+//!   output before that output is written again, and all of a run folder's on start or
+//!   resume.
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeSet;
@@ -95,6 +96,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .with_context(|| format!("{}: not a file path", path.display()))?;
+    remove_stale_temps(&dir, Some(&name.to_string_lossy()))?;
     let tmp = dir.join(format!(
         ".{}.tmp{}",
         name.to_string_lossy(),
@@ -171,14 +173,15 @@ pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-/// The process id in the name of a temporary file of [`write_atomic`] (`.NAME.tmpPID`).
-fn temp_owner(file_name: &str) -> Option<u32> {
+/// The output name and the process id in the name of a temporary file of [`write_atomic`]
+/// (`.NAME.tmpPID`).
+fn temp_owner(file_name: &str) -> Option<(&str, u32)> {
     let rest = file_name.strip_prefix('.')?;
     let (stem, pid) = rest.rsplit_once(".tmp")?;
     if stem.is_empty() || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    pid.parse().ok()
+    Some((stem, pid.parse().ok()?))
 }
 
 /// Whether process `pid` is running: `/proc/PID` exists on Linux. Elsewhere no process is
@@ -190,8 +193,10 @@ fn process_running(pid: u32) -> bool {
 
 /// Removes from `dir` (not below it) the temporary files `.NAME.tmpPID` of [`write_atomic`]
 /// whose process is no longer running: what a save killed mid-way (kill -9, power loss) left.
-/// Returns the files removed. A missing folder has none.
-pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>> {
+/// With `of`, only those of the output named `of` (what [`write_atomic`] does before each
+/// write, so a folder that is not protokd's loses no file of another program's). Returns the
+/// files removed. A missing folder has none.
+pub fn remove_stale_temps(dir: &Path, of: Option<&str>) -> Result<Vec<PathBuf>> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(Vec::new());
     };
@@ -199,10 +204,14 @@ pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot read the folder {}", dir.display()))?;
         let name = entry.file_name();
-        let Some(pid) = temp_owner(&name.to_string_lossy()) else {
+        let name = name.to_string_lossy();
+        let Some((stem, pid)) = temp_owner(&name) else {
             continue;
         };
-        if process_running(pid) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+        if of.is_some_and(|of| of != stem)
+            || process_running(pid)
+            || !entry.file_type().is_ok_and(|t| t.is_file())
+        {
             continue;
         }
         let path = entry.path();
@@ -270,10 +279,36 @@ mod tests {
     }
 
     #[test]
-    fn temporary_names_give_their_process() {
-        assert_eq!(temp_owner(".last.safetensors.tmp123"), Some(123));
+    fn temporary_names_give_their_output_and_process() {
+        assert_eq!(
+            temp_owner(".last.safetensors.tmp123"),
+            Some(("last.safetensors", 123))
+        );
         assert_eq!(temp_owner(".last.safetensors.tmp"), None);
         assert_eq!(temp_owner("last.safetensors.tmp12"), None);
         assert_eq!(temp_owner(".x.tmp12a"), None);
+    }
+
+    #[test]
+    fn a_write_removes_the_stale_temporaries_of_its_own_output_only() {
+        let (dir, file) = claimed("seg.nii.gz", "segmentation");
+        // No process has pid u32::MAX - 1 (Linux pids are at most 2^22).
+        let dead = u32::MAX - 1;
+        let ours = dir.path().join(format!(".seg.nii.gz.tmp{dead}"));
+        let other = dir.path().join(format!(".other.nii.gz.tmp{dead}"));
+        let live = dir
+            .path()
+            .join(format!(".seg.nii.gz.tmp{}", std::process::id()));
+        for p in [&ours, &other] {
+            std::fs::write(p, b"half").unwrap();
+        }
+        write_atomic(&file, b"whole").unwrap();
+        assert!(
+            !ours.exists(),
+            "the stale temporary of seg.nii.gz is removed"
+        );
+        assert!(other.exists(), "another output's temporary is left alone");
+        assert!(!live.exists(), "this process's own temporary was published");
+        assert_eq!(std::fs::read(&file).unwrap(), b"whole");
     }
 }

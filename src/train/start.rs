@@ -60,7 +60,7 @@ fn check_inputs_kept(args: &TrainArgs) -> Result<()> {
 /// starts writing there: on a fresh start, and on a resume once the folder's record matches.
 fn remove_killed_saves(out: &Path) -> Result<()> {
     for dir in [out.to_path_buf(), out.join("split")] {
-        remove_stale_temps(&dir)?;
+        remove_stale_temps(&dir, None)?;
     }
     Ok(())
 }
