@@ -352,7 +352,8 @@ impl TrainConfig {
         )
     }
 
-    /// `lr`, `eps` and `weight_decay` finite and >= 0; `beta1` and `beta2` in [0, 1);
+    /// `lr`, `eps` and `weight_decay` finite and >= 0, and finite as f32 (the engine's type);
+    /// `beta1` and `beta2` in [0, 1);
     /// `kd_weight`, `proto_weight` and `poly_power` finite and >= 0; `temperature` > 0; both
     /// weights 0 for a method without teacher.
     fn check_numbers(&self) -> Result<()> {
@@ -362,6 +363,13 @@ impl TrainConfig {
             ("weight_decay", self.weight_decay),
         ] {
             non_negative(key, v)?;
+            if !(v as f32).is_finite() {
+                bail!(
+                    "config `{key}` = {v:e} is not finite as f32 (the engine computes in f32, \
+                     whose largest value is {:e})",
+                    f32::MAX
+                );
+            }
         }
         for (key, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&v) {

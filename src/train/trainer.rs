@@ -3,14 +3,13 @@
 //! epoch are in [`super::epoch`], [`super::validation`] and [`super::checkpoints`].
 
 use super::cases::{cases_of, split_of, TrainCases};
-use super::config::TrainConfig;
 use super::run::{MetricsLog, Progress, RunDir, RunRecord};
 use super::{interrupt, start, teacher, Outcome, Stop, TrainArgs};
 use crate::data::brats::{discover, Case};
 use crate::engine::Trainer;
 use crate::infer::sliding_window::Window;
 use crate::modality::Modalities;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use protokd_reference::state::VNetConfig;
 
@@ -59,14 +58,13 @@ impl<'a> TrainingLoop<'a> {
         Ok(training)
     }
 
-    /// The run, in this order: the optimiser's numbers in f32's range ([`check_f32_range`]),
-    /// the student's modalities, the dataset and its split ([`split_of`]), the teacher
-    /// ([`teacher::for_method`]), the training cases ([`TrainCases::load`]) and the validation
-    /// cases, then the run folder, fresh or resumed ([`start::open`]), and the student on its
-    /// engine. Its progress bar is hidden.
+    /// The run, in this order: the student's modalities, the dataset and its split
+    /// ([`split_of`]), the teacher ([`teacher::for_method`]), the training cases
+    /// ([`TrainCases::load`]) and the validation cases, then the run folder, fresh or resumed
+    /// ([`start::open`]), and the student on its engine. Its progress bar is hidden. (The
+    /// config's numbers were checked when it was settled: [`TrainConfig::check`](super::config::TrainConfig::check).)
     fn open(args: &'a TrainArgs<'a>) -> Result<TrainingLoop<'a>> {
         let cfg = &args.config;
-        check_f32_range(cfg)?;
         let modalities = cfg.student_modalities()?;
         let channels = modalities.channels().to_vec();
         let dataset = discover(args.data)?;
@@ -185,24 +183,4 @@ impl<'a> TrainingLoop<'a> {
         self.outcome.stopped = stopped;
         self.outcome
     }
-}
-
-/// Refuses an optimiser number (`lr`, `eps`, `weight_decay`) that is finite in the config's
-/// f64 but not in f32, where the engine computes: `"lr": 1e39` is infinity there and trained
-/// to a state of non-finite tensors.
-fn check_f32_range(cfg: &TrainConfig) -> Result<()> {
-    for (key, v) in [
-        ("lr", cfg.lr),
-        ("eps", cfg.eps),
-        ("weight_decay", cfg.weight_decay),
-    ] {
-        if !(v as f32).is_finite() {
-            bail!(
-                "config `{key}` = {v:e} is not finite as f32 (the engine computes in f32, whose \
-                 largest value is {:e})",
-                f32::MAX
-            );
-        }
-    }
-    Ok(())
 }
