@@ -39,7 +39,7 @@
 //! Internal training labels: `0 background, 1 ET, 2 NCR/NET, 3 ED`
 //! ([`Release::raw_to_internal`], [`Release::internal_to_raw`]).
 
-use crate::io::nifti::read_image;
+use crate::io::nifti::{common_dims, read_image};
 use crate::volume::{Geometry, Image, Volume};
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
@@ -544,6 +544,17 @@ pub fn load_case(case: &Case) -> Result<LoadedCase> {
     ];
     let seg = images.next();
     assemble_case(case, mods, seg)
+}
+
+/// Reads the header of every file of `cases` ([`common_dims`]: each header valid, a case's
+/// files on one grid), so that a bad file is refused before a command announces, creates or
+/// computes anything; errors name the case and the file.
+pub(crate) fn check_headers(cases: &[Case]) -> Result<()> {
+    for case in cases {
+        let files: Vec<PathBuf> = case.modalities.iter().chain(&case.seg).cloned().collect();
+        common_dims(&files).with_context(|| format!("case {}", case.id))?;
+    }
+    Ok(())
 }
 
 /// Voxel `(z, y, x)` of flat index `i` in a volume of `dims`.

@@ -412,6 +412,8 @@ pub fn run(opts: &ReportOptions) -> Result<()> {
     };
     // Cases without labels are refused before anything is written.
     check_labelled(&dataset.cases).with_context(|| opts.data.display().to_string())?;
+    // Every file's header, before anything is announced or created.
+    brats::check_headers(&dataset.cases)?;
     let net = Net::new(compute, &model.state)?;
     let cases = format!("{} case(s) of {}", dataset.cases.len(), opts.data.display());
     model.announce(compute, window, &cases)?;

@@ -25,8 +25,7 @@
 //! 240 x 240 x 155 volume cost milliseconds.
 
 use crate::data::brats::{Release, AFFINE_TOLERANCE};
-use crate::io::hash::sha256_hex;
-use crate::io::nifti::decode_image;
+use crate::io::nifti::read_image_hashed;
 use crate::volume::Image;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
@@ -407,15 +406,9 @@ fn raw_labels(img: &Image, name: &str) -> Result<Vec<u8>> {
 /// Reads a prediction and a label map (raw BraTS labels), checks that they lie on the same
 /// grid and scores them.
 pub fn score_files(pred: &Path, label: &Path, opts: ScoreOptions) -> Result<ScoreReport> {
-    let read = |p: &Path| -> Result<(Image, String)> {
-        let bytes =
-            std::fs::read(p).map_err(|e| anyhow!("{}: cannot read the file ({e})", p.display()))?;
-        let img = decode_image(&bytes, p)?;
-        Ok((img, sha256_hex(&bytes)))
-    };
     let (pn, ln) = (pred.display().to_string(), label.display().to_string());
-    let (pi, ph) = read(pred)?;
-    let (li, lh) = read(label)?;
+    let (pi, ph) = read_image_hashed(pred)?;
+    let (li, lh) = read_image_hashed(label)?;
     if pi.volume.dims != li.volume.dims {
         let xyz = |d: [usize; 3]| format!("{} x {} x {}", d[2], d[1], d[0]);
         bail!(

@@ -38,8 +38,8 @@ use crate::infer::sliding_window::{predict, prepare_input, segment_case, Predict
 use crate::io::checkpoint;
 use crate::io::console::say;
 use crate::io::files::{check_new, check_not_input, write_json};
-use crate::io::hash::sha256_hex;
-use crate::io::nifti::{read_image, write_frames, write_image, OutDtype};
+use crate::io::hash::sha256_file;
+use crate::io::nifti::{common_dims, read_image, write_frames, write_image, OutDtype};
 use crate::modality::{Modalities, NAMES};
 use crate::volume::{Geometry, Image, Volume};
 use anyhow::{bail, ensure, Context, Result};
@@ -552,6 +552,9 @@ pub fn run(opts: &SegmentOptions) -> Result<()> {
     let plan = Plan::new(opts, &model)?;
     let provenance_path = plan.provenance_path(&opts.out);
     check_new(&provenance_path, "provenance record", opts.force)?;
+    for job in &plan.jobs {
+        common_dims(&job.source.read_paths(model.modalities.channels()))?;
+    }
     let net = Net::new(compute, &model.state)?;
     let total = plan.jobs.len();
     model.announce(compute, window, &format!("{total} case(s)"))?;
@@ -645,9 +648,9 @@ fn input_hashes(job: &Job, model: &Model) -> Result<Vec<Value>> {
         .read_paths(model.modalities.channels())
         .iter()
         .map(|p| {
-            let bytes = std::fs::read(p)
+            let hash = sha256_file(p)
                 .with_context(|| format!("cannot read {} again to hash it", p.display()))?;
-            Ok(json!({"path": p.display().to_string(), "sha256": sha256_hex(&bytes)}))
+            Ok(json!({"path": p.display().to_string(), "sha256": hash}))
         })
         .collect()
 }

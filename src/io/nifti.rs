@@ -48,6 +48,7 @@
 //! functions panic.
 
 use crate::io::files::write_atomic;
+use crate::io::hash::Hashing;
 use crate::volume::{Geometry, Image, Volume};
 use anyhow::{anyhow, bail, Result};
 use flate2::bufread::MultiGzDecoder;
@@ -55,8 +56,8 @@ use flate2::{Compression, GzBuilder};
 use nalgebra::Matrix4;
 use nifti::{Endianness, NiftiHeader};
 use rayon::prelude::*;
-use std::io::{self, Read, Write};
-use std::path::Path;
+use std::io::{self, BufRead, Read, Write};
+use std::path::{Path, PathBuf};
 
 /// Datatype of a file written by [`write_image`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,45 +145,103 @@ fn file_name(path: &Path) -> String {
 /// Values come back as f32 in (z, y, x) order with x fastest, after `scl_slope`/`scl_inter`;
 /// the geometry holds `pixdim[1..4]`, the affine (sform, else qform, else `diag(pixdim)`) and
 /// the header. See the module documentation for the exact rules.
+///
+/// The file is streamed: the header is read and checked first, then exactly the data it
+/// promises (a `.nii` whose size is below `vox_offset + data` is refused before the data are
+/// allocated); bytes after the data of a `.nii` are not read.
 pub fn read_image(path: &Path) -> Result<Image> {
     let name = file_name(path);
-    let bytes = std::fs::read(path).map_err(|e| anyhow!("{name}: cannot read the file ({e})"))?;
-    decode_image(&bytes, path)
+    let (file, len) = open(path, &name)?;
+    Ok(decode_stream(io::BufReader::new(file), len, &name)?.0)
+}
+
+/// [`read_image`], and the SHA-256 of the whole file, computed from the same read (the bytes
+/// after the image data are hashed as they stream past, never held).
+pub fn read_image_hashed(path: &Path) -> Result<(Image, String)> {
+    let name = file_name(path);
+    let (file, len) = open(path, &name)?;
+    let (image, rest) = decode_stream(io::BufReader::new(Hashing::new(file)), len, &name)?;
+    let hash = rest
+        .into_inner()
+        .finish()
+        .map_err(|e| anyhow!("{name}: cannot read the file ({e})"))?;
+    Ok((image, hash))
 }
 
 /// Like [`read_image`], on the bytes of a file already in memory; `path` only names it in
 /// errors (and says, by a `.gz` ending, that gzip was expected).
 pub fn decode_image(bytes: &[u8], path: &Path) -> Result<Image> {
-    let name = file_name(path);
-    if bytes.is_empty() {
+    Ok(decode_stream(bytes, bytes.len() as u64, &file_name(path))?.0)
+}
+
+/// The open file and its length in bytes.
+fn open(path: &Path, name: &str) -> Result<(std::fs::File, u64)> {
+    let file =
+        std::fs::File::open(path).map_err(|e| anyhow!("{name}: cannot read the file ({e})"))?;
+    let len = file
+        .metadata()
+        .map_err(|e| anyhow!("{name}: cannot read the file ({e})"))?
+        .len();
+    Ok((file, len))
+}
+
+/// Decodes the image from the file's bytes `r` (`len` of them): gzip when they start with its
+/// magic, else plain. Returns what is left of the reader (positioned after the data for a plain
+/// file, after the gzip stream for a compressed one).
+fn decode_stream<R: BufRead>(mut r: R, len: u64, name: &str) -> Result<(Image, R)> {
+    if len == 0 {
         bail!("{name}: the file is empty, not a NIfTI file");
     }
-    if bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
-        decode_gzip(bytes, &name)
+    let start = r
+        .fill_buf()
+        .map_err(|e| anyhow!("{name}: cannot read the file ({e})"))?;
+    if start.starts_with(&[0x1f, 0x8b]) {
+        let mut dec = MultiGzDecoder::new(r);
+        let image = decode_gzip(&mut dec, len, name)?;
+        Ok((image, dec.into_inner()))
     } else {
-        let gz_note = if name.ends_with(".gz") {
-            " (and it is not gzip-compressed although its name ends in .gz)"
-        } else {
-            ""
-        };
-        let layout = parse_header(bytes, &name, gz_note)?;
-        let end = layout
-            .offset
-            .checked_add(layout.data_bytes)
-            .ok_or_else(|| anyhow!("{name}: the image is too large"))?;
-        if bytes.len() < end {
-            bail!(
-                "{name}: data shorter than the header says: {} voxels of {} bytes from offset {} \
-                 need {end} bytes, the file has {}",
-                layout.voxels,
-                layout.voxel_bytes,
-                layout.offset,
-                bytes.len()
-            );
-        }
-        let data = convert_all(&layout, &bytes[layout.offset..end]);
-        Ok(finish(layout, data))
+        let image = decode_plain(&mut r, len, name)?;
+        Ok((image, r))
     }
+}
+
+/// An uncompressed file: header, then the data, checked against the file's length `len`
+/// before they are allocated.
+fn decode_plain(r: &mut impl Read, len: u64, name: &str) -> Result<Image> {
+    let gz_note = if name.ends_with(".gz") {
+        " (and it is not gzip-compressed although its name ends in .gz)"
+    } else {
+        ""
+    };
+    let mut head = [0u8; DATA_OFFSET];
+    let n = read_full(r, &mut head, name)?;
+    let layout = parse_header(&head[..n], name, gz_note)?;
+    let end = layout
+        .offset
+        .checked_add(layout.data_bytes)
+        .ok_or_else(|| anyhow!("{name}: the image is too large"))?;
+    let short = |has: u64| {
+        anyhow!(
+            "{name}: data shorter than the header says: {} voxels of {} bytes from offset {} \
+             need {end} bytes, the file has {has}",
+            layout.voxels,
+            layout.voxel_bytes,
+            layout.offset,
+        )
+    };
+    if len < end as u64 {
+        return Err(short(len));
+    }
+    let skip = (layout.offset - n) as u64;
+    let skipped = io::copy(&mut r.by_ref().take(skip), &mut io::sink())
+        .map_err(|e| anyhow!("{name}: cannot read the file ({e})"))?;
+    let mut raw = vec![0u8; layout.data_bytes];
+    let got = read_full(r, &mut raw, name)?;
+    if skipped < skip || got < raw.len() {
+        return Err(short(n as u64 + skipped + got as u64));
+    }
+    let data = convert_all(&layout, &raw);
+    Ok(finish(layout, data))
 }
 
 fn gzip_error(name: &str, e: io::Error) -> anyhow::Error {
@@ -203,13 +262,14 @@ fn read_full(r: &mut impl Read, buf: &mut [u8], name: &str) -> Result<usize> {
     Ok(n)
 }
 
-fn decode_gzip(bytes: &[u8], name: &str) -> Result<Image> {
-    let mut dec = MultiGzDecoder::new(bytes);
-    let (layout, n) = gzip_header(&mut dec, name)?;
+/// A gzip-compressed file (`len` compressed bytes), decompressed only as far as the header
+/// promises.
+fn decode_gzip(dec: &mut impl Read, len: u64, name: &str) -> Result<Image> {
+    let (layout, n) = gzip_header(dec, name)?;
     // Skip header extensions, if any.
     let skip = (layout.offset - n.min(layout.offset)) as u64;
     let skipped =
-        io::copy(&mut (&mut dec).take(skip), &mut io::sink()).map_err(|e| gzip_error(name, e))?;
+        io::copy(&mut dec.by_ref().take(skip), &mut io::sink()).map_err(|e| gzip_error(name, e))?;
     if skipped < skip {
         bail!(
             "{name}: data shorter than the header says: the data should start at offset {}, \
@@ -220,9 +280,13 @@ fn decode_gzip(bytes: &[u8], name: &str) -> Result<Image> {
     }
     // Deflate expands at most 1032-fold: a corrupt header cannot make us reserve more than
     // the file can hold.
-    let capacity = layout
-        .voxels
-        .min(bytes.len().saturating_mul(1032) / layout.voxel_bytes + 1);
+    let capacity = layout.voxels.min(
+        usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1032)
+            / layout.voxel_bytes
+            + 1,
+    );
     // Decompress chunk by chunk, converting each while it is in cache: no copy of the whole
     // raw data.
     let mut data = Vec::with_capacity(capacity);
@@ -230,7 +294,7 @@ fn decode_gzip(bytes: &[u8], name: &str) -> Result<Image> {
     let mut remaining = layout.data_bytes;
     while remaining > 0 {
         let want = remaining.min(chunk.len());
-        let got = read_full(&mut dec, &mut chunk[..want], name)?;
+        let got = read_full(dec, &mut chunk[..want], name)?;
         let whole = got - got % layout.voxel_bytes;
         append_values(&layout, &chunk[..whole], &mut data);
         remaining -= got;
@@ -246,7 +310,7 @@ fn decode_gzip(bytes: &[u8], name: &str) -> Result<Image> {
             );
         }
     }
-    check_stream_ends(&mut dec, &layout, name)?;
+    check_stream_ends(dec, &layout, name)?;
     Ok(finish(layout, data))
 }
 
@@ -297,6 +361,32 @@ pub fn read_dims(path: &Path) -> Result<[usize; 3]> {
         parse_header(&head, &name, "")?
     };
     Ok(layout.dims)
+}
+
+/// The dims `[nz, ny, nx]` that every one of `files` has, from their headers alone
+/// ([`read_dims`]): an error names a file whose header is refused, or two files on different
+/// grids. Commands call it on all their inputs before they announce, create or compute
+/// anything, so that a bad input is refused with nothing done.
+pub fn common_dims(files: &[PathBuf]) -> Result<Option<[usize; 3]>> {
+    let mut first: Option<([usize; 3], &Path)> = None;
+    for f in files {
+        let dims = read_dims(f)?;
+        match first {
+            None => first = Some((dims, f)),
+            Some((d, g)) if d != dims => {
+                let xyz = |d: [usize; 3]| format!("{} x {} x {}", d[2], d[1], d[0]);
+                bail!(
+                    "{} is {} voxels (x, y, z) but {} is {}; the inputs must lie on one grid",
+                    f.display(),
+                    xyz(dims),
+                    g.display(),
+                    xyz(d)
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.map(|(d, _)| d))
 }
 
 /// Where the data lie and how to turn them into values.
@@ -916,6 +1006,37 @@ fn write_header(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plain file is read as far as its header promises and no further: followed by an
+    /// endless stream of zeros (and a claimed length of 2^62 bytes), it still decodes, with
+    /// the data it holds; its hash covers every byte.
+    #[test]
+    fn plain_files_are_read_only_as_far_as_the_header_promises() {
+        let geometry = Geometry {
+            spacing: [1.0; 3],
+            affine: Matrix4::identity(),
+            header: NiftiHeader::default(),
+        };
+        let data: Vec<f32> = (0..60).map(|i| i as f32 * 0.5).collect();
+        let volume = Volume::new([3, 4, 5], data.clone());
+        let encode = |gzip| encode_image(&volume, &geometry, OutDtype::F32, gzip).unwrap();
+        let bytes = encode(false);
+        let endless = io::BufReader::new(bytes.as_slice().chain(io::repeat(0)));
+        let (image, _) = decode_stream(endless, 1 << 62, "endless.nii").unwrap();
+        assert_eq!(image.volume.data, data);
+        let dir = std::env::temp_dir().join(format!("protokd-hashed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut long = bytes.clone();
+        long.extend([7u8; 1000]);
+        for (name, file) in [("a.nii", long), ("b.nii.gz", encode(true))] {
+            let path = dir.join(name);
+            std::fs::write(&path, &file).unwrap();
+            let (image, hash) = read_image_hashed(&path).unwrap();
+            assert_eq!(image.volume.data, data);
+            assert_eq!(hash, crate::io::hash::sha256_hex(&file));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// A 4-D float32 file: header dims and datatype, and the data bytes in `[frames, z, y, x]`
     /// order (checked with the `nifti` crate's header parser, independent of our reader);

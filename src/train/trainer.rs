@@ -5,7 +5,7 @@
 use super::cases::{cases_of, split_of, TrainCases};
 use super::run::{MetricsLog, Progress, RunDir, RunRecord};
 use super::{interrupt, start, teacher, Outcome, Stop, TrainArgs};
-use crate::data::brats::{discover, Case};
+use crate::data::brats::{check_headers, discover, Case};
 use crate::engine::Trainer;
 use crate::infer::sliding_window::Window;
 use crate::modality::Modalities;
@@ -88,6 +88,8 @@ impl<'a> TrainingLoop<'a> {
         let train_cases = cases_of(&dataset, &split.train, "training split")?;
         let cases = TrainCases::load(train_cases, cfg.crop_box())?;
         let val_cases = cases_of(&dataset, &split.val, "validation split")?;
+        // Validation reads its cases at each epoch's end: their headers are checked now.
+        check_headers(&val_cases)?;
         // The run folder is touched only once every input has loaded.
         let (start, log) = start::open(&run, args, &record, net)?;
         let teacher_state = teacher.as_ref().map(|t| &t.state);

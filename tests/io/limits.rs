@@ -163,9 +163,9 @@ fn score_refuses_hostile_files_within_bounds() {
 }
 
 /// `segment`, `evaluate` and `train` read the same files through the dataset and input
-/// readers: the bomb and the 2000^3 header are refused there too. Not through the refusal
-/// table: `segment` prints its plan on stdout before reading its input, and `evaluate` and
-/// `train` create their output folders before reading the data.
+/// readers: the bomb and the 2000^3 header are refused there too, under the bounds and through
+/// the refusal table: each command reads every input's header before it prints, creates or
+/// computes anything, so nothing is on stdout and no folder is left behind.
 #[test]
 fn segment_evaluate_and_train_refuse_bombs_within_bounds() {
     let dir = TempDir::new("limits-commands");
@@ -223,4 +223,9 @@ fn segment_evaluate_and_train_refuse_bombs_within_bounds() {
     for (args, words) in &rows {
         refused_within(args, words);
     }
+    let table = rows
+        .iter()
+        .map(|(args, words)| refusal(args[0], vec![], args.clone(), 1, words.clone()))
+        .collect();
+    refused(dir.path(), table);
 }
