@@ -594,7 +594,8 @@ fn segment_job(
     window: &Window,
 ) -> Result<Value> {
     let t0 = Instant::now();
-    let s = run_job(job, model, net, window)?;
+    let s = run_job(job, model, net, window)
+        .with_context(|| format!("model {}", model.path.display()))?;
     let seconds = t0.elapsed().as_secs_f64();
     let counts = write_outputs(job, &s, model)?;
     let p = &s.prediction;

@@ -398,12 +398,31 @@ pub(crate) fn predict(
     let probabilities = sliding_window(image, cfg.in_channels, dims, cfg.n_classes, window, |x| {
         Ok(net.probabilities(x)?)
     })?;
+    check_finite(&probabilities, dims)?;
     let labels = argmax(&probabilities, cfg.n_classes);
     Ok(Prediction {
         dims,
         probabilities,
         labels,
     })
+}
+
+/// Refuses class probabilities `[K, D, H, W]` that are not all finite, naming the first such
+/// value, its class and its voxel: a model whose weights pass the load checks can still
+/// overflow in the forward pass, and no label map is made from such an output.
+fn check_finite(probabilities: &[f32], dims: [usize; 3]) -> Result<()> {
+    let Some(i) = probabilities.iter().position(|p| !p.is_finite()) else {
+        return Ok(());
+    };
+    let nvox: usize = dims.iter().product();
+    let (class, v) = (i / nvox, i % nvox);
+    let (x, y, z) = (v % dims[2], v / dims[2] % dims[1], v / (dims[2] * dims[1]));
+    bail!(
+        "the model's output is not finite: the probability of class {class} at voxel (x, y, z) \
+         = ({x}, {y}, {z}) is {}; its weights overflow f32 in the forward pass; nothing was \
+         written",
+        probabilities[i]
+    )
 }
 
 /// The network input from raw images (one per input channel, in the model's channel order, all
