@@ -42,5 +42,6 @@ fn write_curves(run: &RunDir, log: &MetricsLog, cfg: &TrainConfig) -> Result<()>
         cfg.modalities,
         run.path.display()
     );
+    run.claim(&[run::CURVES])?;
     crate::report::plot::write_training_plot(&log.records, &run.file(run::CURVES), &title)
 }

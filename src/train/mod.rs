@@ -49,6 +49,7 @@ mod cases;
 mod checkpoints;
 mod epoch;
 mod interrupt;
+mod manifest;
 mod start;
 mod teacher;
 mod trainer;

@@ -225,6 +225,7 @@ impl RunDir {
 
     /// Writes `config.json` (atomically).
     pub(crate) fn write_record(&self, record: &RunRecord) -> Result<()> {
+        self.claim(&[CONFIG])?;
         write_json(&self.file(CONFIG), record)
     }
 
@@ -263,6 +264,10 @@ impl RunDir {
             );
         }
         let model_path = self.file(&format!("{tag}.safetensors"));
+        self.claim(&[
+            &format!("{tag}.safetensors"),
+            &format!("{tag}.optim.safetensors"),
+        ])?;
         checkpoint::save(&model_path, state, modalities)?;
         let model_bytes = std::fs::read(&model_path)
             .with_context(|| format!("cannot read back {}", model_path.display()))?;
@@ -448,6 +453,7 @@ impl MetricsLog {
     /// Starts `metrics.jsonl` afresh.
     pub fn create(run: &RunDir) -> Result<MetricsLog> {
         let path = run.file(METRICS);
+        run.claim(&[METRICS])?;
         write_atomic(&path, b"")?;
         Self::open_append(path, Vec::new())
     }

@@ -2,7 +2,8 @@
 //! lists, a seeded network) or a resumed one (the recorded run checked against this one, the
 //! state of `last.optim.safetensors`, the metrics so far).
 
-use super::run::{self, MetricsLog, RunDir, RunRecord, RunState};
+use super::manifest::{remove_run_files, run_file_names};
+use super::run::{MetricsLog, RunDir, RunRecord, RunState};
 use super::TrainArgs;
 use crate::data::split::{self, Split};
 use crate::io::files::{check_not_input, remove_stale_temps};
@@ -10,27 +11,9 @@ use anyhow::{anyhow, bail, Result};
 use protokd_reference::state::VNetConfig;
 use std::path::{Path, PathBuf};
 
-/// File names a run writes into its folder; with the split lists ([`split::SPLIT_FILES`] in
-/// `split/`) they are everything protokd writes there, and all that `force` removes before a
-/// fresh start: other files (the user's) stay, in the run folder and in `split/`.
-const RUN_FILES: [&str; 7] = [
-    run::CONFIG,
-    run::METRICS,
-    run::CURVES,
-    "last.safetensors",
-    "last.optim.safetensors",
-    "best.safetensors",
-    "best.optim.safetensors",
-];
-
-/// The files protokd writes in the run folder `out`: [`RUN_FILES`] and the split lists.
+/// The files protokd may write in the run folder `out` ([`run_file_names`]).
 fn run_files(out: &Path) -> Vec<PathBuf> {
-    let split = out.join("split");
-    RUN_FILES
-        .iter()
-        .map(|name| out.join(name))
-        .chain(split::SPLIT_FILES.iter().map(|name| split.join(name)))
-        .collect()
+    run_file_names().iter().map(|name| out.join(name)).collect()
 }
 
 /// Refuses a run whose folder, `split/` folder or any file it writes ([`run_files`]) is one of
@@ -103,8 +86,9 @@ pub(super) fn open(
 }
 
 /// Prepares the run folder of a fresh run: refuses a non-empty folder unless `force`, then
-/// removes the files a run writes ([`run_files`]; nothing else, no folder). The caller has
-/// loaded and checked every input of the new run before.
+/// removes the files an earlier run wrote there ([`remove_run_files`]: those its manifest
+/// lists, nothing else, no folder; refused when a file with a run file's name is not listed).
+/// The caller has loaded and checked every input of the new run before.
 fn fresh_run_dir(out: &Path, force: bool) -> Result<()> {
     if out.exists() {
         let non_empty = std::fs::read_dir(out)
@@ -118,11 +102,8 @@ fn fresh_run_dir(out: &Path, force: bool) -> Result<()> {
                 out.display()
             );
         }
-        for p in run_files(out) {
-            if p.is_file() {
-                std::fs::remove_file(&p)
-                    .map_err(|e| anyhow!("{}: cannot remove ({e})", p.display()))?;
-            }
+        if force {
+            remove_run_files(out)?;
         }
     }
     std::fs::create_dir_all(out)
@@ -132,6 +113,11 @@ fn fresh_run_dir(out: &Path, force: bool) -> Result<()> {
 /// Writes the split's case lists into `run/split/` (so `evaluate --cases` can use them).
 fn write_split_lists(run: &RunDir, split: &Split) -> Result<()> {
     let dir = run.file("split");
+    let names: Vec<String> = split::SPLIT_FILES
+        .iter()
+        .map(|n| format!("split/{n}"))
+        .collect();
+    run.claim(&names.iter().map(String::as_str).collect::<Vec<_>>())?;
     std::fs::create_dir_all(&dir).map_err(|e| anyhow!("{}: cannot create ({e})", dir.display()))?;
     for (name, ids) in split::SPLIT_FILES
         .iter()

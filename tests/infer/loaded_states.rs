@@ -3,10 +3,10 @@
 //! created or changed.
 
 use crate::bad_models::bad_models;
-use crate::common::refusal::{file, refusal, refused};
-use crate::common::workflow::{phantoms, SIZE, WINDOW};
 use crate::bad_models::edited;
+use crate::common::refusal::{file, refusal, refused};
 use crate::common::workflow::state;
+use crate::common::workflow::{phantoms, SIZE, WINDOW};
 use crate::common::{protokd, s, TempDir};
 use protokd::io::tensorfile::OutTensor;
 
@@ -61,7 +61,13 @@ fn segment_refuses_a_model_whose_output_is_not_finite() {
     let o = protokd(&args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    for w in [s(&model), "output is not finite", "class", "voxel", "nothing was written"] {
+    for w in [
+        s(&model),
+        "output is not finite",
+        "class",
+        "voxel",
+        "nothing was written",
+    ] {
         assert!(err.contains(w), "`{w}` not in: {err}");
     }
     assert_eq!(err.lines().count(), 1, "{err}");

@@ -109,6 +109,93 @@ fn force_keeps_the_users_files_and_a_failing_run_keeps_the_old_one() {
     );
 }
 
+/// The manifest lists exactly the files a stopped run wrote (`best.*` not yet), so `--force`
+/// refuses a user's `best.safetensors` put there afterwards, and a user's file in a folder
+/// without a manifest, and a manifest naming another file: each exit 1, nothing changed.
+#[test]
+fn force_replaces_only_what_the_manifest_lists() {
+    let tmp = TempDir::new("train-manifest");
+    let (data, cfg) = cohort(&tmp);
+    let run = tmp.join("run");
+    ok(teacher(
+        &data,
+        &cfg,
+        &["--out", s(&run), "--stop-after", "1"],
+    ));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("protokd-files.json")).unwrap()).unwrap();
+    let mut listed: Vec<&str> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    listed.sort();
+    let mut on_disk: Vec<String> = files(&run)
+        .keys()
+        .map(|p| p.display().to_string())
+        .collect();
+    on_disk.sort();
+    assert_eq!(
+        listed, on_disk,
+        "the manifest lists the files the run wrote"
+    );
+    assert!(!listed.contains(&"best.safetensors"));
+    let force = |out: &Path| -> Vec<String> {
+        [
+            "train",
+            "teacher",
+            "--data",
+            s(&data),
+            "--config",
+            s(&cfg),
+            "--out",
+            s(out),
+            "--force",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let users = tmp.join("users");
+    std::fs::create_dir_all(&users).unwrap();
+    let mine = run.join("best.safetensors");
+    let table = vec![
+        refusal(
+            "a user's best.safetensors beside a run",
+            vec![(mine.clone(), b"the user's model".to_vec())],
+            force(&run),
+            1,
+            vec![
+                s(&mine),
+                "not written by a protokd run",
+                "protokd-files.json",
+            ],
+        ),
+        refusal(
+            "a folder without a manifest",
+            vec![(users.join("metrics.jsonl"), b"{}".to_vec())],
+            force(&users),
+            1,
+            vec!["metrics.jsonl", "not written by a protokd run"],
+        ),
+        refusal(
+            "a manifest naming another file",
+            vec![(
+                users.join("protokd-files.json"),
+                br#"{"files": ["../data/important.txt"]}"#.to_vec(),
+            )],
+            force(&users),
+            1,
+            vec![
+                "protokd-files.json",
+                "../data/important.txt",
+                "not a file a run writes",
+            ],
+        ),
+    ];
+    refused(tmp.path(), table);
+}
+
 #[test]
 fn a_run_never_writes_over_its_inputs() {
     let tmp = TempDir::new("train-inputs");
