@@ -18,18 +18,29 @@
 //! with a non-finite intercept is refused (nibabel refuses it too).
 //!
 //! # Affine (voxel index (i, j, k) = (x, y, z) to world, mm)
-//! nibabel's `img.affine` rule (`Nifti1Header.get_best_affine`):
-//! 1. `sform_code != 0`: the sform rows `srow_x`, `srow_y`, `srow_z`;
-//! 2. else `qform_code != 0`: the qform, from the quaternion (b, c, d; a = sqrt(1 - b² - c² -
-//!    d²)), the voxel sizes `pixdim[1..4]`, `qfac = pixdim[0]` (-1 when negative, else 1,
-//!    multiplying the z voxel size) and the offsets `qoffset_x/y/z`;
-//! 3. else `diag(pixdim[1], pixdim[2], pixdim[3], 1)`, the standard's "method 1". Here nibabel
-//!    differs (it returns an Analyze-style affine centred on the volume with x flipped); such
-//!    files carry no orientation at all, and we follow the standard.
+//! The rule of nifti1_io.c (the NIfTI reference library, `nifti_convert_nhdr2nim` and
+//! `nifti_quatern_to_mat44`), which nibabel's `img.affine` (`Nifti1Header.get_best_affine`)
+//! also gives wherever nibabel gives an affine at all:
+//! 1. `sform_code > 0`: the sform rows `srow_x`, `srow_y`, `srow_z`;
+//! 2. else `qform_code > 0`: the qform, from the quaternion (b, c, d; a = sqrt(1 - b² - c² -
+//!    d²)), the voxel sizes `pixdim[1..4]` (each one that is not > 0 taken as 1, as
+//!    nifti1_io.c does), `qfac = pixdim[0]` (-1 when negative, else 1, multiplying the z voxel
+//!    size) and the offsets `qoffset_x/y/z`;
+//! 3. else `diag(pixdim[1], pixdim[2], pixdim[3], 1)`, the standard's "method 1" (nifti1_io.c's
+//!    `qto_xyz` for such a file).
 //!
-//! Codes are compared with 0 as nibabel does; the standard only defines codes 0..=4, so the
-//! rule "> 0" gives the same result for every valid file.
-//!
+//! Where protokd follows which:
+//! * Codes: a code is used when > 0, as nifti1_io.c; a code above 4 (undefined by the
+//!   standard) is used too, as both do. nibabel tests `!= 0`, so for a negative code it uses
+//!   the form and nifti1_io.c (and protokd) does not.
+//! * qform voxel sizes not > 0: 1, as nifti1_io.c; nibabel refuses a negative one ("pixdims
+//!   should be positive") and uses a zero as it is.
+//! * No form at all: the standard's method 1, as nifti1_io.c; nibabel returns an Analyze-style
+//!   affine centred on the volume with x flipped. Such files carry no orientation at all.
+//! * The quaternion: as nibabel, b² + c² + d² within 3 f32 epsilons above 1 gives a = 0, and
+//!   more is refused (nifti1_io.c normalises (b, c, d) whenever 1 - b² - c² - d² < 1e-7); the
+//!   matrix is computed in f64 as nibabel's `quat2mat` (nifti1_io.c's `mat44` is f32).
+
 //! # Dimensions
 //! Only 3-D images are read: `dim[0]` may be 1 to 7, but every dimension past the third must be
 //! 1 (a 4-D file with one time point is read as 3-D). More time points are refused. Writing
@@ -705,13 +716,13 @@ fn finish(layout: Layout, data: Vec<f32>) -> Image {
     }
 }
 
-/// The voxel-to-world affine of a header, by nibabel's rule: the sform when
-/// `sform_code != 0`, else the qform when `qform_code != 0`, else `diag(pixdim[1..4], 1)`
-/// (see the module documentation). Errors only on a qform quaternion with b² + c² + d² > 1.
+/// The voxel-to-world affine of a header, by nifti1_io.c's rule: the sform when
+/// `sform_code > 0`, else the qform when `qform_code > 0`, else `diag(pixdim[1..4], 1)` (see
+/// the module documentation). Errors only on a qform quaternion with b² + c² + d² > 1.
 pub(crate) fn affine_from_header(h: &NiftiHeader) -> Result<Matrix4<f64>> {
-    if h.sform_code != 0 {
+    if h.sform_code > 0 {
         Ok(sform_affine(h))
-    } else if h.qform_code != 0 {
+    } else if h.qform_code > 0 {
         qform_affine(h)
     } else {
         let p = &h.pixdim;
@@ -736,7 +747,8 @@ pub(crate) fn sform_affine(h: &NiftiHeader) -> Matrix4<f64> {
 }
 
 /// The qform as a 4x4 matrix (whatever `qform_code` says), computed as nibabel's
-/// `get_qform` does, in f64.
+/// `get_qform` does, in f64, with nifti1_io.c's voxel sizes: a `pixdim[1..4]` that is not > 0
+/// (zero, negative or NaN) counts as 1.
 pub(crate) fn qform_affine(h: &NiftiHeader) -> Result<Matrix4<f64>> {
     let (b, c, d) = (h.quatern_b as f64, h.quatern_c as f64, h.quatern_d as f64);
     let w2 = 1.0 - (b * b + c * c + d * d);
@@ -770,10 +782,11 @@ pub(crate) fn qform_affine(h: &NiftiHeader) -> Result<Matrix4<f64>> {
         )
     };
     let qfac = if h.pixdim[0] < 0.0 { -1.0 } else { 1.0 };
+    let size = |p: f32| if p > 0.0 { p as f64 } else { 1.0 };
     let vox = [
-        h.pixdim[1] as f64,
-        h.pixdim[2] as f64,
-        h.pixdim[3] as f64 * qfac,
+        size(h.pixdim[1]),
+        size(h.pixdim[2]),
+        size(h.pixdim[3]) * qfac,
     ];
     let mut m = Matrix4::identity();
     for i in 0..3 {

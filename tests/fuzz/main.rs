@@ -9,16 +9,19 @@
 //! `target/fuzz-failures/` to replay. (An allocation failure aborts the process, which fails
 //! the test too.)
 //!
+//! The same targets ([`targets`]) are libFuzzer targets for `cargo fuzz` (nightly), in `fuzz/`,
+//! seeded by the same corpus (see `docs/reliability.md` for the command).
+//!
 //! The runs are reproducible: the generator is ChaCha8 seeded by `PROTOKD_FUZZ_SEED` (default
 //! 1), and `PROTOKD_FUZZ_ITERATIONS` sets the iterations per target (default 400, a few
 //! seconds in all); CI runs the default.
 
+mod targets;
+
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use protokd::io::checkpoint;
-use protokd::io::nifti::decode_image;
 use protokd::modality::Modalities;
-use protokd::train::config::{effective, Method};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::io::{Read, Write};
@@ -160,29 +163,20 @@ fn fuzz(target: &str, read: &dyn Fn(&str, &[u8])) {
 
 #[test]
 fn the_nifti_reader_never_panics() {
-    fuzz("nifti", &|name, bytes| {
-        let _ = decode_image(bytes, Path::new(name));
-    });
+    fuzz("nifti", &targets::nifti);
 }
 
 #[test]
 fn the_checkpoint_loader_never_panics() {
     let dir = tempfile::tempdir().unwrap();
     fuzz("checkpoint", &|name, bytes| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        let _ = checkpoint::load(&path);
+        targets::checkpoint(dir.path(), name, bytes)
     });
 }
 
 #[test]
 fn the_config_parser_never_panics() {
-    let t1ce = Modalities::parse("t1ce").unwrap();
-    fuzz("config", &|name, bytes| {
-        if let Ok(value) = serde_json::from_slice(bytes) {
-            let _ = effective(Method::Protokd, &t1ce, Some((&value, name)));
-        }
-    });
+    fuzz("config", &targets::config);
 }
 
 #[test]

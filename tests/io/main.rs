@@ -6,6 +6,7 @@ mod bounded;
 #[path = "../common/mod.rs"]
 mod common;
 
+mod affine_corners;
 mod checkpoint;
 mod limits;
 mod nifti;
