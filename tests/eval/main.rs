@@ -6,6 +6,7 @@ mod bad_models;
 #[path = "../common/mod.rs"]
 mod common;
 
+mod brats_challenge;
 mod evaluate;
 mod loaded_states;
 mod metrics;
