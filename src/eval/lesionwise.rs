@@ -423,15 +423,15 @@ mod tests {
 
     #[test]
     fn components_are_26_connected() {
-        // Two voxels touching at a corner are one component; a third apart is another.
-        let dims = [3, 3, 3];
+        // Two voxels touching at a corner are one component.
         let mut m = vec![false; 27];
         m[0] = true; // (0, 0, 0)
         m[13] = true; // (1, 1, 1)
-        m[2] = true; // (0, 0, 2)
-        let (l, n) = components(&m, dims);
-        assert_eq!(n, 2);
-        assert_eq!((l[0], l[13], l[2]), (1, 1, 2));
+        let (l, n) = components(&m, [3, 3, 3]);
+        assert_eq!((n, l[0], l[13]), (1, 1, 1));
+        // A gap of one voxel separates two.
+        let (l, n) = components(&[true, false, true], [1, 1, 3]);
+        assert_eq!((n, l), (2, vec![1, 0, 2]));
         // A U shape whose arms join late still gets one label.
         let dims = [1, 3, 3];
         let m = [true, false, true, true, false, true, true, true, true];
