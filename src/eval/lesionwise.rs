@@ -43,9 +43,10 @@ use std::fmt;
 pub const HD95_UNDEFINED: f64 = 374.0;
 
 /// A BraTS challenge, for its lesion-wise parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Challenge {
-    /// Adult glioma (BraTS-GLI).
+    /// Adult glioma (BraTS-GLI), the default: ProtoKD is a glioma model.
+    #[default]
     Gli,
     /// Sub-Saharan Africa glioma (BraTS-SSA).
     Ssa,
