@@ -160,8 +160,8 @@ struct Box3 {
 }
 
 impl Box3 {
-    /// The part of a whole-image mask (`image` dims) inside the box, x fastest.
-    fn crop(&self, mask: &[bool], image: [usize; 3]) -> Vec<bool> {
+    /// The part of a whole-image array (`image` dims) inside the box, x fastest.
+    fn crop<T: Copy>(&self, mask: &[T], image: [usize; 3]) -> Vec<T> {
         let mut out = Vec::with_capacity(self.dims.iter().product());
         for z in self.lo[0]..self.lo[0] + self.dims[0] {
             for y in self.lo[1]..self.lo[1] + self.dims[1] {
@@ -369,29 +369,32 @@ pub fn challenge_metrics(
     let (mut lesions_tp, mut lesions_fn) = (0, 0);
     for lesion in 1..=n_lesions {
         let l: Vec<bool> = lesion_of.iter().map(|&v| v == lesion).collect();
-        let reach = dilate(&l, bx.dims, d);
+        // The lesion's dilation stays within its bounding box grown by `d`.
+        let near = grown_box(&l, &l, bx.dims, d).expect("a lesion has a voxel");
+        let reach = dilate(&near.crop(&l, bx.dims), near.dims, d);
         let mut hits = vec![false; n_pred_cc as usize + 1];
-        for (&r, &c) in reach.iter().zip(&pred_cc) {
+        for (&r, &c) in reach.iter().zip(&near.crop(&pred_cc, bx.dims)) {
             hits[c as usize] |= r && c != 0;
         }
         for (m, &h) in matched.iter_mut().zip(&hits) {
             *m |= h;
         }
-        let p_l: Vec<bool> = pred_cc.iter().map(|&c| hits[c as usize]).collect();
         let size_l = l.iter().filter(|&&v| v).count();
+        if voxel_volume(size_l) <= threshold {
+            continue;
+        }
+        let p_l: Vec<bool> = pred_cc.iter().map(|&c| hits[c as usize]).collect();
         let size_p: usize = (1..pred_size.len())
             .filter(|&c| hits[c])
             .map(|c| pred_size[c])
             .sum();
         let overlap = l.iter().zip(&p_l).filter(|(a, b)| **a && **b).count();
-        if voxel_volume(size_l) > threshold {
-            dices.push(dice(overlap, size_p, size_l));
-            hds.push(hd(&l, &p_l));
-            if hits.contains(&true) {
-                lesions_tp += 1;
-            } else {
-                lesions_fn += 1;
-            }
+        dices.push(dice(overlap, size_p, size_l));
+        hds.push(hd(&l, &p_l));
+        if hits.contains(&true) {
+            lesions_tp += 1;
+        } else {
+            lesions_fn += 1;
         }
     }
     // Steps 4 and 5.
