@@ -88,4 +88,3 @@ pub(crate) fn squared_edt(g: &mut [f64], dims: [usize; 3], spacing: [f64; 3]) {
         }
     }
 }
-

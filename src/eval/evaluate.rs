@@ -294,7 +294,12 @@ pub(crate) fn summarize(scores: &[CaseScore]) -> Summary {
         };
         let hd: Vec<f64> = scores.iter().filter_map(|s| s.regions[r].1.hd95).collect();
         let challenge = |f: fn(&ChallengeMetrics) -> f64| -> Stat {
-            Stat::of(&scores.iter().map(|s| f(&s.challenge[r].1)).collect::<Vec<_>>())
+            Stat::of(
+                &scores
+                    .iter()
+                    .map(|s| f(&s.challenge[r].1))
+                    .collect::<Vec<_>>(),
+            )
         };
         RegionSummary {
             region: Region::ALL[r],
@@ -315,7 +320,9 @@ pub(crate) fn summarize(scores: &[CaseScore]) -> Summary {
         cases: scores.len(),
         regions,
         voxel_units: scores.first().is_some_and(|s| s.voxel_units),
-        challenge: scores.first().map_or_else(Challenge::default, |s| s.challenge_params),
+        challenge: scores
+            .first()
+            .map_or_else(Challenge::default, |s| s.challenge_params),
     }
 }
 
@@ -372,7 +379,10 @@ impl Summary {
             .collect();
         conventions.insert(
             "brats_challenge".into(),
-            json!(format!("{CHALLENGE_DEFINITION}; parameters of {}", self.challenge)),
+            json!(format!(
+                "{CHALLENGE_DEFINITION}; parameters of {}",
+                self.challenge
+            )),
         );
         obj.insert("conventions".into(), Value::Object(conventions));
         obj.insert("meta".into(), meta);

@@ -69,7 +69,9 @@ impl LabelSet {
 
     /// The raw labels of the set, ascending.
     pub fn values(self) -> Vec<u8> {
-        (0..5u8).filter(|&v| self.region_class(v).is_some()).collect()
+        (0..5u8)
+            .filter(|&v| self.region_class(v).is_some())
+            .collect()
     }
 
     /// `2018`, `2023`, `2024-gli`, `2024-ped`: the `--labels` value.
@@ -199,7 +201,11 @@ pub fn infer_label_set(names: [&str; 2], present: &[bool; 256]) -> Result<(Label
     let disagree: Vec<LabelSet> = candidates
         .iter()
         .copied()
-        .filter(|s| values.iter().any(|&v| s.region_class(v) != first.region_class(v)))
+        .filter(|s| {
+            values
+                .iter()
+                .any(|&v| s.region_class(v) != first.region_class(v))
+        })
         .collect();
     if let Some(&other) = disagree.first() {
         bail!(
@@ -213,7 +219,10 @@ pub fn infer_label_set(names: [&str; 2], present: &[bool; 256]) -> Result<(Label
     }
     let why = match (candidates.len(), hints.is_empty()) {
         (1, true) => "inferred from the labels present".to_string(),
-        (1, false) => format!("inferred from the labels present and the names {}", hints.join(", ")),
+        (1, false) => format!(
+            "inferred from the labels present and the names {}",
+            hints.join(", ")
+        ),
         _ => format!(
             "inferred: the labels present mean the same in {}",
             list(&candidates)
@@ -253,9 +262,13 @@ mod tests {
     fn inference_from_names_and_values() {
         let names = ["a/pred.nii.gz", "a/gt.nii.gz"];
         // RC without ET and plain names: 2018 or 2024: refused, naming both and the flag.
-        let e = infer_label_set(names, &present(&[0, 1, 2, 4])).unwrap_err().to_string();
+        let e = infer_label_set(names, &present(&[0, 1, 2, 4]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--labels 2018|2024-gli"), "{e}");
-        let e = infer_label_set(names, &present(&[0, 1, 2])).unwrap_err().to_string();
+        let e = infer_label_set(names, &present(&[0, 1, 2]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("2024-ped"), "{e}");
         // Named files settle it.
         let n18 = ["Brats18_x.nii.gz", "Brats18_x_seg.nii.gz"];
@@ -263,7 +276,10 @@ mod tests {
             infer_label_set(n18, &present(&[0, 1, 2, 4])).unwrap().0,
             LabelSet::Brats2018
         );
-        let gli = ["BraTS-GLI-00001-100.nii.gz", "BraTS-GLI-00001-100-seg.nii.gz"];
+        let gli = [
+            "BraTS-GLI-00001-100.nii.gz",
+            "BraTS-GLI-00001-100-seg.nii.gz",
+        ];
         assert_eq!(
             infer_label_set(gli, &present(&[0, 1, 2, 4])).unwrap().0,
             LabelSet::Gli2024
@@ -272,7 +288,10 @@ mod tests {
         let (s, why) = infer_label_set(gli, &present(&[0, 1, 2, 3])).unwrap();
         assert_eq!(s, LabelSet::Brats2023);
         assert!(why.contains("mean the same"), "{why}");
-        let ped = ["BraTS-PED-00001-000.nii.gz", "BraTS-PED-00001-000-seg.nii.gz"];
+        let ped = [
+            "BraTS-PED-00001-000.nii.gz",
+            "BraTS-PED-00001-000-seg.nii.gz",
+        ];
         assert!(infer_label_set(ped, &present(&[0, 1, 2, 3])).is_err());
         assert!(infer_label_set(names, &present(&[0, 5])).is_err());
         // A 2018 name with a 3: no candidate.

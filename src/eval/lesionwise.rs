@@ -178,7 +178,11 @@ impl Box3 {
 fn grown_box(a: &[bool], b: &[bool], dims: [usize; 3], margin: usize) -> Option<Box3> {
     let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
     for (i, _) in a.iter().zip(b).enumerate().filter(|(_, (x, y))| **x || **y) {
-        let c = [i / (dims[1] * dims[2]), (i / dims[2]) % dims[1], i % dims[2]];
+        let c = [
+            i / (dims[1] * dims[2]),
+            (i / dims[2]) % dims[1],
+            i % dims[2],
+        ];
         for k in 0..3 {
             lo[k] = lo[k].min(c[k]);
             hi[k] = hi[k].max(c[k]);

@@ -20,9 +20,9 @@
 //! a typical tumour in a 240 x 240 x 155 volume cost milliseconds.
 
 use crate::data::brats::AFFINE_TOLERANCE;
+use crate::eval::distance::squared_edt;
 use crate::eval::labels::{infer_label_set, LabelSet};
 use crate::eval::lesionwise::{challenge_metrics, Challenge, ChallengeMetrics};
-use crate::eval::distance::squared_edt;
 use crate::io::hash::sha256_hex;
 use crate::io::nifti::decode_image;
 use crate::volume::Image;

@@ -80,7 +80,12 @@ pub(crate) fn robust_hausdorff(
     let [_, ny, nx] = dims;
     // Step 1, in (x, y, z) order: the bounding box of the union.
     let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
-    for (i, _) in gt.iter().zip(pred).enumerate().filter(|(_, (g, p))| **g || **p) {
+    for (i, _) in gt
+        .iter()
+        .zip(pred)
+        .enumerate()
+        .filter(|(_, (g, p))| **g || **p)
+    {
         let c = [i % nx, (i / nx) % ny, i / (nx * ny)];
         for a in 0..3 {
             lo[a] = lo[a].min(c[a]);
@@ -90,11 +95,7 @@ pub(crate) fn robust_hausdorff(
     if lo[0] == usize::MAX {
         return None;
     }
-    let b = [
-        hi[0] - lo[0] + 2,
-        hi[1] - lo[1] + 2,
-        hi[2] - lo[2] + 2,
-    ];
+    let b = [hi[0] - lo[0] + 2, hi[1] - lo[1] + 2, hi[2] - lo[2] + 2];
     let at = |m: &[bool], x: usize, y: usize, z: usize| -> bool {
         // Corner-box coordinates minus one: voxel (x - 1, y - 1, z - 1) of the crop.
         if x == 0 || y == 0 || z == 0 || x == b[0] || y == b[1] || z == b[2] {
@@ -130,9 +131,8 @@ pub(crate) fn robust_hausdorff(
             .iter()
             .map(|c| if border(c) { 0.0 } else { f64::INFINITY })
             .collect();
-        if g.iter().any(|&v| v == 0.0) {
-            squared_edt(&mut g, b, spacing_xyz);
-        }
+        // No border point in `to`: every distance stays `+inf`.
+        squared_edt(&mut g, b, spacing_xyz);
         from.iter()
             .zip(&g)
             .filter(|(c, _)| border(c))
@@ -190,7 +190,10 @@ mod tests {
         b[14] = true;
         let d = robust_hausdorff(&a, &b, [3, 3, 3], [1.0; 3], 95.0).unwrap();
         assert_eq!(d, 1.0);
-        assert_eq!(robust_hausdorff(&a, &a, [3, 3, 3], [1.0; 3], 95.0), Some(0.0));
+        assert_eq!(
+            robust_hausdorff(&a, &a, [3, 3, 3], [1.0; 3], 95.0),
+            Some(0.0)
+        );
         let e = vec![false; 27];
         assert_eq!(
             robust_hausdorff(&a, &e, [3, 3, 3], [1.0; 3], 95.0),

@@ -13,7 +13,15 @@ fn fixtures() -> PathBuf {
 /// Runs `protokd score --pred P --label L --json OUT --force EXTRA...` and returns the JSON.
 fn score(pred: &Path, label: &Path, extra: &[&str], tmp: &TempDir) -> Value {
     let out = tmp.join("out.json");
-    let mut args = vec!["score", "--pred", s(pred), "--label", s(label), "--json", s(&out)];
+    let mut args = vec![
+        "score",
+        "--pred",
+        s(pred),
+        "--label",
+        s(label),
+        "--json",
+        s(&out),
+    ];
     args.push("--force");
     args.extend(extra);
     let o = protokd_command().args(&args).output().unwrap();
@@ -89,7 +97,10 @@ fn fixtures_cover_the_special_cases() {
     assert_eq!(r("empty_label", "WT", "LesionWise_Score_HD95"), 374.0);
     assert!(r("identical", "WT", "Num_TP") >= 2.0);
     assert!(r("noisy", "ET", "Num_FP") >= 10.0);
-    assert_ne!(p["anisotropic"]["spacing_xyz"][2], p["anisotropic"]["spacing_xyz"][0]);
+    assert_ne!(
+        p["anisotropic"]["spacing_xyz"][2],
+        p["anisotropic"]["spacing_xyz"][0]
+    );
     // The MET parameters count a small lesion that GLI leaves out.
     assert!(r("small_lesions_met", "WT", "Num_FN") > r("small_lesions", "WT", "Num_FN"));
 }

@@ -140,7 +140,10 @@ fn label_set_given_inferred_or_refused() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
-    assert!(err.contains("2024-ped") && err.contains("--labels"), "{err}");
+    assert!(
+        err.contains("2024-ped") && err.contains("--labels"),
+        "{err}"
+    );
     let got = score(&p, &l, &["--labels", "2018"], &tmp);
     assert_eq!(got["meta"]["release_source"], "given");
     assert_eq!(got["meta"]["release"], "2018");
@@ -153,8 +156,15 @@ fn label_set_given_inferred_or_refused() {
     );
     assert_eq!(got["meta"]["release_source"], "given");
     // BraTS 2023 names with labels 0-3: 2023 and 2024 GLI read them alike, inferred.
-    for (from, to) in [("aniso_pred", "BraTS-GLI-00001-000"), ("aniso_label", "BraTS-GLI-00001-000-seg")] {
-        std::fs::copy(f.join(format!("{from}.nii.gz")), tmp.join(&format!("{to}.nii.gz"))).unwrap();
+    for (from, to) in [
+        ("aniso_pred", "BraTS-GLI-00001-000"),
+        ("aniso_label", "BraTS-GLI-00001-000-seg"),
+    ] {
+        std::fs::copy(
+            f.join(format!("{from}.nii.gz")),
+            tmp.join(&format!("{to}.nii.gz")),
+        )
+        .unwrap();
     }
     let got = score(
         &tmp.join("BraTS-GLI-00001-000.nii.gz"),
