@@ -1,5 +1,10 @@
 //! Segmentation metrics of the method page, section 7, and `protokd score`.
 //!
+//! `score` reports two families, each labelled with its definition: protokd's metrics below
+//! ([`PROTOKD_DEFINITION`]) and the BraTS challenge's legacy and lesion-wise metrics
+//! ([`crate::eval::lesionwise`], [`CHALLENGE_DEFINITION`]). Both files are read in one label
+//! set ([`crate::eval::labels`]) and compared region by region.
+//!
 //! # Regions
 //! On internal labels (`0` background, `1` ET, `2` NCR/NET, `3` ED): WT = label != 0,
 //! TC = label 1 or 2, ET = label 1.
