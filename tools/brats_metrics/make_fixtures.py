@@ -8,17 +8,25 @@ checkout given on the command line. It also writes `src/eval/surfel_normals.rs`,
 surface-element normals table of that code's `surface_distance/lookup_tables.py` (DeepMind's
 surface-distance package, Apache-2.0), which protokd's surface distance reads.
 
+The BraTS 2024 PED pair's regions (1 ET, 2 NET, 3 CC, 4 ED) come from `get_TissueWiseSeg` of
+https://github.com/rachitsaluja/BraTS-2024-Metrics `metrics_PED.py` (commit f1131e3), each
+region then scored by the 2023 code.
+
 Usage (from the repository root):
 
     git clone https://github.com/rachitsaluja/BraTS-2023-Metrics /tmp/brats23
     git -C /tmp/brats23 checkout 43c9052
-    pip install "numpy==1.26.4" "scipy==1.11.4" "pandas==1.5.3" connected-components-3d nibabel
-    python3 tools/brats_metrics/make_fixtures.py /tmp/brats23
+    git clone https://github.com/rachitsaluja/BraTS-2024-Metrics /tmp/brats24
+    git -C /tmp/brats24 checkout f1131e3
+    pip install "numpy==1.26.4" "scipy==1.11.4" "pandas==1.5.3" connected-components-3d \
+        nibabel medpy==0.5.2
+    python3 tools/brats_metrics/make_fixtures.py /tmp/brats23 /tmp/brats24
 """
 
 import json
 import os
 import sys
+import tempfile
 import warnings
 
 import nibabel as nib
@@ -144,6 +152,18 @@ def pairs():
     tumour(pr, (8, 11, 8), 4.5, 3.5, 2.0)
     ball(pr, (16, 10, 8), 3.5, 4)
     out.append(("gli2024_cavity", "BraTS-GLI", (1.0, 1.0, 1.0), pr, gt))
+
+    # BraTS 2024 PED labels (1 ET, 2 NET, 3 CC, 4 ED): two tumours, a cyst, ET off-centre.
+    gt, pr = z(), z()
+    for m, shift in ((gt, 0), (pr, 1)):
+        ball(m, (8 + shift, 9, 8), 6.0, 4)
+        ball(m, (8 + shift, 9, 8), 4.0, 2)
+        ball(m, (10, 8 + shift, 8), 2.0, 3)
+        ball(m, (6, 10, 7 + shift), 2.6, 1)
+    ball(gt, (19, 14, 5), 3.0, 2)
+    ball(gt, (19, 14, 5), 2.2, 1)
+    ball(pr, (20, 3, 12), 2.5, 4)
+    out.append(("ped2024", "BraTS-PED", (1.0, 1.2, 1.5), pr, gt))
     return out
 
 
@@ -179,6 +199,11 @@ def main():
     sys.path.insert(0, official)
     warnings.simplefilter("ignore")
     import metrics  # the official code, unmodified
+
+    # The 2024 code, for the PED 2024 label regions only (after the 2023 code, whose
+    # surface_distance package stays the one imported).
+    sys.path.append(os.path.abspath(sys.argv[2]))
+    import metrics_PED as metrics_ped
     import pandas as pd
 
     # The official code runs `DataFrame.replace(np.inf, 374)` on a frame whose
@@ -202,11 +227,8 @@ def main():
         f.write(surfel_table(lookup_tables))
     os.makedirs(OUT, exist_ok=True)
     expected = {"source": "rachitsaluja/BraTS-2023-Metrics metrics.py @ 43c9052", "pairs": {}}
-    for name, challenge, spacing, pred, label in pairs():
-        pp, lp = f"{name}_pred.nii.gz", f"{name}_label.nii.gz"
-        write(os.path.join(OUT, pp), pred, spacing)
-        write(os.path.join(OUT, lp), label, spacing)
-        df = metrics.get_LesionWiseResults(os.path.join(OUT, pp), os.path.join(OUT, lp), challenge)
+    def official(pred_path, label_path, challenge):
+        df = metrics.get_LesionWiseResults(pred_path, label_path, challenge)
         regions = {}
         for _, row in df.iterrows():
             regions[row["Labels"]] = {
@@ -216,10 +238,33 @@ def main():
                     "Legacy_HD95", "LesionWise_Score_Dice", "LesionWise_Score_HD95",
                 ]
             }
+        return regions
+
+    for name, challenge, spacing, pred, label in pairs():
+        pp, lp = f"{name}_pred.nii.gz", f"{name}_label.nii.gz"
+        write(os.path.join(OUT, pp), pred, spacing)
+        write(os.path.join(OUT, lp), label, spacing)
+        if name.startswith("ped2024"):
+            # The 2023 code knows no PED 2024 labels: each region's masks come from the official
+            # 2024 PED code (`get_TissueWiseSeg` of BraTS-2024-Metrics metrics_PED.py), written
+            # as a 2023 ET (3), and scored by the 2023 code; its ET row is that region's score.
+            regions = {}
+            for region in ["WT", "TC", "ET"]:
+                pm, gm = metrics_ped.get_TissueWiseSeg(
+                    pred.astype(float), label.astype(float), region
+                )
+                with tempfile.TemporaryDirectory() as tmp:
+                    tp, tl = os.path.join(tmp, "p.nii.gz"), os.path.join(tmp, "l.nii.gz")
+                    write(tp, 3 * pm.astype(np.uint8), spacing)
+                    write(tl, 3 * gm.astype(np.uint8), spacing)
+                    regions[region] = official(tp, tl, challenge)["ET"]
+            labels = "2024-ped"
+        else:
+            regions = official(os.path.join(OUT, pp), os.path.join(OUT, lp), challenge)
+            labels = "2024-gli" if name.startswith("gli2024") else "2023"
         expected["pairs"][name] = {
             "pred": pp, "label": lp, "challenge": challenge, "spacing_xyz": list(spacing),
-            "labels": "2024-gli" if name.startswith("gli2024") else "2023",
-            "regions": regions,
+            "labels": labels, "regions": regions,
         }
         print(name, {r: (round(v["LesionWise_Score_Dice"], 4), round(v["LesionWise_Score_HD95"], 3)) for r, v in regions.items()})
     with open(os.path.join(OUT, "expected.json"), "w") as f:
