@@ -454,7 +454,7 @@ impl Summary {
             s += &row(name, &cell, String::new());
         }
         s += &format!(
-            "HD95: {}; HD95 penal.: {}",
+            "HD95: {}\nHD95 penal.: {}",
             HD95_CONVENTIONS[0].1, HD95_CONVENTIONS[1].1
         );
         s.truncate(s.trim_end().len());
