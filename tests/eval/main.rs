@@ -1,4 +1,5 @@
-//! The `eval` stage (`src/eval/`): the metrics of `protokd score` against medpy, and
+//! The `eval` stage (`src/eval/`): the metrics of `protokd score` against medpy and against the
+//! official BraTS challenge code, label sets by release, and
 //! `protokd evaluate`.
 
 #[path = "../common/bad_models.rs"]
