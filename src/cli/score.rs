@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use protokd::data::phantom::parse_release;
+use protokd::eval::labels::LabelSet;
+use protokd::eval::lesionwise::Challenge;
 use protokd::eval::metrics::{score_files, ScoreOptions};
 use protokd::io::console::say;
 use protokd::io::files::{check_new, check_not_input, write_json};
@@ -27,24 +28,37 @@ pub struct ScoreArgs {
     /// HD95 in voxels (spacing 1 on every axis), as the authors' evaluation, instead of mm.
     #[arg(long)]
     voxel_units: bool,
-    /// Label set of both files: 2018 (ET = 4) or 2023 (ET = 3). Default: inferred from the
-    /// labels present (4 means 2018, 3 means 2023; with neither, labels 0-2 mean the same in
-    /// both and 2018 is used).
-    #[arg(long, value_name = "2018|2023")]
-    release: Option<String>,
+    /// Label set of both files: 2018 (1 NCR/NET, 2 ED, 4 ET), 2023 (1 NCR, 2 ED, 3 ET),
+    /// 2024-gli (GLI and MET 2024: 1 NETC, 2 SNFH, 3 ET, 4 RC) or 2024-ped (1 ET, 2 NET, 3 CC,
+    /// 4 ED). Default: inferred from the labels present and the file names; refused when
+    /// releases that read them differently both fit.
+    #[arg(long, alias = "release", value_name = "2018|2023|2024-gli|2024-ped")]
+    labels: Option<String>,
+    /// BraTS challenge whose lesion-wise parameters (GT dilation, lesion volume threshold) to
+    /// use: gli, ssa, men, ped, met. Default: the one a file name names (`BraTS-MET-...`), else
+    /// gli.
+    #[arg(long, value_name = "gli|ssa|men|ped|met")]
+    challenge: Option<String>,
 }
 
 /// `protokd score`: scores, writes the JSON (if asked) and prints the table.
 pub fn run(s: ScoreArgs) -> Result<()> {
-    let release = s
-        .release
+    let labels = s
+        .labels
         .as_deref()
-        .map(parse_release)
+        .map(LabelSet::parse)
         .transpose()
-        .context("--release")?;
+        .context("--labels (--release)")?;
+    let challenge = s
+        .challenge
+        .as_deref()
+        .map(Challenge::parse)
+        .transpose()
+        .context("--challenge")?;
     let opts = ScoreOptions {
         voxel_units: s.voxel_units,
-        release,
+        labels,
+        challenge,
     };
     if let Some(path) = &s.json {
         check_not_input(

@@ -637,9 +637,18 @@ fn convert_seg(case: &Case, path: &Path, v: &Volume) -> Result<Vec<u8>> {
     let out: Vec<u8> = v.data.iter().map(|&x| to_internal(x)).collect();
     if let Some(i) = out.iter().position(|&l| l == BAD) {
         let bad = out.iter().filter(|&&l| l == BAD).count();
+        // BraTS 2024 files keep the 2023 names but add a label 4 (GLI/MET resection cavity,
+        // PED oedema): say so rather than leave the reader guessing.
+        let hint = if release == Release::Brats2023 && v.data[i] == 4.0 {
+            "; a 4 in a file of 2023+ naming is a BraTS 2024 label (GLI/MET resection cavity or \
+             PED oedema), which training and evaluation do not take (`protokd score --labels \
+             2024-gli|2024-ped` scores such maps)"
+        } else {
+            ""
+        };
         bail!(
             "case {}: {} has label value {} at voxel (z, y, x) = {:?} ({} voxel(s) in all), \
-             outside the {} label set {:?}",
+             outside the {} label set {:?}{hint}",
             case.id,
             path.display(),
             v.data[i],
@@ -765,6 +774,30 @@ mod tests {
         let e = Release::Brats2023.labels_to_internal(&[0, 4]).unwrap_err();
         assert!(e.to_string().contains("raw label 4 at flat index 1"), "{e}");
         assert!(Release::Brats2018.labels_to_raw(&[5]).is_err());
+    }
+
+    #[test]
+    fn a_2024_label_in_a_2023_named_seg_is_refused_with_a_hint() {
+        let case = Case {
+            id: "BraTS-GLI-02000-100".into(),
+            dir: PathBuf::from("d"),
+            modalities: ["a", "b", "c", "d"].map(PathBuf::from),
+            seg: Some(PathBuf::from("d/s.nii.gz")),
+            release: Release::Brats2023,
+        };
+        let v = Volume::new([1, 1, 3], vec![0.0, 3.0, 4.0]);
+        let e = convert_seg(&case, Path::new("d/s.nii.gz"), &v)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("label value 4") && e.contains("--labels 2024-gli"),
+            "{e}"
+        );
+        let v = Volume::new([1, 1, 2], vec![0.0, 5.0]);
+        let e = convert_seg(&case, Path::new("d/s.nii.gz"), &v)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("2024"), "{e}");
     }
 
     #[test]

@@ -5,17 +5,29 @@
 //! [`crate::eval::metrics::region_metrics`] against the case's labels, with the voxel spacing of the
 //! case's geometry in mm as `(z, y, x)` (or 1 with `--voxel-units`, the authors' evaluation).
 //!
+//! Each case is also scored with the BraTS challenge metrics
+//! ([`crate::eval::lesionwise::challenge_metrics`]: legacy and lesion-wise Dice and HD95) with
+//! the parameters of the challenge its id names (`BraTS-MET-...`), else BraTS-GLI; spacing as
+//! above.
+//!
 //! # Summary ([`summarize`])
 //! Per region and metric, over the cases in their order: `mean = (sum_i x_i) / n` (f64 sums in
-//! case order) and the population standard deviation `sqrt((sum_i (x_i - mean)^2) / n)`. HD95 is
-//! undefined for a case where either mask is empty; its mean and std run over the cases where
-//! it is defined, and their count is reported. The mean Dice is the mean of the three regions'
-//! mean Dice.
+//! case order) and the population standard deviation `sqrt((sum_i (x_i - mean)^2) / n)`. The
+//! mean Dice is the mean of the three regions' mean Dice. protokd's HD95 is undefined for a
+//! case where either mask is empty, so it is averaged with both conventions:
+//! * `hd95`, *defined only*: over the cases where it is defined (`n` says how many);
+//! * `hd95_penalised`, *challenge-penalised*: over every case, an undefined HD95 counting as
+//!   374 when exactly one mask is empty (Dice 0) and 0 when both are (Dice 1), as BraTS scores.
+//!
+//! The challenge metrics (`brats_challenge`: legacy Dice and HD95, lesion-wise Dice and HD95)
+//! are defined for every case and averaged over all of them.
 //!
 //! # Files (`REPORT_DIR`, refused if it exists unless `--force`; each written atomically)
 //! * `cases.csv`: one row per case, `case`, then per region WT, TC, ET the columns
 //!   `<R>_dice, <R>_hd95, <R>_sensitivity, <R>_specificity` (an empty cell for an undefined
-//!   HD95), values with Rust's shortest round-trip formatting.
+//!   HD95), then per region the challenge columns `<R>_legacy_dice, <R>_legacy_hd95,
+//!   <R>_lesionwise_dice, <R>_lesionwise_hd95, <R>_lesions_tp, <R>_lesions_fp, <R>_lesions_fn`;
+//!   values with Rust's shortest round-trip formatting.
 //! * `summary.json`: the summary and `meta` (protokd version, model path and SHA-256,
 //!   modalities, window, data folder, case list and the case ids, HD95 units).
 //! * with `--save-segmentations`: `segmentations/<id>_seg.nii.gz` (raw labels of the dataset's
@@ -23,7 +35,10 @@
 
 use crate::data::brats::{self, Case};
 use crate::engine::{Compute, Net};
-use crate::eval::metrics::{region_metrics, Region, RegionMetrics};
+use crate::eval::lesionwise::{Challenge, ChallengeMetrics, HD95_UNDEFINED};
+use crate::eval::metrics::{
+    region_challenge_metrics, region_metrics, Region, RegionMetrics, CHALLENGE_DEFINITION,
+};
 use crate::infer::segment::{write_segmentation, Model};
 use crate::infer::sliding_window::{segment_case, Window};
 use crate::io::console::say;
@@ -65,6 +80,10 @@ pub(crate) struct CaseScore {
     pub id: String,
     /// Metrics per region, WT, TC, ET.
     pub regions: [(Region, RegionMetrics); 3],
+    /// The BraTS challenge metrics per region, WT, TC, ET.
+    pub challenge: [(Region, ChallengeMetrics); 3],
+    /// The challenge whose parameters gave them.
+    pub challenge_params: Challenge,
     /// Whether HD95 is in voxels (else mm).
     pub voxel_units: bool,
     /// Seconds to read, segment and score the case.
@@ -79,6 +98,8 @@ pub(crate) struct EvaluateOptions {
     /// Folder to write each segmentation to (`<id><seg suffix>.nii.gz`, raw labels); it must
     /// exist.
     pub save_segmentations: Option<PathBuf>,
+    /// The challenge whose lesion-wise parameters score the cases.
+    pub challenge: Challenge,
 }
 
 /// HD95 spacing `(z, y, x)` of a case: its voxel size in mm, or 1 with `voxel_units`.
@@ -151,9 +172,18 @@ pub(crate) fn evaluate_dataset(
                 case.release,
             )?;
         }
+        let spacing_xyz = [spacing[2], spacing[1], spacing[0]];
         let score = CaseScore {
             id: case.id.clone(),
             regions: region_metrics(&pred.labels, labels, pred.dims, spacing),
+            challenge: region_challenge_metrics(
+                &pred.labels,
+                labels,
+                pred.dims,
+                spacing_xyz,
+                opts.challenge,
+            ),
+            challenge_params: opts.challenge,
             voxel_units: opts.voxel_units,
             seconds: t0.elapsed().as_secs_f64(),
         };
@@ -201,6 +231,10 @@ pub(crate) struct RegionSummary {
     pub dice: Stat,
     /// HD95 over the cases where it is defined (`n` says how many).
     pub hd95: Stat,
+    /// HD95 over every case, 374 where one mask is empty and 0 where both are.
+    pub hd95_penalised: Stat,
+    /// The challenge's legacy Dice, legacy HD95, lesion-wise Dice and lesion-wise HD95.
+    pub challenge: [Stat; 4],
     /// Sensitivity over every case.
     pub sensitivity: Stat,
     /// Specificity over every case.
@@ -216,7 +250,41 @@ pub(crate) struct Summary {
     pub regions: [RegionSummary; 3],
     /// HD95 in voxels (else mm).
     pub voxel_units: bool,
+    /// The challenge whose parameters scored the cases.
+    pub challenge: Challenge,
 }
+
+/// protokd's HD95 with the challenge's convention where it is undefined: 374 when exactly one
+/// mask is empty (then Dice is 0), 0 when both are (then Dice is 1).
+fn penalised_hd95(m: &RegionMetrics) -> f64 {
+    match m.hd95 {
+        Some(v) => v,
+        None if m.dice == 1.0 => 0.0,
+        None => HD95_UNDEFINED,
+    }
+}
+
+/// The names of [`RegionSummary::challenge`]'s statistics, in order (JSON keys and CSV columns).
+const CHALLENGE_KEYS: [&str; 4] = [
+    "legacy_dice",
+    "legacy_hd95",
+    "lesionwise_dice",
+    "lesionwise_hd95",
+];
+
+/// What each HD95 average means (the `conventions` of `summary.json`).
+const HD95_CONVENTIONS: [(&str, &str); 2] = [
+    (
+        "hd95",
+        "defined only: protokd's HD95 (medpy's hd95) averaged over the cases where both masks \
+         are non-empty; n says how many",
+    ),
+    (
+        "hd95_penalised",
+        "challenge-penalised: protokd's HD95 averaged over every case, 374 where exactly one \
+         mask is empty and 0 where both are, as BraTS scores",
+    ),
+];
 
 /// Per region mean and population std of each metric (module docs).
 pub(crate) fn summarize(scores: &[CaseScore]) -> Summary {
@@ -225,10 +293,25 @@ pub(crate) fn summarize(scores: &[CaseScore]) -> Summary {
             scores.iter().map(|s| f(&s.regions[r].1)).collect()
         };
         let hd: Vec<f64> = scores.iter().filter_map(|s| s.regions[r].1.hd95).collect();
+        let challenge = |f: fn(&ChallengeMetrics) -> f64| -> Stat {
+            Stat::of(
+                &scores
+                    .iter()
+                    .map(|s| f(&s.challenge[r].1))
+                    .collect::<Vec<_>>(),
+            )
+        };
         RegionSummary {
             region: Region::ALL[r],
             dice: Stat::of(&pick(|m| m.dice)),
             hd95: Stat::of(&hd),
+            hd95_penalised: Stat::of(&pick(penalised_hd95)),
+            challenge: [
+                challenge(|m| m.legacy_dice),
+                challenge(|m| m.legacy_hd95),
+                challenge(|m| m.lesion_dice),
+                challenge(|m| m.lesion_hd95),
+            ],
             sensitivity: Stat::of(&pick(|m| m.sensitivity)),
             specificity: Stat::of(&pick(|m| m.specificity)),
         }
@@ -237,6 +320,9 @@ pub(crate) fn summarize(scores: &[CaseScore]) -> Summary {
         cases: scores.len(),
         regions,
         voxel_units: scores.first().is_some_and(|s| s.voxel_units),
+        challenge: scores
+            .first()
+            .map_or_else(Challenge::default, |s| s.challenge_params),
     }
 }
 
@@ -270,16 +356,35 @@ impl Summary {
         obj.insert("mean_dice".into(), json!(self.overall_dice()));
         obj.insert("hd95_units".into(), json!(self.units()));
         for r in &self.regions {
+            let brats: serde_json::Map<String, Value> = CHALLENGE_KEYS
+                .iter()
+                .zip(r.challenge)
+                .map(|(k, v)| (k.to_string(), v.to_json()))
+                .collect();
             obj.insert(
                 r.region.name().into(),
                 json!({
                     "dice": r.dice.to_json(),
                     "hd95": r.hd95.to_json(),
+                    "hd95_penalised": r.hd95_penalised.to_json(),
                     "sensitivity": r.sensitivity.to_json(),
                     "specificity": r.specificity.to_json(),
+                    "brats_challenge": brats,
                 }),
             );
         }
+        let mut conventions: serde_json::Map<String, Value> = HD95_CONVENTIONS
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        conventions.insert(
+            "brats_challenge".into(),
+            json!(format!(
+                "{CHALLENGE_DEFINITION}; parameters of {}",
+                self.challenge
+            )),
+        );
+        obj.insert("conventions".into(), Value::Object(conventions));
         obj.insert("meta".into(), meta);
         Value::Object(obj)
     }
@@ -315,6 +420,11 @@ impl Summary {
             String::new(),
         );
         s += &row(
+            &format!("HD95 penal. ({})", self.units()),
+            &|r| format!("{:.2}", r.hd95_penalised.mean),
+            String::new(),
+        );
+        s += &row(
             "Sensitivity (%)",
             &|r| pct(r.sensitivity.mean),
             String::new(),
@@ -323,6 +433,29 @@ impl Summary {
             "Specificity (%)",
             &|r| pct(r.specificity.mean),
             String::new(),
+        );
+        s += &format!("BraTS challenge metrics, {}:\n", self.challenge);
+        let names = [
+            "Legacy Dice (%)".to_string(),
+            format!("Legacy HD95 ({})", self.units()),
+            "Lesion Dice (%)".to_string(),
+            format!("Lesion HD95 ({})", self.units()),
+        ];
+        for (k, name) in names.iter().enumerate() {
+            // Even rows are Dice (in %), odd rows HD95.
+            let cell = |r: &RegionSummary| {
+                let v = r.challenge[k].mean;
+                if k % 2 == 0 {
+                    pct(v)
+                } else {
+                    format!("{v:.2}")
+                }
+            };
+            s += &row(name, &cell, String::new());
+        }
+        s += &format!(
+            "HD95: {}\nHD95 penal.: {}",
+            HD95_CONVENTIONS[0].1, HD95_CONVENTIONS[1].1
         );
         s.truncate(s.trim_end().len());
         s
@@ -346,12 +479,32 @@ pub(crate) fn cases_csv(scores: &[CaseScore]) -> String {
             out += &format!(",{}_{m}", r.name());
         }
     }
+    for r in Region::ALL {
+        for m in CHALLENGE_KEYS
+            .iter()
+            .chain(&["lesions_tp", "lesions_fp", "lesions_fn"])
+        {
+            out += &format!(",{}_{m}", r.name());
+        }
+    }
     out.push('\n');
     for s in scores {
         out += &csv_cell(&s.id);
         for (_, m) in &s.regions {
             let hd = m.hd95.map_or(String::new(), |v| v.to_string());
             out += &format!(",{},{hd},{},{}", m.dice, m.sensitivity, m.specificity);
+        }
+        for (_, c) in &s.challenge {
+            out += &format!(
+                ",{},{},{},{},{},{},{}",
+                c.legacy_dice,
+                c.legacy_hd95,
+                c.lesion_dice,
+                c.lesion_hd95,
+                c.lesions_tp,
+                c.lesions_fp,
+                c.lesions_fn
+            );
         }
         out.push('\n');
     }
@@ -406,9 +559,15 @@ pub fn run(opts: &ReportOptions) -> Result<()> {
     };
     let model = Model::load(&opts.model, opts.modality.as_deref())?;
     let seg_dir = out.join("segmentations");
+    let challenge = dataset
+        .cases
+        .first()
+        .and_then(|c| Challenge::from_name(&c.id))
+        .unwrap_or_default();
     let eval_opts = EvaluateOptions {
         voxel_units: opts.voxel_units,
         save_segmentations: opts.save_segmentations.then(|| seg_dir.clone()),
+        challenge,
     };
     // Cases without labels are refused before anything is written.
     check_labelled(&dataset.cases).with_context(|| opts.data.display().to_string())?;
@@ -488,6 +647,7 @@ fn report_meta(
         "device": opts.compute.describe(),
         "hd95_spacing": if opts.voxel_units { "1 voxel" } else { "voxel size in mm from each case's NIfTI header" },
         "segmentations": eval_opts.save_segmentations.as_ref().map(|p| p.display().to_string()),
+        "brats_challenge": eval_opts.challenge.to_string(),
     })
 }
 
@@ -504,10 +664,27 @@ mod tests {
         }
     }
 
+    /// Challenge metrics whose four averaged values are `d`, `10 d`, `d / 2`, `20 d`.
+    fn c(d: f64) -> ChallengeMetrics {
+        ChallengeMetrics {
+            legacy_dice: d,
+            legacy_hd95: 10.0 * d,
+            lesion_dice: d / 2.0,
+            lesion_hd95: 20.0 * d,
+            lesions_tp: 1,
+            lesions_fp: 2,
+            lesions_fn: 3,
+            sensitivity: d,
+            specificity: 1.0,
+        }
+    }
+
     fn score(id: &str, d: [f64; 3], hd: [Option<f64>; 3]) -> CaseScore {
         CaseScore {
             id: id.into(),
             regions: [0, 1, 2].map(|r| (Region::ALL[r], m(d[r], hd[r]))),
+            challenge: [0, 1, 2].map(|r| (Region::ALL[r], c(d[r]))),
+            challenge_params: Challenge::Met,
             voxel_units: false,
             seconds: 0.0,
         }
@@ -526,7 +703,18 @@ mod tests {
         assert_eq!((wt.hd95.mean, wt.hd95.std, wt.hd95.n), (3.0, 1.0, 2));
         let tc = &s.regions[1];
         assert_eq!((tc.hd95.mean, tc.hd95.std, tc.hd95.n), (1.0, 0.0, 1));
+        // Penalised: TC of case a has Dice 1 and no HD95 (both empty): 0; ET of a has Dice 0
+        // (one empty): 374; ET of b Dice 0.25 and no HD95 cannot happen, it is one empty: 374.
+        assert_eq!((tc.hd95_penalised.mean, tc.hd95_penalised.n), (0.5, 2));
         let et = &s.regions[2];
+        assert_eq!((et.hd95_penalised.mean, et.hd95_penalised.n), (374.0, 2));
+        assert_eq!(wt.hd95_penalised, wt.hd95);
+        // Challenge statistics over every case.
+        assert_eq!(wt.challenge[0].mean, 0.75);
+        assert_eq!(wt.challenge[1].mean, 7.5);
+        assert_eq!(wt.challenge[2].mean, 0.375);
+        assert_eq!(wt.challenge[3].mean, 15.0);
+        assert_eq!(s.challenge, Challenge::Met);
         assert_eq!(et.hd95.n, 0);
         assert!(et.hd95.mean.is_nan());
         assert_eq!(et.dice.mean, 0.125);
@@ -537,12 +725,24 @@ mod tests {
         assert_eq!(j["mean_dice"], json!((0.75 + 0.75 + 0.125) / 3.0));
         assert_eq!(j["ET"]["hd95"]["mean"], Value::Null);
         assert_eq!(j["WT"]["hd95"]["n"], 2);
+        assert_eq!(j["ET"]["hd95_penalised"]["mean"], 374.0);
+        assert_eq!(j["WT"]["brats_challenge"]["lesionwise_hd95"]["mean"], 15.0);
+        assert!(j["conventions"]["hd95_penalised"]
+            .as_str()
+            .unwrap()
+            .contains("374"));
+        assert!(j["conventions"]["brats_challenge"]
+            .as_str()
+            .unwrap()
+            .contains("BraTS-MET"));
         let t = s.table();
         assert!(
             t.contains("Dice (%)") && t.contains("75.00") && t.contains("54.17"),
             "{t}"
         );
         assert!(t.contains("n/a (n=0)") && t.contains("3.00 (n=2)"), "{t}");
+        assert!(t.contains("HD95 penal.") && t.contains("374.00"), "{t}");
+        assert!(t.contains("Lesion HD95") && t.contains("15.00"), "{t}");
     }
 
     #[test]
@@ -551,7 +751,13 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("case,WT_dice,WT_hd95,WT_sensitivity,WT_specificity,TC_dice"));
-        assert_eq!(lines[1], "\"x,1\",0.5,2.5,0.5,1,1,,1,1,0,,0,1");
-        assert_eq!(lines[0].split(',').count(), 13);
+        assert!(lines[0].contains(",ET_specificity,WT_legacy_dice,WT_legacy_hd95,"));
+        assert!(lines[0].ends_with(",ET_lesions_tp,ET_lesions_fp,ET_lesions_fn"));
+        assert_eq!(
+            lines[1],
+            "\"x,1\",0.5,2.5,0.5,1,1,,1,1,0,,0,1,\
+             0.5,5,0.25,10,1,2,3,1,10,0.5,20,1,2,3,0,0,0,0,1,2,3"
+        );
+        assert_eq!(lines[0].split(',').count(), 13 + 21);
     }
 }

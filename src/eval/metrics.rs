@@ -1,5 +1,10 @@
 //! Segmentation metrics of the method page, section 7, and `protokd score`.
 //!
+//! `score` reports two families, each labelled with its definition: protokd's metrics below
+//! ([`PROTOKD_DEFINITION`]) and the BraTS challenge's legacy and lesion-wise metrics
+//! ([`crate::eval::lesionwise`], [`CHALLENGE_DEFINITION`]). Both files are read in one label
+//! set ([`crate::eval::labels`]) and compared region by region.
+//!
 //! # Regions
 //! On internal labels (`0` background, `1` ET, `2` NCR/NET, `3` ED): WT = label != 0,
 //! TC = label 1 or 2, ET = label 1.
@@ -14,17 +19,15 @@
 //!   `None` when either mask is empty.
 //! * Sensitivity TP / (TP + FN), specificity TN / (TN + FP), 0 when the denominator is 0.
 //!
-//! # Distance transform (exact)
-//! The distances come from an exact squared Euclidean distance transform: the separable
-//! lower-envelope algorithm of Felzenszwalb and Huttenlocher (2012), one 1-D pass per axis in
-//! f64 with the parabolas placed at `index * spacing`. Every value is `(Δ·s)²` summed over axes
-//! for the true nearest surface voxel, so the result equals SciPy's `distance_transform_edt`
-//! up to the rounding of that sum (a few ulps). The transform runs only over the bounding box of
-//! the two masks: every feature point lies in the box, and the separable transform on a box is
-//! exact for feature points inside it, so this changes no value and makes a typical tumour in a
-//! 240 x 240 x 155 volume cost milliseconds.
+//! The distances come from the exact transform of [`crate::eval::distance`], run only over the
+//! bounding box of the two masks: every feature point lies in the box, and the separable
+//! transform on a box is exact for feature points inside it, so this changes no value and makes
+//! a typical tumour in a 240 x 240 x 155 volume cost milliseconds.
 
-use crate::data::brats::{Release, AFFINE_TOLERANCE};
+use crate::data::brats::AFFINE_TOLERANCE;
+use crate::eval::distance::squared_edt;
+use crate::eval::labels::{infer_label_set, LabelSet};
+use crate::eval::lesionwise::{challenge_metrics, Challenge, ChallengeMetrics};
 use crate::io::nifti::read_image_hashed;
 use crate::volume::Image;
 use anyhow::{anyhow, bail, Result};
@@ -180,89 +183,6 @@ pub(crate) fn surface(mask: &[bool], dims: [usize; 3]) -> Vec<bool> {
     out
 }
 
-/// The 1-D squared distance transform of Felzenszwalb and Huttenlocher: `out[p] = min_q
-/// ((p - q)·s)² + f[q]`, `f` holding `+inf` where there is no feature. `v` and `z` are scratch.
-fn dt1d(f: &[f64], s: f64, out: &mut [f64], v: &mut Vec<usize>, z: &mut Vec<f64>) {
-    v.clear();
-    z.clear();
-    for (q, &fq) in f.iter().enumerate() {
-        if fq == f64::INFINITY {
-            continue;
-        }
-        let xq = q as f64 * s;
-        while let (Some(&r), Some(&zl)) = (v.last(), z.last()) {
-            let xr = r as f64 * s;
-            let inter = ((fq + xq * xq) - (f[r] + xr * xr)) / (2.0 * (xq - xr));
-            if inter <= zl {
-                v.pop();
-                z.pop();
-            } else {
-                z.push(inter);
-                break;
-            }
-        }
-        if v.is_empty() {
-            z.push(f64::NEG_INFINITY);
-        }
-        v.push(q);
-    }
-    if v.is_empty() {
-        out.fill(f64::INFINITY);
-        return;
-    }
-    let mut k = 0;
-    for (p, o) in out.iter_mut().enumerate() {
-        let xp = p as f64 * s;
-        while k + 1 < v.len() && z[k + 1] < xp {
-            k += 1;
-        }
-        let d = (p as f64 - v[k] as f64) * s;
-        *o = d * d + f[v[k]];
-    }
-}
-
-/// Exact squared Euclidean distance transform of a box `dims = [nz, ny, nx]` (x fastest):
-/// `g` holds 0 at feature voxels and `+inf` elsewhere and receives the squared distance to the
-/// nearest feature voxel, with voxel spacing `[sz, sy, sx]`.
-fn squared_edt(g: &mut [f64], dims: [usize; 3], spacing: [f64; 3]) {
-    let [nz, ny, nx] = dims;
-    let n_max = nz.max(ny).max(nx);
-    let (mut f, mut out) = (vec![0.0; n_max], vec![0.0; n_max]);
-    let (mut v, mut zs) = (Vec::with_capacity(n_max), Vec::with_capacity(n_max));
-    // Axis x (contiguous lanes).
-    for lane in g.chunks_mut(nx) {
-        f[..nx].copy_from_slice(lane);
-        dt1d(&f[..nx], spacing[2], &mut out[..nx], &mut v, &mut zs);
-        lane.copy_from_slice(&out[..nx]);
-    }
-    // Axis y.
-    for z in 0..nz {
-        for x in 0..nx {
-            let base = z * ny * nx + x;
-            for y in 0..ny {
-                f[y] = g[base + y * nx];
-            }
-            dt1d(&f[..ny], spacing[1], &mut out[..ny], &mut v, &mut zs);
-            for y in 0..ny {
-                g[base + y * nx] = out[y];
-            }
-        }
-    }
-    // Axis z.
-    for y in 0..ny {
-        for x in 0..nx {
-            let base = y * nx + x;
-            for z in 0..nz {
-                f[z] = g[base + z * ny * nx];
-            }
-            dt1d(&f[..nz], spacing[0], &mut out[..nz], &mut v, &mut zs);
-            for z in 0..nz {
-                g[base + z * ny * nx] = out[z];
-            }
-        }
-    }
-}
-
 /// NumPy's `percentile(values, q)` with the default linear method (`values` unsorted, not
 /// empty), including NumPy's two-sided interpolation formula.
 pub(crate) fn percentile_linear(values: &mut [f64], q: f64) -> f64 {
@@ -334,51 +254,67 @@ pub fn hd95(pred: &[bool], label: &[bool], dims: [usize; 3], spacing: [f64; 3]) 
     Some(percentile_linear(&mut all, 95.0))
 }
 
-/// How the release of a pair of label maps was decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReleaseSource {
-    /// `--release`.
-    Given,
-    /// A raw 4 (2018) or 3 (2023) occurs in either map.
-    Inferred,
-    /// Only labels 0, 1, 2 occur: they mean the same in both releases, 2018 is used.
-    Default,
-}
-
-impl ReleaseSource {
-    fn name(self) -> &'static str {
-        match self {
-            ReleaseSource::Given => "given",
-            ReleaseSource::Inferred => "inferred",
-            ReleaseSource::Default => "default (no ET label; labels 0-2 mean the same in both)",
-        }
-    }
-}
-
 /// Options of [`score_files`].
 #[derive(Clone, Copy, Debug)]
 pub struct ScoreOptions {
-    /// HD95 in voxels (spacing 1) instead of millimetres.
+    /// HD95 (and the challenge's lesion volumes) in voxels (spacing 1) instead of millimetres.
     pub voxel_units: bool,
-    /// The release of both maps; `None` infers it.
-    pub release: Option<Release>,
+    /// The label set of both maps (`--labels`); `None` infers it
+    /// ([`crate::eval::labels::infer_label_set`]).
+    pub labels: Option<LabelSet>,
+    /// The challenge whose lesion-wise parameters to use; `None`: the one a file name names
+    /// (`BraTS-MET-...`), else BraTS-GLI.
+    pub challenge: Option<Challenge>,
 }
 
 /// The result of `protokd score`.
 #[derive(Clone, Debug)]
 pub struct ScoreReport {
-    /// Metrics per region, WT, TC, ET.
+    /// protokd's metrics per region, WT, TC, ET (module docs).
     pub regions: [(Region, RegionMetrics); 3],
-    /// The release the raw labels were read in.
-    pub release: Release,
+    /// The BraTS challenge metrics per region, WT, TC, ET
+    /// ([`crate::eval::lesionwise`]).
+    pub challenge: [(Region, ChallengeMetrics); 3],
+    /// The challenge whose parameters were used, and how it was chosen.
+    pub challenge_params: (Challenge, &'static str),
+    /// The label set the raw labels were read in.
+    pub labels: LabelSet,
     /// How it was decided.
-    pub release_source: ReleaseSource,
+    pub labels_source: String,
     /// Spacing used for HD95, (x, y, z).
     pub spacing_xyz: [f64; 3],
     /// HD95 in voxels.
     pub voxel_units: bool,
     /// (path, SHA-256 of the file) of prediction and label map.
     pub inputs: [(String, String); 2],
+}
+
+/// What protokd's own metrics are (the `definition` in `score`'s JSON and table).
+pub const PROTOKD_DEFINITION: &str = "Dice (1 when both masks are empty); HD95 as medpy's hd95 \
+    (6-neighbour surface voxels, 95th percentile of both directions together, null when a mask \
+    is empty); sensitivity and specificity (0 when the denominator is 0)";
+
+/// What the challenge metrics are (the `definition` in `score`'s JSON and table).
+pub const CHALLENGE_DEFINITION: &str = "BraTS 2023+ challenge metrics as the official code \
+    rachitsaluja/BraTS-2023-Metrics metrics.py computes them: legacy Dice (1 when both masks \
+    are empty) and legacy HD95 (surfel-area-weighted robust Hausdorff 95, 0 when both masks are \
+    empty, 374 when one is); lesion-wise Dice and HD95 over 26-connected lesions after the \
+    GT dilation, false-positive and missed lesions scoring Dice 0 and HD95 374, lesions at or \
+    below the volume threshold left out";
+
+/// The challenge metrics of every region, maps in region classes (internal labels).
+pub(crate) fn region_challenge_metrics(
+    pred: &[u8],
+    label: &[u8],
+    dims: [usize; 3],
+    spacing_xyz: [f64; 3],
+    challenge: Challenge,
+) -> [(Region, ChallengeMetrics); 3] {
+    Region::ALL.map(|r| {
+        let p: Vec<bool> = pred.iter().map(|&v| r.contains(v)).collect();
+        let l: Vec<bool> = label.iter().map(|&v| r.contains(v)).collect();
+        (r, challenge_metrics(&p, &l, dims, spacing_xyz, challenge))
+    })
 }
 
 /// Raw label values of an image as u8; an error names the file for a value that is not an
@@ -441,48 +377,81 @@ pub fn score_files(pred: &Path, label: &Path, opts: ScoreOptions) -> Result<Scor
     }
     let pr = raw_labels(&pi, &pn)?;
     let lr = raw_labels(&li, &ln)?;
-    let (release, release_source) = match opts.release {
-        Some(r) => (r, ReleaseSource::Given),
+    let (labels, labels_source) = match opts.labels {
+        Some(l) => (l, "given".to_string()),
         None => {
-            let mut seen = [false; 256];
+            let mut present = [false; 256];
             for &v in pr.iter().chain(&lr) {
-                seen[v as usize] = true;
+                present[v as usize] = true;
             }
-            match (seen[4], seen[3]) {
-                (true, true) => bail!(
-                    "{pn} and {ln} together hold both raw labels 3 and 4: no BraTS release has \
-                     both (2018-2021 use 0, 1, 2, 4; 2023+ use 0, 1, 2, 3)"
-                ),
-                (true, false) => (Release::Brats2018, ReleaseSource::Inferred),
-                (false, true) => (Release::Brats2023, ReleaseSource::Inferred),
-                (false, false) => (Release::Brats2018, ReleaseSource::Default),
-            }
+            infer_label_set([&pn, &ln], &present)?
         }
     };
-    let pint = release
-        .labels_to_internal(&pr)
+    let pint = labels
+        .to_region_classes(&pr)
         .map_err(|e| anyhow!("{pn}: {e}"))?;
-    let lint = release
-        .labels_to_internal(&lr)
+    let lint = labels
+        .to_region_classes(&lr)
         .map_err(|e| anyhow!("{ln}: {e}"))?;
     let spacing = if opts.voxel_units {
         [1.0; 3]
     } else {
         [spacing_xyz[2], spacing_xyz[1], spacing_xyz[0]]
     };
+    let challenge_params = match opts.challenge {
+        Some(c) => (c, "given"),
+        None => match Challenge::from_name(&pn).or_else(|| Challenge::from_name(&ln)) {
+            Some(c) => (c, "from the file names"),
+            None => (Challenge::Gli, "default"),
+        },
+    };
+    let spacing_challenge = if opts.voxel_units {
+        [1.0; 3]
+    } else {
+        spacing_xyz
+    };
+    let challenge = region_challenge_metrics(
+        &pint,
+        &lint,
+        li.volume.dims,
+        spacing_challenge,
+        challenge_params.0,
+    );
     let regions = region_metrics(&pint, &lint, li.volume.dims, spacing);
     Ok(ScoreReport {
         regions,
-        release,
-        release_source,
+        challenge,
+        challenge_params,
+        labels,
+        labels_source,
         spacing_xyz,
         voxel_units: opts.voxel_units,
         inputs: [(pn, ph), (ln, lh)],
     })
 }
 
+impl ChallengeMetrics {
+    /// `{"legacy_dice", "legacy_hd95", "lesionwise_dice", "lesionwise_hd95", "lesions_tp",
+    /// "lesions_fp", "lesions_fn", "sensitivity", "specificity"}`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "legacy_dice": self.legacy_dice,
+            "legacy_hd95": self.legacy_hd95,
+            "lesionwise_dice": self.lesion_dice,
+            "lesionwise_hd95": self.lesion_hd95,
+            "lesions_tp": self.lesions_tp,
+            "lesions_fp": self.lesions_fp,
+            "lesions_fn": self.lesions_fn,
+            "sensitivity": self.sensitivity,
+            "specificity": self.specificity,
+        })
+    }
+}
+
 impl ScoreReport {
-    /// `{"WT": {"dice", "hd95", "sensitivity", "specificity"}, "TC": .., "ET": .., "meta": ..}`.
+    /// `{"WT": {"dice", "hd95", "sensitivity", "specificity"}, "TC": .., "ET": .., "definition",
+    /// "brats_challenge": {"WT": ChallengeMetrics::to_json, "TC": .., "ET": .., "definition",
+    /// "challenge", "gt_dilation", "lesion_volume_threshold", "chosen"}, "meta": ..}`.
     pub fn to_json(&self) -> Value {
         let mut obj = serde_json::Map::new();
         for (r, m) in &self.regions {
@@ -496,6 +465,21 @@ impl ScoreReport {
                 }),
             );
         }
+        obj.insert("definition".to_string(), json!(PROTOKD_DEFINITION));
+        let mut brats = serde_json::Map::new();
+        for (r, m) in &self.challenge {
+            brats.insert(r.name().to_string(), m.to_json());
+        }
+        let (c, how) = self.challenge_params;
+        brats.insert("definition".to_string(), json!(CHALLENGE_DEFINITION));
+        brats.insert("challenge".to_string(), json!(c.name()));
+        brats.insert("challenge_source".to_string(), json!(how));
+        brats.insert("gt_dilation".to_string(), json!(c.dilation()));
+        brats.insert(
+            "lesion_volume_threshold".to_string(),
+            json!(c.volume_threshold()),
+        );
+        obj.insert("brats_challenge".to_string(), Value::Object(brats));
         let input = |(p, h): &(String, String)| json!({"path": p, "sha256": h});
         obj.insert(
             "meta".to_string(),
@@ -503,19 +487,22 @@ impl ScoreReport {
                 "tool": format!("protokd {}", env!("CARGO_PKG_VERSION")),
                 "pred": input(&self.inputs[0]),
                 "label": input(&self.inputs[1]),
-                "release": self.release.short_name(),
-                "release_source": self.release_source.name(),
+                "release": self.labels.short_name(),
+                "labels": self.labels.to_string(),
+                "release_source": self.labels_source,
                 "hd95_units": if self.voxel_units { "voxels" } else { "mm" },
+                "lesion_volume_units": if self.voxel_units { "voxels" } else { "mm3" },
                 "spacing_mm_xyz": self.spacing_xyz,
             }),
         );
         Value::Object(obj)
     }
 
-    /// A small table, one line per region.
+    /// Two small tables, one line per region: protokd's metrics, then the challenge's.
     pub fn table(&self) -> String {
         let unit = if self.voxel_units { "vox" } else { "mm" };
-        let mut s = format!("region  dice      hd95({unit})  sensitivity  specificity\n");
+        let mut s = format!("protokd metrics: {PROTOKD_DEFINITION}\n");
+        s += &format!("region  dice      hd95({unit})  sensitivity  specificity\n");
         for (r, m) in &self.regions {
             let hd = m
                 .hd95
@@ -529,11 +516,26 @@ impl ScoreReport {
                 m.specificity
             ));
         }
-        s.push_str(&format!(
-            "labels: {} ({})",
-            self.release,
-            self.release_source.name()
-        ));
+        let (c, how) = self.challenge_params;
+        s += &format!("\nBraTS challenge metrics, {c} ({how}): {CHALLENGE_DEFINITION}\n");
+        s += &format!(
+            "region  legacy dice  legacy hd95({unit})  lesion-wise dice  lesion-wise hd95({unit})  \
+             lesions tp/fp/fn\n"
+        );
+        for (r, m) in &self.challenge {
+            s.push_str(&format!(
+                "{:<6}  {:<11.6}  {:<15.4}  {:<16.6}  {:<20.4}  {}/{}/{}\n",
+                r.name(),
+                m.legacy_dice,
+                m.legacy_hd95,
+                m.lesion_dice,
+                m.lesion_hd95,
+                m.lesions_tp,
+                m.lesions_fp,
+                m.lesions_fn
+            ));
+        }
+        s.push_str(&format!("labels: {} ({})", self.labels, self.labels_source));
         s
     }
 }

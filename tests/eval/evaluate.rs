@@ -21,12 +21,13 @@ fn read_csv(path: &Path) -> BTreeMap<String, BTreeMap<String, Option<f64>>> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header.len(), 13);
+    // 1 + 3 regions x (4 protokd metrics + 7 challenge columns).
+    assert_eq!(header.len(), 34);
     assert_eq!(header[0], "case");
     lines
         .map(|l| {
             let cells: Vec<&str> = l.split(',').collect();
-            assert_eq!(cells.len(), 13, "{l}");
+            assert_eq!(cells.len(), 34, "{l}");
             let row = header[1..]
                 .iter()
                 .zip(&cells[1..])
@@ -110,6 +111,26 @@ fn report_agrees_with_score_and_segment() {
                     }
                     _ => assert_eq!(got, want, "{id} {r} {metric}"),
                 }
+            }
+            // The challenge metrics: the same code on the same masks (the phantom ids name no
+            // challenge, so both use BraTS-GLI's parameters).
+            let brats = &scored["brats_challenge"];
+            assert_eq!(brats["challenge"], "BraTS-GLI");
+            for metric in [
+                "legacy_dice",
+                "legacy_hd95",
+                "lesionwise_dice",
+                "lesionwise_hd95",
+                "lesions_tp",
+                "lesions_fp",
+                "lesions_fn",
+            ] {
+                let want = brats[r][metric].as_f64().unwrap();
+                let got = csv[id][&format!("{r}_{metric}")].unwrap();
+                assert!(
+                    (got - want).abs() <= 1e-15 * want.abs().max(1.0),
+                    "{id} {r} {metric}: {got} vs {want}"
+                );
             }
         }
     }

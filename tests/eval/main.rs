@@ -1,4 +1,5 @@
-//! The `eval` stage (`src/eval/`): the metrics of `protokd score` against medpy, and
+//! The `eval` stage (`src/eval/`): the metrics of `protokd score` against medpy and against the
+//! official BraTS challenge code, label sets by release, and
 //! `protokd evaluate`.
 
 #[path = "../common/bad_models.rs"]
@@ -6,6 +7,7 @@ mod bad_models;
 #[path = "../common/mod.rs"]
 mod common;
 
+mod brats_challenge;
 mod evaluate;
 mod loaded_states;
 mod metrics;

@@ -69,7 +69,13 @@ fn every_fixture_matches_medpy_in_mm_and_voxels() {
     for (name, case) in pairs {
         let pred = fixtures().join(case["pred"].as_str().unwrap());
         let label = fixtures().join(case["label"].as_str().unwrap());
-        for (units, extra) in [("mm", &[][..]), ("voxels", &["--voxel-units"][..])] {
+        // Plain file names say nothing of the release, and the values of these maps fit a 2024
+        // label set too: the label set is given (`--labels`), as it must be since 2024 sets exist.
+        let labels = case["release"].as_str().unwrap();
+        for (units, extra) in [
+            ("mm", &["--labels", labels][..]),
+            ("voxels", &["--labels", labels, "--voxel-units"][..]),
+        ] {
             let got = score(&pred, &label, extra, &tmp);
             let want = &case[units];
             for region in ["WT", "TC", "ET"] {
@@ -119,19 +125,29 @@ fn fixtures_cover_the_special_cases() {
 }
 
 #[test]
-fn release_given_and_default() {
+fn label_set_given_inferred_or_refused() {
     let tmp = TempDir::new("score-release");
     let f = fixtures();
-    let got = score(
-        &f.join("no_et_both_pred.nii.gz"),
-        &f.join("no_et_both_label.nii.gz"),
-        &[],
-        &tmp,
+    let (p, l) = (
+        f.join("no_et_both_pred.nii.gz"),
+        f.join("no_et_both_label.nii.gz"),
     );
-    assert!(got["meta"]["release_source"]
-        .as_str()
-        .unwrap()
-        .starts_with("default"));
+    // Labels 0-2 under plain names: 2018 and 2023 read them alike, 2024 PED does not (1 = ET).
+    // Until BraTS 2024 this defaulted to 2018; now it is refused, naming the flag.
+    let o = protokd_command()
+        .args(score_args(&p, &l, &tmp.join("x.json"), &[]))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("2024-ped") && err.contains("--labels"),
+        "{err}"
+    );
+    let got = score(&p, &l, &["--labels", "2018"], &tmp);
+    assert_eq!(got["meta"]["release_source"], "given");
+    assert_eq!(got["meta"]["release"], "2018");
+    // --release is the old name of --labels.
     let got = score(
         &f.join("aniso_pred.nii.gz"),
         &f.join("aniso_label.nii.gz"),
@@ -139,6 +155,25 @@ fn release_given_and_default() {
         &tmp,
     );
     assert_eq!(got["meta"]["release_source"], "given");
+    // BraTS 2023 names with labels 0-3: 2023 and 2024 GLI read them alike, inferred.
+    for (from, to) in [
+        ("aniso_pred", "BraTS-GLI-00001-000"),
+        ("aniso_label", "BraTS-GLI-00001-000-seg"),
+    ] {
+        std::fs::copy(
+            f.join(format!("{from}.nii.gz")),
+            tmp.join(&format!("{to}.nii.gz")),
+        )
+        .unwrap();
+    }
+    let got = score(
+        &tmp.join("BraTS-GLI-00001-000.nii.gz"),
+        &tmp.join("BraTS-GLI-00001-000-seg.nii.gz"),
+        &[],
+        &tmp,
+    );
+    assert_eq!(got["meta"]["release"], "2023");
+    assert_eq!(got["brats_challenge"]["challenge"], "BraTS-GLI");
 }
 
 #[test]
@@ -185,8 +220,12 @@ fn bad_input_is_a_clear_error() {
         refusal("a label 5", five_file, bad(&five, &[]), 1, ["raw label 5"]),
         refusal("a 4 read as BraTS 2023", vec![], bad(&bp, &["--release", "2023"]), 1,
             ["raw label 4"]),
+        // 0-4 fit both 2024 sets, which read 1 and 3 differently.
         refusal("labels 3 and 4 together", three_file, bad(&three, &[]), 1,
-            ["both raw labels 3 and 4"]),
+            ["2024-gli", "2024-ped", "--labels"]),
+        // A 2024 GLI map (4 = RC) under plain names is not silently read as 2018 (4 = ET).
+        refusal("a 4 under plain names", vec![], bad(&bp, &[]), 1,
+            ["BraTS 2018-2021", "BraTS 2024 GLI/MET", "--labels 2018|2024-gli"]),
         refusal("a label 1.5", half_file, bad(&half, &[]), 1, ["not a label"]),
         refusal("an unknown release", vec![], bad(&bp, &["--release", "2022"]), 1, ["--release"]),
         // An existing JSON output is refused without --force, and kept.
