@@ -163,6 +163,16 @@ impl fmt::Display for Release {
     }
 }
 
+/// How a case is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CaseFormat {
+    /// A case folder of NIfTI files, raw intensities (this module).
+    Nifti,
+    /// One `<id>.npy` array written by the authors' `preprocess.py`: already z-scored and
+    /// cropped, internal labels, no affine (read by `crate::data::npy`).
+    AuthorsNpy,
+}
+
 /// One case on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Case {
@@ -176,6 +186,8 @@ pub struct Case {
     pub seg: Option<PathBuf>,
     /// The naming (and label set) of the files.
     pub release: Release,
+    /// How the case is stored.
+    pub format: CaseFormat,
 }
 
 /// The cases of a dataset folder, sorted by id (or in a case list's order after
@@ -409,6 +421,7 @@ fn classify(dir: &Path, id: &str, allow_group: bool) -> Result<Folder> {
         modalities: [t1, t2, t1ce, flair],
         seg,
         release,
+        format: CaseFormat::Nifti,
     }))
 }
 
