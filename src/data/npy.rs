@@ -103,6 +103,15 @@ fn float_size(path: &Path, header: &NpyHeader) -> Result<usize> {
     )
 }
 
+/// A shape as NumPy prints it: `(5, 16, 16, 16)`, `(8,)`.
+fn tuple(shape: &[u64]) -> String {
+    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+    match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    }
+}
+
 /// Checks a header's order and shape; returns `[D, H, W]`.
 fn check_shape(path: &Path, header: &NpyHeader) -> Result<[usize; 3]> {
     ensure!(
@@ -112,7 +121,7 @@ fn check_shape(path: &Path, header: &NpyHeader) -> Result<[usize; 3]> {
         path.display()
     );
     let shape = header.shape();
-    let shown = format!("{shape:?}");
+    let shown = tuple(shape);
     // A size beyond usize (32-bit targets) becomes usize::MAX: refused by the limit below.
     let dims: Vec<usize> = shape
         .iter()
@@ -165,10 +174,10 @@ pub fn read_array(path: &Path) -> Result<AuthorsArray> {
     let have = file_len.saturating_sub(offset);
     ensure!(
         have == need,
-        "{}: {} bytes of data after the header, but shape {:?} of {} needs {need}{}",
+        "{}: {} bytes of data after the header, but shape {} of {} needs {need}{}",
         path.display(),
         have,
-        header.shape(),
+        tuple(header.shape()),
         header.dtype().descr(),
         if have < need {
             " (the file is truncated)"
