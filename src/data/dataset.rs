@@ -30,6 +30,16 @@ pub fn load_case(case: &Case) -> Result<LoadedCase> {
     }
 }
 
+/// Checks the header and length of every `.npy` case ([`npy::check_header`]), reading no data,
+/// so that a command refuses a bad array before it starts; NIfTI cases are read (and checked)
+/// when they are loaded.
+pub fn check_npy_headers(cases: &[Case]) -> Result<()> {
+    for case in cases.iter().filter(|c| c.format == CaseFormat::AuthorsNpy) {
+        npy::check_header(&case.modalities[0])?;
+    }
+    Ok(())
+}
+
 /// Whether any of `cases` is an authors' `.npy` case (then a command says [`npy::NO_AFFINE`]
 /// once).
 pub fn any_npy(cases: &[Case]) -> bool {

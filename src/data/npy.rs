@@ -154,8 +154,19 @@ fn check_shape(path: &Path, header: &NpyHeader) -> Result<[usize; 3]> {
     Ok([d, h, w])
 }
 
-/// Reads and checks one authors' `.npy` file (rules in the module docs).
-pub fn read_array(path: &Path) -> Result<AuthorsArray> {
+/// An opened file whose header passed every check: the reader at the first data byte.
+struct Checked {
+    header: NpyHeader,
+    reader: BufReader<File>,
+    /// Bytes per value, 4 or 8.
+    size: usize,
+    /// `[D, H, W]`.
+    dims: [usize; 3],
+}
+
+/// Opens a file and checks its header and length (the first rule of the module docs), reading
+/// no data.
+fn open_checked(path: &Path) -> Result<Checked> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let file_len = file
         .metadata()
@@ -185,6 +196,28 @@ pub fn read_array(path: &Path) -> Result<AuthorsArray> {
             " (trailing bytes)"
         }
     );
+    Ok(Checked {
+        header,
+        reader,
+        size,
+        dims,
+    })
+}
+
+/// Checks a file's header and length without reading its data (so that a command can refuse
+/// a bad file before it starts); returns `[D, H, W]`.
+pub fn check_header(path: &Path) -> Result<[usize; 3]> {
+    Ok(open_checked(path)?.dims)
+}
+
+/// Reads and checks one authors' `.npy` file (rules in the module docs).
+pub fn read_array(path: &Path) -> Result<AuthorsArray> {
+    let Checked {
+        header,
+        reader,
+        size,
+        dims,
+    } = open_checked(path)?;
     let npy = NpyFile::with_header(header, reader);
     let read_err = |e: std::io::Error| anyhow!("{}: cannot read the data ({e})", path.display());
     let values: Vec<f32> = if size == 4 {
@@ -238,7 +271,10 @@ fn split_channels(path: &Path, values: Vec<f32>, dims: [usize; 3]) -> Result<Aut
     let label = |x: f32| (x == x.trunc() && (0.0..=3.0).contains(&x)).then_some(x as u8);
     let labels: Option<Vec<u8>> = raw.iter().map(|&x| label(x)).collect();
     let Some(labels) = labels else {
-        let i = raw.iter().position(|&x| label(x).is_none()).expect("a bad label");
+        let i = raw
+            .iter()
+            .position(|&x| label(x).is_none())
+            .expect("a bad label");
         let bad = raw.iter().filter(|&&x| label(x).is_none()).count();
         bail!(
             "{}: the label channel (4) holds {} at voxel (z, y, x) = {:?} ({bad} voxel(s) in \

@@ -25,7 +25,7 @@
 //!   release, the case's geometry), to inspect or re-score with `protokd score`.
 
 use crate::data::brats::{self, Case};
-use crate::data::dataset::{any_npy, discover, load_case};
+use crate::data::dataset::{any_npy, check_npy_headers, discover, load_case};
 use crate::data::npy::NO_AFFINE;
 use crate::engine::{Compute, Net};
 use crate::eval::metrics::{region_metrics, Region, RegionMetrics};
@@ -418,6 +418,7 @@ pub fn run(opts: &ReportOptions) -> Result<()> {
     };
     // Cases without labels are refused before anything is written.
     check_labelled(&dataset.cases).with_context(|| opts.data.display().to_string())?;
+    check_npy_headers(&dataset.cases)?;
     let net = Net::new(compute, &model.state)?;
     let cases = format!("{} case(s) of {}", dataset.cases.len(), opts.data.display());
     model.announce(compute, window, &cases)?;

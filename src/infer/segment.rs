@@ -38,7 +38,7 @@
 //! checked before any computation; files are written atomically.
 
 use crate::data::brats::{self, affine_mismatch, Case, LoadedCase, Release};
-use crate::data::dataset::{any_npy, load_case};
+use crate::data::dataset::{any_npy, check_npy_headers, load_case};
 use crate::data::npy::{self, NO_AFFINE};
 use crate::engine::{Compute, Net};
 use crate::infer::sliding_window::{predict, prepare_input, segment_case, Prediction, Window};
@@ -409,6 +409,15 @@ impl Plan {
             }
         };
         plan.check(opts.force)?;
+        let cases: Vec<Case> = plan
+            .jobs
+            .iter()
+            .filter_map(|j| match &j.source {
+                Source::Case(c) => Some(c.clone()),
+                Source::Files(..) => None,
+            })
+            .collect();
+        check_npy_headers(&cases)?;
         Ok(plan)
     }
 

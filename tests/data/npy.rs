@@ -59,14 +59,21 @@ fn authors_float32_arithmetic_against_protokd_preprocessing() {
     let dir = tmp.join("brats");
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mni152");
     let o = protokd(&[
-        "phantom", "--out", s(&dir), "--cases", "1", "--seed", "3", "--size", "16,16,16",
-        "--templates", s(&templates),
+        "phantom",
+        "--out",
+        s(&dir),
+        "--cases",
+        "1",
+        "--seed",
+        "3",
+        "--size",
+        "16,16,16",
+        "--templates",
+        s(&templates),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(fixtures().join("manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("manifest.json")).unwrap()).unwrap();
     let inputs = manifest["cases"][CASE]["inputs"].as_object().unwrap();
     assert_eq!(inputs.len(), 5);
     for (name, sha) in inputs {
@@ -125,7 +132,11 @@ fn a_folder_of_npy_files_is_a_dataset_with_the_authors_lists() {
     std::fs::create_dir_all(&arrays).unwrap();
     let values: Vec<f32> = (0..5 * 8).map(|i| if i < 32 { 0.5 } else { 1.0 }).collect();
     for id in ["b", "a", "c"] {
-        std::fs::write(arrays.join(format!("{id}.npy")), authors_f32([2, 2, 2], &values)).unwrap();
+        std::fs::write(
+            arrays.join(format!("{id}.npy")),
+            authors_f32([2, 2, 2], &values),
+        )
+        .unwrap();
     }
     std::fs::write(arrays.join(".hidden.npy"), b"junk").unwrap();
     std::fs::write(arrays.join("notes.txt"), b"ignored").unwrap();
@@ -157,7 +168,10 @@ fn refusal(tmp: &TempDir, name: &str, bytes: Vec<u8>) -> String {
     std::fs::write(&path, bytes).unwrap();
     let e = read_array(&path).expect_err(name);
     let text = format!("{e:#}");
-    assert!(text.contains(name), "{name}: the message does not name the file: {text}");
+    assert!(
+        text.contains(name),
+        "{name}: the message does not name the file: {text}"
+    );
     text
 }
 
@@ -165,9 +179,14 @@ fn refusal(tmp: &TempDir, name: &str, bytes: Vec<u8>) -> String {
 fn bad_arrays_are_refused_naming_the_file_and_the_problem() {
     let tmp = TempDir::new("npy-bad");
     let n = 5 * 8;
-    let good: Vec<f32> = (0..n).map(|i| if i < 32 { i as f32 * 0.25 } else { 1.0 }).collect();
+    let good: Vec<f32> = (0..n)
+        .map(|i| if i < 32 { i as f32 * 0.25 } else { 1.0 })
+        .collect();
     let f4 = f32_le(&good);
-    let f8: Vec<u8> = good.iter().flat_map(|&v| f64::from(v).to_le_bytes()).collect();
+    let f8: Vec<u8> = good
+        .iter()
+        .flat_map(|&v| f64::from(v).to_le_bytes())
+        .collect();
     let with = |i: usize, v: f32| {
         let mut x = good.clone();
         x[i] = v;
@@ -176,25 +195,97 @@ fn bad_arrays_are_refused_naming_the_file_and_the_problem() {
     let mut inexact = f8.clone();
     inexact[8 * 3..8 * 4].copy_from_slice(&0.1f64.to_le_bytes());
     let rows: Vec<(&str, Vec<u8>, &[&str])> = vec![
-        ("four.npy", npy_bytes("<f4", false, &[4, 2, 2, 2], &f4[..128]), &["(4, 2, 2, 2)", "4 channel(s), not 5"]),
-        ("three_d.npy", npy_bytes("<f4", false, &[5, 8], &f4), &["(5, 8)", "not (5, D, H, W)"]),
-        ("empty.npy", npy_bytes("<f4", false, &[5, 0, 2, 2], &[]), &["empty axis"]),
-        ("int32.npy", npy_bytes("<i4", false, &[5, 2, 2, 2], &f4), &["<i4", "not float32 or float64"]),
-        ("int64.npy", npy_bytes("<i8", false, &[5, 2, 2, 2], &f8), &["<i8", "not float32 or float64"]),
-        ("f16.npy", npy_bytes("<f2", false, &[5, 2, 2, 2], &f4[..80]), &["<f2"]),
-        ("object.npy", npy_bytes("|O", false, &[5, 2, 2, 2], &f8), &["not float32 or float64"]),
-        ("fortran.npy", npy_bytes("<f4", true, &[5, 2, 2, 2], &f4), &["Fortran order"]),
-        ("truncated.npy", authors_f32([2, 2, 2], &good)[..128 + 100].to_vec(), &["truncated", "100 bytes", "needs 160"]),
-        ("trailing.npy", [authors_f32([2, 2, 2], &good), vec![0; 4]].concat(), &["trailing bytes"]),
-        ("label_5.npy", with(33, 5.0), &["label channel (4) holds 5", "(0, 0, 1)"]),
+        (
+            "four.npy",
+            npy_bytes("<f4", false, &[4, 2, 2, 2], &f4[..128]),
+            &["(4, 2, 2, 2)", "4 channel(s), not 5"],
+        ),
+        (
+            "three_d.npy",
+            npy_bytes("<f4", false, &[5, 8], &f4),
+            &["(5, 8)", "not (5, D, H, W)"],
+        ),
+        (
+            "empty.npy",
+            npy_bytes("<f4", false, &[5, 0, 2, 2], &[]),
+            &["empty axis"],
+        ),
+        (
+            "int32.npy",
+            npy_bytes("<i4", false, &[5, 2, 2, 2], &f4),
+            &["<i4", "not float32 or float64"],
+        ),
+        (
+            "int64.npy",
+            npy_bytes("<i8", false, &[5, 2, 2, 2], &f8),
+            &["<i8", "not float32 or float64"],
+        ),
+        (
+            "f16.npy",
+            npy_bytes("<f2", false, &[5, 2, 2, 2], &f4[..80]),
+            &["<f2"],
+        ),
+        (
+            "object.npy",
+            npy_bytes("|O", false, &[5, 2, 2, 2], &f8),
+            &["not float32 or float64"],
+        ),
+        (
+            "fortran.npy",
+            npy_bytes("<f4", true, &[5, 2, 2, 2], &f4),
+            &["Fortran order"],
+        ),
+        (
+            "truncated.npy",
+            authors_f32([2, 2, 2], &good)[..128 + 100].to_vec(),
+            &["truncated", "100 bytes", "needs 160"],
+        ),
+        (
+            "trailing.npy",
+            [authors_f32([2, 2, 2], &good), vec![0; 4]].concat(),
+            &["trailing bytes"],
+        ),
+        (
+            "label_5.npy",
+            with(33, 5.0),
+            &["label channel (4) holds 5", "(0, 0, 1)"],
+        ),
         ("label_half.npy", with(39, 1.5), &["holds 1.5", "(1, 1, 1)"]),
-        ("label_negative.npy", with(32, -1.0), &["holds -1", "(0, 0, 0)"]),
-        ("nan.npy", with(9, f32::NAN), &["channel 1 holds NaN", "(0, 0, 1)", "finite"]),
-        ("not_f32.npy", npy_bytes("<f8", false, &[5, 2, 2, 2], &inexact), &["channel 0 holds 0.1", "(0, 1, 1)", "not a float32 value"]),
-        ("text.npy", b"case,label\nx,1\n".to_vec(), &["not a NumPy .npy file"]),
-        ("pickle.npy", b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94.".to_vec(), &["not a NumPy .npy file"]),
-        ("huge.npy", npy_bytes("<f4", false, &[5, 100000, 100000, 100000], &f4), &["above the limit of 268435456 voxels"]),
-        ("overflow.npy", npy_bytes("<f4", false, &[5, 1 << 32, 1 << 32, 1 << 32], &f4), &["overflows"]),
+        (
+            "label_negative.npy",
+            with(32, -1.0),
+            &["holds -1", "(0, 0, 0)"],
+        ),
+        (
+            "nan.npy",
+            with(9, f32::NAN),
+            &["channel 1 holds NaN", "(0, 0, 1)", "finite"],
+        ),
+        (
+            "not_f32.npy",
+            npy_bytes("<f8", false, &[5, 2, 2, 2], &inexact),
+            &["channel 0 holds 0.1", "(0, 1, 1)", "not a float32 value"],
+        ),
+        (
+            "text.npy",
+            b"case,label\nx,1\n".to_vec(),
+            &["not a NumPy .npy file"],
+        ),
+        (
+            "pickle.npy",
+            b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94.".to_vec(),
+            &["not a NumPy .npy file"],
+        ),
+        (
+            "huge.npy",
+            npy_bytes("<f4", false, &[5, 100000, 100000, 100000], &f4),
+            &["above the limit of 268435456 voxels"],
+        ),
+        (
+            "overflow.npy",
+            npy_bytes("<f4", false, &[5, 1 << 32, 1 << 32, 1 << 32], &f4),
+            &["overflows"],
+        ),
     ];
     for (name, bytes, words) in rows {
         let text = refusal(&tmp, name, bytes);

@@ -40,7 +40,10 @@ fn records(run: &Path) -> Vec<Value> {
 }
 
 /// The tensors (name, dtype, shape, bytes) and metadata of a run's `last.optim.safetensors`.
-type Optim = (Vec<(String, String, Vec<usize>, Vec<u8>)>, HashMap<String, String>);
+type Optim = (
+    Vec<(String, String, Vec<usize>, Vec<u8>)>,
+    HashMap<String, String>,
+);
 
 fn optim(run: &Path) -> Optim {
     let bytes = std::fs::read(run.join("last.optim.safetensors")).unwrap();
@@ -49,7 +52,14 @@ fn optim(run: &Path) -> Optim {
     let mut tensors: Vec<_> = file
         .tensors()
         .into_iter()
-        .map(|(n, t)| (n, format!("{:?}", t.dtype()), t.shape().to_vec(), t.data().to_vec()))
+        .map(|(n, t)| {
+            (
+                n,
+                format!("{:?}", t.dtype()),
+                t.shape().to_vec(),
+                t.data().to_vec(),
+            )
+        })
         .collect();
     tensors.sort();
     (tensors, meta.metadata().clone().unwrap_or_default())
@@ -90,7 +100,10 @@ fn npy_dataset_trains_evaluates_and_segments_as_its_nifti_cases() {
     // The note, once: how the arrays are used, the split lists found, the assumed geometry.
     assert_eq!(said.matches("1 mm isotropic").count(), 1, "{said}");
     assert!(said.contains("6 .npy case(s)"), "{said}");
-    assert!(said.contains(&format!("split folder {}", data.display())), "{said}");
+    assert!(
+        said.contains(&format!("split folder {}", data.display())),
+        "{said}"
+    );
 
     for f in ["last.safetensors", "best.safetensors"] {
         assert_eq!(sha(&run_nifti.join(f)), sha(&run_npy.join(f)), "{f}");
@@ -157,8 +170,7 @@ fn npy_dataset_trains_evaluates_and_segments_as_its_nifti_cases() {
     let said = segment(&arrays, &seg_npy);
     assert_eq!(said.matches("1 mm isotropic").count(), 1, "{said}");
     let provenance: Value =
-        serde_json::from_slice(&std::fs::read(seg_npy.join("provenance.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(seg_npy.join("provenance.json")).unwrap()).unwrap();
     assert!(provenance["geometry"].as_str().unwrap().contains("1 mm"));
     let one = tmp.join("one_seg.nii.gz");
     segment(&arrays.join(format!("{}.npy", ids[0])), &one);
