@@ -78,12 +78,13 @@ pub struct AuthorsArray {
 /// The geometry assumed for an array without one: 1 mm isotropic voxels, the identity affine
 /// (a NIfTI header whose sform and qform are the identity, units mm).
 pub fn assumed_geometry() -> Geometry {
-    let mut header = nifti::NiftiHeader::default();
-    header.xyzt_units = 2; // mm
     Geometry {
         spacing: [1.0; 3],
         affine: Matrix4::identity(),
-        header,
+        header: nifti::NiftiHeader {
+            xyzt_units: 2, // mm
+            ..Default::default()
+        },
     }
 }
 

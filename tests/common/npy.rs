@@ -3,6 +3,10 @@
 //! u16 header length, the header dict padded with spaces to a multiple of 64 bytes and ended by
 //! `\n`, then the data), independent of the reader protokd uses; and an authors'-format dataset
 //! made from protokd's own preprocessing of NIfTI cases.
+//!
+//! A target includes this file next to `common` with
+//! `#[path = "../common/npy.rs"] mod npy_files;`.
+#![allow(dead_code)] // each test target uses its own subset
 
 use protokd::data::brats;
 use protokd::data::preprocess::{preprocess_with_crop, CropBox};
