@@ -37,8 +37,8 @@
 //! Every output that exists is refused unless `--force`, and all outputs of the run are
 //! checked before any computation; files are written atomically.
 
-use crate::data::brats::{self, affine_mismatch, Case, LoadedCase, Release};
-use crate::data::dataset::{any_npy, check_npy_headers, load_case};
+use crate::data::brats::{self, affine_mismatch, Case, CaseFormat, LoadedCase, Release};
+use crate::data::dataset::{check_npy_headers, load_case};
 use crate::data::npy::{self, NO_AFFINE};
 use crate::engine::{Compute, Net};
 use crate::infer::sliding_window::{predict, prepare_input, segment_case, Prediction, Window};
@@ -343,9 +343,8 @@ impl Plan {
             [dir] if dir.is_dir() => npy::discover(dir)?,
             _ => None,
         };
-        let plan = match &opts.input[..] {
-            [_] if npy_dataset.is_some() => {
-                let dataset = npy_dataset.expect("checked");
+        let plan = match (&opts.input[..], npy_dataset) {
+            (_, Some(dataset)) => {
                 check_release(opts.release, dataset.release, &dataset.root)?;
                 Plan {
                     jobs: dataset
@@ -356,7 +355,7 @@ impl Plan {
                     dataset: true,
                 }
             }
-            [file] if is_npy(file) => {
+            ([file], None) if is_npy(file) => {
                 let case = npy::case_of_file(file)?;
                 check_release(opts.release, case.release, file)?;
                 Plan {
@@ -364,7 +363,7 @@ impl Plan {
                     dataset: false,
                 }
             }
-            [dir] if dir.is_dir() => match brats::discover_case(dir)? {
+            ([dir], None) if dir.is_dir() => match brats::discover_case(dir)? {
                 Some(case) => {
                     check_release(opts.release, case.release, dir)?;
                     Plan {
@@ -385,7 +384,7 @@ impl Plan {
                     }
                 }
             },
-            inputs => {
+            (inputs, None) => {
                 if let Some(f) = inputs.iter().find(|p| is_npy(p)) {
                     bail!(
                         "--input {} is an .npy array; give one .npy file or one folder of them \
@@ -537,7 +536,7 @@ impl Source {
 
     /// Whether the input is an authors' `.npy` case.
     fn is_npy(&self) -> bool {
-        matches!(self, Source::Case(c) if any_npy(std::slice::from_ref(c)))
+        matches!(self, Source::Case(c) if c.format == CaseFormat::AuthorsNpy)
     }
 }
 
