@@ -14,7 +14,9 @@ The arithmetic is that of the authors' `code/preprocess.py`
 4. the five arrays are stacked (float32 images with int64 labels: NumPy promotes to float64)
    and cropped, `[:, 5:145, 24:216, 24:216]` unless `--crop none`, then saved with `np.save`.
 
-Options beyond the authors' script: `--crop none` keeps the whole volume (phantoms smaller than
+Options beyond the authors' script: `--statistics float64` computes the mean and std in float64
+as protokd does (to show that the float32 statistics are the one difference between the two),
+`--crop none` keeps the whole volume (phantoms smaller than
 the BraTS grid), `--split DIR` copies `train_list.txt`, `val_list.txt`, `test_list.txt` from DIR
 into the output folder (the authors keep them beside their `brats2018/` folder; protokd looks
 in the `.npy` folder first, then its parent), and `--raw` also writes each array as raw
@@ -22,7 +24,7 @@ little-endian float32 (`<id>.f32le`, for checking protokd's reader against NumPy
 
 Usage:
     python tools/npy/make_dataset.py --brats PHANTOMS --out NPY [--crop none] [--split DIR]
-        [--raw] [--manifest FILE]
+        [--statistics float64] [--raw] [--manifest FILE]
 """
 import argparse
 import hashlib
@@ -52,6 +54,17 @@ def zscore_like_authors(img):
     return (img - mean) / std
 
 
+def zscore_float64(img):
+    """protokd's z-score (src/data/preprocess.rs): mean and population std over the voxels > 0
+    in float64, `(x - mean) / std` in float64, rounded once to float32. Only for checking that
+    the float32 statistics are the one difference between the authors' arrays and protokd's."""
+    wide = img.astype(np.float64)
+    inside = wide[img > 0]
+    mean = inside.sum() / inside.size
+    std = np.sqrt(((inside - mean) ** 2).sum() / inside.size)
+    return ((wide - mean) / std).astype(np.float32)
+
+
 def internal_labels(seg):
     """The authors' convert_label on the int8 segmentation: 4 -> 1, 1 -> 2, 2 -> 3."""
     return (seg == 4) * 1 + (seg == 1) * 2 + (seg == 2) * 3
@@ -71,9 +84,9 @@ def case_folders(root):
     return out
 
 
-def convert(case_id, folder, crop):
+def convert(case_id, folder, crop, zscore):
     stem = os.path.join(folder, case_id)
-    images = [zscore_like_authors(read_float32(f"{stem}_{m}.nii.gz")) for m in MODALITIES]
+    images = [zscore(read_float32(f"{stem}_{m}.nii.gz")) for m in MODALITIES]
     seg = internal_labels(read_float32(f"{stem}_seg.nii.gz").astype(np.int8))
     data = np.stack(images + [seg])
     if crop:
@@ -93,13 +106,17 @@ def main():
     p.add_argument("--crop", choices=["authors", "none"], default="authors")
     p.add_argument("--split", help="folder whose train/val/test_list.txt are copied to --out")
     p.add_argument("--raw", action="store_true", help="also write <id>.f32le")
+    p.add_argument("--statistics", choices=["float32", "float64"], default="float32",
+                   help="float32: the authors' arithmetic; float64: protokd's (for comparison)")
     p.add_argument("--manifest", help="write the SHA-256 of every file read and written here")
     a = p.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    manifest = {"script": "tools/npy/make_dataset.py", "crop": a.crop, "numpy": np.__version__,
+    manifest = {"script": "tools/npy/make_dataset.py", "crop": a.crop,
+                "statistics": a.statistics, "numpy": np.__version__,
                 "simpleitk": sitk.Version_VersionString(), "cases": {}}
     for case_id, folder in case_folders(a.brats):
-        data = convert(case_id, folder, a.crop == "authors")
+        zscore = zscore_like_authors if a.statistics == "float32" else zscore_float64
+        data = convert(case_id, folder, a.crop == "authors", zscore)
         manifest["cases"][case_id] = {
             "inputs": {f"{case_id}_{m}.nii.gz": sha256(os.path.join(folder, f"{case_id}_{m}.nii.gz"))
                        for m in MODALITIES + ["seg"]},
