@@ -2,7 +2,9 @@
 //! phantoms as NIfTI case folders and as `.npy` arrays written from protokd's own preprocessing
 //! (`common/npy.rs`) give the same bits: the same checkpoints (SHA-256), the same step and
 //! validation records, the same per-case scores (HD95 in voxels) and the same segmentations.
-//! The `.npy` split lists are the split; the missing affine is said once and recorded.
+//! The `.npy` split lists are the split; the missing affine is said once and recorded. The
+//! authors'-format fixture (float64, written by `tools/npy/make_dataset.py`) trains and
+//! evaluates.
 
 use crate::common::workflow;
 use crate::common::{protokd, s, TempDir};
@@ -184,4 +186,55 @@ fn npy_dataset_trains_evaluates_and_segments_as_its_nifti_cases() {
             assert_eq!(read_image(&one).unwrap().volume, want);
         }
     }
+}
+
+/// The committed fixture, written by `tools/npy/make_dataset.py` with the authors' arithmetic
+/// (float64, as their preprocess.py writes), twice under two case ids (a batch of 2: BatchNorm
+/// needs more than one value per channel at the 1^3 bottleneck of a 16^3 patch): a teacher
+/// trains on it and is evaluated on it.
+#[test]
+fn the_authors_float64_fixture_trains_and_evaluates() {
+    let tmp = TempDir::new("npy-authors-fixture");
+    let data = tmp.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let name = "Phantom_3_000.npy";
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/npy");
+    std::fs::copy(fixture.join(name), data.join(name)).unwrap();
+    std::fs::copy(fixture.join(name), data.join("copy.npy")).unwrap();
+    let cfg = tmp.join("config.json");
+    std::fs::write(
+        &cfg,
+        r#"{"n_filters": 4, "batch_size": 2, "patch": [16, 16, 16], "max_epoch": 2,
+  "val_start_epoch": 0, "val_patch": [16, 16, 16], "val_stride": [8, 8, 8], "crop": null,
+  "val_fraction": 0.0, "test_fraction": 0.0}"#,
+    )
+    .unwrap();
+    let run = tmp.join("run");
+    let said = ok(protokd(&[
+        "train",
+        "teacher",
+        "--data",
+        s(&data),
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&run),
+    ]));
+    assert!(said.contains("2 .npy case(s)"), "{said}");
+    assert_eq!(records(&run).len(), 2, "one step in each of 2 epochs");
+    let report = tmp.join("report");
+    let model = run.join("last.safetensors");
+    let mut args = vec!["evaluate", "--model", s(&model), "--data", s(&data)];
+    args.extend(["--out", s(&report)]);
+    args.extend(workflow::WINDOW);
+    ok(protokd(&args));
+    let csv = std::fs::read_to_string(report.join("cases.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(rows[0].starts_with("Phantom_3_000,"), "{csv}");
+    // The same array under two names scores the same.
+    assert_eq!(
+        rows[0].split_once(',').unwrap().1,
+        rows[1].split_once(',').unwrap().1
+    );
 }
