@@ -14,7 +14,8 @@ pub struct EvaluateArgs {
     /// Model checkpoint (protokd- or PyTorch-written safetensors).
     #[arg(long, value_name = "M.safetensors")]
     model: PathBuf,
-    /// Dataset folder (a folder of BraTS case folders, each with its segmentation).
+    /// Dataset folder (a folder of BraTS case folders, each with its segmentation, or of the
+    /// authors' preprocessed <case>.npy arrays).
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
     /// Case list (one id a line, `#` comments); default: every case of the dataset.

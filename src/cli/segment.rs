@@ -16,8 +16,9 @@ pub struct SegmentArgs {
     /// Model checkpoint (protokd- or PyTorch-written safetensors).
     #[arg(long, value_name = "M.safetensors")]
     model: PathBuf,
-    /// A BraTS case folder, a dataset folder of case folders, or NIfTI files in the model's
-    /// modality order (repeat --input or separate with commas).
+    /// A BraTS case folder, a dataset folder of case folders, an authors' preprocessed
+    /// <case>.npy file or a folder of them, or NIfTI files in the model's modality order
+    /// (repeat --input or separate with commas).
     #[arg(long, required = true, value_delimiter = ',', value_name = "PATH")]
     input: Vec<PathBuf>,
     /// The segmentation file (.nii.gz or .nii); a folder when --input is a dataset.

@@ -43,7 +43,9 @@ pub enum TrainCommand {
 /// Options shared by both training commands.
 #[derive(Args)]
 pub struct RunOptions {
-    /// Dataset folder (BraTS 2018-2021 or 2023+ naming; HGG/LGG groups allowed).
+    /// Dataset folder (BraTS 2018-2021 or 2023+ naming; HGG/LGG groups allowed), or a folder
+    /// of the authors' preprocessed <case>.npy arrays (their split lists, in it or its parent,
+    /// are the split unless --split-dir is given).
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
     /// Run folder to create (refused if it exists and is not empty, unless --force).

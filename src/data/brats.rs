@@ -39,7 +39,7 @@
 //! Internal training labels: `0 background, 1 ET, 2 NCR/NET, 3 ED`
 //! ([`Release::raw_to_internal`], [`Release::internal_to_raw`]).
 
-use crate::io::nifti::{common_dims, read_image};
+use crate::io::nifti::read_image;
 use crate::volume::{Geometry, Image, Volume};
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
@@ -163,6 +163,16 @@ impl fmt::Display for Release {
     }
 }
 
+/// How a case is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CaseFormat {
+    /// A case folder of NIfTI files, raw intensities (this module).
+    Nifti,
+    /// One `<id>.npy` array written by the authors' `preprocess.py`: already z-scored and
+    /// cropped, internal labels, no affine (read by `crate::data::npy`).
+    AuthorsNpy,
+}
+
 /// One case on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Case {
@@ -176,6 +186,8 @@ pub struct Case {
     pub seg: Option<PathBuf>,
     /// The naming (and label set) of the files.
     pub release: Release,
+    /// How the case is stored.
+    pub format: CaseFormat,
 }
 
 /// The cases of a dataset folder, sorted by id (or in a case list's order after
@@ -409,6 +421,7 @@ fn classify(dir: &Path, id: &str, allow_group: bool) -> Result<Folder> {
         modalities: [t1, t2, t1ce, flair],
         seg,
         release,
+        format: CaseFormat::Nifti,
     }))
 }
 
@@ -544,17 +557,6 @@ pub fn load_case(case: &Case) -> Result<LoadedCase> {
     ];
     let seg = images.next();
     assemble_case(case, mods, seg)
-}
-
-/// Reads the header of every file of `cases` ([`common_dims`]: each header valid, a case's
-/// files on one grid), so that a bad file is refused before a command announces, creates or
-/// computes anything; errors name the case and the file.
-pub(crate) fn check_headers(cases: &[Case]) -> Result<()> {
-    for case in cases {
-        let files: Vec<PathBuf> = case.modalities.iter().chain(&case.seg).cloned().collect();
-        common_dims(&files).with_context(|| format!("case {}", case.id))?;
-    }
-    Ok(())
 }
 
 /// Voxel `(z, y, x)` of flat index `i` in a volume of `dims`.

@@ -27,7 +27,7 @@
 //! `[1, 4, D, H, W]` [`Tensor`] and `[1, D, H, W]` [`LabelMap`]. Training draws random
 //! patches from it with [`crate::data::augment`].
 
-use crate::data::brats::{voxel_of, LoadedCase};
+use crate::data::brats::{voxel_of, CaseFormat, LoadedCase};
 use crate::volume::Volume;
 use anyhow::{bail, Context, Result};
 use protokd_reference::{LabelMap, Tensor};
@@ -141,8 +141,20 @@ pub struct ZscoreStats {
     pub mean: f64,
     /// Population standard deviation over the voxels > 0.
     pub std: f64,
-    /// Number of voxels > 0.
+    /// Number of voxels > 0 (0 for [`ZscoreStats::IDENTITY`]).
     pub count: usize,
+}
+
+impl ZscoreStats {
+    /// The transform of images stored already z-scored (the authors' `.npy`,
+    /// [`CaseFormat::AuthorsNpy`]): mean 0, std 1, so that [`zscore_value`] returns every value
+    /// bit for bit (`x as f64` is exact, `- 0.0` and `/ 1.0` change nothing, and the result is
+    /// an f32 value); no statistics are computed.
+    pub const IDENTITY: ZscoreStats = ZscoreStats {
+        mean: 0.0,
+        std: 1.0,
+        count: 0,
+    };
 }
 
 /// Pass 1 over one row: the sum (f64, sequential in x order) and the count of the values > 0,
@@ -288,15 +300,21 @@ pub fn preprocess(case: &LoadedCase) -> Result<PreparedCase> {
 /// Z-scores each modality with statistics over its whole volume (four in parallel; each
 /// deterministic) and crops the image and the labels to `b` (the statistics come from the whole
 /// volume; the per-voxel transform is applied to the box only, which gives the same values as
-/// transforming first). Errors name the case and the modality's file.
+/// transforming first). Images stored already z-scored (the authors' `.npy`) get
+/// [`ZscoreStats::IDENTITY`]: they are only cropped. Errors name the case and the modality's
+/// file.
 pub fn preprocess_with_crop(case: &LoadedCase, b: &CropBox) -> Result<PreparedCase> {
     let dims = case.dims();
     let id = &case.case.id;
     b.check(dims)
         .with_context(|| format!("case {id}: cannot crop {}", case.case.dir.display()))?;
+    let stored_zscored = case.case.format == CaseFormat::AuthorsNpy;
     let stats: Vec<Result<ZscoreStats>> = (0..4)
         .into_par_iter()
         .map(|c| {
+            if stored_zscored {
+                return Ok(ZscoreStats::IDENTITY);
+            }
             zscore_stats(&case.images[c]).with_context(|| {
                 format!(
                     "case {id}: z-score of {}",

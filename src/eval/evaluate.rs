@@ -4,6 +4,9 @@
 //! Per case: [`crate::infer::sliding_window::segment_case`] with the model's modalities, then
 //! [`crate::eval::metrics::region_metrics`] against the case's labels, with the voxel spacing of the
 //! case's geometry in mm as `(z, y, x)` (or 1 with `--voxel-units`, the authors' evaluation).
+//! The cases come from a folder of BraTS case folders or of the authors' `.npy` arrays
+//! ([`crate::data::dataset`]); the latter hold no affine, so 1 mm is assumed, said once and
+//! recorded as `meta.hd95_spacing`.
 //!
 //! Each case is also scored with the BraTS challenge metrics
 //! ([`crate::eval::lesionwise::challenge_metrics`]: legacy and lesion-wise Dice and HD95) with
@@ -34,6 +37,8 @@
 //!   release, the case's geometry), to inspect or re-score with `protokd score`.
 
 use crate::data::brats::{self, Case};
+use crate::data::dataset::{any_npy, check_headers, discover, load_case};
+use crate::data::npy::NO_AFFINE;
 use crate::engine::{Compute, Net};
 use crate::eval::lesionwise::{Challenge, ChallengeMetrics, HD95_UNDEFINED};
 use crate::eval::metrics::{
@@ -59,7 +64,8 @@ pub struct ReportOptions {
     pub model: PathBuf,
     /// The model's input modalities as given (`--modality`), checked against the checkpoint.
     pub modality: Option<String>,
-    /// Dataset folder (a folder of BraTS case folders, each with its segmentation).
+    /// Dataset folder (a folder of BraTS case folders, each with its segmentation, or of the
+    /// authors' `<case>.npy` arrays, [`crate::data::npy`]).
     pub data: PathBuf,
     /// Case list; `None`: every case of the dataset.
     pub cases: Option<PathBuf>,
@@ -139,7 +145,7 @@ pub(crate) fn check_labelled(cases: &[Case]) -> Result<()> {
     Ok(())
 }
 
-/// Segments and scores every case in order (each read with [`brats::load_case`], segmented with
+/// Segments and scores every case in order (each read with [`load_case`], segmented with
 /// [`segment_case`] and scored with [`region_metrics`]); calls `progress(done, total, score)`
 /// after each case. A case without a segmentation is an error naming it (checked for all cases
 /// before the first is segmented).
@@ -155,7 +161,7 @@ pub(crate) fn evaluate_dataset(
     let mut scores = Vec::with_capacity(cases.len());
     for (i, case) in cases.iter().enumerate() {
         let t0 = Instant::now();
-        let loaded = brats::load_case(case)?;
+        let loaded = load_case(case)?;
         let labels = loaded
             .labels
             .as_ref()
@@ -552,7 +558,7 @@ pub fn run(opts: &ReportOptions) -> Result<()> {
         "report folder {} exists and is not a folder",
         out.display()
     );
-    let dataset = brats::discover(&opts.data)?;
+    let dataset = discover(&opts.data)?;
     let dataset = match &opts.cases {
         Some(list) => dataset.select_list(list)?,
         None => dataset,
@@ -572,10 +578,13 @@ pub fn run(opts: &ReportOptions) -> Result<()> {
     // Cases without labels are refused before anything is written.
     check_labelled(&dataset.cases).with_context(|| opts.data.display().to_string())?;
     // Every file's header, before anything is announced or created.
-    brats::check_headers(&dataset.cases)?;
+    check_headers(&dataset.cases)?;
     let net = Net::new(compute, &model.state)?;
     let cases = format!("{} case(s) of {}", dataset.cases.len(), opts.data.display());
     model.announce(compute, window, &cases)?;
+    if any_npy(&dataset.cases) {
+        say(NO_AFFINE)?;
+    }
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the report folder {}", out.display()))?;
     if opts.save_segmentations {
@@ -645,7 +654,7 @@ fn report_meta(
         "case_ids": dataset.cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
         "window": {"patch": opts.window.patch, "stride": opts.window.stride},
         "device": opts.compute.describe(),
-        "hd95_spacing": if opts.voxel_units { "1 voxel" } else { "voxel size in mm from each case's NIfTI header" },
+        "hd95_spacing": if opts.voxel_units { "1 voxel" } else if any_npy(&dataset.cases) { NO_AFFINE } else { "voxel size in mm from each case's NIfTI header" },
         "segmentations": eval_opts.save_segmentations.as_ref().map(|p| p.display().to_string()),
         "brats_challenge": eval_opts.challenge.to_string(),
     })

@@ -8,6 +8,11 @@
 //!   segmented; `--out` is a folder that receives `<id>_seg.nii.gz` (2018-2021 naming) or
 //!   `<id>-seg.nii.gz` (2023+), and `--probabilities` / `--png`, when given, are folders too
 //!   (`<id>_probabilities.nii.gz`, `<id>_overlay.png`).
+//! * **The authors' `.npy` arrays** ([`crate::data::npy`]): one `<id>.npy` file (`--out` is the
+//!   segmentation file) or a folder of them (a dataset, as above). The images are used as
+//!   stored (already z-scored and cropped); the segmentation lies on the array's grid, written
+//!   with 1 mm isotropic voxels and the identity affine, since the arrays hold none (said once,
+//!   and recorded as `geometry` in the provenance record).
 //! * **NIfTI files**, one per model input channel, in the model's modality order (e.g.
 //!   `--input a_t1ce.nii.gz` for a T1ce student, or four files T1, T2, T1ce, FLAIR for a
 //!   teacher). They must share dims and affine. A file named with a BraTS suffix (`_t1ce`,
@@ -32,7 +37,9 @@
 //! Every output that exists is refused unless `--force`, and all outputs of the run are
 //! checked before any computation; files are written atomically.
 
-use crate::data::brats::{self, affine_mismatch, Case, LoadedCase, Release};
+use crate::data::brats::{self, affine_mismatch, Case, CaseFormat, LoadedCase, Release};
+use crate::data::dataset::{check_headers, load_case};
+use crate::data::npy::{self, NO_AFFINE};
 use crate::engine::{Compute, Net};
 use crate::infer::sliding_window::{predict, prepare_input, segment_case, Prediction, Window};
 use crate::io::checkpoint;
@@ -195,6 +202,21 @@ struct Job {
     outputs: Outputs,
 }
 
+/// Whether `path` names an `.npy` file (an authors' array).
+fn is_npy(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "npy")
+}
+
+/// `paths` without repeats, in their first order (the five channels of an `.npy` case are one
+/// file).
+fn unique(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    paths
+        .into_iter()
+        .filter(|p| seen.insert(p.clone()))
+        .collect()
+}
+
 /// A file's stem without `.nii.gz` / `.nii`.
 fn nifti_stem(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
@@ -317,8 +339,31 @@ impl Plan {
             source,
             outputs: opts.outputs(),
         };
-        let plan = match &opts.input[..] {
-            [dir] if dir.is_dir() => match brats::discover_case(dir)? {
+        let npy_dataset = match &opts.input[..] {
+            [dir] if dir.is_dir() => npy::discover(dir)?,
+            _ => None,
+        };
+        let plan = match (&opts.input[..], npy_dataset) {
+            (_, Some(dataset)) => {
+                check_release(opts.release, dataset.release, &dataset.root)?;
+                Plan {
+                    jobs: dataset
+                        .cases
+                        .into_iter()
+                        .map(|c| dataset_job(opts, c))
+                        .collect(),
+                    dataset: true,
+                }
+            }
+            ([file], None) if is_npy(file) => {
+                let case = npy::case_of_file(file)?;
+                check_release(opts.release, case.release, file)?;
+                Plan {
+                    jobs: vec![single(case.id.clone(), Source::Case(case))],
+                    dataset: false,
+                }
+            }
+            ([dir], None) if dir.is_dir() => match brats::discover_case(dir)? {
                 Some(case) => {
                     check_release(opts.release, case.release, dir)?;
                     Plan {
@@ -339,7 +384,14 @@ impl Plan {
                     }
                 }
             },
-            inputs => {
+            (inputs, None) => {
+                if let Some(f) = inputs.iter().find(|p| is_npy(p)) {
+                    bail!(
+                        "--input {} is an .npy array; give one .npy file or one folder of them \
+                         alone",
+                        f.display()
+                    );
+                }
                 if let Some(d) = inputs.iter().find(|p| p.is_dir()) {
                     bail!(
                         "--input {} is a folder; give one case or dataset folder alone, or \
@@ -356,6 +408,15 @@ impl Plan {
             }
         };
         plan.check(opts.force)?;
+        // Every input's header, before anything is announced or computed.
+        for job in &plan.jobs {
+            match &job.source {
+                Source::Case(c) => check_headers(std::slice::from_ref(c))?,
+                Source::Files(files, _) => {
+                    common_dims(files)?;
+                }
+            }
+        }
         Ok(plan)
     }
 
@@ -455,7 +516,7 @@ impl Source {
     /// The input files.
     fn paths(&self) -> Vec<PathBuf> {
         match self {
-            Source::Case(c) => c.modalities.iter().cloned().chain(c.seg.clone()).collect(),
+            Source::Case(c) => unique(c.modalities.iter().cloned().chain(c.seg.clone()).collect()),
             Source::Files(f, _) => f.clone(),
         }
     }
@@ -463,12 +524,19 @@ impl Source {
     /// The files a model with input `channels` reads.
     fn read_paths(&self, channels: &[usize]) -> Vec<PathBuf> {
         match self {
-            Source::Case(c) => channels
-                .iter()
-                .map(|&ch| c.modalities[ch].clone())
-                .collect(),
+            Source::Case(c) => unique(
+                channels
+                    .iter()
+                    .map(|&ch| c.modalities[ch].clone())
+                    .collect(),
+            ),
             Source::Files(f, _) => f.clone(),
         }
+    }
+
+    /// Whether the input is an authors' `.npy` case.
+    fn is_npy(&self) -> bool {
+        matches!(self, Source::Case(c) if c.format == CaseFormat::AuthorsNpy)
     }
 }
 
@@ -510,7 +578,7 @@ fn run_job(job: &Job, model: &Model, net: &Net, window: &Window) -> Result<Segme
     let chans = model.modalities.channels();
     match &job.source {
         Source::Case(case) => {
-            let loaded: LoadedCase = brats::load_case(case)?;
+            let loaded: LoadedCase = load_case(case)?;
             let prediction = segment_case(net, &loaded, chans, window)?;
             let LoadedCase {
                 images, geometry, ..
@@ -552,12 +620,13 @@ pub fn run(opts: &SegmentOptions) -> Result<()> {
     let plan = Plan::new(opts, &model)?;
     let provenance_path = plan.provenance_path(&opts.out);
     check_new(&provenance_path, "provenance record", opts.force)?;
-    for job in &plan.jobs {
-        common_dims(&job.source.read_paths(model.modalities.channels()))?;
-    }
     let net = Net::new(compute, &model.state)?;
     let total = plan.jobs.len();
     model.announce(compute, window, &format!("{total} case(s)"))?;
+    let npy_input = plan.jobs.iter().any(|j| j.source.is_npy());
+    if npy_input {
+        say(NO_AFFINE)?;
+    }
     if plan.dataset {
         for dir in opts.outputs().paths() {
             std::fs::create_dir_all(dir)
@@ -568,7 +637,7 @@ pub fn run(opts: &SegmentOptions) -> Result<()> {
     for (n, job) in plan.jobs.iter().enumerate() {
         cases.push(segment_job(job, (n + 1, total), &model, &net, window)?);
     }
-    let record = json!({
+    let mut record = json!({
         "tool": format!("protokd {}", env!("CARGO_PKG_VERSION")),
         "command": "segment",
         "model": {
@@ -580,6 +649,9 @@ pub fn run(opts: &SegmentOptions) -> Result<()> {
         "device": compute.describe(),
         "cases": cases,
     });
+    if npy_input {
+        record["geometry"] = json!(NO_AFFINE);
+    }
     write_json(&provenance_path, &record)?;
     say(&format!("wrote {}", provenance_path.display()))
 }

@@ -31,7 +31,7 @@
 //! `cnt += 1`, `score_map / cnt`, `argmax`), so a NumPy float32 transcription gives the same
 //! bits for the same window probabilities (`tests/infer/sliding_window.rs`).
 
-use crate::data::brats::LoadedCase;
+use crate::data::brats::{CaseFormat, LoadedCase};
 use crate::data::preprocess::zscore;
 use crate::engine::Net;
 use crate::io::nifti::checked_size;
@@ -456,8 +456,9 @@ fn prepare_named(volumes: &[&Volume], name: impl Fn(usize) -> String) -> Result<
 }
 
 /// Segments a loaded case with the modalities `channels` (channel indices, `0 T1, 1 T2,
-/// 2 T1ce, 3 FLAIR`, in the model's order): [`prepare_input`] on those images, then
-/// [`predict`]. Errors name the case (and the file of an image that cannot be normalised).
+/// 2 T1ce, 3 FLAIR`, in the model's order): [`prepare_input`] on those images (images stored
+/// already z-scored, the authors' `.npy`, are taken as they are), then [`predict`]. Errors name
+/// the case (and the file of an image that cannot be normalised).
 pub(crate) fn segment_case(
     net: &Net,
     case: &LoadedCase,
@@ -476,9 +477,13 @@ pub(crate) fn segment_case(
         "case {id}: channels {channels:?} must be in 0..=3"
     );
     let images: Vec<&Volume> = channels.iter().map(|&c| &case.images[c]).collect();
-    let input = prepare_named(&images, |i| {
-        format!("case {id}: {}", case.case.modalities[channels[i]].display())
-    })?;
+    let input = if case.case.format == CaseFormat::AuthorsNpy {
+        images.iter().flat_map(|v| v.data.iter().copied()).collect()
+    } else {
+        prepare_named(&images, |i| {
+            format!("case {id}: {}", case.case.modalities[channels[i]].display())
+        })?
+    };
     predict(net, &input, case.dims(), window).with_context(|| format!("case {id}"))
 }
 

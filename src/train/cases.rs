@@ -3,7 +3,9 @@
 
 use super::config::TrainConfig;
 use crate::data::augment::{augment, batch};
-use crate::data::brats::{load_case, Case, Dataset};
+use crate::data::brats::{Case, CaseFormat, Dataset};
+use crate::data::dataset::{any_npy, load_case};
+use crate::data::npy;
 use crate::data::preprocess::{preprocess_with_crop, CropBox, PreparedCase};
 use crate::data::split::{self, Split};
 use anyhow::{bail, Context, Result};
@@ -16,17 +18,23 @@ use std::path::Path;
 /// instead of being kept in memory (the paper's 200 cases would take 16 GiB).
 pub(crate) const CACHE_LIMIT_BYTES: usize = 4 << 30;
 
-/// The split: from `split_dir` when given, else seeded from the config; refused when it holds
-/// fewer training cases than a batch (an epoch would have no step). `data` names the dataset in
-/// that refusal.
+/// The split: from `split_dir` when given, else from the split lists of an authors' `.npy`
+/// dataset when it has them ([`npy::split_folder`]), else seeded from the config; refused when
+/// it holds fewer training cases than a batch (an epoch would have no step). `data` names the
+/// dataset in that refusal.
 pub(super) fn split_of(
     dataset: &Dataset,
     split_dir: Option<&Path>,
     cfg: &TrainConfig,
     data: &Path,
 ) -> Result<Split> {
-    let split = match split_dir {
-        Some(dir) => split::from_dir(dir, dataset)?,
+    let authors_lists = || {
+        any_npy(&dataset.cases)
+            .then(|| npy::split_folder(&dataset.root))
+            .flatten()
+    };
+    let split = match split_dir.map(Path::to_path_buf).or_else(authors_lists) {
+        Some(dir) => split::from_dir(&dir, dataset)?,
         None => {
             let ids: Vec<String> = dataset.cases.iter().map(|c| c.id.clone()).collect();
             split::seeded(&ids, cfg.split_seed, cfg.val_fraction, cfg.test_fraction)
@@ -49,7 +57,8 @@ pub(super) fn cases_of(dataset: &Dataset, ids: &[String], what: &str) -> Result<
     Ok(dataset.select(ids, what)?.cases)
 }
 
-/// Reads, checks and z-scores a case and applies the crop (`None`: the whole volume).
+/// Reads, checks and z-scores a case and applies the crop (`None`: the whole volume). An
+/// authors' `.npy` case is already z-scored and cropped: it is used whole, as stored.
 fn prepare(case: &Case, crop: Option<&CropBox>) -> Result<PreparedCase> {
     let loaded = load_case(case)?;
     if loaded.labels.is_none() {
@@ -63,7 +72,11 @@ fn prepare(case: &Case, crop: Option<&CropBox>) -> Result<PreparedCase> {
         start: [0; 3],
         end: loaded.dims(),
     };
-    preprocess_with_crop(&loaded, crop.unwrap_or(&whole))
+    let crop = match case.format {
+        CaseFormat::Nifti => crop.unwrap_or(&whole),
+        CaseFormat::AuthorsNpy => &whole,
+    };
+    preprocess_with_crop(&loaded, crop)
 }
 
 /// Training cases, kept in memory or read at every use.

@@ -5,7 +5,9 @@
 use super::cases::{cases_of, split_of, TrainCases};
 use super::run::{MetricsLog, Progress, RunDir, RunRecord};
 use super::{interrupt, start, teacher, Outcome, Stop, TrainArgs};
-use crate::data::brats::{check_headers, discover, Case};
+use crate::data::brats::Case;
+use crate::data::dataset::{any_npy, check_headers, discover};
+use crate::data::npy::NO_AFFINE;
 use crate::engine::Trainer;
 use crate::infer::sliding_window::Window;
 use crate::modality::Modalities;
@@ -43,10 +45,13 @@ pub(super) struct TrainingLoop<'a> {
     pub(super) bar: ProgressBar,
     /// What this invocation did so far.
     pub(super) outcome: Outcome,
+    /// Said after the start line for an authors' `.npy` dataset: how its cases are used.
+    pub(super) data_note: Option<String>,
 }
 
 impl<'a> TrainingLoop<'a> {
-    /// `on_train_start`: opens the run ([`TrainingLoop::open`]), says the start line, then sets the
+    /// `on_train_start`: opens the run ([`TrainingLoop::open`]), says the start line (and, for an
+    /// authors' `.npy` dataset, how its cases are used), then sets the
     /// progress bar at the run's global step (after the line, which it would otherwise cover).
     pub(super) fn on_train_start(
         args: &'a TrainArgs<'a>,
@@ -54,6 +59,9 @@ impl<'a> TrainingLoop<'a> {
     ) -> Result<TrainingLoop<'a>> {
         let mut training = TrainingLoop::open(args)?;
         say(&training.start_line());
+        if let Some(note) = &training.data_note {
+            say(note);
+        }
         training.bar = training.progress_bar();
         Ok(training)
     }
@@ -69,6 +77,14 @@ impl<'a> TrainingLoop<'a> {
         let channels = modalities.channels().to_vec();
         let dataset = discover(args.data)?;
         let split = split_of(&dataset, args.split_dir, cfg, args.data)?;
+        let data_note = any_npy(&dataset.cases).then(|| {
+            format!(
+                "data: {} .npy case(s) used as the authors' preprocess.py stored them (z-scored \
+                 and cropped; the config's crop is not applied); split {}; {NO_AFFINE}",
+                dataset.cases.len(),
+                split.source
+            )
+        });
         let teacher = teacher::for_method(cfg, args.teacher)?;
         let record = RunRecord {
             protokd_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -112,6 +128,7 @@ impl<'a> TrainingLoop<'a> {
             progress: start.progress,
             log,
             bar: ProgressBar::hidden(),
+            data_note,
         })
     }
 

@@ -4,7 +4,8 @@
 
 use super::epoch::Epoch;
 use super::trainer::TrainingLoop;
-use crate::data::brats::{load_case, Case};
+use crate::data::brats::Case;
+use crate::data::dataset::load_case;
 use crate::engine::Net;
 use crate::eval::metrics::{region_dice, Region};
 use crate::infer::sliding_window::{segment_case, Window};

@@ -9,5 +9,8 @@ mod common;
 mod bounded;
 mod limits;
 mod no_overwrite;
+mod npy;
+#[path = "../common/npy.rs"]
+mod npy_files;
 mod resume_states;
 mod run;
