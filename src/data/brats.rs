@@ -786,6 +786,7 @@ mod tests {
             modalities: ["a", "b", "c", "d"].map(PathBuf::from),
             seg: Some(PathBuf::from("d/s.nii.gz")),
             release: Release::Brats2023,
+            format: CaseFormat::Nifti,
         };
         let v = Volume::new([1, 1, 3], vec![0.0, 3.0, 4.0]);
         let e = convert_seg(&case, Path::new("d/s.nii.gz"), &v)
