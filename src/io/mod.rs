@@ -1,4 +1,4 @@
-//! Files: NIfTI images, safetensors tensors, checkpoints, atomic writes, hashes, printing.
+//! Files: NIfTI images, safetensors tensors, PyTorch checkpoints, checkpoints, atomic writes, hashes, printing.
 
 pub mod checkpoint;
 pub mod console;
@@ -6,3 +6,4 @@ pub mod files;
 pub mod hash;
 pub mod nifti;
 pub mod tensorfile;
+pub mod torchfile;
