@@ -357,14 +357,27 @@ pub fn state_tensors(state: &VNetState, prefix: &str) -> Vec<(String, OutTensor)
         .collect()
 }
 
-/// Writes a checkpoint atomically; returns each tensor's SHA-256.
-pub fn save(
-    path: &Path,
-    state: &VNetState,
-    modalities: &Modalities,
-) -> Result<Vec<(String, String)>> {
+/// The tensors of an optimiser file: the model under `model.`, then per parameter (in the order
+/// of [`VNetState::parameters`]) Adam's `adam.exp_avg.<name>` and `adam.exp_avg_sq.<name>`.
+pub(crate) fn optimiser_tensors(state: &VNetState, adam: &AdamState) -> Vec<(String, OutTensor)> {
+    let mut tensors = state_tensors(state, "model.");
+    for (i, (name, _)) in state.parameters().enumerate() {
+        tensors.push((
+            format!("adam.exp_avg.{name}"),
+            OutTensor::F32(adam.exp_avg[i].clone()),
+        ));
+        tensors.push((
+            format!("adam.exp_avg_sq.{name}"),
+            OutTensor::F32(adam.exp_avg_sq[i].clone()),
+        ));
+    }
+    tensors
+}
+
+/// The metadata of a checkpoint of `state` with input `modalities` (the table above).
+pub(crate) fn metadata(state: &VNetState, modalities: &Modalities) -> HashMap<String, String> {
     let cfg = state.config;
-    let meta: HashMap<String, String> = [
+    [
         ("protokd.version", env!("CARGO_PKG_VERSION").to_string()),
         ("protokd.in_channels", cfg.in_channels.to_string()),
         ("protokd.n_classes", cfg.n_classes.to_string()),
@@ -373,7 +386,27 @@ pub fn save(
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    .collect()
+}
+
+/// Writes a checkpoint atomically; returns each tensor's SHA-256.
+pub fn save(
+    path: &Path,
+    state: &VNetState,
+    modalities: &Modalities,
+) -> Result<Vec<(String, String)>> {
+    save_with(path, state, modalities, [])
+}
+
+/// [`save`] with `extra` metadata entries beside the table's (e.g. a conversion's provenance).
+pub(crate) fn save_with(
+    path: &Path,
+    state: &VNetState,
+    modalities: &Modalities,
+    extra: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>> {
+    let mut meta = metadata(state, modalities);
+    meta.extend(extra);
     write_tensors(path, &state_tensors(state, ""), Some(meta))
 }
 

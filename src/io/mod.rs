@@ -1,6 +1,7 @@
 //! Files: NIfTI images, safetensors tensors, PyTorch checkpoints, checkpoints, atomic writes, hashes, printing.
 
 pub mod checkpoint;
+pub mod convert;
 pub mod console;
 pub mod files;
 pub mod hash;

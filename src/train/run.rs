@@ -24,10 +24,10 @@
 
 use super::config::TrainConfig;
 use crate::data::split::Split;
-use crate::io::checkpoint::{self, check_values, read_state, state_tensors, Rule};
+use crate::io::checkpoint::{self, check_values, read_state, Rule};
 use crate::io::files::{write_atomic, write_json};
 use crate::io::hash::sha256_hex;
-use crate::io::tensorfile::{write_tensors, OutTensor, TensorFile};
+use crate::io::tensorfile::{write_tensors, TensorFile};
 use crate::modality::Modalities;
 use anyhow::{anyhow, bail, Context, Result};
 use protokd_reference::adam::AdamState;
@@ -266,17 +266,7 @@ impl RunDir {
         checkpoint::save(&model_path, state, modalities)?;
         let model_bytes = std::fs::read(&model_path)
             .with_context(|| format!("cannot read back {}", model_path.display()))?;
-        let mut tensors = state_tensors(state, "model.");
-        for (i, (name, _)) in state.parameters().enumerate() {
-            tensors.push((
-                format!("adam.exp_avg.{name}"),
-                OutTensor::F32(adam.exp_avg[i].clone()),
-            ));
-            tensors.push((
-                format!("adam.exp_avg_sq.{name}"),
-                OutTensor::F32(adam.exp_avg_sq[i].clone()),
-            ));
-        }
+        let tensors = checkpoint::optimiser_tensors(state, adam);
         let mut meta: HashMap<String, String> = progress.to_metadata().into_iter().collect();
         meta.insert("protokd.adam.step".into(), adam.step.to_string());
         meta.insert("protokd.modalities".into(), modalities.to_string());

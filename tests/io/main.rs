@@ -9,3 +9,4 @@ mod common;
 mod checkpoint;
 mod limits;
 mod nifti;
+mod torch_checkpoints;
