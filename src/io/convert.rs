@@ -101,7 +101,10 @@ fn provenance(input: &Path, torch: &TorchFile) -> Result<Vec<(String, String)>> 
     Ok([
         ("protokd.source.file", name.to_string_lossy().into_owned()),
         ("protokd.source.sha256", torch.sha256().to_string()),
-        ("protokd.source.format", format!("pytorch-{}", torch.format())),
+        (
+            "protokd.source.format",
+            format!("pytorch-{}", torch.format()),
+        ),
         ("protokd.source.state_dict", place.to_string()),
     ]
     .into_iter()

@@ -1,8 +1,8 @@
 //! Files: NIfTI images, safetensors tensors, PyTorch checkpoints, checkpoints, atomic writes, hashes, printing.
 
 pub mod checkpoint;
-pub mod convert;
 pub mod console;
+pub mod convert;
 pub mod files;
 pub mod hash;
 pub mod nifti;

@@ -194,7 +194,9 @@ impl TensorFile {
                 v.shape
             );
         }
-        Ok(i64::from_le_bytes(v.bytes[..8].try_into().expect("8 bytes")))
+        Ok(i64::from_le_bytes(
+            v.bytes[..8].try_into().expect("8 bytes"),
+        ))
     }
 
     /// Tensor `name` of any integer or float dtype, as f64 values with its shape.

@@ -21,7 +21,12 @@ const PAIRS: [(&str, &str, &str, &str); 4] = [
     ("state_dict.pth", "state_dict.safetensors", "zip", ""),
     ("legacy.pth", "state_dict.safetensors", "legacy", ""),
     ("model_key.pth", "state_dict.safetensors", "zip", "model"),
-    ("resumable.pth", "resumable.safetensors", "zip", "state_dict"),
+    (
+        "resumable.pth",
+        "resumable.safetensors",
+        "zip",
+        "state_dict",
+    ),
 ];
 
 #[test]
@@ -30,10 +35,17 @@ fn every_torch_save_layout_loads_to_the_safetensors_state() {
         let ours = checkpoint::load(&fixture(pth)).unwrap();
         let want = checkpoint::load(&fixture(st)).unwrap();
         assert_eq!(ours, want, "{pth} against {st}");
-        assert_eq!(ours.modalities, None, "{pth}: a PyTorch file records no modalities");
+        assert_eq!(
+            ours.modalities, None,
+            "{pth}: a PyTorch file records no modalities"
+        );
         let file = TensorFile::open(&fixture(pth)).unwrap();
         let bytes = std::fs::read(fixture(pth)).unwrap();
-        assert_eq!(file.sha256(), protokd::io::hash::sha256_hex(&bytes), "{pth}");
+        assert_eq!(
+            file.sha256(),
+            protokd::io::hash::sha256_hex(&bytes),
+            "{pth}"
+        );
         let torch = file.torch().expect("read as a PyTorch checkpoint");
         assert_eq!((torch.format(), torch.place()), (format, place), "{pth}");
     }
@@ -56,9 +68,20 @@ fn audit_forward_on_a_pth_writes_the_bytes_it_writes_on_the_safetensors_file() {
             let out = dir.join(&format!("{pth}.{i}.safetensors"));
             let w = fixture(weights);
             let o = protokd(&[
-                "audit", "forward", "--weights", s(&w), "--input", s(&input), "--out", s(&out),
+                "audit",
+                "forward",
+                "--weights",
+                s(&w),
+                "--input",
+                s(&input),
+                "--out",
+                s(&out),
             ]);
-            assert!(o.status.success(), "{weights}: {}", String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.status.success(),
+                "{weights}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             outputs.push(std::fs::read(&out).unwrap());
         }
         assert!(outputs[0] == outputs[1], "{pth}: other bytes than on {st}");

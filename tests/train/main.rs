@@ -11,3 +11,4 @@ mod limits;
 mod no_overwrite;
 mod resume_states;
 mod run;
+mod torch_resume;
