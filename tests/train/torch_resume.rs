@@ -14,7 +14,8 @@
 //! |shift's|` (the parity test's `ZERO_GRAD` rule). Measured: at most 1.1e-6 there; every other
 //! tensor within 5.1e-5 relative error.
 
-use crate::common::rel_err;
+use crate::common::refusal::{refusal, refused};
+use crate::common::{protokd, rel_err, s, workflow, TempDir};
 use protokd::audit::replay::read_labels;
 use protokd::io::checkpoint;
 use protokd::io::tensorfile::TensorFile;
@@ -119,4 +120,166 @@ fn a_step_from_a_resumable_pth_equals_the_pytorch_step() {
     }
     assert_eq!(noise, 8, "the biases of the 4 down and 4 up convolutions");
     println!("worst relative error {:.3e} ({})", worst.0, worst.1);
+}
+
+/// 2 epochs of 2 steps (5 training cases, batch 2) for the fixture's VNet (n_filters 2): the
+/// checkpoint's Adam step 2 puts the run at epoch 1, step 0.
+const TINY_N2: &str = r#"{"n_filters": 2, "batch_size": 2, "patch": [16, 16, 16], "max_epoch": 2,
+  "val_start_epoch": 0, "val_patch": [16, 32, 32], "val_stride": [8, 16, 16], "crop": null,
+  "val_fraction": 0.125, "test_fraction": 0.25, "seed": 7, "init_seed": 3}"#;
+
+/// 8 phantoms of 32 x 32 x 16 voxels (5 training, 1 validation, 2 test) and [`TINY_N2`] as a
+/// file, made once for the tests of this file.
+fn cohort() -> &'static (TempDir, PathBuf, PathBuf) {
+    static C: std::sync::OnceLock<(TempDir, PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        let dir = TempDir::new("resume-from-cohort");
+        let data = dir.join("data");
+        workflow::phantoms(&data, 8, "2018", "32,32,16");
+        let cfg = dir.join("tiny.json");
+        std::fs::write(&cfg, TINY_N2).unwrap();
+        (dir, data, cfg)
+    })
+}
+
+/// `protokd train teacher` on `data` with config `cfg`, then `extra`; its stdout.
+fn teacher(data: &std::path::Path, cfg: &std::path::Path, extra: &[&str]) -> String {
+    let mut args = vec!["train", "teacher", "--data", s(data), "--config", s(cfg)];
+    args.extend(extra);
+    let o = protokd(&args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn train_resume_from_a_pth_continues_at_its_adam_step_and_resumes_bit_for_bit() {
+    let dir = TempDir::new("resume-from-pth");
+    let (_, data, cfg) = cohort();
+    let pth = fixture("torch", "resumable.pth");
+    let (whole, parts) = (dir.join("whole"), dir.join("parts"));
+
+    let said = teacher(&data, &cfg, &["--out", s(&whole), "--resume-from", s(&pth)]);
+    assert!(said.contains("resuming teacher"), "{said}");
+    teacher(
+        &data,
+        &cfg,
+        &[
+            "--out",
+            s(&parts),
+            "--resume-from",
+            s(&pth),
+            "--stop-after",
+            "1",
+        ],
+    );
+    let meta = TensorFile::open(&parts.join("last.optim.safetensors"))
+        .unwrap()
+        .metadata()
+        .unwrap();
+    for (key, want) in [
+        ("protokd.adam.step", "3"),
+        ("protokd.run.global_step", "3"),
+        ("protokd.run.epochs_done", "1"),
+        ("protokd.run.step_in_epoch", "1"),
+    ] {
+        assert_eq!(meta[key], want, "{key}");
+    }
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(parts.join("config.json")).unwrap()).unwrap();
+    let sha = protokd::io::hash::sha256_hex(&std::fs::read(&pth).unwrap());
+    assert_eq!(record["resumed_from"][1], sha.as_str());
+    teacher(&data, &cfg, &["--resume", s(&parts)]);
+    for name in [
+        "last.safetensors",
+        "last.optim.safetensors",
+        "best.safetensors",
+    ] {
+        assert!(
+            std::fs::read(whole.join(name)).unwrap() == std::fs::read(parts.join(name)).unwrap(),
+            "{name}: stopped and resumed differs from uninterrupted"
+        );
+    }
+}
+
+#[test]
+fn train_resume_from_refuses_what_cannot_continue_the_run() {
+    let dir = TempDir::new("resume-from-refusals");
+    let (_, data, cfg) = cohort();
+    let wide = dir.join("wide.json");
+    std::fs::write(
+        &wide,
+        TINY_N2.replace(r#""n_filters": 2"#, r#""n_filters": 4"#),
+    )
+    .unwrap();
+    let no_decay = dir.join("no_decay.json");
+    std::fs::write(&no_decay, TINY_N2.replace("{", r#"{"weight_decay": 0.0, "#)).unwrap();
+    let run = dir.join("run");
+    let args = |cfg: &std::path::Path, from: &str| -> Vec<String> {
+        let pth = fixture("torch", from);
+        [
+            "train",
+            "teacher",
+            "--data",
+            s(&data),
+            "--config",
+            s(cfg),
+            "--out",
+            s(&run),
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain(["--resume-from".into(), s(&pth).into()])
+        .collect()
+    };
+    let table = vec![
+        refusal(
+            "a bare state_dict",
+            vec![],
+            args(&cfg, "state_dict.pth"),
+            1,
+            ["--resume-from", "state_dict.pth", "no optimiser state"],
+        ),
+        refusal(
+            "a safetensors file",
+            vec![],
+            args(&cfg, "resumable.safetensors"),
+            1,
+            [
+                "--resume-from",
+                "resumable.safetensors",
+                "not a PyTorch checkpoint",
+                "--resume",
+            ],
+        ),
+        refusal(
+            "another width",
+            vec![],
+            args(&wide, "resumable.pth"),
+            1,
+            [
+                "--resume-from",
+                "resumable.pth",
+                "n_filters 2",
+                "n_filters 4",
+            ],
+        ),
+        refusal(
+            "another weight decay",
+            vec![],
+            args(&no_decay, "resumable.pth"),
+            1,
+            [
+                "--resume-from",
+                "resumable.pth",
+                "weight_decay",
+                "0.00001",
+                "0",
+            ],
+        ),
+    ];
+    refused(dir.path(), table);
 }
