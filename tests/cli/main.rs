@@ -9,3 +9,4 @@ mod common;
 
 mod engine_switch;
 mod limits;
+mod torch_files;
