@@ -3,7 +3,7 @@
 //! "optimizer": optimizer.state_dict(), ...}`.
 //!
 //! The run folder starts as a fresh run's (record, split lists, empty metrics), but its first
-//! state is the checkpoint's model and Adam state ([`TorchFile::adam`]: moments mapped onto the
+//! state is the checkpoint's model and Adam state ([`TorchFile::adam`](crate::io::torchfile::TorchFile::adam): moments mapped onto the
 //! parameters, one step count) instead of the seeded initialisation, and its progress is Adam's
 //! step `t`: `global_step = t`, `epochs_done = t / steps_per_epoch`, `step_in_epoch =
 //! t % steps_per_epoch`. So the next step is Adam's step `t + 1`, with the learning rate of

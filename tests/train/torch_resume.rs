@@ -162,11 +162,11 @@ fn train_resume_from_a_pth_continues_at_its_adam_step_and_resumes_bit_for_bit() 
     let pth = fixture("torch", "resumable.pth");
     let (whole, parts) = (dir.join("whole"), dir.join("parts"));
 
-    let said = teacher(&data, &cfg, &["--out", s(&whole), "--resume-from", s(&pth)]);
+    let said = teacher(data, cfg, &["--out", s(&whole), "--resume-from", s(&pth)]);
     assert!(said.contains("resuming teacher"), "{said}");
     teacher(
-        &data,
-        &cfg,
+        data,
+        cfg,
         &[
             "--out",
             s(&parts),
@@ -192,7 +192,7 @@ fn train_resume_from_a_pth_continues_at_its_adam_step_and_resumes_bit_for_bit() 
         serde_json::from_slice(&std::fs::read(parts.join("config.json")).unwrap()).unwrap();
     let sha = protokd::io::hash::sha256_hex(&std::fs::read(&pth).unwrap());
     assert_eq!(record["resumed_from"][1], sha.as_str());
-    teacher(&data, &cfg, &["--resume", s(&parts)]);
+    teacher(data, cfg, &["--resume", s(&parts)]);
     for name in [
         "last.safetensors",
         "last.optim.safetensors",
@@ -224,7 +224,7 @@ fn train_resume_from_refuses_what_cannot_continue_the_run() {
             "train",
             "teacher",
             "--data",
-            s(&data),
+            s(data),
             "--config",
             s(cfg),
             "--out",
@@ -239,14 +239,14 @@ fn train_resume_from_refuses_what_cannot_continue_the_run() {
         refusal(
             "a bare state_dict",
             vec![],
-            args(&cfg, "state_dict.pth"),
+            args(cfg, "state_dict.pth"),
             1,
             ["--resume-from", "state_dict.pth", "no optimiser state"],
         ),
         refusal(
             "a safetensors file",
             vec![],
-            args(&cfg, "resumable.safetensors"),
+            args(cfg, "resumable.safetensors"),
             1,
             [
                 "--resume-from",
