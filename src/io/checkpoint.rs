@@ -111,9 +111,7 @@ pub(crate) const BRATS_CLASSES: usize = 4;
 /// weight made `segment` write an all-background map with NaN probabilities.
 pub(crate) const MAX_MAGNITUDE: f32 = 1e6;
 
-/// The largest Adam step count accepted in an optimiser file: 2^53, where f64 stops counting
-/// steps exactly (Adam's bias corrections raise betas to the step).
-pub(crate) const MAX_ADAM_STEP: u64 = 1 << 53;
+pub(crate) use crate::io::torchfile::MAX_ADAM_STEP;
 
 /// What the values of a stored f32 tensor must satisfy. Checked by [`check_values`] when a
 /// model, teacher or optimiser state is loaded and before a run saves one.

@@ -51,11 +51,10 @@ use crate::io::files::write_atomic;
 use crate::volume::{Geometry, Image, Volume};
 use anyhow::{anyhow, bail, Result};
 use flate2::bufread::MultiGzDecoder;
-use flate2::{Compression, GzBuilder};
 use nalgebra::Matrix4;
 use nifti::{Endianness, NiftiHeader};
 use rayon::prelude::*;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
 /// Datatype of a file written by [`write_image`].
@@ -826,14 +825,25 @@ pub(crate) fn encode_frames(
     if !gzip {
         return Ok(out);
     }
-    // mtime 0, OS 255 ("unknown"), no file name: the same bytes every run.
-    let mut enc = GzBuilder::new().mtime(0).operating_system(255).write(
-        Vec::with_capacity(out.len() / 2 + 64),
-        Compression::new(GZIP_LEVEL),
-    );
-    enc.write_all(&out)
-        .and_then(|_| enc.finish())
-        .map_err(|e| anyhow!("gzip compression failed ({e})"))
+    Ok(gzip_bytes(&out))
+}
+
+/// `data` as a gzip member (RFC 1952): the 10-byte header (no flags, mtime 0, XFL 4 for the
+/// fastest level, OS 255 "unknown", so the same bytes every run), the raw deflate stream of
+/// miniz_oxide at [`GZIP_LEVEL`], then CRC-32 and length (mod 2^32), little-endian.
+///
+/// Written with miniz_oxide rather than flate2's encoder: flate2's backend is chosen by cargo
+/// features across the whole build (the zip reader of PyTorch checkpoints switches it to
+/// zlib-rs), and another backend writes other deflate bytes. miniz_oxide is the backend
+/// flate2 used before, so the bytes are those of earlier protokd versions.
+fn gzip_bytes(data: &[u8]) -> Vec<u8> {
+    let deflated = miniz_oxide::deflate::compress_to_vec(data, GZIP_LEVEL as u8);
+    let mut out = Vec::with_capacity(deflated.len() + 18);
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
+    out.extend_from_slice(&deflated);
+    out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
 }
 
 /// Appends the 352 bytes of a little-endian NIfTI-1 header (with an empty extension flag):

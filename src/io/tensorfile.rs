@@ -9,7 +9,7 @@
 
 use crate::io::files::write_atomic;
 use crate::io::hash::sha256_hex;
-use crate::io::torchfile::{self, RawTensor, TorchFile};
+use crate::io::torchfile::{self, summarise, RawTensor, TorchFile};
 use anyhow::{bail, Context, Result};
 use protokd_reference::Tensor;
 use safetensors::tensor::{Dtype, TensorView};
@@ -228,19 +228,6 @@ impl TensorFile {
             ),
         };
         Ok((v.shape, values))
-    }
-}
-
-/// At most eight names, then a count.
-pub(crate) fn summarise(names: &[String]) -> String {
-    if names.is_empty() {
-        return "no tensors".into();
-    }
-    let head: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
-    if names.len() > 8 {
-        format!("{}, ... ({} in all)", head.join(", "), names.len())
-    } else {
-        head.join(", ")
     }
 }
 

@@ -45,6 +45,11 @@ const MODEL_PLACES: [&str; 3] = ["", "state_dict.", "model."];
 /// The tensor whose presence marks a place as the model's.
 const MARKER: &str = "block_one.conv.0.weight";
 
+/// The largest Adam step count accepted (in an imported optimiser state and in a run's
+/// optimiser file): 2^53, where f64 stops counting steps exactly (Adam's bias corrections
+/// raise betas to the step).
+pub(crate) const MAX_ADAM_STEP: u64 = 1 << 53;
+
 /// How many bytes of a file [`is_torch`] looks at.
 const SNIFF: usize = 16;
 
@@ -147,7 +152,7 @@ impl TorchFile {
                 "{}: not a VNet checkpoint: no tensor `{MARKER}` at the top level or under \
                  `state_dict` or `model` (the file holds: {})",
                 path.display(),
-                crate::io::tensorfile::summarise(&names)
+                summarise(&names)
             );
         };
         Ok(TorchFile {
@@ -319,7 +324,7 @@ impl TorchFile {
                 None => return Err("missing".into()),
             },
         };
-        let max = crate::io::checkpoint::MAX_ADAM_STEP as f64;
+        let max = MAX_ADAM_STEP as f64;
         if !(value >= 0.0 && value <= max && value.fract() == 0.0) {
             return Err(format!("{value} is not a whole number in 0 ..= 2^53"));
         }
@@ -394,6 +399,19 @@ fn param_group(optimizer: &PickleValue, n: usize) -> std::result::Result<AdamHyp
         eps: number(get("eps"), "eps")?,
         weight_decay: number(get("weight_decay"), "weight_decay")?,
     })
+}
+
+/// At most eight names, then a count.
+pub(crate) fn summarise(names: &[String]) -> String {
+    if names.is_empty() {
+        return "no tensors".into();
+    }
+    let head: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
+    if names.len() > 8 {
+        format!("{}, ... ({} in all)", head.join(", "), names.len())
+    } else {
+        head.join(", ")
+    }
 }
 
 /// Little-endian f32 values.
