@@ -29,7 +29,7 @@ pub enum TrainCommand {
         /// Input modality, or a comma-separated subset (t1, t2, t1ce, flair).
         #[arg(long, value_name = "t1ce")]
         modality: String,
-        /// Teacher checkpoint (protokd and kd).
+        /// Teacher checkpoint (protokd and kd): safetensors or a PyTorch .pth/.pt.
         #[arg(long, value_name = "T.safetensors")]
         teacher: Option<PathBuf>,
         /// The student's loss.
