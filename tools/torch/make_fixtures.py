@@ -30,6 +30,9 @@ keep them small):
     not_a_checkpoint.pkl     a pickle of a plain dict (no tensors)
     os_system.pkl            a pickle whose loading would call os.system("touch pwned")
 
+and, as seeds of the checkpoint fuzzer (tests/fuzz/main.rs), that small VNet's state_dict in
+both containers: tests/fuzz/corpus/checkpoint/student_f1.pth and student_f1_legacy.pth.
+
 All computation is float32 on the CPU with one thread, deterministic algorithms and fixed
 seeds; a rerun with the same PyTorch build writes the same files, except `legacy.pth` (the
 legacy format names its storages by their memory addresses: the same tensors under other
@@ -128,6 +131,9 @@ def main():
     small = parity.VNet(1, parity.NUM_CLASSES, 1).state_dict()
     torch.save({k: v for k, v in small.items() if k != "out_conv.bias"}, out("bad_missing.pth"))
     torch.save({**small, "extra.weight": torch.zeros(3)}, out("bad_extra.pth"))
+    fuzz = os.path.join(ROOT, "tests", "fuzz", "corpus", "checkpoint")
+    torch.save(small, os.path.join(fuzz, "student_f1.pth"))
+    torch.save(small, os.path.join(fuzz, "student_f1_legacy.pth"), _use_new_zipfile_serialization=False)
     torch.save({**small, "bomb": torch.zeros(64 * 2**20)}, out("bad_bomb.pth"))
     deflate(out("bad_bomb.pth"))
     with open(out("not_a_checkpoint.pkl"), "wb") as f:
