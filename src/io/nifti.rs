@@ -825,25 +825,50 @@ pub(crate) fn encode_frames(
     if !gzip {
         return Ok(out);
     }
-    Ok(gzip_bytes(&out))
+    gzip_bytes(&out)
 }
 
 /// `data` as a gzip member (RFC 1952): the 10-byte header (no flags, mtime 0, XFL 4 for the
 /// fastest level, OS 255 "unknown", so the same bytes every run), the raw deflate stream of
 /// miniz_oxide at [`GZIP_LEVEL`], then CRC-32 and length (mod 2^32), little-endian.
 ///
-/// Written with miniz_oxide rather than flate2's encoder: flate2's backend is chosen by cargo
-/// features across the whole build (the zip reader of PyTorch checkpoints switches it to
-/// zlib-rs), and another backend writes other deflate bytes. miniz_oxide is the backend
-/// flate2 used before, so the bytes are those of earlier protokd versions.
-fn gzip_bytes(data: &[u8]) -> Vec<u8> {
-    let deflated = miniz_oxide::deflate::compress_to_vec(data, GZIP_LEVEL as u8);
-    let mut out = Vec::with_capacity(deflated.len() + 18);
+/// Why not flate2's encoder: flate2's backend is chosen by cargo features across the whole
+/// build, and the zip reader of PyTorch checkpoints (`pytorch-reader`) switches it to zlib-rs,
+/// which writes other deflate bytes. So the stream is made here by miniz_oxide, the backend
+/// flate2 used before, called exactly as flate2's `GzEncoder::write_all` then `finish` call it
+/// (all of the input offered at each call, 32 KiB of output space, then `Finish` until the
+/// stream ends): the bytes are those of earlier protokd versions (miniz_oxide's one-shot
+/// `compress_to_vec` writes other bytes for inputs above about 50 KB).
+fn gzip_bytes(data: &[u8]) -> Result<Vec<u8>> {
+    use miniz_oxide::deflate::core::{create_comp_flags_from_zip_params, CompressorOxide};
+    use miniz_oxide::deflate::stream::deflate;
+    use miniz_oxide::{MZFlush, MZStatus};
+    /// flate2's output buffer.
+    const CHUNK: usize = 32 * 1024;
+    // Window bits -15: a raw deflate stream (no zlib header), as flate2 asks for gzip.
+    let flags = create_comp_flags_from_zip_params(GZIP_LEVEL as i32, -15, 0);
+    let mut compressor = CompressorOxide::new(flags);
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
-    out.extend_from_slice(&deflated);
+    let mut chunk = vec![0u8; CHUNK];
+    let mut input = data;
+    let failed = |e| anyhow!("gzip compression failed ({e:?})");
+    while !input.is_empty() {
+        let r = deflate(&mut compressor, input, &mut chunk, MZFlush::None);
+        r.status.map_err(failed)?;
+        out.extend_from_slice(&chunk[..r.bytes_written]);
+        input = &input[r.bytes_consumed..];
+    }
+    loop {
+        let r = deflate(&mut compressor, &[], &mut chunk, MZFlush::Finish);
+        out.extend_from_slice(&chunk[..r.bytes_written]);
+        if r.status.map_err(failed)? == MZStatus::StreamEnd {
+            break;
+        }
+    }
     out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out
+    Ok(out)
 }
 
 /// Appends the 352 bytes of a little-endian NIfTI-1 header (with an empty extension flag):
