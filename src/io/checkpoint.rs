@@ -9,8 +9,11 @@
 //! | `protokd.modalities` | the input modalities in channel order, e.g. `t1ce` or `t1,t2,t1ce,flair` |
 //!
 //! A state_dict saved by PyTorch (`safetensors.torch.save_file(model.state_dict(), ...)`, no
-//! metadata) loads too: the config is inferred from the shapes of `block_one.conv.0.weight`
-//! (`[F, in_channels, 3, 3, 3]`) and `out_conv.weight` (`[classes, F, 1, 1, 1]`).
+//! metadata) loads too, and so does a `.pth`/`.pt` written by `torch.save` (a bare state_dict or
+//! one under `state_dict` or `model`, read by [`crate::io::torchfile`] behind
+//! [`TensorFile::open`], which tells the formats apart by their first bytes): the config is
+//! inferred from the shapes of `block_one.conv.0.weight` (`[F, in_channels, 3, 3, 3]`) and
+//! `out_conv.weight` (`[classes, F, 1, 1, 1]`).
 //! Loading is strict, like PyTorch's `load_state_dict(strict=True)`: every entry present with its
 //! exact dtype and shape, no extra tensors, and (our rule) every value within its [`Rule`]:
 //! finite, a running variance not negative, no magnitude above [`MAX_MAGNITUDE`], and
