@@ -20,7 +20,7 @@ pub enum AuditCommand {
     ///
     /// Example: protokd audit forward --weights student.safetensors --input x.safetensors --out y.safetensors
     Forward {
-        /// Checkpoint (protokd- or PyTorch-written safetensors state_dict).
+        /// Checkpoint: safetensors (protokd- or PyTorch-written) or a PyTorch .pth/.pt.
         #[arg(long, value_name = "W.safetensors")]
         weights: PathBuf,
         /// File holding `image`, f32 [N, C, D, H, W] (D, H, W multiples of 16).

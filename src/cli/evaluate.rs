@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// Arguments of `protokd evaluate`.
 #[derive(Args, Debug)]
 pub struct EvaluateArgs {
-    /// Model checkpoint (protokd- or PyTorch-written safetensors).
+    /// Model checkpoint: safetensors (protokd- or PyTorch-written) or a PyTorch .pth/.pt.
     #[arg(long, value_name = "M.safetensors")]
     model: PathBuf,
     /// Dataset folder (a folder of BraTS case folders, each with its segmentation, or of the

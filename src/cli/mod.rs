@@ -4,6 +4,7 @@
 
 mod audit;
 mod bench;
+mod convert;
 mod demo;
 mod engine;
 mod evaluate;
@@ -81,6 +82,11 @@ enum Command {
     ///
     /// Example: protokd bench --what step --shape 1,4,96,128,128 --filters 16 --repeat 3 --json step.json
     Bench(bench::BenchArgs),
+    /// Convert a PyTorch checkpoint (.pth/.pt from torch.save) into protokd's checkpoint, and
+    /// its Adam state, if any, into an optimiser file beside it. No Python, no pickle run.
+    ///
+    /// Example: protokd convert best_model.pth teacher.safetensors
+    Convert(convert::ConvertArgs),
     /// Train a four-modality teacher or distil a student (run folders, resumable bit for bit).
     #[command(subcommand)]
     Train(train::TrainCommand),
@@ -93,6 +99,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     start_thread_pool(cli.threads)?;
     match cli.command {
         Command::Audit(c) => audit::run(c)?,
+        Command::Convert(a) => convert::run(a)?,
         Command::Phantom(a) => phantom::run(a)?,
         Command::Score(a) => score::run(a)?,
         Command::Segment(a) => segment::run(a)?,

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 /// Arguments of `protokd segment`.
 #[derive(Args, Debug)]
 pub struct SegmentArgs {
-    /// Model checkpoint (protokd- or PyTorch-written safetensors).
+    /// Model checkpoint: safetensors (protokd- or PyTorch-written) or a PyTorch .pth/.pt.
     #[arg(long, value_name = "M.safetensors")]
     model: PathBuf,
     /// A BraTS case folder, a dataset folder of case folders, an authors' preprocessed

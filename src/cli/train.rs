@@ -29,7 +29,7 @@ pub enum TrainCommand {
         /// Input modality, or a comma-separated subset (t1, t2, t1ce, flair).
         #[arg(long, value_name = "t1ce")]
         modality: String,
-        /// Teacher checkpoint (protokd and kd).
+        /// Teacher checkpoint (protokd and kd): safetensors or a PyTorch .pth/.pt.
         #[arg(long, value_name = "T.safetensors")]
         teacher: Option<PathBuf>,
         /// The student's loss.
@@ -65,6 +65,16 @@ pub struct RunOptions {
     /// configuration is used.
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
+    /// Start a new run (in --out) that continues another trainer's: the model and Adam state
+    /// of a resumable PyTorch checkpoint ({"state_dict", "optimizer", ...}, torch.save), at
+    /// Adam's step count.
+    #[arg(
+        long,
+        value_name = "CKPT.pth",
+        conflicts_with = "resume",
+        requires = "out"
+    )]
+    resume_from: Option<PathBuf>,
     /// Start afresh in a non-empty run folder (its run files are replaced).
     #[arg(long, conflicts_with = "resume")]
     force: bool,
@@ -144,6 +154,7 @@ pub fn run(command: &TrainCommand) -> Result<ExitCode> {
         config,
         teacher,
         resume: o.resume.is_some(),
+        resume_from: o.resume_from.as_deref(),
         force: o.force,
         stop_after: o.stop_after,
         progress_bar: true,

@@ -105,6 +105,7 @@ fn train_model(
         config: cfg,
         teacher,
         resume: false,
+        resume_from: None,
         force: o.force,
         stop_after: None,
         progress_bar: true,

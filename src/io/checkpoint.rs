@@ -9,8 +9,11 @@
 //! | `protokd.modalities` | the input modalities in channel order, e.g. `t1ce` or `t1,t2,t1ce,flair` |
 //!
 //! A state_dict saved by PyTorch (`safetensors.torch.save_file(model.state_dict(), ...)`, no
-//! metadata) loads too: the config is inferred from the shapes of `block_one.conv.0.weight`
-//! (`[F, in_channels, 3, 3, 3]`) and `out_conv.weight` (`[classes, F, 1, 1, 1]`).
+//! metadata) loads too, and so does a `.pth`/`.pt` written by `torch.save` (a bare state_dict or
+//! one under `state_dict` or `model`, read by [`crate::io::torchfile`] behind
+//! [`TensorFile::open`], which tells the formats apart by their first bytes): the config is
+//! inferred from the shapes of `block_one.conv.0.weight` (`[F, in_channels, 3, 3, 3]`) and
+//! `out_conv.weight` (`[classes, F, 1, 1, 1]`).
 //! Loading is strict, like PyTorch's `load_state_dict(strict=True)`: every entry present with its
 //! exact dtype and shape, no extra tensors, and (our rule) every value within its [`Rule`]:
 //! finite, a running variance not negative, no magnitude above [`MAX_MAGNITUDE`], and
@@ -111,9 +114,7 @@ pub(crate) const BRATS_CLASSES: usize = 4;
 /// weight made `segment` write an all-background map with NaN probabilities.
 pub(crate) const MAX_MAGNITUDE: f32 = 1e6;
 
-/// The largest Adam step count accepted in an optimiser file: 2^53, where f64 stops counting
-/// steps exactly (Adam's bias corrections raise betas to the step).
-pub(crate) const MAX_ADAM_STEP: u64 = 1 << 53;
+pub(crate) use crate::io::torchfile::MAX_ADAM_STEP;
 
 /// What the values of a stored f32 tensor must satisfy. Checked by [`check_values`] when a
 /// model, teacher or optimiser state is loaded and before a run saves one.
@@ -357,14 +358,27 @@ pub fn state_tensors(state: &VNetState, prefix: &str) -> Vec<(String, OutTensor)
         .collect()
 }
 
-/// Writes a checkpoint atomically; returns each tensor's SHA-256.
-pub fn save(
-    path: &Path,
-    state: &VNetState,
-    modalities: &Modalities,
-) -> Result<Vec<(String, String)>> {
+/// The tensors of an optimiser file: the model under `model.`, then per parameter (in the order
+/// of [`VNetState::parameters`]) Adam's `adam.exp_avg.<name>` and `adam.exp_avg_sq.<name>`.
+pub(crate) fn optimiser_tensors(state: &VNetState, adam: &AdamState) -> Vec<(String, OutTensor)> {
+    let mut tensors = state_tensors(state, "model.");
+    for (i, (name, _)) in state.parameters().enumerate() {
+        tensors.push((
+            format!("adam.exp_avg.{name}"),
+            OutTensor::F32(adam.exp_avg[i].clone()),
+        ));
+        tensors.push((
+            format!("adam.exp_avg_sq.{name}"),
+            OutTensor::F32(adam.exp_avg_sq[i].clone()),
+        ));
+    }
+    tensors
+}
+
+/// The metadata of a checkpoint of `state` with input `modalities` (the table above).
+pub(crate) fn metadata(state: &VNetState, modalities: &Modalities) -> HashMap<String, String> {
     let cfg = state.config;
-    let meta: HashMap<String, String> = [
+    [
         ("protokd.version", env!("CARGO_PKG_VERSION").to_string()),
         ("protokd.in_channels", cfg.in_channels.to_string()),
         ("protokd.n_classes", cfg.n_classes.to_string()),
@@ -373,7 +387,27 @@ pub fn save(
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    .collect()
+}
+
+/// Writes a checkpoint atomically; returns each tensor's SHA-256.
+pub fn save(
+    path: &Path,
+    state: &VNetState,
+    modalities: &Modalities,
+) -> Result<Vec<(String, String)>> {
+    save_with(path, state, modalities, [])
+}
+
+/// [`save`] with `extra` metadata entries beside the table's (e.g. a conversion's provenance).
+pub(crate) fn save_with(
+    path: &Path,
+    state: &VNetState,
+    modalities: &Modalities,
+    extra: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>> {
+    let mut meta = metadata(state, modalities);
+    meta.extend(extra);
     write_tensors(path, &state_tensors(state, ""), Some(meta))
 }
 

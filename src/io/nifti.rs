@@ -63,11 +63,10 @@ use crate::io::hash::Hashing;
 use crate::volume::{Geometry, Image, Volume};
 use anyhow::{anyhow, bail, Result};
 use flate2::bufread::MultiGzDecoder;
-use flate2::{Compression, GzBuilder};
 use nalgebra::Matrix4;
 use nifti::{Endianness, NiftiHeader};
 use rayon::prelude::*;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 
 /// Datatype of a file written by [`write_image`].
@@ -929,14 +928,50 @@ pub(crate) fn encode_frames(
     if !gzip {
         return Ok(out);
     }
-    // mtime 0, OS 255 ("unknown"), no file name: the same bytes every run.
-    let mut enc = GzBuilder::new().mtime(0).operating_system(255).write(
-        Vec::with_capacity(out.len() / 2 + 64),
-        Compression::new(GZIP_LEVEL),
-    );
-    enc.write_all(&out)
-        .and_then(|_| enc.finish())
-        .map_err(|e| anyhow!("gzip compression failed ({e})"))
+    gzip_bytes(&out)
+}
+
+/// `data` as a gzip member (RFC 1952): the 10-byte header (no flags, mtime 0, XFL 4 for the
+/// fastest level, OS 255 "unknown", so the same bytes every run), the raw deflate stream of
+/// miniz_oxide at [`GZIP_LEVEL`], then CRC-32 and length (mod 2^32), little-endian.
+///
+/// Why not flate2's encoder: flate2's backend is chosen by cargo features across the whole
+/// build, and the zip reader of PyTorch checkpoints (`pytorch-reader`) switches it to zlib-rs,
+/// which writes other deflate bytes. So the stream is made here by miniz_oxide, the backend
+/// flate2 used before, called exactly as flate2's `GzEncoder::write_all` then `finish` call it
+/// (all of the input offered at each call, 32 KiB of output space, then `Finish` until the
+/// stream ends): the bytes are those of earlier protokd versions (miniz_oxide's one-shot
+/// `compress_to_vec` writes other bytes for inputs above about 50 KB).
+fn gzip_bytes(data: &[u8]) -> Result<Vec<u8>> {
+    use miniz_oxide::deflate::core::{create_comp_flags_from_zip_params, CompressorOxide};
+    use miniz_oxide::deflate::stream::deflate;
+    use miniz_oxide::{MZFlush, MZStatus};
+    /// flate2's output buffer.
+    const CHUNK: usize = 32 * 1024;
+    // Window bits -15: a raw deflate stream (no zlib header), as flate2 asks for gzip.
+    let flags = create_comp_flags_from_zip_params(GZIP_LEVEL as i32, -15, 0);
+    let mut compressor = CompressorOxide::new(flags);
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
+    let mut chunk = vec![0u8; CHUNK];
+    let mut input = data;
+    let failed = |e| anyhow!("gzip compression failed ({e:?})");
+    while !input.is_empty() {
+        let r = deflate(&mut compressor, input, &mut chunk, MZFlush::None);
+        r.status.map_err(failed)?;
+        out.extend_from_slice(&chunk[..r.bytes_written]);
+        input = &input[r.bytes_consumed..];
+    }
+    loop {
+        let r = deflate(&mut compressor, &[], &mut chunk, MZFlush::Finish);
+        out.extend_from_slice(&chunk[..r.bytes_written]);
+        if r.status.map_err(failed)? == MZStatus::StreamEnd {
+            break;
+        }
+    }
+    out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    Ok(out)
 }
 
 /// Appends the 352 bytes of a little-endian NIfTI-1 header (with an empty extension flag):

@@ -1,9 +1,15 @@
-//! safetensors files in and out: reading tensors by name with errors that name the file, the
-//! tensor and what was expected; writing atomically (temporary file, then rename) and hashing
-//! what was written.
+//! Tensor files in and out: reading tensors by name with errors that name the file, the
+//! tensor and what was expected; writing safetensors atomically (temporary file, then rename)
+//! and hashing what was written.
+//!
+//! [`TensorFile::open`] decides the format by the file's first bytes, not its name
+//! ([`torchfile::is_torch`]): a zip archive or a pickle is a PyTorch checkpoint, read by
+//! [`TorchFile`] (its model's tensors, under their state_dict names, no metadata); anything
+//! else must be a safetensors file.
 
 use crate::io::files::write_atomic;
 use crate::io::hash::sha256_hex;
+use crate::io::torchfile::{self, summarise, RawTensor, TorchFile};
 use anyhow::{bail, Context, Result};
 use protokd_reference::Tensor;
 use safetensors::tensor::{Dtype, TensorView};
@@ -11,10 +17,19 @@ use safetensors::SafeTensors;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// A safetensors file read into memory and checked to be well-formed.
+/// A safetensors file read into memory and checked to be well-formed, or a PyTorch
+/// checkpoint.
 pub struct TensorFile {
     path: PathBuf,
-    bytes: Vec<u8>,
+    backing: Backing,
+}
+
+/// Where a [`TensorFile`]'s tensors come from.
+enum Backing {
+    /// The bytes of a safetensors file.
+    Safetensors(Vec<u8>),
+    /// A PyTorch checkpoint (its model's state_dict).
+    Torch(TorchFile),
 }
 
 /// One tensor to write.
@@ -37,22 +52,31 @@ impl OutTensor {
 }
 
 impl TensorFile {
-    /// Reads and validates `path`.
+    /// Reads and validates `path`: a PyTorch checkpoint ([`TorchFile::open`]) when its first
+    /// bytes say so, else a safetensors file.
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        SafeTensors::deserialize(&bytes).map_err(|e| {
-            anyhow::anyhow!("{}: not a valid safetensors file ({e})", path.display())
-        })?;
+        let backing = if torchfile::is_torch(&torchfile::head(path)?) {
+            Backing::Torch(TorchFile::open(path)?)
+        } else {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            SafeTensors::deserialize(&bytes).map_err(|e| {
+                anyhow::anyhow!("{}: not a valid safetensors file ({e})", path.display())
+            })?;
+            Backing::Safetensors(bytes)
+        };
         Ok(TensorFile {
             path: path.to_path_buf(),
-            bytes,
+            backing,
         })
     }
 
     /// SHA-256 of the file's bytes (as read by [`TensorFile::open`]).
     pub fn sha256(&self) -> String {
-        sha256_hex(&self.bytes)
+        match &self.backing {
+            Backing::Safetensors(bytes) => sha256_hex(bytes),
+            Backing::Torch(t) => t.sha256().to_string(),
+        }
     }
 
     /// The file's path.
@@ -60,82 +84,125 @@ impl TensorFile {
         &self.path
     }
 
-    fn st(&self) -> SafeTensors<'_> {
-        SafeTensors::deserialize(&self.bytes).expect("validated in open")
+    /// The PyTorch checkpoint behind this file, if it is one.
+    pub fn torch(&self) -> Option<&TorchFile> {
+        match &self.backing {
+            Backing::Torch(t) => Some(t),
+            Backing::Safetensors(_) => None,
+        }
     }
 
-    /// The `__metadata__` map, if any.
+    fn st(bytes: &[u8]) -> SafeTensors<'_> {
+        SafeTensors::deserialize(bytes).expect("validated in open")
+    }
+
+    /// The `__metadata__` map, if any (a PyTorch checkpoint has none).
     pub fn metadata(&self) -> Option<HashMap<String, String>> {
-        SafeTensors::read_metadata(&self.bytes)
-            .ok()
-            .and_then(|(_, m)| m.metadata().clone())
+        match &self.backing {
+            Backing::Safetensors(bytes) => SafeTensors::read_metadata(bytes)
+                .ok()
+                .and_then(|(_, m)| m.metadata().clone()),
+            Backing::Torch(_) => None,
+        }
     }
 
     /// Names of all tensors, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut n: Vec<String> = self.st().names().into_iter().map(String::from).collect();
-        n.sort();
-        n
+        match &self.backing {
+            Backing::Safetensors(bytes) => {
+                let mut n: Vec<String> = Self::st(bytes)
+                    .names()
+                    .into_iter()
+                    .map(String::from)
+                    .collect();
+                n.sort();
+                n
+            }
+            Backing::Torch(t) => t.names(),
+        }
     }
 
     /// Whether a tensor `name` exists.
     pub fn contains(&self, name: &str) -> bool {
-        self.st().tensor(name).is_ok()
+        match &self.backing {
+            Backing::Safetensors(bytes) => Self::st(bytes).tensor(name).is_ok(),
+            Backing::Torch(t) => t.shape(name).is_some(),
+        }
     }
 
-    fn view(&self, name: &str) -> Result<TensorView<'_>> {
-        match self.st().tensor(name) {
-            Ok(v) => Ok(v),
-            Err(_) => bail!(
-                "{}: no tensor named `{name}` (the file holds: {})",
-                self.path.display(),
-                summarise(&self.names())
-            ),
+    fn missing(&self, name: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{}: no tensor named `{name}` (the file holds: {})",
+            self.path.display(),
+            summarise(&self.names())
+        )
+    }
+
+    /// Tensor `name`: its dtype, shape and little-endian bytes.
+    fn raw(&self, name: &str) -> Result<RawTensor> {
+        match &self.backing {
+            Backing::Safetensors(bytes) => match Self::st(bytes).tensor(name) {
+                Ok(v) => Ok(RawTensor {
+                    dtype: v.dtype(),
+                    shape: v.shape().to_vec(),
+                    bytes: v.data().to_vec(),
+                }),
+                Err(_) => Err(self.missing(name)),
+            },
+            Backing::Torch(t) => t.raw(name).unwrap_or_else(|| Err(self.missing(name))),
         }
     }
 
     /// The shape of tensor `name`.
     pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
-        Ok(self.view(name)?.shape().to_vec())
+        let shape = match &self.backing {
+            Backing::Safetensors(bytes) => Self::st(bytes)
+                .tensor(name)
+                .ok()
+                .map(|v| v.shape().to_vec()),
+            Backing::Torch(t) => t.shape(name),
+        };
+        shape.ok_or_else(|| self.missing(name))
     }
 
     /// Tensor `name`, which must be f32.
     pub fn f32(&self, name: &str) -> Result<Tensor> {
-        let v = self.view(name)?;
-        if v.dtype() != Dtype::F32 {
+        let v = self.raw(name)?;
+        if v.dtype != Dtype::F32 {
             bail!(
                 "{}: tensor `{name}` has dtype {:?}, expected F32",
                 self.path.display(),
-                v.dtype()
+                v.dtype
             );
         }
         let data = v
-            .data()
+            .bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        Ok(Tensor::from_vec(v.shape(), data))
+        Ok(Tensor::from_vec(&v.shape, data))
     }
 
     /// Tensor `name`, which must be an int64 scalar (shape `[]`).
     pub fn i64_scalar(&self, name: &str) -> Result<i64> {
-        let v = self.view(name)?;
-        if v.dtype() != Dtype::I64 || !v.shape().is_empty() {
+        let v = self.raw(name)?;
+        if v.dtype != Dtype::I64 || !v.shape.is_empty() {
             bail!(
                 "{}: tensor `{name}` has dtype {:?} and shape {:?}, expected an I64 scalar (shape [])",
                 self.path.display(),
-                v.dtype(),
-                v.shape()
+                v.dtype,
+                v.shape
             );
         }
-        let b = v.data();
-        Ok(i64::from_le_bytes(b[..8].try_into().expect("8 bytes")))
+        Ok(i64::from_le_bytes(
+            v.bytes[..8].try_into().expect("8 bytes"),
+        ))
     }
 
     /// Tensor `name` of any integer or float dtype, as f64 values with its shape.
     pub fn numeric(&self, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
-        let v = self.view(name)?;
-        let d = v.data();
+        let v = self.raw(name)?;
+        let d = &v.bytes;
         macro_rules! read {
             ($t:ty, $n:expr) => {
                 d.chunks_exact($n)
@@ -143,7 +210,7 @@ impl TensorFile {
                     .collect()
             };
         }
-        let values: Vec<f64> = match v.dtype() {
+        let values: Vec<f64> = match v.dtype {
             Dtype::U8 => d.iter().map(|&b| b as f64).collect(),
             Dtype::I8 => d.iter().map(|&b| b as i8 as f64).collect(),
             Dtype::BOOL => d.iter().map(|&b| (b != 0) as u8 as f64).collect(),
@@ -160,20 +227,7 @@ impl TensorFile {
                 self.path.display()
             ),
         };
-        Ok((v.shape().to_vec(), values))
-    }
-}
-
-/// At most eight names, then a count.
-fn summarise(names: &[String]) -> String {
-    if names.is_empty() {
-        return "no tensors".into();
-    }
-    let head: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
-    if names.len() > 8 {
-        format!("{}, ... ({} in all)", head.join(", "), names.len())
-    } else {
-        head.join(", ")
+        Ok((v.shape, values))
     }
 }
 

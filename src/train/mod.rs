@@ -48,6 +48,7 @@ pub mod run;
 mod cases;
 mod checkpoints;
 mod epoch;
+mod import;
 mod interrupt;
 mod manifest;
 mod start;
@@ -79,6 +80,9 @@ pub struct TrainArgs<'a> {
     pub teacher: Option<&'a Path>,
     /// Continue the run in `out` instead of starting one.
     pub resume: bool,
+    /// Start the run in `out` from this PyTorch checkpoint's model and Adam state (another
+    /// trainer's run, continued; see [`import`]).
+    pub resume_from: Option<&'a Path>,
     /// Start afresh in an existing run folder (its run files are replaced).
     pub force: bool,
     /// Stop (and save) after this many steps in this invocation.

@@ -24,10 +24,10 @@
 
 use super::config::TrainConfig;
 use crate::data::split::Split;
-use crate::io::checkpoint::{self, check_values, read_state, state_tensors, Rule};
+use crate::io::checkpoint::{self, check_values, read_state, Rule};
 use crate::io::files::{write_atomic, write_json};
 use crate::io::hash::sha256_hex;
-use crate::io::tensorfile::{write_tensors, OutTensor, TensorFile};
+use crate::io::tensorfile::{write_tensors, TensorFile};
 use crate::modality::Modalities;
 use anyhow::{anyhow, bail, Context, Result};
 use protokd_reference::adam::AdamState;
@@ -64,6 +64,10 @@ pub struct RunRecord {
     pub split: Split,
     /// The teacher checkpoint (path as given, SHA-256 of the file), for distillation.
     pub teacher: Option<(String, String)>,
+    /// The checkpoint the run continued at its start (`--resume-from`: path as given,
+    /// SHA-256 of the file); absent for a run started from the seeded initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<(String, String)>,
 }
 
 impl RunRecord {
@@ -271,17 +275,7 @@ impl RunDir {
         checkpoint::save(&model_path, state, modalities)?;
         let model_bytes = std::fs::read(&model_path)
             .with_context(|| format!("cannot read back {}", model_path.display()))?;
-        let mut tensors = state_tensors(state, "model.");
-        for (i, (name, _)) in state.parameters().enumerate() {
-            tensors.push((
-                format!("adam.exp_avg.{name}"),
-                OutTensor::F32(adam.exp_avg[i].clone()),
-            ));
-            tensors.push((
-                format!("adam.exp_avg_sq.{name}"),
-                OutTensor::F32(adam.exp_avg_sq[i].clone()),
-            ));
-        }
+        let tensors = checkpoint::optimiser_tensors(state, adam);
         let mut meta: HashMap<String, String> = progress.to_metadata().into_iter().collect();
         meta.insert("protokd.adam.step".into(), adam.step.to_string());
         meta.insert("protokd.modalities".into(), modalities.to_string());
@@ -318,31 +312,7 @@ impl RunDir {
         let mut adam = AdamState::for_state(&state);
         adam.step = self.adam_step(&meta, &path, &progress)?;
         self.check_provenance(&meta, &path)?;
-        for (i, (name, t)) in state.parameters().enumerate() {
-            for (prefix, slot) in [
-                ("adam.exp_avg.", &mut adam.exp_avg[i]),
-                ("adam.exp_avg_sq.", &mut adam.exp_avg_sq[i]),
-            ] {
-                let m = file.f32(&format!("{prefix}{name}"))?;
-                if m.shape != t.shape {
-                    bail!(
-                        "{}: tensor `{prefix}{name}` has shape {:?}, expected {:?}",
-                        path.display(),
-                        m.shape,
-                        t.shape
-                    );
-                }
-                let rule = if prefix == "adam.exp_avg." {
-                    Rule::Moment
-                } else {
-                    Rule::SquaredMoment
-                };
-                if let Err(e) = check_values(&format!("{prefix}{name}"), &m, rule) {
-                    bail!("{}: {e}", path.display());
-                }
-                *slot = m;
-            }
-        }
+        read_moments(&file, &state, &mut adam)?;
         Ok(RunState {
             state,
             adam,
@@ -438,6 +408,38 @@ impl RunDir {
         }
         Ok(())
     }
+}
+
+/// Reads Adam's moments `adam.exp_avg.<name>` and `adam.exp_avg_sq.<name>` of every parameter of
+/// `state` from an optimiser file into `adam`: f32 of the parameter's shape, within their
+/// [`Rule`].
+fn read_moments(file: &TensorFile, state: &VNetState, adam: &mut AdamState) -> Result<()> {
+    let path = file.path();
+    for (i, (name, t)) in state.parameters().enumerate() {
+        for (prefix, slot, rule) in [
+            ("adam.exp_avg.", &mut adam.exp_avg[i], Rule::Moment),
+            (
+                "adam.exp_avg_sq.",
+                &mut adam.exp_avg_sq[i],
+                Rule::SquaredMoment,
+            ),
+        ] {
+            let m = file.f32(&format!("{prefix}{name}"))?;
+            if m.shape != t.shape {
+                bail!(
+                    "{}: tensor `{prefix}{name}` has shape {:?}, expected {:?}",
+                    path.display(),
+                    m.shape,
+                    t.shape
+                );
+            }
+            if let Err(e) = check_values(&format!("{prefix}{name}"), &m, rule) {
+                bail!("{}: {e}", path.display());
+            }
+            *slot = m;
+        }
+    }
+    Ok(())
 }
 
 /// The step and validation records of a run, kept in memory and appended to `metrics.jsonl`

@@ -2,6 +2,7 @@
 //! lists, a seeded network) or a resumed one (the recorded run checked against this one, the
 //! state of `last.optim.safetensors`, the metrics so far).
 
+use super::import;
 use super::manifest::{remove_run_files, run_file_names};
 use super::run::{MetricsLog, RunDir, RunRecord, RunState};
 use super::TrainArgs;
@@ -29,6 +30,7 @@ fn check_inputs_kept(args: &TrainArgs) -> Result<()> {
         );
     }
     inputs.extend(args.teacher.map(|t| ("--teacher", t.to_path_buf())));
+    inputs.extend(args.resume_from.map(|t| ("--resume-from", t.to_path_buf())));
     let inputs: Vec<(&str, &Path)> = inputs.iter().map(|(f, p)| (*f, p.as_path())).collect();
     check_not_input(args.out, "run folder", &inputs)?;
     check_not_input(&args.out.join("split"), "split folder", &inputs)?;
@@ -48,17 +50,19 @@ fn remove_killed_saves(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Opens `run` for a network of `net`; returns the state the run starts from and its metrics
-/// so far. Resuming: reads `config.json` and refuses a run recorded with another
-/// configuration than `record`, then reads `last.optim.safetensors` and keeps the metrics up
-/// to its progress. Starting: prepares the folder ([`fresh_run_dir`]), writes `config.json`
-/// and the split lists, and starts the state ([`RunState::fresh`]) and an empty
-/// `metrics.jsonl`.
+/// Opens `run` for a network of `net` with `steps_per_epoch` steps per epoch; returns the state
+/// the run starts from and its metrics so far. Resuming: reads `config.json` and refuses a run
+/// recorded with another configuration than `record`, then reads `last.optim.safetensors` and
+/// keeps the metrics up to its progress. Starting: the state ([`RunState::fresh`], or with
+/// `--resume-from` the checkpoint's, [`import::imported`], recorded in `config.json` as
+/// `resumed_from`), then prepares the folder ([`fresh_run_dir`]), writes `config.json` and the
+/// split lists, and starts an empty `metrics.jsonl`.
 pub(super) fn open(
     run: &RunDir,
     args: &TrainArgs,
     record: &RunRecord,
     net: VNetConfig,
+    steps_per_epoch: u64,
 ) -> Result<(RunState, MetricsLog)> {
     check_inputs_kept(args)?;
     if args.resume {
@@ -76,12 +80,20 @@ pub(super) fn open(
         let log = MetricsLog::resume(run, &last.progress)?;
         Ok((last, log))
     } else {
+        let mut record = record.clone();
+        let first = match args.resume_from {
+            Some(path) => {
+                let (state, sha256) = import::imported(path, net, &args.config, steps_per_epoch)?;
+                record.resumed_from = Some((path.display().to_string(), sha256));
+                state
+            }
+            None => RunState::fresh(net, args.config.init_seed),
+        };
         fresh_run_dir(args.out, args.force)?;
         remove_killed_saves(args.out)?;
-        run.write_record(record)?;
+        run.write_record(&record)?;
         write_split_lists(run, &record.split)?;
-        let fresh = RunState::fresh(net, args.config.init_seed);
-        Ok((fresh, MetricsLog::create(run)?))
+        Ok((first, MetricsLog::create(run)?))
     }
 }
 

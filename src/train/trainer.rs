@@ -92,6 +92,7 @@ impl<'a> TrainingLoop<'a> {
             data: args.data.display().to_string(),
             split: split.clone(),
             teacher: teacher.as_ref().map(teacher::Teacher::recorded),
+            resumed_from: None,
         };
         let net = VNetConfig {
             in_channels: channels.len(),
@@ -107,7 +108,8 @@ impl<'a> TrainingLoop<'a> {
         // Validation reads its cases at each epoch's end: their headers are checked now.
         check_headers(&val_cases)?;
         // The run folder is touched only once every input has loaded.
-        let (start, log) = start::open(&run, args, &record, net)?;
+        let steps_per_epoch = (split.train.len() / cfg.batch_size) as u64;
+        let (start, log) = start::open(&run, args, &record, net, steps_per_epoch)?;
         let teacher_state = teacher.as_ref().map(|t| &t.state);
         let engine = Trainer::new(args.compute, start.state, start.adam, teacher_state)?;
         Ok(TrainingLoop {
@@ -124,7 +126,7 @@ impl<'a> TrainingLoop<'a> {
                 patch: cfg.val_patch,
                 stride: cfg.val_stride,
             },
-            steps_per_epoch: (split.train.len() / cfg.batch_size) as u64,
+            steps_per_epoch,
             progress: start.progress,
             log,
             bar: ProgressBar::hidden(),
@@ -139,7 +141,7 @@ impl<'a> TrainingLoop<'a> {
         format!(
             "{} {}: {} training / {} validation cases, {} step(s) per epoch x {} epochs, batch \
              {}, patch {:?}, n_filters {}; run folder {}",
-            if self.args.resume {
+            if self.args.resume || self.args.resume_from.is_some() {
                 "resuming"
             } else {
                 "training"

@@ -13,3 +13,4 @@ mod npy_files;
 mod engine_switch;
 mod limits;
 mod npy;
+mod torch_files;

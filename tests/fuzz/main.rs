@@ -1,7 +1,7 @@
 //! Fuzzing the readers of files a user hands protokd: the NIfTI reader, the checkpoint loader
-//! (safetensors) and the training-config parser. A seeded mutation fuzzer over the committed
-//! corpus in `tests/fuzz/corpus/<target>/`: each iteration takes a corpus file, applies one to
-//! four mutations (bit flips, overwritten bytes, boundary integers written over 2, 4 or 8 bytes,
+//! (safetensors and `.pth`), the training-config parser and the authors' `.npy` reader. A
+//! seeded mutation fuzzer over the committed corpus in `tests/fuzz/corpus/<target>/`: each
+//! iteration takes a corpus file, applies one to four mutations (bit flips, overwritten bytes, boundary integers written over 2, 4 or 8 bytes,
 //! a cut, an inserted run, a copied block; for gzip seeds the mutations are made on the
 //! decompressed bytes and the result compressed again, so the header is reached) and hands
 //! the result to the reader. The reader must answer `Ok` or a clear `Err`: a panic fails the
@@ -16,6 +16,7 @@
 //! 1), and `PROTOKD_FUZZ_ITERATIONS` sets the iterations per target (default 400, a few
 //! seconds in all); CI runs the default.
 
+#[allow(dead_code)] // `scratch_dir` is the libFuzzer binaries'
 mod targets;
 
 use flate2::read::GzDecoder;
@@ -172,6 +173,12 @@ fn the_checkpoint_loader_never_panics() {
     fuzz("checkpoint", &|name, bytes| {
         targets::checkpoint(dir.path(), name, bytes)
     });
+}
+
+#[test]
+fn the_npy_reader_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    fuzz("npy", &|name, bytes| targets::npy(dir.path(), name, bytes));
 }
 
 #[test]

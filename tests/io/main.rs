@@ -10,3 +10,4 @@ mod affine_corners;
 mod checkpoint;
 mod limits;
 mod nifti;
+mod torch_checkpoints;

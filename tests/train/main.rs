@@ -14,3 +14,4 @@ mod npy;
 mod npy_files;
 mod resume_states;
 mod run;
+mod torch_resume;
