@@ -38,7 +38,7 @@
 //! checked before any computation; files are written atomically.
 
 use crate::data::brats::{self, affine_mismatch, Case, CaseFormat, LoadedCase, Release};
-use crate::data::dataset::{check_headers, load_case};
+use crate::data::dataset::{self, check_headers, load_case};
 use crate::data::npy::{self, NO_AFFINE};
 use crate::engine::{Compute, Net};
 use crate::infer::sliding_window::{predict, prepare_input, segment_case, Prediction, Window};
@@ -339,40 +339,20 @@ impl Plan {
             source,
             outputs: opts.outputs(),
         };
-        let npy_dataset = match &opts.input[..] {
-            [dir] if dir.is_dir() => npy::discover(dir)?,
-            _ => None,
+        let case_plan = |case: Case, at: &Path| -> Result<Plan> {
+            check_release(opts.release, case.release, at)?;
+            Ok(Plan {
+                jobs: vec![single(case.id.clone(), Source::Case(case))],
+                dataset: false,
+            })
         };
-        let plan = match (&opts.input[..], npy_dataset) {
-            (_, Some(dataset)) => {
-                check_release(opts.release, dataset.release, &dataset.root)?;
-                Plan {
-                    jobs: dataset
-                        .cases
-                        .into_iter()
-                        .map(|c| dataset_job(opts, c))
-                        .collect(),
-                    dataset: true,
-                }
-            }
-            ([file], None) if is_npy(file) => {
-                let case = npy::case_of_file(file)?;
-                check_release(opts.release, case.release, file)?;
-                Plan {
-                    jobs: vec![single(case.id.clone(), Source::Case(case))],
-                    dataset: false,
-                }
-            }
-            ([dir], None) if dir.is_dir() => match brats::discover_case(dir)? {
-                Some(case) => {
-                    check_release(opts.release, case.release, dir)?;
-                    Plan {
-                        jobs: vec![single(case.id.clone(), Source::Case(case))],
-                        dataset: false,
-                    }
-                }
+        let plan = match &opts.input[..] {
+            [file] if is_npy(file) => case_plan(npy::case_of_file(file)?, file)?,
+            [dir] if dir.is_dir() => match brats::discover_case(dir)? {
+                Some(case) => case_plan(case, dir)?,
+                // A folder of case folders or of the authors' `.npy` arrays.
                 None => {
-                    let dataset = brats::discover(dir)?;
+                    let dataset = dataset::discover(dir)?;
                     check_release(opts.release, dataset.release, dir)?;
                     Plan {
                         jobs: dataset
@@ -384,7 +364,7 @@ impl Plan {
                     }
                 }
             },
-            (inputs, None) => {
+            inputs => {
                 if let Some(f) = inputs.iter().find(|p| is_npy(p)) {
                     bail!(
                         "--input {} is an .npy array; give one .npy file or one folder of them \

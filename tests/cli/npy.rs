@@ -5,7 +5,7 @@
 
 use crate::bounded::refused_within;
 use crate::common::refusal::{file, refusal, refused, Refusal};
-use crate::common::workflow;
+use crate::common::workflow::{self, teacher_args};
 use crate::common::{s, TempDir};
 use crate::npy_files::{authors_f32, f32_le, npy_bytes};
 
@@ -130,16 +130,7 @@ fn bad_npy_files_are_refused_by_segment_and_train() {
         files.push(file(&data.join("train_list.txt"), format!("a\n{bad_id}\n")));
         files.push(file(&data.join("val_list.txt"), "b\n"));
         let run = dir.join("run");
-        let args = [
-            "train",
-            "teacher",
-            "--data",
-            s(&data),
-            "--config",
-            s(&cfg),
-            "--out",
-            s(&run),
-        ];
+        let args = teacher_args(&data, &cfg, &run);
         rows.push(refusal(&format!("train: {case}"), files, args, 1, words));
     }
     let a = dir.join("a.npy");

@@ -104,3 +104,17 @@ pub fn fails(args: &[&str], needles: &[&str]) -> String {
     }
     err
 }
+
+/// The arguments of `protokd train teacher --data data --config cfg --out out`.
+pub fn teacher_args<'a>(data: &'a Path, cfg: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    vec![
+        "train",
+        "teacher",
+        "--data",
+        s(data),
+        "--config",
+        s(cfg),
+        "--out",
+        s(out),
+    ]
+}

@@ -3,37 +3,13 @@
 //! (`tools/brats_metrics/make_fixtures.py`, outputs in `tests/fixtures/brats_metrics/`).
 
 use crate::common::refusal::{file, refusal, refused};
-use crate::common::{protokd_command, s, TempDir};
+use crate::common::{s, TempDir};
+use crate::metrics::score;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/brats_metrics")
-}
-
-/// Runs `protokd score --pred P --label L --json OUT --force EXTRA...` and returns the JSON.
-fn score(pred: &Path, label: &Path, extra: &[&str], tmp: &TempDir) -> Value {
-    let out = tmp.join("out.json");
-    let mut args = vec![
-        "score",
-        "--pred",
-        s(pred),
-        "--label",
-        s(label),
-        "--json",
-        s(&out),
-    ];
-    args.push("--force");
-    args.extend(extra);
-    let o = protokd_command().args(&args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "protokd {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("lesion-wise dice"), "{stdout}");
-    serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap()
 }
 
 #[test]

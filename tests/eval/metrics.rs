@@ -44,8 +44,8 @@ fn score_args(pred: &Path, label: &Path, out: &Path, extra: &[&str]) -> Vec<Stri
     .collect()
 }
 
-/// Runs `protokd score` and returns its JSON.
-fn score(pred: &Path, label: &Path, extra: &[&str], tmp: &TempDir) -> Value {
+/// Runs `protokd score --pred P --label L --json OUT --force EXTRA...` and returns its JSON.
+pub(crate) fn score(pred: &Path, label: &Path, extra: &[&str], tmp: &TempDir) -> Value {
     let out = tmp.join("out.json");
     let mut args = score_args(pred, label, &out, extra);
     args.push("--force".into()); // the same JSON path is rewritten for every pair

@@ -8,7 +8,7 @@ use crate::bounded::{
     gzip, gzip_bomb, junk_after_huge_header, refused_within, small, u8_header, zeros_after,
 };
 use crate::common::refusal::{file, refusal, refused};
-use crate::common::workflow::{model, phantoms, SIZE, WINDOW};
+use crate::common::workflow::{model, phantoms, teacher_args, SIZE, WINDOW};
 use crate::common::{s, TempDir};
 use protokd::io::nifti::{checked_size, decode_image, read_dims, MAX_VOXELS};
 use std::path::Path;
@@ -203,16 +203,7 @@ fn segment_evaluate_and_train_refuse_bombs_within_bounds() {
         s(&report),
     ];
     eval_args.extend(WINDOW);
-    let train_args = vec![
-        "train",
-        "teacher",
-        "--data",
-        s(&data),
-        "--config",
-        s(&cfg),
-        "--out",
-        s(&run),
-    ];
+    let train_args = teacher_args(&data, &cfg, &run);
     let bomb_words = vec!["1024 x 1024 x 1024", lim.as_str()];
     let rows: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (seg_args(&bomb), vec![s(&bomb), "1024 x 1024 x 1024", &lim]),

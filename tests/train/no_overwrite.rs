@@ -3,7 +3,7 @@
 //! its inputs; and a resume removes the temporary files of a save that was killed.
 
 use crate::common::refusal::{refusal, refused};
-use crate::common::workflow::phantoms;
+use crate::common::workflow::{phantoms, teacher_args};
 use crate::common::{protokd, s, temporary_files, TempDir};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,9 +23,9 @@ fn cohort(dir: &TempDir) -> (PathBuf, PathBuf) {
     (data, cfg)
 }
 
-/// Runs `protokd train teacher --data data --config cfg` with `extra`.
-fn teacher(data: &Path, cfg: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["train", "teacher", "--data", s(data), "--config", s(cfg)];
+/// Runs `protokd train teacher --data data --config cfg --out out` with `extra`.
+fn teacher(data: &Path, cfg: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = teacher_args(data, cfg, out);
     args.extend_from_slice(extra);
     protokd(&args)
 }
@@ -58,11 +58,7 @@ fn force_keeps_the_users_files_and_a_failing_run_keeps_the_old_one() {
     let tmp = TempDir::new("train-force");
     let (data, cfg) = cohort(&tmp);
     let run = tmp.join("run");
-    ok(teacher(
-        &data,
-        &cfg,
-        &["--out", s(&run), "--stop-after", "1"],
-    ));
+    ok(teacher(&data, &cfg, &run, &["--stop-after", "1"]));
     std::fs::write(run.join("notes.txt"), b"the user's notes").unwrap();
     std::fs::write(run.join("split").join("mine.txt"), b"the user's list").unwrap();
     let before = files(&run);
@@ -83,7 +79,7 @@ fn force_keeps_the_users_files_and_a_failing_run_keeps_the_old_one() {
             std::fs::write(copy.join(name), bytes).unwrap();
         }
     }
-    let o = teacher(&broken, &cfg, &["--out", s(&run), "--force"]);
+    let o = teacher(&broken, &cfg, &run, &["--force"]);
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -97,7 +93,7 @@ fn force_keeps_the_users_files_and_a_failing_run_keeps_the_old_one() {
         "the failing run changed the old run's folder"
     );
     // A new run over the old one: the run files are new, the user's files are as they were.
-    ok(teacher(&data, &cfg, &["--out", s(&run), "--force"]));
+    ok(teacher(&data, &cfg, &run, &["--force"]));
     let after = files(&run);
     for user in ["notes.txt", "split/mine.txt"] {
         assert_eq!(after[Path::new(user)], before[Path::new(user)], "{user}");
@@ -117,11 +113,7 @@ fn force_replaces_only_what_the_manifest_lists() {
     let tmp = TempDir::new("train-manifest");
     let (data, cfg) = cohort(&tmp);
     let run = tmp.join("run");
-    ok(teacher(
-        &data,
-        &cfg,
-        &["--out", s(&run), "--stop-after", "1"],
-    ));
+    ok(teacher(&data, &cfg, &run, &["--stop-after", "1"]));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("protokd-files.json")).unwrap()).unwrap();
     let mut listed: Vec<&str> = manifest["files"]
@@ -142,19 +134,9 @@ fn force_replaces_only_what_the_manifest_lists() {
     );
     assert!(!listed.contains(&"best.safetensors"));
     let force = |out: &Path| -> Vec<String> {
-        [
-            "train",
-            "teacher",
-            "--data",
-            s(&data),
-            "--config",
-            s(&cfg),
-            "--out",
-            s(out),
-            "--force",
-        ]
-        .map(String::from)
-        .to_vec()
+        let mut args = teacher_args(&data, &cfg, out);
+        args.push("--force");
+        args.into_iter().map(String::from).collect()
     };
     let users = tmp.join("users");
     std::fs::create_dir_all(&users).unwrap();
@@ -201,11 +183,7 @@ fn a_run_never_writes_over_its_inputs() {
     let tmp = TempDir::new("train-inputs");
     let (data, cfg) = cohort(&tmp);
     let run = tmp.join("run");
-    ok(teacher(
-        &data,
-        &cfg,
-        &["--out", s(&run), "--stop-after", "1"],
-    ));
+    ok(teacher(&data, &cfg, &run, &["--stop-after", "1"]));
     let split = run.join("split");
     let last = run.join("last.safetensors");
     let student = |extra: &[&str]| -> Vec<String> {
@@ -246,11 +224,7 @@ fn a_resume_removes_what_a_killed_save_left() {
     let tmp = TempDir::new("train-stale");
     let (data, cfg) = cohort(&tmp);
     let run = tmp.join("run");
-    ok(teacher(
-        &data,
-        &cfg,
-        &["--out", s(&run), "--stop-after", "1"],
-    ));
+    ok(teacher(&data, &cfg, &run, &["--stop-after", "1"]));
     // What `kill -9` during a save leaves: a temporary file named after a process that is gone
     // (no process id reaches 999999999); and one of a process still running (this test).
     let dead = run.join(".last.optim.safetensors.tmp999999999");
@@ -259,7 +233,7 @@ fn a_resume_removes_what_a_killed_save_left() {
     for p in [&dead, &live, &split_dead] {
         std::fs::write(p, b"half a save").unwrap();
     }
-    ok(teacher(&data, &cfg, &["--resume", s(&run)]));
+    ok(teacher(&data, &cfg, &run, &["--resume", s(&run)]));
     assert!(
         !dead.exists() && !split_dead.exists(),
         "stale temporary files stayed"

@@ -6,7 +6,7 @@
 //! authors'-format fixture (float64, written by `tools/npy/make_dataset.py`) trains and
 //! evaluates.
 
-use crate::common::workflow;
+use crate::common::workflow::{self, teacher_args};
 use crate::common::{protokd, s, TempDir};
 use crate::npy_files::from_nifti;
 use protokd::io::hash::sha256_hex;
@@ -210,16 +210,7 @@ fn the_authors_float64_fixture_trains_and_evaluates() {
     )
     .unwrap();
     let run = tmp.join("run");
-    let said = ok(protokd(&[
-        "train",
-        "teacher",
-        "--data",
-        s(&data),
-        "--config",
-        s(&cfg),
-        "--out",
-        s(&run),
-    ]));
+    let said = ok(protokd(&teacher_args(&data, &cfg, &run)));
     assert!(said.contains("2 .npy case(s)"), "{said}");
     assert_eq!(records(&run).len(), 2, "one step in each of 2 epochs");
     let report = tmp.join("report");

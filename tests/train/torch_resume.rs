@@ -220,20 +220,11 @@ fn train_resume_from_refuses_what_cannot_continue_the_run() {
     let run = dir.join("run");
     let args = |cfg: &std::path::Path, from: &str| -> Vec<String> {
         let pth = fixture("torch", from);
-        [
-            "train",
-            "teacher",
-            "--data",
-            s(data),
-            "--config",
-            s(cfg),
-            "--out",
-            s(&run),
-        ]
-        .into_iter()
-        .map(String::from)
-        .chain(["--resume-from".into(), s(&pth).into()])
-        .collect()
+        workflow::teacher_args(data, cfg, &run)
+            .into_iter()
+            .map(String::from)
+            .chain(["--resume-from".into(), s(&pth).into()])
+            .collect()
     };
     let table = vec![
         refusal(
