@@ -53,7 +53,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use nalgebra::Matrix4;
 use npyz::{DType, NpyFile, NpyHeader, Order, TypeChar};
 use std::fs::{self, File};
-use std::io::{BufReader, Seek};
+use std::io::{BufRead, BufReader, Seek};
 use std::path::{Path, PathBuf};
 
 /// Channels of an authors' array: T1, T2, T1ce, FLAIR, then the internal label map.
@@ -155,6 +155,36 @@ fn check_shape(path: &Path, header: &NpyHeader) -> Result<[usize; 3]> {
     Ok([d, h, w])
 }
 
+/// The most bytes an `.npy` header may declare: NumPy's own default (`max_header_size = 10000`
+/// of `numpy.lib.format.read_array_header_*`), far above the ~128 bytes `np.save` writes.
+const MAX_HEADER_BYTES: u64 = 10_000;
+
+/// Reads the header length an `.npy` file declares (2 bytes after the magic and version 1.0,
+/// 4 bytes after 2.0 and 3.0; NumPy's format) without consuming it, and refuses one above
+/// [`MAX_HEADER_BYTES`] or beyond the end of the file, before the header is read (npyz
+/// allocates the declared length first).
+fn check_header_length(path: &Path, reader: &mut BufReader<File>, file_len: u64) -> Result<()> {
+    let start = reader
+        .fill_buf()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let (prefix, declared) = match start {
+        [0x93, b'N', b'U', b'M', b'P', b'Y', 1, _, a, b, ..] => {
+            (10, u64::from(u16::from_le_bytes([*a, *b])))
+        }
+        [0x93, b'N', b'U', b'M', b'P', b'Y', 2 | 3, _, a, b, c, d, ..] => {
+            (12, u64::from(u32::from_le_bytes([*a, *b, *c, *d])))
+        }
+        // Anything else is refused by the header reader, naming what it found.
+        _ => return Ok(()),
+    };
+    ensure!(
+        declared <= MAX_HEADER_BYTES && prefix + declared <= file_len,
+        "{}: not a NumPy .npy file: its header declares {declared} bytes (the file has          {file_len}; NumPy reads at most {MAX_HEADER_BYTES})",
+        path.display()
+    );
+    Ok(())
+}
+
 /// An opened file whose header passed every check: the reader at the first data byte.
 struct Checked {
     header: NpyHeader,
@@ -174,6 +204,7 @@ fn open_checked(path: &Path) -> Result<Checked> {
         .with_context(|| format!("cannot read {}", path.display()))?
         .len();
     let mut reader = BufReader::new(file);
+    check_header_length(path, &mut reader, file_len)?;
     let header = NpyHeader::from_reader(&mut reader)
         .map_err(|e| anyhow!("{}: not a NumPy .npy file ({e})", path.display()))?;
     let size = float_size(path, &header)?;

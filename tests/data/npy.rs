@@ -282,6 +282,18 @@ fn bad_arrays_are_refused_naming_the_file_and_the_problem() {
             &["above the limit of 268435456 voxels"],
         ),
         (
+            // Found by cargo fuzz (`fuzz/`, target npy): version 3.0 declaring a 2.3 GB
+            // header in a 56-byte file; npyz allocated the declared length.
+            "header_bomb.npy",
+            [
+                b"\x93NUMPY\x03\x00".as_slice(),
+                &0x893d_0076u32.to_le_bytes(),
+                &[0x89; 44],
+            ]
+            .concat(),
+            &["declares 2302476406 bytes", "NumPy reads at most 10000"],
+        ),
+        (
             "overflow.npy",
             npy_bytes("<f4", false, &[5, 1 << 32, 1 << 32, 1 << 32], &f4),
             &["overflows"],
