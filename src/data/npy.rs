@@ -53,7 +53,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use nalgebra::Matrix4;
 use npyz::{DType, NpyFile, NpyHeader, Order, TypeChar};
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Seek};
+use std::io::{BufRead, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
 /// Channels of an authors' array: T1, T2, T1ce, FLAIR, then the internal label map.
@@ -159,14 +159,16 @@ fn check_shape(path: &Path, header: &NpyHeader) -> Result<[usize; 3]> {
 /// of `numpy.lib.format.read_array_header_*`), far above the ~128 bytes `np.save` writes.
 const MAX_HEADER_BYTES: u64 = 10_000;
 
-/// Reads the header length an `.npy` file declares (2 bytes after the magic and version 1.0,
-/// 4 bytes after 2.0 and 3.0; NumPy's format) without consuming it, and refuses one above
-/// [`MAX_HEADER_BYTES`] or beyond the end of the file, before the header is read (npyz
-/// allocates the declared length first).
-fn check_header_length(path: &Path, reader: &mut BufReader<File>, file_len: u64) -> Result<()> {
-    let start = reader
-        .fill_buf()
-        .with_context(|| format!("cannot read {}", path.display()))?;
+/// Checks an `.npy` file's header before npyz parses it, then rewinds `reader`: the length it
+/// declares (2 bytes after the magic and version 1.0, 4 bytes after 2.0 and 3.0; NumPy's
+/// format) at most [`MAX_HEADER_BYTES`] and within the file (npyz allocates the declared length
+/// first), and its text the flat dict `np.save` writes: one `{ }`, at most one `( )` (the
+/// shape), no `[ ]`. A nested header is refused because npyz's parser of Python literals
+/// backtracks exponentially on nesting: cargo fuzz found a 241-byte header that took longer
+/// than 10 s.
+fn check_header_text(path: &Path, reader: &mut BufReader<File>, file_len: u64) -> Result<()> {
+    let io_err = |e: std::io::Error| anyhow!("cannot read {} ({e})", path.display());
+    let start = reader.fill_buf().map_err(io_err)?;
     let (prefix, declared) = match start {
         [0x93, b'N', b'U', b'M', b'P', b'Y', 1, _, a, b, ..] => {
             (10, u64::from(u16::from_le_bytes([*a, *b])))
@@ -179,7 +181,24 @@ fn check_header_length(path: &Path, reader: &mut BufReader<File>, file_len: u64)
     };
     ensure!(
         declared <= MAX_HEADER_BYTES && prefix + declared <= file_len,
-        "{}: not a NumPy .npy file: its header declares {declared} bytes (the file has          {file_len}; NumPy reads at most {MAX_HEADER_BYTES})",
+        "{}: not a NumPy .npy file: its header declares {declared} bytes (the file has \
+         {file_len}; NumPy reads at most {MAX_HEADER_BYTES})",
+        path.display()
+    );
+    let mut head = vec![0u8; (prefix + declared) as usize];
+    reader.read_exact(&mut head).map_err(io_err)?;
+    reader.rewind().map_err(io_err)?;
+    let text = &head[prefix as usize..];
+    let count = |c: u8| text.iter().filter(|&&b| b == c).count();
+    ensure!(
+        count(b'{') == 1
+            && count(b'}') == 1
+            && count(b'(') <= 1
+            && count(b')') <= 1
+            && count(b'[') == 0
+            && count(b']') == 0,
+        "{}: not a NumPy .npy file: its header is not the flat dict np.save writes \
+         ({{'descr': ..., 'fortran_order': ..., 'shape': (...)}})",
         path.display()
     );
     Ok(())
@@ -204,7 +223,7 @@ fn open_checked(path: &Path) -> Result<Checked> {
         .with_context(|| format!("cannot read {}", path.display()))?
         .len();
     let mut reader = BufReader::new(file);
-    check_header_length(path, &mut reader, file_len)?;
+    check_header_text(path, &mut reader, file_len)?;
     let header = NpyHeader::from_reader(&mut reader)
         .map_err(|e| anyhow!("{}: not a NumPy .npy file ({e})", path.display()))?;
     let size = float_size(path, &header)?;

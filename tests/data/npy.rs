@@ -294,6 +294,22 @@ fn bad_arrays_are_refused_naming_the_file_and_the_problem() {
             &["declares 2302476406 bytes", "NumPy reads at most 10000"],
         ),
         (
+            // Found by cargo fuzz (target npy): a shape of 150 nested `{`, which npyz's parser
+            // of Python literals took more than 10 s to reject.
+            "nested_header.npy",
+            {
+                let dict = format!(
+                    "{{'descr': '<f8', 'fortran_order': False, 'shape': (5, {}4, 2, 3), }}",
+                    "{".repeat(150)
+                );
+                let mut b = b"\x93NUMPY\x01\x00".to_vec();
+                b.extend((dict.len() as u16).to_le_bytes());
+                b.extend(dict.as_bytes());
+                b
+            },
+            &["not the flat dict np.save writes"],
+        ),
+        (
             "overflow.npy",
             npy_bytes("<f4", false, &[5, 1 << 32, 1 << 32, 1 << 32], &f4),
             &["overflows"],
