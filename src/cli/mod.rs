@@ -44,10 +44,12 @@ enum Command {
     /// Example: protokd phantom --out phantoms --cases 4 --seed 1 --size 48,48,32
     Phantom(phantom::PhantomArgs),
     /// Dice, HD95, sensitivity and specificity of a segmentation against a label map, per
-    /// region (WT, TC, ET), as the method page section 7 (medpy's hd95).
+    /// region (WT, TC, ET), as the method page section 7 (medpy's hd95), and the BraTS
+    /// challenge's legacy and lesion-wise Dice and HD95 (docs/metrics.md).
     ///
-    /// Both files hold raw BraTS labels (0/1/2/4 for 2018-2021, 0/1/2/3 for 2023+) on the same
-    /// grid (dims and affine). HD95 is in mm from the NIfTI voxel size unless --voxel-units.
+    /// Both files hold raw BraTS labels (0/1/2/4 for 2018-2021, 0/1/2/3 for 2023+, 2024 GLI/MET
+    /// and PED sets with --labels or BraTS file names) on the same grid (dims and affine). HD95
+    /// is in mm from the NIfTI voxel size unless --voxel-units.
     ///
     /// Example: protokd score --pred seg.nii.gz --label case_seg.nii.gz --json scores.json
     Score(score::ScoreArgs),
