@@ -57,6 +57,7 @@ pub(crate) fn score(pred: &Path, label: &Path, extra: &[&str], tmp: &TempDir) ->
     );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("WT") && stdout.contains("ET"), "{stdout}");
+    assert!(stdout.contains("lesion-wise dice"), "{stdout}");
     serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap()
 }
 
