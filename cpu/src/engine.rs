@@ -12,7 +12,7 @@ use protokd_reference::layers::conv_transpose3d::{
     add_channel_bias, check_transposed_weight_grad, transposed_forward_dims,
 };
 use protokd_reference::layers::softmax::softmax_on;
-use protokd_reference::losses::{ce, dice, kd, proto};
+use protokd_reference::losses::{ce, dice, kd};
 use protokd_reference::reduce::ChannelStep;
 use protokd_reference::tensor::Shaped;
 use protokd_reference::{LabelMap, Tensor};
@@ -294,9 +294,13 @@ impl Engine for Cpu {
         labels: &LabelMap,
         scale: f32,
     ) -> Result<(f32, Tensor), EngineError> {
-        let l = self.loops();
-        let f = proto::proto_loss_on(&l, student_features, teacher_features, labels);
-        Ok((f.loss, proto::proto_backward_on(&l, &f, scale)))
+        Ok(crate::proto::proto(
+            &self.loops(),
+            student_features,
+            teacher_features,
+            labels,
+            scale,
+        ))
     }
     fn adam_update(
         &self,

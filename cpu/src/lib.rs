@@ -15,6 +15,7 @@
 //! | `reduce` | per-channel canonical reductions, 16 lanes per step |
 //! | `batchnorm` | BatchNorm forward (fused with the ReLU where asked) and backward |
 //! | `loops` | the column maps (softmax) and canonical reductions the losses are written over, in parallel and SIMD |
+//! | `proto` | the prototype loss and its gradient: voxel chunks in parallel, SIMD chains across voxels |
 //! | `adam` | the Adam update in parallel |
 //!
 //! ## Which SIMD copy runs
@@ -36,6 +37,7 @@ mod adam;
 mod batchnorm;
 mod conv3d;
 mod loops;
+mod proto;
 mod reduce;
 mod rowops;
 
