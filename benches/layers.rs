@@ -78,12 +78,18 @@ fn bench_layers<E: Resident + ?Sized>(c: &mut Criterion, e: &E) {
                 .unwrap(),
         );
     });
-    bench("conv_transpose3d_bwd_input_k2s2_32to16_1x32x32^3", &mut || {
-        black_box(e.conv_transpose3d_backward_input(&dy, &wt, &g2).unwrap());
-    });
-    bench("conv_transpose3d_bwd_weight_k2s2_32to16_1x32x32^3", &mut || {
-        black_box(e.conv_transpose3d_backward_weight(&xt, &dy, &g2).unwrap());
-    });
+    bench(
+        "conv_transpose3d_bwd_input_k2s2_32to16_1x32x32^3",
+        &mut || {
+            black_box(e.conv_transpose3d_backward_input(&dy, &wt, &g2).unwrap());
+        },
+    );
+    bench(
+        "conv_transpose3d_bwd_weight_k2s2_32to16_1x32x32^3",
+        &mut || {
+            black_box(e.conv_transpose3d_backward_weight(&xt, &dy, &g2).unwrap());
+        },
+    );
 
     // BatchNorm3d, training mode, forward + backward.
     let gamma = up(e, &Tensor::from_vec(&[C], vec![1.0; C]));
@@ -154,10 +160,22 @@ fn bench_losses<E: Resident + ?Sized>(c: &mut Criterion, e: &E) {
     group.sampling_mode(SamplingMode::Flat);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(5));
-    let student = up(e, &protokd::audit::bench::uniform(&[1, 4, SIDE, SIDE, SIDE], 61, 3.0));
-    let teacher = up(e, &protokd::audit::bench::uniform(&[1, 4, SIDE, SIDE, SIDE], 62, 3.0));
-    let fs = up(e, &protokd::audit::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 63, 1.0));
-    let ft = up(e, &protokd::audit::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 64, 1.0));
+    let student = up(
+        e,
+        &protokd::audit::bench::uniform(&[1, 4, SIDE, SIDE, SIDE], 61, 3.0),
+    );
+    let teacher = up(
+        e,
+        &protokd::audit::bench::uniform(&[1, 4, SIDE, SIDE, SIDE], 62, 3.0),
+    );
+    let fs = up(
+        e,
+        &protokd::audit::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 63, 1.0),
+    );
+    let ft = up(
+        e,
+        &protokd::audit::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 64, 1.0),
+    );
     let labels = protokd::audit::bench::label_map(1, SIDE, SIDE, SIDE);
     let labels = e.upload_labels(&labels).unwrap();
     let mut bench = |name: &str, f: &mut dyn FnMut()| {

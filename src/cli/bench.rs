@@ -35,7 +35,13 @@ pub struct BenchArgs {
     /// Run the same work on each of these engines, one after the other (any of spec, cpu,
     /// cuda, emulated); cuda where it cannot be opened is listed as not available. Instead of
     /// --engine.
-    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "kind", value_name = "E,E")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        conflicts_with = "kind",
+        value_name = "E,E"
+    )]
     engines: Vec<EngineKind>,
     /// Also write the record as JSON (refused if it exists, unless --force).
     #[arg(long, value_name = "OUT.json")]
@@ -111,7 +117,9 @@ pub fn run(b: BenchArgs) -> Result<()> {
     if outcomes.len() > 1 {
         println!("\n{}", compare::markdown(&outcomes));
         if !compare::same_result(&outcomes) {
-            eprintln!("warning: the engines' result hashes differ (they should give the same bits)");
+            eprintln!(
+                "warning: the engines' result hashes differ (they should give the same bits)"
+            );
         }
     }
     if let Some(path) = &b.json {

@@ -143,7 +143,7 @@ pub struct Count {
     pub flops: u64,
 }
 
-/// What a [`Timed`] engine has run since it was built or last [`Tally::take`]n: one
+/// What a [`Timed`] engine has run since it was built or last taken ([`Timed::take`]): one
 /// [`Count`] per [`Op`] that was called, in [`Op`] order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tally(pub std::collections::BTreeMap<Op, Count>);
@@ -425,7 +425,12 @@ impl<E: Engine + ?Sized> Engine for Timed<E> {
     fn softmax(&self, x: &E::T) -> Result<E::T, EngineError> {
         self.time(Op::Softmax, || self.inner.softmax(x), none)
     }
-    fn ce(&self, logits: &E::T, labels: &E::Labels, scale: f32) -> Result<(f32, E::T), EngineError> {
+    fn ce(
+        &self,
+        logits: &E::T,
+        labels: &E::Labels,
+        scale: f32,
+    ) -> Result<(f32, E::T), EngineError> {
         self.time(Op::Ce, || self.inner.ce(logits, labels, scale), none)
     }
     fn dice(

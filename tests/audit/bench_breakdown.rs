@@ -86,12 +86,19 @@ fn the_breakdown_adds_up_to_the_work() {
             ]
         );
         let shares: f64 = cats.iter().map(|c| c.1).sum();
-        assert!((shares - 1.0).abs() < 1e-9, "{what:?}: shares add up to {shares}");
+        assert!(
+            (shares - 1.0).abs() < 1e-9,
+            "{what:?}: shares add up to {shares}"
+        );
         assert!(cats.iter().all(|c| (0.0..=1.0).contains(&c.1)));
         let counted: u64 = cats.iter().map(|c| c.2).sum();
         assert_eq!(counted, 2 * expected, "{what:?}: two timed runs");
         for (name, _, f, g) in &cats {
-            assert_eq!(g.is_some(), *f > 0, "{name}: GFLOP/s only where FLOPs are counted");
+            assert_eq!(
+                g.is_some(),
+                *f > 0,
+                "{name}: GFLOP/s only where FLOPs are counted"
+            );
         }
         match what {
             // A forward has no gradients, losses or Adam.

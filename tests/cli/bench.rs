@@ -57,13 +57,22 @@ fn engines_side_by_side() {
         assert!(rec["fraction_of_peak"].as_f64().unwrap() > 0.0);
         assert!(rec["breakdown"]["categories"].is_array());
     }
-    assert_eq!(engines[1]["record"]["simd"], protokd_cpu::Isa::detected().name());
+    assert_eq!(
+        engines[1]["record"]["simd"],
+        protokd_cpu::Isa::detected().name()
+    );
     assert!(r["machine"]["measured_peak_gflops_per_s"].as_f64().unwrap() > 0.0);
     let md = std::fs::read_to_string(&table).unwrap();
     let rows: Vec<&str> = md.lines().skip(2).collect();
     assert_eq!(rows.len(), 3, "{md}");
-    assert!(rows[0].starts_with("| spec |") && rows[0].contains(hash(0)), "{md}");
-    assert!(rows[1].starts_with("| cpu |") && rows[1].contains(hash(1)), "{md}");
+    assert!(
+        rows[0].starts_with("| spec |") && rows[0].contains(hash(0)),
+        "{md}"
+    );
+    assert!(
+        rows[1].starts_with("| cpu |") && rows[1].contains(hash(1)),
+        "{md}"
+    );
     if !cuda_here {
         assert!(rows[2].starts_with("| cuda | not available: "), "{md}");
         assert!(r["engines"][2]["reason"].as_str().unwrap().contains("cuda"));
@@ -81,12 +90,24 @@ fn engines_side_by_side() {
     again[12] = "cpu";
     again.push("--force");
     let out = protokd(&again);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let md = std::fs::read_to_string(&table).unwrap();
     assert_eq!(md.lines().count(), 3, "{md}");
 
     let (t, g) = (s(&table), s(&svg));
-    let small = ["bench", "--what", "forward", "--shape", "1,4,16,16,16", "--filters", "2"];
+    let small = [
+        "bench",
+        "--what",
+        "forward",
+        "--shape",
+        "1,4,16,16,16",
+        "--filters",
+        "2",
+    ];
     let with = |extra: &[&str]| -> Vec<String> {
         small.iter().chain(extra).map(|a| a.to_string()).collect()
     };
@@ -103,8 +124,13 @@ fn engines_side_by_side() {
             with(&["--engines", "cpu", "--engine", "spec"]), 2, ["--engine"]),
     ];
     if !cuda_here {
-        table.push(refusal("only cuda, with no GPU here", vec![],
-            with(&["--engines", "cuda"]), 1, ["no engine of --engines is available", "cuda"]));
+        table.push(refusal(
+            "only cuda, with no GPU here",
+            vec![],
+            with(&["--engines", "cuda"]),
+            1,
+            ["no engine of --engines is available", "cuda"],
+        ));
     }
     refused(tmp.path(), table);
 }

@@ -55,7 +55,10 @@ pub fn run_engines(
         };
         out.push((kind, Outcome::Ran(run(work, &opened, peak)?)));
     }
-    if out.iter().all(|(_, o)| matches!(o, Outcome::Unavailable(_))) {
+    if out
+        .iter()
+        .all(|(_, o)| matches!(o, Outcome::Unavailable(_)))
+    {
         let why: Vec<String> = out
             .iter()
             .filter_map(|(k, o)| match o {
@@ -63,7 +66,10 @@ pub fn run_engines(
                 Outcome::Ran(_) => None,
             })
             .collect();
-        bail!("no engine of --engines is available here ({})", why.join("; "));
+        bail!(
+            "no engine of --engines is available here ({})",
+            why.join("; ")
+        );
     }
     Ok(out)
 }

@@ -1,5 +1,14 @@
-//! `protokd bench`: times a VNet forward or a whole ProtoKD step on seeded inputs, and the
-//! deterministic inputs the criterion benches share (no RNG crate: a SplitMix64 stream).
+//! `protokd bench`: times a VNet forward or a whole ProtoKD step on seeded inputs ([`run`]),
+//! on one engine or side by side on several ([`compare`]), and the deterministic inputs the
+//! criterion benches share (no RNG crate: a SplitMix64 stream).
+//!
+//! | file | holds |
+//! |---|---|
+//! | `mod.rs` | [`Work`], [`run`]: the timed runs and their record; the seeded inputs |
+//! | `flops.rs` | the FLOPs of the work from the VNet's geometry |
+//! | `machine.rs` | [`Peak`]: the CPU model and clock, the measured and nominal FMA peak |
+//! | `breakdown.rs` | where the time went, per group of engine operations |
+//! | `compare.rs` | `--engines`: the same work on several engines, table and SVG chart |
 //!
 //! What is timed:
 //! * `forward`: evaluation-mode forward of a VNet with `C` input channels (the teacher when
@@ -12,6 +21,13 @@
 //! count, the mean of the two middle values), minimum and maximum are reported, with the peak
 //! resident memory of the process (Linux `VmHWM`) when known, and on a GPU the device memory in
 //! use at the end (`total - free` of the driver, all processes).
+//!
+//! The record also holds: `flops`, the FLOPs of one run ([`flops`]); `gflops_per_s`, those over
+//! the median time; on a host engine `fraction_of_peak`, that over the machine's measured FMA
+//! peak, and `breakdown` ([`breakdown`]), the timed runs' calls tallied by
+//! [`crate::engine::Timed`], which a host engine runs inside; `machine` ([`Peak`]); and
+//! `result_sha256`, the SHA-256 of the f32 values of the result (the last forward's logits;
+//! the student's state after all the steps, in state_dict order), equal on every engine.
 //!
 //! With `PROTOKD_GPU_PROFILE` set, the record also holds `kernel_profile`: each GPU kernel's
 //! launches and wall time over the whole run, every launch waited for
@@ -27,12 +43,12 @@ pub mod flops;
 pub mod machine;
 
 use crate::engine::{Compute, HostEngine, OnEngine, Resident, Timed, Trainer};
-pub use machine::Peak;
 use crate::io::nifti::checked_size;
 use crate::train::config::{check_activation, check_width, MAX_ACTIVATION_BYTES};
 use anyhow::{bail, Context, Result};
+pub use machine::Peak;
 use protokd_reference::adam::AdamState;
-use protokd_reference::state::{Value as StateValue, VNetConfig, VNetState};
+use protokd_reference::state::{VNetConfig, VNetState, Value as StateValue};
 use protokd_reference::step::StepConfig;
 use protokd_reference::vnet::forward_eval_on;
 use protokd_reference::{LabelMap, Tensor};
@@ -239,7 +255,9 @@ pub fn run(work: &Work, compute: &Compute, peak: &Peak) -> Result<Value> {
         Compute::Host(e) => Some(Arc::new(Timed::new(e.clone()))),
         Compute::Gpu(_) => None,
     };
-    let timed_compute = timed.clone().map(|t| Compute::Host(t as Arc<dyn HostEngine>));
+    let timed_compute = timed
+        .clone()
+        .map(|t| Compute::Host(t as Arc<dyn HostEngine>));
     let on = timed_compute.as_ref().unwrap_or(compute);
     let image = uniform(&shape, 11, 1.0);
     let mut timer = Timer {
