@@ -13,9 +13,11 @@
 //! `2 * threads * iterations * CHAINS * lanes / seconds`
 //!
 //! over the whole broadcast (from before the first thread starts to after the last one
-//! finishes), the best of three runs. Nothing but the chains runs in the loop: no loads or
-//! stores, so this is the arithmetic ceiling an exact kernel can approach, not a memory-bound
-//! one. The measurement takes about 0.1 s per run on a SIMD copy.
+//! finishes), the best of five runs (the least disturbed by other processes). Nothing but the
+//! chains runs in the loop: no loads or stores, so this is the arithmetic ceiling an exact
+//! kernel can approach, not a memory-bound one. The measurement takes about 0.1 s per run on a
+//! SIMD copy. On a machine shared with other work it is as low as the share of the cores this
+//! process gets, like the timings it is compared with.
 //!
 //! # The nominal peak
 //! `threads * lanes * 2 (flops per FMA) * 2 (FMA pipes per core) * GHz`: the textbook figure
@@ -66,7 +68,7 @@ pub fn measure(isa: Isa) -> Option<f64> {
     };
     let threads = rayon::current_num_threads();
     let flops = 2.0 * (threads * iterations * CHAINS * fma_lanes(isa)) as f64;
-    let best = (0..3)
+    let best = (0..5)
         .map(|_| {
             let t0 = Instant::now();
             rayon::broadcast(|_| black_box(chains(isa, black_box(iterations))));

@@ -3,7 +3,7 @@
 //! and, on host engines, where the time went.
 
 use super::engine::EngineArg;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use protokd::audit::bench::compare::{self, Outcome};
 use protokd::audit::bench::{breakdown, parse_shape, Peak, What, Work};
@@ -75,14 +75,20 @@ pub fn run(b: BenchArgs) -> Result<()> {
         repeat: b.repeat,
     };
     work.check()?;
-    for (path, what) in [
+    let outputs = [
         (&b.json, "JSON output"),
         (&b.table, "table output"),
         (&b.svg, "SVG output"),
-    ] {
-        if let Some(p) = path {
-            check_new(p, what, b.force)?;
+    ];
+    for (i, (path, what)) in outputs.iter().enumerate() {
+        let Some(p) = path else { continue };
+        if let Some((_, other)) = outputs[..i].iter().find(|(q, _)| q.as_ref() == Some(p)) {
+            bail!(
+                "{what} {} is also the {other}: give each output its own file",
+                p.display()
+            );
         }
+        check_new(p, what, b.force)?;
     }
     let simd = b.engine.simd.as_deref();
     let kinds = match b.engines.is_empty() {
@@ -170,6 +176,19 @@ fn print_machine(m: &Value) {
     );
 }
 
+/// ` (x% of the measured FMA peak[, y% of its SIMD copy's])` on a host engine, else nothing.
+fn peak_fractions(r: &Value) -> String {
+    let Some(f) = r["fraction_of_peak"].as_f64() else {
+        return String::new();
+    };
+    let copy = r["fraction_of_simd_peak"]
+        .as_f64()
+        .map_or(String::new(), |g| {
+            format!(", {:.1}% of its SIMD copy's", g * 100.0)
+        });
+    format!(" ({:.1}% of the measured FMA peak{copy})", f * 100.0)
+}
+
 /// One engine's line (times, memory, GFLOP/s, fraction of the peak) and its breakdown.
 fn print_record(r: &Value, shape: &str, filters: usize) {
     println!(
@@ -185,9 +204,7 @@ fn print_record(r: &Value, shape: &str, filters: usize) {
         r["repeat"],
         opt(&r["peak_rss_bytes"], 1e9, " GB"),
         opt(&r["gflops_per_s"], 1.0, ""),
-        r["fraction_of_peak"]
-            .as_f64()
-            .map_or(String::new(), |f| format!(" ({:.1}% of the measured FMA peak)", f * 100.0)),
+        peak_fractions(r),
     );
     if !r["breakdown"].is_null() {
         print!("{}", breakdown::table(&r["breakdown"]));

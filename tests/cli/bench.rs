@@ -118,6 +118,8 @@ fn engines_side_by_side() {
             with(&["--engines", "cpu", "--svg", g]), 1, ["SVG output", "--force"]),
         refusal("an existing table without --force", vec![],
             with(&["--engines", "spec,cpu", "--table", t]), 1, ["table output", "--force"]),
+        refusal("the table and the chart in one file", vec![],
+            with(&["--table", "same.out", "--svg", "same.out"]), 1, ["same.out", "also the table output"]),
         refusal("--simd without cpu in --engines", vec![],
             with(&["--engines", "spec", "--simd", "portable"]), 1, ["--simd", "cpu"]),
         refusal("--engines and --engine together", vec![],

@@ -24,7 +24,8 @@
 //!
 //! The record also holds: `flops`, the FLOPs of one run ([`flops`]); `gflops_per_s`, those over
 //! the median time; on a host engine `fraction_of_peak`, that over the machine's measured FMA
-//! peak, and `breakdown` ([`breakdown`]), the timed runs' calls tallied by
+//! peak (and `fraction_of_simd_peak`, over the peak of the engine's SIMD copy where `--simd`
+//! named another than the best), and `breakdown` ([`breakdown`]), the timed runs' calls tallied by
 //! [`crate::engine::Timed`], which a host engine runs inside; `machine` ([`Peak`]); and
 //! `result_sha256`, the SHA-256 of the f32 values of the result (the last forward's logits;
 //! the student's state after all the steps, in state_dict order), equal on every engine.
@@ -315,6 +316,10 @@ pub fn run(work: &Work, compute: &Compute, peak: &Peak) -> Result<Value> {
         "flops": flops,
         "gflops_per_s": gflops,
         "fraction_of_peak": host.then(|| gflops / peak.machine),
+        "fraction_of_simd_peak": peak.record["engine_simd_peak_gflops_per_s"]
+            .as_f64()
+            .filter(|_| host)
+            .map(|p| gflops / p),
         "machine": peak.record,
         "breakdown": breakdown,
         "result_sha256": result_sha256,
