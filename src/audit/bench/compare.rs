@@ -36,7 +36,6 @@ pub fn run_engines(
     work: &Work,
     peak: &Peak,
 ) -> Result<Vec<(EngineKind, Outcome)>> {
-    work.check()?;
     if simd.is_some() && !kinds.contains(&EngineKind::Cpu) {
         bail!("--simd names a copy of the fast CPU engine, but --engines does not list cpu");
     }
