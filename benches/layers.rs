@@ -4,10 +4,15 @@
 //!
 //! * Conv3d 3x3x3, padding 1, 16 -> 16 on 1 x 16 x 64^3: forward, input gradient, weight
 //!   gradient;
-//! * ConvTranspose3d 2x2x2 stride 2, 32 -> 16, on 1 x 32 x 32^3 (output 1 x 16 x 64^3), forward;
+//! * ConvTranspose3d 2x2x2 stride 2, 32 -> 16, on 1 x 32 x 32^3 (output 1 x 16 x 64^3), forward,
+//!   input gradient, weight gradient;
 //! * BatchNorm3d, training mode, forward + backward on 1 x 16 x 64^3;
 //! * BatchNorm3d -> ReLU, training mode, on 1 x 16 x 64^3: the two layers one after the other
-//!   (`bn_then_relu_train_fwd`) and the fused pass the VNet runs (`bn_relu_fused_train_fwd`);
+//!   (`bn_then_relu_train_fwd`), the fused pass the VNet runs (`bn_relu_fused_train_fwd`) and
+//!   the backward of the pair (`bn_relu_train_bwd`: ReLU backward, then BatchNorm backward);
+//! * group `losses`: softmax, CE, Dice and KD (T = 10) on 1 x 4 x 64^3 logits, the prototype
+//!   loss on 1 x 16 x 64^3 features, each value with its gradient, on the nested-sphere labels
+//!   of `protokd bench`;
 //! * group `conv3d_stage`: the 3x3x3 Conv3d forward of each VNet stage for a 64^3 patch
 //!   (4 -> 16 at 64^3, then C -> C at 64^3 / (C / 16) for C = 32 .. 256), to show where a
 //!   whole forward spends its time.
@@ -73,6 +78,18 @@ fn bench_layers<E: Resident + ?Sized>(c: &mut Criterion, e: &E) {
                 .unwrap(),
         );
     });
+    bench(
+        "conv_transpose3d_bwd_input_k2s2_32to16_1x32x32^3",
+        &mut || {
+            black_box(e.conv_transpose3d_backward_input(&dy, &wt, &g2).unwrap());
+        },
+    );
+    bench(
+        "conv_transpose3d_bwd_weight_k2s2_32to16_1x32x32^3",
+        &mut || {
+            black_box(e.conv_transpose3d_backward_weight(&xt, &dy, &g2).unwrap());
+        },
+    );
 
     // BatchNorm3d, training mode, forward + backward.
     let gamma = up(e, &Tensor::from_vec(&[C], vec![1.0; C]));
@@ -119,6 +136,71 @@ fn bench_layers<E: Resident + ?Sized>(c: &mut Criterion, e: &E) {
             .unwrap(),
         );
     });
+    let (y, cache) = e
+        .batchnorm3d_relu_forward_train(
+            &x,
+            &gamma,
+            &beta,
+            &mut running_mean,
+            &mut running_var,
+            &mut tracked,
+        )
+        .unwrap();
+    bench("bn_relu_train_bwd_1x16x64^3", &mut || {
+        let d = e.relu_backward(&dy, &y).unwrap();
+        black_box(e.batchnorm3d_backward(&d, &gamma, &cache).unwrap());
+    });
+    group.finish();
+}
+
+/// Softmax and the four losses (value and gradient) at the VNet's output of a 64^3 patch.
+fn bench_losses<E: Resident + ?Sized>(c: &mut Criterion, e: &E) {
+    let mut group = c.benchmark_group(format!("{}/losses", e.kind()));
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(5));
+    let student = up(
+        e,
+        &protokd::audit::bench::uniform(&[1, 4, SIDE, SIDE, SIDE], 61, 3.0),
+    );
+    let teacher = up(
+        e,
+        &protokd::audit::bench::uniform(&[1, 4, SIDE, SIDE, SIDE], 62, 3.0),
+    );
+    let fs = up(
+        e,
+        &protokd::audit::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 63, 1.0),
+    );
+    let ft = up(
+        e,
+        &protokd::audit::bench::uniform(&[1, C, SIDE, SIDE, SIDE], 64, 1.0),
+    );
+    let labels = protokd::audit::bench::label_map(1, SIDE, SIDE, SIDE);
+    let labels = e.upload_labels(&labels).unwrap();
+    let mut bench = |name: &str, f: &mut dyn FnMut()| {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                f();
+                e.synchronize().unwrap()
+            })
+        });
+    };
+    bench("softmax_1x4x64^3", &mut || {
+        black_box(e.softmax(&student).unwrap());
+    });
+    bench("ce_fwd_bwd_1x4x64^3", &mut || {
+        black_box(e.ce(&student, &labels, 1.0).unwrap());
+    });
+    bench("dice_fwd_bwd_1x4x64^3", &mut || {
+        black_box(e.dice(&student, &labels, 1.0).unwrap());
+    });
+    bench("kd_fwd_bwd_T10_1x4x64^3", &mut || {
+        black_box(e.kd(&student, &teacher, 10.0, 10.0).unwrap());
+    });
+    bench("proto_fwd_bwd_1x16x64^3", &mut || {
+        black_box(e.proto(&fs, &ft, &labels, 0.1).unwrap());
+    });
     group.finish();
 }
 
@@ -156,13 +238,14 @@ fn bench_conv_stages<E: Resident + ?Sized>(c: &mut Criterion, e: &E) {
     group.finish();
 }
 
-/// Both bench groups on one engine (each iteration ends when the engine has finished it).
+/// The bench groups on one engine (each iteration ends when the engine has finished it).
 struct Benches<'a>(&'a mut Criterion);
 
 impl OnEngine<'_> for Benches<'_> {
     type Output = ();
     fn run<E: Resident + ?Sized>(self, e: &E) {
         bench_layers(self.0, e);
+        bench_losses(self.0, e);
         bench_conv_stages(self.0, e);
     }
 }

@@ -31,6 +31,7 @@
 //! `protokd verify` the golden suite.
 
 pub mod engine;
+pub mod peak;
 pub mod simd;
 
 mod adam;

@@ -9,6 +9,7 @@
 //! | `net.rs` | [`Net`]: a network for evaluation-mode forwards (sliding window, validation) |
 //! | `trainer.rs` | [`Trainer`]: a student, its Adam state and its teacher, stepping on an engine |
 //! | `forward.rs` | [`forward()`]: one forward, outputs on the host (`audit forward`, golden suite) |
+//! | `timed.rs` | [`Timed`]: a host engine whose calls are timed and their FLOPs counted (`protokd bench`'s breakdown) |
 //!
 //! The engines:
 //! * `cpu` (the default): the fast CPU engine (crate protokd-cpu: register blocks, SIMD,
@@ -35,6 +36,7 @@ mod forward;
 mod net;
 mod resident;
 mod switch;
+pub mod timed;
 mod trainer;
 
 pub use compute::{Compute, OnEngine};
@@ -42,4 +44,5 @@ pub use forward::forward;
 pub use net::{Held, Net, Network};
 pub use resident::{Describe, HostEngine, Resident};
 pub use switch::EngineKind;
+pub use timed::Timed;
 pub use trainer::{Step, Trainer, Training};

@@ -9,6 +9,7 @@ mod bounded;
 mod common;
 
 mod bench;
+mod bench_breakdown;
 mod golden;
 mod limits;
 mod loaded_states;

@@ -10,6 +10,7 @@ mod common;
 #[path = "../common/npy.rs"]
 mod npy_files;
 
+mod bench;
 mod engine_switch;
 mod limits;
 mod npy;

@@ -1,5 +1,14 @@
-//! `protokd bench`: times a VNet forward or a whole ProtoKD step on seeded inputs, and the
-//! deterministic inputs the criterion benches share (no RNG crate: a SplitMix64 stream).
+//! `protokd bench`: times a VNet forward or a whole ProtoKD step on seeded inputs ([`run`]),
+//! on one engine or side by side on several ([`compare`]), and the deterministic inputs the
+//! criterion benches share (no RNG crate: a SplitMix64 stream).
+//!
+//! | file | holds |
+//! |---|---|
+//! | `mod.rs` | [`Work`], [`run`]: the timed runs and their record; the seeded inputs |
+//! | `flops.rs` | the FLOPs of the work from the VNet's geometry |
+//! | `machine.rs` | [`Peak`]: the CPU model and clock, the measured and nominal FMA peak |
+//! | `breakdown.rs` | where the time went, per group of engine operations |
+//! | `compare.rs` | `--engines`: the same work on several engines, table and SVG chart |
 //!
 //! What is timed:
 //! * `forward`: evaluation-mode forward of a VNet with `C` input channels (the teacher when
@@ -13,6 +22,14 @@
 //! resident memory of the process (Linux `VmHWM`) when known, and on a GPU the device memory in
 //! use at the end (`total - free` of the driver, all processes).
 //!
+//! The record also holds: `flops`, the FLOPs of one run ([`flops`]); `gflops_per_s`, those over
+//! the median time; on a host engine `fraction_of_peak`, that over the machine's measured FMA
+//! peak (and `fraction_of_simd_peak`, over the peak of the engine's SIMD copy where `--simd`
+//! named another than the best), and `breakdown` ([`breakdown`]), the timed runs' calls tallied by
+//! [`crate::engine::Timed`], which a host engine runs inside; `machine` ([`Peak`]); and
+//! `result_sha256`, the SHA-256 of the f32 values of the result (the last forward's logits;
+//! the student's state after all the steps, in state_dict order), equal on every engine.
+//!
 //! With `PROTOKD_GPU_PROFILE` set, the record also holds `kernel_profile`: each GPU kernel's
 //! launches and wall time over the whole run, every launch waited for
 //! ([`protokd_gpu::profile`]).
@@ -21,17 +38,25 @@
 //! timed forward waits for the device to finish; a step is timed as training runs it
 //! ([`Trainer::step`]: the batch uploaded, the losses downloaded).
 
-use crate::engine::{Compute, OnEngine, Resident, Trainer};
+pub mod breakdown;
+pub mod compare;
+pub mod flops;
+pub mod machine;
+
+use crate::engine::{Compute, HostEngine, OnEngine, Resident, Timed, Trainer};
 use crate::io::nifti::checked_size;
 use crate::train::config::{check_activation, check_width, MAX_ACTIVATION_BYTES};
 use anyhow::{bail, Context, Result};
+pub use machine::Peak;
 use protokd_reference::adam::AdamState;
-use protokd_reference::state::{VNetConfig, VNetState};
+use protokd_reference::state::{VNetConfig, VNetState, Value as StateValue};
 use protokd_reference::step::StepConfig;
 use protokd_reference::vnet::forward_eval_on;
 use protokd_reference::{LabelMap, Tensor};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// SplitMix64: a tiny, well-mixed, seeded stream.
@@ -96,6 +121,16 @@ pub enum What {
     Step,
 }
 
+impl What {
+    /// `forward` or `step`.
+    pub fn name(self) -> &'static str {
+        match self {
+            What::Forward => "forward",
+            What::Step => "step",
+        }
+    }
+}
+
 /// The student's channel in a benched step: T1ce.
 pub(crate) const STUDENT_CHANNEL: usize = 2;
 
@@ -143,26 +178,69 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Runs the benchmark and returns its JSON record (see the module docs).
-pub fn run(
-    what: What,
-    shape: [usize; 5],
-    filters: usize,
-    (warmup, repeat): (usize, usize),
-    compute: &Compute,
-) -> Result<Value> {
-    if repeat == 0 {
-        bail!("--repeat must be at least 1");
+/// The work `protokd bench` times, the same on every engine.
+#[derive(Clone, Copy, Debug)]
+pub struct Work {
+    /// A forward or a step.
+    pub what: What,
+    /// `N, C, D, H, W`.
+    pub shape: [usize; 5],
+    /// The VNet width.
+    pub filters: usize,
+    /// Untimed runs first.
+    pub warmup: usize,
+    /// Timed runs.
+    pub repeat: usize,
+}
+
+impl Work {
+    /// Checks the settings (repeat, width, activation size, C = 4 for a step).
+    pub fn check(&self) -> Result<()> {
+        if self.repeat == 0 {
+            bail!("--repeat must be at least 1");
+        }
+        if self.filters == 0 {
+            bail!("--filters must be at least 1");
+        }
+        let [n, c, d, h, w] = self.shape;
+        check_width(self.filters, "--filters")?;
+        check_activation(n, self.filters, [d, h, w], "--shape / --filters")?;
+        if self.what == What::Step && c != 4 {
+            bail!("--what step needs C = 4 (the teacher's four modalities), got {c}");
+        }
+        Ok(())
     }
-    if filters == 0 {
-        bail!("--filters must be at least 1");
+
+    /// The FLOPs of one run ([`flops`]).
+    pub fn flops(&self) -> u64 {
+        let [n, c, d, h, w] = self.shape;
+        match self.what {
+            What::Forward => flops::forward(
+                &VNetConfig {
+                    in_channels: c,
+                    n_classes: 4,
+                    n_filters: self.filters,
+                },
+                n,
+                [d, h, w],
+            ),
+            What::Step => flops::step(self.filters, n, [d, h, w]),
+        }
     }
+}
+
+/// Runs the benchmark and returns its JSON record (see the module docs); `peak` is this
+/// machine's FMA peak, which the achieved GFLOP/s of a host engine is a fraction of.
+pub fn run(work: &Work, compute: &Compute, peak: &Peak) -> Result<Value> {
+    work.check()?;
+    let Work {
+        what,
+        shape,
+        filters,
+        warmup,
+        repeat,
+    } = *work;
     let [n, c, d, h, w] = shape;
-    check_width(filters, "--filters")?;
-    check_activation(n, filters, [d, h, w], "--shape / --filters")?;
-    if what == What::Step && c != 4 {
-        bail!("--what step needs C = 4 (the teacher's four modalities), got {c}");
-    }
     let net = |in_channels: usize, seed: u64| {
         VNetState::init(
             VNetConfig {
@@ -173,27 +251,37 @@ pub fn run(
             seed,
         )
     };
+    // A host engine runs inside `Timed`, which gives the breakdown.
+    let timed = match compute {
+        Compute::Host(e) => Some(Arc::new(Timed::new(e.clone()))),
+        Compute::Gpu(_) => None,
+    };
+    let timed_compute = timed
+        .clone()
+        .map(|t| Compute::Host(t as Arc<dyn HostEngine>));
+    let on = timed_compute.as_ref().unwrap_or(compute);
     let image = uniform(&shape, 11, 1.0);
     let mut timer = Timer {
         warmup,
         times: Vec::with_capacity(repeat),
+        timed: timed.as_deref(),
     };
-    match what {
+    let result_sha256 = match what {
         What::Forward => {
             let model = net(c, 1);
-            compute.run(TimeForward {
+            on.run(TimeForward {
                 model: &model,
                 image: &image,
                 runs: warmup + repeat,
                 timer: &mut timer,
-            })?;
+            })?
         }
         // One whole step as training runs it: the batch is uploaded, the losses come back.
         What::Step => {
             let teacher = net(4, 1);
             let student = net(1, 2);
             let adam = AdamState::for_state(&student);
-            let mut trainer = Trainer::new(compute, student, adam, Some(&teacher))?;
+            let mut trainer = Trainer::new(on, student, adam, Some(&teacher))?;
             let labels = label_map(n, d, h, w);
             for k in 0..warmup + repeat {
                 timer.time(k, || {
@@ -201,12 +289,17 @@ pub fn run(
                     Ok(())
                 })?;
             }
+            state_sha256(&trainer.state()?)
         }
-    }
+    };
     let times = timer.times;
     let (median, min, max) = summary(&times);
+    let flops = work.flops();
+    let gflops = flops as f64 / median / 1e9;
+    let host = timed.is_some();
+    let breakdown = timed.map(|t| breakdown::rows(&t.take(), times.iter().sum(), peak.machine));
     Ok(json!({
-        "what": match what { What::Forward => "forward", What::Step => "step" },
+        "what": what.name(),
         "shape": shape,
         "filters": filters,
         "device": compute.kind(),
@@ -220,6 +313,16 @@ pub fn run(
         "median_s": median,
         "min_s": min,
         "max_s": max,
+        "flops": flops,
+        "gflops_per_s": gflops,
+        "fraction_of_peak": host.then(|| gflops / peak.machine),
+        "fraction_of_simd_peak": peak.record["engine_simd_peak_gflops_per_s"]
+            .as_f64()
+            .filter(|_| host)
+            .map(|p| gflops / p),
+        "machine": peak.record,
+        "breakdown": breakdown,
+        "result_sha256": result_sha256,
         "peak_rss_bytes": peak_rss_bytes(),
         "kernel_profile": protokd_gpu::profile::report().map(|rows| rows
             .into_iter()
@@ -229,15 +332,39 @@ pub fn run(
     }))
 }
 
-/// Wall-clock times of the runs after the warm-up.
-struct Timer {
-    warmup: usize,
-    times: Vec<f64>,
+/// SHA-256 (lower-case hex) of the f32 values of `tensors`, little-endian, one after the other.
+fn tensors_sha256<'t>(tensors: impl IntoIterator<Item = &'t Tensor>) -> String {
+    let mut h = Sha256::new();
+    for t in tensors {
+        for v in &t.data {
+            h.update(v.to_le_bytes());
+        }
+    }
+    format!("{:x}", h.finalize())
 }
 
-impl Timer {
+/// SHA-256 of a state's f32 entries in state_dict order (the result of the benched steps).
+fn state_sha256(state: &VNetState) -> String {
+    tensors_sha256(state.entries().iter().filter_map(|e| match &e.value {
+        StateValue::F32(t) => Some(t),
+        StateValue::I64(_) => None,
+    }))
+}
+
+/// Wall-clock times of the runs after the warm-up; the tally of a [`Timed`] engine restarts
+/// with the first timed run.
+struct Timer<'a> {
+    warmup: usize,
+    times: Vec<f64>,
+    timed: Option<&'a Timed<dyn HostEngine>>,
+}
+
+impl Timer<'_> {
     /// Runs `run` (the `k`-th run, from 0) and records its time unless it is a warm-up run.
     fn time(&mut self, k: usize, run: impl FnOnce() -> Result<()>) -> Result<()> {
+        if let (true, Some(t)) = (k == self.warmup, self.timed) {
+            t.take();
+        }
         let t0 = Instant::now();
         run()?;
         if k >= self.warmup {
@@ -248,28 +375,31 @@ impl Timer {
 }
 
 /// The timed forwards on one engine: the model and the image are moved to the engine once;
-/// each timed forward ends when the engine has finished it (nothing is downloaded).
-struct TimeForward<'a> {
+/// each timed forward ends when the engine has finished it (nothing is downloaded). Returns
+/// the SHA-256 of the last forward's logits ([`tensors_sha256`]), downloaded after the runs.
+struct TimeForward<'a, 't> {
     model: &'a VNetState,
     image: &'a Tensor,
     runs: usize,
-    timer: &'a mut Timer,
+    timer: &'a mut Timer<'t>,
 }
 
-impl OnEngine<'_> for TimeForward<'_> {
-    type Output = Result<()>;
-    fn run<E: Resident + ?Sized>(self, e: &E) -> Result<()> {
+impl OnEngine<'_> for TimeForward<'_, '_> {
+    type Output = Result<String>;
+    fn run<E: Resident + ?Sized>(self, e: &E) -> Result<String> {
         let model = self
             .model
             .try_map(|_, t| e.upload(t).map(Cow::into_owned))?;
         let x = e.upload(self.image)?;
+        let mut last = None;
         for k in 0..self.runs {
             self.timer.time(k, || {
-                forward_eval_on(e, &model, &x)?;
+                last = Some(forward_eval_on(e, &model, &x)?);
                 Ok(e.synchronize()?)
             })?;
         }
-        Ok(())
+        let logits = last.context("no forward ran")?.logits;
+        Ok(tensors_sha256([&*e.download(&logits)?]))
     }
 }
 
