@@ -315,6 +315,7 @@ pub fn line(c: &Comparison) -> String {
     }
 }
 
+// Verifies (every test in this file): R-NUM-5
 #[cfg(test)]
 mod tests {
     use super::*;

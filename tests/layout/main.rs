@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-7
 //! The layout of the workspace holds: no import circle between the modules of any crate
 //! (protokd-reference, protokd-cpu, protokd-gpu, the protokd library and its binary), and none
 //! between the stage folders of `src/` (io, data, engine, infer, eval, report, train, audit,
