@@ -14,4 +14,5 @@ mod limits;
 mod loaded_states;
 mod no_overwrite;
 mod replay;
+mod validate;
 mod verify;

@@ -6,6 +6,7 @@
 //! and the specification crate is plain ([`spec_is_plain`]). Checked on the source text: every
 //! `crate::a::b` and `super::a` path on a code line.
 
+mod requirements;
 mod spec_is_plain;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,7 +1,8 @@
 //! Performance qualification: an end-to-end run on phantoms held to its record ([`end_to_end`])
 //! and the timings of a forward and a step on every engine ([`timings`]).
 //!
-//! The end-to-end run is `protokd demo` ([`crate::demo::run`]) on the plan [`plan`]: phantoms,
+//! The end-to-end run is `protokd demo` ([`crate::demo::run`]) on its default plan
+//! ([`Plan::small`]: 24 phantoms of 64 x 64 x 40 voxels, n_filters 4, 20 epochs): phantoms,
 //! a four-modality teacher, a unimodal T1ce baseline and a ProtoKD T1ce student, each evaluated
 //! on the held-out phantoms, on the fast CPU engine. It passes when every model's checkpoint
 //! has the SHA-256 and every Dice (WT, TC, ET, mean) the bits that [`RECORD`] holds. The record
@@ -25,30 +26,14 @@ pub const RECORD: &str = "docs/validation/record.json";
 pub const RECORD_COMMAND: &str =
     "cargo test --release -p protokd --test audit validate::regenerate_record -- --ignored";
 
-/// The end-to-end plan: 8 phantoms of 48 x 48 x 32 voxels (seed 2026) split 5 / 1 / 2, n_filters
-/// 4, batch 2, patches of 16 x 32 x 32, 3 epochs, validation from epoch 0 with a 32 x 48 x 48
-/// window; everything else is the paper's.
-pub fn plan() -> Plan {
-    Plan {
-        size: [48, 48, 32],
-        cases: 8,
-        seed: 2026,
-        overrides: json!({
-            "n_filters": 4, "batch_size": 2, "patch": [16, 32, 32], "max_epoch": 3,
-            "val_start_epoch": 0, "val_patch": [32, 48, 48], "val_stride": [16, 24, 24],
-            "crop": null, "val_fraction": 0.125, "test_fraction": 0.25,
-        }),
-    }
-}
-
-/// Runs the plan into `out` (refused if it exists unless `force`) and returns, per model,
+/// Runs the demo's default plan into `out` (refused if it exists unless `force`) and returns, per model,
 /// `{"model", "modality", "dice": [wt, tc, et, mean], "dice_bits": [hex], "checkpoint_sha256"}`.
 pub fn run_plan(tree: &Path, out: &Path, force: bool) -> Result<Vec<Value>> {
     let opts = DemoOptions {
         out: out.to_path_buf(),
         modality: Modalities::parse("t1ce")?,
         all_modalities: false,
-        plan: plan(),
+        plan: Plan::small(),
         force,
         templates: Some(tree.join("data/mni152")),
         compute: EngineKind::Cpu.open()?,
