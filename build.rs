@@ -43,8 +43,7 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=build.rs");
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
-    let rustc_version =
-        output(&rustc, &["--version"]).unwrap_or_else(|| "unknown".to_string());
+    let rustc_version = output(&rustc, &["--version"]).unwrap_or_else(|| "unknown".to_string());
     let profile = std::env::var("PROFILE").unwrap_or_default();
     let target = std::env::var("TARGET").unwrap_or_default();
     println!("cargo:rustc-env=PROTOKD_BUILD_COMMIT={commit}");

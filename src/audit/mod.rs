@@ -3,5 +3,5 @@
 pub mod bench;
 pub mod golden;
 pub mod replay;
-pub mod verify;
 pub mod validate;
+pub mod verify;

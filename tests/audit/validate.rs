@@ -41,7 +41,13 @@ fn copy_tree(to: &Path) {
 /// report's checks.
 fn validate(tree: &Path, out: &Path) -> (Option<i32>, Vec<Value>) {
     let o = protokd(&[
-        "validate", "--tree", s(tree), "--out", s(out), "--checks", "IQ-2,OQ-3,OQ-5",
+        "validate",
+        "--tree",
+        s(tree),
+        "--out",
+        s(out),
+        "--checks",
+        "IQ-2,OQ-3,OQ-5",
     ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     let report: Value =
@@ -49,7 +55,10 @@ fn validate(tree: &Path, out: &Path) -> (Option<i32>, Vec<Value>) {
     for f in ["report.html", "report.md"] {
         assert!(out.join(f).is_file(), "{f} missing; {stdout}");
     }
-    (o.status.code(), report["checks"].as_array().unwrap().clone())
+    (
+        o.status.code(),
+        report["checks"].as_array().unwrap().clone(),
+    )
 }
 
 /// Flips byte `at` of `path`.
@@ -87,7 +96,11 @@ fn a_changed_golden_file_recorded_hash_or_parity_fixture_fails_naming_it() {
     copy_tree(&tree);
     let (code, checks) = validate(&tree, &tmp.join("clean"));
     assert_eq!(code, Some(0), "{checks:?}");
-    assert_eq!(checks.len(), 5, "IQ-2, OQ-3 and OQ-5 on A, B, C: {checks:?}");
+    assert_eq!(
+        checks.len(),
+        5,
+        "IQ-2, OQ-3 and OQ-5 on A, B, C: {checks:?}"
+    );
 
     let golden = tree.join("golden/small_et/small_et_t1.nii.gz");
     let len = std::fs::metadata(&golden).unwrap().len() as usize;
@@ -97,20 +110,36 @@ fn a_changed_golden_file_recorded_hash_or_parity_fixture_fails_naming_it() {
     let key = "const STEP_HASH: &str = \"";
     let at = text.find(key).unwrap() + key.len();
     let digit = if &text[at..=at] == "0" { "1" } else { "0" };
-    std::fs::write(&record, format!("{}{digit}{}", &text[..at], &text[at + 1..])).unwrap();
+    std::fs::write(
+        &record,
+        format!("{}{digit}{}", &text[..at], &text[at + 1..]),
+    )
+    .unwrap();
     let fixture = tree.join("tests/fixtures/parity/C.safetensors");
-    flip(&fixture, first_f32_high_byte(&fixture, "eval.teacher.logits"));
+    flip(
+        &fixture,
+        first_f32_high_byte(&fixture, "eval.teacher.logits"),
+    );
 
     let (code, checks) = validate(&tree, &tmp.join("tampered"));
     assert_eq!(code, Some(1));
     let d = failure(&checks, "IQ-2", "");
-    assert!(d.contains("golden/small_et/small_et_t1.nii.gz has SHA-256"), "{d}");
+    assert!(
+        d.contains("golden/small_et/small_et_t1.nii.gz has SHA-256"),
+        "{d}"
+    );
     let d = failure(&checks, "OQ-3", "");
     assert!(d.contains("tests/engine/reproducibility.rs records"), "{d}");
     let d = failure(&checks, "OQ-5", "C");
-    assert!(d.contains("C.safetensors") && d.contains("eval.teacher.logits"), "{d}");
+    assert!(
+        d.contains("C.safetensors") && d.contains("eval.teacher.logits"),
+        "{d}"
+    );
     for ok in ["A", "B"] {
-        let c = checks.iter().find(|c| c["id"] == "OQ-5" && c["subject"] == ok).unwrap();
+        let c = checks
+            .iter()
+            .find(|c| c["id"] == "OQ-5" && c["subject"] == ok)
+            .unwrap();
         assert_eq!(c["passed"], true, "{c}");
     }
 }
@@ -122,20 +151,67 @@ fn bad_arguments_are_refused() {
     let out = tmp.join("out");
     let held = out.join("notes.txt");
     let table = vec![
-        refusal("--out holds files", vec![file(&held, "mine")],
-            ["validate", "--out", s(&out)], 1, ["--out", "already holds files", "--force"]),
-        refusal("--out is a file", vec![], ["validate", "--out", s(&held)], 1, ["is a file"]),
-        refusal("an unknown check", vec![],
-            ["validate", "--out", s(&tmp.join("new")), "--checks", "XQ-9"], 1,
-            ["--checks", "unknown check `XQ-9`", "IQ-1"]),
-        refusal("--engines spec", vec![],
-            ["validate", "--out", s(&tmp.join("new")), "--engines", "spec"], 1, ["--engines spec"]),
-        refusal("a tree without golden/", vec![],
-            ["validate", "--out", s(&tmp.join("new")), "--tree", s(tmp.path())], 1,
-            ["golden/manifest.json", "--tree"]),
-        refusal("--out is the tree", vec![],
-            ["validate", "--out", s(&root()), "--tree", s(&root()), "--force"], 1,
-            ["one of the inputs"]),
+        refusal(
+            "--out holds files",
+            vec![file(&held, "mine")],
+            ["validate", "--out", s(&out)],
+            1,
+            ["--out", "already holds files", "--force"],
+        ),
+        refusal(
+            "--out is a file",
+            vec![],
+            ["validate", "--out", s(&held)],
+            1,
+            ["is a file"],
+        ),
+        refusal(
+            "an unknown check",
+            vec![],
+            ["validate", "--out", s(&tmp.join("new")), "--checks", "XQ-9"],
+            1,
+            ["--checks", "unknown check `XQ-9`", "IQ-1"],
+        ),
+        refusal(
+            "--engines spec",
+            vec![],
+            [
+                "validate",
+                "--out",
+                s(&tmp.join("new")),
+                "--engines",
+                "spec",
+            ],
+            1,
+            ["--engines spec"],
+        ),
+        refusal(
+            "a tree without golden/",
+            vec![],
+            [
+                "validate",
+                "--out",
+                s(&tmp.join("new")),
+                "--tree",
+                s(tmp.path()),
+            ],
+            1,
+            ["golden/manifest.json", "--tree"],
+        ),
+        refusal(
+            "--out is the tree",
+            vec![],
+            [
+                "validate",
+                "--out",
+                s(&root()),
+                "--tree",
+                s(&root()),
+                "--force",
+            ],
+            1,
+            ["one of the inputs"],
+        ),
     ];
     refused(tmp.path(), table);
 }

@@ -11,7 +11,11 @@ use std::path::Path;
 #[test]
 fn every_requirement_is_traced_and_every_test_is_tagged() {
     let reqs = requirements();
-    assert!(reqs.len() >= 30, "docs/requirements.md lists {} requirements", reqs.len());
+    assert!(
+        reqs.len() >= 30,
+        "docs/requirements.md lists {} requirements",
+        reqs.len()
+    );
     let ids: BTreeSet<&str> = reqs.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids.len(), reqs.len(), "a requirement id appears twice");
     for r in &reqs {
@@ -25,7 +29,12 @@ fn every_requirement_is_traced_and_every_test_is_tagged() {
     let tests = scan(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
     assert!(tests.len() > 300, "found only {} tests", tests.len());
     let p = problems(&reqs, &tests);
-    assert!(p.is_empty(), "{} traceability problems:\n{}", p.len(), p.join("\n"));
+    assert!(
+        p.is_empty(),
+        "{} traceability problems:\n{}",
+        p.len(),
+        p.join("\n")
+    );
 }
 
 #[test]
@@ -54,10 +63,14 @@ fn the_rules_catch_an_untagged_test_an_unknown_id_and_an_untraced_requirement() 
     assert!(p.contains("x.rs:4: test untagged has no"), "{p}");
     assert!(p.contains("x.rs:8: test unknown names R-NOPE-1"), "{p}");
     // R-NUM-7 is verified by tests alone: no validate check names it.
-    assert!(p.contains("R-NUM-7 has no test and no validate check"), "{p}");
+    assert!(
+        p.contains("R-NUM-7 has no test and no validate check"),
+        "{p}"
+    );
     assert!(!p.contains("R-NUM-4 has no test"), "{p}");
 
-    let whole = format!("// Verifies (every test in this file): R-NUM-7, R-NUM-4\n{test}\nfn a() {{}}");
+    let whole =
+        format!("// Verifies (every test in this file): R-NUM-7, R-NUM-4\n{test}\nfn a() {{}}");
     let t = tests_of("y.rs", &whole);
     assert_eq!(t[0].ids, ["R-NUM-7", "R-NUM-4"]);
 }

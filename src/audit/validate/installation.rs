@@ -46,11 +46,13 @@ fn cpu_model() -> String {
 /// The operating system: `/etc/os-release`'s `PRETTY_NAME` where there is one, with the kernel
 /// family and architecture Rust was built for.
 fn os() -> String {
-    let pretty = std::fs::read_to_string("/etc/os-release").ok().and_then(|t| {
-        t.lines()
-            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-            .map(|v| v.trim_matches('"').to_string())
-    });
+    let pretty = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        });
     let family = format!("{} {}", std::env::consts::OS, std::env::consts::ARCH);
     match pretty {
         Some(p) => format!("{p} ({family})"),

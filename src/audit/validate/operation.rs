@@ -1,7 +1,8 @@
 //! Operational qualification: the engines against the spec and the recorded bits.
 //!
 //! * OQ-1 ([`engines_match_spec`]): `protokd verify`'s golden suite
-//!   ([`crate::audit::verify::verify_engines`]) on every engine asked for; one finding per engine.
+//!   ([`crate::audit::verify::verify_engines`]) on every engine asked for; one finding per engine
+//!   (the engines not available are listed, with why, in the installation section).
 //! * OQ-2 ([`thread_counts`]): the example step (`examples/audit/`: a T1ce student, a teacher and
 //!   a 2 x 4 x 16^3 batch) on the fast CPU engine in pools of 1, 2 and all threads: one SHA-256
 //!   ([`step_hash`]) for all.
@@ -32,7 +33,6 @@ use std::path::Path;
 pub fn engines_match_spec(
     tree: &Path,
     engines: &[Compute],
-    skipped: &[String],
 ) -> Result<Vec<(String, super::Finding)>> {
     let results = verify_engines(&tree.join("golden"), engines)?;
     let mut found = Vec::new();
@@ -66,13 +66,6 @@ pub fn engines_match_spec(
         found.push((
             e.kind().to_string(),
             Finding::new(differing.is_empty(), detail, figures),
-        ));
-    }
-    for s in skipped {
-        let engine = s.split(':').next().unwrap_or_default().to_string();
-        found.push((
-            engine,
-            Finding::new(true, format!("not run: {s}"), json!({"skipped": s})),
         ));
     }
     Ok(found)
@@ -140,11 +133,13 @@ pub fn thread_counts(tree: &Path) -> Result<Vec<(String, Finding)>> {
         .map(|t| Ok((t, step_hash_with(t, tree)?)))
         .collect::<Result<_>>()?;
     let same = hashes.iter().all(|(_, h)| *h == hashes[0].1);
+    let all = std::thread::available_parallelism().map_or(1, |c| c.get());
     let detail = hashes
         .iter()
         .map(|(t, h)| format!("{t} threads: {h}"))
         .collect::<Vec<_>>()
-        .join("; ");
+        .join("; ")
+        + &format!(" (all cores: {all})");
     let figures = json!(hashes
         .iter()
         .map(|(t, h)| json!({"threads": t, "sha256": h}))
@@ -158,8 +153,8 @@ const STEP_RECORD: &str = "tests/engine/reproducibility.rs";
 /// The `STEP_HASH` constant of [`STEP_RECORD`].
 fn recorded_step_hash(tree: &Path) -> Result<String> {
     let path = tree.join(STEP_RECORD);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     const KEY: &str = "const STEP_HASH: &str = \"";
     let Some(rest) = text.find(KEY).map(|i| &text[i + KEY.len()..]) else {
         bail!("{}: no `{KEY}...\"` line", path.display());
@@ -203,7 +198,11 @@ pub fn snapshot_text(
     let mut out = String::new();
     let f = y.features.data.iter().copied();
     writeln!(out, "teacher.features sha256 {}", le_hash(f))?;
-    writeln!(out, "teacher.logits   sha256 {}", le_hash(y.logits.data.iter().copied()))?;
+    writeln!(
+        out,
+        "teacher.logits   sha256 {}",
+        le_hash(y.logits.data.iter().copied())
+    )?;
     let l = r.losses;
     let losses = [
         ("total", l.total),
@@ -218,7 +217,9 @@ pub fn snapshot_text(
     }
     let grads = r.grads.iter().flat_map(|g| g.data.iter().copied());
     writeln!(out, "gradients        sha256 {}", le_hash(grads))?;
-    let params = student.parameters().flat_map(|(_, t)| t.data.iter().copied());
+    let params = student
+        .parameters()
+        .flat_map(|(_, t)| t.data.iter().copied());
     writeln!(out, "updated params   sha256 {}", le_hash(params))?;
     Ok(out)
 }
@@ -229,7 +230,10 @@ fn snapshot_body(path: &Path) -> Result<String> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     match text.splitn(3, "---\n").nth(2) {
         Some(body) => Ok(body.to_string()),
-        None => bail!("{}: not an insta snapshot (no `---` header)", path.display()),
+        None => bail!(
+            "{}: not an insta snapshot (no `---` header)",
+            path.display()
+        ),
     }
 }
 
@@ -249,10 +253,17 @@ pub fn golden_snapshots(tree: &Path) -> Result<Vec<(String, Finding)>> {
         let same = differ.is_none() && want.trim_end().lines().count() == got.lines().count();
         let detail = match differ {
             None if same => format!("as {rel} records"),
-            None => format!("{rel} has {} lines, the run gives {}", want.lines().count(), got.lines().count()),
+            None => format!(
+                "{rel} has {} lines, the run gives {}",
+                want.lines().count(),
+                got.lines().count()
+            ),
             Some((w, g)) => format!("{rel} records `{w}`, the run gives `{g}`"),
         };
-        found.push((id, Finding::new(same, detail, json!({"snapshot": rel, "values": got}))));
+        found.push((
+            id,
+            Finding::new(same, detail, json!({"snapshot": rel, "values": got})),
+        ));
     }
     Ok(found)
 }

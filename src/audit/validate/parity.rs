@@ -63,7 +63,11 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn norm(t: &Tensor) -> f64 {
-    t.data.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt()
+    t.data
+        .iter()
+        .map(|&v| (v as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// The comparisons of one fixture: the bounds and the worst error so far.
@@ -93,8 +97,10 @@ impl Tally<'_> {
         let torch = self.file.f32(key)?;
         let bound = self.bound(key, base);
         if ours.shape != torch.shape {
-            self.failures
-                .push(format!("{key}: shape {:?}, PyTorch's {:?}", ours.shape, torch.shape));
+            self.failures.push(format!(
+                "{key}: shape {:?}, PyTorch's {:?}",
+                ours.shape, torch.shape
+            ));
             return Ok(());
         }
         let e = rel_err(ours, &torch);
@@ -198,7 +204,10 @@ fn one(path: &Path, strict: bool) -> Result<Finding> {
     for (name, p) in student.parameters() {
         t.check(&format!("step1.param.{name}"), p, GRAD_BOUND)?;
     }
-    let rel = format!("tests/fixtures/parity/{}", path.file_name().unwrap_or_default().to_string_lossy());
+    let rel = format!(
+        "tests/fixtures/parity/{}",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    );
     let detail = if t.failures.is_empty() {
         format!(
             "{} tensors within their bounds; worst relative error {:.2e} ({})",

@@ -57,8 +57,8 @@ fn row_record(r: &Row) -> Result<Value> {
 /// The record's `rows`, read from the source tree.
 fn recorded_rows(tree: &Path) -> Result<Vec<Value>> {
     let path = tree.join(RECORD);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let record: Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
     record["rows"]
@@ -74,7 +74,11 @@ pub fn end_to_end(tree: &Path, work: &Path, force: bool) -> Result<Vec<(String, 
     let got = run_plan(tree, work, force)?;
     let mut found = Vec::new();
     for g in &got {
-        let name = format!("{} {}", g["model"].as_str().unwrap_or("?"), g["modality"].as_str().unwrap_or("?"));
+        let name = format!(
+            "{} {}",
+            g["model"].as_str().unwrap_or("?"),
+            g["modality"].as_str().unwrap_or("?")
+        );
         let w = want
             .iter()
             .find(|w| w["model"] == g["model"] && w["modality"] == g["modality"]);
@@ -106,7 +110,11 @@ pub fn end_to_end(tree: &Path, work: &Path, force: bool) -> Result<Vec<(String, 
             String::new(),
             Finding::new(
                 false,
-                format!("the run gives {} models, {RECORD} records {}", got.len(), want.len()),
+                format!(
+                    "the run gives {} models, {RECORD} records {}",
+                    got.len(),
+                    want.len()
+                ),
                 json!(null),
             ),
         ));
@@ -136,16 +144,25 @@ fn median(what: What, compute: &Compute, full: bool) -> Result<f64> {
 /// PQ-2: a forward and a step timed on the spec and on each of `engines`; CUDA, when it is not
 /// among them, is listed as absent. Figures: `{"shape", "filters", "engines": [{"engine",
 /// "description", "forward_s", "step_s"} or {"engine", "absent"}]}` (the report's chart).
-pub fn timings(engines: &[Compute], skipped: &[String], full: bool) -> Result<Vec<(String, Finding)>> {
+pub fn timings(
+    engines: &[Compute],
+    skipped: &[String],
+    full: bool,
+) -> Result<Vec<(String, Finding)>> {
     let (shape, filters) = timed_shape(full);
     let mut all = vec![EngineKind::Spec.open()?];
     all.extend(engines.iter().cloned());
     let mut rows = Vec::new();
     let mut line = Vec::new();
     for e in &all {
-        let (f, s) = (median(What::Forward, e, full)?, median(What::Step, e, full)?);
+        let (f, s) = (
+            median(What::Forward, e, full)?,
+            median(What::Step, e, full)?,
+        );
         line.push(format!("{} forward {f:.3} s, step {s:.3} s", e.kind()));
-        rows.push(json!({"engine": e.kind(), "description": e.describe(), "forward_s": f, "step_s": s}));
+        rows.push(
+            json!({"engine": e.kind(), "description": e.describe(), "forward_s": f, "step_s": s}),
+        );
     }
     for s in skipped {
         let engine = s.split(':').next().unwrap_or_default();
@@ -153,5 +170,8 @@ pub fn timings(engines: &[Compute], skipped: &[String], full: bool) -> Result<Ve
         rows.push(json!({"engine": engine, "absent": s}));
     }
     let figures = json!({"shape": shape, "filters": filters, "engines": rows});
-    Ok(vec![(String::new(), Finding::new(true, line.join("; "), figures))])
+    Ok(vec![(
+        String::new(),
+        Finding::new(true, line.join("; "), figures),
+    )])
 }

@@ -149,7 +149,11 @@ pub fn scan(tree: &Path) -> Result<Vec<Test>> {
     for f in files {
         let text =
             std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
-        let rel = f.strip_prefix(tree).unwrap_or(&f).to_string_lossy().replace('\\', "/");
+        let rel = f
+            .strip_prefix(tree)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .replace('\\', "/");
         tests.extend(tests_of(&rel, &text));
     }
     Ok(tests)
@@ -163,7 +167,10 @@ pub fn problems(reqs: &[Requirement], tests: &[Test]) -> Vec<String> {
     let mut out = Vec::new();
     for t in tests {
         if t.ids.is_empty() {
-            out.push(format!("{}:{}: test {} has no `{TEST_TAG}` tag", t.file, t.line, t.name));
+            out.push(format!(
+                "{}:{}: test {} has no `{TEST_TAG}` tag",
+                t.file, t.line, t.name
+            ));
         }
         for id in &t.ids {
             if known.contains(id.as_str()) {

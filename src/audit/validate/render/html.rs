@@ -55,7 +55,11 @@ pub fn page(r: &Report) -> Result<String> {
         Section::Performance,
         Section::Traceability,
     ] {
-        let mine: Vec<_> = r.outcomes.iter().filter(|o| o.kind.section == section).collect();
+        let mine: Vec<_> = r
+            .outcomes
+            .iter()
+            .filter(|o| o.kind.section == section)
+            .collect();
         if mine.is_empty() {
             continue;
         }
@@ -103,7 +107,11 @@ pub fn page(r: &Report) -> Result<String> {
             format!(
                 "<details><summary>{}</summary>{}</details>",
                 row.tests.len(),
-                row.tests.iter().map(|t| esc(t)).collect::<Vec<_>>().join("<br>")
+                row.tests
+                    .iter()
+                    .map(|t| esc(t))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
             )
         };
         write!(

@@ -32,7 +32,11 @@ pub fn page(r: &Report) -> String {
         Section::Performance,
         Section::Traceability,
     ] {
-        let mine: Vec<_> = r.outcomes.iter().filter(|o| o.kind.section == section).collect();
+        let mine: Vec<_> = r
+            .outcomes
+            .iter()
+            .filter(|o| o.kind.section == section)
+            .collect();
         if mine.is_empty() {
             continue;
         }
@@ -55,7 +59,10 @@ pub fn page(r: &Report) -> String {
     }
     let timings = timing_rows(r);
     if !timings.is_empty() {
-        let _ = writeln!(m, "\n### Timings (median of 3, seconds)\n\n| engine | forward | step |\n|---|---|---|");
+        let _ = writeln!(
+            m,
+            "\n### Timings (median of 3, seconds)\n\n| engine | forward | step |\n|---|---|---|"
+        );
         for (e, t) in timings {
             match t {
                 Some((f, s)) => {

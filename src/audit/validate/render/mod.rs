@@ -1,6 +1,6 @@
-//! The report's three files: `report.json` ([`json`]: every check, figure and verdict),
+//! The report's three files: `report.json` ([`json()`]: every check, figure and verdict),
 //! `report.md` ([`markdown`]) and `report.html` ([`html`]: one self-contained page, inline CSS
-//! and SVG, readable offline and printable), written by [`write`].
+//! and SVG, readable offline and printable), written by [`write()`].
 
 mod chart;
 mod html;
@@ -90,10 +90,23 @@ fn installation_rows(i: &Value) -> Vec<(&'static str, String)> {
         ("rustc", s(&i["rustc"])),
         ("operating system", s(&i["os"])),
         ("CPU", s(&i["cpu_model"])),
-        ("cores / threads", format!("{} / {}", s(&i["cores"]), s(&i["threads"]))),
+        (
+            "cores / threads",
+            format!("{} / {}", s(&i["cores"]), s(&i["threads"])),
+        ),
         ("SIMD copies available", s(&i["simd_available"])),
         ("SIMD copy chosen", s(&i["simd_chosen"])),
         ("GPU", s(&i["gpu"])),
+        ("engines compared with the spec", {
+            let e: Vec<String> = i["engines"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| s(&e["description"]))
+                .collect();
+            e.join("; ")
+        }),
+        ("engines not available", s(&i["engines_skipped"])),
     ]
 }
 
