@@ -48,6 +48,7 @@ impl fmt::Display for Modalities {
     }
 }
 
+// Verifies (every test in this file): R-MTH-1
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-WFL-3
 //! Tests of `protokd demo` on a tiny plan (phantoms of 32 x 32 x 16 voxels, n_filters 4, two
 //! epochs): every stage's files, `results.json`'s shape, agreement of its numbers with
 //! `protokd evaluate` run separately on the same checkpoints, and the refusal of an existing

@@ -818,6 +818,7 @@ fn block_body<const W: usize, const B: usize>(
     *acc = a;
 }
 
+// Verifies (every test in this file): R-NUM-5, R-NUM-1
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,6 +85,7 @@ fn channel(
     Some(pairwise_tree(blocks))
 }
 
+// Verifies (every test in this file): R-NUM-5, R-NUM-2
 #[cfg(test)]
 mod tests {
     use super::*;

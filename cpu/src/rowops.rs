@@ -152,6 +152,7 @@ fn fma_lanes_const<const S: usize>(
     }
 }
 
+// Verifies (every test in this file): R-NUM-1
 #[cfg(test)]
 mod tests {
     use super::*;

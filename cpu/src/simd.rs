@@ -239,6 +239,7 @@ impl F32x16 for std::arch::aarch64::float32x4x4_t {
     }
 }
 
+// Verifies (every test in this file): R-NUM-1, R-NUM-5
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-5
 //! The fast CPU engine against the specification, operation by operation and for a whole
 //! ProtoKD step, bit for bit: on every SIMD copy this CPU can run (each engine built by value
 //! with `Cpu::with_isa`) and with 1, 2 and 7 threads. Nothing here changes process state, so
@@ -267,6 +268,7 @@ fn a_protokd_step_gives_the_spec_bits() {
 }
 
 /// A copy this CPU cannot run is refused with a message naming the ones it can.
+// Verifies: R-CLI-7
 #[test]
 fn an_unusable_copy_is_refused() {
     let usable = Isa::usable();

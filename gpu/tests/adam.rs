@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-5, R-MTH-9
 //! Adam's per-element update on the device gives the bits of the reference's
 //! `AdamScalars::update` over chained steps (t = 1, 2, 7, 1000), with weight decay.
 

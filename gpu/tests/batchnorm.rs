@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-5, R-MTH-4, R-NUM-2
 //! BatchNorm3d on the device gives the reference's bits: training forward (y, cache, running
 //! statistics), evaluation forward and backward, on random shapes and on channels long enough
 //! for several reduction blocks (an odd count, a one-term last block).

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-5, R-NUM-1
 //! Conv3d and ConvTranspose3d on the device give the reference's bits: random geometries
 //! (odd sizes, kernels 1..3, strides 1..3, padding 0..2, per-axis different) and the VNet's own
 //! convolutions.

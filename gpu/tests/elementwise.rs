@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-5
 //! ReLU forward and backward, the additive skip and select_channels on the device give the
 //! reference's bits, NaN, signed zeros and infinities included.
 

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-5, R-MTH-5, R-MTH-6
 //! Softmax, log-softmax and the Dice, cross-entropy and KD losses (forward and backward) give
 //! the reference's bits on random shapes, amplitudes, labels, scales and temperatures.
 

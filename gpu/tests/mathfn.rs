@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-5, R-NUM-3
 //! The device `exp` and `ln` (kernels/mathfn.cuh) give the reference's `mathfn::{exp, ln}` bits
 //! on every 4099th `f32` bit pattern over all 2^32, on dense runs around the special points, and
 //! on the special values themselves.

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-5
 //! NVRTC compiles every kernel for compute_80 and compute_90 (needs no GPU, only libnvrtc).
 //! CI installs the `nvidia-cuda-nvrtc` wheel and sets `PROTOKD_REQUIRE_NVRTC=1`, so there a
 //! missing library fails the test; elsewhere the test says it was skipped.

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-5, R-MTH-7
 //! The prototype loss on the device (`ops::proto::proto`) gives the bits of the reference's
 //! `proto_loss(..).loss` and `proto_backward(..)`, loss and gradient.
 

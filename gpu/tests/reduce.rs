@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-5, R-NUM-2
 //! The canonical reduction on the emulated device gives the reference's bits.
 
 mod common;

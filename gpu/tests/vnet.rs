@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-5, R-MTH-3, R-MTH-8
 //! The whole VNet and the training steps on the device give the CPU reference's bits: the
 //! reference's own generic forward, backward and step run on the `Gpu` engine.
 

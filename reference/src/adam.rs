@@ -154,6 +154,7 @@ pub fn update_tensor(
     }
 }
 
+// Verifies (every test in this file): R-MTH-9
 #[cfg(test)]
 mod tests {
     use super::*;

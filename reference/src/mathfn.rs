@@ -122,6 +122,7 @@ pub fn ln(x: f32) -> f32 {
     ef.mul_add(LN2_HI, ef.mul_add(LN2_LO, ln1p))
 }
 
+// Verifies (every test in this file): R-NUM-3
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,6 +163,7 @@ pub fn channel_reduction(
     }
 }
 
+// Verifies (every test in this file): R-NUM-2
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -409,6 +409,7 @@ impl VNetState {
     }
 }
 
+// Verifies (every test in this file): R-MTH-3
 #[cfg(test)]
 mod tests {
     use super::*;

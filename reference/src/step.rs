@@ -280,6 +280,7 @@ pub fn adam_step<'a>(
     adam_step_on(&Spec, params, grads, state, cfg).expect("the spec does not fail here");
 }
 
+// Verifies (every test in this file): R-MTH-8, R-MTH-9
 #[cfg(test)]
 mod tests {
     use super::*;

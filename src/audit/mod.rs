@@ -1,6 +1,7 @@
-//! Audit: replays, golden patches, verify, bench.
+//! Audit: replays, golden patches, verify, bench, validate.
 
 pub mod bench;
 pub mod golden;
 pub mod replay;
+pub mod validate;
 pub mod verify;

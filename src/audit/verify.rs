@@ -201,7 +201,7 @@ fn outputs<E: Resident + ?Sized>(
 }
 
 /// The golden patches: `(id, image [1, 4, D, H, W], labels)`.
-fn patches(golden: &Path) -> Result<Vec<(String, Tensor, LabelMap)>> {
+pub(crate) fn patches(golden: &Path) -> Result<Vec<(String, Tensor, LabelMap)>> {
     discover(golden)?
         .cases
         .iter()
@@ -315,6 +315,7 @@ pub fn line(c: &Comparison) -> String {
     }
 }
 
+// Verifies (every test in this file): R-NUM-5
 #[cfg(test)]
 mod tests {
     use super::*;

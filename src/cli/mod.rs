@@ -12,6 +12,7 @@ mod phantom;
 mod score;
 mod segment;
 mod train;
+mod validate;
 mod verify;
 mod window;
 
@@ -79,6 +80,14 @@ enum Command {
     ///
     /// Example: protokd verify --json verify.json; protokd verify --engines cuda
     Verify(verify::VerifyArgs),
+    /// The qualification report a validation team files: installation (build, binary SHA-256,
+    /// machine, golden files), operation (every engine against the spec, thread counts, recorded
+    /// hashes, PyTorch parity), performance (an end-to-end run on phantoms against its record,
+    /// timings per engine) and the traceability matrix of docs/requirements.md. Writes
+    /// report.html, report.md and report.json; exits 1 when a check fails.
+    ///
+    /// Example: protokd validate --out validation
+    Validate(validate::ValidateArgs),
     /// Time a VNet forward or a whole ProtoKD step on seeded inputs (one warm-up, then
     /// --repeat timed runs: median, min, max, peak memory).
     ///
@@ -108,6 +117,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Evaluate(a) => evaluate::run(a)?,
         Command::Demo(a) => demo::run(a)?,
         Command::Verify(a) => return verify::run(&a),
+        Command::Validate(a) => return validate::run(&a),
         Command::Bench(a) => bench::run(a)?,
         Command::Train(c) => return train::run(&c),
     }

@@ -738,6 +738,7 @@ pub(crate) fn assemble_case(
     })
 }
 
+// Verifies (every test in this file): R-DAT-2, R-MTH-1
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -778,6 +779,7 @@ mod tests {
         assert!(Release::Brats2018.labels_to_raw(&[5]).is_err());
     }
 
+    // Verifies: R-CLI-1
     #[test]
     fn a_2024_label_in_a_2023_named_seg_is_refused_with_a_hint() {
         let case = Case {

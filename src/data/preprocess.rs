@@ -359,6 +359,7 @@ pub fn preprocess_with_crop(case: &LoadedCase, b: &CropBox) -> Result<PreparedCa
     })
 }
 
+// Verifies (every test in this file): R-MTH-1
 #[cfg(test)]
 mod tests {
     use super::*;

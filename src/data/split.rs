@@ -94,10 +94,12 @@ pub fn seeded(ids: &[String], seed: u64, val_fraction: f64, test_fraction: f64) 
     })
 }
 
+// Verifies (every test in this file): R-DAT-5
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    // Verifies: R-NUM-4
     #[test]
     fn seeded_split_is_a_partition_of_the_requested_sizes() {
         let ids: Vec<String> = (0..285).map(|i| format!("case{i:03}")).collect();

@@ -660,6 +660,7 @@ fn report_meta(
     })
 }
 
+// Verifies (every test in this file): R-WFL-2
 #[cfg(test)]
 mod tests {
     use super::*;

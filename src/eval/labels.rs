@@ -231,6 +231,7 @@ pub fn infer_label_set(names: [&str; 2], present: &[bool; 256]) -> Result<(Label
     Ok((first, why))
 }
 
+// Verifies (every test in this file): R-DAT-2, R-MTH-11
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -425,6 +425,7 @@ pub fn challenge_metrics(
     }
 }
 
+// Verifies (every test in this file): R-MTH-11
 #[cfg(test)]
 mod tests {
     use super::*;

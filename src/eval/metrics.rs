@@ -540,6 +540,7 @@ impl ScoreReport {
     }
 }
 
+// Verifies (every test in this file): R-MTH-11
 #[cfg(test)]
 mod tests {
     use super::*;

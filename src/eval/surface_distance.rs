@@ -163,6 +163,7 @@ pub(crate) fn robust_hausdorff(
     Some(gt_to_pred.max(pred_to_gt))
 }
 
+// Verifies (every test in this file): R-MTH-11
 #[cfg(test)]
 mod tests {
     use super::*;

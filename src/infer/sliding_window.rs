@@ -487,6 +487,7 @@ pub(crate) fn segment_case(
     predict(net, &input, case.dims(), window).with_context(|| format!("case {id}"))
 }
 
+// Verifies (every test in this file): R-MTH-10
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,6 +573,7 @@ mod tests {
         }
     }
 
+    // Verifies: R-CLI-1
     #[test]
     fn bad_predictor_output_and_bad_image_are_errors() {
         let w = Window {

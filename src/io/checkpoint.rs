@@ -411,6 +411,7 @@ pub(crate) fn save_with(
     write_tensors(path, &state_tensors(state, ""), Some(meta))
 }
 
+// Verifies (every test in this file): R-DAT-7
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -223,6 +223,7 @@ pub fn remove_stale_temps(dir: &Path, of: Option<&str>) -> Result<Vec<PathBuf>> 
     Ok(removed)
 }
 
+// Verifies (every test in this file): R-CLI-2, R-CLI-3
 #[cfg(test)]
 mod tests {
     use super::*;

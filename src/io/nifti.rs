@@ -1051,6 +1051,7 @@ fn write_header(
     out.extend_from_slice(&[0u8; 4]); // no extensions
 }
 
+// Verifies (every test in this file): R-DAT-1, R-CLI-4
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1089,6 +1090,7 @@ mod tests {
     /// A 4-D float32 file: header dims and datatype, and the data bytes in `[frames, z, y, x]`
     /// order (checked with the `nifti` crate's header parser, independent of our reader);
     /// one frame gives exactly [`encode_image`]'s bytes.
+    // Verifies: R-DAT-1
     #[test]
     fn four_d_files_have_the_right_header_and_bytes() {
         let dims = [3, 4, 5];

@@ -441,6 +441,7 @@ fn dtype(d: DType) -> Dtype {
     }
 }
 
+// Verifies (every test in this file): R-DAT-7
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +459,7 @@ mod tests {
         assert!(!is_torch(b""));
     }
 
+    // Verifies: R-CLI-1
     #[test]
     fn a_param_group_is_read_and_variants_are_refused() {
         let group = |extra: Vec<(&str, PickleValue)>| {

@@ -307,6 +307,7 @@ fn render_overlay_png(grey: &Volume, labels: &[u8], title: &str) -> Result<Vec<u
     Ok(png)
 }
 
+// Verifies (every test in this file): R-WFL-2
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +434,7 @@ mod tests {
         assert_eq!(img[p..p + 3], [0, 0, 0]);
     }
 
+    // Verifies: R-CLI-1
     #[test]
     fn bad_input_is_refused() {
         let (grey, labels) = case();

@@ -386,6 +386,7 @@ fn render_training_svg(records: &[Value], title: &str) -> Result<String> {
     Ok(svg)
 }
 
+// Verifies (every test in this file): R-WFL-1
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,6 +496,7 @@ mod tests {
         assert!(svg.len() < 2_000_000, "{} bytes", svg.len());
     }
 
+    // Verifies: R-CLI-2
     #[test]
     fn writes_the_file() {
         let dir = tempfile::tempdir().unwrap();

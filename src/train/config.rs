@@ -469,6 +469,7 @@ impl TrainConfig {
     }
 }
 
+// Verifies (every test in this file): R-MTH-9, R-WFL-1
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +494,7 @@ mod tests {
         assert_eq!((k.kd_weight, k.proto_weight), (10.0, 0.0));
     }
 
+    // Verifies: R-CLI-1
     #[test]
     fn overrides_apply_and_bad_keys_are_named() {
         let m = Modalities::parse("t1ce").unwrap();

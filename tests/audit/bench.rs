@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-WFL-4, R-CLI-1
 //! `protokd bench`: the record it writes and its bad input.
 
 use crate::common::refusal::{refusal, refused};

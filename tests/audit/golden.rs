@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-6
 //! The golden patches in `golden/` (see `protokd::audit::golden`): the files are what the manifest
 //! says, they regenerate bit for bit from the phantom generator, and a seeded n_filters 4 VNet
 //! gives the recorded values on each (insta snapshots in `tests/audit/snapshots/`).
@@ -63,6 +64,7 @@ fn files_match_the_manifest() {
 }
 
 /// The provenance is real: the generator rebuilds the same bytes (and the same manifest).
+// Verifies: R-DAT-4
 #[test]
 fn patches_regenerate_from_the_phantom_generator() {
     let patches = golden::build(&templates()).unwrap();
@@ -148,6 +150,7 @@ fn load_patch(dataset: &brats::Dataset, name: &str) -> (Tensor, LabelMap) {
     )
 }
 
+// Verifies: R-NUM-6, R-MTH-3, R-MTH-8
 #[test]
 fn golden_values_of_a_seeded_vnet() {
     let dataset = brats::discover(&root().join("golden")).unwrap();

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-CLI-4
 //! `protokd bench` shapes and widths too large to run (issue 13): refused before anything is
 //! allocated, naming the value and the limit (before: `--filters 100000` and a shape whose
 //! size wraps aborted on the allocation).

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-7, R-CLI-1
 //! Issue 13: `audit forward` and `audit step` validate the models they load ([`bad_models`]):
 //! a negative `running_var`, a 1e30 or NaN weight, a negative `num_batches_tracked` are refused
 //! with exit 1, the file, the tensor and the problem named, and no file created or changed.

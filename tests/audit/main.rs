@@ -15,4 +15,5 @@ mod limits;
 mod loaded_states;
 mod no_overwrite;
 mod replay;
+mod validate;
 mod verify;

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-CLI-3
 //! `protokd audit forward|step` never overwrite an input, even with `--force`, whether `--out`
 //! names it by the same path, another spelling, a hard link or a symbolic link; an existing
 //! `--out` is refused unless `--force` (and then replaced). Each refusal leaves every file as

@@ -229,6 +229,7 @@ fn f32_values(bytes: &[u8]) -> Vec<f32> {
 // Happy paths
 // ------------------------------------------------------------------------------------------
 
+// Verifies: R-MTH-4, R-CLI-6
 #[test]
 fn forward_eval_and_train_write_features_and_logits() {
     let dir = TempDir::new("forward");
@@ -341,6 +342,7 @@ fn loss(t: &FileTensors, l: &str) -> f32 {
     f32_values(&t[&format!("loss.{l}")].2)[0]
 }
 
+// Verifies: R-MTH-8
 #[test]
 fn step_in_every_mode_writes_losses_gradients_and_state() {
     let dir = TempDir::new("step-modes");
@@ -408,6 +410,7 @@ fn step_in_every_mode_writes_losses_gradients_and_state() {
     assert_eq!(loss(&t, "total"), loss(&t, "seg"));
 }
 
+// Verifies: R-MTH-1
 #[test]
 fn two_channel_student_takes_t1ce_and_flair() {
     let dir = TempDir::new("two-channel");
@@ -437,6 +440,7 @@ fn two_channel_student_takes_t1ce_and_flair() {
     check_step_output(&stdout, &out, &state(2, 3));
 }
 
+// Verifies: R-NUM-4
 #[test]
 fn label_dtypes_int64_uint8_float32_give_identical_outputs() {
     let dir = TempDir::new("label-dtypes");
@@ -472,6 +476,7 @@ fn label_dtypes_int64_uint8_float32_give_identical_outputs() {
     );
 }
 
+// Verifies: R-NUM-4
 #[test]
 fn step_repeats_and_thread_counts_give_identical_bytes() {
     let dir = TempDir::new("step-threads");
@@ -564,6 +569,7 @@ fn input(dir: &TempDir, name: &str, tensors: &[Raw]) -> Vec<(PathBuf, Vec<u8>)> 
     vec![sentinel(dir), file(&dir.join(name), raw_bytes(tensors))]
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn bad_image_tensor() {
     let dir = TempDir::new("bad-image");
@@ -637,6 +643,7 @@ fn bad_image_tensor() {
     ]);
 }
 
+// Verifies: R-CLI-1, R-DAT-7
 #[test]
 fn bad_checkpoint() {
     let dir = TempDir::new("bad-checkpoint");
@@ -707,6 +714,7 @@ fn bad_checkpoint() {
     refused(dir.path(), table);
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn bad_files() {
     let dir = TempDir::new("bad-files");
@@ -748,6 +756,7 @@ fn bad_files() {
     refused(dir.path(), table);
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn bad_labels() {
     let dir = TempDir::new("bad-labels");
@@ -813,6 +822,7 @@ fn bad_labels() {
     refused(dir.path(), table);
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn bad_step_options_and_batches() {
     let dir = TempDir::new("bad-step");

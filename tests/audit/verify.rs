@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-5
 //! `protokd verify`: every available engine against the spec on the golden suite, and its
 //! bad input.
 

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-CLI-7
 //! The engine switches of the command line: the engines and their spellings give the same
 //! bytes, the removed switches and bad combinations are refused with the new spelling, and
 //! `--engines cuda` without a driver is a clear error.

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-CLI-4
 //! `--threads` (issue 13): at most 4 per core (the binary's `cli::MAX_THREADS_PER_CORE`),
 //! refused before the pool starts (before: `--threads 100000` spawned thousands of threads).
 

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-3, R-CLI-1, R-CLI-4
 //! Bad authors' `.npy` arrays through the binary: `segment` of one array and `train` on a folder
 //! of them each end with one `error:` line naming the file and the problem, exit status 1, no
 //! panic, nothing written (the refusal tables of `common::refusal`); a header claiming a huge

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-7, R-CLI-1
 //! PyTorch checkpoints on the command line: bad `.pth` files refused wherever a checkpoint is
 //! taken (one line naming the file, no panic, nothing written), the zip bomb under the memory
 //! cap and the clock of `bounded`, and `protokd convert`. Fixtures: `tests/fixtures/torch/`
@@ -194,6 +195,7 @@ fn a_pickle_is_never_run() {
     assert!(!dir.join("pwned").exists(), "the pickle's os.system ran");
 }
 
+// Verifies: R-CLI-6
 #[test]
 fn convert_writes_the_model_and_the_optimiser_file_with_their_provenance() {
     let dir = TempDir::new("pth-convert");

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-MTH-2
 //! Augmentation (`protokd::data::augment`): random crops, flips and intensity factors drawn
 //! per seed, epoch and case whatever the order and thread count, applied equally to image and
 //! label, and stacked into training batches.
@@ -59,6 +60,7 @@ fn check_patch(case: &PreparedCase, crop: [usize; 3], s: &Sample, p: &AugmentPar
     }
 }
 
+// Verifies: R-NUM-4
 #[test]
 fn augmentation_is_deterministic_per_seed_epoch_case_whatever_order_and_threads() {
     let dims = [6, 5, 7];

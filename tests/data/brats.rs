@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-2
 //! BraTS data on disk: discovery of both namings, case lists (the paper's split), loading with
 //! its checks (each bad input a clear error naming the file) and the label conversion of both
 //! releases. Small volumes written with `protokd::io::nifti::write_image` into the system's
@@ -234,6 +235,7 @@ fn discovers_brats2023_naming() {
     assert_eq!(c.release, Release::Brats2023);
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn mixed_dataset_is_refused_naming_two_cases() {
     let tmp = TempDir::new("mixed");
@@ -272,6 +274,7 @@ fn mixed_dataset_is_refused_naming_two_cases() {
     assert_holds(&e, &["c2_flair.nii.gz", "c2_flair.nii"]);
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn missing_modality_is_refused_naming_the_case_and_file() {
     for (release, removed, want) in [
@@ -315,6 +318,7 @@ fn split_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/brats2018-split")
 }
 
+// Verifies: R-DAT-5
 #[test]
 fn the_paper_split_lists_parse() {
     let dir = split_dir();
@@ -334,6 +338,7 @@ fn the_paper_split_lists_parse() {
     assert_eq!(all.len(), 285);
 }
 
+// Verifies: R-DAT-5
 #[test]
 fn selecting_cases_by_list() {
     let tmp = TempDir::new("select");
@@ -365,6 +370,7 @@ fn selecting_cases_by_list() {
     assert!(e.contains("absent.txt"), "{e}");
 }
 
+// Verifies: R-MTH-1
 #[test]
 fn label_conversion_round_trips_for_both_releases() {
     for release in Release::ALL {
@@ -409,6 +415,7 @@ fn load_err(case: &Case) -> String {
     err_text(r)
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn modalities_of_different_shape_are_refused() {
     let g = geometry(8, 0.0);
@@ -426,6 +433,7 @@ fn modalities_of_different_shape_are_refused() {
     assert_holds(&e, &[file.as_str(), "[7, 8, 8]"]);
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn modalities_with_different_affines_are_refused() {
     let shifted = geometry(8, 0.5);
@@ -458,6 +466,7 @@ fn modalities_with_different_affines_are_refused() {
     brats::load_case(&case).unwrap();
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn label_values_outside_the_release_set_are_refused() {
     let g = geometry(8, 0.0);
@@ -494,6 +503,7 @@ fn label_values_outside_the_release_set_are_refused() {
     assert_holds(&e, &["n-seg.nii.gz", "label value 4", "(7, 7, 7)"]);
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn nan_in_an_image_is_refused() {
     let g = geometry(8, 0.0);
@@ -505,6 +515,7 @@ fn nan_in_an_image_is_refused() {
     assert_holds(&e, &[file.as_str(), "NaN", "(3, 4, 5)"]);
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn an_image_with_no_voxel_above_zero_is_refused() {
     let g = geometry(8, 0.0);

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-CLI-3
 //! `protokd phantom` refuses to replace the files of a case that exists unless `--force` (then
 //! it writes the same bytes again), and never writes into its templates folder.
 

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-3
 //! The authors' preprocessed `.npy` dataset (`protokd::data::npy`): the reader against NumPy's
 //! writer (the committed fixture of `tools/npy/make_dataset.py`), the authors' float32 z-score
 //! against protokd's f64 one on the same phantom, hand-written files of each accepted dtype,
@@ -175,6 +176,7 @@ fn refusal(tmp: &TempDir, name: &str, bytes: Vec<u8>) -> String {
     text
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn bad_arrays_are_refused_naming_the_file_and_the_problem() {
     let tmp = TempDir::new("npy-bad");

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-4
 //! Tests of the BraTS-like phantoms (`protokd phantom`, `protokd::data::phantom`): determinism (runs,
 //! seeds, thread counts), layout and naming of both releases, labels, the skull-stripped
 //! background, the contrasts' relative intensities and the command's bad input. Small grids
@@ -108,6 +109,7 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
     }
 }
 
+// Verifies: R-NUM-4
 #[test]
 fn thread_count_does_not_change_the_bytes() {
     let t = TempDir::new("threads");
@@ -265,6 +267,7 @@ fn check_release(dir: &Path, release: Release, first: &str, suffixes: &[&str; 5]
 /// A written cohort is a BraTS dataset for `protokd::data::brats`: discovered with the right
 /// release, every case loads (shapes and affines agree, labels in the release's set), and
 /// the internal labels are the phantom's raw labels converted.
+// Verifies: R-DAT-2
 #[test]
 fn cohorts_are_read_by_the_brats_loader() {
     for release in [Release::Brats2018, Release::Brats2023] {
@@ -466,6 +469,7 @@ fn command_writes_the_cases_with_the_default_templates() {
     assert_eq!(files.len(), 10, "{:?}", files.keys().collect::<Vec<_>>());
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn bad_arguments_are_clear_errors() {
     let t = TempDir::new("bad");

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-MTH-1
 //! Preprocessing (`protokd::data::preprocess`): a case loaded from files, z-scored over the
 //! brain and cropped; z-score statistics against a direct f64 computation; the BraTS crop box.
 
@@ -7,6 +8,7 @@ use protokd::data::brats::{self, Release};
 use protokd::data::preprocess::{self, CropBox, ZscoreStats, BRATS_CROP};
 use protokd::volume::Volume;
 
+// Verifies: R-DAT-1
 #[test]
 fn load_and_preprocess_a_case_from_files() {
     for release in Release::ALL {

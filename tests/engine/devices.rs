@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-5
 //! `--engine` (older spelling `--device`): the commands that compute give the same bytes on the
 //! fast CPU engine and on the emulated GPU device (protokd-gpu's CUDA C run on the host).
 //! (The same comparisons run on a real GPU with `tools/gpu/validate.sh`; the spellings and

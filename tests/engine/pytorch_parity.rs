@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-MTH-12, R-MTH-3, R-MTH-4, R-MTH-5, R-MTH-6, R-MTH-7, R-MTH-8, R-MTH-9
 //! Parity with PyTorch: fixtures written by `tools/parity/make_fixtures.py` (PyTorch 2.15, f32,
 //! CPU, our own model code from the method page), BatchNorm statistics moved off their defaults:
 //!

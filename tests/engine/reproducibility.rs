@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-4, R-NUM-5, R-NUM-6
 //! Bit-reproducibility: a whole ProtoKD training step (student forward and backward, teacher
 //! forward, every loss, Adam) gives the same bits with 1, 2 and 7 threads and on a repeat run,
 //! on the spec and on the fast CPU engine with each SIMD copy this CPU can run (the portable
@@ -138,6 +139,7 @@ fn forward_is_identical_for_1_2_and_7_threads() {
 
 /// Writes `examples/audit/{student,teacher,batch}.safetensors`: a T1ce student (n_filters 4,
 /// seed 1), a teacher (n_filters 4, seed 2), and fixture A's batch (2 x 4 x 16^3).
+// Verifies: R-DAT-7
 #[test]
 #[ignore]
 fn regenerate_examples() {

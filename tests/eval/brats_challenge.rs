@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-MTH-11
 //! `protokd score`'s BraTS challenge metrics (legacy and lesion-wise Dice and HD95, lesion
 //! counts, sensitivity, specificity) against the official BraTS 2023 metrics code
 //! (`tools/brats_metrics/make_fixtures.py`, outputs in `tests/fixtures/brats_metrics/`).
@@ -82,6 +83,7 @@ fn fixtures_cover_the_special_cases() {
     assert!(r("small_lesions_met", "WT", "Num_FN") > r("small_lesions", "WT", "Num_FN"));
 }
 
+// Verifies: R-DAT-2, R-CLI-1
 #[test]
 fn label_sets_and_challenges_refused_with_the_flag_to_use() {
     let tmp = TempDir::new("brats-labels");
@@ -129,6 +131,7 @@ fn label_sets_and_challenges_refused_with_the_flag_to_use() {
     refused(tmp.path(), table);
 }
 
+// Verifies: R-DAT-2
 #[test]
 fn a_2024_gli_pair_is_recognised_by_its_names() {
     let tmp = TempDir::new("brats-gli2024");

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-WFL-2
 //! `protokd evaluate` on tiny phantoms with a tiny seeded model: cases.csv and summary.json
 //! agree with `protokd score` on the saved segmentations and with `protokd segment`, and bad
 //! input is refused without touching existing files.
@@ -47,6 +48,7 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     )
 }
 
+// Verifies: R-CLI-6, R-MTH-11
 #[test]
 fn report_agrees_with_score_and_segment() {
     let tmp = TempDir::new("evaluate");
@@ -215,6 +217,7 @@ fn report_agrees_with_score_and_segment() {
     assert_eq!(summary["meta"]["case_list"], s(&list));
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn bad_input_is_refused_and_leaves_files_alone() {
     let tmp = TempDir::new("evaluate-bad");

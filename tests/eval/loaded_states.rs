@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-7, R-CLI-1
 //! Issue 13: every model `evaluate` loads is validated ([`bad_models`]): each bad checkpoint is
 //! refused with exit 1 before any case is read, its message naming the file, the tensor and the
 //! problem, and no file created or changed.

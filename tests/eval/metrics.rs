@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-MTH-11
 //! `protokd score` against metrics computed independently with medpy and NumPy
 //! (`tools/metrics/make_fixtures.py`, outputs in `tests/fixtures/metrics/`), and its bad input.
 
@@ -125,6 +126,7 @@ fn fixtures_cover_the_special_cases() {
     );
 }
 
+// Verifies: R-DAT-2
 #[test]
 fn label_set_given_inferred_or_refused() {
     let tmp = TempDir::new("score-release");
@@ -177,6 +179,7 @@ fn label_set_given_inferred_or_refused() {
     assert_eq!(got["brats_challenge"]["challenge"], "BraTS-GLI");
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn bad_input_is_a_clear_error() {
     let f = fixtures();

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-CLI-3
 //! `protokd score --json` and `protokd evaluate --out` never overwrite an input, even with
 //! `--force` (the same path, another spelling, a hard or a symbolic link); each refusal leaves
 //! every file as it was (`common::refusal`).

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-CLI-5
 //! Fuzzing the readers of files a user hands protokd: the NIfTI reader, the checkpoint loader
 //! (safetensors and `.pth`), the training-config parser and the authors' `.npy` reader. A
 //! seeded mutation fuzzer over the committed corpus in `tests/fuzz/corpus/<target>/`: each

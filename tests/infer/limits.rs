@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-CLI-4
 //! Sliding-window patches too large to run (issue 13): refused when the window is checked,
 //! before the model or the image is read (before: `--patch 1024,1024,1024` padded a small image
 //! to 2^30 voxels per channel and aborted on the allocation).

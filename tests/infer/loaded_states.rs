@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-7, R-CLI-1
 //! Issue 13: every model `segment` loads is validated ([`bad_models`]): each bad checkpoint is
 //! refused with exit 1, a message naming the file, the tensor and the problem, and no file
 //! created or changed.

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-CLI-3
 //! `protokd segment` never overwrites an input (a modality file reached through a hard link,
 //! the model through a symbolic link), even with `--force`; and of two `segment` runs racing to
 //! the same new `--out`, exactly one succeeds: the other is refused, not silently replaced.

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-WFL-2
 //! `protokd segment` on tiny phantoms with a tiny seeded model (n_filters 4, 16^3 window):
 //! geometry and label set of the output, probabilities, the three kinds of input, determinism,
 //! and bad input. Run `cargo test --release --test infer -- --ignored --nocapture` for the
@@ -55,6 +56,7 @@ fn check_probabilities(path: &Path, seg: &Image, internal_to_raw: [u8; 4]) {
     }
 }
 
+// Verifies: R-MTH-10, R-CLI-6
 #[test]
 fn case_folder_files_and_dataset_give_the_same_segmentation() {
     let tmp = TempDir::new("segment");
@@ -136,6 +138,7 @@ fn case_folder_files_and_dataset_give_the_same_segmentation() {
     );
 }
 
+// Verifies: R-DAT-2, R-DAT-7
 #[test]
 fn release_2023_names_and_labels_and_a_four_channel_pytorch_model() {
     let tmp = TempDir::new("segment23");
@@ -201,6 +204,7 @@ fn release_2023_names_and_labels_and_a_four_channel_pytorch_model() {
     );
 }
 
+// Verifies: R-CLI-1, R-CLI-2
 #[test]
 fn bad_input_is_refused_and_leaves_files_alone() {
     let tmp = TempDir::new("segment-bad");

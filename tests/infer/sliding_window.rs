@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-MTH-10
 //! Sliding-window inference (`protokd::infer::sliding_window::sliding_window`) against values computed
 //! independently: `tools/sliding/make_fixtures.py` is a NumPy transcription of the authors'
 //! `test_single_case` as the method page states it, run with a mock predictor that this test
@@ -137,6 +138,7 @@ fn matches_the_numpy_transcription_bit_for_bit() {
 }
 
 /// The same result for 1 and 3 threads (the accumulation order is fixed).
+// Verifies: R-NUM-4
 #[test]
 fn thread_count_does_not_change_the_bits() {
     let manifest: Value = serde_json::from_slice(&read("manifest.json")).unwrap();

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-1
 //! Issue 14, item 5: the corners of the NIfTI affine where nifti1_io.c and nibabel part, read
 //! as nifti1_io.c reads them (`src/io/nifti.rs`, module docs). Each expected matrix follows by
 //! hand from the NIfTI-1 standard's formulas (nifti1.h, "3 different methods"): with the

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-7, R-MTH-3
 //! Checkpoint interchange with PyTorch, both directions, on committed fixtures
 //! (`tests/fixtures/parity/`, see `tools/parity/README.md`):
 //!

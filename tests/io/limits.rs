@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-CLI-4
 //! Hostile NIfTI files (issue 13): sizes come from the header and are checked before anything
 //! is allocated or decompressed. Each probe goes through the real binary (`score`, `segment`,
 //! `evaluate`, `train`) under a 1 GiB address-space cap and a 2 s clock

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-1
 //! NIfTI reading and writing against files another tool wrote: the MNI152 template
 //! (`data/mni152/`) and the fixtures of `tests/fixtures/nifti/`, written and read by nibabel
 //! (`tools/nifti/make_fixtures.py`, whose `expected.json` holds nibabel's affine, shape and
@@ -357,6 +358,7 @@ fn gzip_output_is_deterministic() {
     assert_eq!(a[9], 255);
 }
 
+// Verifies: R-CLI-1
 #[test]
 fn values_that_do_not_fit_are_refused() {
     let dir = scratch("do_not_fit");
@@ -437,6 +439,7 @@ fn written_by_protokd() {
 // Bad input
 // ------------------------------------------------------------------------------------------
 
+// Verifies: R-CLI-1
 #[test]
 fn bad_input_is_a_clear_error() {
     let dir = scratch("bad_input");
@@ -560,6 +563,7 @@ fn bad_input_is_a_clear_error() {
 
 /// Thousands of damaged headers and truncations (decoded in memory, as `read_image` does
 /// after reading the file): every read returns, none panics.
+// Verifies: R-CLI-1, R-CLI-5
 #[test]
 fn damaged_files_never_panic() {
     let raw = gunzip(&std::fs::read(fixtures().join("i16.nii.gz")).unwrap());

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-7
 //! PyTorch checkpoints (`.pth`) read without Python, on fixtures written by real PyTorch
 //! (`tools/torch/make_fixtures.py`, see `tools/torch/README.md`): each loads to exactly the
 //! state of the safetensors file written from the same tensors, and `audit forward` on it
@@ -51,6 +52,7 @@ fn every_torch_save_layout_loads_to_the_safetensors_state() {
     }
 }
 
+// Verifies: R-NUM-4
 #[test]
 fn audit_forward_on_a_pth_writes_the_bytes_it_writes_on_the_safetensors_file() {
     let dir = TempDir::new("pth-forward");

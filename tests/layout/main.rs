@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-7
 //! The layout of the workspace holds: no import circle between the modules of any crate
 //! (protokd-reference, protokd-cpu, protokd-gpu, the protokd library and its binary), and none
 //! between the stage folders of `src/` (io, data, engine, infer, eval, report, train, audit,
@@ -5,6 +6,7 @@
 //! and the specification crate is plain ([`spec_is_plain`]). Checked on the source text: every
 //! `crate::a::b` and `super::a` path on a code line.
 
+mod requirements;
 mod spec_is_plain;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-7
 //! The specification crate is the specification and nothing else: no SIMD intrinsics, no
 //! run-time CPU detection, no atomics (process-wide switches), no module of fast kernels, no
 //! dependency on the engines held to it. (Checked on the source text, so a change that brings

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-CLI-4
 //! Training configurations and flags that ask for too much, or for nothing (issue 13): refused
 //! when the configuration is checked, before any data is read or memory allocated, naming the
 //! key, the value and the limit.

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-CLI-3, R-CLI-2
 //! `protokd train --force` replaces only the files a run writes, and only once the new run's
 //! inputs have loaded (a failing new run leaves the old run as it was); a run never writes over
 //! its inputs; and a resume removes the temporary files of a save that was killed.

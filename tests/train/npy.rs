@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-3, R-WFL-1
 //! `train`, `evaluate` and `segment` on the authors' preprocessed `.npy` dataset: the same
 //! phantoms as NIfTI case folders and as `.npy` arrays written from protokd's own preprocessing
 //! (`common/npy.rs`) give the same bits: the same checkpoints (SHA-256), the same step and

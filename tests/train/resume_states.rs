@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-DAT-7, R-CLI-1
 //! Issue 13: what a run saves and resumes is validated. A resume refuses an optimiser file
 //! (`last.optim.safetensors`) with a NaN, infinite or negative `exp_avg_sq`, a NaN `exp_avg`,
 //! a negative `model.*` running variance, an Adam step of 2^64-1 or one that is not the run's

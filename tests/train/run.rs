@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-WFL-1
 //! Tests of `protokd train teacher|student`: run folders, the resume-equality promise (a run
 //! stopped after any step and resumed ends with the same bytes as an uninterrupted run), Ctrl-C,
 //! every student method, and bad input. Tiny configs: phantoms of 32 x 32 x 16 voxels,
@@ -133,6 +134,7 @@ fn records(run: &Path) -> Vec<Value> {
         .collect()
 }
 
+// Verifies: R-CLI-6
 #[test]
 fn teacher_run_folder_holds_every_file() {
     let run = trained_teacher();
@@ -181,6 +183,7 @@ fn teacher_run_folder_holds_every_file() {
     assert_eq!(ck.modalities.unwrap().to_string(), "t1,t2,t1ce,flair");
 }
 
+// Verifies: R-NUM-4
 #[test]
 fn stopped_and_resumed_runs_end_bit_identical() {
     let reference = trained_teacher();
@@ -206,6 +209,7 @@ fn stopped_and_resumed_runs_end_bit_identical() {
     }
 }
 
+// Verifies: R-CLI-2
 #[test]
 fn ctrl_c_saves_and_exits_130() {
     let dir = TempDir::new("train-ctrlc");
@@ -245,6 +249,7 @@ fn ctrl_c_saves_and_exits_130() {
     assert!(last_step < 400, "the run should have stopped early");
 }
 
+// Verifies: R-MTH-8
 #[test]
 fn every_student_method_trains() {
     let teacher = trained_teacher().join("best.safetensors");
@@ -281,6 +286,7 @@ fn every_student_method_trains() {
 /// A ProtoKD student trained on the emulated GPU device (protokd-gpu's CUDA C on the host) ends
 /// with the same bytes as on the CPU: checkpoints, optimiser state and the metrics log; and so
 /// does a run stopped after one step on the emulated device and resumed on the CPU.
+// Verifies: R-NUM-5
 #[test]
 fn student_runs_are_the_same_bytes_on_cpu_and_emulated() {
     let teacher = trained_teacher().join("best.safetensors");
@@ -313,6 +319,7 @@ fn student_runs_are_the_same_bytes_on_cpu_and_emulated() {
     assert_eq!(files[0], files[2]);
 }
 
+// Verifies: R-CLI-1, R-CLI-2
 #[test]
 fn bad_input_is_refused_and_leaves_files_intact() {
     let cfg = &cohort().2;

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-WFL-1, R-DAT-7, R-MTH-9
 //! An authors' run continued from its resumable PyTorch checkpoint: `resumable.pth`
 //! (`tools/torch/make_fixtures.py`) holds a VNet and `torch.optim.Adam`'s state after 2
 //! teacher-pretraining steps on the batch of parity fixture C; PyTorch's third step is in

@@ -281,6 +281,7 @@ pub fn batchnorm3d_backward(
     (dx, dweight, dbias)
 }
 
+// Verifies (every test in this file): R-MTH-4, R-NUM-2
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -422,6 +422,7 @@ pub fn bias_backward(dy: &Tensor) -> Tensor {
     Tensor::from_vec(&[c], db)
 }
 
+// Verifies (every test in this file): R-MTH-3, R-NUM-1, R-NUM-2
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -859,6 +860,7 @@ mod tests {
         }
     }
 
+    // Verifies: R-NUM-4
     #[test]
     fn independent_of_thread_count() {
         let g = ConvGeom::cubic(3, 1, 1);

@@ -106,6 +106,7 @@ pub fn check_transposed_weight_grad<T: Shaped>(x: &T, dy: &T, g: &ConvGeom) {
     );
 }
 
+// Verifies (every test in this file): R-MTH-3, R-NUM-1, R-NUM-2
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,6 +72,7 @@ pub fn add_forward(a: &Tensor, b: &Tensor) -> Tensor {
     y
 }
 
+// Verifies (every test in this file): R-MTH-3
 #[cfg(test)]
 mod tests {
     use super::*;

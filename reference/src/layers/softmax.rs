@@ -116,6 +116,7 @@ pub fn log_softmax_backward(g: &Tensor, p: &Tensor) -> Tensor {
     log_softmax_backward_on(&Plain, g, p)
 }
 
+// Verifies (every test in this file): R-MTH-5, R-MTH-6, R-NUM-3
 #[cfg(test)]
 mod tests {
     use super::*;

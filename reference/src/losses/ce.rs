@@ -129,6 +129,7 @@ pub fn ce_backward(fwd: &CeForward, labels: &LabelMap, scale: f32) -> Tensor {
     ce_backward_on(&Plain, fwd, labels, scale)
 }
 
+// Verifies (every test in this file): R-MTH-5
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;

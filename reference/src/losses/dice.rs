@@ -164,6 +164,7 @@ pub fn dice_backward(fwd: &DiceForward, labels: &LabelMap, scale: f32) -> Tensor
     dice_backward_on(&Plain, fwd, labels, scale)
 }
 
+// Verifies (every test in this file): R-MTH-5
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;

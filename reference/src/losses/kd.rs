@@ -99,6 +99,7 @@ pub fn kd_loss(student_logits: &Tensor, teacher_logits: &Tensor, temperature: f3
     kd_loss_on(&Plain, student_logits, teacher_logits, temperature)
 }
 
+// Verifies (every test in this file): R-MTH-6
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;

@@ -1,3 +1,4 @@
+// Verifies (every test in this file): R-NUM-4, R-NUM-2
 //! The ProtoKD losses, forward and backward (method page, section 5).
 //!
 //! | module | loss | forward | backward (gradient w.r.t.) |

@@ -361,6 +361,7 @@ pub fn proto_backward(fwd: &ProtoForward, scale: f32) -> Tensor {
     proto_backward_on(&Plain, fwd, scale)
 }
 
+// Verifies (every test in this file): R-MTH-7
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;

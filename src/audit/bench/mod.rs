@@ -403,6 +403,7 @@ impl OnEngine<'_> for TimeForward<'_, '_> {
     }
 }
 
+// Verifies (every test in this file): R-WFL-4
 #[cfg(test)]
 mod tests {
     use super::*;

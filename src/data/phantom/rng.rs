@@ -127,6 +127,7 @@ impl Stream {
     }
 }
 
+// Verifies (every test in this file): R-DAT-4
 #[cfg(test)]
 mod tests {
     use super::*;
