@@ -174,6 +174,7 @@ mod tests {
 
     /// Every copy this CPU runs has a positive, finite peak, the SIMD copies above the
     /// portable one, and nothing for a copy it cannot run.
+    // Verifies: R-WFL-4
     #[test]
     fn every_usable_copy_has_a_peak() {
         let portable = measure(Isa::Portable).unwrap();

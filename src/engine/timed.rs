@@ -512,6 +512,7 @@ mod tests {
     /// A 3x3x3 Conv3d 2 -> 3 on 1 x 2 x 4^3 (padding 1): 2 * 2 * 3 * 27 * 64 FLOPs in each of
     /// its three passes; a ConvTranspose3d 2 -> 3 (2x2x2, stride 2) on 1 x 2 x 2^3:
     /// 2 * 2 * 3 * 8 * 8.
+    // Verifies: R-WFL-4
     #[test]
     fn convolutions_are_counted_by_their_multiply_adds() {
         let e = Timed::new(Arc::new(Spec));

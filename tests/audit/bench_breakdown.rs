@@ -14,6 +14,7 @@ const TORCH_COUNTS: [([usize; 5], usize, u64, u64); 2] = [
     ([1, 4, 96, 128, 128], 16, 129_905_983_488, 506_034_388_992),
 ];
 
+// Verifies: R-WFL-4
 #[test]
 fn flop_counts_are_pytorchs() {
     for (shape, filters, forward, step) in TORCH_COUNTS {
@@ -48,6 +49,7 @@ fn categories(r: &Value) -> Vec<(String, f64, u64, Option<f64>)> {
 /// On the fast CPU engine: the record's FLOPs are PyTorch's, the breakdown's per-call tally
 /// adds up to them once per timed run, its shares to 1, and the GFLOP/s and fractions of the
 /// peak follow from the times.
+// Verifies: R-WFL-4
 #[test]
 fn the_breakdown_adds_up_to_the_work() {
     let ([_, _, d, h, w], filters, forward, step) = TORCH_COUNTS[0];

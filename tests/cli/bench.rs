@@ -6,6 +6,7 @@ use crate::common::{protokd, s, TempDir};
 use protokd::engine::EngineKind;
 use serde_json::Value;
 
+// Verifies: R-WFL-4
 #[test]
 fn engines_side_by_side() {
     let tmp = TempDir::new("bench-engines");

@@ -10,7 +10,7 @@
 //! is in the record); an intended change of arithmetic, training or evaluation rewrites it.
 
 use super::Finding;
-use crate::audit::bench::{self, What};
+use crate::audit::bench::{self, Peak, What, Work};
 use crate::demo::{DemoOptions, Plan, Row};
 use crate::engine::{Compute, EngineKind};
 use crate::io::hash::sha256_file;
@@ -132,10 +132,18 @@ fn timed_shape(full: bool) -> ([usize; 5], usize) {
     }
 }
 
-/// Median seconds of `what` on `compute` (one warm-up, three timed runs).
-fn median(what: What, compute: &Compute, full: bool) -> Result<f64> {
+/// Median seconds of `what` on `compute` (one warm-up, three timed runs; `peak` is the
+/// machine's, measured once).
+fn median(what: What, compute: &Compute, full: bool, peak: &Peak) -> Result<f64> {
     let (shape, filters) = timed_shape(full);
-    let record = bench::run(what, shape, filters, (1, 3), compute)?;
+    let work = Work {
+        what,
+        shape,
+        filters,
+        warmup: 1,
+        repeat: 3,
+    };
+    let record = bench::run(&work, compute, peak)?;
     record["median_s"]
         .as_f64()
         .context("the benchmark gave no median")
@@ -154,10 +162,11 @@ pub fn timings(
     all.extend(engines.iter().cloned());
     let mut rows = Vec::new();
     let mut line = Vec::new();
+    let peak = Peak::measure(None);
     for e in &all {
         let (f, s) = (
-            median(What::Forward, e, full)?,
-            median(What::Step, e, full)?,
+            median(What::Forward, e, full, &peak)?,
+            median(What::Step, e, full, &peak)?,
         );
         line.push(format!("{} forward {f:.3} s, step {s:.3} s", e.kind()));
         rows.push(
