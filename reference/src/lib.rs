@@ -126,6 +126,7 @@ pub mod layers;
 pub mod loops;
 pub mod losses;
 pub mod mathfn;
+pub mod real;
 pub mod reduce;
 pub mod state;
 pub mod step;
@@ -134,4 +135,5 @@ pub mod vnet;
 
 pub mod testutil;
 
+pub use real::Real;
 pub use tensor::{LabelMap, Tensor};

@@ -54,16 +54,16 @@ pub const PROTO_EPS: f32 = 1e-5;
 pub const COS_EPS: f32 = 1e-5;
 
 /// `(N, C, V)` of a `[N, C, D, H, W]` tensor, with `V = D * H * W`.
-pub(crate) fn ncv(t: &crate::Tensor) -> (usize, usize, usize) {
+pub(crate) fn ncv<R: crate::Real>(t: &crate::Tensor<R>) -> (usize, usize, usize) {
     let [n, c, d, h, w] = t.dims5();
     (n, c, d * h * w)
 }
 
 /// Panics unless `labels` is `[N, D, H, W]` for the `[N, C, D, H, W]` tensor `t` and every
 /// label is below `n_classes` (when given).
-pub(crate) fn check_labels(
+pub(crate) fn check_labels<R: crate::Real>(
     what: &str,
-    t: &crate::Tensor,
+    t: &crate::Tensor<R>,
     labels: &crate::LabelMap,
     n_classes: Option<usize>,
 ) {
