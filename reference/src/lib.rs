@@ -18,8 +18,9 @@
 //! | module | holds |
 //! |---|---|
 //! | [`mathfn`] | our own `exp` and `ln` |
+//! | [`real`] | [`Real`], the float type the spec is written over: `f32` (the product), `f64` (the accuracy yardstick) |
 //! | [`reduce`] | the one canonical reduction |
-//! | [`tensor`] | [`Tensor`] (f32, row-major) and [`LabelMap`] |
+//! | [`tensor`] | [`Tensor`] (`f32` unless said otherwise, row-major) and [`LabelMap`] |
 //! | [`layers`] | Conv3d, ConvTranspose3d, BatchNorm3d, ReLU, the additive skip, softmax, forward and backward |
 //! | [`loops`] | the column maps and canonical reductions softmax and the losses are written over, and [`loops::Plain`], the spec's |
 //! | [`losses`] | Dice, weighted cross-entropy, pixel-wise KD, the prototype loss, forward and backward |
@@ -95,7 +96,19 @@
 //! 4. **Our own `exp` and `ln`** ([`mathfn`]): documented range reduction and polynomial, with
 //!    fma; within 2 ulp of the correctly rounded result (measured in its tests). `sqrt` and
 //!    division are IEEE (correctly rounded everywhere).
-//! 5. **Consequence, asserted by tests**: the same bits for every run, every thread count and
+//! 5. **One text, two float types** ([`real`]). Every layer, loss, the canonical reduction, the
+//!    VNet and the steps are written once over `R: `[`Real`] (`mul_add`, `sqrt`, `exp`, `ln`,
+//!    the arithmetic operators, `decimal` for the constants, `from_usize` for counts):
+//!    `Tensor<R = f32>`, `Partials<R = f32>`, `SpecOf<R>` with [`engine::Spec`] `= SpecOf<f32>`.
+//!    The `f32` instance IS the product: items 1-4 are its rules, and its bits are what every
+//!    engine and every recorded hash hold. The `f64` instance is the yardstick of the accuracy
+//!    report (`protokd audit forward|step --accuracy`): the same operations in the same order,
+//!    each rounded to `f64`, with the platform's `f64` `exp` and `ln` (not bit-reproducible
+//!    across machines, and not needed to be: it is a measuring rod, 2^29 times finer than what
+//!    it measures). Its constants are the decimals the `f32` ones were written as
+//!    ([`Real::decimal`]: `eps = 1e-5` exactly, as PyTorch's float64), and Adam's scalars stay in
+//!    `f64`. Held to PyTorch float64 to 1e-10 on the parity fixtures (`tests/audit/accuracy.rs`).
+//! 6. **Consequence, asserted by tests**: the same bits for every run, every thread count and
 //!    every engine (the integration tests run a whole ProtoKD step on the spec and on the fast
 //!    engine with 1, 2 and 7 threads and every SIMD copy, and compare one recorded hash), and
 //!    the same bits from any other implementation that follows the orders written in each

@@ -17,11 +17,18 @@ copied):
    for every tensor (norm-wise relative error and largest ulp distance, as protokd measures its
    own). Written to docs/validation/accuracy-pytorch-golden.json.
 
+3. `table`: the comparison table of docs/validation/accuracy.md, from protokd's golden tables
+   (docs/validation/accuracy-golden.json, written by the ignored test
+   `accuracy::regenerate_golden_accuracy`) and PyTorch's (job 2), over the same tensors:
+   written to docs/validation/accuracy-golden-table.md.
+
 Usage (from the repository root; torch, numpy and safetensors installed; CPU only):
 
     python3 tools/accuracy/make_fixtures.py
     cargo test --release -p protokd --test audit accuracy::export_golden_runs -- --ignored
     python3 tools/accuracy/make_fixtures.py golden target/accuracy-golden
+    cargo test --release -p protokd --test audit accuracy::regenerate_golden_accuracy -- --ignored
+    python3 tools/accuracy/make_fixtures.py table
 """
 
 import argparse
@@ -152,7 +159,7 @@ def golden(src, out_path):
         if not fn.endswith(".safetensors"):
             continue
         f = load_file(os.path.join(src, fn))
-        label = f["label"]
+        label = f["label"].long()  # exported as float32 (the values 0..3, exact)
         runs = {}
         for dtype in (torch.float32, torch.float64):
             teacher = state_from(f, "teacher.", 4, dtype)
@@ -170,9 +177,56 @@ def golden(src, out_path):
     print(f"wrote {os.path.relpath(out_path, ROOT)}")
 
 
+# protokd's operation names for the tensors PyTorch reports (the rest map by prefix).
+OURS = {
+    "teacher.features": "relu after teacher block_nine.conv.1",
+    "teacher.logits": "teacher out_conv conv",
+    "student.features": "relu after block_nine.conv.1",
+    "student.logits": "out_conv conv",
+}
+GROUPS = [("forward outputs (features, logits)", ("teacher.", "student.")), ("losses", ("loss.",)),
+          ("parameter gradients", ("grad.",)), ("updated parameters", ("param.",))]
+
+
+def ours_name(k):
+    if k in OURS:
+        return OURS[k]
+    head, rest = k.split(".", 1)
+    return {"loss": "loss ", "grad": "gradient ", "param": "updated "}[head] + rest
+
+
+def table():
+    vdir = os.path.join(ROOT, "docs", "validation")
+    with open(os.path.join(vdir, "accuracy-golden.json")) as fh:
+        ours = json.load(fh)
+    with open(os.path.join(vdir, "accuracy-pytorch-golden.json")) as fh:
+        torch_side = json.load(fh)
+    lines = ["| patch | tensors | count | protokd median rel. err | PyTorch median | protokd max rel. err | PyTorch max | protokd max ulp | PyTorch max ulp |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for t in ours:
+        patch = t["title"].split(":")[0].replace("golden patch ", "")
+        rows = {r["operation"]: r for r in t["rows"]}
+        theirs = torch_side["patches"][patch]
+        for label, prefixes in GROUPS:
+            keys = [k for k in sorted(theirs) if k.startswith(prefixes) and ours_name(k) in rows]
+            if not keys:
+                continue
+            a = sorted(rows[ours_name(k)]["rel_err"] for k in keys)
+            b = sorted(theirs[k]["rel_err"] for k in keys)
+            ua = max(rows[ours_name(k)]["max_ulp"] for k in keys)
+            ub = max(theirs[k]["max_ulp"] for k in keys)
+            lines.append(f"| {patch} | {label} | {len(keys)} | {a[len(a) // 2]:.2e} | {b[len(b) // 2]:.2e} | "
+                         f"{a[-1]:.2e} | {b[-1]:.2e} | {ua} | {ub} |")
+    out = os.path.join(vdir, "accuracy-golden-table.md")
+    with open(out, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {os.path.relpath(out, ROOT)}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("job", nargs="?", default="yardstick", choices=["yardstick", "golden"])
+    ap.add_argument("job", nargs="?", default="yardstick", choices=["yardstick", "golden", "table"])
     ap.add_argument("dir", nargs="?", help="golden: the folder the export test wrote")
     ap.add_argument("--only", choices=["A", "B", "C"], action="append")
     args = ap.parse_args()
@@ -180,6 +234,8 @@ def main():
     torch.use_deterministic_algorithms(True)
     if args.job == "yardstick":
         yardstick(args.only or ["A", "B", "C"], os.path.join(ROOT, "tests", "fixtures", "accuracy"))
+    elif args.job == "table":
+        table()
     else:
         if not args.dir:
             ap.error("golden needs the folder the export test wrote")

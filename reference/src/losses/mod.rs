@@ -17,9 +17,9 @@
 //!   terms are taken in increasing flat index of the tensor named in the module's doc. Short
 //!   sums over classes or feature channels are sequential chains in ascending index order
 //!   from `+0.0`; products are accumulated with one fused multiply-add per term.
-//! * `exp` and `ln` are [`crate::mathfn`]'s; softmax and log-softmax (and their backward)
-//!   are [`crate::layers::softmax`]'s.
-//! * Each backward takes an upstream `scale: f32` and returns the gradient of
+//! * `exp` and `ln` are [`crate::mathfn`]'s in `f32` ([`crate::Real`]); softmax and
+//!   log-softmax (and their backward) are [`crate::layers::softmax`]'s.
+//! * Each backward takes an upstream `scale: R` and returns the gradient of
 //!   `scale * loss`; where the scale enters the order of operations is stated in its doc.
 //!   Multiplying `scale` by a power of two multiplies every gradient value by the same power
 //!   exactly (barring overflow and underflow); the tests assert it.
