@@ -5,7 +5,7 @@
 //! loss weighting live there and nowhere else. An engine supplies the operations on its own
 //! tensors:
 //!
-//! * [`Spec`] (this crate): the specification's layer and loss functions of
+//! * [`Spec`](type@Spec) (this crate): the specification's layer and loss functions of
 //!   [`layers`](crate::layers), [`losses`](crate::losses) and [`adam`](crate::adam) on host
 //!   [`Tensor`]s, the plain loops that every other engine is held to;
 //! * the fast CPU engine (crate `protokd-cpu`, `protokd_cpu::Cpu`): the same operations on
@@ -217,7 +217,7 @@ pub trait Engine {
 }
 
 /// The specification as an engine: this crate's functions on host [`Tensor`]s of `R` values.
-/// It never fails but for user data. [`Spec`] is the product's (`f32`); `SpecOf<f64>` is the
+/// It never fails but for user data. [`Spec`](type@Spec) is the product's (`f32`); `SpecOf<f64>` is the
 /// same text evaluated in `f64`, the yardstick of the accuracy report.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SpecOf<R>(PhantomData<R>);
@@ -232,7 +232,7 @@ impl<R> SpecOf<R> {
 /// The specification in `f32`: the product's bits.
 pub type Spec = SpecOf<f32>;
 
-/// The value of the type [`Spec`], so that `Spec` reads the same as a type and as an engine.
+/// The value of the type [`Spec`](type@Spec), so that `Spec` reads the same as a type and as an engine.
 #[allow(non_upper_case_globals)]
 pub const Spec: Spec = SpecOf::new();
 

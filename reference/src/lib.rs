@@ -13,7 +13,7 @@
 //!
 //! Two other engines compute the same operations and are held to this crate bit for bit:
 //! the fast CPU engine (crate `protokd-cpu`) and the CUDA engine (crate `protokd-gpu`, with its
-//! emulated device). All three implement [`engine::Engine`]; [`engine::Spec`] is this crate's.
+//! emulated device). All three implement [`engine::Engine`]; [`engine::Spec`](type@engine::Spec) is this crate's.
 //!
 //! | module | holds |
 //! |---|---|
@@ -25,7 +25,7 @@
 //! | [`loops`] | the column maps and canonical reductions softmax and the losses are written over, and [`loops::Plain`], the spec's |
 //! | [`losses`] | Dice, weighted cross-entropy, pixel-wise KD, the prototype loss, forward and backward |
 //! | [`adam`] | Adam with L2 weight decay as PyTorch's |
-//! | [`engine`] | the operations the VNet and the steps are written in ([`engine::Engine`]), and [`engine::Spec`], this crate's functions as an engine |
+//! | [`engine`] | the operations the VNet and the steps are written in ([`engine::Engine`]), and [`engine::Spec`](type@engine::Spec), this crate's functions as an engine |
 //! | [`state`] | the VNet's parameters under their PyTorch names, seeded initialisation |
 //! | [`vnet`] | the VNet forward (training and evaluation mode) and backward |
 //! | [`step`] | the ProtoKD, baseline and teacher-pretraining training steps |
@@ -54,7 +54,7 @@
 //!
 //! | engine | tests |
 //! |---|---|
-//! | fast CPU (`protokd-cpu`) | `cpu/tests/engine.rs`: every engine operation against [`engine::Spec`] bit for bit on random shapes, for every SIMD copy the CPU has (forced by value) and 1, 2 and 7 threads; `cpu/src/conv3d.rs`: the register blocks and random geometries; `tests/engine/reproducibility.rs`: the recorded whole-step hash on both CPU engines |
+//! | fast CPU (`protokd-cpu`) | `cpu/tests/engine.rs`: every engine operation against [`engine::Spec`](type@engine::Spec) bit for bit on random shapes, for every SIMD copy the CPU has (forced by value) and 1, 2 and 7 threads; `cpu/src/conv3d.rs`: the register blocks and random geometries; `tests/engine/reproducibility.rs`: the recorded whole-step hash on both CPU engines |
 //! | CUDA and emulated (`protokd-gpu`) | `gpu/tests/*.rs`: every kernel against this crate bit for bit (on the emulated device everywhere, on CUDA where a driver is present); `gpu/tests/vnet.rs`: whole steps |
 //! | all | `protokd verify`: the golden suite on every available engine against the spec, one line per operation |
 //!
@@ -99,7 +99,7 @@
 //! 5. **One text, two float types** ([`real`]). Every layer, loss, the canonical reduction, the
 //!    VNet and the steps are written once over `R: `[`Real`] (`mul_add`, `sqrt`, `exp`, `ln`,
 //!    the arithmetic operators, `decimal` for the constants, `from_usize` for counts):
-//!    `Tensor<R = f32>`, `Partials<R = f32>`, `SpecOf<R>` with [`engine::Spec`] `= SpecOf<f32>`.
+//!    `Tensor<R = f32>`, `Partials<R = f32>`, `SpecOf<R>` with [`engine::Spec`](type@engine::Spec) `= SpecOf<f32>`.
 //!    The `f32` instance IS the product: items 1-4 are its rules, and its bits are what every
 //!    engine and every recorded hash hold. The `f64` instance is the yardstick of the accuracy
 //!    report (`protokd audit forward|step --accuracy`): the same operations in the same order,

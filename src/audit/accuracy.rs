@@ -56,6 +56,9 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::path::Path;
 
+/// The note of a row whose exact value is zero, so that both precisions give rounding noise
+/// there (the summaries leave such rows out and count them).
+pub const NOISE: &str = "its gradient is exactly zero in exact arithmetic (the bias feeds a training-mode BatchNorm): both precisions give rounding noise, which Adam's first step scales to the learning rate";
 /// ReLU inputs within this many ulp of `1.0` (`2^-23` each) of zero are counted.
 pub const RELU_ULPS: u32 = 4;
 /// Feature norms below this multiple of the cosine clamp are counted as near it.
@@ -616,9 +619,7 @@ pub fn step_accuracy(a: &StepInputs) -> Result<AccuracyTable, EngineError> {
             && r.operation.ends_with("conv.0.bias")
             && (r.operation.contains("_dw.") || r.operation.contains("_up."))
         {
-            r.notes.push(
-                "its gradient is exactly zero in exact arithmetic (the bias feeds a training-mode BatchNorm): both precisions give rounding noise, which Adam's first step scales to the learning rate".into(),
-            );
+            r.notes.push(NOISE.into());
         }
     }
     let c = a.student.config;
@@ -709,7 +710,10 @@ pub fn golden_accuracy(golden: &Path) -> Result<Vec<AccuracyTable>> {
 }
 
 /// The groups of rows a summary shows, by how their operation is named.
-const GROUPS: [(&str, fn(&str) -> bool); 5] = [
+/// Whether an operation name belongs to a group.
+type Member = fn(&str) -> bool;
+
+const GROUPS: [(&str, Member); 5] = [
     ("teacher forward", |op| op.starts_with("teacher ")),
     ("losses", |op| op.starts_with("loss ")),
     ("parameter gradients", |op| op.starts_with("gradient ")),
@@ -732,21 +736,27 @@ fn median_max(mut v: Vec<f64>) -> (f64, f64) {
 
 impl AccuracyTable {
     /// A summary per group of operations: count, median and largest relative error, largest
-    /// ulp distance.
+    /// ulp distance; rows of rounding noise ([`NOISE`]) are left out and counted.
     pub fn summary_markdown(&self) -> String {
         let mut s = String::from(
-            "| operations | count | median rel. error | max rel. error | max ulp |\n|---|---:|---:|---:|---:|\n",
+            "| operations | count | median rel. error | max rel. error | max ulp | noise rows left out |\n|---|---:|---:|---:|---:|---:|\n",
         );
         for (name, member) in GROUPS {
-            let rows: Vec<&Row> = self.rows.iter().filter(|r| member(&r.operation)).collect();
-            if rows.is_empty() {
+            let all: Vec<&Row> = self.rows.iter().filter(|r| member(&r.operation)).collect();
+            let rows: Vec<&Row> = all
+                .iter()
+                .copied()
+                .filter(|r| !r.notes.iter().any(|n| n == NOISE))
+                .collect();
+            if all.is_empty() {
                 continue;
             }
             let (med, max) = median_max(rows.iter().map(|r| r.rel_err).collect());
             let ulp = rows.iter().map(|r| r.max_ulp).max().unwrap_or(0);
+            let noise = all.len() - rows.len();
             writeln!(
                 s,
-                "| {name} | {} | {med:.2e} | {max:.2e} | {ulp} |",
+                "| {name} | {} | {med:.2e} | {max:.2e} | {ulp} | {noise} |",
                 rows.len()
             )
             .expect("writing to a String");

@@ -71,7 +71,7 @@ pub fn ce_loss_on<R: Real>(
     }
     let class_weights: Vec<R> = class_counts
         .iter()
-        .map(|&nc| R::ONE - (R::from_usize(nc as usize) / R::from_usize(positions as usize)))
+        .map(|&nc| R::ONE - (R::from_usize(nc as usize) / R::from_usize(positions)))
         .collect();
 
     let logp = log_softmax_on(l, logits);

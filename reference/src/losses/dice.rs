@@ -110,7 +110,7 @@ pub fn dice_loss_on<R: Real>(
         denominator.push(den);
         dice.push(d);
     }
-    let loss = total / R::from_usize(n_classes as usize);
+    let loss = total / R::from_usize(n_classes);
 
     DiceForward {
         loss,
@@ -136,7 +136,7 @@ pub fn dice_backward_on<R: Real>(
     let coef: Vec<R> = fwd
         .denominator
         .iter()
-        .map(|&den| -((scale / R::from_usize(n_classes as usize)) / (den * den)))
+        .map(|&den| -((scale / R::from_usize(n_classes)) / (den * den)))
         .collect();
     let a: Vec<R> = fwd
         .denominator
