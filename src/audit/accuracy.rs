@@ -111,7 +111,7 @@ struct Record<R: Real> {
 
 /// The spec in `R`, recording every output of the operations the VNet and the steps call
 /// (module docs). `names` maps the address of a state entry's values to its name.
-pub struct Recorder<R: Real> {
+struct Recorder<R: Real> {
     spec: SpecOf<R>,
     names: HashMap<usize, String>,
     last: RefCell<String>,
