@@ -85,6 +85,7 @@ impl Default for Cpu {
 /// and reductions (`FastLoops`, module `loops`); ReLU, the skip addition, channel selection and the
 /// finiteness check call the spec's functions.
 impl Engine for Cpu {
+    type R = f32;
     type T = Tensor;
     type Labels = LabelMap;
     type BnCache = BnCache;

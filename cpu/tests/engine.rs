@@ -63,7 +63,7 @@ fn labels(dims: [usize; 4]) -> LabelMap {
 
 /// Every output of every engine operation on one engine, flattened, for one set of inputs
 /// (shapes chosen so that widths of 16 take the blocked paths and 6 the others).
-fn operations<E: Engine<T = Tensor, Labels = LabelMap, BnCache = BnCache>>(
+fn operations<E: Engine<R = f32, T = Tensor, Labels = LabelMap, BnCache = BnCache>>(
     e: &E,
     seed: u64,
     dims: [usize; 3],
@@ -218,7 +218,7 @@ fn every_operation_gives_the_spec_bits() {
 
 /// One ProtoKD step on `e` from a seeded student: the total loss, the updated student and
 /// Adam's moments, as bits.
-fn step_bits<E: Engine<T = Tensor, Labels = LabelMap>>(e: &E) -> Vec<u32> {
+fn step_bits<E: Engine<R = f32, T = Tensor, Labels = LabelMap>>(e: &E) -> Vec<u32> {
     let cfg = |cin| VNetConfig {
         in_channels: cin,
         n_classes: 4,

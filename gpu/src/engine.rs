@@ -76,6 +76,7 @@ fn ok<T>(r: Result<T, GpuError>) -> Result<T, EngineError> {
 }
 
 impl Engine for Gpu {
+    type R = f32;
     type T = GpuTensor;
     type Labels = GpuLabels;
     type BnCache = GpuBnCache;

@@ -2,7 +2,8 @@
 //! (single-tensor path), over every trainable parameter including BatchNorm weight and bias.
 //!
 //! Hyperparameters are `f64`, as PyTorch's are Python floats. Per step `t` (starting at 1),
-//! the scalars are computed in `f64` and then rounded once to `f32`:
+//! the scalars are computed in `f64` and then rounded once to `f32` (to the [`Real`] type the
+//! step runs in: exact for the `f64` yardstick):
 //! * `b1t = beta1^t`, `b2t = beta2^t` by `t` repeated `f64` multiplications from 1.0;
 //! * `step_size = lr / (1 - b1t)`; `bc2_sqrt = sqrt(1 - b2t)`.
 //!
@@ -16,6 +17,7 @@
 //! `1 - beta1`, `1 - beta2` are computed in `f64` and rounded to `f32`; `beta2`, `eps`,
 //! `weight_decay` are rounded to `f32`.
 
+use crate::real::Real;
 use crate::Tensor;
 
 /// Adam's hyperparameters (PyTorch names and defaults of the method page, section 6).
@@ -99,40 +101,40 @@ fn pow_by_multiplication(base: f64, t: u64) -> f64 {
 
 /// The `f32` scalars of step `t` (module docs): computed in `f64`, rounded once.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamScalars {
+pub struct AdamScalars<R: Real = f32> {
     /// `lr / (1 - beta1^t)`.
-    pub step_size: f32,
+    pub step_size: R,
     /// `sqrt(1 - beta2^t)`.
-    pub bc2_sqrt: f32,
+    pub bc2_sqrt: R,
     /// `1 - beta1`.
-    pub one_minus_b1: f32,
+    pub one_minus_b1: R,
     /// `1 - beta2`.
-    pub one_minus_b2: f32,
+    pub one_minus_b2: R,
     /// `beta2`.
-    pub beta2: f32,
+    pub beta2: R,
     /// `eps`.
-    pub eps: f32,
+    pub eps: R,
     /// `weight_decay`.
-    pub weight_decay: f32,
+    pub weight_decay: R,
 }
 
-impl AdamScalars {
+impl<R: Real> AdamScalars<R> {
     /// The scalars of step `t` (starting at 1).
     pub fn for_step(cfg: &AdamConfig, t: u64) -> Self {
         AdamScalars {
-            step_size: (cfg.lr / (1.0 - pow_by_multiplication(cfg.beta1, t))) as f32,
-            bc2_sqrt: (1.0 - pow_by_multiplication(cfg.beta2, t)).sqrt() as f32,
-            one_minus_b1: (1.0 - cfg.beta1) as f32,
-            one_minus_b2: (1.0 - cfg.beta2) as f32,
-            beta2: cfg.beta2 as f32,
-            eps: cfg.eps as f32,
-            weight_decay: cfg.weight_decay as f32,
+            step_size: R::from_f64(cfg.lr / (1.0 - pow_by_multiplication(cfg.beta1, t))),
+            bc2_sqrt: R::from_f64((1.0 - pow_by_multiplication(cfg.beta2, t)).sqrt()),
+            one_minus_b1: R::from_f64(1.0 - cfg.beta1),
+            one_minus_b2: R::from_f64(1.0 - cfg.beta2),
+            beta2: R::from_f64(cfg.beta2),
+            eps: R::from_f64(cfg.eps),
+            weight_decay: R::from_f64(cfg.weight_decay),
         }
     }
 
     /// Steps 1-5 of the module docs on one element: returns the new `(p, m, v)`.
     #[inline(always)]
-    pub fn update(&self, p: f32, grad: f32, m: f32, v: f32) -> (f32, f32, f32) {
+    pub fn update(&self, p: R, grad: R, m: R, v: R) -> (R, R, R) {
         let g = self.weight_decay.mul_add(p, grad);
         let m = self.one_minus_b1.mul_add(g - m, m);
         let v = (self.one_minus_b2 * g).mul_add(g, self.beta2 * v);
@@ -142,12 +144,12 @@ impl AdamScalars {
 }
 
 /// [`AdamScalars::update`] on every element of one host tensor, in index order.
-pub fn update_tensor(
-    p: &mut Tensor,
-    grad: &Tensor,
-    m: &mut Tensor,
-    v: &mut Tensor,
-    s: &AdamScalars,
+pub fn update_tensor<R: Real>(
+    p: &mut Tensor<R>,
+    grad: &Tensor<R>,
+    m: &mut Tensor<R>,
+    v: &mut Tensor<R>,
+    s: &AdamScalars<R>,
 ) {
     for i in 0..p.data.len() {
         (p.data[i], m.data[i], v.data[i]) = s.update(p.data[i], grad.data[i], m.data[i], v.data[i]);

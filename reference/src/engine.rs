@@ -5,7 +5,7 @@
 //! loss weighting live there and nowhere else. An engine supplies the operations on its own
 //! tensors:
 //!
-//! * [`Spec`] (this crate): the specification's layer and loss functions of
+//! * [`Spec`](type@Spec) (this crate): the specification's layer and loss functions of
 //!   [`layers`](crate::layers), [`losses`](crate::losses) and [`adam`](crate::adam) on host
 //!   [`Tensor`]s, the plain loops that every other engine is held to;
 //! * the fast CPU engine (crate `protokd-cpu`, `protokd_cpu::Cpu`): the same operations on
@@ -31,12 +31,17 @@ use crate::layers::batchnorm3d::{self, BnCache};
 use crate::layers::conv3d::{self, ConvGeom};
 use crate::layers::{conv_transpose3d, relu, softmax};
 use crate::losses::{ce, dice, kd, proto};
+use crate::real::Real;
 use crate::tensor::Shaped;
 use crate::{LabelMap, Tensor};
+use std::marker::PhantomData;
 
 /// Operations on one kind of tensor; see the module docs.
 pub trait Engine {
-    /// An f32 tensor, row-major, last axis fastest.
+    /// The float type of its tensors and scalars (`f32` for every engine of the product; `f64`
+    /// for the spec as the accuracy yardstick, [`SpecOf<f64>`]).
+    type R: Real;
+    /// A tensor of [`Engine::R`] values, row-major, last axis fastest.
     type T: Clone + Shaped;
     /// A batch of label maps `[N, D, H, W]`.
     type Labels;
@@ -172,23 +177,23 @@ pub trait Engine {
         &self,
         logits: &Self::T,
         labels: &Self::Labels,
-        scale: f32,
-    ) -> Result<(f32, Self::T), EngineError>;
+        scale: Self::R,
+    ) -> Result<(Self::R, Self::T), EngineError>;
     /// [`dice::dice_loss`] and [`dice::dice_backward`] with `scale`.
     fn dice(
         &self,
         logits: &Self::T,
         labels: &Self::Labels,
-        scale: f32,
-    ) -> Result<(f32, Self::T), EngineError>;
+        scale: Self::R,
+    ) -> Result<(Self::R, Self::T), EngineError>;
     /// [`kd::kd_loss`] and [`kd::kd_backward`] with `scale` (gradient w.r.t. the student).
     fn kd(
         &self,
         student_logits: &Self::T,
         teacher_logits: &Self::T,
-        temperature: f32,
-        scale: f32,
-    ) -> Result<(f32, Self::T), EngineError>;
+        temperature: Self::R,
+        scale: Self::R,
+    ) -> Result<(Self::R, Self::T), EngineError>;
     /// [`proto::proto_loss`] and [`proto::proto_backward`] with `scale` (gradient w.r.t. the
     /// student features).
     fn proto(
@@ -196,8 +201,8 @@ pub trait Engine {
         student_features: &Self::T,
         teacher_features: &Self::T,
         labels: &Self::Labels,
-        scale: f32,
-    ) -> Result<(f32, Self::T), EngineError>;
+        scale: Self::R,
+    ) -> Result<(Self::R, Self::T), EngineError>;
     /// [`AdamScalars::update`] on every element: new `(p, m, v)` in place.
     fn adam_update(
         &self,
@@ -205,85 +210,101 @@ pub trait Engine {
         grad: &Self::T,
         m: &mut Self::T,
         v: &mut Self::T,
-        s: &AdamScalars,
+        s: &AdamScalars<Self::R>,
     ) -> Result<(), EngineError>;
     /// [`crate::error::check_finite`]: the first NaN or infinity, as an error naming `name`.
     fn check_finite(&self, name: &str, x: &Self::T) -> Result<(), EngineError>;
 }
 
-/// The specification as an engine: this crate's functions on host [`Tensor`]s. It never fails
-/// but for user data.
+/// The specification as an engine: this crate's functions on host [`Tensor`]s of `R` values.
+/// It never fails but for user data. [`Spec`](type@Spec) is the product's (`f32`); `SpecOf<f64>` is the
+/// same text evaluated in `f64`, the yardstick of the accuracy report.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Spec;
+pub struct SpecOf<R>(PhantomData<R>);
 
-impl Engine for Spec {
-    type T = Tensor;
+impl<R> SpecOf<R> {
+    /// The spec evaluated in `R`.
+    pub const fn new() -> Self {
+        SpecOf(PhantomData)
+    }
+}
+
+/// The specification in `f32`: the product's bits.
+pub type Spec = SpecOf<f32>;
+
+/// The value of the type [`Spec`](type@Spec), so that `Spec` reads the same as a type and as an engine.
+#[allow(non_upper_case_globals)]
+pub const Spec: Spec = SpecOf::new();
+
+impl<R: Real> Engine for SpecOf<R> {
+    type R = R;
+    type T = Tensor<R>;
     type Labels = LabelMap;
-    type BnCache = BnCache;
+    type BnCache = BnCache<R>;
 
     fn conv3d_forward(
         &self,
-        x: &Tensor,
-        w: &Tensor,
-        bias: Option<&Tensor>,
+        x: &Tensor<R>,
+        w: &Tensor<R>,
+        bias: Option<&Tensor<R>>,
         g: &ConvGeom,
-    ) -> Result<Tensor, EngineError> {
+    ) -> Result<Tensor<R>, EngineError> {
         Ok(conv3d::conv3d_forward(x, w, bias, g))
     }
     fn conv3d_backward_input(
         &self,
-        dy: &Tensor,
-        w: &Tensor,
+        dy: &Tensor<R>,
+        w: &Tensor<R>,
         g: &ConvGeom,
         input_dims: [usize; 3],
-    ) -> Result<Tensor, EngineError> {
+    ) -> Result<Tensor<R>, EngineError> {
         Ok(conv3d::conv3d_backward_input(dy, w, g, input_dims))
     }
     fn conv3d_backward_weight(
         &self,
-        x: &Tensor,
-        dy: &Tensor,
+        x: &Tensor<R>,
+        dy: &Tensor<R>,
         g: &ConvGeom,
-    ) -> Result<Tensor, EngineError> {
+    ) -> Result<Tensor<R>, EngineError> {
         Ok(conv3d::conv3d_backward_weight(x, dy, g))
     }
-    fn bias_backward(&self, dy: &Tensor) -> Result<Tensor, EngineError> {
+    fn bias_backward(&self, dy: &Tensor<R>) -> Result<Tensor<R>, EngineError> {
         Ok(conv3d::bias_backward(dy))
     }
     fn conv_transpose3d_forward(
         &self,
-        x: &Tensor,
-        w: &Tensor,
-        bias: Option<&Tensor>,
+        x: &Tensor<R>,
+        w: &Tensor<R>,
+        bias: Option<&Tensor<R>>,
         g: &ConvGeom,
-    ) -> Result<Tensor, EngineError> {
+    ) -> Result<Tensor<R>, EngineError> {
         Ok(conv_transpose3d::conv_transpose3d_forward(x, w, bias, g))
     }
     fn conv_transpose3d_backward_input(
         &self,
-        dy: &Tensor,
-        w: &Tensor,
+        dy: &Tensor<R>,
+        w: &Tensor<R>,
         g: &ConvGeom,
-    ) -> Result<Tensor, EngineError> {
+    ) -> Result<Tensor<R>, EngineError> {
         Ok(conv_transpose3d::conv_transpose3d_backward_input(dy, w, g))
     }
     fn conv_transpose3d_backward_weight(
         &self,
-        x: &Tensor,
-        dy: &Tensor,
+        x: &Tensor<R>,
+        dy: &Tensor<R>,
         g: &ConvGeom,
-    ) -> Result<Tensor, EngineError> {
+    ) -> Result<Tensor<R>, EngineError> {
         Ok(conv_transpose3d::conv_transpose3d_backward_weight(x, dy, g))
     }
     fn batchnorm3d_forward_train(
         &self,
-        x: &Tensor,
-        weight: &Tensor,
-        bias: &Tensor,
-        running_mean: &mut Tensor,
-        running_var: &mut Tensor,
+        x: &Tensor<R>,
+        weight: &Tensor<R>,
+        bias: &Tensor<R>,
+        running_mean: &mut Tensor<R>,
+        running_var: &mut Tensor<R>,
         num_batches_tracked: &mut i64,
-    ) -> Result<(Tensor, BnCache), EngineError> {
+    ) -> Result<(Tensor<R>, BnCache<R>), EngineError> {
         batchnorm3d::batchnorm3d_forward_train(
             x,
             weight,
@@ -296,12 +317,12 @@ impl Engine for Spec {
     }
     fn batchnorm3d_forward_eval(
         &self,
-        x: &Tensor,
-        weight: &Tensor,
-        bias: &Tensor,
-        running_mean: &Tensor,
-        running_var: &Tensor,
-    ) -> Result<Tensor, EngineError> {
+        x: &Tensor<R>,
+        weight: &Tensor<R>,
+        bias: &Tensor<R>,
+        running_mean: &Tensor<R>,
+        running_var: &Tensor<R>,
+    ) -> Result<Tensor<R>, EngineError> {
         Ok(batchnorm3d::batchnorm3d_forward_eval(
             x,
             weight,
@@ -312,77 +333,77 @@ impl Engine for Spec {
     }
     fn batchnorm3d_backward(
         &self,
-        dy: &Tensor,
-        weight: &Tensor,
-        cache: &BnCache,
-    ) -> Result<(Tensor, Tensor, Tensor), EngineError> {
+        dy: &Tensor<R>,
+        weight: &Tensor<R>,
+        cache: &BnCache<R>,
+    ) -> Result<(Tensor<R>, Tensor<R>, Tensor<R>), EngineError> {
         Ok(batchnorm3d::batchnorm3d_backward(dy, weight, cache))
     }
-    fn relu_forward(&self, x: &Tensor) -> Result<Tensor, EngineError> {
+    fn relu_forward(&self, x: &Tensor<R>) -> Result<Tensor<R>, EngineError> {
         Ok(relu::relu_forward(x))
     }
-    fn relu_backward(&self, dy: &Tensor, y: &Tensor) -> Result<Tensor, EngineError> {
+    fn relu_backward(&self, dy: &Tensor<R>, y: &Tensor<R>) -> Result<Tensor<R>, EngineError> {
         Ok(relu::relu_backward(dy, y))
     }
-    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, EngineError> {
+    fn add(&self, a: &Tensor<R>, b: &Tensor<R>) -> Result<Tensor<R>, EngineError> {
         Ok(relu::add_forward(a, b))
     }
-    fn select_channels(&self, x: &Tensor, channels: &[usize]) -> Result<Tensor, EngineError> {
+    fn select_channels(&self, x: &Tensor<R>, channels: &[usize]) -> Result<Tensor<R>, EngineError> {
         Ok(x.select_channels(channels))
     }
-    fn softmax(&self, x: &Tensor) -> Result<Tensor, EngineError> {
+    fn softmax(&self, x: &Tensor<R>) -> Result<Tensor<R>, EngineError> {
         Ok(softmax::softmax(x))
     }
     fn ce(
         &self,
-        logits: &Tensor,
+        logits: &Tensor<R>,
         labels: &LabelMap,
-        scale: f32,
-    ) -> Result<(f32, Tensor), EngineError> {
+        scale: R,
+    ) -> Result<(R, Tensor<R>), EngineError> {
         let f = ce::ce_loss(logits, labels);
         Ok((f.loss, ce::ce_backward(&f, labels, scale)))
     }
     fn dice(
         &self,
-        logits: &Tensor,
+        logits: &Tensor<R>,
         labels: &LabelMap,
-        scale: f32,
-    ) -> Result<(f32, Tensor), EngineError> {
+        scale: R,
+    ) -> Result<(R, Tensor<R>), EngineError> {
         let f = dice::dice_loss(logits, labels);
         Ok((f.loss, dice::dice_backward(&f, labels, scale)))
     }
     fn kd(
         &self,
-        student_logits: &Tensor,
-        teacher_logits: &Tensor,
-        temperature: f32,
-        scale: f32,
-    ) -> Result<(f32, Tensor), EngineError> {
+        student_logits: &Tensor<R>,
+        teacher_logits: &Tensor<R>,
+        temperature: R,
+        scale: R,
+    ) -> Result<(R, Tensor<R>), EngineError> {
         let f = kd::kd_loss(student_logits, teacher_logits, temperature);
         Ok((f.loss, kd::kd_backward(&f, scale)))
     }
     fn proto(
         &self,
-        student_features: &Tensor,
-        teacher_features: &Tensor,
+        student_features: &Tensor<R>,
+        teacher_features: &Tensor<R>,
         labels: &LabelMap,
-        scale: f32,
-    ) -> Result<(f32, Tensor), EngineError> {
+        scale: R,
+    ) -> Result<(R, Tensor<R>), EngineError> {
         let f = proto::proto_loss(student_features, teacher_features, labels);
         Ok((f.loss, proto::proto_backward(&f, scale)))
     }
     fn adam_update(
         &self,
-        p: &mut Tensor,
-        grad: &Tensor,
-        m: &mut Tensor,
-        v: &mut Tensor,
-        s: &AdamScalars,
+        p: &mut Tensor<R>,
+        grad: &Tensor<R>,
+        m: &mut Tensor<R>,
+        v: &mut Tensor<R>,
+        s: &AdamScalars<R>,
     ) -> Result<(), EngineError> {
         crate::adam::update_tensor(p, grad, m, v, s);
         Ok(())
     }
-    fn check_finite(&self, name: &str, x: &Tensor) -> Result<(), EngineError> {
+    fn check_finite(&self, name: &str, x: &Tensor<R>) -> Result<(), EngineError> {
         crate::error::check_finite(name, x)
     }
 }

@@ -61,12 +61,12 @@ impl From<crate::layers::batchnorm3d::BatchTooSmall> for EngineError {
 }
 
 /// Checks that a tensor holds only finite values.
-pub fn check_finite(name: &str, t: &crate::Tensor) -> Result<(), EngineError> {
+pub fn check_finite<R: crate::Real>(name: &str, t: &crate::Tensor<R>) -> Result<(), EngineError> {
     match t.first_non_finite() {
         Some((index, value)) => Err(EngineError::NonFinite {
             name: name.to_string(),
             index,
-            value,
+            value: value.to_f64() as f32,
         }),
         None => Ok(()),
     }

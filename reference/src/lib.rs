@@ -13,18 +13,19 @@
 //!
 //! Two other engines compute the same operations and are held to this crate bit for bit:
 //! the fast CPU engine (crate `protokd-cpu`) and the CUDA engine (crate `protokd-gpu`, with its
-//! emulated device). All three implement [`engine::Engine`]; [`engine::Spec`] is this crate's.
+//! emulated device). All three implement [`engine::Engine`]; [`engine::Spec`](type@engine::Spec) is this crate's.
 //!
 //! | module | holds |
 //! |---|---|
 //! | [`mathfn`] | our own `exp` and `ln` |
+//! | [`real`] | [`Real`], the float type the spec is written over: `f32` (the product), `f64` (the accuracy yardstick) |
 //! | [`reduce`] | the one canonical reduction |
-//! | [`tensor`] | [`Tensor`] (f32, row-major) and [`LabelMap`] |
+//! | [`tensor`] | [`Tensor`] (`f32` unless said otherwise, row-major) and [`LabelMap`] |
 //! | [`layers`] | Conv3d, ConvTranspose3d, BatchNorm3d, ReLU, the additive skip, softmax, forward and backward |
 //! | [`loops`] | the column maps and canonical reductions softmax and the losses are written over, and [`loops::Plain`], the spec's |
 //! | [`losses`] | Dice, weighted cross-entropy, pixel-wise KD, the prototype loss, forward and backward |
 //! | [`adam`] | Adam with L2 weight decay as PyTorch's |
-//! | [`engine`] | the operations the VNet and the steps are written in ([`engine::Engine`]), and [`engine::Spec`], this crate's functions as an engine |
+//! | [`engine`] | the operations the VNet and the steps are written in ([`engine::Engine`]), and [`engine::Spec`](type@engine::Spec), this crate's functions as an engine |
 //! | [`state`] | the VNet's parameters under their PyTorch names, seeded initialisation |
 //! | [`vnet`] | the VNet forward (training and evaluation mode) and backward |
 //! | [`step`] | the ProtoKD, baseline and teacher-pretraining training steps |
@@ -53,7 +54,7 @@
 //!
 //! | engine | tests |
 //! |---|---|
-//! | fast CPU (`protokd-cpu`) | `cpu/tests/engine.rs`: every engine operation against [`engine::Spec`] bit for bit on random shapes, for every SIMD copy the CPU has (forced by value) and 1, 2 and 7 threads; `cpu/src/conv3d.rs`: the register blocks and random geometries; `tests/engine/reproducibility.rs`: the recorded whole-step hash on both CPU engines |
+//! | fast CPU (`protokd-cpu`) | `cpu/tests/engine.rs`: every engine operation against [`engine::Spec`](type@engine::Spec) bit for bit on random shapes, for every SIMD copy the CPU has (forced by value) and 1, 2 and 7 threads; `cpu/src/conv3d.rs`: the register blocks and random geometries; `tests/engine/reproducibility.rs`: the recorded whole-step hash on both CPU engines |
 //! | CUDA and emulated (`protokd-gpu`) | `gpu/tests/*.rs`: every kernel against this crate bit for bit (on the emulated device everywhere, on CUDA where a driver is present); `gpu/tests/vnet.rs`: whole steps |
 //! | all | `protokd verify`: the golden suite on every available engine against the spec, one line per operation |
 //!
@@ -95,7 +96,19 @@
 //! 4. **Our own `exp` and `ln`** ([`mathfn`]): documented range reduction and polynomial, with
 //!    fma; within 2 ulp of the correctly rounded result (measured in its tests). `sqrt` and
 //!    division are IEEE (correctly rounded everywhere).
-//! 5. **Consequence, asserted by tests**: the same bits for every run, every thread count and
+//! 5. **One text, two float types** ([`real`]). Every layer, loss, the canonical reduction, the
+//!    VNet and the steps are written once over `R: `[`Real`] (`mul_add`, `sqrt`, `exp`, `ln`,
+//!    the arithmetic operators, `decimal` for the constants, `from_usize` for counts):
+//!    `Tensor<R = f32>`, `Partials<R = f32>`, `SpecOf<R>` with [`engine::Spec`](type@engine::Spec) `= SpecOf<f32>`.
+//!    The `f32` instance IS the product: items 1-4 are its rules, and its bits are what every
+//!    engine and every recorded hash hold. The `f64` instance is the yardstick of the accuracy
+//!    report (`protokd audit forward|step --accuracy`): the same operations in the same order,
+//!    each rounded to `f64`, with the platform's `f64` `exp` and `ln` (not bit-reproducible
+//!    across machines, and not needed to be: it is a measuring rod, 2^29 times finer than what
+//!    it measures). Its constants are the decimals the `f32` ones were written as
+//!    ([`Real::decimal`]: `eps = 1e-5` exactly, as PyTorch's float64), and Adam's scalars stay in
+//!    `f64`. Held to PyTorch float64 to 1e-10 on the parity fixtures (`tests/audit/accuracy.rs`).
+//! 6. **Consequence, asserted by tests**: the same bits for every run, every thread count and
 //!    every engine (the integration tests run a whole ProtoKD step on the spec and on the fast
 //!    engine with 1, 2 and 7 threads and every SIMD copy, and compare one recorded hash), and
 //!    the same bits from any other implementation that follows the orders written in each
@@ -126,6 +139,7 @@ pub mod layers;
 pub mod loops;
 pub mod losses;
 pub mod mathfn;
+pub mod real;
 pub mod reduce;
 pub mod state;
 pub mod step;
@@ -134,4 +148,5 @@ pub mod vnet;
 
 pub mod testutil;
 
+pub use real::Real;
 pub use tensor::{LabelMap, Tensor};

@@ -16,25 +16,30 @@
 //! once, over this trait (`*_on` functions), and the spec's functions without `_on` run them on
 //! [`Plain`].
 
+use crate::real::Real;
 use crate::Tensor;
 
 /// How the column maps and canonical reductions of softmax and the losses run; see the module
-/// docs. Every implementation must give [`Plain`]'s bits.
-pub trait Loops: Sync {
+/// docs. Every implementation must give [`Plain`]'s bits. `R` is the float type ([`Real`]; the
+/// product's `f32` unless said otherwise).
+pub trait Loops<R: Real = f32>: Sync {
     /// A tensor shaped like `inputs[0]` (all `[N, C, ...]`, the same shape): at every position
     /// `(n, v)`, `f(columns_in, column_out)` with `columns_in[j][c] = inputs[j][n, c, v]`; `f`
     /// fills `column_out[c]`, the output at `[n, c, v]`.
-    fn map_columns(&self, inputs: &[&Tensor], f: impl Fn(&[Vec<f32>], &mut [f32]) + Sync)
-        -> Tensor;
+    fn map_columns(
+        &self,
+        inputs: &[&Tensor<R>],
+        f: impl Fn(&[Vec<R>], &mut [R]) + Sync,
+    ) -> Tensor<R>;
     /// The canonical reduction of `n` terms with chain step `step(acc, i)` (which computes
     /// `acc + t_i` or `fma(a_i, b_i, acc)`).
-    fn reduce_with(&self, n: usize, step: impl Fn(f32, usize) -> f32 + Sync) -> f32;
+    fn reduce_with(&self, n: usize, step: impl Fn(R, usize) -> R + Sync) -> R;
 }
 
 /// The shape check of a column map (of any [`Loops`]): every input shaped like `inputs[0]`,
 /// `[N, C, ...]`; returns `(N, C, V)` with `V` the product of the trailing axes. Panics
 /// otherwise (a programming error).
-pub fn column_dims(inputs: &[&Tensor]) -> (usize, usize, usize) {
+pub fn column_dims<R: Real>(inputs: &[&Tensor<R>]) -> (usize, usize, usize) {
     let shape = &inputs[0].shape;
     for t in inputs {
         assert_eq!(&t.shape, shape, "softmax: operand shapes differ");
@@ -49,7 +54,12 @@ pub fn column_dims(inputs: &[&Tensor]) -> (usize, usize, usize) {
 /// `cols[j][k] = inputs[j][n, k, p]` for every input `j` and class `k` (`v` the positions per
 /// sample): the columns at position `(n, p)` that a column map hands to its function.
 #[inline(always)]
-pub fn load_columns(inputs: &[&Tensor], (n, p): (usize, usize), v: usize, cols: &mut [Vec<f32>]) {
+pub fn load_columns<R: Real>(
+    inputs: &[&Tensor<R>],
+    (n, p): (usize, usize),
+    v: usize,
+    cols: &mut [Vec<R>],
+) {
     for (col, t) in cols.iter_mut().zip(inputs) {
         let c = col.len();
         for (k, ck) in col.iter_mut().enumerate() {
@@ -63,16 +73,16 @@ pub fn load_columns(inputs: &[&Tensor], (n, p): (usize, usize), v: usize, cols: 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Plain;
 
-impl Loops for Plain {
+impl<R: Real> Loops<R> for Plain {
     fn map_columns(
         &self,
-        inputs: &[&Tensor],
-        f: impl Fn(&[Vec<f32>], &mut [f32]) + Sync,
-    ) -> Tensor {
+        inputs: &[&Tensor<R>],
+        f: impl Fn(&[Vec<R>], &mut [R]) + Sync,
+    ) -> Tensor<R> {
         let (n, c, v) = column_dims(inputs);
         let mut out = Tensor::zeros(&inputs[0].shape);
-        let mut cols = vec![vec![0.0f32; c]; inputs.len()];
-        let mut col_out = vec![0.0f32; c];
+        let mut cols = vec![vec![R::ZERO; c]; inputs.len()];
+        let mut col_out = vec![R::ZERO; c];
         for nn in 0..n {
             for p in 0..v {
                 load_columns(inputs, (nn, p), v, &mut cols);
@@ -84,7 +94,7 @@ impl Loops for Plain {
         }
         out
     }
-    fn reduce_with(&self, n: usize, step: impl Fn(f32, usize) -> f32 + Sync) -> f32 {
+    fn reduce_with(&self, n: usize, step: impl Fn(R, usize) -> R + Sync) -> R {
         crate::reduce::reduce_with(n, step)
     }
 }

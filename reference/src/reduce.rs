@@ -23,8 +23,10 @@
 //! Here the reduction is written as the plain loop it is: [`Partials`] holds the lanes, every
 //! term is added in increasing `i`, one at a time, then [`Partials::finish`] runs the two trees.
 //! [`reduce_with`], [`sum`], [`dot`] and [`channel_reduction`] are that loop over a slice or
-//! a term function. (The fast engine, crate `protokd-cpu`, advances 16 lanes at once and runs
+//! a term function, for any [`Real`] (`f32` in the product). (The fast engine, crate `protokd-cpu`, advances 16 lanes at once and runs
 //! blocks on several threads; the shape, hence every bit, is the same.)
+
+use crate::real::Real;
 
 /// Number of interleaved partial sums inside one block.
 pub const LANES: usize = 16;
@@ -35,47 +37,47 @@ pub const BLOCK: usize = 4096;
 /// [`LANES`] chains. Terms must be added in increasing index order per lane (adding all terms in
 /// increasing `i` is the simplest way to guarantee it).
 #[derive(Clone, Debug)]
-pub struct Partials {
-    blocks: Vec<[f32; LANES]>,
+pub struct Partials<R: Real = f32> {
+    blocks: Vec<[R; LANES]>,
 }
 
-impl Partials {
+impl<R: Real> Partials<R> {
     /// Partial sums for a reduction of `n` terms, all chains at `+0.0`.
     pub fn new(n: usize) -> Self {
         Partials {
-            blocks: vec![[0.0; LANES]; n.div_ceil(BLOCK)],
+            blocks: vec![[R::ZERO; LANES]; n.div_ceil(BLOCK)],
         }
     }
 
     /// The lane that term `i` goes to: lane `i % LANES` of block `i / BLOCK`.
     #[inline(always)]
-    pub fn lane(&mut self, i: usize) -> &mut f32 {
+    pub fn lane(&mut self, i: usize) -> &mut R {
         &mut self.blocks[i / BLOCK][i % LANES]
     }
 
     /// Chain step for term `i` of a plain sum: `acc = acc + t`.
     #[inline(always)]
-    pub fn add(&mut self, i: usize, t: f32) {
+    pub fn add(&mut self, i: usize, t: R) {
         *self.lane(i) += t;
     }
 
     /// Chain step for term `i` of a sum of products: `acc = fma(a, b, acc)`.
     #[inline(always)]
-    pub fn fma(&mut self, i: usize, a: f32, b: f32) {
+    pub fn fma(&mut self, i: usize, a: R, b: R) {
         let acc = self.lane(i);
         *acc = a.mul_add(b, *acc);
     }
 
     /// Steps 3 and 4: the lane tree of each block, then the tree over blocks.
-    pub fn finish(&self) -> f32 {
-        let block_sums: Vec<f32> = self.blocks.iter().map(|b| lane_tree(*b)).collect();
+    pub fn finish(&self) -> R {
+        let block_sums: Vec<R> = self.blocks.iter().map(|b| lane_tree(*b)).collect();
         pairwise_tree(block_sums)
     }
 }
 
 /// Step 3: `(l0+l1), (l2+l3), ...`, then the same on the 8 results, then 4, then 2.
 #[inline]
-pub fn lane_tree(mut l: [f32; LANES]) -> f32 {
+pub fn lane_tree<R: Real>(mut l: [R; LANES]) -> R {
     let mut width = LANES;
     while width > 1 {
         width /= 2;
@@ -88,12 +90,12 @@ pub fn lane_tree(mut l: [f32; LANES]) -> f32 {
 
 /// Step 4: pairwise tree over any number of values; an odd last value is carried up unchanged.
 /// An empty input gives `+0.0`.
-pub fn pairwise_tree(mut x: Vec<f32>) -> f32 {
+pub fn pairwise_tree<R: Real>(mut x: Vec<R>) -> R {
     if x.is_empty() {
-        return 0.0;
+        return R::ZERO;
     }
     while x.len() > 1 {
-        let next: Vec<f32> = x
+        let next: Vec<R> = x
             .chunks(2)
             .map(|p| if p.len() == 2 { p[0] + p[1] } else { p[0] })
             .collect();
@@ -105,7 +107,7 @@ pub fn pairwise_tree(mut x: Vec<f32>) -> f32 {
 /// The canonical reduction of `n` terms given by a chain step `step(acc, i) -> acc'` (which must
 /// compute `acc + t_i` or `fma(a_i, b_i, acc)`): for `i = 0, 1, .. n - 1`, lane
 /// `i % LANES` of block `i / BLOCK` becomes `step(lane, i)`; then the trees.
-pub fn reduce_with(n: usize, step: impl Fn(f32, usize) -> f32) -> f32 {
+pub fn reduce_with<R: Real>(n: usize, step: impl Fn(R, usize) -> R) -> R {
     let mut p = Partials::new(n);
     for i in 0..n {
         let lane = p.lane(i);
@@ -115,43 +117,43 @@ pub fn reduce_with(n: usize, step: impl Fn(f32, usize) -> f32) -> f32 {
 }
 
 /// Canonical sum of a slice.
-pub fn sum(x: &[f32]) -> f32 {
+pub fn sum<R: Real>(x: &[R]) -> R {
     reduce_with(x.len(), |acc, i| acc + x[i])
 }
 
 /// Canonical sum of products `a_i * b_i` (each step one fma). Panics if the lengths differ
 /// (a programming error, not a user error).
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot<R: Real>(a: &[R], b: &[R]) -> R {
     assert_eq!(a.len(), b.len(), "dot: length mismatch");
     reduce_with(a.len(), |acc, i| a[i].mul_add(b[i], acc))
 }
 
 /// Canonical sum of `t(i)` for `i < n`.
-pub fn sum_by(n: usize, t: impl Fn(usize) -> f32) -> f32 {
+pub fn sum_by<R: Real>(n: usize, t: impl Fn(usize) -> R) -> R {
     reduce_with(n, |acc, i| acc + t(i))
 }
 
 /// The chain step of a per-channel reduction ([`channel_reduction`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ChannelStep {
+pub enum ChannelStep<R: Real = f32> {
     /// `lane = lane + a_i`.
     Sum,
     /// `lane = fma(d, d, lane)` with `d = a_i - mean` (one rounded subtraction).
-    SquaredDeviation(f32),
+    SquaredDeviation(R),
     /// `lane = fma(a_i, b_i, lane)`.
     Dot,
 }
 
 /// The canonical reduction over channel `ch` of `[N, C, V]` data `a` (and `b` for
 /// [`ChannelStep::Dot`]): `M = N V` terms, term `i` the value at `(i / V, ch, i % V)`.
-pub fn channel_reduction(
-    a: &[f32],
-    b: &[f32],
+pub fn channel_reduction<R: Real>(
+    a: &[R],
+    b: &[R],
     (n, c, v): (usize, usize, usize),
     ch: usize,
-    step: ChannelStep,
-) -> f32 {
-    let at = |data: &[f32], i: usize| data[((i / v) * c + ch) * v + i % v];
+    step: ChannelStep<R>,
+) -> R {
+    let at = |data: &[R], i: usize| data[((i / v) * c + ch) * v + i % v];
     let m = n * v;
     match step {
         ChannelStep::Sum => sum_by(m, |i| at(a, i)),
@@ -200,10 +202,10 @@ mod tests {
 
     #[test]
     fn odd_block_counts_carry_the_last_value() {
-        assert_eq!(pairwise_tree(vec![]), 0.0);
-        assert_eq!(pairwise_tree(vec![1.0, 2.0, 4.0]), 7.0);
+        assert_eq!(pairwise_tree::<f32>(vec![]), 0.0);
+        assert_eq!(pairwise_tree::<f32>(vec![1.0, 2.0, 4.0]), 7.0);
         // Levels: [1e8 + 1, -1e8 + 1, 1] = [1e8, -1e8, 1] (f32 ulp at 1e8 is 8), then [0, 1],
         // then 1; a left-to-right sum would give 2.
-        assert_eq!(pairwise_tree(vec![1e8, 1.0, -1e8, 1.0, 1.0]), 1.0);
+        assert_eq!(pairwise_tree::<f32>(vec![1e8, 1.0, -1e8, 1.0, 1.0]), 1.0);
     }
 }

@@ -24,6 +24,7 @@
 use crate::adam::{AdamConfig, AdamScalars, AdamState};
 use crate::engine::{Engine, Spec};
 use crate::error::EngineError;
+use crate::real::Real;
 use crate::state::VNetState;
 use crate::tensor::Shaped;
 use crate::vnet::{backward_on, check_input, check_state, forward_eval_on, forward_train_on};
@@ -70,26 +71,26 @@ impl Default for StepConfig {
 
 /// The loss values of a step (before the update).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Losses {
+pub struct Losses<R: Real = f32> {
     /// The weighted total that was differentiated.
-    pub total: f32,
+    pub total: R,
     /// `ce + dice`.
-    pub seg: f32,
+    pub seg: R,
     /// Dice loss.
-    pub dice: f32,
+    pub dice: R,
     /// Class-weighted cross-entropy.
-    pub ce: f32,
+    pub ce: R,
     /// Pixel-wise KD (0 outside ProtoKD).
-    pub kd: f32,
+    pub kd: R,
     /// Prototype loss (0 outside ProtoKD).
-    pub proto: f32,
+    pub proto: R,
 }
 
 /// What a step reports.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StepReport<T = Tensor> {
+pub struct StepReport<T = Tensor, R: Real = f32> {
     /// Loss values.
-    pub losses: Losses,
+    pub losses: Losses<R>,
     /// Gradient of `total` w.r.t. every student parameter, in `parameters()` order (before the
     /// update).
     pub grads: Vec<T>,
@@ -140,7 +141,7 @@ pub fn losses_and_gradients_on<E: Engine + ?Sized>(
     labels: &E::Labels,
     channels: &[usize],
     cfg: &StepConfig,
-) -> Result<StepReport<E::T>, EngineError> {
+) -> Result<StepReport<E::T, E::R>, EngineError> {
     check_input(
         e,
         &crate::state::VNetConfig {
@@ -165,8 +166,12 @@ pub fn losses_and_gradients_on<E: Engine + ?Sized>(
     };
     let (out, cache) = forward_train_on(e, student, &x)?;
 
-    let (ce, d_ce) = e.ce(&out.logits, labels, 1.0)?;
-    let (dice, d_dice) = e.dice(&out.logits, labels, 1.0)?;
+    // The configuration's weights in the engine's type: the f32 values themselves, or in
+    // f64 the decimals they were given as (0.1, not 0.1f32 widened; [`Real::decimal`]).
+    let [kd_weight, proto_weight, temperature] =
+        [cfg.kd_weight, cfg.proto_weight, cfg.temperature].map(E::R::decimal);
+    let (ce, d_ce) = e.ce(&out.logits, labels, E::R::ONE)?;
+    let (dice, d_dice) = e.dice(&out.logits, labels, E::R::ONE)?;
     let mut losses = Losses {
         ce,
         dice,
@@ -176,13 +181,11 @@ pub fn losses_and_gradients_on<E: Engine + ?Sized>(
     let mut d_logits = e.add(&d_ce, &d_dice)?;
     let mut d_features = None;
     if let Some(t) = &teacher_out {
-        let (kd, d_kd) = e.kd(&out.logits, &t.logits, cfg.temperature, cfg.kd_weight)?;
-        let (proto, d_proto) = e.proto(&out.features, &t.features, labels, cfg.proto_weight)?;
+        let (kd, d_kd) = e.kd(&out.logits, &t.logits, temperature, kd_weight)?;
+        let (proto, d_proto) = e.proto(&out.features, &t.features, labels, proto_weight)?;
         losses.kd = kd;
         losses.proto = proto;
-        losses.total = cfg
-            .proto_weight
-            .mul_add(losses.proto, cfg.kd_weight.mul_add(losses.kd, losses.seg));
+        losses.total = proto_weight.mul_add(losses.proto, kd_weight.mul_add(losses.kd, losses.seg));
         d_logits = e.add(&d_logits, &d_kd)?;
         d_features = Some(d_proto);
     } else {
@@ -217,7 +220,7 @@ pub fn train_step_on<E: Engine + ?Sized>(
     labels: &E::Labels,
     channels: &[usize],
     cfg: &StepConfig,
-) -> Result<StepReport<E::T>, EngineError> {
+) -> Result<StepReport<E::T, E::R>, EngineError> {
     let report = losses_and_gradients_on(e, student, teacher, image, labels, channels, cfg)?;
     adam_step_on(e, student.parameters_mut(), &report.grads, adam, &cfg.adam)?;
     Ok(report)

@@ -1,7 +1,10 @@
-//! The one tensor type: a shape and a contiguous row-major `f32` buffer (last axis fastest).
+//! The one tensor type: a shape and a contiguous row-major buffer of [`Real`] values (`f32` in
+//! the product, `f64` for the accuracy yardstick), last axis fastest.
 //!
 //! Activations are `[N, C, D, H, W]` with `W` (the image `x` axis) fastest, as PyTorch and the
 //! method page lay them out.
+
+use crate::real::Real;
 
 /// What every engine's tensor type tells about itself: its shape (outermost axis first).
 pub trait Shaped {
@@ -17,33 +20,33 @@ pub trait Shaped {
     }
 }
 
-impl Shaped for Tensor {
+impl<R: Real> Shaped for Tensor<R> {
     fn shape(&self) -> &[usize] {
         &self.shape
     }
 }
 
-/// A dense row-major `f32` tensor.
+/// A dense row-major tensor (`f32` unless said otherwise).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Tensor {
+pub struct Tensor<R: Real = f32> {
     /// Extent of each axis, outermost first.
     pub shape: Vec<usize>,
     /// `shape.iter().product()` values, last axis fastest.
-    pub data: Vec<f32>,
+    pub data: Vec<R>,
 }
 
-impl Tensor {
+impl<R: Real> Tensor<R> {
     /// A tensor of `+0.0`.
     pub fn zeros(shape: &[usize]) -> Self {
         Tensor {
             shape: shape.to_vec(),
-            data: vec![0.0; shape.iter().product()],
+            data: vec![R::ZERO; shape.iter().product()],
         }
     }
 
     /// A tensor from its values. Panics if the length does not match the shape (a programming
     /// error; user data is checked where it enters).
-    pub fn from_vec(shape: &[usize], data: Vec<f32>) -> Self {
+    pub fn from_vec(shape: &[usize], data: Vec<R>) -> Self {
         assert_eq!(
             shape.iter().product::<usize>(),
             data.len(),
@@ -62,12 +65,22 @@ impl Tensor {
     }
 
     /// The first non-finite value, as `(flat index, value)`, if any.
-    pub fn first_non_finite(&self) -> Option<(usize, f32)> {
+    pub fn first_non_finite(&self) -> Option<(usize, R)> {
         self.data
             .iter()
             .copied()
             .enumerate()
             .find(|(_, v)| !v.is_finite())
+    }
+
+    /// The same values in another float type: exact from `f32` to `f64`, rounded to nearest
+    /// from `f64` to `f32` (how the yardstick takes the product's inputs, and how a `f64`
+    /// result is compared in `f32` ulps).
+    pub fn convert<S: Real>(&self) -> Tensor<S> {
+        Tensor {
+            shape: self.shape.clone(),
+            data: self.data.iter().map(|&v| S::from_f64(v.to_f64())).collect(),
+        }
     }
 }
 
@@ -97,10 +110,10 @@ impl LabelMap {
     }
 }
 
-impl Tensor {
+impl<R: Real> Tensor<R> {
     /// Channels `channels` (in the given order) of a `[N, C, ...]` tensor, e.g. the student's
     /// modalities out of the four. Panics on an out-of-range channel.
-    pub fn select_channels(&self, channels: &[usize]) -> Tensor {
+    pub fn select_channels(&self, channels: &[usize]) -> Tensor<R> {
         let (n, c) = (self.shape[0], self.shape[1]);
         let v: usize = self.shape[2..].iter().product();
         let mut shape = self.shape.clone();

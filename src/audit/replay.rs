@@ -79,7 +79,7 @@ fn engine_error(e: EngineError, input: &Path, x: &Tensor) -> anyhow::Error {
 
 /// Reads tensor `image` of `path` and checks it against `channels` channels (`why` says who
 /// wants that many).
-fn read_image(path: &Path, channels: usize, why: &str) -> Result<Tensor> {
+pub(crate) fn read_image(path: &Path, channels: usize, why: &str) -> Result<Tensor> {
     let file = TensorFile::open(path)?;
     let x = file.f32("image")?;
     if x.shape.len() == 5 && x.shape[1] != channels {
@@ -166,7 +166,7 @@ pub fn step(a: &StepArgs) -> Result<Vec<(String, String)>> {
 
 /// The student's modalities: all four for `--mode teacher`, else `--modality` or the
 /// checkpoint's record (both, they must agree); their count must be the student's channels.
-fn step_modalities(a: &StepArgs, student: &Checkpoint) -> Result<Modalities> {
+pub(crate) fn step_modalities(a: &StepArgs, student: &Checkpoint) -> Result<Modalities> {
     let cfg = student.state.config;
     let modalities = match (a.config.mode, &a.modality, &student.modalities) {
         (StepMode::Teacher, Some(m), _) if *m != Modalities::all() => {
@@ -196,7 +196,7 @@ fn step_modalities(a: &StepArgs, student: &Checkpoint) -> Result<Modalities> {
 }
 
 /// The teacher of `--mode protokd` (four channels, the student's classes); none otherwise.
-fn step_teacher(a: &StepArgs, cfg: VNetConfig) -> Result<Option<VNetState>> {
+pub(crate) fn step_teacher(a: &StepArgs, cfg: VNetConfig) -> Result<Option<VNetState>> {
     Ok(match (a.config.mode, a.teacher) {
         (StepMode::ProtoKd, None) => bail!(
             "--mode protokd needs --teacher T.safetensors (a four-channel checkpoint); --mode baseline trains the student alone"
@@ -220,7 +220,7 @@ fn step_teacher(a: &StepArgs, cfg: VNetConfig) -> Result<Option<VNetState>> {
 }
 
 /// The batch: `image` `[N, 4, D, H, W]` and `label` `[N, 1, D, H, W]` on the same grid.
-fn read_batch(a: &StepArgs, cfg: VNetConfig) -> Result<(Tensor, LabelMap)> {
+pub(crate) fn read_batch(a: &StepArgs, cfg: VNetConfig) -> Result<(Tensor, LabelMap)> {
     let file = TensorFile::open(a.batch)?;
     let image = read_image(
         a.batch,

@@ -52,7 +52,7 @@ pub struct Comparison {
 
 /// Position of an f32 on the ordered line of f32 values (so that the ulp distance of `a` and
 /// `b` is the difference of their positions; +0 and -0 are one apart).
-fn ordered(x: f32) -> i64 {
+pub(crate) fn ordered(x: f32) -> i64 {
     let b = x.to_bits();
     if b & 0x8000_0000 != 0 {
         -((b & 0x7fff_ffff) as i64) - 1

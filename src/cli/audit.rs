@@ -1,9 +1,11 @@
 //! `protokd audit forward` and `protokd audit step`: one computation re-run from safetensors
-//! files, with the SHA-256 of every output tensor printed.
+//! files, with the SHA-256 of every output tensor printed, and with `--accuracy` the accuracy
+//! of every operation against the spec in float64 ([`protokd::audit::accuracy`]).
 
 use super::engine::EngineArg;
 use anyhow::{ensure, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use protokd::audit::accuracy::{forward_of_files, step_of_files};
 use protokd::audit::replay as audit;
 use protokd::io::console::say;
 use protokd::io::files::check_not_input;
@@ -35,6 +37,9 @@ pub enum AuditCommand {
         /// Replace an existing --out file (never one of the inputs).
         #[arg(long)]
         force: bool,
+        /// Then print the accuracy of every operation against the spec in float64.
+        #[arg(long)]
+        accuracy: bool,
         #[command(flatten)]
         engine: EngineArg,
     },
@@ -70,6 +75,9 @@ pub struct StepArgs {
     /// Which step.
     #[arg(long, value_enum, default_value_t = ModeArg::Protokd)]
     mode: ModeArg,
+    /// Then print the accuracy of every operation against the spec in float64.
+    #[arg(long)]
+    accuracy: bool,
     /// Weight of the pixel-wise KD loss.
     #[arg(long, default_value_t = 10.0)]
     kd_weight: f32,
@@ -119,6 +127,7 @@ pub fn run(command: AuditCommand) -> Result<()> {
             out,
             train,
             force,
+            accuracy,
             engine,
         } => {
             check_not_input(
@@ -127,7 +136,11 @@ pub fn run(command: AuditCommand) -> Result<()> {
                 &[("--weights", &weights), ("--input", &input)],
             )?;
             let hashes = audit::forward(&engine.open()?, &weights, &input, &out, force, train)?;
-            print_hashes(&hashes, &out)
+            print_hashes(&hashes, &out)?;
+            match accuracy {
+                true => say(&forward_of_files(&weights, &input, train)?.markdown()),
+                false => Ok(()),
+            }
         }
         AuditCommand::Step(s) => step(&s),
     }
@@ -171,7 +184,11 @@ fn step(s: &StepArgs) -> Result<()> {
         compute: &s.engine.open()?,
     };
     let hashes = audit::step(&args)?;
-    print_hashes(&hashes, &s.out)
+    print_hashes(&hashes, &s.out)?;
+    match s.accuracy {
+        true => say(&step_of_files(&args)?.markdown()),
+        false => Ok(()),
+    }
 }
 
 /// Refuses the value of `flag` unless it is a finite number >= 0 (the message shows the value

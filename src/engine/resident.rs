@@ -65,18 +65,19 @@ impl Describe for Gpu {
 
 /// An engine on host tensors (the spec or the fast CPU engine), as one type.
 pub trait HostEngine:
-    Engine<T = Tensor, Labels = LabelMap, BnCache = BnCache> + Describe + Send + Sync
+    Engine<R = f32, T = Tensor, Labels = LabelMap, BnCache = BnCache> + Describe + Send + Sync
 {
 }
 
-impl<E: Engine<T = Tensor, Labels = LabelMap, BnCache = BnCache> + Describe + Send + Sync>
-    HostEngine for E
+impl<
+        E: Engine<R = f32, T = Tensor, Labels = LabelMap, BnCache = BnCache> + Describe + Send + Sync,
+    > HostEngine for E
 {
 }
 
 /// An engine whose tensors are made from, and read back into, host tensors. The application
 /// is written once over this trait (see [`crate::engine::OnEngine`]).
-pub trait Resident: Engine<Labels: Clone> + Describe + Sync {
+pub trait Resident: Engine<R = f32, Labels: Clone> + Describe + Sync {
     /// `t` where the engine keeps its tensors (a borrow on the host).
     fn upload<'t>(&self, t: &'t Tensor) -> Result<Cow<'t, Self::T>, EngineError>;
     /// Labels where the engine keeps them (a borrow on the host).

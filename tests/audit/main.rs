@@ -8,6 +8,7 @@ mod bounded;
 #[path = "../common/mod.rs"]
 mod common;
 
+mod accuracy;
 mod bench;
 mod bench_breakdown;
 mod golden;

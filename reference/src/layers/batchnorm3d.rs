@@ -43,6 +43,7 @@
 //! with SIMD, calling the per-value functions below, [`normalize`] and [`input_grad`]).
 
 use crate::layers::relu::relu;
+use crate::real::Real;
 use crate::reduce::{channel_reduction, ChannelStep as Step};
 use crate::tensor::Shaped;
 use crate::Tensor;
@@ -67,11 +68,11 @@ pub struct BatchTooSmall {
 
 /// What the training backward needs from the training forward.
 #[derive(Clone, Debug, PartialEq)]
-pub struct BnCache {
+pub struct BnCache<R: Real = f32> {
     /// The normalised input `(x - mean) * invstd`, shaped like `x`.
-    pub xhat: Tensor,
+    pub xhat: Tensor<R>,
     /// `1 / sqrt(var + eps)` per channel (biased batch variance).
-    pub invstd: Vec<f32>,
+    pub invstd: Vec<R>,
 }
 
 /// `(N, C, V)` of an activation `x` (of any engine), and a check that the per-channel vectors
@@ -99,7 +100,11 @@ pub fn forward_dims<T: Shaped>(x: &T, per_channel: [&T; 4], what: &str) -> (usiz
 
 /// The shapes of a BatchNorm backward on host tensors: [`bn_dims`] of `dy` with `weight`, and
 /// a cache of `dy`'s shape with one `invstd` per channel; panics otherwise.
-pub fn backward_dims(dy: &Tensor, weight: &Tensor, cache: &BnCache) -> (usize, usize, usize) {
+pub fn backward_dims<R: Real>(
+    dy: &Tensor<R>,
+    weight: &Tensor<R>,
+    cache: &BnCache<R>,
+) -> (usize, usize, usize) {
     let (n, c, v) = bn_dims(dy, &[("weight", weight)], "batchnorm3d_backward");
     assert_eq!(
         cache.xhat.shape, dy.shape,
@@ -139,7 +144,7 @@ pub enum Then {
 impl Then {
     /// `y`, or `relu(y)`.
     #[inline(always)]
-    pub fn apply(self, y: f32) -> f32 {
+    pub fn apply<R: Real>(self, y: R) -> R {
         match self {
             Then::Nothing => y,
             Then::Relu => relu(y),
@@ -147,69 +152,71 @@ impl Then {
     }
 }
 
-/// Step 3: `invstd = 1 / sqrt(var + eps)`.
+/// Step 3: `invstd = 1 / sqrt(var + eps)` (`eps` is `R::decimal(BN_EPS)`, [`Real::decimal`];
+/// one call per channel).
 #[inline(always)]
-pub fn inverse_std(var: f32) -> f32 {
-    1.0 / (var + BN_EPS).sqrt()
+pub fn inverse_std<R: Real>(var: R) -> R {
+    R::ONE / (var + R::decimal(BN_EPS)).sqrt()
 }
 
 /// Step 4 of the training forward (and the evaluation forward, with the running statistics):
 /// `xhat = (x - mean) * invstd`, returned with `y = fma(xhat, weight, bias)`.
 #[inline(always)]
-pub fn normalize(x: f32, mean: f32, invstd: f32, weight: f32, bias: f32) -> (f32, f32) {
+pub fn normalize<R: Real>(x: R, mean: R, invstd: R, weight: R, bias: R) -> (R, R) {
     let xhat = (x - mean) * invstd;
     (xhat, xhat.mul_add(weight, bias))
 }
 
 /// Step 5: the running statistics of every channel from its batch `(mean, var)` (biased) over
 /// `m` values per channel, then `num_batches_tracked += 1`.
-pub fn update_running_statistics(
-    stats: &[(f32, f32)],
+pub fn update_running_statistics<R: Real>(
+    stats: &[(R, R)],
     m: usize,
-    running_mean: &mut Tensor,
-    running_var: &mut Tensor,
+    running_mean: &mut Tensor<R>,
+    running_var: &mut Tensor<R>,
     num_batches_tracked: &mut i64,
 ) {
-    let unbias = m as f32 / (m - 1) as f32;
+    let unbias = R::from_usize(m) / R::from_usize(m - 1);
+    let (momentum, keep) = (R::decimal(BN_MOMENTUM), R::decimal(BN_KEEP));
     for (ch, &(mean, var)) in stats.iter().enumerate() {
         let rm = &mut running_mean.data[ch];
-        *rm = BN_MOMENTUM.mul_add(mean, BN_KEEP * *rm);
+        *rm = momentum.mul_add(mean, keep * *rm);
         let rv = &mut running_var.data[ch];
-        *rv = BN_MOMENTUM.mul_add(var * unbias, BN_KEEP * *rv);
+        *rv = momentum.mul_add(var * unbias, keep * *rv);
     }
     *num_batches_tracked += 1;
 }
 
 /// Backward step 3: `k = (weight * invstd) / Mf`.
 #[inline(always)]
-pub fn grad_scale(weight: f32, invstd: f32, mf: f32) -> f32 {
+pub fn grad_scale<R: Real>(weight: R, invstd: R, mf: R) -> R {
     (weight * invstd) / mf
 }
 
 /// Backward step 4 for one value: `dx = k * fma(-xhat, dweight, fma(Mf, dy, -dbias))`.
 #[inline(always)]
-pub fn input_grad(dy: f32, xhat: f32, k: f32, mf: f32, dweight: f32, dbias: f32) -> f32 {
+pub fn input_grad<R: Real>(dy: R, xhat: R, k: R, mf: R, dweight: R, dbias: R) -> R {
     k * (-xhat).mul_add(dweight, mf.mul_add(dy, -dbias))
 }
 
 /// Training-mode forward (see the module docs for the exact order). Updates the running
 /// statistics and `num_batches_tracked`; returns `y` and the cache for the backward. Returns
 /// [`BatchTooSmall`] (changing nothing) when `N * D * H * W < 2`.
-pub fn batchnorm3d_forward_train(
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    running_mean: &mut Tensor,
-    running_var: &mut Tensor,
+pub fn batchnorm3d_forward_train<R: Real>(
+    x: &Tensor<R>,
+    weight: &Tensor<R>,
+    bias: &Tensor<R>,
+    running_mean: &mut Tensor<R>,
+    running_var: &mut Tensor<R>,
     num_batches_tracked: &mut i64,
-) -> Result<(Tensor, BnCache), BatchTooSmall> {
+) -> Result<(Tensor<R>, BnCache<R>), BatchTooSmall> {
     let (n, c, v) = forward_dims(
         x,
         [weight, bias, &*running_mean, &*running_var],
         "batchnorm3d_forward_train",
     );
     let m = training_values(n, v)?;
-    let mf = m as f32;
+    let mf = R::from_usize(m);
     // Steps 1-3, channel by channel.
     let mut stats = Vec::with_capacity(c);
     for ch in 0..c {
@@ -217,7 +224,7 @@ pub fn batchnorm3d_forward_train(
         let var = channel_reduction(&x.data, &[], (n, c, v), ch, Step::SquaredDeviation(mean)) / mf;
         stats.push((mean, var));
     }
-    let invstd: Vec<f32> = stats.iter().map(|&(_, var)| inverse_std(var)).collect();
+    let invstd: Vec<R> = stats.iter().map(|&(_, var)| inverse_std(var)).collect();
     // Step 4, value by value (value i is in channel (i / V) % C).
     let mut xhat = Tensor::zeros(&x.shape);
     let mut y = Tensor::zeros(&x.shape);
@@ -232,19 +239,19 @@ pub fn batchnorm3d_forward_train(
 
 /// Evaluation-mode forward: normalises with the running statistics (see the module docs):
 /// `y = fma((x - running_mean) * invstd, weight, bias)`, `invstd` from `running_var`.
-pub fn batchnorm3d_forward_eval(
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    running_mean: &Tensor,
-    running_var: &Tensor,
-) -> Tensor {
+pub fn batchnorm3d_forward_eval<R: Real>(
+    x: &Tensor<R>,
+    weight: &Tensor<R>,
+    bias: &Tensor<R>,
+    running_mean: &Tensor<R>,
+    running_var: &Tensor<R>,
+) -> Tensor<R> {
     let (_, c, v) = forward_dims(
         x,
         [weight, bias, running_mean, running_var],
         "batchnorm3d_forward_eval",
     );
-    let invstd: Vec<f32> = running_var.data.iter().map(|&rv| inverse_std(rv)).collect();
+    let invstd: Vec<R> = running_var.data.iter().map(|&rv| inverse_std(rv)).collect();
     let mut y = Tensor::zeros(&x.shape);
     for (i, &xv) in x.data.iter().enumerate() {
         let ch = (i / v) % c;
@@ -256,13 +263,13 @@ pub fn batchnorm3d_forward_eval(
 
 /// Training-mode backward (see the module docs for the exact order): returns
 /// `(dx, dweight, dbias)`.
-pub fn batchnorm3d_backward(
-    dy: &Tensor,
-    weight: &Tensor,
-    cache: &BnCache,
-) -> (Tensor, Tensor, Tensor) {
+pub fn batchnorm3d_backward<R: Real>(
+    dy: &Tensor<R>,
+    weight: &Tensor<R>,
+    cache: &BnCache<R>,
+) -> (Tensor<R>, Tensor<R>, Tensor<R>) {
     let (n, c, v) = backward_dims(dy, weight, cache);
-    let mf = (n * v) as f32;
+    let mf = R::from_usize(n * v);
     let xh = &cache.xhat.data;
     // Steps 1 and 2, channel by channel.
     let mut dweight = Tensor::zeros(&[c]);

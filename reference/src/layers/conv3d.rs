@@ -56,6 +56,7 @@
 //! library's `fmaf` on x86-64): the fast engine (crate `protokd-cpu`) computes the same
 //! chains with register blocks and SIMD, and is held to these functions bit for bit.
 
+use crate::real::Real;
 use crate::reduce::{self, Partials};
 use crate::tensor::Shaped;
 use crate::Tensor;
@@ -228,11 +229,11 @@ fn exact_quotient(q: usize, p: usize, k: usize, s: usize) -> Option<isize> {
 /// `X(n, c, idx)`: `x[n, c, idx]` when `idx` lies inside `x`'s spatial extent, else `+0.0`
 /// (the zero padding).
 #[inline]
-fn value_or_zero(x: &Tensor, n: usize, c: usize, idx: [isize; 3]) -> f32 {
+fn value_or_zero<R: Real>(x: &Tensor<R>, n: usize, c: usize, idx: [isize; 3]) -> R {
     let [_, channels, d, h, w] = x.dims5();
     let dims = [d as isize, h as isize, w as isize];
     if (0..3).any(|a| idx[a] < 0 || idx[a] >= dims[a]) {
-        return 0.0;
+        return R::ZERO;
     }
     let [z, y, xx] = idx.map(|v| v as usize);
     x.data[(((n * channels + c) * d + z) * h + y) * w + xx]
@@ -249,7 +250,12 @@ fn input_index(g: &ConvGeom, o: [usize; 3], k: [usize; 3]) -> [isize; 3] {
 ///
 /// `y[n, co, o] = (sum over (ci, a, b, c) ascending of fma(X(n, ci, o s + k - p), w[co, ci, k],
 /// acc)) + bias[co]`.
-pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Tensor {
+pub fn conv3d_forward<R: Real>(
+    x: &Tensor<R>,
+    w: &Tensor<R>,
+    bias: Option<&Tensor<R>>,
+    g: &ConvGeom,
+) -> Tensor<R> {
     let ([n, cin, _, _, _], cout, [od_n, oh_n, ow_n]) = forward_dims(x, w, bias, g);
     let [kd, kh, kw] = g.kernel;
     let mut y = Tensor::zeros(&[n, cout, od_n, oh_n, ow_n]);
@@ -266,7 +272,7 @@ pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeo
             for od in 0..od_n {
                 for oh in 0..oh_n {
                     for ow in 0..ow_n {
-                        let mut acc = 0.0f32;
+                        let mut acc = R::ZERO;
                         for ci in 0..cin {
                             for a in 0..kd {
                                 for b in 0..kh {
@@ -303,12 +309,12 @@ pub fn conv3d_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeo
 ///
 /// `dx[n, ci, q] = sum over (co, a, b, c) ascending, where q + p - k is divisible by s on every
 /// axis, of fma(DY(n, co, (q + p - k) / s), w[co, ci, k], acc)`, from `+0.0`.
-pub fn conv3d_backward_input(
-    dy: &Tensor,
-    w: &Tensor,
+pub fn conv3d_backward_input<R: Real>(
+    dy: &Tensor<R>,
+    w: &Tensor<R>,
     g: &ConvGeom,
     input_dims: [usize; 3],
-) -> Tensor {
+) -> Tensor<R> {
     let ([n, cout, _, _, _], cin) =
         backward_input_dims(dy, w, None, g, input_dims, "conv3d_backward_input");
     let [di, hi, wi] = input_dims;
@@ -328,7 +334,7 @@ pub fn conv3d_backward_input(
             for qd in 0..di {
                 for qh in 0..hi {
                     for qw in 0..wi {
-                        let mut acc = 0.0f32;
+                        let mut acc = R::ZERO;
                         for co in 0..cout {
                             for a in 0..kd {
                                 for b in 0..kh {
@@ -364,7 +370,7 @@ pub fn conv3d_backward_input(
 /// `dw[co, ci, k]` = the canonical reduction ([`Partials`]) whose term `i` is the output
 /// position `(n, od, oh, ow)` in row-major order, chain step
 /// `lane = fma(dy[n, co, o], X(n, ci, o s + k - p), lane)`.
-pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
+pub fn conv3d_backward_weight<R: Real>(x: &Tensor<R>, dy: &Tensor<R>, g: &ConvGeom) -> Tensor<R> {
     let ([n, cin, _, _, _], [_, cout, od_n, oh_n, ow_n]) = backward_weight_dims(x, dy, g);
     let [kd, kh, kw] = g.kernel;
     let positions = n * od_n * oh_n * ow_n;
@@ -412,10 +418,10 @@ pub fn conv3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
 
 /// Bias gradient of a convolution (or any `[N, C, D, H, W]` per-channel offset): `db[c]` is
 /// the canonical sum over `(n, d, h, w)` in row-major order. Returns `[C]`.
-pub fn bias_backward(dy: &Tensor) -> Tensor {
+pub fn bias_backward<R: Real>(dy: &Tensor<R>) -> Tensor<R> {
     let [n, c, d, h, w] = dy.dims5();
     let v = d * h * w;
-    let db: Vec<f32> = (0..c)
+    let db: Vec<R> = (0..c)
         .into_par_iter()
         .map(|ch| reduce::channel_reduction(&dy.data, &[], (n, c, v), ch, reduce::ChannelStep::Sum))
         .collect();

@@ -27,17 +27,18 @@
 //! * bias gradient: `db = bias_backward(dy)` (canonical sum over `(n, d, h, w)`).
 
 use super::conv3d::{conv3d_backward_input, conv3d_backward_weight, conv3d_forward, ConvGeom};
+use crate::real::Real;
 use crate::tensor::Shaped;
 use crate::Tensor;
 
 /// ConvTranspose3d forward (see the module docs). `x` `[N, Cin, D, H, W]`,
 /// `w` `[Cin, Cout, kd, kh, kw]`, `bias` `[Cout]`; returns `[N, Cout, Do, Ho, Wo]`.
-pub fn conv_transpose3d_forward(
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
+pub fn conv_transpose3d_forward<R: Real>(
+    x: &Tensor<R>,
+    w: &Tensor<R>,
+    bias: Option<&Tensor<R>>,
     g: &ConvGeom,
-) -> Tensor {
+) -> Tensor<R> {
     let out_dims = transposed_forward_dims(x, w, g);
     let mut y = conv3d_backward_input(x, w, g, out_dims);
     if let Some(b) = bias {
@@ -48,7 +49,7 @@ pub fn conv_transpose3d_forward(
 
 /// `y[n, c, ..] = y[n, c, ..] + bias[c]` (one IEEE addition per value) for `y`
 /// `[N, C, ...]` and `bias` `[C]` (panics otherwise).
-pub fn add_channel_bias(y: &mut Tensor, bias: &Tensor) {
+pub fn add_channel_bias<R: Real>(y: &mut Tensor<R>, bias: &Tensor<R>) {
     let c = y.shape[1];
     assert_eq!(
         bias.shape,
@@ -70,13 +71,21 @@ pub fn add_channel_bias(y: &mut Tensor, bias: &Tensor) {
 
 /// ConvTranspose3d input gradient: `conv3d_forward(dy, w, None, g)` (see the module docs).
 /// `dy` `[N, Cout, Do, Ho, Wo]`, `w` `[Cin, Cout, k..]`; returns `[N, Cin, Di, Hi, Wi]`.
-pub fn conv_transpose3d_backward_input(dy: &Tensor, w: &Tensor, g: &ConvGeom) -> Tensor {
+pub fn conv_transpose3d_backward_input<R: Real>(
+    dy: &Tensor<R>,
+    w: &Tensor<R>,
+    g: &ConvGeom,
+) -> Tensor<R> {
     conv3d_forward(dy, w, None, g)
 }
 
 /// ConvTranspose3d weight gradient: `conv3d_backward_weight(dy, x, g)` (see the module docs).
 /// `x` `[N, Cin, Di, Hi, Wi]`, `dy` `[N, Cout, Do, Ho, Wo]`; returns `[Cin, Cout, k..]`.
-pub fn conv_transpose3d_backward_weight(x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
+pub fn conv_transpose3d_backward_weight<R: Real>(
+    x: &Tensor<R>,
+    dy: &Tensor<R>,
+    g: &ConvGeom,
+) -> Tensor<R> {
     check_transposed_weight_grad(x, dy, g);
     conv3d_backward_weight(dy, x, g)
 }

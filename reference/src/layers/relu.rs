@@ -11,6 +11,7 @@
 //!   is no function for it; the caller hands `dy` to both branches and, where a branch also
 //!   receives a gradient from elsewhere, adds the two as its own documentation states).
 
+use crate::real::Real;
 use crate::Tensor;
 use rayon::prelude::*;
 
@@ -19,16 +20,16 @@ const CHUNK: usize = 1 << 14;
 
 /// The ReLU of one value: `x > 0 ? x : (x is NaN ? x : +0.0)`.
 #[inline(always)]
-pub fn relu(x: f32) -> f32 {
-    if x > 0.0 || x.is_nan() {
+pub fn relu<R: Real>(x: R) -> R {
+    if x > R::ZERO || x.is_nan() {
         x
     } else {
-        0.0
+        R::ZERO
     }
 }
 
 /// [`relu`] elementwise.
-pub fn relu_forward(x: &Tensor) -> Tensor {
+pub fn relu_forward<R: Real>(x: &Tensor<R>) -> Tensor<R> {
     let mut y = Tensor::zeros(&x.shape);
     y.data
         .par_chunks_mut(CHUNK)
@@ -42,7 +43,7 @@ pub fn relu_forward(x: &Tensor) -> Tensor {
 }
 
 /// `dx = y <= 0 ? +0.0 : dy` elementwise, with `y` the output of [`relu_forward`].
-pub fn relu_backward(dy: &Tensor, y: &Tensor) -> Tensor {
+pub fn relu_backward<R: Real>(dy: &Tensor<R>, y: &Tensor<R>) -> Tensor<R> {
     assert_eq!(dy.shape, y.shape, "relu_backward: dy and y shapes differ");
     let mut dx = Tensor::zeros(&dy.shape);
     dx.data
@@ -50,7 +51,7 @@ pub fn relu_backward(dy: &Tensor, y: &Tensor) -> Tensor {
         .zip(dy.data.par_chunks(CHUNK).zip(y.data.par_chunks(CHUNK)))
         .for_each(|(o, (g, yy))| {
             for ((ov, &gv), &yv) in o.iter_mut().zip(g).zip(yy) {
-                *ov = if yv <= 0.0 { 0.0 } else { gv };
+                *ov = if yv <= R::ZERO { R::ZERO } else { gv };
             }
         });
     dx
@@ -58,7 +59,7 @@ pub fn relu_backward(dy: &Tensor, y: &Tensor) -> Tensor {
 
 /// `y = a + b` elementwise (the additive skip). Backward: `dy` goes unchanged to both `a` and
 /// `b`.
-pub fn add_forward(a: &Tensor, b: &Tensor) -> Tensor {
+pub fn add_forward<R: Real>(a: &Tensor<R>, b: &Tensor<R>) -> Tensor<R> {
     assert_eq!(a.shape, b.shape, "add_forward: operand shapes differ");
     let mut y = Tensor::zeros(&a.shape);
     y.data
@@ -143,6 +144,6 @@ mod tests {
     #[test]
     #[should_panic(expected = "shapes differ")]
     fn add_shape_mismatch_panics() {
-        add_forward(&Tensor::zeros(&[2, 3]), &Tensor::zeros(&[3, 2]));
+        add_forward(&Tensor::<f32>::zeros(&[2, 3]), &Tensor::zeros(&[3, 2]));
     }
 }

@@ -14,16 +14,17 @@
 //!   `+0.0`, computed as `fma(-p_j, T, g_j)`.
 
 use crate::loops::{Loops, Plain};
-use crate::mathfn::{exp, ln};
+
+use crate::real::Real;
 use crate::Tensor;
 
 /// Steps 1-3 for one column: `(m, e, S)` with `e` written into `e_out`.
 #[inline(always)]
-fn shifted_exp(s: &[f32], e_out: &mut [f32]) -> (f32, f32) {
-    let m = s.iter().copied().fold(s[0], f32::max);
-    let mut total = 0.0f32;
+fn shifted_exp<R: Real>(s: &[R], e_out: &mut [R]) -> (R, R) {
+    let m = s.iter().copied().fold(s[0], R::max);
+    let mut total = R::ZERO;
     for (k, &sk) in s.iter().enumerate() {
-        e_out[k] = exp(sk - m);
+        e_out[k] = R::exp(sk - m);
         total += e_out[k];
     }
     (m, total)
@@ -31,7 +32,7 @@ fn shifted_exp(s: &[f32], e_out: &mut [f32]) -> (f32, f32) {
 
 /// The softmax of one column `s` (the classes at one position) into `p`.
 #[inline(always)]
-pub fn softmax_column(s: &[f32], p: &mut [f32]) {
+pub fn softmax_column<R: Real>(s: &[R], p: &mut [R]) {
     let (_, total) = shifted_exp(s, p);
     for pk in p.iter_mut() {
         *pk /= total;
@@ -40,9 +41,9 @@ pub fn softmax_column(s: &[f32], p: &mut [f32]) {
 
 /// The log-softmax of one column `s` into `out`.
 #[inline(always)]
-pub fn log_softmax_column(s: &[f32], out: &mut [f32]) {
+pub fn log_softmax_column<R: Real>(s: &[R], out: &mut [R]) {
     let (m, total) = shifted_exp(s, out);
-    let ln_total = ln(total);
+    let ln_total = R::ln(total);
     for (k, &sk) in s.iter().enumerate() {
         out[k] = (sk - m) - ln_total;
     }
@@ -51,11 +52,11 @@ pub fn log_softmax_column(s: &[f32], out: &mut [f32]) {
 /// The softmax gradient of one column: `ds_j = p_j * (g_j - G)`, `G = fma(p_c, g_c, G)` over
 /// the classes from `+0.0`.
 #[inline(always)]
-pub fn softmax_backward_column(g: &[f32], p: &[f32], ds: &mut [f32]) {
+pub fn softmax_backward_column<R: Real>(g: &[R], p: &[R], ds: &mut [R]) {
     let big_g = p
         .iter()
         .zip(g)
-        .fold(0.0f32, |acc, (&pc, &gc)| pc.mul_add(gc, acc));
+        .fold(R::ZERO, |acc, (&pc, &gc)| pc.mul_add(gc, acc));
     for (j, dsj) in ds.iter_mut().enumerate() {
         *dsj = p[j] * (g[j] - big_g);
     }
@@ -64,25 +65,25 @@ pub fn softmax_backward_column(g: &[f32], p: &[f32], ds: &mut [f32]) {
 /// The log-softmax gradient of one column: `ds_j = fma(-p_j, T, g_j)`, `T = sum_c g_c` in
 /// class order from `+0.0`.
 #[inline(always)]
-pub fn log_softmax_backward_column(g: &[f32], p: &[f32], ds: &mut [f32]) {
-    let t = g.iter().fold(0.0f32, |acc, &gc| acc + gc);
+pub fn log_softmax_backward_column<R: Real>(g: &[R], p: &[R], ds: &mut [R]) {
+    let t = g.iter().fold(R::ZERO, |acc, &gc| acc + gc);
     for (j, dsj) in ds.iter_mut().enumerate() {
         *dsj = (-p[j]).mul_add(t, g[j]);
     }
 }
 
 /// `softmax(x)` over axis 1, on `l`'s loops: [`softmax_column`] at every position.
-pub fn softmax_on(l: &impl Loops, x: &Tensor) -> Tensor {
+pub fn softmax_on<R: Real>(l: &impl Loops<R>, x: &Tensor<R>) -> Tensor<R> {
     l.map_columns(&[x], |cols, p| softmax_column(&cols[0], p))
 }
 
 /// `log_softmax(x)` over axis 1, on `l`'s loops: [`log_softmax_column`] at every position.
-pub fn log_softmax_on(l: &impl Loops, x: &Tensor) -> Tensor {
+pub fn log_softmax_on<R: Real>(l: &impl Loops<R>, x: &Tensor<R>) -> Tensor<R> {
     l.map_columns(&[x], |cols, out| log_softmax_column(&cols[0], out))
 }
 
 /// Gradient of [`softmax`] on `l`'s loops: [`softmax_backward_column`] at every position.
-pub fn softmax_backward_on(l: &impl Loops, g: &Tensor, p: &Tensor) -> Tensor {
+pub fn softmax_backward_on<R: Real>(l: &impl Loops<R>, g: &Tensor<R>, p: &Tensor<R>) -> Tensor<R> {
     l.map_columns(&[g, p], |cols, ds| {
         softmax_backward_column(&cols[0], &cols[1], ds)
     })
@@ -90,29 +91,33 @@ pub fn softmax_backward_on(l: &impl Loops, g: &Tensor, p: &Tensor) -> Tensor {
 
 /// Gradient of [`log_softmax`] given `p = softmax(x)`, on `l`'s loops:
 /// [`log_softmax_backward_column`] at every position.
-pub fn log_softmax_backward_on(l: &impl Loops, g: &Tensor, p: &Tensor) -> Tensor {
+pub fn log_softmax_backward_on<R: Real>(
+    l: &impl Loops<R>,
+    g: &Tensor<R>,
+    p: &Tensor<R>,
+) -> Tensor<R> {
     l.map_columns(&[g, p], |cols, ds| {
         log_softmax_backward_column(&cols[0], &cols[1], ds)
     })
 }
 
 /// [`softmax_on`] on the spec's loops.
-pub fn softmax(x: &Tensor) -> Tensor {
+pub fn softmax<R: Real>(x: &Tensor<R>) -> Tensor<R> {
     softmax_on(&Plain, x)
 }
 
 /// [`log_softmax_on`] on the spec's loops.
-pub fn log_softmax(x: &Tensor) -> Tensor {
+pub fn log_softmax<R: Real>(x: &Tensor<R>) -> Tensor<R> {
     log_softmax_on(&Plain, x)
 }
 
 /// [`softmax_backward_on`] on the spec's loops.
-pub fn softmax_backward(g: &Tensor, p: &Tensor) -> Tensor {
+pub fn softmax_backward<R: Real>(g: &Tensor<R>, p: &Tensor<R>) -> Tensor<R> {
     softmax_backward_on(&Plain, g, p)
 }
 
 /// [`log_softmax_backward_on`] on the spec's loops.
-pub fn log_softmax_backward(g: &Tensor, p: &Tensor) -> Tensor {
+pub fn log_softmax_backward<R: Real>(g: &Tensor<R>, p: &Tensor<R>) -> Tensor<R> {
     log_softmax_backward_on(&Plain, g, p)
 }
 

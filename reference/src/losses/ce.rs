@@ -32,29 +32,34 @@
 use super::{check_labels, ncv};
 use crate::layers::softmax::{log_softmax_backward_on, log_softmax_on, softmax_on};
 use crate::loops::{Loops, Plain};
+use crate::real::Real;
 use crate::{LabelMap, Tensor};
 use rayon::prelude::*;
 
 /// What the cross-entropy forward computed: the loss and everything [`ce_backward`] needs.
 #[derive(Clone, Debug)]
-pub struct CeForward {
+pub struct CeForward<R: Real = f32> {
     /// `L = S / W` (or `0` when `W == 0`).
-    pub loss: f32,
+    pub loss: R,
     /// `p = softmax(logits)`, `[N, C, D, H, W]` (for the backward).
-    pub probs: Tensor,
+    pub probs: Tensor<R>,
     /// Exact voxel count of each class in the batch label.
     pub class_counts: Vec<u64>,
     /// `w_c = 1 - n_c / n`, per class.
-    pub class_weights: Vec<f32>,
+    pub class_weights: Vec<R>,
     /// `S = sum_i w_{y_i} * (-logp_{y_i}(i))`.
-    pub weighted_nll: f32,
+    pub weighted_nll: R,
     /// `W = sum_i w_{y_i}`.
-    pub weight_sum: f32,
+    pub weight_sum: R,
 }
 
 /// The class-weighted cross-entropy of `logits` `[N, C, D, H, W]` against `labels`
 /// `[N, D, H, W]` (module docs).
-pub fn ce_loss_on(l: &impl Loops, logits: &Tensor, labels: &LabelMap) -> CeForward {
+pub fn ce_loss_on<R: Real>(
+    l: &impl Loops<R>,
+    logits: &Tensor<R>,
+    labels: &LabelMap,
+) -> CeForward<R> {
     let (_, n_classes, v) = ncv(logits);
     check_labels("ce_loss", logits, labels, Some(n_classes));
     let positions = labels.data.len();
@@ -64,9 +69,9 @@ pub fn ce_loss_on(l: &impl Loops, logits: &Tensor, labels: &LabelMap) -> CeForwa
     for &label in y {
         class_counts[label as usize] += 1;
     }
-    let class_weights: Vec<f32> = class_counts
+    let class_weights: Vec<R> = class_counts
         .iter()
-        .map(|&nc| 1.0 - (nc as f32 / positions as f32))
+        .map(|&nc| R::ONE - (R::from_usize(nc as usize) / R::from_usize(positions)))
         .collect();
 
     let logp = log_softmax_on(l, logits);
@@ -78,8 +83,8 @@ pub fn ce_loss_on(l: &impl Loops, logits: &Tensor, labels: &LabelMap) -> CeForwa
         w[c].mul_add(-lp[at], acc)
     });
     let weight_sum = l.reduce_with(positions, |acc, i| acc + w[y[i] as usize]);
-    let loss = if weight_sum == 0.0 {
-        0.0
+    let loss = if weight_sum == R::ZERO {
+        R::ZERO
     } else {
         weighted_nll / weight_sum
     };
@@ -95,13 +100,18 @@ pub fn ce_loss_on(l: &impl Loops, logits: &Tensor, labels: &LabelMap) -> CeForwa
 }
 
 /// Gradient of `scale * L_ce` w.r.t. the logits (module docs for the order).
-pub fn ce_backward_on(l: &impl Loops, fwd: &CeForward, labels: &LabelMap, scale: f32) -> Tensor {
+pub fn ce_backward_on<R: Real>(
+    l: &impl Loops<R>,
+    fwd: &CeForward<R>,
+    labels: &LabelMap,
+    scale: R,
+) -> Tensor<R> {
     let (_, n_classes, v) = ncv(&fwd.probs);
     check_labels("ce_backward", &fwd.probs, labels, Some(n_classes));
-    if fwd.weight_sum == 0.0 {
+    if fwd.weight_sum == R::ZERO {
         return Tensor::zeros(&fwd.probs.shape);
     }
-    let a: Vec<f32> = fwd
+    let a: Vec<R> = fwd
         .class_weights
         .iter()
         .map(|&wc| (scale * wc) / fwd.weight_sum)
@@ -120,12 +130,12 @@ pub fn ce_backward_on(l: &impl Loops, fwd: &CeForward, labels: &LabelMap, scale:
 }
 
 /// [`ce_loss_on`] on the spec's loops ([`Plain`]).
-pub fn ce_loss(logits: &Tensor, labels: &LabelMap) -> CeForward {
+pub fn ce_loss<R: Real>(logits: &Tensor<R>, labels: &LabelMap) -> CeForward<R> {
     ce_loss_on(&Plain, logits, labels)
 }
 
 /// [`ce_backward_on`] on the spec's loops ([`Plain`]).
-pub fn ce_backward(fwd: &CeForward, labels: &LabelMap, scale: f32) -> Tensor {
+pub fn ce_backward<R: Real>(fwd: &CeForward<R>, labels: &LabelMap, scale: R) -> Tensor<R> {
     ce_backward_on(&Plain, fwd, labels, scale)
 }
 

@@ -30,42 +30,47 @@
 use super::{check_labels, ncv, DICE_SMOOTH};
 use crate::layers::softmax::{softmax_backward_on, softmax_on};
 use crate::loops::{Loops, Plain};
+use crate::real::Real;
 use crate::{LabelMap, Tensor};
 use rayon::prelude::*;
 
 /// What the Dice forward computed: the loss and everything [`dice_backward`] needs.
 #[derive(Clone, Debug)]
-pub struct DiceForward {
+pub struct DiceForward<R: Real = f32> {
     /// `L = mean over classes of (1 - dice_c)`.
-    pub loss: f32,
+    pub loss: R,
     /// `p = softmax(logits)`, `[N, C, D, H, W]`.
-    pub probs: Tensor,
+    pub probs: Tensor<R>,
     /// `I_c = sum p_c * g_c`, per class.
-    pub intersect: Vec<f32>,
+    pub intersect: Vec<R>,
     /// `P_c = sum p_c * p_c`, per class.
-    pub pred_sq: Vec<f32>,
+    pub pred_sq: Vec<R>,
     /// `G_c = sum g_c * g_c` (the voxel count of class `c`), per class.
-    pub label_sq: Vec<f32>,
+    pub label_sq: Vec<R>,
     /// `num_c = 2 * I_c + 1e-5`, per class.
-    pub numerator: Vec<f32>,
+    pub numerator: Vec<R>,
     /// `den_c = (G_c + P_c) + 1e-5`, per class.
-    pub denominator: Vec<f32>,
+    pub denominator: Vec<R>,
     /// `dice_c = num_c / den_c`, per class.
-    pub dice: Vec<f32>,
+    pub dice: Vec<R>,
 }
 
 /// `1.0` where the label is `c`, else `0.0`.
 #[inline]
-fn onehot(y: u8, c: usize) -> f32 {
+fn onehot<R: Real>(y: u8, c: usize) -> R {
     if y as usize == c {
-        1.0
+        R::ONE
     } else {
-        0.0
+        R::ZERO
     }
 }
 
 /// The Dice loss of `logits` `[N, C, D, H, W]` against `labels` `[N, D, H, W]` (module docs).
-pub fn dice_loss_on(l: &impl Loops, logits: &Tensor, labels: &LabelMap) -> DiceForward {
+pub fn dice_loss_on<R: Real>(
+    l: &impl Loops<R>,
+    logits: &Tensor<R>,
+    labels: &LabelMap,
+) -> DiceForward<R> {
     let (_, n_classes, v) = ncv(logits);
     check_labels("dice_loss", logits, labels, Some(n_classes));
     let probs = softmax_on(l, logits);
@@ -87,7 +92,7 @@ pub fn dice_loss_on(l: &impl Loops, logits: &Tensor, labels: &LabelMap) -> DiceF
             pc.mul_add(pc, acc)
         }));
         label_sq.push(l.reduce_with(positions, |acc, i| {
-            let g = onehot(y[i], c);
+            let g: R = onehot(y[i], c);
             g.mul_add(g, acc)
         }));
     }
@@ -95,17 +100,17 @@ pub fn dice_loss_on(l: &impl Loops, logits: &Tensor, labels: &LabelMap) -> DiceF
     let mut numerator = Vec::with_capacity(n_classes);
     let mut denominator = Vec::with_capacity(n_classes);
     let mut dice = Vec::with_capacity(n_classes);
-    let mut total = 0.0f32;
+    let mut total = R::ZERO;
     for c in 0..n_classes {
-        let num = 2.0 * intersect[c] + DICE_SMOOTH;
-        let den = (label_sq[c] + pred_sq[c]) + DICE_SMOOTH;
+        let num = R::from_f64(2.0) * intersect[c] + R::decimal(DICE_SMOOTH);
+        let den = (label_sq[c] + pred_sq[c]) + R::decimal(DICE_SMOOTH);
         let d = num / den;
-        total += 1.0 - d;
+        total += R::ONE - d;
         numerator.push(num);
         denominator.push(den);
         dice.push(d);
     }
-    let loss = total / n_classes as f32;
+    let loss = total / R::from_usize(n_classes);
 
     DiceForward {
         loss,
@@ -120,21 +125,29 @@ pub fn dice_loss_on(l: &impl Loops, logits: &Tensor, labels: &LabelMap) -> DiceF
 }
 
 /// Gradient of `scale * L_dice` w.r.t. the logits (module docs for the order).
-pub fn dice_backward_on(
-    l: &impl Loops,
-    fwd: &DiceForward,
+pub fn dice_backward_on<R: Real>(
+    l: &impl Loops<R>,
+    fwd: &DiceForward<R>,
     labels: &LabelMap,
-    scale: f32,
-) -> Tensor {
+    scale: R,
+) -> Tensor<R> {
     let (_, n_classes, v) = ncv(&fwd.probs);
     check_labels("dice_backward", &fwd.probs, labels, Some(n_classes));
-    let coef: Vec<f32> = fwd
+    let coef: Vec<R> = fwd
         .denominator
         .iter()
-        .map(|&den| -((scale / n_classes as f32) / (den * den)))
+        .map(|&den| -((scale / R::from_usize(n_classes)) / (den * den)))
         .collect();
-    let a: Vec<f32> = fwd.denominator.iter().map(|&den| 2.0 * den).collect();
-    let b: Vec<f32> = fwd.numerator.iter().map(|&num| 2.0 * num).collect();
+    let a: Vec<R> = fwd
+        .denominator
+        .iter()
+        .map(|&den| R::from_f64(2.0) * den)
+        .collect();
+    let b: Vec<R> = fwd
+        .numerator
+        .iter()
+        .map(|&num| R::from_f64(2.0) * num)
+        .collect();
 
     let mut dp = Tensor::zeros(&fwd.probs.shape);
     dp.data
@@ -146,7 +159,7 @@ pub fn dice_backward_on(
                 let base = (n * n_classes + c) * v;
                 for vox in 0..v {
                     let p = fwd.probs.data[base + vox];
-                    let t = (-b[c]).mul_add(p, onehot(y[vox], c) * a[c]);
+                    let t = (-b[c]).mul_add(p, onehot::<R>(y[vox], c) * a[c]);
                     out[c * v + vox] = coef[c] * t;
                 }
             }
@@ -155,12 +168,12 @@ pub fn dice_backward_on(
 }
 
 /// [`dice_loss_on`] on the spec's loops ([`Plain`]).
-pub fn dice_loss(logits: &Tensor, labels: &LabelMap) -> DiceForward {
+pub fn dice_loss<R: Real>(logits: &Tensor<R>, labels: &LabelMap) -> DiceForward<R> {
     dice_loss_on(&Plain, logits, labels)
 }
 
 /// [`dice_backward_on`] on the spec's loops ([`Plain`]).
-pub fn dice_backward(fwd: &DiceForward, labels: &LabelMap, scale: f32) -> Tensor {
+pub fn dice_backward<R: Real>(fwd: &DiceForward<R>, labels: &LabelMap, scale: R) -> Tensor<R> {
     dice_backward_on(&Plain, fwd, labels, scale)
 }
 

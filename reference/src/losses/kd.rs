@@ -23,36 +23,37 @@
 use super::ncv;
 use crate::layers::softmax::{log_softmax_on, softmax_on};
 use crate::loops::{Loops, Plain};
+use crate::real::Real;
 use crate::Tensor;
 use rayon::prelude::*;
 
 /// What the KD forward computed: the loss and everything [`kd_backward`] needs.
 #[derive(Clone, Debug)]
-pub struct KdForward {
+pub struct KdForward<R: Real = f32> {
     /// `L = mean(q * (log q - log_softmax(s / T)))`.
-    pub loss: f32,
+    pub loss: R,
     /// The temperature `T`.
-    pub temperature: f32,
+    pub temperature: R,
     /// `q = softmax(t / T)`, `[N, C, D, H, W]`.
-    pub teacher_probs: Tensor,
+    pub teacher_probs: Tensor<R>,
     /// `ps = softmax(s / T)`, `[N, C, D, H, W]`.
-    pub student_probs: Tensor,
+    pub student_probs: Tensor<R>,
 }
 
 /// `x / T` element by element.
-fn divided(x: &Tensor, temperature: f32) -> Tensor {
+fn divided<R: Real>(x: &Tensor<R>, temperature: R) -> Tensor<R> {
     let data = x.data.par_iter().map(|&a| a / temperature).collect();
     Tensor::from_vec(&x.shape, data)
 }
 
 /// The KD loss of the student logits against the teacher logits (both `[N, C, D, H, W]`) at
 /// temperature `temperature` (module docs).
-pub fn kd_loss_on(
-    l: &impl Loops,
-    student_logits: &Tensor,
-    teacher_logits: &Tensor,
-    temperature: f32,
-) -> KdForward {
+pub fn kd_loss_on<R: Real>(
+    l: &impl Loops<R>,
+    student_logits: &Tensor<R>,
+    teacher_logits: &Tensor<R>,
+    temperature: R,
+) -> KdForward<R> {
     assert_eq!(
         student_logits.shape, teacher_logits.shape,
         "kd_loss: student and teacher logits differ in shape"
@@ -65,13 +66,13 @@ pub fn kd_loss_on(
     let ls = log_softmax_on(l, &s);
     let total = l.reduce_with(q.numel(), |acc, e| {
         let qe = q.data[e];
-        if qe == 0.0 {
+        if qe == R::ZERO {
             acc
         } else {
             qe.mul_add(log_q.data[e] - ls.data[e], acc)
         }
     });
-    let loss = total / (n * c * v) as f32;
+    let loss = total / R::from_usize(n * c * v);
     KdForward {
         loss,
         temperature,
@@ -81,9 +82,9 @@ pub fn kd_loss_on(
 }
 
 /// Gradient of `scale * L_kd` w.r.t. the student logits (module docs for the order).
-pub fn kd_backward(fwd: &KdForward, scale: f32) -> Tensor {
+pub fn kd_backward<R: Real>(fwd: &KdForward<R>, scale: R) -> Tensor<R> {
     let (n, c, v) = ncv(&fwd.student_probs);
-    let k = (scale / (n * c * v) as f32) / fwd.temperature;
+    let k = (scale / R::from_usize(n * c * v)) / fwd.temperature;
     let data = fwd
         .student_probs
         .data
@@ -95,7 +96,11 @@ pub fn kd_backward(fwd: &KdForward, scale: f32) -> Tensor {
 }
 
 /// [`kd_loss_on`] on the spec's loops ([`Plain`]).
-pub fn kd_loss(student_logits: &Tensor, teacher_logits: &Tensor, temperature: f32) -> KdForward {
+pub fn kd_loss<R: Real>(
+    student_logits: &Tensor<R>,
+    teacher_logits: &Tensor<R>,
+    temperature: R,
+) -> KdForward<R> {
     kd_loss_on(&Plain, student_logits, teacher_logits, temperature)
 }
 

@@ -18,9 +18,9 @@
 //!   terms are taken in increasing flat index of the tensor named in the module's doc. Short
 //!   sums over classes or feature channels are sequential chains in ascending index order
 //!   from `+0.0`; products are accumulated with one fused multiply-add per term.
-//! * `exp` and `ln` are [`crate::mathfn`]'s; softmax and log-softmax (and their backward)
-//!   are [`crate::layers::softmax`]'s.
-//! * Each backward takes an upstream `scale: f32` and returns the gradient of
+//! * `exp` and `ln` are [`crate::mathfn`]'s in `f32` ([`crate::Real`]); softmax and
+//!   log-softmax (and their backward) are [`crate::layers::softmax`]'s.
+//! * Each backward takes an upstream `scale: R` and returns the gradient of
 //!   `scale * loss`; where the scale enters the order of operations is stated in its doc.
 //!   Multiplying `scale` by a power of two multiplies every gradient value by the same power
 //!   exactly (barring overflow and underflow); the tests assert it.
@@ -55,16 +55,16 @@ pub const PROTO_EPS: f32 = 1e-5;
 pub const COS_EPS: f32 = 1e-5;
 
 /// `(N, C, V)` of a `[N, C, D, H, W]` tensor, with `V = D * H * W`.
-pub(crate) fn ncv(t: &crate::Tensor) -> (usize, usize, usize) {
+pub(crate) fn ncv<R: crate::Real>(t: &crate::Tensor<R>) -> (usize, usize, usize) {
     let [n, c, d, h, w] = t.dims5();
     (n, c, d * h * w)
 }
 
 /// Panics unless `labels` is `[N, D, H, W]` for the `[N, C, D, H, W]` tensor `t` and every
 /// label is below `n_classes` (when given).
-pub(crate) fn check_labels(
+pub(crate) fn check_labels<R: crate::Real>(
     what: &str,
-    t: &crate::Tensor,
+    t: &crate::Tensor<R>,
     labels: &crate::LabelMap,
     n_classes: Option<usize>,
 ) {

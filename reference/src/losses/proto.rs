@@ -57,6 +57,7 @@
 
 use super::{check_labels, COS_EPS, PROTO_EPS};
 use crate::loops::{Loops, Plain};
+use crate::real::Real;
 use crate::tensor::Shaped;
 use crate::{LabelMap, Tensor};
 use rayon::prelude::*;
@@ -64,9 +65,9 @@ use rayon::prelude::*;
 /// What the prototype forward computed: the loss, the kept classes and everything
 /// [`proto_backward`] needs.
 #[derive(Clone, Debug)]
-pub struct ProtoForward {
+pub struct ProtoForward<R: Real = f32> {
     /// `L = mean((M_s - M_t)^2)` over samples, kept classes and voxels; `0` if none is kept.
-    pub loss: f32,
+    pub loss: R,
     /// The classes present in every sample, ascending.
     pub kept_classes: Vec<usize>,
     /// `[N, F, D, H, W]` of the features.
@@ -76,37 +77,41 @@ pub struct ProtoForward {
     /// The shared labels.
     labels: LabelMap,
     /// `den[n, kk] = count + 1e-5`, `[N, K]`.
-    den: Vec<f32>,
+    den: Vec<R>,
     /// The student's side of the forward.
-    student: Side,
+    student: Side<R>,
     /// `d = M_s - M_t`, `[N, K, V]`.
-    diff: Vec<f32>,
+    diff: Vec<R>,
 }
 
 /// One network's normalised features, prototypes and cosine map.
 #[derive(Clone, Debug)]
-struct Side {
+struct Side<R: Real = f32> {
     /// `â`, `[N, F, V]`.
-    unit_features: Vec<f32>,
+    unit_features: Vec<R>,
     /// `|a|` per voxel, `[N, V]`.
-    feature_norms: Vec<f32>,
+    feature_norms: Vec<R>,
     /// `p̂`, `[N, K, F]`.
-    unit_protos: Vec<f32>,
+    unit_protos: Vec<R>,
     /// `|proto|`, `[N, K]`.
-    proto_norms: Vec<f32>,
+    proto_norms: Vec<R>,
     /// `M`, `[N, K, V]`.
-    map: Vec<f32>,
+    map: Vec<R>,
 }
 
 /// Step 3: writes `â` into `out` and returns `|a|`.
 #[inline]
-fn normalise(a: &[f32], out: &mut [f32]) -> f32 {
-    let mut sq = 0.0f32;
+fn normalise<R: Real>(a: &[R], out: &mut [R]) -> R {
+    let mut sq = R::ZERO;
     for &x in a {
         sq = x.mul_add(x, sq);
     }
     let norm = sq.sqrt();
-    let m = if norm < COS_EPS { COS_EPS } else { norm };
+    let m = if norm < R::decimal(COS_EPS) {
+        R::decimal(COS_EPS)
+    } else {
+        norm
+    };
     for (o, &x) in out.iter_mut().zip(a) {
         *o = x / m;
     }
@@ -115,13 +120,13 @@ fn normalise(a: &[f32], out: &mut [f32]) -> f32 {
 
 /// The gradient through step 3 (module docs): writes `da` into `out`.
 #[inline]
-fn norm_backward(unit: &[f32], norm: f32, d_unit: &[f32], out: &mut [f32]) {
-    if norm < COS_EPS {
+fn norm_backward<R: Real>(unit: &[R], norm: R, d_unit: &[R], out: &mut [R]) {
+    if norm < R::decimal(COS_EPS) {
         for (o, &g) in out.iter_mut().zip(d_unit) {
-            *o = g / COS_EPS;
+            *o = g / R::decimal(COS_EPS);
         }
     } else {
-        let mut s = 0.0f32;
+        let mut s = R::ZERO;
         for (&u, &g) in unit.iter().zip(d_unit) {
             s = u.mul_add(g, s);
         }
@@ -132,13 +137,19 @@ fn norm_backward(unit: &[f32], norm: f32, d_unit: &[f32], out: &mut [f32]) {
 }
 
 /// Steps 2-4 for one network's features `[N, F, V]`.
-fn side(l: &impl Loops, f: &Tensor, labels: &LabelMap, kept: &[usize], den: &[f32]) -> Side {
+fn side<R: Real>(
+    l: &impl Loops<R>,
+    f: &Tensor<R>,
+    labels: &LabelMap,
+    kept: &[usize],
+    den: &[R],
+) -> Side<R> {
     let [n, nf, ..] = f.dims5();
     let v = labels.voxels();
     let nk = kept.len();
 
     // Step 2: prototypes, one canonical reduction per (n, kk, ch).
-    let protos: Vec<f32> = (0..n * nk * nf)
+    let protos: Vec<R> = (0..n * nk * nf)
         .into_par_iter()
         .map(|idx| {
             let (b, kk, ch) = (idx / (nk * nf), (idx / nf) % nk, idx % nf);
@@ -146,29 +157,33 @@ fn side(l: &impl Loops, f: &Tensor, labels: &LabelMap, kept: &[usize], den: &[f3
             let y = &labels.data[b * v..(b + 1) * v];
             let x = &f.data[(b * nf + ch) * v..(b * nf + ch + 1) * v];
             let sum = l.reduce_with(v, |acc, vox| {
-                acc + if y[vox] as usize == k { x[vox] } else { 0.0 }
+                acc + if y[vox] as usize == k {
+                    x[vox]
+                } else {
+                    R::ZERO
+                }
             });
             sum / den[b * nk + kk]
         })
         .collect();
-    let mut unit_protos = vec![0.0f32; n * nk * nf];
-    let proto_norms: Vec<f32> = unit_protos
+    let mut unit_protos = vec![R::ZERO; n * nk * nf];
+    let proto_norms: Vec<R> = unit_protos
         .chunks_mut(nf)
         .zip(protos.chunks(nf))
         .map(|(out, p)| normalise(p, out))
         .collect();
 
     // Step 3 for every voxel, step 4; samples in parallel.
-    let per_sample: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..n)
+    let per_sample: Vec<(Vec<R>, Vec<R>, Vec<R>)> = (0..n)
         .into_par_iter()
         .map(|b| {
             let x = &f.data[b * nf * v..(b + 1) * nf * v];
             let ph = &unit_protos[b * nk * nf..(b + 1) * nk * nf];
-            let mut unit = vec![0.0f32; nf * v];
-            let mut norms = vec![0.0f32; v];
-            let mut map = vec![0.0f32; nk * v];
-            let mut col = vec![0.0f32; nf];
-            let mut col_unit = vec![0.0f32; nf];
+            let mut unit = vec![R::ZERO; nf * v];
+            let mut norms = vec![R::ZERO; v];
+            let mut map = vec![R::ZERO; nk * v];
+            let mut col = vec![R::ZERO; nf];
+            let mut col_unit = vec![R::ZERO; nf];
             for vox in 0..v {
                 for ch in 0..nf {
                     col[ch] = x[ch * v + vox];
@@ -178,7 +193,7 @@ fn side(l: &impl Loops, f: &Tensor, labels: &LabelMap, kept: &[usize], den: &[f3
                     unit[ch * v + vox] = col_unit[ch];
                 }
                 for kk in 0..nk {
-                    let mut acc = 0.0f32;
+                    let mut acc = R::ZERO;
                     for ch in 0..nf {
                         acc = col_unit[ch].mul_add(ph[kk * nf + ch], acc);
                     }
@@ -205,13 +220,13 @@ fn side(l: &impl Loops, f: &Tensor, labels: &LabelMap, kept: &[usize], den: &[f3
 
 /// The prototype loss of the student features against the teacher features (both
 /// `[N, F, D, H, W]`) with the shared `labels` `[N, D, H, W]` (module docs).
-pub fn proto_loss_on(
-    l: &impl Loops,
+pub fn proto_loss_on<R: Real>(
+    l: &impl Loops<R>,
 
-    student_features: &Tensor,
-    teacher_features: &Tensor,
+    student_features: &Tensor<R>,
+    teacher_features: &Tensor<R>,
     labels: &LabelMap,
-) -> ProtoForward {
+) -> ProtoForward<R> {
     assert_eq!(
         student_features.shape, teacher_features.shape,
         "proto_loss: student and teacher features differ in shape"
@@ -235,26 +250,30 @@ pub fn proto_loss_on(
         kept_index[k] = Some(kk);
     }
     let nk = kept_classes.len();
-    let den: Vec<f32> = counts
+    let den: Vec<R> = counts
         .iter()
-        .flat_map(|c| kept_classes.iter().map(|&k| c[k] as f32 + PROTO_EPS))
+        .flat_map(|c| {
+            kept_classes
+                .iter()
+                .map(|&k| R::from_usize(c[k] as usize) + R::decimal(PROTO_EPS))
+        })
         .collect();
 
     let student = side(l, student_features, labels, &kept_classes, &den);
     let teacher = side(l, teacher_features, labels, &kept_classes, &den);
 
     // Step 5.
-    let diff: Vec<f32> = student
+    let diff: Vec<R> = student
         .map
         .par_iter()
         .zip(&teacher.map)
         .map(|(&ms, &mt)| ms - mt)
         .collect();
     let loss = if nk == 0 {
-        0.0
+        R::ZERO
     } else {
         let sum = l.reduce_with(diff.len(), |acc, j| diff[j].mul_add(diff[j], acc));
-        sum / diff.len() as f32
+        sum / R::from_usize(diff.len())
     };
 
     ProtoForward {
@@ -271,7 +290,7 @@ pub fn proto_loss_on(
 
 /// Gradient of `scale * L_proto` w.r.t. the student features `[N, F, D, H, W]` (module docs
 /// for the order). The teacher gets no gradient.
-pub fn proto_backward_on(l: &impl Loops, fwd: &ProtoForward, scale: f32) -> Tensor {
+pub fn proto_backward_on<R: Real>(l: &impl Loops<R>, fwd: &ProtoForward<R>, scale: R) -> Tensor<R> {
     let mut df = Tensor::zeros(&fwd.shape);
     let nk = fwd.kept_classes.len();
     if nk == 0 {
@@ -280,11 +299,11 @@ pub fn proto_backward_on(l: &impl Loops, fwd: &ProtoForward, scale: f32) -> Tens
     let [n, nf, ..] = df.dims5();
     let v = fwd.labels.voxels();
     let st = &fwd.student;
-    let c = (2.0 * scale) / fwd.diff.len() as f32;
+    let c = (R::from_f64(2.0) * scale) / R::from_usize(fwd.diff.len());
     let g_map = |b: usize, kk: usize, vox: usize| c * fwd.diff[(b * nk + kk) * v + vox];
 
     // Step 3 first (the direct term does not depend on it): e[n, kk, ch].
-    let d_unit_protos: Vec<f32> = (0..n * nk * nf)
+    let d_unit_protos: Vec<R> = (0..n * nk * nf)
         .into_par_iter()
         .map(|idx| {
             let (b, kk, ch) = (idx / (nk * nf), (idx / nf) % nk, idx % nf);
@@ -292,7 +311,7 @@ pub fn proto_backward_on(l: &impl Loops, fwd: &ProtoForward, scale: f32) -> Tens
             l.reduce_with(v, |acc, vox| g_map(b, kk, vox).mul_add(unit[vox], acc))
         })
         .collect();
-    let mut e = vec![0.0f32; n * nk * nf];
+    let mut e = vec![R::ZERO; n * nk * nf];
     for (j, out) in e.chunks_mut(nf).enumerate() {
         let unit = &st.unit_protos[j * nf..(j + 1) * nf];
         norm_backward(
@@ -313,15 +332,15 @@ pub fn proto_backward_on(l: &impl Loops, fwd: &ProtoForward, scale: f32) -> Tens
         .for_each(|(b, out)| {
             let unit = &st.unit_features[b * nf * v..(b + 1) * nf * v];
             let ph = &st.unit_protos[b * nk * nf..(b + 1) * nk * nf];
-            let mut col_unit = vec![0.0f32; nf];
-            let mut d_unit = vec![0.0f32; nf];
-            let mut da = vec![0.0f32; nf];
+            let mut col_unit = vec![R::ZERO; nf];
+            let mut d_unit = vec![R::ZERO; nf];
+            let mut da = vec![R::ZERO; nf];
             for vox in 0..v {
                 for ch in 0..nf {
                     col_unit[ch] = unit[ch * v + vox];
                 }
                 for ch in 0..nf {
-                    let mut acc = 0.0f32;
+                    let mut acc = R::ZERO;
                     for kk in 0..nk {
                         acc = g_map(b, kk, vox).mul_add(ph[kk * nf + ch], acc);
                     }
@@ -348,16 +367,16 @@ pub fn proto_backward_on(l: &impl Loops, fwd: &ProtoForward, scale: f32) -> Tens
 }
 
 /// [`proto_loss_on`] on the spec's loops ([`Plain`]).
-pub fn proto_loss(
-    student_features: &Tensor,
-    teacher_features: &Tensor,
+pub fn proto_loss<R: Real>(
+    student_features: &Tensor<R>,
+    teacher_features: &Tensor<R>,
     labels: &LabelMap,
-) -> ProtoForward {
+) -> ProtoForward<R> {
     proto_loss_on(&Plain, student_features, teacher_features, labels)
 }
 
 /// [`proto_backward_on`] on the spec's loops ([`Plain`]).
-pub fn proto_backward(fwd: &ProtoForward, scale: f32) -> Tensor {
+pub fn proto_backward<R: Real>(fwd: &ProtoForward<R>, scale: R) -> Tensor<R> {
     proto_backward_on(&Plain, fwd, scale)
 }
 

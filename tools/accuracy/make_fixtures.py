@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Float64 fixtures for protokd's accuracy report (issue 15, item 2).
+
+Two jobs, both with the VNet, losses and Adam of tools/parity/make_fixtures.py (imported, not
+copied):
+
+1. `yardstick` (default): on the inputs and models of the PyTorch parity fixtures
+   (tests/fixtures/parity/{A,B,C}.safetensors), the ProtoKD computation in float64: the
+   teacher's evaluation-mode forward, the student's training-mode forward, the six losses, the
+   gradient of every student parameter and the state after one Adam step. Written as sketches
+   to tests/fixtures/accuracy/{A,B,C}.yardstick.json (see `sketch`); tests/audit/accuracy.rs
+   holds protokd's float64 spec to them at 1e-10.
+
+2. `golden DIR`: on the golden patches as exported by the ignored test
+   `accuracy::export_golden_runs` (DIR/<patch>.safetensors: image, label, teacher.*, student.*),
+   the same computation in float32 and in float64, and PyTorch float32's error against float64
+   for every tensor (norm-wise relative error and largest ulp distance, as protokd measures its
+   own). Written to docs/validation/accuracy-pytorch-golden.json.
+
+3. `table`: the comparison table of docs/validation/accuracy.md, from protokd's golden tables
+   (docs/validation/accuracy-golden.json, written by the ignored test
+   `accuracy::regenerate_golden_accuracy`) and PyTorch's (job 2), over the same tensors:
+   written to docs/validation/accuracy-golden-table.md.
+
+Usage (from the repository root; torch, numpy and safetensors installed; CPU only):
+
+    python3 tools/accuracy/make_fixtures.py
+    cargo test --release -p protokd --test audit accuracy::export_golden_runs -- --ignored
+    python3 tools/accuracy/make_fixtures.py golden target/accuracy-golden
+    cargo test --release -p protokd --test audit accuracy::regenerate_golden_accuracy -- --ignored
+    python3 tools/accuracy/make_fixtures.py table
+"""
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tools", "parity"))
+import make_fixtures as parity  # noqa: E402  (the VNet, losses and Adam of the parity fixtures)
+
+SAMPLES = 32
+PROJECTIONS = 4
+SMALL = 64
+
+
+def splitmix64(x):
+    """SplitMix64 of a numpy uint64 array (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def sketch(t):
+    """A float64 tensor as its shape and, for at most SMALL values, the values; else its
+    Euclidean norm, PROJECTIONS sums sum_i r_k(i) t_i with signs r_k(i) = +1 when the top bit
+    of splitmix64(PROJECTIONS * i + k) is 0 and -1 otherwise (math.fsum, exact), and the values
+    at the flat indices floor(j * n / SAMPLES) for j < SAMPLES."""
+    v = t.detach().double().contiguous().reshape(-1).numpy()
+    out = {"shape": list(t.shape)}
+    if v.size <= SMALL:
+        out["values"] = [float(x) for x in v]
+        return out
+    out["norm"] = math.sqrt(math.fsum(float(x) * float(x) for x in v))
+    idx = np.arange(v.size, dtype=np.uint64)
+    out["projections"] = []
+    for k in range(PROJECTIONS):
+        sign = np.where((splitmix64(idx * np.uint64(PROJECTIONS) + np.uint64(k)) >> np.uint64(63)) == 0, 1.0, -1.0)
+        out["projections"].append(math.fsum((sign * v).tolist()))
+    out["samples"] = [[int(j * v.size // SAMPLES), float(v[j * v.size // SAMPLES])] for j in range(SAMPLES)]
+    return out
+
+
+def state_from(tensors, prefix, in_channels, dtype):
+    sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    n_filters = int(sd["block_one.conv.0.weight"].shape[0])
+    n_classes = int(sd["out_conv.weight"].shape[0])
+    model = parity.VNet(in_channels, n_classes, n_filters)
+    model.load_state_dict(sd, strict=True)
+    return model.to(dtype)
+
+
+def step_outputs(teacher, student, image, label):
+    """The ProtoKD computation: teacher (evaluation mode), one student step (training mode,
+    Adam from a fresh state), in the models' dtype. Names as protokd's accuracy report groups
+    them."""
+    out = {}
+    teacher.eval()
+    with torch.no_grad():
+        ft, lt = teacher(image)
+    out["teacher.features"], out["teacher.logits"] = ft, lt
+    stu = copy.deepcopy(student).train()
+    opt = parity.make_adam(stu)
+    opt.zero_grad(set_to_none=True)
+    x_s = image[:, parity.STUDENT_CHANNEL:parity.STUDENT_CHANNEL + 1].contiguous()
+    fs, s = stu(x_s)
+    out["student.features"], out["student.logits"] = fs.detach(), s.detach()
+    losses = parity.protokd_losses(s, fs, lt, ft, label)
+    losses["total"].backward()
+    for k, v in losses.items():
+        out[f"loss.{k}"] = v.detach().reshape(())
+    for k, p in stu.named_parameters():
+        out[f"grad.{k}"] = p.grad.detach().clone()
+    opt.step()
+    for k, v in stu.state_dict().items():
+        if v.is_floating_point():
+            out[f"param.{k}"] = v.detach().clone()
+    return out
+
+
+def yardstick(names, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    for name in names:
+        f = load_file(os.path.join(ROOT, "tests", "fixtures", "parity", f"{name}.safetensors"))
+        teacher = state_from(f, "teacher.", 4, torch.float64)
+        student = state_from(f, "student.", 1, torch.float64)
+        out = step_outputs(teacher, student, f["image"].double(), f["label"])
+        doc = {
+            "fixture": f"tests/fixtures/parity/{name}.safetensors",
+            "what": "float64 PyTorch (torch " + torch.__version__ + "): teacher eval forward, one ProtoKD student step",
+            "tensors": {k: sketch(v) for k, v in sorted(out.items())},
+        }
+        path = os.path.join(out_dir, f"{name}.yardstick.json")
+        with open(path, "w") as fh:
+            json.dump(doc, fh, indent=0, sort_keys=True)
+            fh.write("\n")
+        print(f"[{name}] {len(out)} tensors -> {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes)")
+
+
+def ordered(x):
+    """Positions of float32 values on the ordered line of float32 values (int64)."""
+    b = x.astype(np.float32).view(np.uint32).astype(np.int64)
+    return np.where(b & 0x80000000, -(b & 0x7FFFFFFF) - 1, b)
+
+
+def measure(t32, t64):
+    """protokd's two figures: ||t32 - t64|| / ||t64|| and the largest ulp distance between t32
+    and t64 rounded to float32."""
+    a = t32.detach().double().reshape(-1).numpy()
+    b = t64.detach().double().reshape(-1).numpy()
+    diff = math.sqrt(math.fsum(((a - b) ** 2).tolist()))
+    norm = math.sqrt(math.fsum((b * b).tolist()))
+    ulp = int(np.max(np.abs(ordered(a) - ordered(b)))) if a.size else 0
+    return (diff / norm if norm > 0 else diff), ulp
+
+
+def golden(src, out_path):
+    result = {"torch_version": torch.__version__, "source": src, "patches": {}}
+    for fn in sorted(os.listdir(src)):
+        if not fn.endswith(".safetensors"):
+            continue
+        f = load_file(os.path.join(src, fn))
+        label = f["label"].long()  # exported as float32 (the values 0..3, exact)
+        runs = {}
+        for dtype in (torch.float32, torch.float64):
+            teacher = state_from(f, "teacher.", 4, dtype)
+            student = state_from(f, "student.", 1, dtype)
+            runs[dtype] = step_outputs(teacher, student, f["image"].to(dtype), label)
+        rows = {}
+        for k, v64 in runs[torch.float64].items():
+            rel, ulp = measure(runs[torch.float32][k], v64)
+            rows[k] = {"rel_err": rel, "max_ulp": ulp, "elements": v64.numel()}
+        result["patches"][fn[: -len(".safetensors")]] = rows
+        print(f"[golden {fn}] {len(rows)} tensors")
+    with open(out_path, "w") as fh:
+        json.dump(result, fh, indent=1, sort_keys=True)
+        fh.write("\n")
+    print(f"wrote {os.path.relpath(out_path, ROOT)}")
+
+
+# protokd's operation names for the tensors PyTorch reports (the rest map by prefix).
+OURS = {
+    "teacher.features": "relu after teacher block_nine.conv.1",
+    "teacher.logits": "teacher out_conv conv",
+    "student.features": "relu after block_nine.conv.1",
+    "student.logits": "out_conv conv",
+}
+GROUPS = [("forward outputs (features, logits)", ("teacher.", "student.")), ("losses", ("loss.",)),
+          ("parameter gradients", ("grad.",)), ("updated parameters", ("param.",))]
+
+
+def ours_name(k):
+    if k in OURS:
+        return OURS[k]
+    head, rest = k.split(".", 1)
+    return {"loss": "loss ", "grad": "gradient ", "param": "updated "}[head] + rest
+
+
+def table():
+    vdir = os.path.join(ROOT, "docs", "validation")
+    with open(os.path.join(vdir, "accuracy-golden.json")) as fh:
+        ours = json.load(fh)
+    with open(os.path.join(vdir, "accuracy-pytorch-golden.json")) as fh:
+        torch_side = json.load(fh)
+    lines = ["| patch | tensors | count | protokd median rel. err | PyTorch median | protokd max rel. err | PyTorch max | protokd max ulp | PyTorch max ulp |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for t in ours:
+        patch = t["title"].split(":")[0].replace("golden patch ", "")
+        rows = {r["operation"]: r for r in t["rows"]}
+        theirs = torch_side["patches"][patch]
+        for label, prefixes in GROUPS:
+            # leave out the rows whose exact value is zero (down/up conv biases: noise on both sides)
+            keys = [k for k in sorted(theirs) if k.startswith(prefixes) and ours_name(k) in rows
+                    and not any("exactly zero in exact arithmetic" in n for n in rows[ours_name(k)]["notes"])]
+            if not keys:
+                continue
+            a = sorted(rows[ours_name(k)]["rel_err"] for k in keys)
+            b = sorted(theirs[k]["rel_err"] for k in keys)
+            ua = max(rows[ours_name(k)]["max_ulp"] for k in keys)
+            ub = max(theirs[k]["max_ulp"] for k in keys)
+            if any(math.isnan(x) for x in b):
+                # PyTorch's float32 or float64 gave NaN (the cross-entropy of a single-class batch)
+                nan = sum(math.isnan(x) for x in b)
+                bm, bx, ub = f"NaN ({nan} of {len(b)})", "NaN", "NaN"
+            else:
+                bm, bx = f"{b[len(b) // 2]:.2e}", f"{b[-1]:.2e}"
+            lines.append(f"| {patch} | {label} | {len(keys)} | {a[len(a) // 2]:.2e} | {bm} | "
+                         f"{a[-1]:.2e} | {bx} | {ua} | {ub} |")
+    out = os.path.join(vdir, "accuracy-golden-table.md")
+    with open(out, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {os.path.relpath(out, ROOT)}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("job", nargs="?", default="yardstick", choices=["yardstick", "golden", "table"])
+    ap.add_argument("dir", nargs="?", help="golden: the folder the export test wrote")
+    ap.add_argument("--only", choices=["A", "B", "C"], action="append")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    if args.job == "yardstick":
+        yardstick(args.only or ["A", "B", "C"], os.path.join(ROOT, "tests", "fixtures", "accuracy"))
+    elif args.job == "table":
+        table()
+    else:
+        if not args.dir:
+            ap.error("golden needs the folder the export test wrote")
+        golden(args.dir, os.path.join(ROOT, "docs", "validation", "accuracy-pytorch-golden.json"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
