@@ -230,6 +230,7 @@ fn none<R>(_: &R) -> u64 {
 }
 
 impl<E: Engine + ?Sized> Engine for Timed<E> {
+    type R = E::R;
     type T = E::T;
     type Labels = E::Labels;
     type BnCache = E::BnCache;
@@ -429,25 +430,25 @@ impl<E: Engine + ?Sized> Engine for Timed<E> {
         &self,
         logits: &E::T,
         labels: &E::Labels,
-        scale: f32,
-    ) -> Result<(f32, E::T), EngineError> {
+        scale: E::R,
+    ) -> Result<(E::R, E::T), EngineError> {
         self.time(Op::Ce, || self.inner.ce(logits, labels, scale), none)
     }
     fn dice(
         &self,
         logits: &E::T,
         labels: &E::Labels,
-        scale: f32,
-    ) -> Result<(f32, E::T), EngineError> {
+        scale: E::R,
+    ) -> Result<(E::R, E::T), EngineError> {
         self.time(Op::Dice, || self.inner.dice(logits, labels, scale), none)
     }
     fn kd(
         &self,
         student_logits: &E::T,
         teacher_logits: &E::T,
-        temperature: f32,
-        scale: f32,
-    ) -> Result<(f32, E::T), EngineError> {
+        temperature: E::R,
+        scale: E::R,
+    ) -> Result<(E::R, E::T), EngineError> {
         self.time(
             Op::Kd,
             || {
@@ -462,8 +463,8 @@ impl<E: Engine + ?Sized> Engine for Timed<E> {
         student_features: &E::T,
         teacher_features: &E::T,
         labels: &E::Labels,
-        scale: f32,
-    ) -> Result<(f32, E::T), EngineError> {
+        scale: E::R,
+    ) -> Result<(E::R, E::T), EngineError> {
         self.time(
             Op::Proto,
             || {
@@ -479,7 +480,7 @@ impl<E: Engine + ?Sized> Engine for Timed<E> {
         grad: &E::T,
         m: &mut E::T,
         v: &mut E::T,
-        s: &AdamScalars,
+        s: &AdamScalars<E::R>,
     ) -> Result<(), EngineError> {
         self.time(Op::Adam, || self.inner.adam_update(p, grad, m, v, s), none)
     }

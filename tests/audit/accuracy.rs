@@ -6,6 +6,7 @@
 //! `tools/accuracy/make_fixtures.py` (PyTorch in float64 on the inputs and models of the parity
 //! fixtures); each tensor is a sketch (its norm, four random-sign projections and 32 sampled
 //! values, or all values when at most 64) so the three files stay under 600 kB.
+// Verifies (every test in this file): R-VAL-5
 
 use crate::common::{protokd, s, TempDir};
 use protokd::audit::accuracy::{

@@ -18,6 +18,7 @@
 //! the source tree it was built from: [`Options::tree`] (`--tree DIR`), by default that tree's
 //! path as compiled in, else the current folder ([`find_tree`]).
 
+pub mod accuracy;
 pub mod installation;
 pub mod operation;
 pub mod parity;
@@ -118,6 +119,12 @@ pub const CHECKS: &[CheckKind] = &[
             "R-MTH-12", "R-MTH-3", "R-MTH-4", "R-MTH-5", "R-MTH-6", "R-MTH-7", "R-MTH-8",
             "R-MTH-9", "R-DAT-7", "R-VAL-2",
         ],
+    },
+    CheckKind {
+        id: "OQ-6",
+        section: Section::Operation,
+        title: "every operation's float32 error against the float64 spec is measured on the golden patches",
+        requirements: &["R-VAL-5"],
     },
     CheckKind {
         id: "PQ-1",
@@ -323,6 +330,7 @@ pub fn run(o: &Options, say: &mut dyn FnMut(&str)) -> Result<Report> {
             "OQ-3" => operation::example_step(tree),
             "OQ-4" => operation::golden_snapshots(tree),
             "OQ-5" => parity::fixtures(tree),
+            "OQ-6" => accuracy::golden(tree),
             "PQ-1" => performance::end_to_end(tree, &o.work, o.force),
             "PQ-2" => performance::timings(&o.engines, &o.skipped, o.full),
             "TM-1" => traceability::check(tree),

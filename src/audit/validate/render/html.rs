@@ -2,7 +2,7 @@
 //! script, no external asset), readable offline and printable.
 
 use super::{chart, installation_rows, name, timing_rows, verdict};
-use crate::audit::validate::{Report, Section};
+use crate::audit::validate::{accuracy, Report, Section};
 use anyhow::Result;
 use std::fmt::Write;
 
@@ -27,6 +27,23 @@ fn esc(s: &str) -> String {
 /// A verdict cell.
 fn mark(v: &str) -> String {
     format!("<span class=\"{v}\">{v}</span>")
+}
+
+/// A Markdown table (`| a | b |` lines, the second the alignment row) as an HTML table, every
+/// cell escaped; the first line is the header.
+fn table_of_markdown(md: &str) -> String {
+    let mut h = String::from("<table>");
+    let rows = md.lines().filter(|l| l.starts_with('|'));
+    for (i, line) in rows.enumerate().filter(|(i, _)| *i != 1) {
+        let tag = if i == 0 { "th" } else { "td" };
+        h.push_str("<tr>");
+        for c in line.trim().trim_matches('|').split(" | ") {
+            h.push_str(&format!("<{tag}>{}</{tag}>", esc(c.trim())));
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table>");
+    h
 }
 
 /// The page.
@@ -81,6 +98,17 @@ pub fn page(r: &Report) -> Result<String> {
             )?;
         }
         h.push_str("</table>");
+        if section == Section::Operation {
+            for (name, t) in accuracy::tables(r) {
+                write!(
+                    h,
+                    "<h3>Accuracy against float64, {}: {}</h3>",
+                    esc(&name),
+                    esc(&t.title)
+                )?;
+                h.push_str(&table_of_markdown(&t.summary_markdown()));
+            }
+        }
         if section == Section::Performance {
             let rows = timing_rows(r);
             if !rows.is_empty() {

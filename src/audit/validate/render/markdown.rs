@@ -1,7 +1,7 @@
 //! `report.md`: the report as Markdown tables, section by section.
 
 use super::{installation_rows, name, timing_rows, verdict};
-use crate::audit::validate::{Report, Section};
+use crate::audit::validate::{accuracy, Report, Section};
 use std::fmt::Write;
 
 /// A table cell: `|` escaped, line breaks removed.
@@ -73,6 +73,14 @@ pub fn page(r: &Report) -> String {
                 }
             }
         }
+    }
+    for (name, t) in accuracy::tables(r) {
+        let _ = writeln!(
+            m,
+            "\n### Accuracy against float64, {name}: {}\n\n{}",
+            t.title,
+            t.summary_markdown()
+        );
     }
     let _ = writeln!(
         m,
