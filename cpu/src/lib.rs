@@ -10,7 +10,8 @@
 //! |---|---|
 //! | [`engine`] | [`Cpu`], the engine: a value holding the SIMD copy it runs |
 //! | [`simd`] | [`Isa`]: the SIMD copies (AVX-512, AVX2+FMA, NEON, portable) and the 16-lane vector type |
-//! | `conv3d` | Conv3d forward, input and weight gradients (so ConvTranspose3d too): register blocks over output channels x 16 outputs, stride phases, 16-lane weight-gradient blocks |
+//! | `conv3d` | Conv3d forward, input and weight gradients (so ConvTranspose3d too): stride phases (the register tile in `tile`), 16-lane weight-gradient blocks |
+//! | `tile` | the register tile of the forward and input gradient: `B` output channels x `R` vectors of outputs, per SIMD copy |
 //! | `rowops` | the row primitive of the canonical reduction for weight gradients of any output width |
 //! | `reduce` | per-channel canonical reductions, 16 lanes per step |
 //! | `batchnorm` | BatchNorm forward (fused with the ReLU where asked) and backward |
@@ -38,6 +39,8 @@ mod conv3d;
 mod loops;
 mod reduce;
 mod rowops;
+mod tile;
+mod wgrad;
 
 pub use engine::{Cpu, IsaNotSupported};
 pub use simd::Isa;
