@@ -12,7 +12,7 @@
 //! The spec applies the taps of one output channel to one output row at a time, with the
 //! row's accumulators in memory once a row is shorter than 64. Here the forward and the input
 //! gradient run register tiles of several output channels x several vectors of consecutive
-//! outputs (module `tile`: 8 x 3 zmm on AVX-512, 4 x 3 ymm on AVX2): for each tap the input
+//! outputs (module `tile`: 8 x 3 zmm on AVX-512, 4 x 2 ymm on AVX2): for each tap the input
 //! vectors are loaded once and each weight broadcast once, so the accumulators never leave the
 //! registers and each load feeds several fused multiply-adds. The weight gradient keeps the
 //! canonical-reduction lanes of 2 output channels x up to 9 taps in registers over a block of

@@ -18,7 +18,7 @@
 //! | copy | vector (`L` lanes) | `B` x `R` | accumulators |
 //! |---|---|---|---|
 //! | AVX-512 | `__m512` (16) | 8 x 3 | 24 of 32 zmm |
-//! | AVX2+FMA | `__m256` (8) | 4 x 3 | 12 of 16 ymm |
+//! | AVX2+FMA | `__m256` (8) | 4 x 2 | 8 of 16 ymm (4 x 3 spills: 12 + 3 inputs + 1 weight) |
 //! | NEON | four q registers (16) | 4 x 1 | 16 of 32 q |
 //! | portable | `[f32; 16]` | 4 x 1 | (the compiler's choice) |
 //!
@@ -79,7 +79,7 @@ pub(crate) fn run(
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => run_tiles::<8, 3>(isa, &conv, weight),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => run_tiles::<4, 3>(isa, &conv, weight),
+        Isa::Avx2Fma => run_tiles::<4, 2>(isa, &conv, weight),
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => run_tiles::<4, 1>(isa, &conv, weight),
         Isa::Portable => run_tiles::<4, 1>(isa, &conv, weight),
@@ -393,6 +393,7 @@ mod tests {
                 let seed = 100 * k as u64 + u64::from(wide);
                 check_tile::<8, 3>(isa, wide, seed);
                 check_tile::<4, 3>(isa, wide, seed + 10);
+                check_tile::<4, 2>(isa, wide, seed + 40);
                 check_tile::<4, 1>(isa, wide, seed + 20);
                 check_tile::<3, 2>(isa, wide, seed + 30);
             }
