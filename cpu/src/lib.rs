@@ -12,7 +12,7 @@
 //! | [`simd`] | [`Isa`]: the SIMD copies (AVX-512, AVX2+FMA, NEON, portable) and the vector trait the tiles are written on |
 //! | `conv3d` | Conv3d forward, input and weight gradients (so ConvTranspose3d too): stride phases (the register tile in `tile`), 16-lane weight-gradient blocks |
 //! | `tile` | the register tile of the forward and input gradient: `B` output channels x `R` vectors of outputs, per SIMD copy |
-| `wgrad` | the register block of the weight gradient: the canonical lanes of 2 output channels x up to 9 taps |
+//! | `wgrad` | the register block of the weight gradient: the canonical lanes of 2 output channels x up to 9 taps |
 //! | `rowops` | the row primitive of the canonical reduction for weight gradients of any output width |
 //! | `reduce` | per-channel canonical reductions, 16 lanes per step |
 //! | `batchnorm` | BatchNorm forward (fused with the ReLU where asked) and backward |
