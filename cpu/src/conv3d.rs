@@ -450,12 +450,12 @@ mod tests {
     }
 
     /// Fast forward, input gradient and weight gradient against the spec, bit for bit, on
-    /// random shapes with 1, 2 and 7 threads, on every copy this CPU can run (AVX-512 and
+    /// random shapes with 1, 2, 3 and 7 threads, on every copy this CPU can run (AVX-512 and
     /// AVX2+FMA on x86-64, NEON on aarch64, and the portable one), each passed by value.
     #[test]
     fn fast_kernels_give_the_spec_bits() {
         let mut rng = ChaCha8Rng::seed_from_u64(42);
-        let pools = thread_pools(&[1, 2, 7]);
+        let pools = thread_pools(&[1, 2, 3, 7]);
         let isas = Isa::usable();
         #[cfg(target_arch = "aarch64")]
         assert_eq!(isas, [Isa::Neon, Isa::Portable]);
