@@ -10,22 +10,14 @@
 //!
 //! # What is faster
 //! The spec applies the taps of one output channel to one output row at a time, with the
-//! row's accumulators in memory once a row is shorter than 64. Here a register block holds
-//! [`CB`] output channels x `W` consecutive outputs along the width (`W` = 16, or 8 for rows
-//! shorter than 16): for each tap, `W` input values are loaded once and multiplied into all
-//! `CB` channels (one broadcast weight each), so the accumulators never leave the registers
-//! and each input load feeds `CB` fused multiply-adds. Weights are packed per block as
-//! `[tap][CB]` (channels past `Cout` are zero and their outputs dropped). Outputs past the
-//! row's end are computed from whatever follows in the padded buffer and dropped; the buffer
-//! has `SLACK` zeros at its end so that no read leaves it.
-//!
-//! The block body is plain Rust (`f32::mul_add` on arrays), compiled per SIMD copy
-//! ([`Isa`], the engine's): inside `#[target_feature(enable = "avx2,fma")]` on x86-64 with
-//! AVX2 and FMA, else portable. Rows of 16 outputs on AVX-512 and on NEON run the same
-//! body written on the 16-lane vector type `F32x16` instead (`block_lanes16`: one zmm, or four
-//! q registers, per output channel), because the compiler does not keep the generic body's
-//! accumulators in registers there; the weight gradient likewise (`wgrad_lanes16`).
-//! Threads take whole `(sample, channel block, output depth)` planes.
+//! row's accumulators in memory once a row is shorter than 64. Here the forward and the input
+//! gradient run register tiles of several output channels x several vectors of consecutive
+//! outputs (module `tile`: 8 x 3 zmm on AVX-512, 4 x 2 ymm on AVX2): for each tap the input
+//! vectors are loaded once and each weight broadcast once, so the accumulators never leave the
+//! registers and each load feeds several fused multiply-adds. The weight gradient keeps the
+//! canonical-reduction lanes of 2 output channels x up to 9 taps in registers over a block of
+//! positions (module `wgrad`). Threads take whole `(sample, channel block, output depth)`
+//! planes, and `(output channel pair, input channel)` pairs for the weight gradient.
 //!
 //! Strides are folded into unit-stride reads by splitting the padded input into the `s^3`
 //! phases of the stride (`phase r` holds the values at `s m + r`): tap `k` of output `m` reads
@@ -34,9 +26,9 @@
 //! `r + p - k` is divisible by `s`, in the spec's order, and is then scattered into place.
 
 use crate::rowops::{finish_lanes_taps, fma_lanes_taps, lane_blocks};
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-use crate::simd::F32x16;
 use crate::simd::Isa;
+use crate::tile::{run, Plan};
+use crate::wgrad::{self, CHANNELS};
 use protokd_reference::layers::conv3d::{
     backward_input_dims, backward_weight_dims, forward_dims, ConvGeom,
 };
@@ -44,12 +36,6 @@ use protokd_reference::reduce::{BLOCK, LANES};
 use protokd_reference::tensor::Shaped;
 use protokd_reference::Tensor;
 use rayon::prelude::*;
-
-/// Output channels per register block (AVX2, NEON and portable copies: 8 ymm accumulators on
-/// AVX2, 16 q registers on NEON).
-pub const CB: usize = 4;
-/// Output channels per register block of the AVX-512 copy (8 zmm accumulators).
-pub const WIDE_CB: usize = 8;
 
 /// Zeros after the padded input, so that a block's reads past the last row stay inside.
 const SLACK: usize = 64;
@@ -204,13 +190,18 @@ pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &Conv
     }
     let positions = n * out_chan;
     let nblocks = positions.div_ceil(BLOCK);
-    let wide = wide(isa);
-    let chunk = if wide { WIDE_TAPS } else { NARROW_TAPS };
-    let per_pair: Vec<Vec<f32>> = (0..cout * cin)
+    let chunk = wgrad::tap_chunk(isa, k3);
+    // Pairs (channel group, ci): output channels co0 and co1 (co1 = co0 for the last group of
+    // an odd cout: computed twice, kept once).
+    let groups_n = cout.div_ceil(CHANNELS);
+    let per_pair: Vec<[Vec<f32>; CHANNELS]> = (0..groups_n * cin)
         .into_par_iter()
         .map(|pair| {
-            let (co, ci) = (pair / cin, pair % cin);
-            let mut lanes = vec![0.0f32; nblocks * k3 * LANES];
+            let (cg, ci) = (pair / cin, pair % cin);
+            let co0 = cg * CHANNELS;
+            let dstride = ((co0 + 1).min(cout - 1) - co0) * out_chan;
+            let mut lanes: [Vec<f32>; CHANNELS] =
+                std::array::from_fn(|_| vec![0.0f32; nblocks * k3 * LANES]);
             let mut groups = Vec::with_capacity(BLOCK / LANES);
             for blk in 0..nblocks {
                 // The 16-position groups of this block: (dy index, x index of tap 0).
@@ -221,185 +212,36 @@ pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &Conv
                     let oh = (i / ow_n) % oh_n;
                     let od = (i / (ow_n * oh_n)) % od_n;
                     let nn = i / out_chan;
-                    let d0 = (nn * cout + co) * out_chan + (od * oh_n + oh) * ow_n + ow;
+                    let d0 = (nn * cout + co0) * out_chan + (od * oh_n + oh) * ow_n + ow;
                     let x0 = (nn * phases * cin + ci) * vol + (od * q[1] + oh) * q[2] + ow;
                     groups.push((d0, x0));
                 }
-                let block_lanes = &mut lanes[blk * k3 * LANES..(blk + 1) * k3 * LANES];
+                let span = blk * k3 * LANES..(blk + 1) * k3 * LANES;
+                let [l0, l1] = &mut lanes;
+                let (b0, b1) = (&mut l0[span.clone()], &mut l1[span]);
                 for t0 in (0..k3).step_by(chunk) {
-                    let taps = &offsets[t0..(t0 + chunk).min(k3)];
-                    let out = &mut block_lanes[t0 * LANES..(t0 + taps.len()) * LANES];
-                    if wide {
-                        wgrad_block::<WIDE_TAPS>(isa, &dy.data, &xp, &groups, taps, out);
-                    } else {
-                        wgrad_block::<NARROW_TAPS>(isa, &dy.data, &xp, &groups, taps, out);
-                    }
+                    let part = t0 * LANES..(t0 + chunk) * LANES;
+                    wgrad::block(
+                        isa,
+                        (&dy.data, dstride),
+                        &xp,
+                        &groups,
+                        &offsets[t0..t0 + chunk],
+                        [&mut b0[part.clone()], &mut b1[part]],
+                    );
                 }
             }
-            finish_lanes_taps(&lanes, k3)
+            lanes.map(|l| finish_lanes_taps(&l, k3))
         })
         .collect();
-    Tensor::from_vec(&[cout, cin, kd, kh, kw], per_pair.concat())
-}
-
-/// Taps whose lanes stay in registers at once: 9 zmm with AVX-512 (27 spill: LLVM keeps the
-/// loop rolled), 12 ymm (6 taps) with AVX2, 24 q registers (6 taps) with NEON.
-const WIDE_TAPS: usize = 27;
-const NARROW_TAPS: usize = 6;
-
-/// Whether `isa` is the AVX-512 copy, which takes the wide blocks ([`WIDE_CB`] channels,
-/// [`WIDE_TAPS`] taps).
-fn wide(isa: Isa) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        isa == Isa::Avx512
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = isa;
-        false
-    }
-}
-
-/// One block of the weight gradient for up to `T` taps, on the copy `isa`: for every group
-/// `(d0, x0)` in order and every tap `t`, `lanes[t][q] = fma(dy[d0 + q], x[x0 + offset_t + q],
-/// lanes[t][q])` (`q < 16`). Taps past `taps.len()` are padding (they read offset 0 and are
-/// dropped).
-fn wgrad_block<const T: usize>(
-    isa: Isa,
-    dy: &[f32],
-    x: &[f32],
-    groups: &[(usize, usize)],
-    taps: &[usize],
-    lanes: &mut [f32],
-) {
-    let mut offs = [0usize; T];
-    offs[..taps.len()].copy_from_slice(taps);
-    let mut acc = [[0f32; LANES]; T];
-    for (t, a) in acc.iter_mut().enumerate().take(taps.len()) {
-        a.copy_from_slice(&lanes[t * LANES..(t + 1) * LANES]);
-    }
-    match isa {
-        // SAFETY (each SIMD arm): the engine only holds a copy the CPU can run (checked when
-        // it was built).
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { wgrad_avx512::<T>(dy, x, groups, &offs, &mut acc) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => unsafe { wgrad_avx2_fma::<T>(dy, x, groups, &offs, &mut acc) },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => unsafe { wgrad_neon::<T>(dy, x, groups, &offs, &mut acc) },
-        Isa::Portable => wgrad_body::<T>(dy, x, groups, &offs, &mut acc),
-    }
-    for (t, a) in acc.iter().enumerate().take(taps.len()) {
-        lanes[t * LANES..(t + 1) * LANES].copy_from_slice(a);
-    }
-}
-
-/// [`wgrad_lanes16`] on zmm registers.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn wgrad_avx512<const T: usize>(
-    dy: &[f32],
-    x: &[f32],
-    groups: &[(usize, usize)],
-    offs: &[usize; T],
-    acc: &mut [[f32; LANES]; T],
-) {
-    wgrad_lanes16::<std::arch::x86_64::__m512, T>(dy, x, groups, offs, acc);
-}
-
-/// [`wgrad_lanes16`] on NEON q registers (four per tap).
-#[cfg(target_arch = "aarch64")]
-#[target_feature(enable = "neon")]
-unsafe fn wgrad_neon<const T: usize>(
-    dy: &[f32],
-    x: &[f32],
-    groups: &[(usize, usize)],
-    offs: &[usize; T],
-    acc: &mut [[f32; LANES]; T],
-) {
-    wgrad_lanes16::<std::arch::aarch64::float32x4x4_t, T>(dy, x, groups, offs, acc);
-}
-
-/// [`wgrad_body`] written on the vector type `V`: one 16-lane vector per tap, kept in
-/// registers over all the groups (the generic body spends more on index arithmetic and bounds
-/// checks than on the fused multiply-adds). For every group `(d0, x0)` in order, `dy[d0 ..
-/// d0 + 16]` is loaded once, and then for every tap `t` in order
-/// `acc[t] = fma(dy[d0 ..], x[x0 + offs[t] ..], acc[t])`, lane by lane: the spec's chain step
-/// of lane `q` for the position `d0 + q`.
-///
-/// # Safety
-/// The CPU must have `V`'s features: call only from a function compiled with them.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-#[inline(always)]
-unsafe fn wgrad_lanes16<V: F32x16, const T: usize>(
-    dy: &[f32],
-    x: &[f32],
-    groups: &[(usize, usize)],
-    offs: &[usize; T],
-    acc: &mut [[f32; LANES]; T],
-) {
-    let max_d = groups.iter().map(|g| g.0).max().unwrap_or(0);
-    let max_x = groups.iter().map(|g| g.1).max().unwrap_or(0) + offs.iter().max().unwrap_or(&0);
-    assert!(
-        groups.is_empty() || (max_d + LANES <= dy.len() && max_x + LANES <= x.len()),
-        "wgrad: reads in range"
-    );
-    let mut a: [V; T] = [V::splat(0.0); T];
-    for (at, from) in a.iter_mut().zip(acc.iter()) {
-        *at = V::load(from.as_ptr());
-    }
-    for &(d0, x0) in groups {
-        // SAFETY: d0 + 16 <= dy.len() and x0 + offs[t] + 16 <= x.len() (asserted above).
-        let dv = V::load(dy.as_ptr().add(d0));
-        let xp = x.as_ptr().add(x0);
-        for (at, &o) in a.iter_mut().zip(offs) {
-            // fma(dy, x, lane): the spec's chain step.
-            *at = dv.mul_add(V::load(xp.add(o)), *at);
+    // dw[co, ci] is channel co % 2 of pair (co / 2, ci).
+    let mut dw = Vec::with_capacity(cout * cin * k3);
+    for co in 0..cout {
+        for ci in 0..cin {
+            dw.extend_from_slice(&per_pair[(co / CHANNELS) * cin + ci][co % CHANNELS]);
         }
     }
-    for (to, at) in acc.iter_mut().zip(&a) {
-        at.store(to.as_mut_ptr());
-    }
-}
-
-/// [`wgrad_body`] compiled for AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn wgrad_avx2_fma<const T: usize>(
-    dy: &[f32],
-    x: &[f32],
-    groups: &[(usize, usize)],
-    offs: &[usize; T],
-    acc: &mut [[f32; LANES]; T],
-) {
-    wgrad_body::<T>(dy, x, groups, offs, acc);
-}
-
-/// The weight-gradient block of [`wgrad_block`] in plain Rust: for every group `(d0, x0)` in
-/// order, every tap `t` in order, every lane `q`: `acc[t][q] = fma(dy[d0 + q],
-/// x[x0 + offs[t] + q], acc[t][q])`.
-#[inline(always)]
-fn wgrad_body<const T: usize>(
-    dy: &[f32],
-    x: &[f32],
-    groups: &[(usize, usize)],
-    offs: &[usize; T],
-    acc: &mut [[f32; LANES]; T],
-) {
-    let mut a = *acc;
-    for &(d0, x0) in groups {
-        let dv: &[f32; LANES] = dy[d0..d0 + LANES].try_into().expect("16 values");
-        for t in 0..T {
-            let xs: &[f32; LANES] = x[x0 + offs[t]..x0 + offs[t] + LANES]
-                .try_into()
-                .expect("16 values");
-            for q in 0..LANES {
-                a[t][q] = dv[q].mul_add(xs[q], a[t][q]);
-            }
-        }
-    }
-    *acc = a;
+    Tensor::from_vec(&[cout, cin, kd, kh, kw], dw)
 }
 
 /// Conv3d weight gradient for any output width, on the copy `isa`: the `kd kh kw` canonical
@@ -555,270 +397,6 @@ fn pad_split(x: &Tensor, lo: [usize; 3], hi: [usize; 3], s: [usize; 3]) -> (Vec<
     (out, q)
 }
 
-/// The geometry of one blocked convolution: outputs `[N, out_channels, out_dims]`, each output
-/// `(od, oh, ow)` reading, for tap offset `t`, the input at
-/// `n * sample_stride + (od * H' + oh) * W' + ow + t` (`plane = [H', W']`; strides are folded
-/// into the tap offsets by the phase split).
-struct Plan {
-    sample_stride: usize,
-    plane: [usize; 2],
-    out_dims: [usize; 3],
-    out_channels: usize,
-}
-
-/// Raw output pointer shared by the threads; each task writes a disjoint set of elements.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: tasks write disjoint elements (distinct (sample, channel, depth) planes) and nothing
-// reads the buffer until every task has finished.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// Writes `v` at element `i`.
-    ///
-    /// # Safety
-    /// `i` must lie inside the buffer, and no other thread may access element `i` meanwhile.
-    unsafe fn write(&self, i: usize, v: f32) {
-        *self.0.add(i) = v;
-    }
-}
-
-/// Runs every output block of `plan`: chains over `taps` (offsets) with
-/// `weight(out_channel, tap index)`, then `+ bias[out_channel]` when given.
-fn run(
-    isa: Isa,
-    plan: &Plan,
-    n: usize,
-    x: &[f32],
-    taps: &[usize],
-    weight: impl Fn(usize, usize) -> f32 + Sync,
-    bias: Option<&[f32]>,
-) -> Tensor {
-    if wide(isa) {
-        run_blocked::<WIDE_CB>(plan, n, x, taps, weight, bias, isa)
-    } else {
-        run_blocked::<CB>(plan, n, x, taps, weight, bias, isa)
-    }
-}
-
-/// [`run`] with blocks of `B` output channels, on the copy `isa`.
-fn run_blocked<const B: usize>(
-    plan: &Plan,
-    n: usize,
-    x: &[f32],
-    taps: &[usize],
-    weight: impl Fn(usize, usize) -> f32 + Sync,
-    bias: Option<&[f32]>,
-    isa: Isa,
-) -> Tensor {
-    let [od_n, oh_n, ow_n] = plan.out_dims;
-    let cout = plan.out_channels;
-    let blocks = cout.div_ceil(B);
-    let nt = taps.len();
-    let max_tap = taps.iter().copied().max().unwrap_or(0);
-    // Packed weights: block `kb`, tap `t`, channel `j` at ((kb * nt) + t) * B + j.
-    let mut packed = vec![0f32; blocks * nt * B];
-    for (i, p) in packed.iter_mut().enumerate() {
-        let (j, t, kb) = (i % B, (i / B) % nt, i / (B * nt));
-        let co = kb * B + j;
-        if co < cout {
-            *p = weight(co, t);
-        }
-    }
-    let mut y = Tensor::zeros(&[n, cout, od_n, oh_n, ow_n]);
-    let out = Out(y.data.as_mut_ptr());
-    let wide = ow_n >= 16;
-    (0..n * blocks * od_n).into_par_iter().for_each(|task| {
-        let od = task % od_n;
-        let kb = (task / od_n) % blocks;
-        let nn = task / (od_n * blocks);
-        let wpk = &packed[kb * nt * B..(kb + 1) * nt * B];
-        let xs = &x[nn * plan.sample_stride..];
-        for oh in 0..oh_n {
-            let row = (od * plan.plane[0] + oh) * plan.plane[1];
-            let mut ow0 = 0;
-            while ow0 < ow_n {
-                let base = row + ow0;
-                let width = if wide { 16 } else { 8 };
-                let store = |acc: &[[f32; 16]; B]| {
-                    for (j, lane) in acc.iter().enumerate() {
-                        let co = kb * B + j;
-                        if co >= cout {
-                            break;
-                        }
-                        let b = bias.map(|b| b[co]);
-                        let first = (((nn * cout + co) * od_n + od) * oh_n + oh) * ow_n + ow0;
-                        for (i, &v) in lane.iter().take(width.min(ow_n - ow0)).enumerate() {
-                            let v = match b {
-                                Some(b) => v + b,
-                                None => v,
-                            };
-                            // SAFETY: `first + i` lies inside `y` (co < cout, ow0 + i < ow_n),
-                            // and only this task writes plane (nn, co, od).
-                            unsafe { out.write(first + i, v) };
-                        }
-                    }
-                };
-                let mut acc = [[0f32; 16]; B];
-                if wide {
-                    block::<16, B>(isa, xs, base, (taps, max_tap), wpk, &mut acc);
-                } else {
-                    let mut acc8 = [[0f32; 8]; B];
-                    block::<8, B>(isa, xs, base, (taps, max_tap), wpk, &mut acc8);
-                    for (a, b) in acc.iter_mut().zip(&acc8) {
-                        a[..8].copy_from_slice(b);
-                    }
-                }
-                store(&acc);
-                ow0 += width;
-            }
-        }
-    });
-    y
-}
-
-/// One register block: `acc[j][i] = fma(x[base + t + i], wpk[t * B + j], acc[j][i])` for
-/// every tap offset `t` of `taps` in order (`max_tap` their largest), on the compiled copy `isa`.
-fn block<const W: usize, const B: usize>(
-    isa: Isa,
-    x: &[f32],
-    base: usize,
-    (taps, max_tap): (&[usize], usize),
-    wpk: &[f32],
-    acc: &mut [[f32; W]; B],
-) {
-    match isa {
-        // SAFETY (each SIMD arm): the engine only holds a copy the CPU can run (checked when
-        // it was built).
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { block_avx512::<W, B>(x, base, (taps, max_tap), wpk, acc) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => unsafe { block_avx2_fma::<W, B>(x, base, taps, wpk, acc) },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => unsafe { block_neon::<W, B>(x, base, (taps, max_tap), wpk, acc) },
-        Isa::Portable => {
-            let _ = max_tap;
-            block_body::<W, B>(x, base, taps, wpk, acc)
-        }
-    }
-}
-
-/// [`block_body`] compiled for AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn block_avx2_fma<const W: usize, const B: usize>(
-    x: &[f32],
-    base: usize,
-    taps: &[usize],
-    wpk: &[f32],
-    acc: &mut [[f32; W]; B],
-) {
-    block_body::<W, B>(x, base, taps, wpk, acc);
-}
-
-/// [`block_body`] compiled for AVX-512F; rows of 16 outputs run [`block_lanes16`] on zmm
-/// registers (one per output channel), because LLVM does not keep `B` x 16 accumulators of
-/// the generic body in registers once `B` reaches 8.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn block_avx512<const W: usize, const B: usize>(
-    x: &[f32],
-    base: usize,
-    taps: (&[usize], usize),
-    wpk: &[f32],
-    acc: &mut [[f32; W]; B],
-) {
-    if W == LANES {
-        block_lanes16::<std::arch::x86_64::__m512, W, B>(x, base, taps, wpk, acc);
-        return;
-    }
-    block_body::<W, B>(x, base, taps.0, wpk, acc);
-}
-
-/// [`block_body`] compiled for NEON; rows of 16 outputs run [`block_lanes16`] on q registers
-/// (four per output channel: `B` = 4 channels keep 16 of the 32 in use).
-#[cfg(target_arch = "aarch64")]
-#[target_feature(enable = "neon")]
-unsafe fn block_neon<const W: usize, const B: usize>(
-    x: &[f32],
-    base: usize,
-    taps: (&[usize], usize),
-    wpk: &[f32],
-    acc: &mut [[f32; W]; B],
-) {
-    if W == LANES {
-        block_lanes16::<std::arch::aarch64::float32x4x4_t, W, B>(x, base, taps, wpk, acc);
-        return;
-    }
-    block_body::<W, B>(x, base, taps.0, wpk, acc);
-}
-
-/// [`block_body`] for rows of `W` = 16 outputs, written on the vector type `V`: one 16-lane
-/// vector accumulator per output channel `j`, kept in registers over all the taps. For each
-/// tap `t` in order, the 16 inputs `x[base + taps[t] ..]` are loaded once and, for each
-/// channel `j`, `acc[j] = fma(x, splat(wpk[t * B + j]), acc[j])` lane by lane: the spec's
-/// chain step of output `i` of channel `j` in lane `i`.
-///
-/// # Safety
-/// The CPU must have `V`'s features: call only from a function compiled with them.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-#[inline(always)]
-unsafe fn block_lanes16<V: F32x16, const W: usize, const B: usize>(
-    x: &[f32],
-    base: usize,
-    (taps, max_tap): (&[usize], usize),
-    wpk: &[f32],
-    acc: &mut [[f32; W]; B],
-) {
-    assert!(W == LANES, "block_lanes16: rows of 16");
-    assert!(
-        base + max_tap + W <= x.len() && wpk.len() >= taps.len() * B,
-        "block: reads in range"
-    );
-    let mut a: [V; B] = [V::splat(0.0); B];
-    for (aj, from) in a.iter_mut().zip(acc.iter()) {
-        *aj = V::load(from.as_ptr());
-    }
-    for (t, &off) in taps.iter().enumerate() {
-        // SAFETY: base + off + 16 <= x.len() for every tap (asserted above).
-        let xv = V::load(x.as_ptr().add(base + off));
-        for (j, aj) in a.iter_mut().enumerate() {
-            // SAFETY: t * B + j < taps.len() * B <= wpk.len() (asserted above).
-            let wv = V::splat(*wpk.get_unchecked(t * B + j));
-            // fma(x, w, acc), one rounding: the spec's chain step.
-            *aj = xv.mul_add(wv, *aj);
-        }
-    }
-    for (j, aj) in a.iter().enumerate() {
-        aj.store(acc[j].as_mut_ptr());
-    }
-}
-
-/// One register block in plain Rust: for every tap `t` in order, every channel `j`, every
-/// output `i`: `acc[j][i] = fma(x[base + taps[t] + i], wpk[t * B + j], acc[j][i])`.
-#[inline(always)]
-fn block_body<const W: usize, const B: usize>(
-    x: &[f32],
-    base: usize,
-    taps: &[usize],
-    wpk: &[f32],
-    acc: &mut [[f32; W]; B],
-) {
-    let mut a = *acc;
-    for (t, &off) in taps.iter().enumerate() {
-        let xs: &[f32; W] = x[base + off..base + off + W].try_into().expect("W values");
-        let ws: &[f32; B] = wpk[t * B..t * B + B].try_into().expect("B weights");
-        for j in 0..B {
-            for i in 0..W {
-                a[j][i] = xs[i].mul_add(ws[j], a[j][i]);
-            }
-        }
-    }
-    *acc = a;
-}
-
-// Verifies (every test in this file): R-NUM-5, R-NUM-1
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -826,7 +404,7 @@ mod tests {
         conv3d_backward_input as spec_backward_input,
         conv3d_backward_weight as spec_backward_weight, conv3d_forward as spec_forward,
     };
-    use protokd_reference::testutil::{random_tensor, random_values, thread_pools};
+    use protokd_reference::testutil::{random_tensor, thread_pools};
     use rand_chacha::ChaCha8Rng;
     use rand_core::{RngCore, SeedableRng};
 
@@ -872,12 +450,12 @@ mod tests {
     }
 
     /// Fast forward, input gradient and weight gradient against the spec, bit for bit, on
-    /// random shapes with 1, 2 and 7 threads, on every copy this CPU can run (AVX-512 and
+    /// random shapes with 1, 2, 3 and 7 threads, on every copy this CPU can run (AVX-512 and
     /// AVX2+FMA on x86-64, NEON on aarch64, and the portable one), each passed by value.
     #[test]
     fn fast_kernels_give_the_spec_bits() {
         let mut rng = ChaCha8Rng::seed_from_u64(42);
-        let pools = thread_pools(&[1, 2, 7]);
+        let pools = thread_pools(&[1, 2, 3, 7]);
         let isas = Isa::usable();
         #[cfg(target_arch = "aarch64")]
         assert_eq!(isas, [Isa::Neon, Isa::Portable]);
@@ -904,78 +482,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// The forward / input-gradient register block of every copy `isa` against the portable
-    /// body, called directly: rows of `W` outputs, `B` channels, `taps.len()` taps.
-    fn check_block<const W: usize, const B: usize>(isa: Isa, seed: u64) {
-        let taps: Vec<usize> = (0..29).map(|t| (t * 7 + t / 3) % 53).collect();
-        let max_tap = *taps.iter().max().unwrap();
-        let x = random_values(max_tap + W + 5, seed);
-        let wpk = random_values(taps.len() * B, seed + 1);
-        let init = random_values(W * B, seed + 2);
-        for base in [0, 3, 5] {
-            let mut want = [[0f32; W]; B];
-            for (j, row) in want.iter_mut().enumerate() {
-                row.copy_from_slice(&init[j * W..(j + 1) * W]);
-            }
-            let mut got = want;
-            block_body::<W, B>(&x, base, &taps, &wpk, &mut want);
-            block::<W, B>(isa, &x, base, (&taps, max_tap), &wpk, &mut got);
-            let b = |a: &[[f32; W]; B]| a.iter().flatten().map(|v| v.to_bits()).collect();
-            let (got, want): (Vec<u32>, Vec<u32>) = (b(&got), b(&want));
-            assert_eq!(got, want, "{} block W {W} B {B} base {base}", isa.name());
-        }
-    }
-
-    /// The weight-gradient block of the copy `isa` against the portable body, called
-    /// directly: `T` tap slots, `ntaps` of them used.
-    fn check_wgrad<const T: usize>(isa: Isa, ntaps: usize, seed: u64) {
-        let offs: Vec<usize> = (0..ntaps).map(|t| (t * 11) % 37).collect();
-        let dy = random_values(40 * LANES, seed);
-        let x = random_values(45 * LANES, seed + 1);
-        let groups: Vec<(usize, usize)> = (0..37).map(|g| (g * LANES, g * LANES + g % 5)).collect();
-        let init = random_values(ntaps * LANES, seed + 2);
-        let mut got = init.clone();
-        wgrad_block::<T>(isa, &dy, &x, &groups, &offs, &mut got);
-        let mut slots = [0usize; T];
-        slots[..ntaps].copy_from_slice(&offs);
-        let mut acc = [[0f32; LANES]; T];
-        for (t, a) in acc.iter_mut().enumerate().take(ntaps) {
-            a.copy_from_slice(&init[t * LANES..(t + 1) * LANES]);
-        }
-        wgrad_body::<T>(&dy, &x, &groups, &slots, &mut acc);
-        let want: Vec<u32> = acc[..ntaps].iter().flatten().map(|v| v.to_bits()).collect();
-        let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
-        assert_eq!(got, want, "{} wgrad T {T} taps {ntaps}", isa.name());
-    }
-
-    /// Every copy this CPU can run (NEON on aarch64; AVX-512 and AVX2+FMA on x86-64, as
-    /// present) gives the portable bodies' bits in each register block, called directly
-    /// (each passed by value): rows of 16 and 8 outputs with 4 and 8 channels, and
-    /// weight-gradient blocks of 6 and 27 tap slots, full and partly padding.
-    #[test]
-    fn every_simd_copy_gives_the_portable_block_bits() {
-        let isas = Isa::usable();
-        #[cfg(target_arch = "aarch64")]
-        assert_eq!(isas, [Isa::Neon, Isa::Portable]);
-        for (k, &isa) in isas.iter().enumerate() {
-            let seed = 100 * k as u64;
-            check_block::<16, CB>(isa, seed);
-            check_block::<16, WIDE_CB>(isa, seed + 10);
-            check_block::<8, CB>(isa, seed + 20);
-            check_block::<8, WIDE_CB>(isa, seed + 30);
-            for ntaps in [1, 5, 6] {
-                check_wgrad::<NARROW_TAPS>(isa, ntaps, seed + 40 + ntaps as u64);
-            }
-            for ntaps in [9, 27] {
-                check_wgrad::<WIDE_TAPS>(isa, ntaps, seed + 50 + ntaps as u64);
-            }
-        }
-        eprintln!(
-            "copies checked: {:?}",
-            isas.iter().map(|i| i.name()).collect::<Vec<_>>()
-        );
     }
 
     /// The VNet's own shapes at n_filters 16 on a 32^3 patch (64 channels deep down), on the

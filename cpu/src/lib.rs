@@ -9,8 +9,10 @@
 //! | module | holds |
 //! |---|---|
 //! | [`engine`] | [`Cpu`], the engine: a value holding the SIMD copy it runs |
-//! | [`simd`] | [`Isa`]: the SIMD copies (AVX-512, AVX2+FMA, NEON, portable) and the 16-lane vector type |
-//! | `conv3d` | Conv3d forward, input and weight gradients (so ConvTranspose3d too): register blocks over output channels x 16 outputs, stride phases, 16-lane weight-gradient blocks |
+//! | [`simd`] | [`Isa`]: the SIMD copies (AVX-512, AVX2+FMA, NEON, portable) and the vector trait the tiles are written on |
+//! | `conv3d` | Conv3d forward, input and weight gradients (so ConvTranspose3d too): stride phases (the register tile in `tile`), 16-lane weight-gradient blocks |
+//! | `tile` | the register tile of the forward and input gradient: `B` output channels x `R` vectors of outputs, per SIMD copy |
+//! | `wgrad` | the register block of the weight gradient: the canonical lanes of 2 output channels x up to 9 taps |
 //! | `rowops` | the row primitive of the canonical reduction for weight gradients of any output width |
 //! | `reduce` | per-channel canonical reductions, 16 lanes per step |
 //! | `batchnorm` | BatchNorm forward (fused with the ReLU where asked) and backward |
@@ -26,8 +28,8 @@
 //! ## How it is held to the spec
 //! `cpu/tests/engine.rs` runs every engine operation on random shapes on every copy this CPU
 //! can run, with 1, 2 and 7 threads, against `protokd_reference::engine::Spec`, bit for bit;
-//! the unit tests of `conv3d`, `rowops` and `reduce` do the same per kernel and per register
-//! block; `tests/engine/reproducibility.rs` (root package) checks a whole recorded ProtoKD step, and
+//! the unit tests of `conv3d`, `tile`, `wgrad`, `rowops` and `reduce` do the same per kernel
+//! and per register tile, every SIMD copy against plain `mul_add` chains; `tests/engine/reproducibility.rs` (root package) checks a whole recorded ProtoKD step, and
 //! `protokd verify` the golden suite.
 
 pub mod engine;
@@ -41,6 +43,8 @@ mod loops;
 mod proto;
 mod reduce;
 mod rowops;
+mod tile;
+mod wgrad;
 
 pub use engine::{Cpu, IsaNotSupported};
 pub use simd::Isa;

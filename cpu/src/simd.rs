@@ -1,21 +1,23 @@
 //! Which SIMD copy of the fast kernels runs ([`Isa`]), and the one vector type their
-//! intrinsic register blocks are written on (`F32x16`).
+//! intrinsic register blocks are written on (`Vector`).
 //!
 //! An [`Isa`] is a value held by the engine ([`crate::Cpu`]), chosen when the engine is built
 //! (the best copy this CPU has, or one the caller names and the CPU can run); nothing in this
 //! crate reads or writes process-wide state to decide which copy runs.
 //!
 //! # The copies
-//! Each register-blocked kernel of the `conv3d` module has one body. It is compiled:
-//! * **x86-64 with AVX-512F** (`Isa::Avx512`): the register blocks written on `F32x16`
-//!   (one zmm register, `_mm512_fmadd_ps`), the rest inside
-//!   `#[target_feature(enable = "avx512f,avx2,fma")]`;
-//! * **x86-64 with AVX2 and FMA** (`Isa::Avx2Fma`): the plain Rust bodies inside
-//!   `#[target_feature(enable = "avx2,fma")]`, where `f32::mul_add` becomes `vfmadd`;
-//! * **aarch64 with NEON** (`Isa::Neon`): the register blocks written on `F32x16` (four
-//!   q registers, `vfmaq_f32`), the rest inside `#[target_feature(enable = "neon")]`;
-//! * **portable** ([`Isa::Portable`]) everywhere else, and wherever the engine is built with
-//!   it ([`crate::Cpu::with_isa`]; the tests run every copy this way).
+//! Each register-blocked kernel (modules `tile` and `wgrad`) has one body, written on the
+//! vector trait `Vector` and instantiated per copy:
+//! * **x86-64 with AVX-512F** (`Isa::Avx512`): on `__m512` (16 lanes, `_mm512_fmadd_ps`),
+//!   inside `#[target_feature(enable = "avx512f,avx2,fma")]`;
+//! * **x86-64 with AVX2 and FMA** (`Isa::Avx2Fma`): on `__m256` (8 lanes,
+//!   `_mm256_fmadd_ps`), inside `#[target_feature(enable = "avx2,fma")]`;
+//! * **aarch64 with NEON** (`Isa::Neon`): on `float32x4x4_t` (four q registers,
+//!   `vfmaq_f32`), inside `#[target_feature(enable = "neon")]`;
+//! * **portable** ([`Isa::Portable`]) on plain arrays `[f32; N]` (`f32::mul_add`), everywhere
+//!   else, and wherever the engine is built with it ([`crate::Cpu::with_isa`]; the tests run
+//!   every copy this way). Rows narrower than a copy's vector run on `[f32; 8]` inside the
+//!   copy's function.
 //!
 //! The elementwise passes (BatchNorm, softmax columns, Adam, the per-channel reductions and the
 //! row primitives) are plain Rust run through `Isa::run`: inside a function compiled for
@@ -28,8 +30,8 @@
 //! off there is the intrinsic register blocks.
 //!
 //! # Why every copy gives the same bits
-//! Every lane operation of `F32x16` acts on one lane of its operands only, and its
-//! `F32x16::mul_add` is IEEE-754 `fma` (one rounding of the exact `a * b + c`, the bits of
+//! Every lane operation of `Vector` acts on one lane of its operands only, and its
+//! `Vector::mul_add` is IEEE-754 `fma` (one rounding of the exact `a * b + c`, the bits of
 //! `f32::mul_add`). A kernel written on it therefore runs 16 independent chains, one per
 //! lane, each in the order the kernel's code gives it: SIMD across outputs, never across the
 //! terms of one output.
@@ -155,32 +157,38 @@ unsafe fn call_neon<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Sixteen f32 lanes in registers: one `__m512` (AVX-512) or one `float32x4x4_t` (NEON, four
-/// q registers of 4 lanes; lanes `4k .. 4k + 3` in register `k`). The intrinsic register
-/// blocks of the `conv3d` module are written once on this trait and instantiated per type.
+/// `LANES` f32 lanes in registers: one `__m512` (AVX-512, 16 lanes), one `__m256` (AVX2, 8
+/// lanes), one `float32x4x4_t` (NEON, four q registers of 4 lanes; lanes `4k .. 4k + 3` in
+/// register `k`), or a plain array `[f32; N]` (the portable copy, and rows narrower than a
+/// register). The intrinsic register blocks of the `conv3d` and `tile` modules are written once
+/// on this trait and instantiated per type.
 ///
 /// Lane `q` of every result depends on lane `q` of the operands only (see the module docs).
 ///
 /// # Safety
-/// Every method may only run on a CPU with the type's features (AVX-512F, NEON), that is from
-/// a function compiled with them (`#[target_feature]`, into which the `#[inline(always)]`
-/// methods are inlined), with the engine's copy (checked against the CPU when the engine was
-/// built); pointers must be valid for 16 values.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) trait F32x16: Copy {
-    /// Lanes `p[0] .. p[15]`.
+/// Every method may only run on a CPU with the type's features (AVX-512F, AVX2 and FMA, NEON;
+/// none for arrays), that is from a function compiled with them (`#[target_feature]`, into
+/// which the `#[inline(always)]` methods are inlined), with the engine's copy (checked against
+/// the CPU when the engine was built); pointers must be valid for `LANES` values.
+pub(crate) trait Vector: Copy {
+    /// Lanes per vector.
+    const LANES: usize;
+    /// Lanes `p[0] .. p[LANES - 1]`.
     unsafe fn load(p: *const f32) -> Self;
-    /// Writes the lanes to `p[0] .. p[15]`.
+    /// Writes the lanes to `p[0] .. p[LANES - 1]`.
     unsafe fn store(self, p: *mut f32);
     /// `v` in every lane.
     unsafe fn splat(v: f32) -> Self;
     /// Per lane `fma(self, b, c)` = `self * b + c` rounded once: the bits of
     /// `f32::mul_add(self, b, c)` in each lane.
     unsafe fn mul_add(self, b: Self, c: Self) -> Self;
+    /// Per lane `self + b`, rounded once (IEEE addition).
+    unsafe fn add(self, b: Self) -> Self;
 }
 
 #[cfg(target_arch = "x86_64")]
-impl F32x16 for std::arch::x86_64::__m512 {
+impl Vector for std::arch::x86_64::__m512 {
+    const LANES: usize = 16;
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         std::arch::x86_64::_mm512_loadu_ps(p)
@@ -198,10 +206,41 @@ impl F32x16 for std::arch::x86_64::__m512 {
         // vfmadd: a * b + c, one rounding.
         std::arch::x86_64::_mm512_fmadd_ps(self, b, c)
     }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        std::arch::x86_64::_mm512_add_ps(self, b)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Vector for std::arch::x86_64::__m256 {
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        std::arch::x86_64::_mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        std::arch::x86_64::_mm256_storeu_ps(p, self)
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        std::arch::x86_64::_mm256_set1_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        // vfmadd (FMA3): a * b + c, one rounding.
+        std::arch::x86_64::_mm256_fmadd_ps(self, b, c)
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        std::arch::x86_64::_mm256_add_ps(self, b)
+    }
 }
 
 #[cfg(target_arch = "aarch64")]
-impl F32x16 for std::arch::aarch64::float32x4x4_t {
+impl Vector for std::arch::aarch64::float32x4x4_t {
+    const LANES: usize = 16;
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         use std::arch::aarch64::{float32x4x4_t, vld1q_f32};
@@ -236,6 +275,42 @@ impl F32x16 for std::arch::aarch64::float32x4x4_t {
             vfmaq_f32(c.2, self.2, b.2),
             vfmaq_f32(c.3, self.3, b.3),
         )
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        use std::arch::aarch64::{float32x4x4_t, vaddq_f32};
+        float32x4x4_t(
+            vaddq_f32(self.0, b.0),
+            vaddq_f32(self.1, b.1),
+            vaddq_f32(self.2, b.2),
+            vaddq_f32(self.3, b.3),
+        )
+    }
+}
+
+/// Plain arrays: each lane `f32::mul_add` (the hardware fma inside a function compiled for it,
+/// else the C library's `fmaf`) and `+`; the compiler vectorises them as it can.
+impl<const N: usize> Vector for [f32; N] {
+    const LANES: usize = N;
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        std::ptr::read_unaligned(p as *const [f32; N])
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        std::ptr::write_unaligned(p as *mut [f32; N], self)
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        [v; N]
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        std::array::from_fn(|q| self[q].mul_add(b[q], c[q]))
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        std::array::from_fn(|q| self[q] + b[q])
     }
 }
 
@@ -294,9 +369,8 @@ mod tests {
     }
 
     /// `load`, `mul_add` and `store` of `a * b + c` on the type `V`; checks `splat(0.0)` too.
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[inline(always)]
-    unsafe fn lanes<V: F32x16>(a: &[f32; 16], b: &[f32; 16], c: &[f32; 16]) -> [f32; 16] {
+    unsafe fn lanes<V: Vector>(a: &[f32; 16], b: &[f32; 16], c: &[f32; 16]) -> [f32; 16] {
         let mut out = [0.0f32; 16];
         let r = V::load(a.as_ptr()).mul_add(V::load(b.as_ptr()), V::load(c.as_ptr()));
         r.store(out.as_mut_ptr());

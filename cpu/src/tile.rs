@@ -1,0 +1,402 @@
+//! The register tile of the fast Conv3d forward and input gradient (module `conv3d`): `B`
+//! output channels x `R` vectors of `L` consecutive outputs, all kept in registers over every
+//! tap of their chains.
+//!
+//! # Order of operations (the spec's)
+//! Every output is ONE chain: `acc = +0.0`, then for each tap `t` in the order of the tap list
+//! (the caller's: the spec's chain order) `acc = fma(x[base + t], w[t], acc)`, every tap a step
+//! (zero padding included), then `acc + bias` once when there is a bias. The tile only computes
+//! several such chains at once: lane `i` of vector `r` of channel `j` is the chain of output
+//! `first[r] + i` of channel `j`, and no two lanes or vectors ever combine. So every output has
+//! the spec's bits whatever the tile shape, the SIMD copy or the thread count.
+//!
+//! # The tile
+//! For each tap, the `R` input vectors are loaded once and each of the `B` weights is
+//! broadcast once; the `B x R` fused multiply-adds then reuse them (`R + B` loads for `B R`
+//! fmas; the old 1-vector block made `1 + B` loads for `B`). The shapes per SIMD copy:
+//!
+//! | copy | vector (`L` lanes) | `B` x `R` | accumulators |
+//! |---|---|---|---|
+//! | AVX-512 | `__m512` (16) | 8 x 3 | 24 of 32 zmm |
+//! | AVX2+FMA | `__m256` (8) | 4 x 2 | 8 of 16 ymm (4 x 3 spills: 12 + 3 inputs + 1 weight) |
+//! | NEON | four q registers (16) | 4 x 1 | 16 of 32 q |
+//! | portable | `[f32; 16]` | 4 x 1 | (the compiler's choice) |
+//!
+//! Rows narrower than `L` run the same tile on `[f32; 8]` arrays (compiled for the copy).
+//! The `R` vectors of a tile are consecutive runs of `L` outputs of one output plane (depth
+//! `od`), in row-major order, so a tile may span several rows (rows of 16 on AVX-512 take 3
+//! rows per tile); a run that passes the row's end computes from whatever follows in the
+//! padded input and drops those lanes (the input buffer ends in zeros so that no read leaves
+//! it). A plane whose run count is not a multiple of `R` fills its last tile with repeats of
+//! its first run, computed and dropped.
+//!
+//! Threads take whole `(sample, channel block, output depth)` planes; weights are packed per
+//! channel block as `[tap][B]` (channels past `Cout` zero, their outputs dropped).
+
+#[cfg(target_arch = "aarch64")]
+use std::arch::aarch64::float32x4x4_t;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{__m256, __m512};
+
+use crate::simd::{Isa, Vector};
+use protokd_reference::Tensor;
+use rayon::prelude::*;
+
+/// Lanes of the runs of rows narrower than a copy's vector.
+const NARROW: usize = 8;
+
+/// The geometry of one blocked convolution: outputs `[N, out_channels, out_dims]`, each output
+/// `(od, oh, ow)` reading, for tap offset `t`, the input at
+/// `n * sample_stride + (od * H' + oh) * W' + ow + t` (`plane = [H', W']`; strides are folded
+/// into the tap offsets by the phase split of module `conv3d`).
+pub(crate) struct Plan {
+    pub(crate) sample_stride: usize,
+    pub(crate) plane: [usize; 2],
+    pub(crate) out_dims: [usize; 3],
+    pub(crate) out_channels: usize,
+}
+
+/// Runs every output of `plan`: chains over `taps` (offsets, in chain order) with
+/// `weight(out_channel, tap index)`, then `+ bias[out_channel]` when given, in tiles of the
+/// copy `isa` (see the module docs).
+pub(crate) fn run(
+    isa: Isa,
+    plan: &Plan,
+    n: usize,
+    x: &[f32],
+    taps: &[usize],
+    weight: impl Fn(usize, usize) -> f32 + Sync,
+    bias: Option<&[f32]>,
+) -> Tensor {
+    let conv = Conv {
+        plan,
+        n,
+        x,
+        taps,
+        bias,
+    };
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => run_tiles::<8, 3>(isa, &conv, weight),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => run_tiles::<4, 2>(isa, &conv, weight),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => run_tiles::<4, 1>(isa, &conv, weight),
+        Isa::Portable => run_tiles::<4, 1>(isa, &conv, weight),
+    }
+}
+
+/// What [`run`] was given, less the weights.
+struct Conv<'a> {
+    plan: &'a Plan,
+    n: usize,
+    x: &'a [f32],
+    taps: &'a [usize],
+    bias: Option<&'a [f32]>,
+}
+
+/// Lanes of the copy's vector (`L` of the module docs).
+fn lanes(isa: Isa) -> usize {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => 16,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => 8,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => 16,
+        Isa::Portable => 16,
+    }
+}
+
+/// [`run`] in tiles of `B` channels x `R` runs.
+fn run_tiles<const B: usize, const R: usize>(
+    isa: Isa,
+    conv: &Conv,
+    weight: impl Fn(usize, usize) -> f32 + Sync,
+) -> Tensor {
+    let plan = conv.plan;
+    let [od_n, oh_n, ow_n] = plan.out_dims;
+    let cout = plan.out_channels;
+    let blocks = cout.div_ceil(B);
+    let nt = conv.taps.len();
+    let max_tap = conv.taps.iter().copied().max().unwrap_or(0);
+    // Packed weights: block `kb`, tap `t`, channel `j` at ((kb * nt) + t) * B + j.
+    let mut packed = vec![0f32; blocks * nt * B];
+    for (i, p) in packed.iter_mut().enumerate() {
+        let (j, t, kb) = (i % B, (i / B) % nt, i / (B * nt));
+        let co = kb * B + j;
+        if co < cout {
+            *p = weight(co, t);
+        }
+    }
+    let mut y = Tensor::zeros(&[conv.n, cout, od_n, oh_n, ow_n]);
+    let out = Out {
+        ptr: y.data.as_mut_ptr(),
+        len: y.data.len(),
+    };
+    let wide = ow_n >= lanes(isa);
+    let l = if wide { lanes(isa) } else { NARROW };
+    let chan = od_n * oh_n * ow_n;
+    // Runs of one plane: (offset of tap 0 in the sample, output offset in the plane, lanes kept).
+    let runs_per_row = ow_n.div_ceil(l);
+    (0..conv.n * blocks * od_n)
+        .into_par_iter()
+        .for_each(|task| {
+            let od = task % od_n;
+            let kb = (task / od_n) % blocks;
+            let nn = task / (od_n * blocks);
+            let channels = B.min(cout - kb * B);
+            let plane_first = ((nn * cout + kb * B) * od_n + od) * oh_n * ow_n;
+            let run_at = |k: usize| {
+                let (oh, ow0) = (k / runs_per_row, (k % runs_per_row) * l);
+                let base = (od * plan.plane[0] + oh) * plan.plane[1] + ow0;
+                (base, plane_first + oh * ow_n + ow0, l.min(ow_n - ow0))
+            };
+            let total = oh_n * runs_per_row;
+            for k0 in (0..total).step_by(R) {
+                let mut job = Tile {
+                    x: &conv.x[nn * plan.sample_stride..],
+                    bases: [0; R],
+                    taps: (conv.taps, max_tap),
+                    wpk: &packed[kb * nt * B..(kb + 1) * nt * B],
+                    out,
+                    first: [0; R],
+                    kept: [0; R],
+                    chan,
+                    channels,
+                    bias: conv.bias.map(|b| &b[kb * B..kb * B + channels]),
+                };
+                for r in 0..R {
+                    // Past the plane's last run: a repeat of the tile's first run, dropped.
+                    let (base, first, kept) = run_at(if k0 + r < total { k0 + r } else { k0 });
+                    job.bases[r] = base;
+                    job.first[r] = first;
+                    job.kept[r] = if k0 + r < total { kept } else { 0 };
+                }
+                tile::<B, R>(isa, wide, &job);
+            }
+        });
+    y
+}
+
+/// Raw output pointer shared by the threads; each task writes a disjoint set of elements.
+#[derive(Clone, Copy)]
+struct Out {
+    ptr: *mut f32,
+    len: usize,
+}
+// SAFETY: tasks write disjoint elements (distinct (sample, channel block, depth) planes) and
+// nothing reads the buffer until every task has finished.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+/// One tile: `R` runs x `B` channels (see the module docs).
+struct Tile<'a, const R: usize> {
+    /// The input of one sample (padded, phase-split).
+    x: &'a [f32],
+    /// Offset in `x` of tap 0 of each run's first output.
+    bases: [usize; R],
+    /// Tap offsets in chain order, and the largest.
+    taps: (&'a [usize], usize),
+    /// Weights `[tap][B]`.
+    wpk: &'a [f32],
+    out: Out,
+    /// Output index of each run's first output, channel 0 of the block.
+    first: [usize; R],
+    /// Outputs kept of each run (0 for a repeat).
+    kept: [usize; R],
+    /// Distance between channels in the output.
+    chan: usize,
+    /// Channels of the block that exist (`<= B`).
+    channels: usize,
+    /// `bias[j]` for the block's channels.
+    bias: Option<&'a [f32]>,
+}
+
+/// Runs `job` on the copy `isa`: vectors of the copy's lanes when `wide`, else `[f32; 8]`.
+fn tile<const B: usize, const R: usize>(isa: Isa, wide: bool, job: &Tile<R>) {
+    // SAFETY (each SIMD arm): the engine only holds a copy the CPU can run (checked when it
+    // was built).
+    unsafe {
+        match (isa, wide) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, true) => tile_avx512::<__m512, B, R>(job),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, false) => tile_avx512::<[f32; NARROW], B, R>(job),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2Fma, true) => tile_avx2_fma::<__m256, B, R>(job),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2Fma, false) => tile_avx2_fma::<[f32; NARROW], B, R>(job),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, true) => tile_neon::<float32x4x4_t, B, R>(job),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, false) => tile_neon::<[f32; NARROW], B, R>(job),
+            (Isa::Portable, true) => tile_on::<[f32; 16], B, R>(job),
+            (Isa::Portable, false) => tile_on::<[f32; NARROW], B, R>(job),
+        }
+    }
+}
+
+/// [`tile_on`] compiled for AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn tile_avx512<V: Vector, const B: usize, const R: usize>(job: &Tile<R>) {
+    tile_on::<V, B, R>(job);
+}
+
+/// [`tile_on`] compiled for AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2_fma<V: Vector, const B: usize, const R: usize>(job: &Tile<R>) {
+    tile_on::<V, B, R>(job);
+}
+
+/// [`tile_on`] compiled for NEON.
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn tile_neon<V: Vector, const B: usize, const R: usize>(job: &Tile<R>) {
+    tile_on::<V, B, R>(job);
+}
+
+/// The tile on the vector type `V`: `acc[j][r]` starts at `+0.0`; for each tap `t` in order the
+/// `R` vectors `x[bases[r] + t ..]` are loaded, and for each channel `j` the weight
+/// `wpk[t B + j]` is broadcast and `acc[j][r] = fma(x_r, w, acc[j][r])` lane by lane; then
+/// `acc[j][r] + bias[j]` (when given) and the kept lanes are stored at
+/// `first[r] + j chan ..`.
+///
+/// # Safety
+/// The CPU must have `V`'s features: call only from a function compiled with them. (Every
+/// read and write is checked against the buffers' lengths first.)
+#[inline(always)]
+unsafe fn tile_on<V: Vector, const B: usize, const R: usize>(job: &Tile<R>) {
+    let (x, (taps, max_tap), wpk) = (job.x, job.taps, job.wpk);
+    assert!(
+        job.bases.iter().all(|&b| b + max_tap + V::LANES <= x.len()) && wpk.len() >= taps.len() * B,
+        "tile: reads in range"
+    );
+    assert!(
+        V::LANES <= 16
+            && job.channels <= B
+            && (0..R).all(|r| job.kept[r] <= V::LANES
+                && (job.kept[r] == 0
+                    || job.first[r] + job.channels.saturating_sub(1) * job.chan + job.kept[r]
+                        <= job.out.len)),
+        "tile: writes in range"
+    );
+    let mut acc = [[V::splat(0.0); R]; B];
+    let xp = x.as_ptr();
+    for (t, &off) in taps.iter().enumerate() {
+        // SAFETY: bases[r] + off + LANES <= x.len() (asserted above).
+        let xv: [V; R] = std::array::from_fn(|r| V::load(xp.add(job.bases[r] + off)));
+        // SAFETY: t * B + j < taps.len() * B <= wpk.len() (asserted above).
+        let w = wpk.as_ptr().add(t * B);
+        for (j, aj) in acc.iter_mut().enumerate() {
+            let wv = V::splat(*w.add(j));
+            for (a, xr) in aj.iter_mut().zip(&xv) {
+                // fma(x, w, acc), one rounding: the spec's chain step.
+                *a = xr.mul_add(wv, *a);
+            }
+        }
+    }
+    // Constant trip counts (channels past `job.channels` skipped inside), so that the
+    // compiler keeps `acc` in registers instead of storing it at every tap.
+    for (j, aj) in acc.iter().enumerate() {
+        if j >= job.channels {
+            continue;
+        }
+        let b = job.bias.map(|b| V::splat(b[j]));
+        for (r, &a) in aj.iter().enumerate() {
+            let v = match b {
+                Some(b) => a.add(b),
+                None => a,
+            };
+            // SAFETY: first[r] + j chan + kept[r] <= out.len (asserted above), and only this
+            // task writes its plane.
+            let dst = job.out.ptr.add(job.first[r] + j * job.chan);
+            if job.kept[r] == V::LANES {
+                v.store(dst);
+            } else if job.kept[r] > 0 {
+                let mut lanes = [0f32; 16];
+                v.store(lanes.as_mut_ptr());
+                std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, job.kept[r]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protokd_reference::testutil::random_values;
+
+    /// The tile of the copy `isa` (`B` x `R`, wide or narrow) against the same tile on plain
+    /// arrays of `l` lanes in the portable copy, called directly: 29 taps, runs at scattered
+    /// bases, with and without bias, some runs cut short or dropped.
+    fn check_tile<const B: usize, const R: usize>(isa: Isa, wide: bool, seed: u64) {
+        let l = if wide { lanes(isa) } else { NARROW };
+        let taps: Vec<usize> = (0..29).map(|t| (t * 7 + t / 3) % 53).collect();
+        let max_tap = *taps.iter().max().unwrap();
+        let x = random_values(max_tap + 40 + 16 * R + 16, seed);
+        let wpk = random_values(taps.len() * B, seed + 1);
+        let bias = random_values(B, seed + 2);
+        let chan = 16 * R + 3;
+        for (case, channels) in [(0usize, B), (1, B.min(3)), (2, 1)] {
+            let mut outs = [vec![f32::NAN; chan * B], vec![f32::NAN; chan * B]];
+            for (k, o) in outs.iter_mut().enumerate() {
+                let job = Tile {
+                    x: &x,
+                    bases: std::array::from_fn(|r| 3 * case + 5 * r + r / 2),
+                    taps: (&taps, max_tap),
+                    wpk: &wpk,
+                    out: Out {
+                        ptr: o.as_mut_ptr(),
+                        len: o.len(),
+                    },
+                    first: std::array::from_fn(|r| 16 * r),
+                    kept: std::array::from_fn(|r| match (r + case) % 3 {
+                        0 => l,
+                        1 => l - 1,
+                        _ => l / 2 * usize::from(case != 1),
+                    }),
+                    chan,
+                    channels,
+                    bias: (case != 2).then_some(&bias[..channels]),
+                };
+                if k == 0 {
+                    tile::<B, R>(isa, wide, &job);
+                } else {
+                    // SAFETY: plain arrays need no CPU feature.
+                    unsafe {
+                        match l {
+                            16 => tile_on::<[f32; 16], B, R>(&job),
+                            _ => tile_on::<[f32; 8], B, R>(&job),
+                        }
+                    }
+                }
+            }
+            let b = |o: &Vec<f32>| o.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                b(&outs[0]),
+                b(&outs[1]),
+                "{} tile {B}x{R} wide {wide} case {case}",
+                isa.name()
+            );
+        }
+    }
+
+    /// Every copy this CPU can run gives the portable arrays' bits in its own tile shape and in
+    /// the shapes of the other copies, wide and narrow, each copy passed by value.
+    #[test]
+    fn every_simd_copy_gives_the_portable_tile_bits() {
+        for (k, &isa) in Isa::usable().iter().enumerate() {
+            for wide in [true, false] {
+                let seed = 100 * k as u64 + u64::from(wide);
+                check_tile::<8, 3>(isa, wide, seed);
+                check_tile::<4, 3>(isa, wide, seed + 10);
+                check_tile::<4, 2>(isa, wide, seed + 40);
+                check_tile::<4, 1>(isa, wide, seed + 20);
+                check_tile::<3, 2>(isa, wide, seed + 30);
+            }
+        }
+    }
+}

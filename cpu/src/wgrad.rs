@@ -1,0 +1,250 @@
+//! The register block of the fast Conv3d weight gradient (module `conv3d`, output widths that
+//! are multiples of 16): the canonical-reduction lanes of `C` output channels x `T` taps of one
+//! input channel, kept in registers over a block of 16-position groups.
+//!
+//! # Order of operations (the spec's)
+//! Each weight `dw[co, ci, tap]` is the canonical reduction over the output positions `i`
+//! ([`protokd_reference::reduce`]: blocks of 4096 positions, in each block 16 lanes, lane
+//! `i mod 16` a chain `lane = fma(dy[i], x[i + tap], lane)` in increasing `i` from `+0.0`, then
+//! the fixed lane tree and pairwise tree). A group is 16 consecutive positions of one output
+//! row starting at a multiple of 16, so lane `q` of a group is position `i` with
+//! `i mod 16 = q`, and taking the groups of a block in increasing order gives every chain its
+//! terms in increasing `i`. The block below only advances `C x T` such chains side by side.
+//!
+//! # The block
+//! For each group, the `C` vectors of `dy` are loaded once, and each of the `T` input vectors
+//! once; the `C T` fused multiply-adds then reuse them (`C + T` loads for `C T` fmas; the
+//! former one-channel block made `1 + T` loads for `T`). A 16-lane group is `16 / L` vectors of
+//! `L` lanes, taken one after the other (lanes `0 .. L` of every group of the block, then the
+//! next `L`: different chains, so their interleaving is free). Per SIMD copy:
+//!
+//! | copy | vector (`L` lanes) | `C` x `T` (3x3x3 kernel) | accumulators |
+//! |---|---|---|---|
+//! | AVX-512 | `__m512` (16) | 2 x 9 | 18 of 32 zmm |
+//! | AVX2+FMA | `__m256` (8) | 2 x 3 | 6 of 16 ymm |
+//! | NEON | four q registers (16) | 2 x 3 | 24 of 32 q |
+//! | portable | `[f32; 16]` | 2 x 9 | (the compiler's choice) |
+//!
+//! `T` is the largest of the copy's chunk sizes that divides the kernel's tap count
+//! ([`tap_chunk`]), so no tap is computed twice.
+
+#[cfg(target_arch = "aarch64")]
+use std::arch::aarch64::float32x4x4_t;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{__m256, __m512};
+
+use crate::simd::{Isa, Vector};
+use protokd_reference::reduce::LANES;
+
+/// Output channels per block (`C`).
+pub(crate) const CHANNELS: usize = 2;
+
+/// Taps per block for a kernel of `k3` taps on the copy `isa`: the first of the copy's sizes
+/// (AVX-512 and portable: 9, 8, 4, 3, 1; AVX2+FMA and NEON, whose registers hold fewer lanes:
+/// 4, 3, 1) that divides `k3`.
+pub(crate) fn tap_chunk(isa: Isa, k3: usize) -> usize {
+    let sizes: &[usize] = match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => &[9, 8, 4, 3, 1],
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => &[4, 3, 1],
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => &[4, 3, 1],
+        Isa::Portable => &[9, 8, 4, 3, 1],
+    };
+    sizes
+        .iter()
+        .copied()
+        .find(|&t| k3.is_multiple_of(t))
+        .unwrap_or(1)
+}
+
+/// The chains of one block, for the [`CHANNELS`] output channels whose `dy` starts `dstride`
+/// apart and the `taps.len()` (= [`tap_chunk`]) taps at offsets `taps`: for every group
+/// `(d0, x0)` in order, channel `c`, tap `t`, lane `q`:
+/// `lanes[c][t][q] = fma(dy[d0 + c dstride + q], x[x0 + taps[t] + q], lanes[c][t][q])`.
+/// `lanes[c]` holds `taps.len() x 16` values. On the copy `isa`.
+pub(crate) fn block(
+    isa: Isa,
+    (dy, dstride): (&[f32], usize),
+    x: &[f32],
+    groups: &[(usize, usize)],
+    taps: &[usize],
+    lanes: [&mut [f32]; CHANNELS],
+) {
+    match taps.len() {
+        9 => block_t::<9>(isa, (dy, dstride), x, groups, taps, lanes),
+        8 => block_t::<8>(isa, (dy, dstride), x, groups, taps, lanes),
+        4 => block_t::<4>(isa, (dy, dstride), x, groups, taps, lanes),
+        3 => block_t::<3>(isa, (dy, dstride), x, groups, taps, lanes),
+        1 => block_t::<1>(isa, (dy, dstride), x, groups, taps, lanes),
+        t => panic!("wgrad::block: {t} taps is not a chunk size"),
+    }
+}
+
+/// [`block`] for `T` taps.
+fn block_t<const T: usize>(
+    isa: Isa,
+    dy: (&[f32], usize),
+    x: &[f32],
+    groups: &[(usize, usize)],
+    taps: &[usize],
+    lanes: [&mut [f32]; CHANNELS],
+) {
+    let offs: [usize; T] = taps.try_into().expect("T taps");
+    let mut acc = [[[0f32; LANES]; T]; CHANNELS];
+    for (a, l) in acc.iter_mut().zip(&lanes) {
+        for (at, from) in a.iter_mut().zip(l.chunks_exact(LANES)) {
+            at.copy_from_slice(from);
+        }
+    }
+    let job = Job {
+        dy,
+        x,
+        groups,
+        offs: &offs,
+    };
+    // SAFETY (each SIMD arm): the engine only holds a copy the CPU can run (checked when it
+    // was built).
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => block_avx512::<__m512, T>(&job, &mut acc),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => block_avx2_fma::<__m256, T>(&job, &mut acc),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => block_neon::<float32x4x4_t, T>(&job, &mut acc),
+            Isa::Portable => block_on::<[f32; LANES], T>(&job, &mut acc),
+        }
+    }
+    for (a, l) in acc.iter().zip(lanes) {
+        for (at, to) in a.iter().zip(l.chunks_exact_mut(LANES)) {
+            to.copy_from_slice(at);
+        }
+    }
+}
+
+/// The inputs of one block.
+struct Job<'a, const T: usize> {
+    /// `dy`, and the distance between the block's channels in it.
+    dy: (&'a [f32], usize),
+    x: &'a [f32],
+    /// `(dy index of channel 0, x index of tap 0)` of each 16-position group, in order.
+    groups: &'a [(usize, usize)],
+    offs: &'a [usize; T],
+}
+
+/// [`block_on`] compiled for AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn block_avx512<V: Vector, const T: usize>(
+    job: &Job<T>,
+    acc: &mut [[[f32; LANES]; T]; CHANNELS],
+) {
+    block_on::<V, T>(job, acc);
+}
+
+/// [`block_on`] compiled for AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2_fma<V: Vector, const T: usize>(
+    job: &Job<T>,
+    acc: &mut [[[f32; LANES]; T]; CHANNELS],
+) {
+    block_on::<V, T>(job, acc);
+}
+
+/// [`block_on`] compiled for NEON.
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn block_neon<V: Vector, const T: usize>(
+    job: &Job<T>,
+    acc: &mut [[[f32; LANES]; T]; CHANNELS],
+) {
+    block_on::<V, T>(job, acc);
+}
+
+/// The block on the vector type `V` (see [`block`] and the module docs): for each `L`-lane
+/// part `h` of the 16 lanes, the accumulators `acc[c][t][h ..]` are loaded into registers, every
+/// group advances them, and they are stored back.
+///
+/// # Safety
+/// The CPU must have `V`'s features: call only from a function compiled with them. (Every
+/// read is checked against the buffers' lengths first.)
+#[inline(always)]
+unsafe fn block_on<V: Vector, const T: usize>(
+    job: &Job<T>,
+    acc: &mut [[[f32; LANES]; T]; CHANNELS],
+) {
+    let ((dy, dstride), x, groups, offs) = (job.dy, job.x, job.groups, job.offs);
+    let max_d = groups.iter().map(|g| g.0).max().unwrap_or(0) + (CHANNELS - 1) * dstride;
+    let max_x = groups.iter().map(|g| g.1).max().unwrap_or(0) + offs.iter().max().unwrap_or(&0);
+    assert!(
+        LANES.is_multiple_of(V::LANES)
+            && (groups.is_empty() || (max_d + LANES <= dy.len() && max_x + LANES <= x.len())),
+        "wgrad: reads in range"
+    );
+    for h in (0..LANES).step_by(V::LANES) {
+        let mut a: [[V; T]; CHANNELS] =
+            std::array::from_fn(|c| std::array::from_fn(|t| V::load(acc[c][t].as_ptr().add(h))));
+        for &(d0, x0) in groups {
+            // SAFETY: d0 + c dstride + 16 <= dy.len() and x0 + offs[t] + 16 <= x.len()
+            // (asserted above).
+            let dv: [V; CHANNELS] =
+                std::array::from_fn(|c| V::load(dy.as_ptr().add(d0 + c * dstride + h)));
+            let xp = x.as_ptr().add(x0 + h);
+            for (t, &o) in offs.iter().enumerate() {
+                let xv = V::load(xp.add(o));
+                for (ac, dc) in a.iter_mut().zip(&dv) {
+                    // fma(dy, x, lane): the spec's chain step.
+                    ac[t] = dc.mul_add(xv, ac[t]);
+                }
+            }
+        }
+        for (ac, to) in a.iter().zip(acc.iter_mut()) {
+            for (at, tt) in ac.iter().zip(to.iter_mut()) {
+                at.store(tt.as_mut_ptr().add(h));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protokd_reference::testutil::random_values;
+
+    /// The block of the copy `isa` against plain sequential `f32::mul_add` chains (the
+    /// definition in [`block`]'s docs), called directly: every chunk size, 37 groups.
+    #[test]
+    fn every_copy_gives_the_chain_bits() {
+        for (k, &isa) in Isa::usable().iter().enumerate() {
+            for ntaps in [9, 8, 4, 3, 1] {
+                let seed = 100 * k as u64 + ntaps as u64;
+                let offs: Vec<usize> = (0..ntaps).map(|t| (t * 11) % 37).collect();
+                let dstride = 40 * LANES + 3;
+                let dy = random_values(dstride + 40 * LANES, seed);
+                let x = random_values(45 * LANES, seed + 1);
+                let groups: Vec<(usize, usize)> =
+                    (0..37).map(|g| (g * LANES, g * LANES + g % 5)).collect();
+                let init = random_values(CHANNELS * ntaps * LANES, seed + 2);
+                let mut want = init.clone();
+                for &(d0, x0) in &groups {
+                    for c in 0..CHANNELS {
+                        for (t, &o) in offs.iter().enumerate() {
+                            for q in 0..LANES {
+                                let l = &mut want[(c * ntaps + t) * LANES + q];
+                                *l = dy[d0 + c * dstride + q].mul_add(x[x0 + o + q], *l);
+                            }
+                        }
+                    }
+                }
+                let mut got = init.clone();
+                let (l0, l1) = got.split_at_mut(ntaps * LANES);
+                block(isa, (&dy, dstride), &x, &groups, &offs, [l0, l1]);
+                let b = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(b(&got), b(&want), "{} taps {ntaps}", isa.name());
+            }
+        }
+    }
+}
