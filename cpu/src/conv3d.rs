@@ -397,6 +397,7 @@ fn pad_split(x: &Tensor, lo: [usize; 3], hi: [usize; 3], s: [usize; 3]) -> (Vec<
     (out, q)
 }
 
+// Verifies (every test in this file): R-NUM-1, R-NUM-4, R-NUM-5
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,8 @@
 //! what the core can do. The clock is the one the caller knows (for example `cpu MHz` of
 //! `/proc/cpuinfo`), which turbo and power states move.
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+use crate::simd::Vector;
 use crate::Isa;
 use std::hint::black_box;
 use std::time::Instant;
@@ -113,28 +115,14 @@ fn chains_scalar(iterations: usize) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn chains_avx2(iterations: usize) -> f32 {
-    use std::arch::x86_64::*;
-    let mut acc = [_mm256_setzero_ps(); CHAINS];
-    let (m, a) = (_mm256_set1_ps(black_box(M)), _mm256_set1_ps(black_box(A)));
-    for _ in 0..iterations {
-        for x in acc.iter_mut() {
-            *x = _mm256_fmadd_ps(*x, m, a);
-        }
-    }
-    let mut lanes = [0f32; 8];
-    let mut sum = 0.0;
-    for x in acc {
-        _mm256_storeu_ps(lanes.as_mut_ptr(), x);
-        sum += lanes.iter().sum::<f32>();
-    }
-    sum
+    chains_of::<std::arch::x86_64::__m256>(iterations, CHAINS)
 }
 
-/// [`CHAINS`] chains on the 16-lane vector of the fast kernels (`F32x16`), compiled into the
-/// caller's target features.
+/// `chains` chains on a vector of the fast kernels ([`Vector`]: one register, or four NEON q
+/// registers), compiled into the caller's target features.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[inline(always)]
-unsafe fn chains_x16<V: crate::simd::F32x16>(iterations: usize, chains: usize) -> f32 {
+unsafe fn chains_of<V: Vector>(iterations: usize, chains: usize) -> f32 {
     let zero = V::splat(0.0);
     let mut acc = [zero; CHAINS];
     let acc = &mut acc[..chains];
@@ -144,7 +132,7 @@ unsafe fn chains_x16<V: crate::simd::F32x16>(iterations: usize, chains: usize) -
             *x = x.mul_add(m, a);
         }
     }
-    let mut lanes = [0f32; 16];
+    let mut lanes = vec![0f32; V::LANES];
     let mut sum = 0.0;
     for x in acc.iter() {
         x.store(lanes.as_mut_ptr());
@@ -157,7 +145,7 @@ unsafe fn chains_x16<V: crate::simd::F32x16>(iterations: usize, chains: usize) -
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn chains_avx512(iterations: usize) -> f32 {
-    chains_x16::<std::arch::x86_64::__m512>(iterations, CHAINS)
+    chains_of::<std::arch::x86_64::__m512>(iterations, CHAINS)
 }
 
 /// [`CHAINS`] chains of `vfmaq_f32` (4 lanes each): a 16-lane vector is four q registers, so
@@ -165,7 +153,7 @@ unsafe fn chains_avx512(iterations: usize) -> f32 {
 #[cfg(target_arch = "aarch64")]
 #[target_feature(enable = "neon")]
 unsafe fn chains_neon(iterations: usize) -> f32 {
-    chains_x16::<std::arch::aarch64::float32x4x4_t>(iterations, CHAINS / 4)
+    chains_of::<std::arch::aarch64::float32x4x4_t>(iterations, CHAINS / 4)
 }
 
 #[cfg(test)]

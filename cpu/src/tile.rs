@@ -324,6 +324,7 @@ unsafe fn tile_on<V: Vector, const B: usize, const R: usize>(job: &Tile<R>) {
     }
 }
 
+// Verifies (every test in this file): R-NUM-1, R-NUM-4, R-NUM-5
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -209,6 +209,7 @@ unsafe fn block_on<V: Vector, const T: usize>(
     }
 }
 
+// Verifies (every test in this file): R-NUM-1, R-NUM-4, R-NUM-5
 #[cfg(test)]
 mod tests {
     use super::*;
