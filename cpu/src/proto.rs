@@ -21,7 +21,8 @@
 
 use crate::loops::FastLoops;
 use protokd_reference::loops::Loops;
-use protokd_reference::losses::{COS_EPS, PROTO_EPS};
+use protokd_reference::losses::proto::{kept_classes, norm_backward, normalise, KeptClasses};
+use protokd_reference::losses::{check_labels, COS_EPS};
 use protokd_reference::tensor::Shaped;
 use protokd_reference::{LabelMap, Tensor};
 use rayon::prelude::*;
@@ -41,16 +42,6 @@ struct Side {
     proto_norms: Vec<f32>,
     /// `M`, `[N, K, V]`.
     map: Vec<f32>,
-}
-
-/// The spec's step 3 for one vector: writes `â` into `out`, returns `|a|`.
-fn normalise(a: &[f32], out: &mut [f32]) -> f32 {
-    let norm = a.iter().fold(0.0f32, |acc, &x| x.mul_add(x, acc)).sqrt();
-    let m = if norm < COS_EPS { COS_EPS } else { norm };
-    for (o, &x) in out.iter_mut().zip(a) {
-        *o = x / m;
-    }
-    norm
 }
 
 /// `|a|` for the voxels `v0 .. v0 + out.len()` of one sample's features `x` `[F, V]`.
@@ -156,23 +147,6 @@ fn side(l: &FastLoops, f: &Tensor, labels: &LabelMap, kept: &[usize], den: &[f32
     }
 }
 
-/// The spec's norm backward for one vector (the prototypes' step 3 of the backward).
-fn norm_backward(unit: &[f32], norm: f32, d_unit: &[f32], out: &mut [f32]) {
-    if norm < COS_EPS {
-        for (o, &g) in out.iter_mut().zip(d_unit) {
-            *o = g / COS_EPS;
-        }
-    } else {
-        let s = unit
-            .iter()
-            .zip(d_unit)
-            .fold(0.0f32, |acc, (&u, &g)| u.mul_add(g, acc));
-        for ((o, &u), &g) in out.iter_mut().zip(unit).zip(d_unit) {
-            *o = (-u).mul_add(s, g) / norm;
-        }
-    }
-}
-
 /// What the direct term of the backward reads.
 struct DirectTerm<'a> {
     /// `d = M_s - M_t`, `[N, K, V]`.
@@ -218,42 +192,19 @@ pub(crate) fn proto(
         student.shape, teacher.shape,
         "proto_loss: student and teacher features differ in shape"
     );
-    let [n, nf, d, h, w] = student.dims5();
-    assert_eq!(
-        labels.dims,
-        [n, d, h, w],
-        "proto_loss: label map {:?} does not match tensor {:?}",
-        labels.dims,
-        student.shape
-    );
+    check_labels("proto_loss", student, labels, None);
+    let [n, nf, ..] = student.dims5();
     let v = labels.voxels();
-    // Step 1: the kept classes and `den`.
-    let counts: Vec<[u64; 256]> = (0..n)
-        .into_par_iter()
-        .map(|b| {
-            let mut c = [0u64; 256];
-            for &k in &labels.data[b * v..(b + 1) * v] {
-                c[k as usize] += 1;
-            }
-            c
-        })
-        .collect();
-    let kept: Vec<usize> = (0..256)
-        .filter(|&k| n > 0 && counts.iter().all(|c| c[k] > 0))
-        .collect();
+    let KeptClasses {
+        classes: kept,
+        index: kept_index,
+        den,
+    } = kept_classes(labels);
     let nk = kept.len();
     let mut grad = Tensor::zeros(&student.shape);
     if nk == 0 {
         return (0.0, grad);
     }
-    let mut kept_index = [usize::MAX; 256];
-    for (kk, &k) in kept.iter().enumerate() {
-        kept_index[k] = kk;
-    }
-    let den: Vec<f32> = counts
-        .iter()
-        .flat_map(|c| kept.iter().map(|&k| c[k] as f32 + PROTO_EPS))
-        .collect();
     let st = side(l, student, labels, &kept, &den);
     let tm = side(l, teacher, labels, &kept, &den).map;
 
@@ -354,8 +305,8 @@ pub(crate) fn proto(
                                 (-u[i]).mul_add(s[i], *g) / norms[i]
                             };
                             *g = match kept_index[y[i] as usize] {
-                                usize::MAX => da,
-                                kk => da + e[(b * nk + kk) * nf + ch],
+                                None => da,
+                                Some(kk) => da + e[(b * nk + kk) * nf + ch],
                             };
                         }
                     },

@@ -682,8 +682,8 @@ pub fn step_of_files(a: &replay::StepArgs) -> Result<AccuracyTable> {
 /// The golden computation ([`crate::audit::golden::seeded_run`]'s) on every golden patch of
 /// `golden`: the four-channel teacher (n_filters 4, seed 1) in evaluation mode and one ProtoKD
 /// step of a T1ce student (n_filters 4, seed 2) against it, with the paper's settings; one
-/// table per patch.
-pub fn golden_accuracy(golden: &Path) -> Result<Vec<AccuracyTable>> {
+/// table per patch, with the patch's name.
+pub fn golden_accuracy(golden: &Path) -> Result<Vec<(String, AccuracyTable)>> {
     let cfg = |in_channels| VNetConfig {
         in_channels,
         n_classes: 4,
@@ -704,7 +704,7 @@ pub fn golden_accuracy(golden: &Path) -> Result<Vec<AccuracyTable>> {
             })
             .with_context(|| format!("golden patch {id}"))?;
             t.title = format!("golden patch {id}: {}", t.title);
-            Ok(t)
+            Ok((id.clone(), t))
         })
         .collect()
 }

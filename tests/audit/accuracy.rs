@@ -529,7 +529,11 @@ fn export_golden_runs() {
 #[test]
 #[ignore = "regenerates docs/validation/accuracy-golden.json; see docs/validation/accuracy.md"]
 fn regenerate_golden_accuracy() {
-    let tables = golden_accuracy(&root().join("golden")).unwrap();
+    let tables: Vec<AccuracyTable> = golden_accuracy(&root().join("golden"))
+        .unwrap()
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
     let text = serde_json::to_string_pretty(&tables).unwrap() + "\n";
     protokd::io::files::write_atomic(
         &root().join("docs/validation/accuracy-golden.json"),

@@ -67,20 +67,14 @@ fn teacher_with(cfg: &Path, run: &Path, extra: &[&str]) -> Output {
 }
 
 /// The arguments of `protokd train teacher --data <cohort> --config cfg` into `run` (given as
-/// --out unless `extra` resumes), then `extra`.
+/// --out unless `extra` resumes), then `extra`: [`workflow::teacher_args`], less its `--out`
+/// when resuming (a resume names its run folder through `--resume`).
 fn teacher_args(cfg: &Path, run: &Path, extra: &[&str]) -> Vec<String> {
-    let data = &cohort().1;
-    let out: &[&str] = if extra.contains(&"--resume") {
-        &[]
-    } else {
-        &["--out", s(run)]
-    };
-    ["train", "teacher", "--data", s(data), "--config", s(cfg)]
-        .iter()
-        .chain(out)
-        .chain(extra)
-        .map(|a| a.to_string())
-        .collect()
+    let mut args = workflow::teacher_args(&cohort().1, cfg, run);
+    if extra.contains(&"--resume") {
+        args.truncate(args.len() - 2);
+    }
+    args.iter().chain(extra).map(|a| a.to_string()).collect()
 }
 
 /// The command of [`teacher_args`].

@@ -62,7 +62,7 @@ pub(crate) fn ncv<R: crate::Real>(t: &crate::Tensor<R>) -> (usize, usize, usize)
 
 /// Panics unless `labels` is `[N, D, H, W]` for the `[N, C, D, H, W]` tensor `t` and every
 /// label is below `n_classes` (when given).
-pub(crate) fn check_labels<R: crate::Real>(
+pub fn check_labels<R: crate::Real>(
     what: &str,
     t: &crate::Tensor<R>,
     labels: &crate::LabelMap,

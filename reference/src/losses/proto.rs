@@ -101,7 +101,7 @@ struct Side<R: Real = f32> {
 
 /// Step 3: writes `â` into `out` and returns `|a|`.
 #[inline]
-fn normalise<R: Real>(a: &[R], out: &mut [R]) -> R {
+pub fn normalise<R: Real>(a: &[R], out: &mut [R]) -> R {
     let mut sq = R::ZERO;
     for &x in a {
         sq = x.mul_add(x, sq);
@@ -120,7 +120,7 @@ fn normalise<R: Real>(a: &[R], out: &mut [R]) -> R {
 
 /// The gradient through step 3 (module docs): writes `da` into `out`.
 #[inline]
-fn norm_backward<R: Real>(unit: &[R], norm: R, d_unit: &[R], out: &mut [R]) {
+pub fn norm_backward<R: Real>(unit: &[R], norm: R, d_unit: &[R], out: &mut [R]) {
     if norm < R::decimal(COS_EPS) {
         for (o, &g) in out.iter_mut().zip(d_unit) {
             *o = g / R::decimal(COS_EPS);
@@ -133,6 +133,50 @@ fn norm_backward<R: Real>(unit: &[R], norm: R, d_unit: &[R], out: &mut [R]) {
         for ((o, &u), &g) in out.iter_mut().zip(unit).zip(d_unit) {
             *o = (-u).mul_add(s, g) / norm;
         }
+    }
+}
+
+/// Step 1 of the forward: the kept classes and the prototype denominators.
+#[derive(Clone, Debug)]
+pub struct KeptClasses<R: Real = f32> {
+    /// The label values present in every sample, ascending.
+    pub classes: Vec<usize>,
+    /// For each label value `0 .. 256`, its position in `classes` (if kept).
+    pub index: Vec<Option<usize>>,
+    /// `den[n, kk] = count[n, classes[kk]] + 1e-5` (one rounding), `[N, K]`.
+    pub den: Vec<R>,
+}
+
+/// Step 1 (module docs): exact counts per sample and label value, the classes present in every
+/// sample, and `den`.
+pub fn kept_classes<R: Real>(labels: &LabelMap) -> KeptClasses<R> {
+    let n = labels.dims[0];
+    let v = labels.voxels();
+    let mut counts = vec![[0u64; 256]; n];
+    for (b, sample_counts) in counts.iter_mut().enumerate() {
+        for &y in &labels.data[b * v..(b + 1) * v] {
+            sample_counts[y as usize] += 1;
+        }
+    }
+    let classes: Vec<usize> = (0..256)
+        .filter(|&k| n > 0 && counts.iter().all(|c| c[k] > 0))
+        .collect();
+    let mut index = vec![None; 256];
+    for (kk, &k) in classes.iter().enumerate() {
+        index[k] = Some(kk);
+    }
+    let den = counts
+        .iter()
+        .flat_map(|c| {
+            classes
+                .iter()
+                .map(|&k| R::from_usize(c[k] as usize) + R::decimal(PROTO_EPS))
+        })
+        .collect();
+    KeptClasses {
+        classes,
+        index,
+        den,
     }
 }
 
@@ -222,7 +266,6 @@ fn side<R: Real>(
 /// `[N, F, D, H, W]`) with the shared `labels` `[N, D, H, W]` (module docs).
 pub fn proto_loss_on<R: Real>(
     l: &impl Loops<R>,
-
     student_features: &Tensor<R>,
     teacher_features: &Tensor<R>,
     labels: &LabelMap,
@@ -232,32 +275,14 @@ pub fn proto_loss_on<R: Real>(
         "proto_loss: student and teacher features differ in shape"
     );
     check_labels("proto_loss", student_features, labels, None);
-    let n = labels.dims[0];
-    let v = labels.voxels();
 
-    // Step 1: exact counts per sample and label value, then the kept classes.
-    let mut counts = vec![[0u64; 256]; n];
-    for (b, sample_counts) in counts.iter_mut().enumerate() {
-        for &y in &labels.data[b * v..(b + 1) * v] {
-            sample_counts[y as usize] += 1;
-        }
-    }
-    let kept_classes: Vec<usize> = (0..256)
-        .filter(|&k| n > 0 && counts.iter().all(|c| c[k] > 0))
-        .collect();
-    let mut kept_index = vec![None; 256];
-    for (kk, &k) in kept_classes.iter().enumerate() {
-        kept_index[k] = Some(kk);
-    }
+    // Step 1.
+    let KeptClasses {
+        classes: kept_classes,
+        index: kept_index,
+        den,
+    } = kept_classes(labels);
     let nk = kept_classes.len();
-    let den: Vec<R> = counts
-        .iter()
-        .flat_map(|c| {
-            kept_classes
-                .iter()
-                .map(|&k| R::from_usize(c[k] as usize) + R::decimal(PROTO_EPS))
-        })
-        .collect();
 
     let student = side(l, student_features, labels, &kept_classes, &den);
     let teacher = side(l, teacher_features, labels, &kept_classes, &den);

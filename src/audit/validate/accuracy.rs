@@ -14,7 +14,7 @@ use std::path::Path;
 pub fn golden(tree: &Path) -> Result<Vec<(String, Finding)>> {
     Ok(golden_accuracy(&tree.join("golden"))?
         .into_iter()
-        .map(|t| {
+        .map(|(name, t)| {
             let bad: Vec<&str> = t
                 .rows
                 .iter()
@@ -45,20 +45,10 @@ pub fn golden(tree: &Path) -> Result<Vec<(String, Finding)>> {
                 ),
                 (None, None) => "no operation measured".to_string(),
             };
-            let name = patch_name(&t);
             let figures = json!({ "accuracy": t });
             (name, Finding::new(bad.is_empty(), detail, figures))
         })
         .collect())
-}
-
-/// The patch a golden table is about (its title starts `golden patch <id>:`).
-fn patch_name(t: &AccuracyTable) -> String {
-    t.title
-        .strip_prefix("golden patch ")
-        .and_then(|s| s.split(':').next())
-        .unwrap_or(&t.title)
-        .to_string()
 }
 
 /// The accuracy tables among a report's figures, with the check's name, in order.

@@ -1,7 +1,7 @@
 //! `report.html`: one self-contained page (inline CSS, the timing chart as inline SVG, no
 //! script, no external asset), readable offline and printable.
 
-use super::{chart, installation_rows, name, timing_rows, verdict};
+use super::{chart, installation_rows, name, sections, timing_rows, verdict};
 use crate::audit::validate::{accuracy, Report, Section};
 use anyhow::Result;
 use std::fmt::Write;
@@ -66,20 +66,7 @@ pub fn page(r: &Report) -> Result<String> {
         write!(h, "<tr><th>{k}</th><td>{}</td></tr>", esc(&val))?;
     }
     h.push_str("</table>");
-    for section in [
-        Section::Installation,
-        Section::Operation,
-        Section::Performance,
-        Section::Traceability,
-    ] {
-        let mine: Vec<_> = r
-            .outcomes
-            .iter()
-            .filter(|o| o.kind.section == section)
-            .collect();
-        if mine.is_empty() {
-            continue;
-        }
+    for (section, mine) in sections(r) {
         write!(
             h,
             "<h2>{}</h2><table><tr><th>check</th><th>what</th><th>requirements</th>\

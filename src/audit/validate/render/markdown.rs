@@ -1,7 +1,7 @@
 //! `report.md`: the report as Markdown tables, section by section.
 
-use super::{installation_rows, name, timing_rows, verdict};
-use crate::audit::validate::{accuracy, Report, Section};
+use super::{installation_rows, name, sections, timing_rows, verdict};
+use crate::audit::validate::{accuracy, Report};
 use std::fmt::Write;
 
 /// A table cell: `|` escaped, line breaks removed.
@@ -26,20 +26,7 @@ pub fn page(r: &Report) -> String {
     for (k, v) in installation_rows(&r.installation) {
         let _ = writeln!(m, "| {k} | {} |", cell(&v));
     }
-    for section in [
-        Section::Installation,
-        Section::Operation,
-        Section::Performance,
-        Section::Traceability,
-    ] {
-        let mine: Vec<_> = r
-            .outcomes
-            .iter()
-            .filter(|o| o.kind.section == section)
-            .collect();
-        if mine.is_empty() {
-            continue;
-        }
+    for (section, mine) in sections(r) {
         let _ = writeln!(
             m,
             "\n## {}\n\n| check | what | requirements | verdict | detail |\n|---|---|---|---|---|",

@@ -6,11 +6,33 @@ mod chart;
 mod html;
 mod markdown;
 
-use super::{Outcome, Report, CHECKS};
+use super::{Outcome, Report, Section, CHECKS};
 use crate::io::files::{write_atomic, write_json};
 use anyhow::Result;
 use serde_json::{json, Value};
 use std::path::Path;
+
+/// The report's sections in order, each with the outcomes of its checks (sections where no
+/// check ran left out).
+pub fn sections(r: &Report) -> Vec<(Section, Vec<&Outcome>)> {
+    [
+        Section::Installation,
+        Section::Operation,
+        Section::Performance,
+        Section::Traceability,
+    ]
+    .into_iter()
+    .map(|section| {
+        let mine = r
+            .outcomes
+            .iter()
+            .filter(|o| o.kind.section == section)
+            .collect::<Vec<_>>();
+        (section, mine)
+    })
+    .filter(|(_, mine)| !mine.is_empty())
+    .collect()
+}
 
 /// `OQ-1 cpu`: the check's id and its subject.
 pub fn name(o: &Outcome) -> String {
