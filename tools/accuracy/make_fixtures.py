@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "parity"))
 import make_fixtures as parity  # noqa: E402  (the VNet, losses and Adam of the parity fixtures)
 
 SAMPLES = 32
+SENSITIVITY_RUNS = 3
 PROJECTIONS = 4
 SMALL = 64
 
@@ -117,6 +118,48 @@ def step_outputs(teacher, student, image, label):
     return out
 
 
+def one_ulp_apart(t, gen):
+    """t with each value moved independently to its float64 neighbour below, left alone, or
+    moved to its neighbour above (one third each, drawn from gen)."""
+    step = torch.randint(0, 3, t.shape, generator=gen) - 1
+    up = torch.nextafter(t, torch.full_like(t, math.inf))
+    down = torch.nextafter(t, torch.full_like(t, -math.inf))
+    return torch.where(step > 0, up, torch.where(step < 0, down, t))
+
+
+def relative_change(b, a):
+    """||b - a|| / ||a|| (||b - a|| where a is zero), float64, exactly summed."""
+    x = b.detach().double().reshape(-1).numpy()
+    y = a.detach().double().reshape(-1).numpy()
+    diff = math.sqrt(math.fsum(((x - y) ** 2).tolist()))
+    norm = math.sqrt(math.fsum((y * y).tolist()))
+    return diff / norm if norm > 0 else diff
+
+
+def sensitivity(f, out, perturbations=SENSITIVITY_RUNS):
+    """How far float64 itself moves each output under rounding-sized changes: for seeds
+    1..=perturbations, the image and every floating-point value of both models moved by at
+    most one float64 ulp each (`one_ulp_apart`), the same computation rerun, and the largest
+    `relative_change` of each tensor from the unperturbed result `out`. Two correct float64
+    implementations round differently inside every operation, which is a change of this
+    size at every operation's inputs: where this figure is far above 1e-10, no float64
+    implementation can agree with another to 1e-10."""
+    worst = {k: 0.0 for k in out}
+    for seed in range(1, perturbations + 1):
+        gen = torch.Generator().manual_seed(seed)
+        teacher = state_from(f, "teacher.", 4, torch.float64)
+        student = state_from(f, "student.", 1, torch.float64)
+        with torch.no_grad():
+            for model in (teacher, student):
+                for _, v in sorted(model.state_dict().items()):
+                    if v.is_floating_point():
+                        v.copy_(one_ulp_apart(v, gen))
+        again = step_outputs(teacher, student, one_ulp_apart(f["image"].double(), gen), f["label"])
+        for k in worst:
+            worst[k] = max(worst[k], relative_change(again[k], out[k]))
+    return worst
+
+
 def yardstick(names, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     for name in names:
@@ -128,6 +171,7 @@ def yardstick(names, out_dir):
             "fixture": f"tests/fixtures/parity/{name}.safetensors",
             "what": "float64 PyTorch (torch " + torch.__version__ + "): teacher eval forward, one ProtoKD student step",
             "tensors": {k: sketch(v) for k, v in sorted(out.items())},
+            "sensitivity": dict(sorted(sensitivity(f, out).items())),
         }
         path = os.path.join(out_dir, f"{name}.yardstick.json")
         with open(path, "w") as fh:
