@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Float64 fixtures for protokd's accuracy report (issue 15, item 2).
 
-Two jobs, both with the VNet, losses and Adam of tools/parity/make_fixtures.py (imported, not
+Four jobs, all with the VNet, losses and Adam of tools/parity/make_fixtures.py (imported, not
 copied):
 
 1. `yardstick` (default): on the inputs and models of the PyTorch parity fixtures
    (tests/fixtures/parity/{A,B,C}.safetensors), the ProtoKD computation in float64: the
    teacher's evaluation-mode forward, the student's training-mode forward, the six losses, the
    gradient of every student parameter and the state after one Adam step. Written as sketches
-   to tests/fixtures/accuracy/{A,B,C}.yardstick.json (see `sketch`); tests/audit/accuracy.rs
-   holds protokd's float64 spec to them at 1e-10.
+   to tests/fixtures/accuracy/{A,B,C}.yardstick.json (see `sketch`), with each tensor's
+   `sensitivity` (PyTorch float64's own largest relative change under one-ulp moves of the
+   image and of every model value); tests/audit/accuracy.rs holds protokd's float64 spec to
+   them at 1e-10, or at 4 times that sensitivity where it is larger.
 
 2. `golden DIR`: on the golden patches as exported by the ignored test
    `accuracy::export_golden_runs` (DIR/<patch>.safetensors: image, label, teacher.*, student.*),
@@ -22,6 +24,10 @@ copied):
    `accuracy::regenerate_golden_accuracy`) and PyTorch's (job 2), over the same tensors:
    written to docs/validation/accuracy-golden-table.md.
 
+4. `clamped [--only X]`: why a fixture's float64 gradients are sensitive: the student voxels
+   whose feature norm lies in (0, 1e-5), below the cosine clamp, with each one's change under
+   the one-ulp moves and its share of the gradient with respect to the features.
+
 Usage (from the repository root; torch, numpy and safetensors installed; CPU only):
 
     python3 tools/accuracy/make_fixtures.py
@@ -29,6 +35,7 @@ Usage (from the repository root; torch, numpy and safetensors installed; CPU onl
     python3 tools/accuracy/make_fixtures.py golden target/accuracy-golden
     cargo test --release -p protokd --test audit accuracy::regenerate_golden_accuracy -- --ignored
     python3 tools/accuracy/make_fixtures.py table
+    python3 tools/accuracy/make_fixtures.py clamped
 """
 
 import argparse
@@ -180,6 +187,48 @@ def yardstick(names, out_dir):
         print(f"[{name}] {len(out)} tensors -> {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes)")
 
 
+def clamped_voxels(name):
+    """Why a parity fixture's float64 gradients move under one-ulp changes: the student voxels
+    whose feature vector has a norm in (0, COS_EPS), where the prototype loss's gradient is
+    d(unit)/COS_EPS, with each one's norm, its features' largest relative change over the
+    `sensitivity` moves, and its share of the norm of the ReLU-passed gradient of the total loss
+    with respect to the features."""
+    f = load_file(os.path.join(ROOT, "tests", "fixtures", "parity", f"{name}.safetensors"))
+    label = f["label"]
+
+    def features_and_gradient(gen):
+        teacher = state_from(f, "teacher.", 4, torch.float64).eval()
+        student = state_from(f, "student.", 1, torch.float64).train()
+        image = f["image"].double()
+        if gen is not None:
+            with torch.no_grad():
+                for model in (teacher, student):
+                    for _, v in sorted(model.state_dict().items()):
+                        if v.is_floating_point():
+                            v.copy_(one_ulp_apart(v, gen))
+            image = one_ulp_apart(image, gen)
+        with torch.no_grad():
+            ft, lt = teacher(image)
+        fs, s = student(image[:, parity.STUDENT_CHANNEL:parity.STUDENT_CHANNEL + 1].contiguous())
+        fs.retain_grad()
+        parity.protokd_losses(s, fs, lt, ft, label)["total"].backward()
+        return fs.detach(), fs.grad * (fs.detach() > 0)
+
+    fs, g = features_and_gradient(None)
+    norm = fs.norm(dim=1)
+    moved = [features_and_gradient(torch.Generator().manual_seed(seed))[0] for seed in range(1, SENSITIVITY_RUNS + 1)]
+    below = ((norm > 0) & (norm < parity.COS_EPS)).nonzero().tolist()
+    print(f"[{name}] {len(below)} student voxel(s) with 0 < |features| < {parity.COS_EPS}; "
+          f"{int((norm == 0).sum())} with zero features (ReLU-masked)")
+    total = g.norm().item()
+    for n, z, yy, x in below:
+        here = fs[n, :, z, yy, x]
+        change = max(((m[n, :, z, yy, x] - here).norm() / here.norm()).item() for m in moved)
+        share = (g[n, :, z, yy, x].norm() / total).item()
+        print(f"  sample {n} voxel ({z}, {yy}, {x}): |features| {norm[n, z, yy, x].item():.3e}, "
+              f"relative change under one-ulp moves {change:.2e}, share of the gradient's norm {share:.4%}")
+
+
 def ordered(x):
     """Positions of float32 values on the ordered line of float32 values (int64)."""
     b = x.astype(np.float32).view(np.uint32).astype(np.int64)
@@ -278,7 +327,7 @@ def table():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("job", nargs="?", default="yardstick", choices=["yardstick", "golden", "table"])
+    ap.add_argument("job", nargs="?", default="yardstick", choices=["yardstick", "golden", "table", "clamped"])
     ap.add_argument("dir", nargs="?", help="golden: the folder the export test wrote")
     ap.add_argument("--only", choices=["A", "B", "C"], action="append")
     args = ap.parse_args()
@@ -288,6 +337,9 @@ def main():
         yardstick(args.only or ["A", "B", "C"], os.path.join(ROOT, "tests", "fixtures", "accuracy"))
     elif args.job == "table":
         table()
+    elif args.job == "clamped":
+        for name in args.only or ["A", "B", "C"]:
+            clamped_voxels(name)
     else:
         if not args.dir:
             ap.error("golden needs the folder the export test wrote")
