@@ -10,7 +10,7 @@
 
 use crate::common::{protokd, s, TempDir};
 use protokd::audit::accuracy::{
-    forward_accuracy, golden_accuracy, measure, step_accuracy, AccuracyTable, StepInputs,
+    forward_accuracy, golden_accuracy, measure, step_accuracy, AccuracyTable, StepInputs, NOISE,
 };
 use protokd::audit::replay::read_labels;
 use protokd::io::checkpoint::{self, read_state};
@@ -556,4 +556,93 @@ fn regenerate_golden_accuracy() {
     for t in &tables {
         println!("{}\n{}", t.title, t.summary_markdown());
     }
+}
+
+/// `x` moved to its `f32` neighbour below, left alone, or moved to its neighbour above, by
+/// `splitmix64(key) % 3` (a one-ulp change, as rounding differently makes).
+fn one_ulp_apart(x: f32, key: u64) -> f32 {
+    match splitmix64(key) % 3 {
+        0 => x.next_down(),
+        1 => x,
+        _ => x.next_up(),
+    }
+}
+
+/// A tensor with every value moved by [`one_ulp_apart`], keyed by `seed`, a stream number and
+/// the value's index.
+fn moved(t: &Tensor, seed: u64, stream: u64) -> Tensor {
+    let data = (t.data.iter().enumerate())
+        .map(|(i, &x)| one_ulp_apart(x, (seed << 48) ^ (stream << 32) ^ i as u64))
+        .collect();
+    Tensor::from_vec(&t.shape, data)
+}
+
+/// How much the float32 gradients' accuracy on the golden patches is luck: for seed 0 (the
+/// golden inputs) and seeds 1 to 8 (the image and every value of both models moved by at most
+/// one `f32` ulp each), the median norm-wise relative error of the 89 parameter gradients that
+/// are not rounding noise, float32 against float64 on the same moved inputs. Written to
+/// `docs/validation/accuracy-spread-protokd.json`; `tools/accuracy/make_fixtures.py spread`
+/// does the same for PyTorch.
+#[test]
+#[ignore]
+fn spread_of_golden_gradient_accuracy() {
+    let dataset = protokd::data::brats::discover(&root().join("golden")).unwrap();
+    let mut doc = serde_json::Map::new();
+    for case in &dataset.cases {
+        let loaded = protokd::data::brats::load_case(case).unwrap();
+        let [d, h, w] = loaded.dims();
+        let image = Tensor::from_vec(
+            &[1, 4, d, h, w],
+            loaded.images.iter().flat_map(|v| v.data.clone()).collect(),
+        );
+        let labels = LabelMap::new([1, d, h, w], loaded.labels.unwrap());
+        let medians: Vec<f64> = (0..9u64)
+            .map(|seed| {
+                let state = |in_channels, init_seed, stream: u64| {
+                    small_state(in_channels, init_seed)
+                        .try_map(|_, t| {
+                            Ok::<_, ()>(if seed == 0 {
+                                t.clone()
+                            } else {
+                                moved(t, seed, stream)
+                            })
+                        })
+                        .unwrap()
+                };
+                let (teacher, student) = (state(4, 1, 1), state(1, 2, 2));
+                let x = if seed == 0 {
+                    image.clone()
+                } else {
+                    moved(&image, seed, 0)
+                };
+                let table = step_accuracy(&StepInputs {
+                    student: &student,
+                    teacher: Some(&teacher),
+                    image: &x,
+                    labels: &labels,
+                    channels: &[2],
+                    config: &StepConfig::default(),
+                })
+                .unwrap();
+                let mut errs: Vec<f64> = (table.rows.iter())
+                    .filter(|r| {
+                        r.operation.starts_with("gradient ") && r.notes.iter().all(|n| n != NOISE)
+                    })
+                    .map(|r| r.rel_err)
+                    .collect();
+                assert_eq!(errs.len(), 89, "{}", case.id);
+                errs.sort_by(f64::total_cmp);
+                errs[errs.len() / 2]
+            })
+            .collect();
+        let shown: Vec<String> = medians.iter().map(|m| format!("{m:.1e}")).collect();
+        println!("{}: {}", case.id, shown.join(" "));
+        doc.insert(case.id.clone(), serde_json::json!(medians));
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(doc)).unwrap() + "\n";
+    protokd::io::files::write_atomic(
+        &root().join("docs/validation/accuracy-spread-protokd.json"),
+        text.as_bytes(),
+    )
+    .unwrap();
 }

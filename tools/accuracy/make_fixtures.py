@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Float64 fixtures for protokd's accuracy report (issue 15, item 2).
 
-Four jobs, all with the VNet, losses and Adam of tools/parity/make_fixtures.py (imported, not
+Five jobs, all with the VNet, losses and Adam of tools/parity/make_fixtures.py (imported, not
 copied):
 
 1. `yardstick` (default): on the inputs and models of the PyTorch parity fixtures
@@ -24,9 +24,15 @@ copied):
    `accuracy::regenerate_golden_accuracy`) and PyTorch's (job 2), over the same tensors:
    written to docs/validation/accuracy-golden-table.md.
 
-4. `clamped [--only X]`: why a fixture's float64 gradients are sensitive: the student voxels
+4. `clamped [DIR] [--only X]`: why a fixture's float64 gradients are sensitive (the parity
+   fixtures, or the golden runs in DIR as job 2 reads them): the student voxels
    whose feature norm lies in (0, 1e-5), below the cosine clamp, with each one's change under
    the one-ulp moves and its share of the gradient with respect to the features.
+
+5. `spread DIR`: PyTorch float32's median gradient error on each golden run in DIR, and again
+   with the image and both models moved by at most one float32 ulp per value (8 seeds):
+   written to docs/validation/accuracy-spread-pytorch.json (the ignored test
+   `accuracy::spread_of_golden_gradient_accuracy` writes protokd's).
 
 Usage (from the repository root; torch, numpy and safetensors installed; CPU only):
 
@@ -36,6 +42,8 @@ Usage (from the repository root; torch, numpy and safetensors installed; CPU onl
     cargo test --release -p protokd --test audit accuracy::regenerate_golden_accuracy -- --ignored
     python3 tools/accuracy/make_fixtures.py table
     python3 tools/accuracy/make_fixtures.py clamped
+    python3 tools/accuracy/make_fixtures.py spread target/accuracy-golden
+    cargo test --release -p protokd --test audit accuracy::spread_of_golden_gradient_accuracy -- --ignored
 """
 
 import argparse
@@ -126,8 +134,8 @@ def step_outputs(teacher, student, image, label):
 
 
 def one_ulp_apart(t, gen):
-    """t with each value moved independently to its float64 neighbour below, left alone, or
-    moved to its neighbour above (one third each, drawn from gen)."""
+    """t with each value moved independently to its neighbour below in t's own dtype, left
+    alone, or moved to its neighbour above (one third each, drawn from gen)."""
     step = torch.randint(0, 3, t.shape, generator=gen) - 1
     up = torch.nextafter(t, torch.full_like(t, math.inf))
     down = torch.nextafter(t, torch.full_like(t, -math.inf))
@@ -187,14 +195,15 @@ def yardstick(names, out_dir):
         print(f"[{name}] {len(out)} tensors -> {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes)")
 
 
-def clamped_voxels(name):
-    """Why a parity fixture's float64 gradients move under one-ulp changes: the student voxels
+def clamped_voxels(name, path):
+    """Why a fixture's float64 gradients move under one-ulp changes: the student voxels
     whose feature vector has a norm in (0, COS_EPS), where the prototype loss's gradient is
     d(unit)/COS_EPS, with each one's norm, its features' largest relative change over the
     `sensitivity` moves, and its share of the norm of the ReLU-passed gradient of the total loss
-    with respect to the features."""
-    f = load_file(os.path.join(ROOT, "tests", "fixtures", "parity", f"{name}.safetensors"))
-    label = f["label"]
+    with respect to the features. `path`: a parity fixture or a golden run as the `golden` job
+    reads it (image, label, teacher.*, student.*)."""
+    f = load_file(path)
+    label = f["label"].long()  # int64 in the parity fixtures, float32 (exact) in the golden runs
 
     def features_and_gradient(gen):
         teacher = state_from(f, "teacher.", 4, torch.float64).eval()
@@ -270,6 +279,38 @@ def golden(src, out_path):
     print(f"wrote {os.path.relpath(out_path, ROOT)}")
 
 
+def spread(src, out_path, seeds=8):
+    """How much PyTorch float32's gradient accuracy on the golden patches is luck: for seed 0
+    (the golden inputs) and seeds 1..seeds (the image and every floating-point value of both
+    models moved by at most one float32 ulp each, `one_ulp_apart`), the median norm-wise
+    relative error of the parameter gradients that are not rounding noise (the down/up conv
+    biases left out), float32 against float64 on the same moved inputs. The ignored test
+    `accuracy::spread_of_golden_gradient_accuracy` does the same for protokd."""
+    result = {}
+    for fn in sorted(os.listdir(src)):
+        f = load_file(os.path.join(src, fn))
+        label = f["label"].long()
+        medians = []
+        for seed in range(seeds + 1):
+            g = dict(f)
+            if seed:
+                gen = torch.Generator().manual_seed(seed)
+                g = {k: one_ulp_apart(v, gen) if v.is_floating_point() and k != "label" else v for k, v in sorted(f.items())}
+            runs = {dt: step_outputs(state_from(g, "teacher.", 4, dt), state_from(g, "student.", 1, dt), g["image"].to(dt), label)
+                    for dt in (torch.float32, torch.float64)}
+            errs = sorted(measure(runs[torch.float32][k], v)[0] for k, v in runs[torch.float64].items()
+                          if k.startswith("grad.") and not (k.endswith("conv.0.bias") and ("_dw." in k or "_up." in k)))
+            median = errs[len(errs) // 2]
+            medians.append(None if math.isnan(median) else median)  # NaN: PyTorch's CE of a one-class batch
+        name = fn[: -len(".safetensors")]
+        result[name] = medians
+        print(f"{name}: " + " ".join("NaN" if m is None else f"{m:.1e}" for m in medians))
+    with open(out_path, "w") as fh:
+        json.dump(result, fh, indent=1, sort_keys=True)
+        fh.write("\n")
+    print(f"wrote {os.path.relpath(out_path, ROOT)}")
+
+
 # protokd's operation names for the tensors PyTorch reports (the rest map by prefix).
 OURS = {
     "teacher.features": "relu after teacher block_nine.conv.1",
@@ -327,8 +368,8 @@ def table():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("job", nargs="?", default="yardstick", choices=["yardstick", "golden", "table", "clamped"])
-    ap.add_argument("dir", nargs="?", help="golden: the folder the export test wrote")
+    ap.add_argument("job", nargs="?", default="yardstick", choices=["yardstick", "golden", "table", "clamped", "spread"])
+    ap.add_argument("dir", nargs="?", help="golden, spread, clamped: the folder the export test wrote")
     ap.add_argument("--only", choices=["A", "B", "C"], action="append")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -337,9 +378,17 @@ def main():
         yardstick(args.only or ["A", "B", "C"], os.path.join(ROOT, "tests", "fixtures", "accuracy"))
     elif args.job == "table":
         table()
+    elif args.job == "spread":
+        if not args.dir:
+            ap.error("spread needs the folder the export test wrote")
+        spread(args.dir, os.path.join(ROOT, "docs", "validation", "accuracy-spread-pytorch.json"))
     elif args.job == "clamped":
-        for name in args.only or ["A", "B", "C"]:
-            clamped_voxels(name)
+        if args.dir:
+            for file in sorted(os.listdir(args.dir)):
+                clamped_voxels(file.removesuffix(".safetensors"), os.path.join(args.dir, file))
+        else:
+            for name in args.only or ["A", "B", "C"]:
+                clamped_voxels(name, os.path.join(ROOT, "tests", "fixtures", "parity", f"{name}.safetensors"))
     else:
         if not args.dir:
             ap.error("golden needs the folder the export test wrote")
