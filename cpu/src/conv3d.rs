@@ -103,14 +103,22 @@ pub(crate) fn conv3d_backward_input(
     g: &ConvGeom,
     input_dims: [usize; 3],
 ) -> Tensor {
-    let ([n, cout, ..], cin) =
+    let ([n, cout, dy_d, dy_h, dy_w], cin) =
         backward_input_dims(dy, w, None, g, input_dims, "conv3d_backward_input");
     let [kd, kh, kw] = g.kernel;
     let (k, s, p) = (g.kernel, g.stride, g.padding);
     // Zeros around dy so that every read m + (r + p - k) / s lands inside: ceil((k - 1) / s)
-    // before, and (generously) enough after for the last m of every phase.
+    // before, and after, what the last m of the phases reads past dy's end: the largest
+    // m + (r + p) / s + 1 (m < ceil((I - r) / s)) less dy's size.
     let lo = [0, 1, 2].map(|a| (k[a] - 1).div_ceil(s[a]));
-    let hi = [0, 1, 2].map(|a| input_dims[a].div_ceil(s[a]) + (s[a] + p[a]) / s[a] + 1);
+    let dy_dims = [dy_d, dy_h, dy_w];
+    let hi = [0, 1, 2].map(|a| {
+        (0..s[a])
+            .map(|r| input_dims[a].saturating_sub(r).div_ceil(s[a]) + (r + p[a]) / s[a])
+            .max()
+            .unwrap_or(0)
+            .saturating_sub(dy_dims[a])
+    });
     let (dyp, q) = pad_split(dy, lo, hi, [1, 1, 1]);
     let k3 = kd * kh * kw;
     let mut dx = Tensor::zeros(&[n, cin, input_dims[0], input_dims[1], input_dims[2]]);
