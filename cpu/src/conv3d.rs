@@ -169,8 +169,8 @@ pub(crate) fn conv3d_backward_input(
 /// Conv3d weight gradient with the spec's bits: each `dw[co, ci, a, b, c]` is the canonical
 /// reduction over the output positions ([`protokd_reference::reduce`]: blocks of 4096
 /// positions, lane `i mod 16`), exactly as the spec's `conv3d_backward_weight`. Here the lanes
-/// of several taps stay
-/// in registers for a whole block (all 27 taps of a 3x3x3 kernel with AVX-512, 6 at a time with AVX2 and NEON), each
+/// of 2 output channels x several taps stay in registers for a whole block (module `wgrad`;
+/// for a 3x3x3 kernel 9 taps at a time with AVX-512, 6 with AVX2, 3 with NEON), each
 /// 16-position group of `dy` loaded once for all of them; strides are folded into unit-stride
 /// reads by the phase split of the input (as the forward). Needs an output width that is a
 /// multiple of 16 (so that every 16-position group is one contiguous run of a row); other
@@ -198,7 +198,22 @@ pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &Conv
     }
     let positions = n * out_chan;
     let nblocks = positions.div_ceil(BLOCK);
-    let chunk = wgrad::tap_chunk(isa, k3);
+    let chunks = wgrad::tap_chunks(isa, k3);
+    // The 16-position groups, in order: (dy index in channel 0, x index of tap 0 in input
+    // channel 0); block `blk` is groups `blk * BLOCK / 16 ..`. The same for every pair, whose
+    // channels are reached by offsetting `dy` and `x`.
+    let groups: Vec<(usize, usize)> = (0..positions)
+        .step_by(LANES)
+        .map(|i| {
+            let ow = i % ow_n;
+            let oh = (i / ow_n) % oh_n;
+            let od = (i / (ow_n * oh_n)) % od_n;
+            let nn = i / out_chan;
+            let d0 = nn * cout * out_chan + (od * oh_n + oh) * ow_n + ow;
+            let x0 = nn * phases * cin * vol + (od * q[1] + oh) * q[2] + ow;
+            (d0, x0)
+        })
+        .collect();
     // Pairs (channel group, ci): output channels co0 and co1 (co1 = co0 for the last group of
     // an odd cout: computed twice, kept once).
     let groups_n = cout.div_ceil(CHANNELS);
@@ -208,35 +223,25 @@ pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &Conv
             let (cg, ci) = (pair / cin, pair % cin);
             let co0 = cg * CHANNELS;
             let dstride = ((co0 + 1).min(cout - 1) - co0) * out_chan;
+            let (dy_pair, x_pair) = (&dy.data[co0 * out_chan..], &xp[ci * vol..]);
             let mut lanes: [Vec<f32>; CHANNELS] =
                 std::array::from_fn(|_| vec![0.0f32; nblocks * k3 * LANES]);
-            let mut groups = Vec::with_capacity(BLOCK / LANES);
-            for blk in 0..nblocks {
-                // The 16-position groups of this block: (dy index, x index of tap 0).
-                groups.clear();
-                let end = ((blk + 1) * BLOCK).min(positions);
-                for i in (blk * BLOCK..end).step_by(LANES) {
-                    let ow = i % ow_n;
-                    let oh = (i / ow_n) % oh_n;
-                    let od = (i / (ow_n * oh_n)) % od_n;
-                    let nn = i / out_chan;
-                    let d0 = (nn * cout + co0) * out_chan + (od * oh_n + oh) * ow_n + ow;
-                    let x0 = (nn * phases * cin + ci) * vol + (od * q[1] + oh) * q[2] + ow;
-                    groups.push((d0, x0));
-                }
+            for (blk, block_groups) in groups.chunks(BLOCK / LANES).enumerate() {
                 let span = blk * k3 * LANES..(blk + 1) * k3 * LANES;
                 let [l0, l1] = &mut lanes;
                 let (b0, b1) = (&mut l0[span.clone()], &mut l1[span]);
-                for t0 in (0..k3).step_by(chunk) {
+                let mut t0 = 0;
+                for &chunk in &chunks {
                     let part = t0 * LANES..(t0 + chunk) * LANES;
                     wgrad::block(
                         isa,
-                        (&dy.data, dstride),
-                        &xp,
-                        &groups,
+                        (dy_pair, dstride),
+                        x_pair,
+                        block_groups,
                         &offsets[t0..t0 + chunk],
                         [&mut b0[part.clone()], &mut b1[part]],
                     );
+                    t0 += chunk;
                 }
             }
             lanes.map(|l| finish_lanes_taps(&l, k3))

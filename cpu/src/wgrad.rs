@@ -20,13 +20,14 @@
 //!
 //! | copy | vector (`L` lanes) | `C` x `T` (3x3x3 kernel) | accumulators |
 //! |---|---|---|---|
-//! | AVX-512 | `__m512` (16) | 2 x 9 | 18 of 32 zmm |
-//! | AVX2+FMA | `__m256` (8) | 2 x 3 | 6 of 16 ymm |
-//! | NEON | four q registers (16) | 2 x 3 | 24 of 32 q |
+//! | AVX-512 | `__m512` (16) | 2 x 9 (three blocks) | 18 of 32 zmm |
+//! | AVX2+FMA | `__m256` (8) | 2 x 6 (four blocks), then 2 x 3 | 12 of 16 ymm (+ 2 `dy`, 1 input) |
+//! | NEON | four q registers (16) | 2 x 3 (nine blocks) | 24 of 32 q |
 //! | portable | `[f32; 16]` | 2 x 9 | (the compiler's choice) |
 //!
-//! `T` is the largest of the copy's chunk sizes that divides the kernel's tap count
-//! ([`tap_chunk`]), so no tap is computed twice.
+//! The kernel's taps are split into blocks of the copy's sizes ([`tap_chunks`]), so no tap is
+//! computed twice. The caller computes the groups' indices once per convolution, for output
+//! channel 0 and input channel 0, and reaches a pair's channels by offsetting `dy` and `x`.
 
 #[cfg(target_arch = "aarch64")]
 use std::arch::aarch64::float32x4x4_t;
@@ -39,28 +40,32 @@ use protokd_reference::reduce::LANES;
 /// Output channels per block (`C`).
 pub(crate) const CHANNELS: usize = 2;
 
-/// Taps per block for a kernel of `k3` taps on the copy `isa`: the first of the copy's sizes
-/// (AVX-512 and portable: 9, 8, 4, 3, 1; AVX2+FMA and NEON, whose registers hold fewer lanes:
-/// 4, 3, 1) that divides `k3`.
-pub(crate) fn tap_chunk(isa: Isa, k3: usize) -> usize {
+/// The tap counts of the blocks that together cover a kernel of `k3` taps on the copy `isa`,
+/// in tap order: repeatedly the largest of the copy's sizes that fits the taps left
+/// (AVX-512 and portable: 9, 8, 4, 3, 1; AVX2+FMA: 6, 4, 3, 2, 1; NEON: 3, 2, 1). A 3x3x3
+/// kernel is 9 + 9 + 9 on AVX-512, 6 + 6 + 6 + 6 + 3 on AVX2+FMA and nine 3s on NEON; no tap
+/// is computed twice.
+pub(crate) fn tap_chunks(isa: Isa, k3: usize) -> Vec<usize> {
     let sizes: &[usize] = match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => &[9, 8, 4, 3, 1],
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => &[4, 3, 1],
+        Isa::Avx2Fma => &[6, 4, 3, 2, 1],
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => &[4, 3, 1],
+        Isa::Neon => &[3, 2, 1],
         Isa::Portable => &[9, 8, 4, 3, 1],
     };
-    sizes
-        .iter()
-        .copied()
-        .find(|&t| k3.is_multiple_of(t))
-        .unwrap_or(1)
+    let mut chunks = Vec::new();
+    let mut left = k3;
+    while let Some(&t) = sizes.iter().find(|&&t| t <= left) {
+        chunks.push(t);
+        left -= t;
+    }
+    chunks
 }
 
 /// The chains of one block, for the [`CHANNELS`] output channels whose `dy` starts `dstride`
-/// apart and the `taps.len()` (= [`tap_chunk`]) taps at offsets `taps`: for every group
+/// apart and the `taps.len()` taps (a size of [`tap_chunks`]) at offsets `taps`: for every group
 /// `(d0, x0)` in order, channel `c`, tap `t`, lane `q`:
 /// `lanes[c][t][q] = fma(dy[d0 + c dstride + q], x[x0 + taps[t] + q], lanes[c][t][q])`.
 /// `lanes[c]` holds `taps.len() x 16` values. On the copy `isa`.
@@ -75,8 +80,10 @@ pub(crate) fn block(
     match taps.len() {
         9 => block_t::<9>(isa, (dy, dstride), x, groups, taps, lanes),
         8 => block_t::<8>(isa, (dy, dstride), x, groups, taps, lanes),
+        6 => block_t::<6>(isa, (dy, dstride), x, groups, taps, lanes),
         4 => block_t::<4>(isa, (dy, dstride), x, groups, taps, lanes),
         3 => block_t::<3>(isa, (dy, dstride), x, groups, taps, lanes),
+        2 => block_t::<2>(isa, (dy, dstride), x, groups, taps, lanes),
         1 => block_t::<1>(isa, (dy, dstride), x, groups, taps, lanes),
         t => panic!("wgrad::block: {t} taps is not a chunk size"),
     }
@@ -220,7 +227,7 @@ mod tests {
     #[test]
     fn every_copy_gives_the_chain_bits() {
         for (k, &isa) in Isa::usable().iter().enumerate() {
-            for ntaps in [9, 8, 4, 3, 1] {
+            for ntaps in [9, 8, 6, 4, 3, 2, 1] {
                 let seed = 100 * k as u64 + ntaps as u64;
                 let offs: Vec<usize> = (0..ntaps).map(|t| (t * 11) % 37).collect();
                 let dstride = 40 * LANES + 3;
