@@ -77,12 +77,12 @@ pub(crate) fn run(
     };
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => run_tiles::<8, 3>(isa, &conv, weight),
+        Isa::Avx512 => run_tiles::<8, 3, 8, 3>(isa, &conv, weight),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => run_tiles::<4, 2>(isa, &conv, weight),
+        Isa::Avx2Fma => run_tiles::<6, 2, 4, 2>(isa, &conv, weight),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => run_tiles::<4, 1>(isa, &conv, weight),
-        Isa::Portable => run_tiles::<4, 1>(isa, &conv, weight),
+        Isa::Neon => run_tiles::<4, 1, 4, 1>(isa, &conv, weight),
+        Isa::Portable => run_tiles::<4, 1, 4, 1>(isa, &conv, weight),
     }
 }
 
@@ -108,8 +108,23 @@ fn lanes(isa: Isa) -> usize {
     }
 }
 
-/// [`run`] in tiles of `B` channels x `R` runs.
-fn run_tiles<const B: usize, const R: usize>(
+/// The channel blocks of `cout` output channels: `(first channel, channels, width)`, blocks of
+/// `b` channels and, when the last `cout mod b` channels fit in `b2`, one block of width `b2`
+/// for them (a width is the tile's channel count; channels past `channels` are computed with
+/// zero weights and dropped).
+fn channel_blocks(cout: usize, b: usize, b2: usize) -> Vec<(usize, usize, usize)> {
+    (0..cout)
+        .step_by(b)
+        .map(|c0| {
+            let channels = b.min(cout - c0);
+            (c0, channels, if channels <= b2 { b2 } else { b })
+        })
+        .collect()
+}
+
+/// [`run`] in tiles of `B` channels x `R` runs, and of `B2` x `R2` for the channel remainder
+/// when it fits in `B2` (see [`channel_blocks`]).
+fn run_tiles<const B: usize, const R: usize, const B2: usize, const R2: usize>(
     isa: Isa,
     conv: &Conv,
     weight: impl Fn(usize, usize) -> f32 + Sync,
@@ -117,16 +132,24 @@ fn run_tiles<const B: usize, const R: usize>(
     let plan = conv.plan;
     let [od_n, oh_n, ow_n] = plan.out_dims;
     let cout = plan.out_channels;
-    let blocks = cout.div_ceil(B);
+    let blocks = channel_blocks(cout, B, B2);
     let nt = conv.taps.len();
-    let max_tap = conv.taps.iter().copied().max().unwrap_or(0);
-    // Packed weights: block `kb`, tap `t`, channel `j` at ((kb * nt) + t) * B + j.
-    let mut packed = vec![0f32; blocks * nt * B];
-    for (i, p) in packed.iter_mut().enumerate() {
-        let (j, t, kb) = (i % B, (i / B) % nt, i / (B * nt));
-        let co = kb * B + j;
-        if co < cout {
-            *p = weight(co, t);
+    // Packed weights: block `kb` of width `bw` from `pack_at[kb]`, tap `t`, channel `j` at
+    // `pack_at[kb] + t bw + j`.
+    let pack_at: Vec<usize> = blocks
+        .iter()
+        .scan(0, |at, &(_, _, bw)| {
+            let here = *at;
+            *at += nt * bw;
+            Some(here)
+        })
+        .collect();
+    let mut packed = vec![0f32; blocks.iter().map(|&(_, _, bw)| nt * bw).sum()];
+    for (&(c0, channels, bw), &at) in blocks.iter().zip(&pack_at) {
+        for t in 0..nt {
+            for j in 0..channels {
+                packed[at + t * bw + j] = weight(c0 + j, t);
+            }
         }
     }
     let mut y = Tensor::zeros(&[conv.n, cout, od_n, oh_n, ow_n]);
@@ -136,47 +159,86 @@ fn run_tiles<const B: usize, const R: usize>(
     };
     let wide = ow_n >= lanes(isa);
     let l = if wide { lanes(isa) } else { NARROW };
-    let chan = od_n * oh_n * ow_n;
-    // Runs of one plane: (offset of tap 0 in the sample, output offset in the plane, lanes kept).
-    let runs_per_row = ow_n.div_ceil(l);
-    (0..conv.n * blocks * od_n)
+    (0..conv.n * blocks.len() * od_n)
         .into_par_iter()
         .for_each(|task| {
             let od = task % od_n;
-            let kb = (task / od_n) % blocks;
-            let nn = task / (od_n * blocks);
-            let channels = B.min(cout - kb * B);
-            let plane_first = ((nn * cout + kb * B) * od_n + od) * oh_n * ow_n;
-            let run_at = |k: usize| {
-                let (oh, ow0) = (k / runs_per_row, (k % runs_per_row) * l);
-                let base = (od * plan.plane[0] + oh) * plan.plane[1] + ow0;
-                (base, plane_first + oh * ow_n + ow0, l.min(ow_n - ow0))
+            let kb = (task / od_n) % blocks.len();
+            let nn = task / (od_n * blocks.len());
+            let (c0, channels, bw) = blocks[kb];
+            let plane = PlaneJob {
+                conv,
+                wide,
+                l,
+                nn,
+                od,
+                c0,
+                channels,
+                wpk: &packed[pack_at[kb]..pack_at[kb] + nt * bw],
+                out,
             };
-            let total = oh_n * runs_per_row;
-            for k0 in (0..total).step_by(R) {
-                let mut job = Tile {
-                    x: &conv.x[nn * plan.sample_stride..],
-                    bases: [0; R],
-                    taps: (conv.taps, max_tap),
-                    wpk: &packed[kb * nt * B..(kb + 1) * nt * B],
-                    out,
-                    first: [0; R],
-                    kept: [0; R],
-                    chan,
-                    channels,
-                    bias: conv.bias.map(|b| &b[kb * B..kb * B + channels]),
-                };
-                for r in 0..R {
-                    // Past the plane's last run: a repeat of the tile's first run, dropped.
-                    let (base, first, kept) = run_at(if k0 + r < total { k0 + r } else { k0 });
-                    job.bases[r] = base;
-                    job.first[r] = first;
-                    job.kept[r] = if k0 + r < total { kept } else { 0 };
-                }
-                tile::<B, R>(isa, wide, &job);
+            if bw == B {
+                plane_tiles::<B, R>(isa, &plane);
+            } else {
+                plane_tiles::<B2, R2>(isa, &plane);
             }
         });
     y
+}
+
+/// One task of [`run_tiles`]: the output plane `od` of sample `nn`, channels
+/// `c0 .. c0 + channels`.
+struct PlaneJob<'a> {
+    conv: &'a Conv<'a>,
+    /// Vectors of the copy's lanes (else `[f32; 8]`), and the lanes `l` of a run.
+    wide: bool,
+    l: usize,
+    nn: usize,
+    od: usize,
+    c0: usize,
+    channels: usize,
+    /// The block's packed weights `[tap][B]`.
+    wpk: &'a [f32],
+    out: Out,
+}
+
+/// The tiles of one plane, `B` channels x `R` runs each, in row-major order of the runs.
+fn plane_tiles<const B: usize, const R: usize>(isa: Isa, job: &PlaneJob) {
+    let (conv, l) = (job.conv, job.l);
+    let plan = conv.plan;
+    let [od_n, oh_n, ow_n] = plan.out_dims;
+    let max_tap = conv.taps.iter().copied().max().unwrap_or(0);
+    let plane_first = ((job.nn * plan.out_channels + job.c0) * od_n + job.od) * oh_n * ow_n;
+    // Runs of the plane: (offset of tap 0 in the sample, output offset, lanes kept).
+    let runs_per_row = ow_n.div_ceil(l);
+    let run_at = |k: usize| {
+        let (oh, ow0) = (k / runs_per_row, (k % runs_per_row) * l);
+        let base = (job.od * plan.plane[0] + oh) * plan.plane[1] + ow0;
+        (base, plane_first + oh * ow_n + ow0, l.min(ow_n - ow0))
+    };
+    let total = oh_n * runs_per_row;
+    for k0 in (0..total).step_by(R) {
+        let mut tile_job = Tile {
+            x: &conv.x[job.nn * plan.sample_stride..],
+            bases: [0; R],
+            taps: (conv.taps, max_tap),
+            wpk: job.wpk,
+            out: job.out,
+            first: [0; R],
+            kept: [0; R],
+            chan: od_n * oh_n * ow_n,
+            channels: job.channels,
+            bias: conv.bias.map(|b| &b[job.c0..job.c0 + job.channels]),
+        };
+        for r in 0..R {
+            // Past the plane's last run: a repeat of the tile's first run, dropped.
+            let (base, first, kept) = run_at(if k0 + r < total { k0 + r } else { k0 });
+            tile_job.bases[r] = base;
+            tile_job.first[r] = first;
+            tile_job.kept[r] = if k0 + r < total { kept } else { 0 };
+        }
+        tile::<B, R>(isa, job.wide, &tile_job);
+    }
 }
 
 /// Raw output pointer shared by the threads; each task writes a disjoint set of elements.
