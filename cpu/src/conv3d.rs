@@ -12,12 +12,13 @@
 //! The spec applies the taps of one output channel to one output row at a time, with the
 //! row's accumulators in memory once a row is shorter than 64. Here the forward and the input
 //! gradient run register tiles of several output channels x several vectors of consecutive
-//! outputs (module `tile`: 8 x 3 zmm on AVX-512, 4 x 2 ymm on AVX2): for each tap the input
+//! outputs (module `tile`: 8 x 3 zmm on AVX-512, 6 x 2 ymm on AVX2): for each tap the input
 //! vectors are loaded once and each weight broadcast once, so the accumulators never leave the
 //! registers and each load feeds several fused multiply-adds. The weight gradient keeps the
 //! canonical-reduction lanes of 2 output channels x up to 9 taps in registers over a block of
-//! positions (module `wgrad`). Threads take whole `(sample, channel block, output depth)`
-//! planes, and `(output channel pair, input channel)` pairs for the weight gradient.
+//! positions (module `wgrad`). Threads take `(sample, output depth)` planes (each for every
+//! channel block, chunk of rows by chunk of rows), and `(output channel pair, input channel)`
+//! pairs for the weight gradient.
 //!
 //! Strides are folded into unit-stride reads by splitting the padded input into the `s^3`
 //! phases of the stride (`phase r` holds the values at `s m + r`): tap `k` of output `m` reads
