@@ -29,7 +29,7 @@
 use crate::rowops::{finish_lanes_taps, fma_lanes_taps, lane_blocks};
 use crate::simd::Isa;
 use crate::tile::{run, Plan};
-use crate::wgrad::{self, CHANNELS};
+use crate::wgrad::{self, Group, CHANNELS, HALF};
 use protokd_reference::layers::conv3d::{
     backward_input_dims, backward_weight_dims, forward_dims, ConvGeom,
 };
@@ -174,11 +174,12 @@ pub(crate) fn conv3d_backward_input(
 /// for a 3x3x3 kernel 9 taps at a time with AVX-512, 6 with AVX2, 3 with NEON), each
 /// 16-position group of `dy` loaded once for all of them; strides are folded into unit-stride
 /// reads by the phase split of the input (as the forward). Needs an output width that is a
-/// multiple of 16 (so that every 16-position group is one contiguous run of a row); other
-/// shapes run [`backward_weight_rows`]. On the copy `isa`.
+/// multiple of 8 (so that each half of a 16-position group is one contiguous run of a row) and
+/// an output volume that is a multiple of 16 (so that a group is 16 consecutive values of
+/// `dy`); other shapes run [`backward_weight_rows`]. On the copy `isa`.
 pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
     let ([n, cin, ..], [_, cout, od_n, oh_n, ow_n]) = backward_weight_dims(x, dy, g);
-    if ow_n % LANES != 0 {
+    if ow_n % HALF != 0 || (od_n * oh_n * ow_n) % LANES != 0 {
         return backward_weight_rows(isa, x, dy, g);
     }
     let [kd, kh, kw] = g.kernel;
@@ -200,19 +201,20 @@ pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &Conv
     let positions = n * out_chan;
     let nblocks = positions.div_ceil(BLOCK);
     let chunks = wgrad::tap_chunks(isa, k3);
-    // The 16-position groups, in order: (dy index in channel 0, x index of tap 0 in input
-    // channel 0); block `blk` is groups `blk * BLOCK / 16 ..`. The same for every pair, whose
-    // channels are reached by offsetting `dy` and `x`.
-    let groups: Vec<(usize, usize)> = (0..positions)
+    // The 16-position groups, in order, for output channel 0 and input channel 0 (see
+    // `wgrad::Group`); block `blk` is groups `blk * BLOCK / 16 ..`. The same for every pair,
+    // whose channels are reached by offsetting `dy` and `x`.
+    let x_at = |i: usize| {
+        let ow = i % ow_n;
+        let oh = (i / ow_n) % oh_n;
+        let od = (i / (ow_n * oh_n)) % od_n;
+        (i / out_chan) * phases * cin * vol + (od * q[1] + oh) * q[2] + ow
+    };
+    let groups: Vec<Group> = (0..positions)
         .step_by(LANES)
         .map(|i| {
-            let ow = i % ow_n;
-            let oh = (i / ow_n) % oh_n;
-            let od = (i / (ow_n * oh_n)) % od_n;
-            let nn = i / out_chan;
-            let d0 = nn * cout * out_chan + (od * oh_n + oh) * ow_n + ow;
-            let x0 = nn * phases * cin * vol + (od * q[1] + oh) * q[2] + ow;
-            (d0, x0)
+            let d0 = (i / out_chan) * cout * out_chan + i % out_chan;
+            (d0, [x_at(i), x_at(i + HALF)])
         })
         .collect();
     // Pairs (channel group, ci): output channels co0 and co1 (co1 = co0 for the last group of
@@ -444,8 +446,9 @@ mod tests {
             std::array::from_fn(|a| if a == big { pick(1, 40) } else { pick(1, 9) } as usize);
         let mut dims = [0, 1, 2].map(|a| dims[a].max(k[a].saturating_sub(2 * p[a])));
         if pick(0, 1) == 1 {
-            // An output width of 16 or 32 (the weight gradient's blocked path).
-            let ow = 16 * pick(1, 2) as usize;
+            // An output width of 8, 16, 24 or 32 (the weight gradient's blocked path, when the
+            // output volume is a multiple of 16).
+            let ow = 8 * pick(1, 4) as usize;
             dims[2] = (ow - 1) * s[2] + k[2] - 2 * p[2];
         }
         let (n, mut cin, mut cout) = (
