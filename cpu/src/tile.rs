@@ -85,7 +85,7 @@ pub(crate) fn run(
         plan,
         n,
         x,
-        taps,
+        taps: (taps, taps.iter().copied().max().unwrap_or(0)),
         bias,
     };
     match isa {
@@ -104,7 +104,8 @@ struct Conv<'a> {
     plan: &'a Plan,
     n: usize,
     x: &'a [f32],
-    taps: &'a [usize],
+    /// The tap offsets, and the largest.
+    taps: (&'a [usize], usize),
     bias: Option<&'a [f32]>,
 }
 
@@ -146,7 +147,7 @@ fn run_tiles<const B: usize, const R: usize, const B2: usize, const R2: usize>(
     let [od_n, oh_n, ow_n] = plan.out_dims;
     let cout = plan.out_channels;
     let blocks = channel_blocks(cout, B, B2);
-    let nt = conv.taps.len();
+    let nt = conv.taps.0.len();
     // Packed weights: block `kb` of width `bw` from `pack_at[kb]`, tap `t`, channel `j` at
     // `pack_at[kb] + t bw + j`.
     let pack_at: Vec<usize> = blocks
@@ -170,6 +171,10 @@ fn run_tiles<const B: usize, const R: usize, const B2: usize, const R2: usize>(
         ptr: y.data.as_mut_ptr(),
         len: y.data.len(),
     };
+    let planes = conv.n * od_n;
+    if planes == 0 || blocks.is_empty() {
+        return y;
+    }
     let wide = ow_n >= lanes(isa);
     let l = if wide { lanes(isa) } else { NARROW };
     let runs = oh_n * ow_n.div_ceil(l);
@@ -179,7 +184,6 @@ fn run_tiles<const B: usize, const R: usize, const B2: usize, const R2: usize>(
     let chunk = (CHUNK_RUNS.div_ceil(row_runs) * row_runs).next_multiple_of(R * R2);
     // Tasks: (sample, output depth, group of channel blocks), enough groups for 4 tasks a
     // thread where the planes alone are fewer.
-    let planes = conv.n * od_n;
     let groups = (4 * rayon::current_num_threads())
         .div_ceil(planes)
         .clamp(1, blocks.len());
@@ -240,7 +244,6 @@ fn plane_tiles<const B: usize, const R: usize>(isa: Isa, job: &PlaneJob) {
     let (conv, l) = (job.conv, job.l);
     let plan = conv.plan;
     let [od_n, oh_n, ow_n] = plan.out_dims;
-    let max_tap = conv.taps.iter().copied().max().unwrap_or(0);
     let plane_first = ((job.nn * plan.out_channels + job.c0) * od_n + job.od) * oh_n * ow_n;
     // Run k of the plane: (offset of tap 0 in the sample, output offset, lanes kept).
     let runs_per_row = ow_n.div_ceil(l);
@@ -254,7 +257,7 @@ fn plane_tiles<const B: usize, const R: usize>(isa: Isa, job: &PlaneJob) {
         let mut tile_job = Tile {
             x: &conv.x[job.nn * plan.sample_stride..],
             bases: [0; R],
-            taps: (conv.taps, max_tap),
+            taps: conv.taps,
             wpk: job.wpk,
             out: job.out,
             first: [0; R],
