@@ -1,5 +1,5 @@
 //! The register block of the fast Conv3d weight gradient (module `conv3d`, output widths that
-//! are multiples of 16): the canonical-reduction lanes of `C` output channels x `T` taps of one
+//! are multiples of 8): the canonical-reduction lanes of `C` output channels x `T` taps of one
 //! input channel, kept in registers over a block of 16-position groups.
 //!
 //! # Order of operations (the spec's)
@@ -9,7 +9,9 @@
 //! the fixed lane tree and pairwise tree). A group is 16 consecutive positions of one output
 //! row starting at a multiple of 16, so lane `q` of a group is position `i` with
 //! `i mod 16 = q`, and taking the groups of a block in increasing order gives every chain its
-//! terms in increasing `i`. The block below only advances `C x T` such chains side by side.
+//! terms in increasing `i`. With rows of 8 a group is two rows' 8 positions (the output
+//! volume a multiple of 16, so that a group never crosses a sample), read from two bases
+//! ([`Group`]). The block below only advances `C x T` such chains side by side.
 //!
 //! # The block
 //! For each group, the `C` vectors of `dy` are loaded once, and each of the `T` input vectors
@@ -21,13 +23,17 @@
 //! | copy | vector (`L` lanes) | `C` x `T` (3x3x3 kernel) | accumulators |
 //! |---|---|---|---|
 //! | AVX-512 | `__m512` (16) | 2 x 9 (three blocks) | 18 of 32 zmm |
-//! | AVX2+FMA | `__m256` (8) | 2 x 6 (four blocks), then 2 x 3 | 12 of 16 ymm (+ 2 `dy`, 1 input) |
+//! | AVX2+FMA | `__m256` (8) | 2 x 6 (four blocks), then 2 x 3 | 12 a part; the compiler interleaves the two 8-lane parts and keeps some of their 24 on the stack |
 //! | NEON | four q registers (16) | 2 x 3 (nine blocks) | 24 of 32 q |
 //! | portable | `[f32; 16]` | 2 x 9 | (the compiler's choice) |
 //!
 //! The kernel's taps are split into blocks of the copy's sizes ([`tap_chunks`]), so no tap is
 //! computed twice. The caller computes the groups' indices once per convolution, for output
 //! channel 0 and input channel 0, and reaches a pair's channels by offsetting `dy` and `x`.
+//!
+//! On AVX2 the 2 x 6 block measured faster than 2 x 3, 2 x 4 and 2 x 5 (more taps per `dy`
+//! load), and faster than the same 2 x 6 block called once per 8-lane part, whose 12
+//! accumulators then all stay in registers (`docs/performance.md`).
 
 #[cfg(target_arch = "aarch64")]
 use std::arch::aarch64::float32x4x4_t;
