@@ -12,12 +12,13 @@
 //! The spec applies the taps of one output channel to one output row at a time, with the
 //! row's accumulators in memory once a row is shorter than 64. Here the forward and the input
 //! gradient run register tiles of several output channels x several vectors of consecutive
-//! outputs (module `tile`: 8 x 3 zmm on AVX-512, 4 x 2 ymm on AVX2): for each tap the input
+//! outputs (module `tile`: 8 x 3 zmm on AVX-512, 6 x 2 ymm on AVX2): for each tap the input
 //! vectors are loaded once and each weight broadcast once, so the accumulators never leave the
 //! registers and each load feeds several fused multiply-adds. The weight gradient keeps the
 //! canonical-reduction lanes of 2 output channels x up to 9 taps in registers over a block of
-//! positions (module `wgrad`). Threads take whole `(sample, channel block, output depth)`
-//! planes, and `(output channel pair, input channel)` pairs for the weight gradient.
+//! positions (module `wgrad`). Threads take `(sample, output depth)` planes (each for every
+//! channel block, chunk of rows by chunk of rows), and `(output channel pair, input channel)`
+//! pairs for the weight gradient.
 //!
 //! Strides are folded into unit-stride reads by splitting the padded input into the `s^3`
 //! phases of the stride (`phase r` holds the values at `s m + r`): tap `k` of output `m` reads
@@ -28,7 +29,7 @@
 use crate::rowops::{finish_lanes_taps, fma_lanes_taps, lane_blocks};
 use crate::simd::Isa;
 use crate::tile::{run, Plan};
-use crate::wgrad::{self, CHANNELS};
+use crate::wgrad::{self, Group, CHANNELS, HALF};
 use protokd_reference::layers::conv3d::{
     backward_input_dims, backward_weight_dims, forward_dims, ConvGeom,
 };
@@ -103,14 +104,22 @@ pub(crate) fn conv3d_backward_input(
     g: &ConvGeom,
     input_dims: [usize; 3],
 ) -> Tensor {
-    let ([n, cout, ..], cin) =
+    let ([n, cout, dy_d, dy_h, dy_w], cin) =
         backward_input_dims(dy, w, None, g, input_dims, "conv3d_backward_input");
     let [kd, kh, kw] = g.kernel;
     let (k, s, p) = (g.kernel, g.stride, g.padding);
     // Zeros around dy so that every read m + (r + p - k) / s lands inside: ceil((k - 1) / s)
-    // before, and (generously) enough after for the last m of every phase.
+    // before, and after, what the last m of the phases reads past dy's end: the largest
+    // m + (r + p) / s + 1 (m < ceil((I - r) / s)) less dy's size.
     let lo = [0, 1, 2].map(|a| (k[a] - 1).div_ceil(s[a]));
-    let hi = [0, 1, 2].map(|a| input_dims[a].div_ceil(s[a]) + (s[a] + p[a]) / s[a] + 1);
+    let dy_dims = [dy_d, dy_h, dy_w];
+    let hi = [0, 1, 2].map(|a| {
+        (0..s[a])
+            .map(|r| input_dims[a].saturating_sub(r).div_ceil(s[a]) + (r + p[a]) / s[a])
+            .max()
+            .unwrap_or(0)
+            .saturating_sub(dy_dims[a])
+    });
     let (dyp, q) = pad_split(dy, lo, hi, [1, 1, 1]);
     let k3 = kd * kh * kw;
     let mut dx = Tensor::zeros(&[n, cin, input_dims[0], input_dims[1], input_dims[2]]);
@@ -161,15 +170,16 @@ pub(crate) fn conv3d_backward_input(
 /// Conv3d weight gradient with the spec's bits: each `dw[co, ci, a, b, c]` is the canonical
 /// reduction over the output positions ([`protokd_reference::reduce`]: blocks of 4096
 /// positions, lane `i mod 16`), exactly as the spec's `conv3d_backward_weight`. Here the lanes
-/// of several taps stay
-/// in registers for a whole block (all 27 taps of a 3x3x3 kernel with AVX-512, 6 at a time with AVX2 and NEON), each
+/// of 2 output channels x several taps stay in registers for a whole block (module `wgrad`;
+/// for a 3x3x3 kernel 9 taps at a time with AVX-512, 6 with AVX2, 3 with NEON), each
 /// 16-position group of `dy` loaded once for all of them; strides are folded into unit-stride
 /// reads by the phase split of the input (as the forward). Needs an output width that is a
-/// multiple of 16 (so that every 16-position group is one contiguous run of a row); other
-/// shapes run [`backward_weight_rows`]. On the copy `isa`.
+/// multiple of 8 (so that each half of a 16-position group is one contiguous run of a row) and
+/// an output volume that is a multiple of 16 (so that a group is 16 consecutive values of
+/// `dy`); other shapes run [`backward_weight_rows`]. On the copy `isa`.
 pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
     let ([n, cin, ..], [_, cout, od_n, oh_n, ow_n]) = backward_weight_dims(x, dy, g);
-    if ow_n % LANES != 0 {
+    if ow_n % HALF != 0 || (od_n * oh_n * ow_n) % LANES != 0 {
         return backward_weight_rows(isa, x, dy, g);
     }
     let [kd, kh, kw] = g.kernel;
@@ -190,7 +200,23 @@ pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &Conv
     }
     let positions = n * out_chan;
     let nblocks = positions.div_ceil(BLOCK);
-    let chunk = wgrad::tap_chunk(isa, k3);
+    let chunks = wgrad::tap_chunks(isa, k3);
+    // The 16-position groups, in order, for output channel 0 and input channel 0 (see
+    // `wgrad::Group`); block `blk` is groups `blk * BLOCK / 16 ..`. The same for every pair,
+    // whose channels are reached by offsetting `dy` and `x`.
+    let x_at = |i: usize| {
+        let ow = i % ow_n;
+        let oh = (i / ow_n) % oh_n;
+        let od = (i / (ow_n * oh_n)) % od_n;
+        (i / out_chan) * phases * cin * vol + (od * q[1] + oh) * q[2] + ow
+    };
+    let groups: Vec<Group> = (0..positions)
+        .step_by(LANES)
+        .map(|i| {
+            let d0 = (i / out_chan) * cout * out_chan + i % out_chan;
+            (d0, [x_at(i), x_at(i + HALF)])
+        })
+        .collect();
     // Pairs (channel group, ci): output channels co0 and co1 (co1 = co0 for the last group of
     // an odd cout: computed twice, kept once).
     let groups_n = cout.div_ceil(CHANNELS);
@@ -200,35 +226,25 @@ pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &Conv
             let (cg, ci) = (pair / cin, pair % cin);
             let co0 = cg * CHANNELS;
             let dstride = ((co0 + 1).min(cout - 1) - co0) * out_chan;
+            let (dy_pair, x_pair) = (&dy.data[co0 * out_chan..], &xp[ci * vol..]);
             let mut lanes: [Vec<f32>; CHANNELS] =
                 std::array::from_fn(|_| vec![0.0f32; nblocks * k3 * LANES]);
-            let mut groups = Vec::with_capacity(BLOCK / LANES);
-            for blk in 0..nblocks {
-                // The 16-position groups of this block: (dy index, x index of tap 0).
-                groups.clear();
-                let end = ((blk + 1) * BLOCK).min(positions);
-                for i in (blk * BLOCK..end).step_by(LANES) {
-                    let ow = i % ow_n;
-                    let oh = (i / ow_n) % oh_n;
-                    let od = (i / (ow_n * oh_n)) % od_n;
-                    let nn = i / out_chan;
-                    let d0 = (nn * cout + co0) * out_chan + (od * oh_n + oh) * ow_n + ow;
-                    let x0 = (nn * phases * cin + ci) * vol + (od * q[1] + oh) * q[2] + ow;
-                    groups.push((d0, x0));
-                }
+            for (blk, block_groups) in groups.chunks(BLOCK / LANES).enumerate() {
                 let span = blk * k3 * LANES..(blk + 1) * k3 * LANES;
                 let [l0, l1] = &mut lanes;
                 let (b0, b1) = (&mut l0[span.clone()], &mut l1[span]);
-                for t0 in (0..k3).step_by(chunk) {
+                let mut t0 = 0;
+                for &chunk in &chunks {
                     let part = t0 * LANES..(t0 + chunk) * LANES;
                     wgrad::block(
                         isa,
-                        (&dy.data, dstride),
-                        &xp,
-                        &groups,
+                        (dy_pair, dstride),
+                        x_pair,
+                        block_groups,
                         &offsets[t0..t0 + chunk],
                         [&mut b0[part.clone()], &mut b1[part]],
                     );
+                    t0 += chunk;
                 }
             }
             lanes.map(|l| finish_lanes_taps(&l, k3))
@@ -430,8 +446,9 @@ mod tests {
             std::array::from_fn(|a| if a == big { pick(1, 40) } else { pick(1, 9) } as usize);
         let mut dims = [0, 1, 2].map(|a| dims[a].max(k[a].saturating_sub(2 * p[a])));
         if pick(0, 1) == 1 {
-            // An output width of 16 or 32 (the weight gradient's blocked path).
-            let ow = 16 * pick(1, 2) as usize;
+            // An output width of 8, 16, 24 or 32 (the weight gradient's blocked path, when the
+            // output volume is a multiple of 16).
+            let ow = 8 * pick(1, 4) as usize;
             dims[2] = (ow - 1) * s[2] + k[2] - 2 * p[2];
         }
         let (n, mut cin, mut cout) = (

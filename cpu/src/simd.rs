@@ -175,6 +175,8 @@ pub(crate) trait Vector: Copy {
     const LANES: usize;
     /// Lanes `p[0] .. p[LANES - 1]`.
     unsafe fn load(p: *const f32) -> Self;
+    /// Lanes `lo[0] .. lo[LANES / 2 - 1]`, then `hi[0] .. hi[LANES / 2 - 1]`.
+    unsafe fn load_halves(lo: *const f32, hi: *const f32) -> Self;
     /// Writes the lanes to `p[0] .. p[LANES - 1]`.
     unsafe fn store(self, p: *mut f32);
     /// `v` in every lane.
@@ -192,6 +194,17 @@ impl Vector for std::arch::x86_64::__m512 {
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         std::arch::x86_64::_mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn load_halves(lo: *const f32, hi: *const f32) -> Self {
+        use std::arch::x86_64::*;
+        // The upper 256 bits replaced by `hi`'s 8 lanes (as 4 doubles: AVX-512F has no
+        // float insert of 8 lanes without AVX-512DQ; the bits move unchanged).
+        let v = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(lo)));
+        _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+            v,
+            _mm256_castps_pd(_mm256_loadu_ps(hi)),
+        ))
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
@@ -218,6 +231,11 @@ impl Vector for std::arch::x86_64::__m256 {
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         std::arch::x86_64::_mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn load_halves(lo: *const f32, hi: *const f32) -> Self {
+        use std::arch::x86_64::{_mm256_set_m128, _mm_loadu_ps};
+        _mm256_set_m128(_mm_loadu_ps(hi), _mm_loadu_ps(lo))
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
@@ -249,6 +267,16 @@ impl Vector for std::arch::aarch64::float32x4x4_t {
             vld1q_f32(p.add(4)),
             vld1q_f32(p.add(8)),
             vld1q_f32(p.add(12)),
+        )
+    }
+    #[inline(always)]
+    unsafe fn load_halves(lo: *const f32, hi: *const f32) -> Self {
+        use std::arch::aarch64::{float32x4x4_t, vld1q_f32};
+        float32x4x4_t(
+            vld1q_f32(lo),
+            vld1q_f32(lo.add(4)),
+            vld1q_f32(hi),
+            vld1q_f32(hi.add(4)),
         )
     }
     #[inline(always)]
@@ -295,6 +323,16 @@ impl<const N: usize> Vector for [f32; N] {
     #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         std::ptr::read_unaligned(p as *const [f32; N])
+    }
+    #[inline(always)]
+    unsafe fn load_halves(lo: *const f32, hi: *const f32) -> Self {
+        std::array::from_fn(|q| {
+            if q < N / 2 {
+                *lo.add(q)
+            } else {
+                *hi.add(q - N / 2)
+            }
+        })
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {

@@ -15,23 +15,32 @@
 //! broadcast once; the `B x R` fused multiply-adds then reuse them (`R + B` loads for `B R`
 //! fmas; the old 1-vector block made `1 + B` loads for `B`). The shapes per SIMD copy:
 //!
-//! | copy | vector (`L` lanes) | `B` x `R` | accumulators |
-//! |---|---|---|---|
-//! | AVX-512 | `__m512` (16) | 8 x 3 | 24 of 32 zmm |
-//! | AVX2+FMA | `__m256` (8) | 4 x 2 | 8 of 16 ymm (4 x 3 spills: 12 + 3 inputs + 1 weight) |
-//! | NEON | four q registers (16) | 4 x 1 | 16 of 32 q |
-//! | portable | `[f32; 16]` | 4 x 1 | (the compiler's choice) |
+//! | copy | vector (`L` lanes) | `B` x `R` | accumulators | channel remainder |
+//! |---|---|---|---|---|
+//! | AVX-512 | `__m512` (16) | 8 x 3 | 24 of 32 zmm | in an 8 x 3 tile |
+//! | AVX2+FMA | `__m256` (8) | 6 x 2 | 12 of 16 ymm (+ 2 inputs, 1 weight; 4 x 3 and 3 x 4 spill one) | up to 4 channels in a 4 x 2 tile, 5 in a 6 x 2 |
+//! | NEON | four q registers (16) | 4 x 1 | 16 of 32 q | in a 4 x 1 tile |
+//! | portable | `[f32; 16]` | 4 x 1 | (the compiler's choice) | in a 4 x 1 tile |
+//!
+//! The output channels are cut into blocks of `B` ([`channel_blocks`]); the last block, when
+//! it has fewer channels, takes the copy's remainder tile if they fit in it. A tile computes
+//! all of its `B` channels, those past its block's end with zero weights, and drops them.
 //!
 //! Rows narrower than `L` run the same tile on `[f32; 8]` arrays (compiled for the copy).
 //! The `R` vectors of a tile are consecutive runs of `L` outputs of one output plane (depth
 //! `od`), in row-major order, so a tile may span several rows (rows of 16 on AVX-512 take 3
 //! rows per tile); a run that passes the row's end computes from whatever follows in the
 //! padded input and drops those lanes (the input buffer ends in zeros so that no read leaves
-//! it). A plane whose run count is not a multiple of `R` fills its last tile with repeats of
-//! its first run, computed and dropped.
+//! it). A chunk of runs whose count is not a multiple of `R` fills its last tile with repeats
+//! of its first run, computed and dropped.
 //!
-//! Threads take whole `(sample, channel block, output depth)` planes; weights are packed per
-//! channel block as `[tap][B]` (channels past `Cout` zero, their outputs dropped).
+//! # Threads and the cache
+//! Threads take `(sample, output depth, group of channel blocks)` tasks (one group per plane
+//! unless the planes are fewer than 4 a thread). A task goes along its plane in chunks of
+//! whole rows of runs ([`CHUNK_RUNS`] runs at least) and computes each chunk for every channel
+//! block of its group before the next chunk, so the input rows a chunk reads (every input
+//! channel, the kernel's depth and height) are read from memory once for all the blocks and
+//! then hit the cache. Weights are packed per channel block as `[tap][B]`.
 
 #[cfg(target_arch = "aarch64")]
 use std::arch::aarch64::float32x4x4_t;
@@ -44,6 +53,10 @@ use rayon::prelude::*;
 
 /// Lanes of the runs of rows narrower than a copy's vector.
 const NARROW: usize = 8;
+
+/// Fewest runs a task computes for one channel block before it takes the next block (see the
+/// module docs).
+const CHUNK_RUNS: usize = 32;
 
 /// The geometry of one blocked convolution: outputs `[N, out_channels, out_dims]`, each output
 /// `(od, oh, ow)` reading, for tap offset `t`, the input at
@@ -72,17 +85,17 @@ pub(crate) fn run(
         plan,
         n,
         x,
-        taps,
+        taps: (taps, taps.iter().copied().max().unwrap_or(0)),
         bias,
     };
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => run_tiles::<8, 3>(isa, &conv, weight),
+        Isa::Avx512 => run_tiles::<8, 3, 8, 3>(isa, &conv, weight),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => run_tiles::<4, 2>(isa, &conv, weight),
+        Isa::Avx2Fma => run_tiles::<6, 2, 4, 2>(isa, &conv, weight),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => run_tiles::<4, 1>(isa, &conv, weight),
-        Isa::Portable => run_tiles::<4, 1>(isa, &conv, weight),
+        Isa::Neon => run_tiles::<4, 1, 4, 1>(isa, &conv, weight),
+        Isa::Portable => run_tiles::<4, 1, 4, 1>(isa, &conv, weight),
     }
 }
 
@@ -91,7 +104,8 @@ struct Conv<'a> {
     plan: &'a Plan,
     n: usize,
     x: &'a [f32],
-    taps: &'a [usize],
+    /// The tap offsets, and the largest.
+    taps: (&'a [usize], usize),
     bias: Option<&'a [f32]>,
 }
 
@@ -108,8 +122,23 @@ fn lanes(isa: Isa) -> usize {
     }
 }
 
-/// [`run`] in tiles of `B` channels x `R` runs.
-fn run_tiles<const B: usize, const R: usize>(
+/// The channel blocks of `cout` output channels: `(first channel, channels, width)`, blocks of
+/// `b` channels and, when the last `cout mod b` channels fit in `b2`, one block of width `b2`
+/// for them (a width is the tile's channel count; channels past `channels` are computed with
+/// zero weights and dropped).
+fn channel_blocks(cout: usize, b: usize, b2: usize) -> Vec<(usize, usize, usize)> {
+    (0..cout)
+        .step_by(b)
+        .map(|c0| {
+            let channels = b.min(cout - c0);
+            (c0, channels, if channels <= b2 { b2 } else { b })
+        })
+        .collect()
+}
+
+/// [`run`] in tiles of `B` channels x `R` runs, and of `B2` x `R2` for the channel remainder
+/// when it fits in `B2` (see [`channel_blocks`]).
+fn run_tiles<const B: usize, const R: usize, const B2: usize, const R2: usize>(
     isa: Isa,
     conv: &Conv,
     weight: impl Fn(usize, usize) -> f32 + Sync,
@@ -117,16 +146,24 @@ fn run_tiles<const B: usize, const R: usize>(
     let plan = conv.plan;
     let [od_n, oh_n, ow_n] = plan.out_dims;
     let cout = plan.out_channels;
-    let blocks = cout.div_ceil(B);
-    let nt = conv.taps.len();
-    let max_tap = conv.taps.iter().copied().max().unwrap_or(0);
-    // Packed weights: block `kb`, tap `t`, channel `j` at ((kb * nt) + t) * B + j.
-    let mut packed = vec![0f32; blocks * nt * B];
-    for (i, p) in packed.iter_mut().enumerate() {
-        let (j, t, kb) = (i % B, (i / B) % nt, i / (B * nt));
-        let co = kb * B + j;
-        if co < cout {
-            *p = weight(co, t);
+    let blocks = channel_blocks(cout, B, B2);
+    let nt = conv.taps.0.len();
+    // Packed weights: block `kb` of width `bw` from `pack_at[kb]`, tap `t`, channel `j` at
+    // `pack_at[kb] + t bw + j`.
+    let pack_at: Vec<usize> = blocks
+        .iter()
+        .scan(0, |at, &(_, _, bw)| {
+            let here = *at;
+            *at += nt * bw;
+            Some(here)
+        })
+        .collect();
+    let mut packed = vec![0f32; blocks.iter().map(|&(_, _, bw)| nt * bw).sum()];
+    for (&(c0, channels, bw), &at) in blocks.iter().zip(&pack_at) {
+        for t in 0..nt {
+            for j in 0..channels {
+                packed[at + t * bw + j] = weight(c0 + j, t);
+            }
         }
     }
     let mut y = Tensor::zeros(&[conv.n, cout, od_n, oh_n, ow_n]);
@@ -134,49 +171,110 @@ fn run_tiles<const B: usize, const R: usize>(
         ptr: y.data.as_mut_ptr(),
         len: y.data.len(),
     };
+    let planes = conv.n * od_n;
+    if planes == 0 || blocks.is_empty() {
+        return y;
+    }
     let wide = ow_n >= lanes(isa);
     let l = if wide { lanes(isa) } else { NARROW };
-    let chan = od_n * oh_n * ow_n;
-    // Runs of one plane: (offset of tap 0 in the sample, output offset in the plane, lanes kept).
-    let runs_per_row = ow_n.div_ceil(l);
-    (0..conv.n * blocks * od_n)
-        .into_par_iter()
-        .for_each(|task| {
-            let od = task % od_n;
-            let kb = (task / od_n) % blocks;
-            let nn = task / (od_n * blocks);
-            let channels = B.min(cout - kb * B);
-            let plane_first = ((nn * cout + kb * B) * od_n + od) * oh_n * ow_n;
-            let run_at = |k: usize| {
-                let (oh, ow0) = (k / runs_per_row, (k % runs_per_row) * l);
-                let base = (od * plan.plane[0] + oh) * plan.plane[1] + ow0;
-                (base, plane_first + oh * ow_n + ow0, l.min(ow_n - ow0))
-            };
-            let total = oh_n * runs_per_row;
-            for k0 in (0..total).step_by(R) {
-                let mut job = Tile {
-                    x: &conv.x[nn * plan.sample_stride..],
-                    bases: [0; R],
-                    taps: (conv.taps, max_tap),
-                    wpk: &packed[kb * nt * B..(kb + 1) * nt * B],
-                    out,
-                    first: [0; R],
-                    kept: [0; R],
-                    chan,
+    let runs = oh_n * ow_n.div_ceil(l);
+    // Runs per chunk: whole rows, at least CHUNK_RUNS runs, a multiple of both tiles' R (so
+    // that only a plane's last chunk has repeats).
+    let row_runs = ow_n.div_ceil(l).max(1);
+    let chunk = (CHUNK_RUNS.div_ceil(row_runs) * row_runs).next_multiple_of(R * R2);
+    // Tasks: (sample, output depth, group of channel blocks), enough groups for 4 tasks a
+    // thread where the planes alone are fewer.
+    let groups = (4 * rayon::current_num_threads())
+        .div_ceil(planes)
+        .clamp(1, blocks.len());
+    let per_group = blocks.len().div_ceil(groups);
+    let groups = blocks.len().div_ceil(per_group);
+    (0..planes * groups).into_par_iter().for_each(|task| {
+        let (plane, group) = (task / groups, task % groups);
+        let mine = group * per_group..((group + 1) * per_group).min(blocks.len());
+        for k0 in (0..runs).step_by(chunk) {
+            // The chunk's runs for every channel block of the group, while its input rows
+            // are in the cache.
+            for kb in mine.clone() {
+                let (c0, channels, bw) = blocks[kb];
+                let job = PlaneJob {
+                    conv,
+                    wide,
+                    l,
+                    nn: plane / od_n,
+                    od: plane % od_n,
+                    c0,
                     channels,
-                    bias: conv.bias.map(|b| &b[kb * B..kb * B + channels]),
+                    wpk: &packed[pack_at[kb]..pack_at[kb] + nt * bw],
+                    out,
+                    runs: k0..(k0 + chunk).min(runs),
                 };
-                for r in 0..R {
-                    // Past the plane's last run: a repeat of the tile's first run, dropped.
-                    let (base, first, kept) = run_at(if k0 + r < total { k0 + r } else { k0 });
-                    job.bases[r] = base;
-                    job.first[r] = first;
-                    job.kept[r] = if k0 + r < total { kept } else { 0 };
+                if bw == B {
+                    plane_tiles::<B, R>(isa, &job);
+                } else {
+                    plane_tiles::<B2, R2>(isa, &job);
                 }
-                tile::<B, R>(isa, wide, &job);
             }
-        });
+        }
+    });
     y
+}
+
+/// Part of one task of [`run_tiles`]: runs `runs` of the output plane `od` of sample `nn`,
+/// channels `c0 .. c0 + channels`.
+struct PlaneJob<'a> {
+    conv: &'a Conv<'a>,
+    /// Vectors of the copy's lanes (else `[f32; 8]`), and the lanes `l` of a run.
+    wide: bool,
+    l: usize,
+    nn: usize,
+    od: usize,
+    c0: usize,
+    channels: usize,
+    /// The block's packed weights `[tap][B]`.
+    wpk: &'a [f32],
+    out: Out,
+    /// Which runs of the plane (row-major, `ceil(W / l)` a row).
+    runs: std::ops::Range<usize>,
+}
+
+/// The tiles of `job`'s runs, `B` channels x `R` runs each, in row-major order of the runs;
+/// a last tile past `job.runs.end` is filled with repeats of its first run, dropped.
+fn plane_tiles<const B: usize, const R: usize>(isa: Isa, job: &PlaneJob) {
+    let (conv, l) = (job.conv, job.l);
+    let plan = conv.plan;
+    let [od_n, oh_n, ow_n] = plan.out_dims;
+    let plane_first = ((job.nn * plan.out_channels + job.c0) * od_n + job.od) * oh_n * ow_n;
+    // Run k of the plane: (offset of tap 0 in the sample, output offset, lanes kept).
+    let runs_per_row = ow_n.div_ceil(l);
+    let run_at = |k: usize| {
+        let (oh, ow0) = (k / runs_per_row, (k % runs_per_row) * l);
+        let base = (job.od * plan.plane[0] + oh) * plan.plane[1] + ow0;
+        (base, plane_first + oh * ow_n + ow0, l.min(ow_n - ow0))
+    };
+    let end = job.runs.end;
+    for k0 in job.runs.clone().step_by(R) {
+        let mut tile_job = Tile {
+            x: &conv.x[job.nn * plan.sample_stride..],
+            bases: [0; R],
+            taps: conv.taps,
+            wpk: job.wpk,
+            out: job.out,
+            first: [0; R],
+            kept: [0; R],
+            chan: od_n * oh_n * ow_n,
+            channels: job.channels,
+            bias: conv.bias.map(|b| &b[job.c0..job.c0 + job.channels]),
+        };
+        for r in 0..R {
+            // Past the last run: a repeat of the tile's first run, dropped.
+            let (base, first, kept) = run_at(if k0 + r < end { k0 + r } else { k0 });
+            tile_job.bases[r] = base;
+            tile_job.first[r] = first;
+            tile_job.kept[r] = if k0 + r < end { kept } else { 0 };
+        }
+        tile::<B, R>(isa, job.wide, &tile_job);
+    }
 }
 
 /// Raw output pointer shared by the threads; each task writes a disjoint set of elements.
@@ -393,6 +491,7 @@ mod tests {
             for wide in [true, false] {
                 let seed = 100 * k as u64 + u64::from(wide);
                 check_tile::<8, 3>(isa, wide, seed);
+                check_tile::<6, 2>(isa, wide, seed + 50);
                 check_tile::<4, 3>(isa, wide, seed + 10);
                 check_tile::<4, 2>(isa, wide, seed + 40);
                 check_tile::<4, 1>(isa, wide, seed + 20);
