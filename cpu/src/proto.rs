@@ -21,7 +21,7 @@
 
 use crate::loops::FastLoops;
 use protokd_reference::loops::Loops;
-use protokd_reference::losses::proto::{kept_classes, norm_backward, normalise, KeptClasses};
+use protokd_reference::losses::proto::{kept_classes, norm_backward, prototypes, KeptClasses};
 use protokd_reference::losses::{check_labels, COS_EPS};
 use protokd_reference::tensor::Shaped;
 use protokd_reference::{LabelMap, Tensor};
@@ -64,28 +64,8 @@ fn side(l: &FastLoops, f: &Tensor, labels: &LabelMap, kept: &[usize], den: &[f32
     let v = labels.voxels();
     let nk = kept.len();
     let isa = l.isa;
-    // Step 2: the spec's canonical reduction per (n, kk, ch).
-    let protos: Vec<f32> = (0..n * nk * nf)
-        .into_par_iter()
-        .map(|idx| {
-            let (b, kk, ch) = (idx / (nk * nf), (idx / nf) % nk, idx % nf);
-            let k = kept[kk];
-            let y = &labels.data[b * v..(b + 1) * v];
-            let x = &f.data[(b * nf + ch) * v..(b * nf + ch + 1) * v];
-            let sum = l.reduce_with(
-                v,
-                #[inline(always)]
-                |acc, vox| acc + if y[vox] as usize == k { x[vox] } else { 0.0 },
-            );
-            sum / den[b * nk + kk]
-        })
-        .collect();
-    let mut unit_protos = vec![0.0f32; n * nk * nf];
-    let proto_norms: Vec<f32> = unit_protos
-        .chunks_mut(nf)
-        .zip(protos.chunks(nf))
-        .map(|(out, p)| normalise(p, out))
-        .collect();
+    // Step 2: the spec's own, on the engine's reductions.
+    let (unit_protos, proto_norms) = prototypes(l, f, labels, kept, den);
 
     // Step 3: the norms, then `â` row by row.
     let mut norms = vec![0.0f32; n * v];

@@ -86,6 +86,21 @@ pub struct Losses<R: Real = f32> {
     pub proto: R,
 }
 
+impl<R: Real> Losses<R> {
+    /// The six values by name (`total`, `seg`, `dice`, `ce`, `kd`, `proto`), in the order the
+    /// records of a step list them.
+    pub fn named(&self) -> [(&'static str, R); 6] {
+        [
+            ("total", self.total),
+            ("seg", self.seg),
+            ("dice", self.dice),
+            ("ce", self.ce),
+            ("kd", self.kd),
+            ("proto", self.proto),
+        ]
+    }
+}
+
 /// What a step reports.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepReport<T = Tensor, R: Real = f32> {

@@ -242,23 +242,17 @@ pub(crate) fn read_batch(a: &StepArgs, cfg: VNetConfig) -> Result<(Tensor, Label
 /// What `audit step` writes: `loss.*`, then `grad.<name>` per parameter, then `param.<name>`
 /// (the updated state).
 fn step_outputs(report: StepReport, state: &VNetState) -> Vec<(String, OutTensor)> {
-    let l = report.losses;
-    let mut out: Vec<(String, OutTensor)> = [
-        ("loss.total", l.total),
-        ("loss.seg", l.seg),
-        ("loss.dice", l.dice),
-        ("loss.ce", l.ce),
-        ("loss.kd", l.kd),
-        ("loss.proto", l.proto),
-    ]
-    .into_iter()
-    .map(|(n, v)| {
-        (
-            n.to_string(),
-            OutTensor::F32(Tensor::from_vec(&[], vec![v])),
-        )
-    })
-    .collect();
+    let mut out: Vec<(String, OutTensor)> = report
+        .losses
+        .named()
+        .into_iter()
+        .map(|(n, v)| {
+            (
+                format!("loss.{n}"),
+                OutTensor::F32(Tensor::from_vec(&[], vec![v])),
+            )
+        })
+        .collect();
     let names: Vec<String> = state.parameters().map(|(n, _)| n.to_string()).collect();
     out.extend(
         names

@@ -125,15 +125,7 @@ fn yardstick_outputs(f: &TensorFile) -> BTreeMap<String, Vec<f64>> {
         &cfg,
     )
     .unwrap();
-    let l = r.losses;
-    for (k, v) in [
-        ("total", l.total),
-        ("seg", l.seg),
-        ("dice", l.dice),
-        ("ce", l.ce),
-        ("kd", l.kd),
-        ("proto", l.proto),
-    ] {
+    for (k, v) in r.losses.named() {
         out.insert(format!("loss.{k}"), vec![v]);
     }
     let names: Vec<String> = student.parameters().map(|(n, _)| n.to_string()).collect();

@@ -3,7 +3,6 @@
 //! says, they regenerate bit for bit from the phantom generator, and a seeded n_filters 4 VNet
 //! gives the recorded values on each (insta snapshots in `tests/audit/snapshots/`).
 
-use crate::common::named_losses;
 use protokd::audit::golden::{self, Kind};
 use protokd::data::brats;
 use protokd::data::phantom::Templates;
@@ -118,7 +117,7 @@ fn golden_values(image: &Tensor, labels: &LabelMap) -> String {
     let mut out = String::new();
     writeln!(out, "teacher.features sha256 {}", le_hash(&y.features.data)).unwrap();
     writeln!(out, "teacher.logits   sha256 {}", le_hash(&y.logits.data)).unwrap();
-    for (name, v) in named_losses(&r.losses) {
+    for (name, v) in r.losses.named() {
         writeln!(out, "loss.{name:<5} {v:?} (bits {:08x})", v.to_bits()).unwrap();
     }
     let grads: Vec<f32> = r

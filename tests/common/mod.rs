@@ -13,7 +13,6 @@ pub mod refusal;
 pub mod workflow;
 
 use protokd::io::files::SIMULATE_WRITE_FAILURE;
-use protokd_reference::step::Losses;
 use protokd_reference::Tensor;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -98,28 +97,7 @@ pub fn fails_midway(mut command: Command, pattern: &str, dir: &Path) {
 /// all zero).
 pub fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.shape, b.shape, "shapes differ");
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for (x, y) in a.data.iter().zip(&b.data) {
-        num += (*x as f64 - *y as f64).powi(2);
-        den += (*y as f64).powi(2);
-    }
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
-}
-
-/// The six losses of a step by name, in the order the records of a step list them.
-pub fn named_losses(l: &Losses) -> [(&'static str, f32); 6] {
-    [
-        ("total", l.total),
-        ("seg", l.seg),
-        ("dice", l.dice),
-        ("ce", l.ce),
-        ("kd", l.kd),
-        ("proto", l.proto),
-    ]
+    protokd::audit::validate::parity::rel_err(a, b)
 }
 
 /// Asserts that `message` holds every one of `words`.

@@ -20,7 +20,7 @@
 //! `max(bound, WIDEN * that error)` (see [`Conditioning::bound`]). Run with `--nocapture` to
 //! see, per group, how many tensors needed the wider bound and the worst error.
 
-use crate::common::{named_losses, rel_err};
+use crate::common::rel_err;
 use protokd::audit::replay::read_labels;
 use protokd::io::checkpoint::read_state;
 use protokd::io::tensorfile::TensorFile;
@@ -328,7 +328,7 @@ fn parity(name: &str, strict: bool) {
         &cfg,
     )
     .unwrap();
-    for (n, v) in named_losses(&r.losses) {
+    for (n, v) in r.losses.named() {
         loss.scalar(
             &format!("step.loss.{n}"),
             v,

@@ -180,6 +180,50 @@ pub fn kept_classes<R: Real>(labels: &LabelMap) -> KeptClasses<R> {
     }
 }
 
+/// Step 2 for one network's features `[N, F, V]`: each prototype, one canonical reduction per
+/// `(n, kk, ch)` divided by `den`, and its unit vector and norm (`normalise`): `(unit_protos,
+/// proto_norms)`, `[N, K, F]` and `[N, K]`. The fast engine calls it with its own loops.
+pub fn prototypes<R: Real>(
+    l: &impl Loops<R>,
+    f: &Tensor<R>,
+    labels: &LabelMap,
+    kept: &[usize],
+    den: &[R],
+) -> (Vec<R>, Vec<R>) {
+    let [n, nf, ..] = f.dims5();
+    let v = labels.voxels();
+    let nk = kept.len();
+    let protos: Vec<R> = (0..n * nk * nf)
+        .into_par_iter()
+        .map(|idx| {
+            let (b, kk, ch) = (idx / (nk * nf), (idx / nf) % nk, idx % nf);
+            let k = kept[kk];
+            let y = &labels.data[b * v..(b + 1) * v];
+            let x = &f.data[(b * nf + ch) * v..(b * nf + ch + 1) * v];
+            // Inlined into an engine's SIMD-compiled loop (the fast engine's reductions).
+            let sum = l.reduce_with(
+                v,
+                #[inline(always)]
+                |acc, vox| {
+                    acc + if y[vox] as usize == k {
+                        x[vox]
+                    } else {
+                        R::ZERO
+                    }
+                },
+            );
+            sum / den[b * nk + kk]
+        })
+        .collect();
+    let mut unit_protos = vec![R::ZERO; n * nk * nf];
+    let proto_norms: Vec<R> = unit_protos
+        .chunks_mut(nf)
+        .zip(protos.chunks(nf))
+        .map(|(out, p)| normalise(p, out))
+        .collect();
+    (unit_protos, proto_norms)
+}
+
 /// Steps 2-4 for one network's features `[N, F, V]`.
 fn side<R: Real>(
     l: &impl Loops<R>,
@@ -192,30 +236,7 @@ fn side<R: Real>(
     let v = labels.voxels();
     let nk = kept.len();
 
-    // Step 2: prototypes, one canonical reduction per (n, kk, ch).
-    let protos: Vec<R> = (0..n * nk * nf)
-        .into_par_iter()
-        .map(|idx| {
-            let (b, kk, ch) = (idx / (nk * nf), (idx / nf) % nk, idx % nf);
-            let k = kept[kk];
-            let y = &labels.data[b * v..(b + 1) * v];
-            let x = &f.data[(b * nf + ch) * v..(b * nf + ch + 1) * v];
-            let sum = l.reduce_with(v, |acc, vox| {
-                acc + if y[vox] as usize == k {
-                    x[vox]
-                } else {
-                    R::ZERO
-                }
-            });
-            sum / den[b * nk + kk]
-        })
-        .collect();
-    let mut unit_protos = vec![R::ZERO; n * nk * nf];
-    let proto_norms: Vec<R> = unit_protos
-        .chunks_mut(nf)
-        .zip(protos.chunks(nf))
-        .map(|(out, p)| normalise(p, out))
-        .collect();
+    let (unit_protos, proto_norms) = prototypes(l, f, labels, kept, den);
 
     // Step 3 for every voxel, step 4; samples in parallel.
     let per_sample: Vec<(Vec<R>, Vec<R>, Vec<R>)> = (0..n)

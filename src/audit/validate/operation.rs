@@ -203,16 +203,7 @@ pub fn snapshot_text(
         "teacher.logits   sha256 {}",
         le_hash(y.logits.data.iter().copied())
     )?;
-    let l = r.losses;
-    let losses = [
-        ("total", l.total),
-        ("seg", l.seg),
-        ("dice", l.dice),
-        ("ce", l.ce),
-        ("kd", l.kd),
-        ("proto", l.proto),
-    ];
-    for (name, v) in losses {
+    for (name, v) in r.losses.named() {
         writeln!(out, "loss.{name:<5} {v:?} (bits {:08x})", v.to_bits())?;
     }
     let grads = r.grads.iter().flat_map(|g| g.data.iter().copied());

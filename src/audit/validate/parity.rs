@@ -48,8 +48,8 @@ const FIXTURES: [(&str, bool); 3] = [("A", false), ("B", false), ("C", true)];
 /// The student's channel: T1ce.
 const T1CE: usize = 2;
 
-/// Norm-wise relative error of `a` against `b` (absolute where `b` is zero).
-fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+/// Norm-wise relative error of `a` against `b` (absolute where `b` is zero), in f64.
+pub fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
     let (mut num, mut den) = (0.0f64, 0.0f64);
     for (x, y) in a.data.iter().zip(&b.data) {
         num += (*x as f64 - *y as f64).powi(2);
@@ -170,15 +170,7 @@ fn one(path: &Path, strict: bool) -> Result<Finding> {
         &[T1CE],
         &cfg,
     )?;
-    let l = r.losses;
-    for (name, v) in [
-        ("total", l.total),
-        ("seg", l.seg),
-        ("dice", l.dice),
-        ("ce", l.ce),
-        ("kd", l.kd),
-        ("proto", l.proto),
-    ] {
+    for (name, v) in r.losses.named() {
         t.check(
             &format!("step.loss.{name}"),
             &Tensor::from_vec(&[], vec![v]),
