@@ -20,11 +20,14 @@
 //! channel block, chunk of rows by chunk of rows), and `(output channel pair, input channel)`
 //! pairs for the weight gradient.
 //!
-//! Strides are folded into unit-stride reads by splitting the padded input into the `s^3`
-//! phases of the stride (`phase r` holds the values at `s m + r`): tap `k` of output `m` reads
-//! phase `k mod s` at `m + k div s`. The input gradient of a strided convolution is taken phase
-//! by phase of its OUTPUT (`q = s m + r`): each phase is a unit-stride chain over the taps whose
-//! `r + p - k` is divisible by `s`, in the spec's order, and is then scattered into place.
+//! Strides are folded into unit-stride reads by splitting each row of the padded input into the
+//! `s2` phases of the width stride ([`Split`]: sub-row `r` holds the values at `s2 m + r`): tap
+//! `(a, b, c)` of output `(od, oh, m)` reads row `(s0 od + a, s1 oh + b)`, sub-row `c mod s2`,
+//! at `m + c div s2`; depth and height keep their row order, so the rows one output row reads
+//! lie together in memory. The input gradient of a strided convolution is taken phase by phase
+//! of its OUTPUT (`q = s m + r`): each phase is a unit-stride chain over the taps whose
+//! `r + p - k` is divisible by `s`, in the spec's order, and the phases are then interleaved
+//! into place.
 
 use crate::rowops::{finish_lanes_taps, fma_lanes_taps, lane_blocks};
 use crate::simd::Isa;
@@ -52,24 +55,22 @@ pub(crate) fn conv3d_forward(
     let ([n, cin, di, hi, wi], cout, _) = forward_dims(x, w, bias, g);
     let [kd, kh, kw] = g.kernel;
     let s = g.stride;
-    let (xp, q) = pad_split(x, g.padding, g.padding, s);
-    let phases = s[0] * s[1] * s[2];
-    // Taps in chain order (ci, a, b, c); tap (a, b, c) of output m reads phase
-    // (a % s, b % s, c % s) at m + (a / s, b / s, c / s).
+    let xp = Split::new(x, g.padding, g.padding, s);
+    // Taps in chain order (ci, a, b, c).
     let mut taps = Vec::with_capacity(cin * kd * kh * kw);
     for ci in 0..cin {
         for a in 0..kd {
             for b in 0..kh {
                 for c in 0..kw {
-                    taps.push(phase_offset([a, b, c], ci, cin, s, q));
+                    taps.push(xp.tap([a, b, c], ci));
                 }
             }
         }
     }
     let weight = |co: usize, t: usize| w.data[co * taps.len() + t];
     let plan = Plan {
-        sample_stride: phases * cin * q[0] * q[1] * q[2],
-        plane: [q[1], q[2]],
+        sample_stride: xp.sample(),
+        plane: xp.plane(),
         out_dims: g.output_dims([di, hi, wi]),
         out_channels: cout,
     };
@@ -77,32 +78,27 @@ pub(crate) fn conv3d_forward(
         isa,
         &plan,
         n,
-        &xp,
+        &xp.data,
         &taps,
         weight,
         bias.map(|b| b.data.as_slice()),
     )
 }
 
-/// Offset, in an input split into the phases of the stride `s` by [`pad_split`] (`cin`
-/// channels, phase volumes `q`), of tap `k = (a, b, c)` of channel `ci` from the read of tap 0
-/// of channel 0: phase `k mod s`, position `k div s`.
-fn phase_offset(k: [usize; 3], ci: usize, cin: usize, s: [usize; 3], q: [usize; 3]) -> usize {
-    let r = ((k[0] % s[0]) * s[1] + k[1] % s[1]) * s[2] + k[2] % s[2];
-    (r * cin + ci) * q[0] * q[1] * q[2] + ((k[0] / s[0]) * q[1] + k[1] / s[1]) * q[2] + k[2] / s[2]
-}
-
-/// Conv3d input gradient with the spec's bits, any geometry. The outputs are taken by phase
-/// `r = q mod s` (per axis): for `q = s m + r` the taps are the `(co, a, b, c)` (ascending,
-/// the spec's order) with `r + p - k` divisible by `s` on each axis, each reading
-/// `dy[m + (r + p - k) / s]` (zero outside `dy`); a phase with no tap gives `+0.0`. On the copy
-/// `isa`.
+/// Conv3d input gradient with the spec's bits, any geometry, then `+ bias[ci]` once per value
+/// when `bias` is given (the ConvTranspose3d forward, whose bias follows the chain). The
+/// outputs are taken by phase `r = q mod s` (per axis): for `q = s m + r` the taps are the
+/// `(co, a, b, c)` (ascending, the spec's order) with `r + p - k` divisible by `s` on each axis,
+/// each reading `dy[m + (r + p - k) / s]` (zero outside `dy`); a phase with no tap gives `+0.0`
+/// (then the bias). The phases are then interleaved into the result, each row written once, in
+/// order. On the copy `isa`.
 pub(crate) fn conv3d_backward_input(
     isa: Isa,
     dy: &Tensor,
     w: &Tensor,
     g: &ConvGeom,
     input_dims: [usize; 3],
+    bias: Option<&[f32]>,
 ) -> Tensor {
     let ([n, cout, dy_d, dy_h, dy_w], cin) =
         backward_input_dims(dy, w, None, g, input_dims, "conv3d_backward_input");
@@ -120,14 +116,13 @@ pub(crate) fn conv3d_backward_input(
             .unwrap_or(0)
             .saturating_sub(dy_dims[a])
     });
-    let (dyp, q) = pad_split(dy, lo, hi, [1, 1, 1]);
+    let dyp = Split::new(dy, lo, hi, [1, 1, 1]);
     let k3 = kd * kh * kw;
-    let mut dx = Tensor::zeros(&[n, cin, input_dims[0], input_dims[1], input_dims[2]]);
-    for phase in 0..s[0] * s[1] * s[2] {
-        let r = [phase / (s[1] * s[2]), (phase / s[2]) % s[1], phase % s[2]];
+    // The outputs of phase r, `[N, Cin, M]`, or None when the phase has no position.
+    let phase = |r: [usize; 3]| -> Option<Tensor> {
         let m_dims = [0, 1, 2].map(|a| input_dims[a].saturating_sub(r[a]).div_ceil(s[a]));
         if m_dims.contains(&0) {
-            continue;
+            return None;
         }
         // The read of tap kk along axis `ax`, or None when r + p - kk is not divisible by s.
         let read = |ax: usize, kk: usize| -> Option<usize> {
@@ -143,7 +138,7 @@ pub(crate) fn conv3d_backward_input(
                     for c in 0..kw {
                         if let (Some(td), Some(th), Some(tw)) = (read(0, a), read(1, b), read(2, c))
                         {
-                            taps.push(((co * q[0] + td) * q[1] + th) * q[2] + tw);
+                            taps.push(dyp.tap([td, th, tw], co));
                             tap_weights.push(co * cin * k3 + (a * kh + b) * kw + c);
                         }
                     }
@@ -153,18 +148,22 @@ pub(crate) fn conv3d_backward_input(
         // Tap (co, k) of input channel ci multiplies w[co, ci, k].
         let weight = |ci: usize, t: usize| w.data[tap_weights[t] + ci * k3];
         let plan = Plan {
-            sample_stride: cout * q[0] * q[1] * q[2],
-            plane: [q[1], q[2]],
+            sample_stride: dyp.sample(),
+            plane: dyp.plane(),
             out_dims: m_dims,
             out_channels: cin,
         };
-        let part = run(isa, &plan, n, &dyp, &taps, weight, None);
-        if s == [1, 1, 1] {
-            return part;
-        }
-        scatter_phase(&mut dx, &part, r, s);
+        Some(run(isa, &plan, n, &dyp.data, &taps, weight, bias))
+    };
+    if s == [1, 1, 1] {
+        return phase([0, 0, 0]).unwrap_or_else(|| {
+            Tensor::zeros(&[n, cin, input_dims[0], input_dims[1], input_dims[2]])
+        });
     }
-    dx
+    let parts: Vec<Option<Tensor>> = (0..s[0] * s[1] * s[2])
+        .map(|k| phase([k / (s[1] * s[2]), (k / s[2]) % s[1], k % s[2]]))
+        .collect();
+    interleave_phases(&parts, [n, cin], input_dims, s)
 }
 
 /// Conv3d weight gradient with the spec's bits: each `dw[co, ci, a, b, c]` is the canonical
@@ -184,9 +183,8 @@ pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &Conv
     }
     let [kd, kh, kw] = g.kernel;
     let s = g.stride;
-    let (xp, q) = pad_split(x, g.padding, g.padding, s);
-    let phases = s[0] * s[1] * s[2];
-    let vol = q[0] * q[1] * q[2];
+    let xp = Split::new(x, g.padding, g.padding, s);
+    let [plane_d, plane_h] = xp.plane();
     let out_chan = od_n * oh_n * ow_n;
     let k3 = kd * kh * kw;
     // Offset of tap (a, b, c) from the read of tap 0 (phase split: see the forward).
@@ -194,7 +192,7 @@ pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &Conv
     for a in 0..kd {
         for b in 0..kh {
             for c in 0..kw {
-                offsets.push(phase_offset([a, b, c], 0, cin, s, q));
+                offsets.push(xp.tap([a, b, c], 0));
             }
         }
     }
@@ -208,7 +206,7 @@ pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &Conv
         let ow = i % ow_n;
         let oh = (i / ow_n) % oh_n;
         let od = (i / (ow_n * oh_n)) % od_n;
-        (i / out_chan) * phases * cin * vol + (od * q[1] + oh) * q[2] + ow
+        (i / out_chan) * xp.sample() + (od * plane_d + oh) * plane_h + ow
     };
     let groups: Vec<Group> = (0..positions)
         .step_by(LANES)
@@ -226,7 +224,7 @@ pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &Conv
             let (cg, ci) = (pair / cin, pair % cin);
             let co0 = cg * CHANNELS;
             let dstride = ((co0 + 1).min(cout - 1) - co0) * out_chan;
-            let (dy_pair, x_pair) = (&dy.data[co0 * out_chan..], &xp[ci * vol..]);
+            let (dy_pair, x_pair) = (&dy.data[co0 * out_chan..], &xp.data[ci * xp.chan()..]);
             let mut lanes: [Vec<f32>; CHANNELS] =
                 std::array::from_fn(|_| vec![0.0f32; nblocks * k3 * LANES]);
             for (blk, block_groups) in groups.chunks(BLOCK / LANES).enumerate() {
@@ -340,77 +338,147 @@ fn pad_spatial(x: &Tensor, lo: [usize; 3], hi: [usize; 3]) -> Tensor {
     out
 }
 
-/// Writes `part` `[N, C, M]` into the phase `r` of `dx` `[N, C, I]`: `dx[.., s m + r] =
-/// part[.., m]` on each axis.
-fn scatter_phase(dx: &mut Tensor, part: &Tensor, r: [usize; 3], s: [usize; 3]) {
-    let [_, _, d, h, w] = dx.dims5();
-    let [_, _, md, mh, mw] = part.dims5();
-    dx.data
-        .par_chunks_mut(d * h * w)
-        .zip(part.data.par_chunks(md * mh * mw))
-        .for_each(|(out, src)| {
-            for z in 0..md {
-                for y in 0..mh {
-                    let row = ((s[0] * z + r[0]) * h + s[1] * y + r[1]) * w;
-                    for x in 0..mw {
-                        out[row + s[2] * x + r[2]] = src[(z * mh + y) * mw + x];
-                    }
-                }
-            }
-        });
-}
-
-/// `x` zero-padded by `lo` before and `hi` after each spatial axis and split into the
-/// `s0 s1 s2` phases of the stride `s`: phase `r` (index `(r0 s1 + r1) s2 + r2`) holds the
-/// padded values at `s m + r`, as `[N, phase, C, Q0, Q1, Q2]` with `Q = ceil(padded / s)`
-/// (zeros where `s m + r` is past the padded size), then `SLACK` zeros. Returns the buffer
-/// and `Q`. With unit stride this is the plain zero-padded input.
-fn pad_split(x: &Tensor, lo: [usize; 3], hi: [usize; 3], s: [usize; 3]) -> (Vec<f32>, [usize; 3]) {
-    let [n, c, d, h, w] = x.dims5();
-    let dims = [d, h, w];
-    let q = [0, 1, 2].map(|a| (dims[a] + lo[a] + hi[a]).div_ceil(s[a]));
-    let vol = q[0] * q[1] * q[2];
-    let phases = s[0] * s[1] * s[2];
-    let mut out = vec![0f32; n * phases * c * vol + SLACK];
-    // Source index along an axis of the output index m in phase r, if inside the input.
-    let src = |ax: usize, m: usize, r: usize| -> Option<usize> {
-        (s[ax] * m + r)
-            .checked_sub(lo[ax])
-            .filter(|&i| i < dims[ax])
+/// The tensor `[N, C, I]` whose value at `q = s m + r` (per axis) is `parts[r][.., m]` (phase
+/// `r` at index `(r0 s1 + r1) s2 + r2`, `[N, C, M_r]`): written row by row, each value once,
+/// in memory order. Every position has its phase (`m < M_r` for `q < I`), so no value is left
+/// unwritten. Pure data movement.
+fn interleave_phases(
+    parts: &[Option<Tensor>],
+    [n, c]: [usize; 2],
+    dims: [usize; 3],
+    s: [usize; 3],
+) -> Tensor {
+    let [d, h, w] = dims;
+    let plane = d * h * w;
+    let mut data: Vec<f32> = Vec::with_capacity(n * c * plane);
+    let part = |r: [usize; 3]| {
+        parts[(r[0] * s[1] + r[1]) * s[2] + r[2]]
+            .as_ref()
+            .expect("a position without its phase")
     };
-    out[..n * phases * c * vol]
-        .par_chunks_mut(vol)
-        .enumerate()
-        .for_each(|(plane, o)| {
-            let ci = plane % c;
-            let phase = (plane / c) % phases;
-            let nn = plane / (c * phases);
-            let r = [phase / (s[1] * s[2]), (phase / s[2]) % s[1], phase % s[2]];
-            let xs = &x.data[(nn * c + ci) * d * h * w..(nn * c + ci + 1) * d * h * w];
-            if phases == 1 {
-                // Unit stride: whole rows, copied.
+    if plane > 0 {
+        data.spare_capacity_mut()[..n * c * plane]
+            .par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(nc, out)| {
                 for z in 0..d {
                     for y in 0..h {
-                        let to = ((z + lo[0]) * q[1] + y + lo[1]) * q[2] + lo[2];
-                        o[to..to + w].copy_from_slice(&xs[(z * h + y) * w..(z * h + y + 1) * w]);
-                    }
-                }
-                return;
-            }
-            for mz in 0..q[0] {
-                let Some(z) = src(0, mz, r[0]) else { continue };
-                for my in 0..q[1] {
-                    let Some(y) = src(1, my, r[1]) else { continue };
-                    let row = &mut o[(mz * q[1] + my) * q[2]..(mz * q[1] + my + 1) * q[2]];
-                    for (mx, v) in row.iter_mut().enumerate() {
-                        if let Some(xi) = src(2, mx, r[2]) {
-                            *v = xs[(z * h + y) * w + xi];
+                        let row = &mut out[(z * h + y) * w..(z * h + y + 1) * w];
+                        // Phase r2 of this row (at its row (z div s0, y div s1)) fills the
+                        // positions r2, r2 + s2, ..: together every position of the row.
+                        for r2 in 0..s[2].min(w) {
+                            let p = part([z % s[0], y % s[1], r2]);
+                            let [_, _, md, mh, mw] = p.dims5();
+                            let at = ((nc * md + z / s[0]) * mh + y / s[1]) * mw;
+                            let src = &p.data[at..at + mw];
+                            for (v, &x) in row[r2..].iter_mut().step_by(s[2]).zip(src) {
+                                v.write(x);
+                            }
                         }
                     }
                 }
-            }
-        });
-    (out, q)
+            });
+    }
+    // SAFETY: every value of the first n c plane was written above: each row of each plane,
+    // whole (its phases r2 < s2 cover the positions r2 + k s2 < w; phase r2 has
+    // ceil((w - r2) / s2) values along the row, so the zip stops at the row's end).
+    unsafe { data.set_len(n * c * plane) };
+    Tensor::from_vec(&[n, c, d, h, w], data)
+}
+
+/// An input zero-padded and split for unit-stride reads: `x` with `lo` zeros before and `hi`
+/// after each spatial axis, depth and height then rounded up to multiples of the stride `s`
+/// with zeros, and each row split into the `s2` phases of the width stride (sub-row `r` holds
+/// the padded row's values at `s2 m + r`, `m < Q = ceil(padded width / s2)`, zeros past its end),
+/// as `[N, C, D', H', s2, Q]`, then `SLACK` zeros. With unit stride this is the plain
+/// zero-padded input. Pure data movement (no arithmetic).
+struct Split {
+    data: Vec<f32>,
+    /// Channels.
+    c: usize,
+    /// `[D', H']`: padded depth and height, multiples of `s0` and `s1`.
+    rows: [usize; 2],
+    /// `Q`, the length of a sub-row.
+    q: usize,
+    s: [usize; 3],
+}
+
+impl Split {
+    fn new(x: &Tensor, lo: [usize; 3], hi: [usize; 3], s: [usize; 3]) -> Split {
+        let [n, c, d, h, w] = x.dims5();
+        let padded = |a: usize, len: usize| len + lo[a] + hi[a];
+        let split = Split {
+            data: Vec::new(),
+            c,
+            rows: [
+                padded(0, d).next_multiple_of(s[0]),
+                padded(1, h).next_multiple_of(s[1]),
+            ],
+            q: padded(2, w).div_ceil(s[2]),
+            s,
+        };
+        let mut data = vec![0f32; n * split.sample() + SLACK];
+        let (row_len, q, s2) = (split.row(), split.q, s[2]);
+        if d * h * w > 0 {
+            // A task per (sample, channel): each input row read once, dealt to its sub-rows.
+            data[..n * split.sample()]
+                .par_chunks_mut(split.chan())
+                .zip(x.data.par_chunks(d * h * w))
+                .for_each(|(o, xs)| {
+                    for z in 0..d {
+                        for y in 0..h {
+                            let xrow = &xs[(z * h + y) * w..(z * h + y + 1) * w];
+                            let at = ((z + lo[0]) * split.rows[1] + y + lo[1]) * row_len;
+                            if s2 == 1 {
+                                o[at + lo[2]..at + lo[2] + w].copy_from_slice(xrow);
+                                continue;
+                            }
+                            for r in 0..s2 {
+                                // The first m whose s2 m + r is past the padding, its source.
+                                let m0 = lo[2].saturating_sub(r).div_ceil(s2);
+                                let from = s2 * m0 + r - lo[2];
+                                let sub = &mut o[at + r * q + m0..at + (r + 1) * q];
+                                let src = xrow.get(from..).unwrap_or(&[]).iter().step_by(s2);
+                                for (v, &xv) in sub.iter_mut().zip(src) {
+                                    *v = xv;
+                                }
+                            }
+                        }
+                    }
+                });
+        }
+        Split { data, ..split }
+    }
+
+    /// Values per row (`s2` sub-rows).
+    fn row(&self) -> usize {
+        self.s[2] * self.q
+    }
+
+    /// Values per channel.
+    fn chan(&self) -> usize {
+        self.rows[0] * self.rows[1] * self.row()
+    }
+
+    /// Values per sample.
+    fn sample(&self) -> usize {
+        self.c * self.chan()
+    }
+
+    /// The [`Plan`] plane: tap 0 of output `(od, oh, m)` is at `(od plane[0] + oh) plane[1] + m`
+    /// (row `(s0 od, s1 oh)`, sub-row 0).
+    fn plane(&self) -> [usize; 2] {
+        [self.s[0] * self.rows[1] / self.s[1], self.s[1] * self.row()]
+    }
+
+    /// Offset of tap `k = (a, b, c)` of channel `ci` from tap 0 of channel 0: row `(a, b)`
+    /// further, sub-row `c mod s2`, `c div s2` along it.
+    fn tap(&self, k: [usize; 3], ci: usize) -> usize {
+        ci * self.chan()
+            + (k[0] * self.rows[1] + k[1]) * self.row()
+            + (k[2] % self.s[2]) * self.q
+            + k[2] / self.s[2]
+    }
 }
 
 // Verifies (every test in this file): R-NUM-1, R-NUM-4, R-NUM-5
@@ -421,6 +489,7 @@ mod tests {
         conv3d_backward_input as spec_backward_input,
         conv3d_backward_weight as spec_backward_weight, conv3d_forward as spec_forward,
     };
+    use protokd_reference::layers::conv_transpose3d::add_channel_bias;
     use protokd_reference::testutil::{random_tensor, thread_pools};
     use rand_chacha::ChaCha8Rng;
     use rand_core::{RngCore, SeedableRng};
@@ -467,7 +536,8 @@ mod tests {
         (g, x, w, b)
     }
 
-    /// Fast forward, input gradient and weight gradient against the spec, bit for bit, on
+    /// Fast forward, input gradient (alone and with a bias after each chain, the transposed
+    /// forward's) and weight gradient against the spec, bit for bit, on
     /// random shapes with 1, 2, 3 and 7 threads, on every copy this CPU can run (AVX-512 and
     /// AVX2+FMA on x86-64, NEON on aarch64, and the portable one), each passed by value.
     #[test]
@@ -484,18 +554,24 @@ mod tests {
             let dy = random_tensor(&spec.shape, 5000 + i);
             let spec_dx = spec_backward_input(&dy, &w, &g, [d, h, ww]);
             let spec_dw = spec_backward_weight(&x, &dy, &g);
+            // The input gradient with a bias after each chain: the transposed forward's.
+            let bx = random_tensor(&[x.shape[1]], 9000 + i);
+            let mut spec_dx_bias = spec_dx.clone();
+            add_channel_bias(&mut spec_dx_bias, &bx);
             for &isa in &isas {
                 for pool in &pools {
-                    let (fy, fdx, fdw) = pool.install(|| {
+                    let (fy, fdx, fdx_bias, fdw) = pool.install(|| {
                         (
                             conv3d_forward(isa, &x, &w, b.as_ref(), &g),
-                            conv3d_backward_input(isa, &dy, &w, &g, [d, h, ww]),
+                            conv3d_backward_input(isa, &dy, &w, &g, [d, h, ww], None),
+                            conv3d_backward_input(isa, &dy, &w, &g, [d, h, ww], Some(&bx.data)),
                             conv3d_backward_weight(isa, &x, &dy, &g),
                         )
                     });
                     let what = format!("{} {g:?} x {:?}", isa.name(), x.shape);
                     assert_eq!(bits(&fy), bits(&spec), "forward {what}");
                     assert_eq!(bits(&fdx), bits(&spec_dx), "input grad {what}");
+                    assert_eq!(bits(&fdx_bias), bits(&spec_dx_bias), "+ bias {what}");
                     assert_eq!(bits(&fdw), bits(&spec_dw), "weight grad {what}");
                 }
             }
@@ -513,7 +589,7 @@ mod tests {
             let w = random_tensor(&[c, c, 3, 3, 3], 7);
             let y = conv3d_forward(isa, &x, &w, None, &g);
             assert_eq!(bits(&y), bits(&spec_forward(&x, &w, None, &g)));
-            let dx = conv3d_backward_input(isa, &y, &w, &g, [s, s, s]);
+            let dx = conv3d_backward_input(isa, &y, &w, &g, [s, s, s], None);
             assert_eq!(bits(&dx), bits(&spec_backward_input(&y, &w, &g, [s, s, s])));
             let dw = conv3d_backward_weight(isa, &x, &y, &g);
             assert_eq!(bits(&dw), bits(&spec_backward_weight(&x, &y, &g)));

@@ -9,7 +9,7 @@ use protokd_reference::error::EngineError;
 use protokd_reference::layers::batchnorm3d::{BnCache, Then};
 use protokd_reference::layers::conv3d::ConvGeom;
 use protokd_reference::layers::conv_transpose3d::{
-    add_channel_bias, check_transposed_weight_grad, transposed_forward_dims,
+    check_transposed_weight_grad, transposed_forward_dims,
 };
 use protokd_reference::layers::softmax::softmax_on;
 use protokd_reference::losses::{ce, dice, kd};
@@ -107,7 +107,7 @@ impl Engine for Cpu {
         input_dims: [usize; 3],
     ) -> Result<Tensor, EngineError> {
         Ok(conv3d::conv3d_backward_input(
-            self.isa, dy, w, g, input_dims,
+            self.isa, dy, w, g, input_dims, None,
         ))
     }
     fn conv3d_backward_weight(
@@ -138,12 +138,15 @@ impl Engine for Cpu {
         bias: Option<&Tensor>,
         g: &ConvGeom,
     ) -> Result<Tensor, EngineError> {
-        let out_dims = transposed_forward_dims(x, w, g);
-        let mut y = conv3d::conv3d_backward_input(self.isa, x, w, g, out_dims);
-        if let Some(b) = bias {
-            add_channel_bias(&mut y, b);
-        }
-        Ok(y)
+        let out_dims = transposed_forward_dims(x, w, bias, g);
+        Ok(conv3d::conv3d_backward_input(
+            self.isa,
+            x,
+            w,
+            g,
+            out_dims,
+            bias.map(|b| b.data.as_slice()),
+        ))
     }
     /// The spec's identity: the fast Conv3d forward of `dy`.
     fn conv_transpose3d_backward_input(

@@ -337,7 +337,7 @@ pub fn conv_transpose3d_forward(
     bias: Option<&GpuTensor>,
     g: &ConvGeom,
 ) -> Result<GpuTensor, GpuError> {
-    let out_dims = transposed_forward_dims(x, w, g);
+    let out_dims = transposed_forward_dims(x, w, bias, g);
     backward_input(dev, x, w, bias, g, out_dims, "conv_transpose3d_forward")
 }
 

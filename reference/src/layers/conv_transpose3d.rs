@@ -39,7 +39,7 @@ pub fn conv_transpose3d_forward<R: Real>(
     bias: Option<&Tensor<R>>,
     g: &ConvGeom,
 ) -> Tensor<R> {
-    let out_dims = transposed_forward_dims(x, w, g);
+    let out_dims = transposed_forward_dims(x, w, bias, g);
     let mut y = conv3d_backward_input(x, w, g, out_dims);
     if let Some(b) = bias {
         add_channel_bias(&mut y, b);
@@ -91,15 +91,28 @@ pub fn conv_transpose3d_backward_weight<R: Real>(
 }
 
 /// The shapes of a ConvTranspose3d forward (of any engine): `x` `[N, Cin, D, H, W]`, `w`
-/// `[Cin, Cout, k..]`. Returns the output's spatial dims; panics otherwise (the rest is checked
-/// by the input gradient it is made of, and the bias by [`add_channel_bias`]).
-pub fn transposed_forward_dims<T: Shaped>(x: &T, w: &T, g: &ConvGeom) -> [usize; 3] {
+/// `[Cin, Cout, k..]`, `bias` (when given) `[Cout]`. Returns the output's spatial dims; panics
+/// otherwise (the rest is checked by the input gradient it is made of).
+pub fn transposed_forward_dims<T: Shaped>(
+    x: &T,
+    w: &T,
+    bias: Option<&T>,
+    g: &ConvGeom,
+) -> [usize; 3] {
     let [_, cin, d, h, wd] = x.dims5();
     assert!(
         w.shape().len() == 5 && w.shape()[0] == cin,
         "conv_transpose3d_forward: weight {:?} must be [Cin = {cin}, Cout, kd, kh, kw]",
         w.shape()
     );
+    if let Some(b) = bias {
+        let c = w.shape()[1];
+        assert_eq!(
+            b.shape(),
+            [c],
+            "conv_transpose3d_forward: bias must be [{c}]"
+        );
+    }
     g.transposed_output_dims([d, h, wd])
 }
 
