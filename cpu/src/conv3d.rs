@@ -40,6 +40,7 @@ use protokd_reference::reduce::{BLOCK, LANES};
 use protokd_reference::tensor::Shaped;
 use protokd_reference::Tensor;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Zeros after the padded input, so that a block's reads past the last row stay inside.
 const SLACK: usize = 64;
@@ -417,36 +418,55 @@ impl Split {
             q: padded(2, w).div_ceil(s[2]),
             s,
         };
-        let mut data = vec![0f32; n * split.sample() + SLACK];
+        // Every value written once: each padded row whole (zeros, then the copied values of
+        // each sub-row between zeros), then the slack.
+        let total = n * split.sample();
+        let mut data: Vec<f32> = Vec::with_capacity(total + SLACK);
+        let zero = MaybeUninit::new(0f32);
+        let (body, slack) = data.spare_capacity_mut()[..total + SLACK].split_at_mut(total);
+        slack.fill(zero);
         let (row_len, q, s2) = (split.row(), split.q, s[2]);
-        if d * h * w > 0 {
+        let rows_h = split.rows[1];
+        if d * h * w == 0 {
+            body.fill(zero);
+        } else if total > 0 {
             // A task per (sample, channel): each input row read once, dealt to its sub-rows.
-            data[..n * split.sample()]
-                .par_chunks_mut(split.chan())
+            body.par_chunks_mut(split.chan())
                 .zip(x.data.par_chunks(d * h * w))
                 .for_each(|(o, xs)| {
-                    for z in 0..d {
-                        for y in 0..h {
-                            let xrow = &xs[(z * h + y) * w..(z * h + y + 1) * w];
-                            let at = ((z + lo[0]) * split.rows[1] + y + lo[1]) * row_len;
-                            if s2 == 1 {
-                                o[at + lo[2]..at + lo[2] + w].copy_from_slice(xrow);
-                                continue;
+                    for (k, row) in o.chunks_mut(row_len).enumerate() {
+                        let (z, y) = (
+                            (k / rows_h).checked_sub(lo[0]),
+                            (k % rows_h).checked_sub(lo[1]),
+                        );
+                        let (Some(z), Some(y)) = (z.filter(|&z| z < d), y.filter(|&y| y < h))
+                        else {
+                            row.fill(zero);
+                            continue;
+                        };
+                        let xrow = &xs[(z * h + y) * w..(z * h + y + 1) * w];
+                        for (r, sub) in row.chunks_mut(q).enumerate() {
+                            // The first m whose s2 m + r is past the padding, its source, and
+                            // how many values the row has for this sub-row.
+                            let m0 = lo[2].saturating_sub(r).div_ceil(s2).min(q);
+                            let from = s2 * m0 + r - lo[2];
+                            let count = w.saturating_sub(from).div_ceil(s2).min(q - m0);
+                            let (head, rest) = sub.split_at_mut(m0);
+                            let (mid, tail) = rest.split_at_mut(count);
+                            head.fill(zero);
+                            for (v, &xv) in
+                                mid.iter_mut().zip(xrow[from.min(w)..].iter().step_by(s2))
+                            {
+                                v.write(xv);
                             }
-                            for r in 0..s2 {
-                                // The first m whose s2 m + r is past the padding, its source.
-                                let m0 = lo[2].saturating_sub(r).div_ceil(s2);
-                                let from = s2 * m0 + r - lo[2];
-                                let sub = &mut o[at + r * q + m0..at + (r + 1) * q];
-                                let src = xrow.get(from..).unwrap_or(&[]).iter().step_by(s2);
-                                for (v, &xv) in sub.iter_mut().zip(src) {
-                                    *v = xv;
-                                }
-                            }
+                            tail.fill(zero);
                         }
                     }
                 });
         }
+        // SAFETY: the body is `n C` channel planes of whole rows, each written above (or
+        // filled with zeros when the input is empty), and the slack is filled.
+        unsafe { data.set_len(total + SLACK) };
         Split { data, ..split }
     }
 

@@ -166,14 +166,23 @@ fn run_tiles<const B: usize, const R: usize, const B2: usize, const R2: usize>(
             }
         }
     }
-    let mut y = Tensor::zeros(&[conv.n, cout, od_n, oh_n, ow_n]);
+    // The output, written by the tiles without zeroing it first: every output of every
+    // channel block, row and plane is one tile's (see below). Test builds fill it with NaN
+    // first, so that a value no tile wrote cannot pass for the spec's.
+    let shape = [conv.n, cout, od_n, oh_n, ow_n];
+    let len = shape.iter().product();
+    let mut data: Vec<f32> = Vec::with_capacity(len);
+    #[cfg(test)]
+    data.spare_capacity_mut()
+        .fill(std::mem::MaybeUninit::new(f32::NAN));
     let out = Out {
-        ptr: y.data.as_mut_ptr(),
-        len: y.data.len(),
+        ptr: data.as_mut_ptr(),
+        len,
     };
     let planes = conv.n * od_n;
     if planes == 0 || blocks.is_empty() {
-        return y;
+        // No sample, output depth or channel: nothing to write.
+        return Tensor::from_vec(&shape, Vec::new());
     }
     let wide = ow_n >= lanes(isa);
     let l = if wide { lanes(isa) } else { NARROW };
@@ -217,7 +226,11 @@ fn run_tiles<const B: usize, const R: usize, const B2: usize, const R2: usize>(
             }
         }
     });
-    y
+    // SAFETY: the tasks cover every (sample, output depth) plane and every channel block, each
+    // chunk of rows of its plane, each run of each row (`plane_tiles`), and a tile writes its
+    // channels' kept lanes: every one of the `len` outputs.
+    unsafe { data.set_len(len) };
+    Tensor::from_vec(&shape, data)
 }
 
 /// Part of one task of [`run_tiles`]: runs `runs` of the output plane `od` of sample `nn`,
