@@ -20,6 +20,7 @@ use crate::state::{block_units, Unit, UnitKind, VNetConfig, VNetState};
 use crate::tensor::Shaped;
 use crate::Tensor;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What the network returns.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,17 +31,18 @@ pub struct VNetOutput<T = Tensor> {
     pub logits: T,
 }
 
-/// What a training-mode unit keeps for its backward.
+/// What a training-mode unit keeps for its backward: its input and output are shared with the
+/// units before and after it (an [`Arc`], not a copy).
 struct UnitCache<E: Engine + ?Sized> {
-    input: E::T,
+    input: Arc<E::T>,
     bn: E::BnCache,
-    output: E::T,
+    output: Arc<E::T>,
 }
 
 /// Everything a training-mode forward keeps for the backward.
 pub struct VNetCache<E: Engine + ?Sized = Spec> {
     units: HashMap<String, UnitCache<E>>,
-    features: E::T,
+    features: Arc<E::T>,
 }
 
 /// Geometry of each unit kind and of `out_conv`.
@@ -97,8 +99,8 @@ fn unit_forward<E: Engine + ?Sized>(
     e: &E,
     pass: &mut Pass<E>,
     u: &Unit,
-    x: &E::T,
-) -> Result<E::T, EngineError> {
+    x: &Arc<E::T>,
+) -> Result<Arc<E::T>, EngineError> {
     let z = unit_conv(e, pass.state(), u, x)?;
     match pass {
         Pass::Eval(s) => {
@@ -110,6 +112,7 @@ fn unit_forward<E: Engine + ?Sized>(
                 t("running_mean"),
                 t("running_var"),
             )
+            .map(Arc::new)
         }
         Pass::Train(s, caches) => {
             let (w, b, rm, rv, n) = s.batchnorm_mut(&u.bn);
@@ -121,12 +124,13 @@ fn unit_forward<E: Engine + ?Sized>(
                     }
                     other => other,
                 })?;
+            let output = Arc::new(output);
             caches.insert(
                 u.conv.clone(),
                 UnitCache {
-                    input: x.clone(),
+                    input: Arc::clone(x),
                     bn,
-                    output: output.clone(),
+                    output: Arc::clone(&output),
                 },
             );
             Ok(output)
@@ -139,8 +143,8 @@ fn block_forward<E: Engine + ?Sized>(
     e: &E,
     pass: &mut Pass<E>,
     name: &str,
-    x: &E::T,
-) -> Result<E::T, EngineError> {
+    x: &Arc<E::T>,
+) -> Result<Arc<E::T>, EngineError> {
     let units = block_units(&pass.state().config, name);
     let mut h = unit_forward(e, pass, &units[0], x)?;
     for u in &units[1..] {
@@ -149,13 +153,16 @@ fn block_forward<E: Engine + ?Sized>(
     Ok(h)
 }
 
-/// The whole network, written out.
+/// The whole network, written out: `(features, logits)`, the features shared with the training
+/// cache.
 fn forward<E: Engine + ?Sized>(
     e: &E,
     pass: &mut Pass<E>,
     x: &E::T,
-) -> Result<VNetOutput<E::T>, EngineError> {
-    let x1 = block_forward(e, pass, "block_one", x)?;
+) -> Result<(Arc<E::T>, E::T), EngineError> {
+    // A skip connection: `up + skip`, one addition per value.
+    let add = |up: Arc<E::T>, skip: &E::T| e.add(&up, skip).map(Arc::new);
+    let x1 = block_forward(e, pass, "block_one", &Arc::new(x.clone()))?;
     let x1_dw = block_forward(e, pass, "block_one_dw", &x1)?;
     let x2 = block_forward(e, pass, "block_two", &x1_dw)?;
     let x2_dw = block_forward(e, pass, "block_two_dw", &x2)?;
@@ -164,13 +171,13 @@ fn forward<E: Engine + ?Sized>(
     let x4 = block_forward(e, pass, "block_four", &x3_dw)?;
     let x4_dw = block_forward(e, pass, "block_four_dw", &x4)?;
     let x5 = block_forward(e, pass, "block_five", &x4_dw)?;
-    let x5_up = e.add(&block_forward(e, pass, "block_five_up", &x5)?, &x4)?;
+    let x5_up = add(block_forward(e, pass, "block_five_up", &x5)?, &x4)?;
     let x6 = block_forward(e, pass, "block_six", &x5_up)?;
-    let x6_up = e.add(&block_forward(e, pass, "block_six_up", &x6)?, &x3)?;
+    let x6_up = add(block_forward(e, pass, "block_six_up", &x6)?, &x3)?;
     let x7 = block_forward(e, pass, "block_seven", &x6_up)?;
-    let x7_up = e.add(&block_forward(e, pass, "block_seven_up", &x7)?, &x2)?;
+    let x7_up = add(block_forward(e, pass, "block_seven_up", &x7)?, &x2)?;
     let x8 = block_forward(e, pass, "block_eight", &x7_up)?;
-    let x8_up = e.add(&block_forward(e, pass, "block_eight_up", &x8)?, &x1)?;
+    let x8_up = add(block_forward(e, pass, "block_eight_up", &x8)?, &x1)?;
     let features = block_forward(e, pass, "block_nine", &x8_up)?;
     let s = pass.state();
     let logits = e.conv3d_forward(
@@ -179,7 +186,7 @@ fn forward<E: Engine + ?Sized>(
         Some(s.tensor("out_conv.bias")),
         &out_conv_geom(),
     )?;
-    Ok(VNetOutput { features, logits })
+    Ok((features, logits))
 }
 
 /// Checks an input batch for this network: `[N, in_channels, D, H, W]`, `N >= 1`, each of
@@ -226,7 +233,12 @@ pub fn forward_eval_on<E: Engine + ?Sized>(
     x: &E::T,
 ) -> Result<VNetOutput<E::T>, EngineError> {
     check_input(e, &state.config, "image", x)?;
-    forward(e, &mut Pass::Eval(state), x)
+    let (features, logits) = forward(e, &mut Pass::Eval(state), x)?;
+    Ok(VNetOutput {
+        // Nothing else holds them in evaluation mode: no copy.
+        features: Arc::unwrap_or_clone(features),
+        logits,
+    })
 }
 
 /// [`forward_eval_on`] on the CPU.
@@ -244,12 +256,13 @@ pub fn forward_train_on<E: Engine + ?Sized>(
 ) -> Result<(VNetOutput<E::T>, VNetCache<E>), EngineError> {
     check_input(e, &state.config, "image", x)?;
     let mut units = HashMap::new();
-    let out = forward(e, &mut Pass::Train(state, &mut units), x)?;
-    let cache = VNetCache {
-        units,
-        features: out.features.clone(),
+    let (features, logits) = forward(e, &mut Pass::Train(state, &mut units), x)?;
+    // The caller's features are a copy: the cache keeps them for the backward.
+    let out = VNetOutput {
+        features: (*features).clone(),
+        logits,
     };
-    Ok((out, cache))
+    Ok((out, VNetCache { units, features }))
 }
 
 /// [`forward_train_on`] on the CPU.
