@@ -130,7 +130,8 @@ impl Engine for Cpu {
             .collect();
         Ok(Tensor::from_vec(&[c], db))
     }
-    /// The spec's identity: the fast Conv3d input gradient, then `+ bias`.
+    /// The spec's identity: the fast Conv3d input gradient, then `+ bias` (added by the tile
+    /// after each chain: the spec's one addition per value).
     fn conv_transpose3d_forward(
         &self,
         x: &Tensor,
