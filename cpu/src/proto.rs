@@ -15,9 +15,10 @@
 //! into a small buffer. Here each pass runs over chunks of [`CHUNK`] consecutive voxels in
 //! parallel, and inside a chunk the innermost loop runs over the voxels, reading each channel
 //! row contiguously, so that the compiler computes [`CHUNK`]-wide rows of independent chains
-//! on SIMD lanes (the engine's copy, [`Isa::run`]). The passes write separate arrays (norms,
-//! then `â` per channel, then the cosine maps; in the backward `s = â . dâ` per voxel, then the
-//! gradient per channel), so every parallel task owns the rows it writes.
+//! on SIMD lanes (the engine's copy, [`Isa::run`](crate::simd::Isa::run)). The passes write
+//! separate arrays (norms, then `â` per channel, then the cosine maps; in the backward
+//! `s = â . dâ` per voxel, then the gradient per channel), so every parallel task owns the rows
+//! it writes.
 
 use crate::loops::FastLoops;
 use protokd_reference::loops::Loops;
