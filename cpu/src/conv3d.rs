@@ -262,15 +262,15 @@ pub(crate) fn conv3d_backward_weight(isa: Isa, x: &Tensor, dy: &Tensor, g: &Conv
 
 /// Conv3d weight gradient for any output width, on the copy `isa`: the `kd kh kw` canonical
 /// reductions of one `(co, ci)` pair advance together along each output row
-/// ([`fma_lanes_taps`], lane `i mod 16` of term `i`), reading a zero-padded copy of the input,
-/// so every weight gets exactly the spec's chains and trees. Pairs run in parallel.
+/// ([`fma_lanes_taps`], lane `i mod 16` of term `i`), reading the zero-padded input (a [`Split`]
+/// of unit stride; the rows are read with the stride), so every weight gets exactly the spec's
+/// chains and trees. Pairs run in parallel.
 fn backward_weight_rows(isa: Isa, x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tensor {
     let ([n, cin, _, _, _], [_, cout, od_n, oh_n, ow_n]) = backward_weight_dims(x, dy, g);
     let [kd, kh, kw] = g.kernel;
     let s = g.stride;
-    let xp = pad_spatial(x, g.padding, g.padding);
-    let [_, _, dp, hp, wp] = xp.dims5();
-    let chan = dp * hp * wp;
+    let xp = Split::new(x, g.padding, g.padding, [1, 1, 1]);
+    let ([_, hp], wp, chan) = (xp.rows, xp.row(), xp.chan());
     let out_chan = od_n * oh_n * ow_n;
     let k3 = kd * kh * kw;
     // Offset of tap (a, b, c) from the base of an output row, in a padded channel.
@@ -314,30 +314,6 @@ fn backward_weight_rows(isa: Isa, x: &Tensor, dy: &Tensor, g: &ConvGeom) -> Tens
         })
         .collect();
     Tensor::from_vec(&[cout, cin, kd, kh, kw], per_pair.concat())
-}
-
-/// `x` copied into a larger zero buffer: `lo[a]` zeros before and `hi[a]` zeros after each
-/// spatial axis `a`. Pure data movement (no arithmetic).
-fn pad_spatial(x: &Tensor, lo: [usize; 3], hi: [usize; 3]) -> Tensor {
-    let [n, c, d, h, w] = x.dims5();
-    let (dp, hp, wp) = (d + lo[0] + hi[0], h + lo[1] + hi[1], w + lo[2] + hi[2]);
-    let mut out = Tensor::zeros(&[n, c, dp, hp, wp]);
-    if d * h * w == 0 {
-        return out;
-    }
-    out.data
-        .par_chunks_mut(dp * hp * wp)
-        .zip(x.data.par_chunks(d * h * w))
-        .for_each(|(o, src)| {
-            for z in 0..d {
-                for y in 0..h {
-                    let from = (z * h + y) * w;
-                    let to = ((z + lo[0]) * hp + y + lo[1]) * wp + lo[2];
-                    o[to..to + w].copy_from_slice(&src[from..from + w]);
-                }
-            }
-        });
-    out
 }
 
 /// The tensor `[N, C, I]` whose value at `q = s m + r` (per axis) is `parts[r][.., m]` (phase

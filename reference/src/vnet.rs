@@ -32,7 +32,8 @@ pub struct VNetOutput<T = Tensor> {
 }
 
 /// What a training-mode unit keeps for its backward: its input and output are shared with the
-/// units before and after it (an [`Arc`], not a copy).
+/// units before and after it (an [`Arc`], not a copy; the image, the first unit's input, is
+/// copied once).
 struct UnitCache<E: Engine + ?Sized> {
     input: Arc<E::T>,
     bn: E::BnCache,
@@ -94,12 +95,14 @@ fn unit_conv<E: Engine + ?Sized>(
 
 /// `relu(batchnorm(conv(x)))` for one unit: the convolution, then BatchNorm and ReLU in one
 /// engine call ([`Engine::batchnorm3d_relu_forward_eval`] / `_train`: the two layers one after
-/// the other in the spec, one fused pass on the fast CPU and GPU engines).
+/// the other in the spec, one fused pass on the fast CPU and GPU engines). `share` gives `x` as
+/// an [`Arc`] for the training cache; evaluation mode never calls it.
 fn unit_forward<E: Engine + ?Sized>(
     e: &E,
     pass: &mut Pass<E>,
     u: &Unit,
-    x: &Arc<E::T>,
+    x: &E::T,
+    share: impl FnOnce() -> Arc<E::T>,
 ) -> Result<Arc<E::T>, EngineError> {
     let z = unit_conv(e, pass.state(), u, x)?;
     match pass {
@@ -128,7 +131,7 @@ fn unit_forward<E: Engine + ?Sized>(
             caches.insert(
                 u.conv.clone(),
                 UnitCache {
-                    input: Arc::clone(x),
+                    input: share(),
                     bn,
                     output: Arc::clone(&output),
                 },
@@ -138,19 +141,30 @@ fn unit_forward<E: Engine + ?Sized>(
     }
 }
 
-/// All units of block `name` in order.
+/// All units of block `name` in order, on `x` (`share`: see [`unit_forward`]).
+fn block_forward_with<E: Engine + ?Sized>(
+    e: &E,
+    pass: &mut Pass<E>,
+    name: &str,
+    x: &E::T,
+    share: impl FnOnce() -> Arc<E::T>,
+) -> Result<Arc<E::T>, EngineError> {
+    let units = block_units(&pass.state().config, name);
+    let mut h = unit_forward(e, pass, &units[0], x, share)?;
+    for u in &units[1..] {
+        h = unit_forward(e, pass, u, &h, || Arc::clone(&h))?;
+    }
+    Ok(h)
+}
+
+/// [`block_forward_with`] on a tensor the forward already shares.
 fn block_forward<E: Engine + ?Sized>(
     e: &E,
     pass: &mut Pass<E>,
     name: &str,
     x: &Arc<E::T>,
 ) -> Result<Arc<E::T>, EngineError> {
-    let units = block_units(&pass.state().config, name);
-    let mut h = unit_forward(e, pass, &units[0], x)?;
-    for u in &units[1..] {
-        h = unit_forward(e, pass, u, &h)?;
-    }
-    Ok(h)
+    block_forward_with(e, pass, name, x, || Arc::clone(x))
 }
 
 /// The whole network, written out: `(features, logits)`, the features shared with the training
@@ -162,7 +176,8 @@ fn forward<E: Engine + ?Sized>(
 ) -> Result<(Arc<E::T>, E::T), EngineError> {
     // A skip connection: `up + skip`, one addition per value.
     let add = |up: Arc<E::T>, skip: &E::T| e.add(&up, skip).map(Arc::new);
-    let x1 = block_forward(e, pass, "block_one", &Arc::new(x.clone()))?;
+    // The image is copied only for the training cache.
+    let x1 = block_forward_with(e, pass, "block_one", x, || Arc::new(x.clone()))?;
     let x1_dw = block_forward(e, pass, "block_one_dw", &x1)?;
     let x2 = block_forward(e, pass, "block_two", &x1_dw)?;
     let x2_dw = block_forward(e, pass, "block_two_dw", &x2)?;
